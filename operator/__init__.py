@@ -1,0 +1,1 @@
+"""The kopf operator for BatchInferenceJob and PipelineSchedule."""

@@ -1,0 +1,1 @@
+"""parallelrun: batch inference on Kubernetes or on one machine."""

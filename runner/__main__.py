@@ -1,0 +1,130 @@
+"""The in-pod entry point: `python -m parallelrun.runner {plan,score,merge} --spec F --run-id ID`.
+
+`score` runs shard JOB_COMPLETION_INDEX of the plan and ends with the exit code and
+termination message of DESIGN.md's runner contract:
+
+    0  shard done (failed items are counted, not fatal)
+    2  bad configuration or user code that cannot load (not worth retrying)
+    3  this shard alone exceeds a threshold (the Job fails fast)
+    other  a crash: Kubernetes retries the index and the retry resumes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+
+from .accounting import Counts
+from .layout import Layout
+from .merge import MergeError, merge
+from .plan import PlanError, ensure_plan, read_plan
+from .pool import InitError
+from .shard import ConfigError, ShardRunner
+from .spec import SpecError, load_spec_file
+from .storage import filesystem
+
+EXIT_OK, EXIT_CONFIG, EXIT_THRESHOLD = 0, 2, 3
+_MESSAGE_LIMIT = 4000  # Kubernetes keeps 4096 bytes of a termination message
+
+log = logging.getLogger("parallelrun")
+
+
+def termination_message(counts: Counts | None, reason: str | None = None) -> str:
+    message = (counts or Counts()).to_dict()
+    if reason:
+        message["reason"] = reason
+        encoded = json.dumps(message)
+        if len(encoded.encode()) > _MESSAGE_LIMIT:
+            message["reason"] = reason[: len(reason) - (len(encoded.encode()) - _MESSAGE_LIMIT) - 3] + "..."
+    return json.dumps(message)
+
+
+def _write_termination_log(text: str) -> None:
+    path = os.environ.get("PARALLELRUN_TERMINATION_LOG", "/dev/termination-log")
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError:
+        pass  # not in a pod
+    print(text, file=sys.stderr)
+
+
+def _context(args):
+    spec = load_spec_file(args.spec)
+    fs, out = filesystem(spec.output.uri)
+    return spec, fs, Layout(out, args.run_id, spec.output.format)
+
+
+def _score(args) -> int:
+    index = args.shard if args.shard is not None else os.environ.get("JOB_COMPLETION_INDEX")
+    if index is None:
+        _write_termination_log(termination_message(None, "no shard index: set JOB_COMPLETION_INDEX or --shard"))
+        return EXIT_CONFIG
+    spec, fs, layout = _context(args)
+    plan = read_plan(fs, layout)
+    if plan is None:
+        _write_termination_log(termination_message(None, f"run {args.run_id} has no plan under {layout.root}"))
+        return EXIT_CONFIG
+    scratch = os.environ.get("PARALLELRUN_SCRATCH") or tempfile.mkdtemp(prefix="parallelrun-")
+
+    def progress(shard: int, counts: Counts) -> None:
+        log.debug("shard %d: %s", shard, json.dumps(counts.to_dict()))
+
+    runner = ShardRunner(spec, plan, fs, layout, int(index), scratch=scratch, on_progress=progress)
+    try:
+        result = runner.run()
+    except (InitError, ConfigError) as e:
+        detail = getattr(e, "traceback", "")
+        log.error("%s\n%s", e, detail)
+        _write_termination_log(termination_message(runner.counts, f"user code cannot load: {e}"
+                                                   if isinstance(e, InitError) else str(e)))
+        return EXIT_CONFIG
+    _write_termination_log(termination_message(result.counts, result.exceeded))
+    return EXIT_THRESHOLD if result.exceeded else EXIT_OK
+
+
+def _plan(args) -> int:
+    spec, fs, layout = _context(args)
+    plan = ensure_plan(spec, fs, layout)
+    print(json.dumps(plan.header()["totals"]))
+    return EXIT_OK
+
+
+def _merge(args) -> int:
+    spec, fs, layout = _context(args)
+    plan = read_plan(fs, layout)
+    if plan is None:
+        _write_termination_log(json.dumps({"reason": f"run {args.run_id} has no plan"}))
+        return EXIT_CONFIG
+    try:
+        summary = merge(spec, plan, fs, layout)
+    except MergeError as e:
+        _write_termination_log(json.dumps({"reason": str(e)}))
+        return EXIT_CONFIG
+    _write_termination_log(json.dumps({k: summary[k] for k in ("status", "reason", "miniBatches", "items", "output")}))
+    return EXIT_OK if summary["status"] == "Succeeded" else EXIT_THRESHOLD
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m parallelrun.runner", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("plan", "score", "merge"))
+    parser.add_argument("--spec", required=True, help="the BatchInferenceJob (YAML or JSON)")
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--shard", type=int, help="shard index (default: $JOB_COMPLETION_INDEX)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the workers are stopped
+    try:
+        return {"plan": _plan, "score": _score, "merge": _merge}[args.command](args)
+    except (SpecError, PlanError) as e:
+        _write_termination_log(termination_message(None, str(e)))
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The output layout (DESIGN.md, "Output layout"): every path a run reads or writes.
+
+    <output.uri>/<fileName>                              final output, in plan order
+    <output.uri>/_parallelrun/<run-id>/plan/             plan.json + one shard-NNNNN.jsonl per shard
+    <output.uri>/_parallelrun/<run-id>/parts/NNNNNNNNN.<ext>   a committed mini-batch's rows
+    <output.uri>/_parallelrun/<run-id>/done/NNNNNNNNN.json     its counts: the commit point
+    <output.uri>/_parallelrun/<run-id>/shards/NNNNN.json       a finished shard's counts and errors
+    <output.uri>/_parallelrun/<run-id>/summary.json, errors.jsonl
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from .spec import JobSpec
+from .storage import join
+
+PART_EXTENSIONS = {"txt": "txt", "csv": "csv", "jsonl": "jsonl", "parquet": "arrow"}
+
+
+def run_id_for(spec: JobSpec, salt: bytes = b"") -> str:
+    """A run id that is the same for the same normalized spec (and `salt`, e.g. the
+    scoring script's bytes), so a rerun after a crash resumes the same run."""
+    digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode() + salt).hexdigest()
+    return f"{spec.name}-{digest[:10]}"
+
+
+class Layout:
+    """Paths of one run, inside the output filesystem (no protocol)."""
+
+    def __init__(self, output_path: str, run_id: str, output_format: str = "txt"):
+        self.output_path = output_path
+        self.run_id = run_id
+        self.root = join(output_path, "_parallelrun", run_id)
+        self.part_ext = PART_EXTENSIONS[output_format]
+
+    @property
+    def plan_dir(self) -> str:
+        return join(self.root, "plan")
+
+    @property
+    def plan_header(self) -> str:
+        return join(self.plan_dir, "plan.json")
+
+    def plan_shard(self, index: int) -> str:
+        return join(self.plan_dir, f"shard-{index:05d}.jsonl")
+
+    @property
+    def parts_dir(self) -> str:
+        return join(self.root, "parts")
+
+    def part(self, mini_batch_id: int) -> str:
+        return join(self.parts_dir, f"{mini_batch_id:09d}.{self.part_ext}")
+
+    @property
+    def done_dir(self) -> str:
+        return join(self.root, "done")
+
+    def done(self, mini_batch_id: int) -> str:
+        return join(self.done_dir, f"{mini_batch_id:09d}.json")
+
+    def shard_result(self, index: int) -> str:
+        return join(self.root, "shards", f"{index:05d}.json")
+
+    @property
+    def summary(self) -> str:
+        return join(self.root, "summary.json")
+
+    @property
+    def errors(self) -> str:
+        return join(self.root, "errors.jsonl")
+
+    def final_output(self, file_name: str) -> str:
+        return join(self.output_path, file_name)

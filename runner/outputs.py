@@ -1,0 +1,76 @@
+"""What run() returned → the bytes of a committed part, in the output's format.
+
+A result is a list (each element one succeeded item) or a DataFrame (each row one).
+Parts are written so that the merge only concatenates: txt/jsonl parts are plain
+lines, csv parts carry their header line (the merge keeps the first), parquet parts
+are Arrow IPC streams that the merge writes into one Parquet file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow as pa
+
+
+class ResultError(TypeError):
+    """run() returned something that is neither a list nor a DataFrame."""
+
+
+def result_length(result) -> int:
+    import pandas as pd
+
+    if isinstance(result, (list, tuple, pd.DataFrame, pa.Table)):
+        return len(result)
+    raise ResultError(f"run() returned {type(result).__name__}; return a list or a pandas DataFrame "
+                      "(one element or row per succeeded item)")
+
+
+def _table(result) -> pa.Table:
+    """A DataFrame as it is; a list of dicts as records; any other list as one `result` column."""
+    if isinstance(result, pa.Table):
+        return result
+    if isinstance(result, (list, tuple)):
+        if result and all(isinstance(r, dict) for r in result):
+            return pa.Table.from_pylist(list(result))
+        try:
+            return pa.table({"result": pa.array(list(result))})
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return pa.table({"result": [str(r) for r in result]})
+    return pa.Table.from_pandas(result, preserve_index=False)
+
+
+def _write_csv(table: pa.Table, header: bool, delimiter: str) -> bytes:
+    """Unquoted where no value needs quotes (as pandas writes), RFC 4180 quoting otherwise."""
+    import pyarrow.csv as csv
+
+    buf = io.BytesIO()
+    try:
+        csv.write_csv(table, buf, csv.WriteOptions(include_header=header, delimiter=delimiter,
+                                                   quoting_style="none", quoting_header="none"))
+    except pa.ArrowInvalid:
+        buf = io.BytesIO()
+        csv.write_csv(table, buf, csv.WriteOptions(include_header=header, delimiter=delimiter))
+    return buf.getvalue()
+
+
+def encode_part(result, fmt: str) -> bytes:
+    if fmt == "txt":
+        if isinstance(result, (list, tuple)):
+            return "".join(f"{r}\n" for r in result).encode()
+        return _write_csv(_table(result), header=False, delimiter=" ")
+    if fmt == "csv":
+        return _write_csv(_table(result), header=True, delimiter=",")
+    if fmt == "jsonl":
+        if isinstance(result, (list, tuple)):
+            return "".join(json.dumps(r, default=str) + "\n" for r in result).encode()
+        table = _table(result)
+        return "".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist()).encode()
+    if fmt == "parquet":
+        table = _table(result)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+    raise ValueError(fmt)

@@ -1,0 +1,365 @@
+"""Planning: list the input once, cut it into mini-batches, assign them to shards.
+
+The plan is the single source of truth of a run: every shard reads its part of it and
+nobody lists the input again, so input that changes mid-run cannot lose or double an
+item. Mini-batches never span files (except a partition, which is one key's rows
+across files); large tabular files are split (csv/jsonl by byte ranges on line
+boundaries, parquet by row ranges aligned to row groups). Shards are contiguous runs
+of mini-batches of about equal bytes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import posixpath
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .layout import Layout
+from .spec import JobSpec
+from .storage import filesystem, write_atomic
+
+PLAN_VERSION = 1
+_SCAN_BLOCK = 16 * 2**20  # bytes read at a time when counting lines
+
+
+class PlanError(ValueError):
+    """The input cannot be planned (nothing matches, unreadable file...): a user's mistake."""
+
+
+@dataclass(frozen=True, slots=True)
+class MiniBatch:
+    """One unit of work. Paths are relative to the plan's input root.
+
+    files: `files` (a list of paths); tabular: `file` with `rows` [start, stop) for
+    parquet or `bytes` [start, stop) for csv/jsonl; a partition: `files` with `key`
+    (column → value). `items` is None where only reading tells (csv/jsonl by size).
+    """
+
+    id: int
+    size: int
+    items: int | None
+    files: tuple[str, ...] | None = None
+    file: str | None = None
+    rows: tuple[int, int] | None = None
+    bytes: tuple[int, int] | None = None
+    key: dict | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> "MiniBatch":
+        d = json.loads(line)
+        for name in ("files", "rows", "bytes"):
+            if name in d:
+                d[name] = tuple(d[name])
+        return cls(**d)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return self.files if self.files is not None else (self.file,)
+
+
+@dataclass
+class Plan:
+    """The plan header; `mini_batches` is filled when planned here, not when read back."""
+
+    input_uri: str  # the root the mini-batches' paths are relative to
+    input_type: str
+    input_format: str | None
+    options: dict
+    shards: list[dict]  # [{"index", "first", "count", "items", "bytes"}]
+    total_mini_batches: int
+    total_items: int | None
+    total_bytes: int
+    mini_batches: list[MiniBatch] | None = None
+
+    def header(self) -> dict:
+        return {"version": PLAN_VERSION, "input": {"uri": self.input_uri, "type": self.input_type,
+                                                    "format": self.input_format, "options": self.options},
+                "totals": {"miniBatches": self.total_mini_batches, "items": self.total_items,
+                           "bytes": self.total_bytes},
+                "shards": self.shards}
+
+    @classmethod
+    def from_header(cls, d: dict) -> "Plan":
+        return cls(input_uri=d["input"]["uri"], input_type=d["input"]["type"],
+                   input_format=d["input"]["format"], options=d["input"]["options"], shards=d["shards"],
+                   total_mini_batches=d["totals"]["miniBatches"], total_items=d["totals"]["items"],
+                   total_bytes=d["totals"]["bytes"])
+
+    def absolute(self, relative: str) -> str:
+        """The URI of a mini-batch path."""
+        return f"{self.input_uri.rstrip('/')}/{relative}" if relative else self.input_uri
+
+
+# -- listing -------------------------------------------------------------------
+
+
+def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str, list[tuple[str, int]]]:
+    """The input root URI and its matching files as sorted (relative path, size) pairs.
+
+    Files and folders whose names start with `_` or `.` are skipped (Spark's and
+    Arrow's rule for markers such as `_SUCCESS`, and this project's `_parallelrun`).
+    """
+    uri = spec.input.uri
+    fs, root = filesystem(uri, env)
+    try:
+        if fs.isfile(root):
+            name = posixpath.basename(root)
+            return _parent_uri(uri), [(name, fs.size(root))]
+        found = fs.find(root, detail=True)
+    except FileNotFoundError:
+        found = {}
+    except OSError as e:
+        raise PlanError(f"spec.input.uri: cannot list {uri}: {e}") from e
+    prefix = root.rstrip("/") + "/"
+    files = []
+    for path, info in found.items():
+        rel = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+        if info.get("type") == "directory" or any(p.startswith(("_", ".")) for p in rel.split("/")):
+            continue
+        if spec.input.pattern and not (fnmatch.fnmatch(rel, spec.input.pattern)
+                                       or fnmatch.fnmatch(posixpath.basename(rel), spec.input.pattern)):
+            continue
+        files.append((rel, int(info.get("size") or 0)))
+    if not files:
+        pattern = f" matching {spec.input.pattern!r}" if spec.input.pattern else ""
+        raise PlanError(f"spec.input.uri: no input files{pattern} under {uri}")
+    files.sort()
+    return uri.rstrip("/") + "/", files
+
+
+def _parent_uri(uri: str) -> str:
+    return uri.rsplit("/", 1)[0] + "/" if "/" in uri.split("://", 1)[-1] else ""
+
+
+# -- cutting into mini-batches -----------------------------------------------
+
+
+def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
+    """List and cut the input of `spec` into mini-batches and shards."""
+    root, files = list_input(spec, env)
+    if spec.input.type == "files":
+        batches = _file_batches(files, spec.mini_batch_size.value)
+    elif spec.partition_keys:
+        batches = _partition_batches(spec, root, files, env)
+    else:
+        fs, base = filesystem(root, env)
+        cut = {"parquet": _parquet_batches, "csv": _text_batches, "jsonl": _text_batches}[spec.input.format]
+        batches = []
+        for rel, size in files:
+            path = f"{base}/{rel}"
+            try:
+                batches.extend(cut(spec, fs, path, rel, size))
+            except (OSError, ValueError) as e:
+                raise PlanError(f"spec.input: cannot read {root}{rel} as {spec.input.format}: {e}") from e
+    mini_batches = [MiniBatch(id=i, size=b.size, items=b.items, files=b.files, file=b.file, rows=b.rows,
+                              bytes=b.bytes, key=b.key) for i, b in enumerate(batches)]
+    items = None if any(b.items is None for b in mini_batches) else sum(b.items for b in mini_batches)
+    return Plan(input_uri=root, input_type=spec.input.type, input_format=spec.input.format,
+                options=dict(spec.input.options), shards=shard(mini_batches, spec.node_count),
+                total_mini_batches=len(mini_batches), total_items=items,
+                total_bytes=sum(b.size for b in mini_batches), mini_batches=mini_batches)
+
+
+def _file_batches(files: list[tuple[str, int]], count: int) -> Iterator[MiniBatch]:
+    for start in range(0, len(files), count):
+        chunk = files[start:start + count]
+        yield MiniBatch(id=0, size=sum(s for _, s in chunk), items=len(chunk), files=tuple(r for r, _ in chunk))
+
+
+def _parquet_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator[MiniBatch]:
+    """Whole row groups up to the target; a row group larger than it is cut in even slices."""
+    import pyarrow.parquet as pq
+
+    with fs.open(path, "rb") as f:
+        meta = pq.ParquetFile(f).metadata
+    if meta.num_rows == 0:
+        return
+    target = _target_rows(spec, size / meta.num_rows)
+    start = 0
+    pending = 0  # rows of whole groups gathered since `start`
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if pending and pending + n > target:
+            yield _rows(rel, start, start + pending, size, meta.num_rows)
+            start, pending = start + pending, 0
+        if n > target:
+            pieces = math.ceil(n / target)
+            for k in range(pieces):
+                a, b = start + n * k // pieces, start + n * (k + 1) // pieces
+                yield _rows(rel, a, b, size, meta.num_rows)
+            start += n
+        else:
+            pending += n
+    if pending:
+        yield _rows(rel, start, start + pending, size, meta.num_rows)
+
+
+def _rows(rel: str, a: int, b: int, file_size: int, file_rows: int) -> MiniBatch:
+    return MiniBatch(id=0, size=file_size * (b - a) // file_rows, items=b - a, file=rel, rows=(a, b))
+
+
+def _target_rows(spec: JobSpec, bytes_per_row: float) -> int:
+    if spec.mini_batch_size.unit == "rows":
+        return spec.mini_batch_size.value
+    return max(1, int(spec.mini_batch_size.value / max(bytes_per_row, 1e-9)))
+
+
+def has_header(spec_or_options) -> bool:
+    options = spec_or_options if isinstance(spec_or_options, dict) else spec_or_options.input.options
+    return bool(options.get("header", True)) and not options.get("columnNames")
+
+
+def _text_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator[MiniBatch]:
+    """csv/jsonl: byte ranges that start and end on line boundaries.
+
+    By size, cut points are found by reading a little after each target offset;
+    by rows, the file is scanned once to count lines (then items are known).
+    """
+    with fs.open(path, "rb") as f:
+        start = _line_end(f, 0) if spec.input.format == "csv" and has_header(spec) else 0
+        if start >= size:
+            return
+        if spec.input.options.get("newlinesInValues"):
+            yield MiniBatch(id=0, size=size - start, items=None, file=rel, bytes=(start, size))
+        elif spec.mini_batch_size.unit == "rows":
+            yield from _text_batches_by_rows(f, rel, start, size, spec.mini_batch_size.value)
+        else:
+            target = spec.mini_batch_size.value
+            while start < size:
+                stop = size if start + target >= size else _line_end(f, start + target)
+                yield MiniBatch(id=0, size=stop - start, items=None, file=rel, bytes=(start, stop))
+                start = stop
+
+
+def _line_end(f, offset: int) -> int:
+    """The offset just after the first newline at or after `offset` (or the end of file)."""
+    f.seek(offset)
+    while True:
+        block = f.read(65536)
+        if not block:
+            return f.tell()
+        i = block.find(b"\n")
+        if i >= 0:
+            return offset + i + 1
+        offset += len(block)
+
+
+def _text_batches_by_rows(f, rel: str, start: int, size: int, rows: int) -> Iterator[MiniBatch]:
+    f.seek(start)
+    cut, count, pos = start, 0, start
+    ends: list[np.ndarray] = []
+    while True:
+        block = f.read(_SCAN_BLOCK)
+        if not block:
+            break
+        ends.append(np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + pos + 1)
+        pos += len(block)
+    line_ends = np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
+    if pos > (line_ends[-1] if len(line_ends) else start):  # last line without a newline
+        line_ends = np.append(line_ends, pos)
+    for i in range(rows - 1, len(line_ends), rows):
+        stop = int(line_ends[i])
+        yield MiniBatch(id=0, size=stop - cut, items=rows, file=rel, bytes=(cut, stop))
+        cut, count = stop, i + 1
+    if count < len(line_ends):
+        yield MiniBatch(id=0, size=int(line_ends[-1]) - cut, items=len(line_ends) - count, file=rel,
+                        bytes=(cut, int(line_ends[-1])))
+
+
+def _partition_batches(spec: JobSpec, root: str, files: list[tuple[str, int]], env) -> list[MiniBatch]:
+    """One mini-batch per value of `partitionKeys`, gathered across files.
+
+    Keys may be columns of the data or hive-style folders (`species=setosa/`).
+    """
+    from .readers import arrow_dataset
+
+    sizes = dict(files)
+    groups: dict[tuple, dict] = defaultdict(lambda: {"files": [], "items": 0, "size": 0})
+    for rel, size in files:
+        dataset = arrow_dataset(root, [rel], spec.input.format, spec.input.options, env)
+        missing = [k for k in spec.partition_keys if k not in dataset.schema.names]
+        if missing:
+            raise PlanError(f"spec.partitionKeys: {', '.join(missing)} not a column of {root}{rel}; "
+                            f"columns: {', '.join(dataset.schema.names)}")
+        table = dataset.to_table(columns=list(spec.partition_keys))
+        counts = table.group_by(list(spec.partition_keys)).aggregate([([], "count_all")])
+        total = table.num_rows or 1
+        for row in counts.to_pylist():
+            key = tuple(row[k] for k in spec.partition_keys)
+            group = groups[key]
+            group["files"].append(rel)
+            group["items"] += row["count_all"]
+            group["size"] += sizes[rel] * row["count_all"] // total
+    ordered = sorted(groups.items(), key=lambda kv: tuple((v is None, str(type(v)), v) for v in kv[0]))
+    return [MiniBatch(id=0, size=g["size"], items=g["items"], files=tuple(g["files"]),
+                      key=dict(zip(spec.partition_keys, key))) for key, g in ordered]
+
+
+# -- shards ----------------------------------------------------------------------
+
+
+def shard(mini_batches: list[MiniBatch], count: int) -> list[dict]:
+    """Cut the plan into `count` contiguous shards of about equal bytes.
+
+    Contiguous keeps a file's mini-batches together (a worker's row-group cache hits);
+    the merge follows plan order, so shard boundaries never change the output.
+    """
+    sizes = np.fromiter((max(b.size, 1) for b in mini_batches), dtype=np.float64, count=len(mini_batches))
+    cumulative = np.cumsum(sizes)
+    total = cumulative[-1] if len(cumulative) else 0.0
+    bounds = [0]
+    for k in range(1, count):
+        bound = int(np.searchsorted(cumulative, total * k / count, side="left")) + 1 if total else 0
+        bounds.append(min(max(bound, bounds[-1]), len(mini_batches)))
+    bounds.append(len(mini_batches))
+    shards = []
+    for k in range(count):
+        chosen = mini_batches[bounds[k]:bounds[k + 1]]
+        items = None if any(b.items is None for b in chosen) else sum(b.items for b in chosen)
+        shards.append({"index": k, "first": bounds[k], "count": len(chosen), "items": items,
+                       "bytes": sum(b.size for b in chosen)})
+    return shards
+
+
+# -- persistence -----------------------------------------------------------------
+
+
+def write_plan(plan: Plan, fs, layout: Layout) -> None:
+    """Write every shard's mini-batches, then the header: its presence commits the plan."""
+    for s in plan.shards:
+        lines = "".join(b.to_json() + "\n" for b in plan.mini_batches[s["first"]:s["first"] + s["count"]])
+        write_atomic(fs, layout.plan_shard(s["index"]), lines.encode())
+    write_atomic(fs, layout.plan_header, json.dumps(plan.header(), indent=1).encode())
+
+
+def read_plan(fs, layout: Layout) -> Plan | None:
+    """The committed plan's header, or None when this run has not been planned."""
+    try:
+        with fs.open(layout.plan_header, "rb") as f:
+            return Plan.from_header(json.load(f))
+    except FileNotFoundError:
+        return None
+
+
+def read_shard(fs, layout: Layout, index: int) -> list[MiniBatch]:
+    with fs.open(layout.plan_shard(index), "rt") as f:
+        return [MiniBatch.from_json(line) for line in f if line.strip()]
+
+
+def ensure_plan(spec: JobSpec, fs, layout: Layout, env: Mapping[str, str] | None = None) -> Plan:
+    """The run's plan: the committed one if there is one (a resumed run), else a new one."""
+    existing = read_plan(fs, layout)
+    if existing is not None:
+        return existing
+    plan = make_plan(spec, env)
+    write_plan(plan, fs, layout)
+    return plan

@@ -1,0 +1,206 @@
+"""A pool of worker processes that survives its workers.
+
+The pool starts `size` workers, hands a mini-batch to an idle one, and turns every way
+an attempt can end into an event: a result, an error raised by run(), a call that
+overran `timeout` (the worker is killed), or a worker that died (segfault,
+`os._exit`, the OOM killer). A killed or dead worker is replaced at once; its
+replacement runs init() again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+
+from .plan import MiniBatch
+from .worker import worker_main
+
+
+class InitError(RuntimeError):
+    """The user's code cannot load: importing the entry script or init() failed."""
+
+    def __init__(self, error: str, tb: str):
+        super().__init__(error)
+        self.traceback = tb
+
+
+@dataclass
+class Outcome:
+    """How one attempt at a mini-batch ended. `items` is None where it is not known."""
+
+    mini_batch: MiniBatch
+    items: int | None
+    returned: int | None = None  # set when run() returned
+    error: str | None = None
+    traceback: str | None = None
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"worker process was killed by {name}{hint}"
+    return f"worker process exited with code {code}"
+
+
+class _Worker:
+    def __init__(self, ctx, index: int, config: dict):
+        self.index = index
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=worker_main, args=(child, config), daemon=True,
+                                   name=f"parallelrun-worker-{index}")
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.task: MiniBatch | None = None
+        self.deadline = 0.0
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+class WorkerPool:
+    """`configs[k]` is worker k's config for worker_main (its env carries its GPUs)."""
+
+    def __init__(self, configs: list[dict], timeout: float, max_init_crashes: int = 3):
+        self._ctx = multiprocessing.get_context("spawn")
+        self._configs = configs
+        self._timeout = timeout
+        self._init_crashes = 0
+        self._max_init_crashes = max_init_crashes
+        self._workers = [_Worker(self._ctx, k, c) for k, c in enumerate(configs)]
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(graceful=exc_type is None)
+
+    @property
+    def busy(self) -> bool:
+        return any(w.task is not None for w in self._workers)
+
+    def idle(self) -> list[_Worker]:
+        return [w for w in self._workers if w.ready and w.task is None]
+
+    def submit(self, worker: _Worker, mb: MiniBatch) -> None:
+        worker.task = mb
+        worker.deadline = time.monotonic() + self._timeout
+        worker.conn.send(mb.to_json())
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        """Outcomes of the attempts that ended within `timeout` seconds."""
+        busy = [w for w in self._workers if w.task is not None]
+        if busy:
+            timeout = max(0.0, min(timeout, min(w.deadline for w in busy) - time.monotonic()))
+        handles = {}
+        for w in self._workers:
+            handles[w.conn] = w
+            handles[w.process.sentinel] = w
+        outcomes: list[Outcome] = []
+        dead: set[_Worker] = set()
+        for handle in wait(list(handles), timeout):
+            w = handles[handle]
+            if w in dead:
+                continue
+            if handle is w.conn:
+                try:
+                    while w.conn.poll():
+                        self._receive(w, w.conn.recv(), outcomes)
+                    continue
+                except (EOFError, OSError):
+                    pass
+            if not w.process.is_alive():
+                dead.add(w)
+        now = time.monotonic()
+        for w in self._workers:
+            if w in dead:
+                w.process.join(1)
+                if w.task is not None:
+                    outcomes.append(Outcome(w.task, None, error=_describe_exit(w.process.exitcode)))
+                elif not w.ready:
+                    self._init_crashes += 1
+                    if self._init_crashes >= self._max_init_crashes:
+                        raise InitError(f"init() crashed: {_describe_exit(w.process.exitcode)}", "")
+                self._replace(w)
+            elif w.task is not None and now >= w.deadline:
+                outcomes.append(Outcome(w.task, None, error=f"TimeoutError: run() did not return within "
+                                                            f"runInvocationTimeout ({self._timeout:g} s)"))
+                self._replace(w)
+        return outcomes
+
+    def _receive(self, w: _Worker, message: tuple, outcomes: list[Outcome]) -> None:
+        kind = message[0]
+        if kind == "ready":
+            w.ready = True
+        elif kind == "init_failed":
+            raise InitError(message[1], message[2])
+        elif kind == "ok":
+            outcomes.append(Outcome(w.task, message[2], returned=message[3]))
+            w.task = None
+        elif kind == "error":
+            outcomes.append(Outcome(w.task, message[2], error=message[3], traceback=message[4]))
+            w.task = None
+
+    def _replace(self, w: _Worker) -> None:
+        w.task = None
+        w.kill()
+        self._workers[w.index] = _Worker(self._ctx, w.index, self._configs[w.index])
+
+    def close(self, graceful: bool = True) -> None:
+        """Stop the workers: when graceful, idle ones run shutdown() and exit; the rest
+        (busy, still in init(), or all when not graceful) are killed."""
+        stopping = []
+        for w in self._workers:
+            if graceful and w.ready and w.task is None and w.process.is_alive():
+                try:
+                    w.conn.send(None)
+                    stopping.append(w)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 10
+        for w in stopping:
+            w.process.join(max(0.0, deadline - time.monotonic()))
+        for w in self._workers:
+            w.kill()
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (a pod's limit)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = None
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:  # cgroup v2: "max 100000" or "200000 100000"
+            limit, period = f.read().split()
+            quota = None if limit == "max" else int(limit) / int(period)
+    except (OSError, ValueError):
+        try:
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as q, open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as p:
+                limit = int(q.read())
+                quota = None if limit <= 0 else limit / int(p.read())
+        except (OSError, ValueError):
+            pass
+    if quota:
+        count = min(count, max(1, int(quota + 0.999)))
+    return max(1, count)
+
+
+def gpu_assignment(workers: int, gpus: int, visible: str | None = None) -> list[str]:
+    """CUDA_VISIBLE_DEVICES for each worker: the pod's GPUs split evenly, or shared
+    round-robin when there are more workers than GPUs."""
+    devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(gpus)]
+    if not devices:
+        return ["" for _ in range(workers)]
+    if workers >= len(devices):
+        return [devices[k % len(devices)] for k in range(workers)]
+    return [",".join(devices[len(devices) * k // workers:len(devices) * (k + 1) // workers]) for k in range(workers)]

@@ -1,0 +1,167 @@
+"""Reading one mini-batch: local file paths (files) or a pandas DataFrame (tabular)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from collections.abc import Mapping
+
+import pyarrow as pa
+
+from .plan import MiniBatch, Plan, has_header
+from .storage import filesystem, is_local
+
+
+def csv_options(options: dict):
+    """pyarrow's csv options from `spec.input.options` (delimiter, header, columnNames,
+    quoteChar, encoding, newlinesInValues, columns)."""
+    import pyarrow.csv as csv
+
+    names = options.get("columnNames")
+    read = csv.ReadOptions(column_names=names, autogenerate_column_names=not names and not has_header(options),
+                           encoding=options.get("encoding", "utf8"), block_size=1 << 24)
+    parse = csv.ParseOptions(delimiter=options.get("delimiter", ","), quote_char=options.get("quoteChar", '"'),
+                             newlines_in_values=bool(options.get("newlinesInValues")))
+    convert = csv.ConvertOptions(include_columns=options.get("columns"))
+    return read, parse, convert
+
+
+def arrow_dataset(root: str, rels: list[str], fmt: str, options: dict, env: Mapping[str, str] | None = None):
+    """A pyarrow dataset over some files of the input, with hive-style folder keys as columns."""
+    import pyarrow.dataset as ds
+
+    fs, base = filesystem(root, env)
+    if fmt == "csv":
+        read, parse, convert = csv_options(options)
+        file_format = ds.CsvFileFormat(read_options=read, parse_options=parse, convert_options=convert)
+    else:
+        file_format = {"parquet": "parquet", "jsonl": "json"}[fmt]
+    return ds.dataset([f"{base}/{r}" for r in rels], filesystem=fs, format=file_format,
+                      partitioning="hive", partition_base_dir=base)
+
+
+class Reader:
+    """Reads mini-batches of one plan; one per worker process.
+
+    Keeps the last parquet row groups it decoded, so consecutive slices of one large
+    row group are decoded once per worker, not once per slice.
+    """
+
+    def __init__(self, plan: Plan, scratch: str, env: Mapping[str, str] | None = None):
+        self.plan = plan
+        self.scratch = scratch
+        self.env = env
+        self.fs, self.base = filesystem(plan.input_uri, env)
+        self._cache: tuple[tuple, pa.Table] | None = None
+        self._headers: dict[str, list[str]] = {}
+
+    def path(self, rel: str) -> str:
+        return f"{self.base}/{rel}"
+
+    def read(self, mb: MiniBatch):
+        """(payload for run(), number of items in it)."""
+        if self.plan.input_type == "files":
+            paths = self.local_files(mb)
+            return paths, len(paths)
+        table = self.read_table(mb)
+        return table.to_pandas(), table.num_rows
+
+    def local_files(self, mb: MiniBatch) -> list[str]:
+        if is_local(self.fs):
+            return [os.path.abspath(self.path(r)) for r in mb.files]
+        target = os.path.join(self.scratch, "files", str(mb.id))
+        shutil.rmtree(target, ignore_errors=True)
+        paths = [os.path.join(target, r) for r in mb.files]
+        for rel, local in zip(mb.files, paths):
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            self.fs.get_file(self.path(rel), local)
+        return paths
+
+    def cleanup(self, mb: MiniBatch) -> None:
+        if self.plan.input_type == "files" and not is_local(self.fs):
+            shutil.rmtree(os.path.join(self.scratch, "files", str(mb.id)), ignore_errors=True)
+
+    def read_table(self, mb: MiniBatch) -> pa.Table:
+        fmt, options = self.plan.input_format, self.plan.options
+        if mb.key is not None:
+            return self._read_partition(mb)
+        if fmt == "parquet":
+            return self._read_parquet_rows(mb.file, *mb.rows)
+        data = self._read_range(mb.file, *mb.bytes)
+        if fmt == "jsonl":
+            import pyarrow.json as pj
+
+            table = pj.read_json(io.BytesIO(data))
+            columns = options.get("columns")
+            return table.select(columns) if columns else table
+        import pyarrow.csv as csv
+
+        read, parse, convert = csv_options(options)
+        if has_header(options):
+            read.column_names = self._csv_header(mb.file)
+        elif not options.get("columnNames"):
+            read.column_names = [f"f{i}" for i in range(self._csv_width(mb.file))]
+        read.autogenerate_column_names = False
+        return csv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+
+    def count_lines(self, mb: MiniBatch) -> int:
+        """Items of a text mini-batch read as raw lines, for one that failed before parsing."""
+        data = self._read_range(mb.file, *mb.bytes)
+        return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+
+    def _read_range(self, rel: str, start: int, stop: int) -> bytes:
+        with self.fs.open(self.path(rel), "rb") as f:
+            f.seek(start)
+            return f.read(stop - start)
+
+    def _first_line(self, rel: str) -> bytes:
+        with self.fs.open(self.path(rel), "rb") as f:
+            return f.readline()
+
+    def _csv_header(self, rel: str) -> list[str]:
+        if rel not in self._headers:
+            import pyarrow.csv as csv
+
+            read, parse, _ = csv_options(self.plan.options)
+            read.autogenerate_column_names = False
+            read.column_names = None
+            table = csv.read_csv(io.BytesIO(self._first_line(rel)), read_options=read, parse_options=parse)
+            self._headers[rel] = table.column_names
+        return self._headers[rel]
+
+    def _csv_width(self, rel: str) -> int:
+        import pyarrow.csv as csv
+
+        read, parse, _ = csv_options(self.plan.options)
+        return csv.read_csv(io.BytesIO(self._first_line(rel)), read_options=read, parse_options=parse).num_columns
+
+    def _read_parquet_rows(self, rel: str, start: int, stop: int) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        with self.fs.open(self.path(rel), "rb") as f:
+            pf = pq.ParquetFile(f)
+            meta = pf.metadata
+            groups, first, offset = [], None, 0
+            for g in range(meta.num_row_groups):
+                n = meta.row_group(g).num_rows
+                if offset < stop and offset + n > start:
+                    groups.append(g)
+                    first = offset if first is None else first
+                offset += n
+            key = (rel, tuple(groups))
+            if self._cache is None or self._cache[0] != key:
+                self._cache = None  # let the previous groups go before decoding the next
+                self._cache = (key, pf.read_row_groups(groups, columns=self.plan.options.get("columns")))
+        return self._cache[1].slice(start - first, stop - start)
+
+    def _read_partition(self, mb: MiniBatch) -> pa.Table:
+        import pyarrow.compute as pc
+
+        condition = None
+        for column, value in mb.key.items():
+            term = pc.field(column).is_null() if value is None else pc.field(column) == value
+            condition = term if condition is None else condition & term
+        dataset = arrow_dataset(self.plan.input_uri, list(mb.files), self.plan.input_format,
+                                self.plan.options, self.env)
+        return dataset.to_table(filter=condition, columns=self.plan.options.get("columns"))

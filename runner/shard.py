@@ -1,0 +1,237 @@
+"""One shard of a run: what a scoring pod does (and each node of local mode).
+
+Fetches the model, side inputs and code once, resumes from what is committed, feeds
+its mini-batches to the worker pool, retries failed attempts up to `runMaxTry`,
+commits each finished mini-batch (its `done/` marker), holds the counts against the
+thresholds, and finally writes the shard's result for the merge.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .accounting import Counts, spec_threshold_exceeded
+from .layout import Layout
+from .plan import MiniBatch, Plan, read_shard
+from .pool import InitError, Outcome, WorkerPool, available_cpus, gpu_assignment
+from .readers import Reader
+from .spec import JobSpec
+from .storage import fetch, write_atomic
+
+log = logging.getLogger("parallelrun")
+
+
+class ConfigError(RuntimeError):
+    """The job cannot start for a reason retrying will not fix (missing entry script, model...)."""
+
+
+@dataclass
+class ShardResult:
+    index: int
+    counts: Counts
+    exceeded: str | None = None  # the threshold this shard alone exceeded
+    failed_ids: list[int] = field(default_factory=list)  # mini-batches with failed items
+
+    def to_dict(self) -> dict:
+        return {"shard": self.index, **self.counts.to_dict(), "thresholdExceeded": self.exceeded,
+                "failedMiniBatches": self.failed_ids}
+
+
+def process_count(spec: JobSpec) -> int:
+    if spec.process_count_per_node:
+        return spec.process_count_per_node
+    return spec.gpu.count if spec.gpu else available_cpus()
+
+
+class ShardRunner:
+    def __init__(self, spec: JobSpec, plan: Plan, fs, layout: Layout, index: int, *, scratch: str,
+                 log_dir: str | None = None, on_progress: Callable[[int, Counts], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+        self.spec, self.plan, self.fs, self.layout, self.index = spec, plan, fs, layout, index
+        self.scratch = scratch
+        self.log_dir = log_dir
+        self.on_progress = on_progress or (lambda index, counts: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.counts = Counts()
+        self.failed_ids: list[int] = []
+        self._reader = Reader(plan, scratch)
+
+    # -- set-up ----------------------------------------------------------------
+
+    def _resolve_code(self) -> str:
+        code = self.spec.code
+        if code.uri:
+            directory = fetch(code.uri, os.path.join(self.scratch, "code"))
+            if os.path.isfile(directory):
+                directory = os.path.dirname(directory)
+        elif code.config_map:
+            directory = os.environ.get("PARALLELRUN_CODE_DIR", "/var/run/parallelrun/code")
+        else:
+            directory = os.getcwd()  # baked into the image, relative to its working directory
+        script = os.path.join(directory, code.entry_script)
+        if not os.path.isfile(script):
+            raise ConfigError(f"spec.code.entryScript: {code.entry_script} not found in {directory}")
+        return os.path.abspath(script)
+
+    def _shared_env(self) -> dict:
+        """Paths of the model and side inputs, fetched once for the whole shard."""
+        env = {"PARALLELRUN_SHARD_INDEX": str(self.index), "PARALLELRUN_RUN_ID": self.layout.run_id}
+        try:
+            if self.spec.model_uri:
+                model = fetch(self.spec.model_uri, os.path.join(self.scratch, "model"))
+                env["PARALLELRUN_MODEL_DIR"] = env["AZUREML_MODEL_DIR"] = model
+            for side in self.spec.side_inputs:
+                env[side.env_var] = fetch(side.uri, os.path.join(self.scratch, "side", side.name))
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from e
+        return env
+
+    def worker_configs(self) -> list[dict]:
+        workers = process_count(self.spec)
+        script = self._resolve_code()
+        env = self._shared_env()
+        threads = str(max(1, available_cpus() // workers))
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            if var not in os.environ:  # N processes × all cores of BLAS threads would oversubscribe
+                env[var] = threads
+        gpus = (gpu_assignment(workers, self.spec.gpu.count, os.environ.get("CUDA_VISIBLE_DEVICES"))
+                if self.spec.gpu else None)
+        configs = []
+        for k in range(workers):
+            worker_env = dict(env, PARALLELRUN_WORKER_INDEX=str(k))
+            if gpus is not None:
+                worker_env["CUDA_VISIBLE_DEVICES"] = gpus[k]
+            configs.append({
+                "worker": f"{self.index}.{k}", "env": worker_env, "entry_script": script,
+                "arguments": list(self.spec.arguments), "logging_level": self.spec.logging_level,
+                "plan": self.plan.header(), "scratch": os.path.join(self.scratch, f"worker-{k}"),
+                "output_uri": self.spec.output.uri, "run_id": self.layout.run_id,
+                "output_format": self.spec.output.format, "append_row": self.spec.output.action == "appendRow",
+                "log_path": os.path.join(self.log_dir, f"shard-{self.index}-worker-{k}.log") if self.log_dir else None,
+            })
+        return configs
+
+    # -- resume ----------------------------------------------------------------
+
+    def _resume(self, mini_batches: list[MiniBatch]) -> list[MiniBatch]:
+        """Count what an earlier attempt committed; the rest is still to do."""
+        try:
+            names = {os.path.basename(p) for p in self.fs.ls(self.layout.done_dir, detail=False)}
+        except FileNotFoundError:
+            names = set()
+        pending = []
+        for mb in mini_batches:
+            if os.path.basename(self.layout.done(mb.id)) not in names:
+                pending.append(mb)
+                continue
+            with self.fs.open(self.layout.done(mb.id), "rb") as f:
+                done = json.load(f)
+            self._count(mb, done)
+        if len(pending) < len(mini_batches):
+            log.info("shard %d: resuming, %d of %d mini-batches already committed",
+                     self.index, len(mini_batches) - len(pending), len(mini_batches))
+        return pending
+
+    # -- the loop --------------------------------------------------------------
+
+    def run(self) -> ShardResult:
+        mini_batches = read_shard(self.fs, self.layout, self.index)
+        pending = deque(self._resume(mini_batches))
+        exceeded = self._exceeded()
+        if pending and not exceeded:
+            exceeded = self._score(pending)
+        result = ShardResult(self.index, self.counts, exceeded, sorted(self.failed_ids))
+        write_atomic(self.fs, self.layout.shard_result(self.index), json.dumps(result.to_dict()).encode())
+        return result
+
+    def _score(self, pending: deque) -> str | None:
+        attempts: dict[int, int] = {}
+        last_error: dict[int, Outcome] = {}
+        with WorkerPool(self.worker_configs(), self.spec.run_invocation_timeout) as pool:
+            while pending or pool.busy:
+                if self.should_stop():
+                    pool.close(graceful=False)
+                    return None
+                for worker in pool.idle():
+                    if not pending:
+                        break
+                    pool.submit(worker, pending.popleft())
+                for outcome in pool.wait(timeout=1.0):
+                    mb = outcome.mini_batch
+                    attempts[mb.id] = attempts.get(mb.id, 0) + 1
+                    if outcome.error is None:
+                        self._commit(mb, outcome, attempts[mb.id])
+                    elif attempts[mb.id] < self.spec.run_max_try:
+                        log.warning("mini-batch %d attempt %d/%d failed: %s", mb.id, attempts[mb.id],
+                                    self.spec.run_max_try, outcome.error)
+                        last_error[mb.id] = outcome
+                        pending.appendleft(mb)
+                    else:
+                        log.error("mini-batch %d failed after %d attempts: %s", mb.id, attempts[mb.id], outcome.error)
+                        self._commit(mb, outcome, attempts[mb.id])
+                    exceeded = self._exceeded()
+                    if exceeded:
+                        pool.close(graceful=False)
+                        return exceeded
+        return None
+
+    def _exceeded(self) -> str | None:
+        return spec_threshold_exceeded(self.spec, self.counts, self.plan.total_mini_batches)
+
+    def _commit(self, mb: MiniBatch, outcome: Outcome, attempts: int) -> None:
+        """Write the mini-batch's `done/` marker: from now on it is never run again."""
+        items = outcome.items if outcome.items is not None else self._items_of(mb)
+        done = {"id": mb.id, "status": "succeeded", "items": items, "attempts": attempts, "errors": []}
+        if outcome.error is not None:
+            done.update(status="failed", succeeded=0, failed=items)
+            done["errors"] = self._error_records(mb, items, outcome.error, outcome.traceback, attempts)
+        else:
+            succeeded = min(outcome.returned, items)
+            done.update(succeeded=succeeded, failed=items - succeeded)
+            if succeeded < items:
+                done["errors"] = [{"miniBatch": mb.id, "failedItems": items - succeeded,
+                                   "source": self._source(mb), "attempts": attempts,
+                                   "error": f"run() returned {outcome.returned} results for {items} items"}]
+        if not done["succeeded"] and self.fs.exists(self.layout.part(mb.id)):
+            self.fs.rm(self.layout.part(mb.id))  # left by an attempt that died after writing it
+        write_atomic(self.fs, self.layout.done(mb.id), json.dumps(done).encode())
+        self._count(mb, done)
+
+    def _count(self, mb: MiniBatch, done: dict) -> None:
+        failed_batch = done["status"] == "failed"
+        self.counts.add(Counts(0 if failed_batch else 1, 1 if failed_batch else 0, done["succeeded"], done["failed"]))
+        if done["failed"]:
+            self.failed_ids.append(mb.id)
+        self.on_progress(self.index, self.counts)
+
+    def _items_of(self, mb: MiniBatch) -> int:
+        """Items of a mini-batch that failed before it was read (a crash, a timeout)."""
+        if mb.items is not None:
+            return mb.items
+        try:
+            return self._reader.count_lines(mb)
+        except OSError as e:
+            log.error("mini-batch %d: cannot count its lines: %s", mb.id, e)
+            return 0
+
+    def _source(self, mb: MiniBatch) -> dict:
+        if mb.files is not None and mb.key is None:
+            return {"files": [self.plan.absolute(f) for f in mb.files]}
+        source = {"file": self.plan.absolute(mb.file)} if mb.file else {"files": [self.plan.absolute(f) for f in mb.files]}
+        for name in ("rows", "bytes", "key"):
+            if getattr(mb, name) is not None:
+                source[name] = getattr(mb, name)
+        return source
+
+    def _error_records(self, mb: MiniBatch, items: int, error: str, tb: str | None, attempts: int) -> list[dict]:
+        """errors.jsonl lines: one per failed file; one per mini-batch of rows (its row range)."""
+        base = {"miniBatch": mb.id, "attempts": attempts, "error": error, "traceback": tb}
+        if self.plan.input_type == "files":
+            return [{"item": self.plan.absolute(f), **base} for f in mb.files]
+        return [{"source": self._source(mb), "items": items, **base}]
+

@@ -1,0 +1,455 @@
+"""Load a BatchInferenceJob into one normalized, validated spec.
+
+`load_spec` takes the resource a user would `kubectl apply` (or just its `spec`),
+applies Azure ML's defaults and reports every invalid field at once, each by its
+path and with the fix. `JobSpec.to_dict()` gives the normalized camelCase spec back:
+that is what the operator hands to the pods, and loading it again is lossless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+API_VERSION = "parallelrun.dev/v1alpha1"
+KIND = "BatchInferenceJob"
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_SPEC_FIELDS = (
+    "input", "sideInputs", "model", "code", "arguments", "miniBatchSize", "partitionKeys",
+    "errorThreshold", "miniBatchErrorThreshold", "allowedFailedPercent", "output",
+    "nodeCount", "processCountPerNode", "runInvocationTimeout", "runMaxTry",
+    "loggingLevel", "environment", "storage", "allowReuse",
+)
+_ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
+                       "tolerations", "serviceAccountName", "gpu")
+
+
+class SpecError(ValueError):
+    """A resource with invalid fields; `.errors` has one "path: problem; fix" line each."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("invalid BatchInferenceJob:\n  " + "\n  ".join(errors))
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as "1MB" (decimal units) or "64MiB" (binary units)."""
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise ValueError(text)
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class MiniBatchSize:
+    """How input is cut: `count` files, `rows` rows, or about `bytes` bytes."""
+
+    unit: str  # "count" | "rows" | "bytes"
+    value: int
+    text: str | int  # as the user wrote it, for to_dict()
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    uri: str
+    type: str  # "tabular" | "files"
+    format: str | None = None
+    pattern: str | None = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SideInput:
+    name: str
+    uri: str
+
+    @property
+    def env_var(self) -> str:
+        return "PARALLELRUN_SIDE_INPUT_" + re.sub(r"[^A-Za-z0-9]", "_", self.name).upper()
+
+
+@dataclass(frozen=True)
+class CodeSpec:
+    entry_script: str
+    uri: str | None = None
+    config_map: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    uri: str
+    action: str = "appendRow"
+    file_name: str = "parallel_run_step.txt"
+    format: str = "txt"
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    count: int
+    resource_name: str = "nvidia.com/gpu"
+    product: str | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    namespace: str | None
+    input: InputSpec
+    code: CodeSpec
+    output: OutputSpec
+    mini_batch_size: MiniBatchSize
+    side_inputs: tuple[SideInput, ...] = ()
+    model_uri: str | None = None
+    arguments: tuple[str, ...] = ()
+    partition_keys: tuple[str, ...] = ()
+    error_threshold: int = -1
+    mini_batch_error_threshold: int = -1
+    allowed_failed_percent: float = 100
+    node_count: int = 1
+    process_count_per_node: int | None = None  # None: the pod's CPUs (or GPUs), resolved where it runs
+    run_invocation_timeout: int = 60
+    run_max_try: int = 3
+    logging_level: str = "INFO"
+    environment: dict = field(default_factory=dict)  # pod-side fields, as written (camelCase)
+    gpu: GpuSpec | None = None
+    storage: dict = field(default_factory=dict)
+    allow_reuse: bool = False
+
+    @property
+    def is_tabular(self) -> bool:
+        return self.input.type == "tabular"
+
+    def to_dict(self) -> dict:
+        """The normalized spec in the resource's camelCase shape."""
+        out: dict[str, Any] = {
+            "input": _prune({"uri": self.input.uri, "type": self.input.type,
+                             "format": self.input.format, "pattern": self.input.pattern,
+                             "options": dict(self.input.options) or None}),
+            "code": _prune({"uri": self.code.uri, "configMap": self.code.config_map,
+                            "entryScript": self.code.entry_script}),
+            "arguments": list(self.arguments),
+            "miniBatchSize": self.mini_batch_size.text,
+            "errorThreshold": self.error_threshold,
+            "miniBatchErrorThreshold": self.mini_batch_error_threshold,
+            "allowedFailedPercent": self.allowed_failed_percent,
+            "output": {"uri": self.output.uri, "action": self.output.action,
+                       "fileName": self.output.file_name, "format": self.output.format},
+            "nodeCount": self.node_count,
+            "runInvocationTimeout": self.run_invocation_timeout,
+            "runMaxTry": self.run_max_try,
+            "loggingLevel": self.logging_level,
+            "allowReuse": self.allow_reuse,
+        }
+        if self.side_inputs:
+            out["sideInputs"] = [{"name": s.name, "uri": s.uri} for s in self.side_inputs]
+        if self.model_uri:
+            out["model"] = {"uri": self.model_uri}
+        if self.partition_keys:
+            out["partitionKeys"] = list(self.partition_keys)
+        if self.process_count_per_node is not None:
+            out["processCountPerNode"] = self.process_count_per_node
+        if self.environment:
+            out["environment"] = self.environment
+        if self.storage:
+            out["storage"] = self.storage
+        return out
+
+    def replace(self, **changes) -> "JobSpec":
+        return dataclasses.replace(self, **changes)
+
+
+def _prune(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def load_spec_file(path: str, overrides: list[str] = ()) -> JobSpec:
+    """Load a YAML file; relative local URIs are taken relative to the file's folder.
+
+    `overrides` are `key.path=value` strings (value parsed as YAML), applied to `spec`.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise SpecError([f"{path}: no such file"]) from None
+    except yaml.YAMLError as e:
+        raise SpecError([f"{path}: not valid YAML: {e}"]) from None
+    if not isinstance(doc, dict):
+        raise SpecError([f"{path}: expected a BatchInferenceJob mapping, got {type(doc).__name__}"])
+    for item in overrides:
+        _apply_override(doc, item)
+    return load_spec(doc, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def _apply_override(doc: dict, item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise SpecError([f"--set {item!r}: expected key=value, e.g. --set nodeCount=2"])
+    target = doc.setdefault("spec", {}) if "spec" in doc or "kind" in doc else doc
+    parts = key.removeprefix("spec.").split(".")
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise SpecError([f"--set {item!r}: spec.{part} is not a mapping"])
+    target[parts[-1]] = yaml.safe_load(value)
+
+
+def load_spec(doc: dict, base_dir: str | None = None) -> JobSpec:
+    """Validate and normalize a BatchInferenceJob resource (or its bare `spec`)."""
+    return _Loader(base_dir).load(doc)
+
+
+class _Loader:
+    """Walks the resource once, collecting every error instead of stopping at the first."""
+
+    def __init__(self, base_dir: str | None):
+        self.base_dir = base_dir
+        self.errors: list[str] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    def load(self, doc: Any) -> JobSpec:
+        if not isinstance(doc, dict):
+            raise SpecError([f"resource: expected a mapping, got {type(doc).__name__}"])
+        name, namespace = "job", None
+        if "spec" in doc or "kind" in doc or "apiVersion" in doc:
+            if doc.get("kind", KIND) != KIND:
+                self.fail("kind", f"{doc.get('kind')!r} is not {KIND}")
+            if doc.get("apiVersion", API_VERSION) != API_VERSION:
+                self.fail("apiVersion", f"{doc.get('apiVersion')!r} is not served; use {API_VERSION}")
+            meta = doc.get("metadata") or {}
+            name = meta.get("name") or name
+            namespace = meta.get("namespace")
+            spec = doc.get("spec")
+        else:
+            spec = doc
+        if not isinstance(spec, dict):
+            raise SpecError(self.errors + ["spec: missing; a BatchInferenceJob needs spec.input, spec.code and spec.output"])
+        result = self.spec(spec, name, namespace)
+        if self.errors:
+            raise SpecError(self.errors)
+        return result
+
+    # -- helpers ---------------------------------------------------------------
+
+    def unknown(self, path: str, value: dict, known: tuple[str, ...]) -> None:
+        for key in value:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {close[0]}?" if close else "known fields: " + ", ".join(known)
+                self.fail(f"{path}.{key}", f"unknown field; {hint}")
+
+    def mapping(self, path: str, value: Any, known: tuple[str, ...], required: bool = False) -> dict | None:
+        """The mapping at `path`, or None (reported if required) when it is missing or not a mapping."""
+        if value is None:
+            if required:
+                self.fail(path, "required; " + {
+                    "spec.input": "give {uri: ..., type: tabular|files}",
+                    "spec.output": "give {uri: ...} where the results go",
+                    "spec.code": "give {entryScript: score.py} and where the code is (uri or configMap)",
+                }.get(path, "add it"))
+            return None
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a mapping, got {type(value).__name__}")
+            return None
+        self.unknown(path, value, known)
+        return value
+
+    def string(self, path: str, value: Any, required: bool = False, default: str | None = None) -> str | None:
+        if value is None:
+            if required:
+                self.fail(path, "required")
+            return default
+        if not isinstance(value, str) or not value:
+            self.fail(path, f"expected a non-empty string, got {value!r}")
+            return default
+        return value
+
+    def choice(self, path: str, value: Any, options: tuple[str, ...], default: str | None) -> str | None:
+        if value is None:
+            return default
+        if value not in options:
+            self.fail(path, f"{value!r} is not one of {', '.join(options)}")
+            return default
+        return value
+
+    def integer(self, path: str, value: Any, default: int | None, minimum: int) -> int | None:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"expected an integer >= {minimum}, got {value!r}")
+            return default
+        if value < minimum:
+            self.fail(path, f"{value} is below the minimum {minimum}"
+                      + ("; use -1 to ignore all failures" if minimum == -1 else ""))
+            return default
+        return value
+
+    def uri(self, path: str, value: Any, required: bool = True) -> str | None:
+        value = self.string(path, value, required=required)
+        if value is None:
+            return None
+        if _SCHEME.match(value) or os.path.isabs(value) or self.base_dir is None:
+            return value
+        return os.path.normpath(os.path.join(self.base_dir, value)) + ("/" if value.endswith("/") else "")
+
+    def string_list(self, path: str, value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
+            self.fail(path, "expected a list of strings")
+            return ()
+        return tuple(str(v) for v in value)
+
+    # -- sections --------------------------------------------------------------
+
+    def spec(self, spec: dict, name: str, namespace: str | None) -> JobSpec | None:
+        self.unknown("spec", spec, _SPEC_FIELDS)
+        inp = self.input(spec.get("input"))
+        output = self.output(spec.get("output"))
+        code = self.code(spec.get("code"))
+        size = self.mini_batch_size(spec.get("miniBatchSize"), inp)
+        keys = self.string_list("spec.partitionKeys", spec.get("partitionKeys"))
+        if keys and inp and inp.type != "tabular":
+            self.fail("spec.partitionKeys", "only a tabular input can be partitioned by keys; remove it or use type: tabular")
+        model = self.mapping("spec.model", spec.get("model"), ("uri",)) or {}
+        environment = self.mapping("spec.environment", spec.get("environment"), _ENVIRONMENT_FIELDS) or {}
+        storage = self.mapping("spec.storage", spec.get("storage"), ("secretRef",)) or {}
+        if storage.get("secretRef") is not None and not isinstance((storage["secretRef"] or {}).get("name"), str):
+            self.fail("spec.storage.secretRef", "expected {name: <secret name>}")
+        allow_reuse = spec.get("allowReuse", False)
+        if not isinstance(allow_reuse, bool):
+            self.fail("spec.allowReuse", f"expected true or false, got {allow_reuse!r}")
+        percent = spec.get("allowedFailedPercent", 100)
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not -1 <= percent <= 100:
+            self.fail("spec.allowedFailedPercent", f"{percent!r} is not a percentage; use 0 to 100, or -1 to disable")
+            percent = 100
+        result = JobSpec(
+            name=name, namespace=namespace, input=inp, code=code, output=output,
+            mini_batch_size=size,
+            side_inputs=self.side_inputs(spec.get("sideInputs")),
+            model_uri=self.uri("spec.model.uri", model.get("uri"), required=bool(model)),
+            arguments=self.string_list("spec.arguments", spec.get("arguments")),
+            partition_keys=keys,
+            error_threshold=self.integer("spec.errorThreshold", spec.get("errorThreshold"), -1, -1),
+            mini_batch_error_threshold=self.integer(
+                "spec.miniBatchErrorThreshold", spec.get("miniBatchErrorThreshold"), -1, -1),
+            allowed_failed_percent=percent,
+            node_count=self.integer("spec.nodeCount", spec.get("nodeCount"), 1, 1),
+            process_count_per_node=self.integer("spec.processCountPerNode", spec.get("processCountPerNode"), None, 1),
+            run_invocation_timeout=self.integer("spec.runInvocationTimeout", spec.get("runInvocationTimeout"), 60, 1),
+            run_max_try=self.integer("spec.runMaxTry", spec.get("runMaxTry"), 3, 1),
+            logging_level=self.choice("spec.loggingLevel", spec.get("loggingLevel"), _LEVELS, "INFO"),
+            environment=environment,
+            gpu=self.gpu(environment.get("gpu")),
+            storage=storage,
+            allow_reuse=bool(allow_reuse),
+        )
+        return result
+
+    def input(self, value: Any) -> InputSpec | None:
+        value = self.mapping("spec.input", value, ("uri", "type", "format", "pattern", "options"), required=True)
+        if value is None:
+            return None
+        kind = self.choice("spec.input.type", value.get("type"), ("tabular", "files"), None)
+        if value.get("type") is None:
+            self.fail("spec.input.type", "required; use tabular (rows of csv/parquet/jsonl) or files (one item per file)")
+        fmt = self.choice("spec.input.format", value.get("format"), ("parquet", "csv", "jsonl"), None)
+        if kind == "tabular" and value.get("format") is None:
+            self.fail("spec.input.format", "required with type: tabular; use parquet, csv or jsonl")
+        if kind == "files" and value.get("format") is not None:
+            self.fail("spec.input.format", "only a tabular input has a format; remove it or use type: tabular")
+        options = value.get("options") or {}
+        if not isinstance(options, dict):
+            self.fail("spec.input.options", "expected a mapping of reader options, e.g. {delimiter: ';'}")
+            options = {}
+        return InputSpec(uri=self.uri("spec.input.uri", value.get("uri")), type=kind or "files", format=fmt,
+                         pattern=self.string("spec.input.pattern", value.get("pattern")), options=options)
+
+    def output(self, value: Any) -> OutputSpec | None:
+        value = self.mapping("spec.output", value, ("uri", "action", "fileName", "format"), required=True)
+        if value is None:
+            return None
+        file_name = self.string("spec.output.fileName", value.get("fileName"), default="parallel_run_step.txt")
+        if file_name and ("/" in file_name or file_name.startswith(("_", "."))):
+            self.fail("spec.output.fileName", f"{file_name!r} must be a plain file name, not a path nor starting with _ or .")
+        return OutputSpec(
+            uri=self.uri("spec.output.uri", value.get("uri")),
+            action=self.choice("spec.output.action", value.get("action"), ("appendRow", "summaryOnly"), "appendRow"),
+            file_name=file_name,
+            format=self.choice("spec.output.format", value.get("format"), ("txt", "csv", "parquet", "jsonl"), "txt"),
+        )
+
+    def code(self, value: Any) -> CodeSpec | None:
+        value = self.mapping("spec.code", value, ("uri", "configMap", "entryScript"), required=True)
+        if value is None:
+            return None
+        if value.get("uri") is not None and value.get("configMap") is not None:
+            self.fail("spec.code", "give either uri or configMap, not both")
+        return CodeSpec(entry_script=self.string("spec.code.entryScript", value.get("entryScript"), required=True),
+                        uri=self.uri("spec.code.uri", value.get("uri"), required=False),
+                        config_map=self.string("spec.code.configMap", value.get("configMap")))
+
+    def mini_batch_size(self, value: Any, inp: InputSpec | None) -> MiniBatchSize:
+        files = inp is None or inp.type == "files"
+        if value is None:
+            return MiniBatchSize("count", 1, 1) if files else MiniBatchSize("bytes", 10**6, "1MB")
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value >= 1:
+                return MiniBatchSize("count" if files else "rows", value, value)
+            self.fail("spec.miniBatchSize", f"{value} must be at least 1")
+        elif isinstance(value, str) and _SIZE.match(value.strip()):
+            if files:
+                self.fail("spec.miniBatchSize", f"{value!r} is a size, but a files input is batched by count; use an integer such as 5")
+            else:
+                return MiniBatchSize("bytes", max(1, parse_size(value)), value)
+        else:
+            self.fail("spec.miniBatchSize", f"{value!r} is not a size; use an integer or a value like \"1MB\"")
+        return MiniBatchSize("count", 1, 1)
+
+    def side_inputs(self, value: Any) -> tuple[SideInput, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.fail("spec.sideInputs", "expected a list of {name, uri}")
+            return ()
+        result, seen = [], set()
+        for i, item in enumerate(value):
+            path = f"spec.sideInputs[{i}]"
+            item = self.mapping(path, item, ("name", "uri"), required=True) or {}
+            name = self.string(f"{path}.name", item.get("name"), required=True)
+            if name and not _NAME.match(name):
+                self.fail(f"{path}.name", f"{name!r} must be a letter or _ followed by letters, digits or _ (it names an env var)")
+            if name in seen:
+                self.fail(f"{path}.name", f"{name!r} is given twice")
+            seen.add(name)
+            uri = self.uri(f"{path}.uri", item.get("uri"))
+            if name and uri:
+                result.append(SideInput(name, uri))
+        return tuple(result)
+
+    def gpu(self, value: Any) -> GpuSpec | None:
+        if value is None:
+            return None
+        value = self.mapping("spec.environment.gpu", value, ("count", "resourceName", "product")) or {}
+        count = self.integer("spec.environment.gpu.count", value.get("count"), None, 1)
+        if "count" not in value:
+            self.fail("spec.environment.gpu.count", "required; the number of GPUs per pod, e.g. 1")
+        return GpuSpec(count=count or 1,
+                       resource_name=self.string("spec.environment.gpu.resourceName", value.get("resourceName"),
+                                                 default="nvidia.com/gpu"),
+                       product=self.string("spec.environment.gpu.product", value.get("product")))

@@ -1,0 +1,90 @@
+"""The worker process: imports the entry script, calls init() once, then run() per mini-batch.
+
+It reads its mini-batches itself and commits their output part itself, so only small
+messages cross the pipe to the shard process:
+
+    worker → shard   ("ready",)  ("init_failed", error, traceback)
+                     ("ok", id, items, returned)  ("error", id, items or None, error, traceback)
+    shard → worker   a mini-batch as JSON, or None to stop
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import traceback
+
+from .layout import Layout
+from .outputs import encode_part, result_length
+from .plan import MiniBatch, Plan
+from .readers import Reader
+from .storage import filesystem, write_atomic
+
+
+def load_entry_script(path: str):
+    """Import the user's scoring script as a module named after its file."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "run", None)):
+        raise AttributeError(f"{path} has no run(mini_batch) function")
+    return module
+
+
+def _redirect_output(log_path: str) -> None:
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def worker_main(conn, config: dict) -> None:
+    """Entry point of a worker process; `config` is built by the pool (all plain data)."""
+    if config.get("log_path"):
+        _redirect_output(config["log_path"])
+    os.environ.update(config["env"])
+    logging.basicConfig(level=config["logging_level"], force=True,
+                        format=f"%(asctime)s %(levelname)s [worker {config['worker']}] %(name)s: %(message)s")
+    sys.argv = [config["entry_script"], *config["arguments"]]
+    sys.path.insert(0, os.path.dirname(config["entry_script"]))
+    try:
+        module = load_entry_script(config["entry_script"])
+        if callable(getattr(module, "init", None)):
+            module.init()
+    except BaseException as e:  # noqa: BLE001 - any failure to load is reported, then this process ends
+        conn.send(("init_failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
+        return
+    conn.send(("ready",))
+
+    plan = Plan.from_header(config["plan"])
+    reader = Reader(plan, config["scratch"])
+    out_fs, out_path = filesystem(config["output_uri"])
+    layout = Layout(out_path, config["run_id"], config["output_format"])
+    append = config["append_row"]
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            break
+        if message is None:
+            break
+        mb = MiniBatch.from_json(message)
+        items = None
+        try:
+            payload, items = reader.read(mb)
+            result = module.run(payload)
+            returned = result_length(result)
+            if append and returned:
+                write_atomic(out_fs, layout.part(mb.id), encode_part(result, config["output_format"]))
+            conn.send(("ok", mb.id, items, returned))
+        except Exception as e:  # noqa: BLE001 - a failed attempt, counted by the shard
+            conn.send(("error", mb.id, items, f"{type(e).__name__}: {e}", traceback.format_exc()))
+        finally:
+            reader.cleanup(mb)
+    if callable(getattr(module, "shutdown", None)):
+        module.shutdown()
