@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("job", nargs="+")
     commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)")
     args = parser.parse_args(argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # a reason or a path stays on one line
     return {"run": _run, "validate": _validate}[args.command](args, console)
 
 

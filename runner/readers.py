@@ -13,12 +13,13 @@ from .plan import MiniBatch, Plan, has_header
 from .storage import filesystem, is_local
 
 
-def csv_options(options: dict):
+def csv_options(options: dict, column_names: list[str] | None = None):
     """pyarrow's csv options from `spec.input.options` (delimiter, header, columnNames,
-    quoteChar, encoding, newlinesInValues, columns)."""
+    quoteChar, encoding, newlinesInValues, columns). `column_names` is for reading a
+    byte range whose header line is elsewhere; without a header, columns are f0, f1..."""
     import pyarrow.csv as csv
 
-    names = options.get("columnNames")
+    names = column_names or options.get("columnNames")
     read = csv.ReadOptions(column_names=names, autogenerate_column_names=not names and not has_header(options),
                            encoding=options.get("encoding", "utf8"), block_size=1 << 24)
     parse = csv.ParseOptions(delimiter=options.get("delimiter", ","), quote_char=options.get("quoteChar", '"'),
@@ -97,12 +98,8 @@ class Reader:
             return table.select(columns) if columns else table
         import pyarrow.csv as csv
 
-        read, parse, convert = csv_options(options)
-        if has_header(options):
-            read.column_names = self._csv_header(mb.file)
-        elif not options.get("columnNames"):
-            read.column_names = [f"f{i}" for i in range(self._csv_width(mb.file))]
-        read.autogenerate_column_names = False
+        names = self._csv_header(mb.file) if has_header(options) else None
+        read, parse, convert = csv_options(options, names)
         return csv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
 
     def count_lines(self, mb: MiniBatch) -> int:
@@ -115,26 +112,16 @@ class Reader:
             f.seek(start)
             return f.read(stop - start)
 
-    def _first_line(self, rel: str) -> bytes:
-        with self.fs.open(self.path(rel), "rb") as f:
-            return f.readline()
-
     def _csv_header(self, rel: str) -> list[str]:
+        """Column names from the file's header line (a byte range past it has none)."""
         if rel not in self._headers:
             import pyarrow.csv as csv
 
-            read, parse, _ = csv_options(self.plan.options)
-            read.autogenerate_column_names = False
-            read.column_names = None
-            table = csv.read_csv(io.BytesIO(self._first_line(rel)), read_options=read, parse_options=parse)
-            self._headers[rel] = table.column_names
+            with self.fs.open(self.path(rel), "rb") as f:
+                first = f.readline()
+            _, parse, _ = csv_options(self.plan.options)
+            self._headers[rel] = csv.read_csv(io.BytesIO(first), parse_options=parse).column_names
         return self._headers[rel]
-
-    def _csv_width(self, rel: str) -> int:
-        import pyarrow.csv as csv
-
-        read, parse, _ = csv_options(self.plan.options)
-        return csv.read_csv(io.BytesIO(self._first_line(rel)), read_options=read, parse_options=parse).num_columns
 
     def _read_parquet_rows(self, rel: str, start: int, stop: int) -> pa.Table:
         import pyarrow.parquet as pq

@@ -178,7 +178,8 @@ def _prune(d: dict) -> dict:
 def load_spec_file(path: str, overrides: list[str] = ()) -> JobSpec:
     """Load a YAML file; relative local URIs are taken relative to the file's folder.
 
-    `overrides` are `key.path=value` strings (value parsed as YAML), applied to `spec`.
+    `overrides` are `key.path=value` strings applied to `spec`; a value is read as YAML
+    (`2`, `true`, `[a, b]`) or, where it is not valid YAML, taken as a string.
     """
     try:
         with open(path, encoding="utf-8") as f:
@@ -204,7 +205,10 @@ def _apply_override(doc: dict, item: str) -> None:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
             raise SpecError([f"--set {item!r}: spec.{part} is not a mapping"])
-    target[parts[-1]] = yaml.safe_load(value)
+    try:
+        target[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError:  # e.g. a glob such as *.png: a plain string
+        target[parts[-1]] = value
 
 
 def load_spec(doc: dict, base_dir: str | None = None) -> JobSpec:

@@ -1,0 +1,94 @@
+"""Outputs: AML's txt, csv with one header, parquet, jsonl, summaryOnly; always in plan order."""
+
+import io
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+
+from parallelrun.runner.local import run_local
+
+TABULAR = """
+def run(df):
+    df["double"] = df["v"] * 2
+    return df
+"""
+
+LIST = """
+import time, random
+from pathlib import Path
+
+def run(paths):
+    time.sleep(random.random() / 50)  # finish out of order
+    return [Path(p).read_text().strip() for p in paths]
+"""
+
+
+def quiet_run(path):
+    return run_local(str(path), console=Console(file=io.StringIO()))
+
+
+@pytest.fixture
+def tabular(job):
+    for k in range(3):
+        pd.DataFrame({"name": [f"n {k} {i}" for i in range(100)], "v": range(k * 100, k * 100 + 100)}).to_parquet(
+            job.data / f"part{k}.parquet", row_group_size=10)
+    job.script(TABULAR)
+    return job
+
+
+def spec(fmt, **extra):
+    return dict(input={"type": "tabular", "format": "parquet"}, miniBatchSize=10, nodeCount=2,
+                output={"format": fmt, "fileName": f"out.{fmt}"}, **extra)
+
+
+def test_txt_is_amls_space_separated_rows(tabular):
+    quiet_run(tabular.write(**spec("txt")))
+    lines = tabular.final("out.txt").read_text().splitlines()
+    assert len(lines) == 300
+    assert lines[0] == '"n 0 0" 0 0' and lines[-1] == '"n 2 99" 299 598'
+
+
+def test_csv_has_one_header_and_plan_order(tabular):
+    summary = quiet_run(tabular.write(**spec("csv")))
+    assert summary["miniBatches"]["total"] == 30
+    df = pd.read_csv(tabular.final("out.csv"))
+    assert list(df.columns) == ["name", "v", "double"]
+    assert df["v"].tolist() == list(range(300)) and df["double"].tolist() == [2 * v for v in range(300)]
+
+
+def test_parquet(tabular):
+    quiet_run(tabular.write(**spec("parquet")))
+    table = pq.read_table(tabular.final("out.parquet"))
+    assert table.column_names == ["name", "v", "double"] and table["v"].to_pylist() == list(range(300))
+
+
+def test_jsonl(tabular):
+    quiet_run(tabular.write(**spec("jsonl")))
+    rows = [json.loads(line) for line in tabular.final("out.jsonl").read_text().splitlines()]
+    assert rows[5] == {"name": "n 0 5", "v": 5, "double": 10} and len(rows) == 300
+
+
+def test_summary_only_writes_counts_not_rows(tabular):
+    summary = quiet_run(tabular.write(input={"type": "tabular", "format": "parquet"},
+                                      output={"action": "summaryOnly"}))
+    assert summary["output"] is None and summary["items"]["succeeded"] == 300
+    assert not tabular.final().exists()
+    assert not list(tabular.output.glob("_parallelrun/*/parts/*"))
+
+
+def test_list_results_keep_plan_order_across_shards_and_processes(job):
+    names = job.files(50)
+    job.script(LIST)
+    quiet_run(job.write(miniBatchSize=2, nodeCount=3))
+    assert job.final().read_text().split() == [str(i) for i in range(50)]
+    assert len(names) == 50
+
+
+def test_list_results_as_csv_get_a_result_column(job):
+    job.files(4)
+    job.script(LIST)
+    quiet_run(job.write(output={"format": "csv"}))
+    assert job.final().read_text().splitlines() == ["result", "0", "1", "2", "3"]
