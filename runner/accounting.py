@@ -44,7 +44,7 @@ class Counts:
 
 
 def threshold_exceeded(counts: Counts, total_mini_batches: int, error_threshold: int,
-                       mini_batch_error_threshold: int, allowed_failed_percent: float) -> str | None:
+                       mini_batch_error_threshold: int, allowed_failed_percent: int) -> str | None:
     """Why the counts exceed a threshold, or None. -1 disables each threshold.
 
     `total_mini_batches` is the plan's total, so the percentage can be held as soon

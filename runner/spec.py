@@ -117,7 +117,7 @@ class JobSpec:
     partition_keys: tuple[str, ...] = ()
     error_threshold: int = -1
     mini_batch_error_threshold: int = -1
-    allowed_failed_percent: float = 100
+    allowed_failed_percent: int = 100
     node_count: int = 1
     process_count_per_node: int | None = None  # None: the pod's CPUs (or GPUs), resolved where it runs
     run_invocation_timeout: int = 60
@@ -311,13 +311,18 @@ class _Loader:
             return value
         return os.path.normpath(os.path.join(self.base_dir, value)) + ("/" if value.endswith("/") else "")
 
-    def string_list(self, path: str, value: Any) -> tuple[str, ...]:
+    def string_list(self, path: str, value: Any, unique: bool = False) -> tuple[str, ...]:
         if value is None:
             return ()
-        if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
+        if not isinstance(value, list):
             self.fail(path, "expected a list of strings")
             return ()
-        return tuple(str(v) for v in value)
+        for i, v in enumerate(value):
+            if not isinstance(v, str):
+                self.fail(f"{path}[{i}]", f"{v!r} is not a string; quote it, e.g. \"{v}\"")
+            elif unique and v in value[:i]:
+                self.fail(f"{path}[{i}]", f"{v!r} is given twice")
+        return tuple(v for v in value if isinstance(v, str))
 
     # -- sections --------------------------------------------------------------
 
@@ -327,7 +332,7 @@ class _Loader:
         output = self.output(spec.get("output"))
         code = self.code(spec.get("code"))
         size = self.mini_batch_size(spec.get("miniBatchSize"), inp)
-        keys = self.string_list("spec.partitionKeys", spec.get("partitionKeys"))
+        keys = self.string_list("spec.partitionKeys", spec.get("partitionKeys"), unique=True)
         if keys and inp and inp.type != "tabular":
             self.fail("spec.partitionKeys", "only a tabular input can be partitioned by keys; remove it or use type: tabular")
         model = self.mapping("spec.model", spec.get("model"), ("uri",)) or {}
@@ -339,8 +344,9 @@ class _Loader:
         if not isinstance(allow_reuse, bool):
             self.fail("spec.allowReuse", f"expected true or false, got {allow_reuse!r}")
         percent = spec.get("allowedFailedPercent", 100)
-        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not -1 <= percent <= 100:
-            self.fail("spec.allowedFailedPercent", f"{percent!r} is not a percentage; use 0 to 100, or -1 to disable")
+        if isinstance(percent, bool) or not isinstance(percent, int) or not -1 <= percent <= 100:
+            self.fail("spec.allowedFailedPercent", f"{percent!r} is not a percentage; use a whole number "
+                      "from 0 to 100, or -1 to disable")
             percent = 100
         result = JobSpec(
             name=name, namespace=namespace, input=inp, code=code, output=output,
@@ -419,8 +425,10 @@ class _Loader:
         elif isinstance(value, str) and _SIZE.match(value.strip()):
             if files:
                 self.fail("spec.miniBatchSize", f"{value!r} is a size, but a files input is batched by count; use an integer such as 5")
+            elif parse_size(value) < 1:
+                self.fail("spec.miniBatchSize", f"{value!r} is empty; use a size of at least 1 byte, e.g. \"1MB\"")
             else:
-                return MiniBatchSize("bytes", max(1, parse_size(value)), value)
+                return MiniBatchSize("bytes", parse_size(value), value)
         else:
             self.fail("spec.miniBatchSize", f"{value!r} is not a size; use an integer or a value like \"1MB\"")
         return MiniBatchSize("count", 1, 1)

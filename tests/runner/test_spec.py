@@ -52,7 +52,7 @@ def test_every_invalid_field_is_reported_at_once_with_its_fix():
         "spec.errorThreshold": "use -1 to ignore all failures",
         "spec.runMaxTry": "expected an integer",
         "spec.loggingLevel": "'LOUD' is not one of",
-        "spec.allowedFailedPercent": "use 0 to 100, or -1 to disable",
+        "spec.allowedFailedPercent": "use a whole number from 0 to 100, or -1 to disable",
         "spec.partitionKeys": "only a tabular input",
         "spec.minibatchSize": "did you mean miniBatchSize?",
         "spec.input.format": "only a tabular input has a format",
@@ -111,3 +111,12 @@ def test_file_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text("spec: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec_file(str(tmp_path / "bad.yaml"))
+
+
+def test_list_fields_take_strings_once():
+    with pytest.raises(SpecError) as e:
+        load_spec(resource(input={"uri": "/d/", "type": "tabular", "format": "csv"}, arguments=["--n", 5],
+                           partitionKeys=["a", "a"], miniBatchSize="0MB"))
+    assert sorted(x.split(":")[0] for x in e.value.errors) == [
+        "spec.arguments[1]", "spec.miniBatchSize", "spec.partitionKeys[1]"]
+    assert any("quote it" in x for x in e.value.errors)

@@ -1,0 +1,231 @@
+"""Valid and invalid BatchInferenceJob and PipelineSchedule resources for the schema tests.
+
+Every invalid resource is a valid one with one change, and names the path and the
+words of the violation it must cause, so a rejection for any other reason fails.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+API_VERSION = "parallelrun.dev/v1alpha1"
+DELETE = object()
+
+
+def job(**spec: Any) -> dict:
+    """A valid tabular BatchInferenceJob; keyword arguments override spec fields."""
+    base = {
+        "input": {"uri": "az://data/iris/", "type": "tabular", "format": "parquet"},
+        "code": {"uri": "az://code/iris/", "entryScript": "score.py"},
+        "output": {"uri": "az://out/iris/"},
+    }
+    return {"apiVersion": API_VERSION, "kind": "BatchInferenceJob",
+            "metadata": {"name": "iris"}, "spec": {**base, **spec}}
+
+
+def files_job(**spec: Any) -> dict:
+    return job(input={"uri": "az://data/digits/", "type": "files", "pattern": "*.png"}, **spec)
+
+
+def schedule(**spec: Any) -> dict:
+    """A valid PipelineSchedule, by default on cron; keyword arguments override spec fields."""
+    base = {"jobTemplate": {"spec": job()["spec"]}}
+    if not {"recurrence", "cron", "trigger"} & spec.keys():
+        base["cron"] = "0 2 * * *"
+    return {"apiVersion": API_VERSION, "kind": "PipelineSchedule",
+            "metadata": {"name": "nightly"}, "spec": {**base, **spec}}
+
+
+def changed(resource: dict, path: str, value: Any) -> dict:
+    """A copy of resource with the dotted path set to value, or removed with DELETE."""
+    result = copy.deepcopy(resource)
+    *parents, last = path.split(".")
+    node = result
+    for name in parents:
+        node = node[name]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return result
+
+
+@dataclass(frozen=True)
+class Invalid:
+    name: str
+    resource: dict
+    path: str  # where the violation is reported
+    words: str  # part of its message
+
+    def __str__(self) -> str:
+        return self.name
+
+
+FULL_JOB = job(
+    input={"uri": "az://data/iris/", "type": "tabular", "format": "csv", "pattern": "*.csv",
+           "options": {"delimiter": ";", "header": True}},
+    sideInputs=[{"name": "labels", "uri": "az://data/labels.json"},
+                {"name": "VOCAB_2", "uri": "az://data/vocab.txt"}],
+    model={"uri": "az://models/iris/"},
+    code={"configMap": "iris-code", "entryScript": "score.py"},
+    arguments=["--model_name", "iris"],
+    miniBatchSize="1.5 MiB",
+    partitionKeys=["species"],
+    errorThreshold=10,
+    miniBatchErrorThreshold=2,
+    allowedFailedPercent=5,
+    output={"uri": "az://out/iris/", "action": "appendRow", "fileName": "scores.csv", "format": "csv"},
+    nodeCount=4,
+    processCountPerNode=2,
+    runInvocationTimeout=120,
+    runMaxTry=5,
+    loggingLevel="DEBUG",
+    environment={
+        "image": "registry.example/scorer:1.0",
+        "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+        "envFrom": [{"configMapRef": {"name": "scorer-env"}}],
+        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
+        "nodeSelector": {"pool": "scoring"},
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "serviceAccountName": "scorer",
+        "gpu": {"count": 2, "resourceName": "nvidia.com/gpu", "product": "NVIDIA-A100-SXM4-80GB"},
+    },
+    storage={"secretRef": {"name": "blob-creds"}},
+    allowReuse=True,
+)
+
+VALID_JOBS = {
+    "tabular parquet, defaults": job(),
+    "tabular, size in bytes": job(miniBatchSize="1MB"),
+    "tabular, rows": job(miniBatchSize=5000),
+    "tabular jsonl, fractional size": job(input={"uri": "/data/x", "type": "tabular", "format": "jsonl"},
+                                          miniBatchSize="0.5GB"),
+    "files, count": files_job(miniBatchSize=10),
+    "files, defaults": files_job(),
+    "code baked into the image": job(code={"entryScript": "/app/score.py"}),
+    "thresholds ignore all": job(errorThreshold=-1, miniBatchErrorThreshold=-1, allowedFailedPercent=-1),
+    "thresholds fail on first": job(errorThreshold=0, miniBatchErrorThreshold=0, allowedFailedPercent=0),
+    "summary only": job(output={"uri": "file:///tmp/out", "action": "summaryOnly"}),
+    "every field": FULL_JOB,
+}
+
+VALID_SCHEDULES = {
+    "cron": schedule(),
+    "cron macro": schedule(cron="@daily"),
+    "weekly recurrence": schedule(recurrence={
+        "frequency": "Week", "interval": 1, "startTime": "2025-01-06T00:00:00Z", "timeZone": "Europe/Berlin",
+        "weekDays": ["Monday", "Thursday"], "hours": [2, 14], "minutes": [0, 30]}),
+    "hourly recurrence": schedule(recurrence={"frequency": "Hour", "interval": 2, "minutes": [15]}),
+    "trigger only": schedule(trigger={"uri": "az://data/incoming/", "pattern": "*.parquet"}),
+    "every field": schedule(
+        suspend=True, concurrencyPolicy="Replace", startingDeadlineSeconds=300,
+        successfulRunsHistoryLimit=10, failedRunsHistoryLimit=5,
+        jobTemplate={"metadata": {"labels": {"team": "ml"}, "annotations": {"owner": "ml@example.com"}},
+                     "spec": FULL_JOB["spec"]}),
+}
+
+INVALID_JOBS = [
+    Invalid("tabular without format", changed(job(), "spec.input.format", DELETE),
+            "spec.input.format", "required when input.type is tabular"),
+    Invalid("format with files", changed(files_job(), "spec.input.format", "csv"),
+            "spec.input.format", "applies only to input.type tabular"),
+    Invalid("unknown input type", changed(job(), "spec.input.type", "images"), "spec.input.type", "Unsupported value"),
+    Invalid("unknown input format", changed(job(), "spec.input.format", "xlsx"),
+            "spec.input.format", "Unsupported value"),
+    Invalid("no input uri", changed(job(), "spec.input.uri", DELETE), "spec.input.uri", "Required"),
+    Invalid("no input", changed(job(), "spec.input", DELETE), "spec.input", "Required"),
+    Invalid("partitionKeys with files", files_job(partitionKeys=["label"]),
+            "spec.partitionKeys", "only to input.type tabular"),
+    Invalid("duplicate partitionKeys", job(partitionKeys=["a", "a"]), "spec.partitionKeys[1]", "Duplicate"),
+    Invalid("errorThreshold below -1", job(errorThreshold=-2), "spec.errorThreshold", "minimum"),
+    Invalid("miniBatchErrorThreshold below -1", job(miniBatchErrorThreshold=-2),
+            "spec.miniBatchErrorThreshold", "minimum"),
+    Invalid("allowedFailedPercent above 100", job(allowedFailedPercent=101), "spec.allowedFailedPercent", "maximum"),
+    Invalid("allowedFailedPercent below -1", job(allowedFailedPercent=-2), "spec.allowedFailedPercent", "minimum"),
+    Invalid("allowedFailedPercent fraction", job(allowedFailedPercent=2.5), "spec.allowedFailedPercent",
+            "is not of type"),
+    Invalid("runMaxTry 0", job(runMaxTry=0), "spec.runMaxTry", "minimum"),
+    Invalid("nodeCount 0", job(nodeCount=0), "spec.nodeCount", "minimum"),
+    Invalid("processCountPerNode 0", job(processCountPerNode=0), "spec.processCountPerNode", "minimum"),
+    Invalid("runInvocationTimeout 0", job(runInvocationTimeout=0), "spec.runInvocationTimeout", "minimum"),
+    Invalid("nodeCount as text", job(nodeCount="4"), "spec.nodeCount", "is not of type"),
+    Invalid("miniBatchSize with an unknown unit", job(miniBatchSize="1XB"), "spec.miniBatchSize", "is not a size"),
+    Invalid("miniBatchSize with no unit", job(miniBatchSize="100"), "spec.miniBatchSize", "is not a size"),
+    Invalid("miniBatchSize 0", job(miniBatchSize=0), "spec.miniBatchSize", "at least 1"),
+    Invalid("miniBatchSize 0MB", job(miniBatchSize="0MB"), "spec.miniBatchSize", "greater than zero"),
+    Invalid("miniBatchSize fraction", job(miniBatchSize=1.5), "spec.miniBatchSize", "is not of type"),
+    Invalid("miniBatchSize in bytes for files", files_job(miniBatchSize="1MB"),
+            "spec.miniBatchSize", "integer count of files"),
+    Invalid("argument not a string", job(arguments=["--batch", 32]), "spec.arguments[1]", "is not of type"),
+    Invalid("no code", changed(job(), "spec.code", DELETE), "spec.code", "Required"),
+    Invalid("no entryScript", job(code={"uri": "az://code/iris/"}), "spec.code.entryScript", "Required"),
+    Invalid("code uri and configMap", job(code={"uri": "az://code/", "configMap": "c", "entryScript": "s.py"}),
+            "spec.code.configMap", "exclusive"),
+    Invalid("no output", changed(job(), "spec.output", DELETE), "spec.output", "Required"),
+    Invalid("no output uri", job(output={"action": "appendRow"}), "spec.output.uri", "Required"),
+    Invalid("unknown output action", job(output={"uri": "/out", "action": "append"}),
+            "spec.output.action", "Unsupported value"),
+    Invalid("unknown output format", job(output={"uri": "/out", "format": "xml"}),
+            "spec.output.format", "Unsupported value"),
+    Invalid("output fileName with a folder", job(output={"uri": "/out", "fileName": "a/b.txt"}),
+            "spec.output.fileName", "does not match"),
+    Invalid("output fileName like parallelrun's own", job(output={"uri": "/out", "fileName": "_summary.txt"}),
+            "spec.output.fileName", "does not match"),
+    Invalid("unknown loggingLevel", job(loggingLevel="VERBOSE"), "spec.loggingLevel", "Unsupported value"),
+    Invalid("gpu count 0", job(environment={"gpu": {"count": 0}}), "spec.environment.gpu.count", "minimum"),
+    Invalid("gpu without count", job(environment={"gpu": {"product": "NVIDIA-A100-SXM4-80GB"}}),
+            "spec.environment.gpu.count", "Required"),
+    Invalid("side input without uri", job(sideInputs=[{"name": "labels"}]), "spec.sideInputs[0].uri", "Required"),
+    Invalid("side input name not a variable name", job(sideInputs=[{"name": "my-labels", "uri": "/l"}]),
+            "spec.sideInputs[0].name", "does not match"),
+    Invalid("duplicate side input names", job(sideInputs=[{"name": "a", "uri": "/a"}, {"name": "a", "uri": "/b"}]),
+            "spec.sideInputs[1]", "Duplicate"),
+    Invalid("storage secretRef without name", job(storage={"secretRef": {}}),
+            "spec.storage.secretRef.name", "Required"),
+    Invalid("unknown field", job(nodes=4), "spec.nodes", "unknown field"),
+    Invalid("misspelled field", job(minibatchSize=10), "spec.minibatchSize", "unknown field"),
+]
+
+INVALID_SCHEDULES = [
+    Invalid("cron and recurrence", schedule(cron="@daily", recurrence={"frequency": "Day"}), "spec", "exactly one"),
+    Invalid("recurrence and trigger", schedule(recurrence={"frequency": "Day"}, trigger={"uri": "/in"}),
+            "spec", "exactly one"),
+    Invalid("no schedule at all", changed(schedule(), "spec.cron", DELETE), "spec", "exactly one"),
+    Invalid("cron with 3 fields", schedule(cron="0 2 *"), "spec.cron", "does not match"),
+    Invalid("unknown frequency", schedule(recurrence={"frequency": "Year"}),
+            "spec.recurrence.frequency", "Unsupported value"),
+    Invalid("weekDays with frequency Day",
+            schedule(recurrence={"frequency": "Day", "weekDays": ["Monday"]}),
+            "spec.recurrence.weekDays", "only to frequency Week"),
+    Invalid("hours with frequency Hour",
+            schedule(recurrence={"frequency": "Hour", "hours": [1]}),
+            "spec.recurrence.hours", "only to frequency Day or Week"),
+    Invalid("minutes with frequency Minute",
+            schedule(recurrence={"frequency": "Minute", "minutes": [1]}),
+            "spec.recurrence.minutes", "only to frequency Hour, Day or Week"),
+    Invalid("hour 24", schedule(recurrence={"frequency": "Day", "hours": [24]}),
+            "spec.recurrence.hours[0]", "maximum"),
+    Invalid("unknown week day",
+            schedule(recurrence={"frequency": "Week", "weekDays": ["Funday"]}),
+            "spec.recurrence.weekDays[0]", "Unsupported value"),
+    Invalid("interval 0", schedule(recurrence={"frequency": "Day", "interval": 0}),
+            "spec.recurrence.interval", "minimum"),
+    Invalid("startTime not a time", schedule(recurrence={"frequency": "Day", "startTime": "next Monday"}),
+            "spec.recurrence.startTime", "is not a 'date-time'"),
+    Invalid("unknown concurrencyPolicy", schedule(concurrencyPolicy="Skip"),
+            "spec.concurrencyPolicy", "Unsupported value"),
+    Invalid("poll interval too short", schedule(trigger={"uri": "/in", "pollIntervalSeconds": 1}),
+            "spec.trigger.pollIntervalSeconds", "minimum"),
+    Invalid("negative history limit", schedule(successfulRunsHistoryLimit=-1),
+            "spec.successfulRunsHistoryLimit", "minimum"),
+    Invalid("no jobTemplate", changed(schedule(), "spec.jobTemplate", DELETE), "spec.jobTemplate", "Required"),
+    Invalid("template: tabular without format",
+            changed(schedule(), "spec.jobTemplate.spec.input.format", DELETE),
+            "spec.jobTemplate.spec.input.format", "required when input.type is tabular"),
+    Invalid("template: bad miniBatchSize", changed(schedule(), "spec.jobTemplate.spec.miniBatchSize", "1XB"),
+            "spec.jobTemplate.spec.miniBatchSize", "is not a size"),
+    Invalid("template: unknown metadata field", changed(schedule(), "spec.jobTemplate.metadata", {"name": "x"}),
+            "spec.jobTemplate.metadata.name", "unknown field"),
+]
