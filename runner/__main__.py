@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", type=int, help="shard index (default: $JOB_COMPLETION_INDEX)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # azure-core logs every request at INFO
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the workers are stopped
     try:
         return {"plan": _plan, "score": _score, "merge": _merge}[args.command](args)

@@ -40,20 +40,23 @@ def shard_results(fs, layout: Layout, plan: Plan) -> list[dict]:
 
 @contextmanager
 def _publish(fs, path: str):
-    """A file opened for writing that appears at `path` only when complete."""
-    if is_local(fs):
+    """A file opened for writing that appears at `path` only when complete: it is
+    written under a temporary name beside it and moved into place, so a merge that
+    fails halfway publishes nothing (closing a blob upload would commit it)."""
+    tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}"
+    local = is_local(fs)
+    if local:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}"
-        try:
-            with open(tmp, "wb") as f:
-                yield f
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:
-        with fs.open(path, "wb") as f:  # a blob is committed when the upload closes
+    try:
+        with (open(tmp, "wb") if local else fs.open(tmp, "wb")) as f:
             yield f
+        if local:
+            os.replace(tmp, path)
+        else:
+            fs.mv(tmp, path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
 
 
 def _part_paths(fs, layout: Layout) -> list[str]:

@@ -17,8 +17,9 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 # Secret keys (the names Azure's and AWS's own tools read) → fsspec options.
+_AZURE = ("az", "abfs", "abfss")
 _OPTIONS = {
-    ("az", "abfs", "abfss"): {
+    _AZURE: {
         "AZURE_STORAGE_CONNECTION_STRING": "connection_string",
         "AZURE_STORAGE_ACCOUNT_NAME": "account_name",
         "AZURE_STORAGE_ACCOUNT_KEY": "account_key",
@@ -49,8 +50,29 @@ def storage_options(uri: str, env: Mapping[str, str] | None = None) -> dict:
     return {}
 
 
+class CredentialConflict(RuntimeError):
+    """Explicit credentials were given while the process has its own in its environment."""
+
+
+def _check_isolated(uri: str, env: Mapping[str, str]) -> None:
+    """adlfs fills every option it is not given from os.environ (a connection string
+    there beats an explicit account key), so a job's secret could be silently replaced
+    by the operator's own credentials. Refuse rather than use the wrong ones."""
+    if protocol_of(uri) not in _AZURE:
+        return
+    clashing = sorted(k for k in _OPTIONS[_AZURE] if os.environ.get(k) and k not in env)
+    if clashing:
+        raise CredentialConflict(f"this process has {', '.join(clashing)} set, which would override the job's "
+                                 f"storage credentials for {uri}; remove it from the operator's environment")
+
+
 def filesystem(uri: str, env: Mapping[str, str] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem serving `uri` and the path inside it (no protocol, no trailing /)."""
+    """The filesystem serving `uri` and the path inside it (no protocol, no trailing /).
+
+    `env` holds explicit credentials (a job's secret, in the operator); None means
+    this process's environment (a pod, local mode)."""
+    if env is not None:
+        _check_isolated(uri, env)
     fs, path = fsspec.core.url_to_fs(uri, **storage_options(uri, env))
     return fs, path.rstrip("/") or path
 

@@ -50,6 +50,7 @@ def worker_main(conn, config: dict) -> None:
     os.environ.update(config["env"])
     logging.basicConfig(level=config["logging_level"], force=True,
                         format=f"%(asctime)s %(levelname)s [worker {config['worker']}] %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # azure-core logs every request at INFO
     sys.argv = [config["entry_script"], *config["arguments"]]
     sys.path.insert(0, os.path.dirname(config["entry_script"]))
     try:

@@ -163,3 +163,14 @@ def test_plan_is_deterministic_and_round_trips(tmp_path):
     assert header.header() == first.header()
     shards = [read_shard(fs, layout, s["index"]) for s in header.shards]
     assert [mb for s in shards for mb in s] == first.mini_batches
+
+
+def test_explicit_credentials_refuse_to_mix_with_the_process_environment(monkeypatch):
+    from parallelrun.runner.storage import CredentialConflict, storage_options
+
+    secret = {"AZURE_STORAGE_ACCOUNT_NAME": "a", "AZURE_STORAGE_ACCOUNT_KEY": "k"}
+    assert storage_options("az://c/x", secret) == {"account_name": "a", "account_key": "k"}
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "operator's own")
+    with pytest.raises(CredentialConflict, match="AZURE_STORAGE_CONNECTION_STRING set"):
+        filesystem("az://c/x", secret)
+    filesystem("memory://x", secret)  # other protocols take no Azure options
