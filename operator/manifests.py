@@ -1,0 +1,308 @@
+"""The children of a BatchInferenceJob as plain dicts: pure functions, no API calls.
+
+Every child carries the labels that tie it to its resource and an owner reference,
+so `kubectl delete bij/x` deletes them all. Names are deterministic, so an operator
+that restarts finds what it made instead of making it twice.
+
+    <name>-spec    ConfigMap  the normalized spec, mounted at /etc/parallelrun/job.json
+    <name>-score   Job        Indexed, one pod per node, pod i scores shard i of the plan
+    <name>-merge   Job        one pod: the output file, summary.json and errors.jsonl
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+from dataclasses import dataclass
+
+from parallelrun.runner.spec import API_VERSION, KIND, JobSpec
+
+GROUP, VERSION = API_VERSION.split("/")
+PLURAL = "batchinferencejobs"
+
+LABEL_NAME = "parallelrun.dev/batchinferencejob"
+LABEL_UID = "parallelrun.dev/batchinferencejob-uid"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+ANNOTATION_RUN_ID = "parallelrun.dev/run-id"
+ANNOTATION_SPEC_HASH = "parallelrun.dev/spec-hash"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+SCORING, MERGE, SPEC = "scoring", "merge", "spec"
+CONTAINER = "runner"
+SPEC_DIR, SPEC_FILE = "/etc/parallelrun", "job.json"
+SCRATCH_DIR = "/scratch"
+CODE_DIR = "/var/run/parallelrun/code"  # the runner's default for spec.code.configMap
+TERMINATION_LOG = "/dev/termination-log"
+
+EXIT_CONFIG, EXIT_THRESHOLD = 2, 3  # the runner contract (DESIGN.md)
+MERGE_BACKOFF_LIMIT = 2
+NON_ROOT_ID = 65532  # the conventional "nonroot" user of distroless images
+
+_JOB_NAME_LIMIT = 52  # leaves room for "-<index>" in Indexed Job pod hostnames (63)
+_LABEL_VALUE_LIMIT = 63
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The BatchInferenceJob its children belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    @classmethod
+    def of(cls, body) -> "Owner":
+        meta = body["metadata"]
+        return cls(meta["name"], meta["namespace"], meta["uid"])
+
+    @property
+    def run_id(self) -> str:
+        """The run's id, and its work directory <output.uri>/_parallelrun/<run-id>/.
+
+        `<name>-<first 8 characters of the uid>`: the same for the life of the resource
+        (an operator restart resumes the same run), new for a re-created resource.
+        """
+        return f"{self.name[:200]}-{self.uid[:8]}"
+
+    def child_name(self, suffix: str) -> str:
+        return child_name(self.name, suffix)
+
+    def labels(self, component: str) -> dict:
+        return {
+            "app.kubernetes.io/name": "parallelrun",
+            "app.kubernetes.io/managed-by": "parallelrun-operator",
+            LABEL_COMPONENT: component,
+            LABEL_NAME: label_value(self.name),
+            LABEL_UID: self.uid,
+        }
+
+    def reference(self) -> dict:
+        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.name, "uid": self.uid,
+                "controller": True, "blockOwnerDeletion": True}
+
+    def metadata(self, suffix: str, component: str, spec: JobSpec) -> dict:
+        return {
+            "name": self.child_name(suffix),
+            "namespace": self.namespace,
+            "labels": self.labels(component),
+            "annotations": {ANNOTATION_RUN_ID: self.run_id, ANNOTATION_SPEC_HASH: spec_hash(spec)},
+            "ownerReferences": [self.reference()],
+        }
+
+
+def child_name(name: str, suffix: str) -> str:
+    """`<name>-<suffix>`, shortened with a hash of the name when it would be too long."""
+    full = f"{name}-{suffix}"
+    if len(full) <= _JOB_NAME_LIMIT:
+        return full
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    keep = name[:_JOB_NAME_LIMIT - len(suffix) - len(digest) - 2].rstrip("-.")
+    return f"{keep}-{digest}-{suffix}"
+
+
+def label_value(text: str) -> str:
+    if len(text) <= _LABEL_VALUE_LIMIT:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+    return f"{text[:_LABEL_VALUE_LIMIT - 7].rstrip('-._')}-{digest}"
+
+
+def spec_hash(spec: JobSpec) -> str:
+    """A fingerprint of the normalized spec: a run refuses to follow a different one."""
+    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resource_document(spec: JobSpec, owner: Owner) -> dict:
+    """What the pods read from /etc/parallelrun/job.json."""
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": owner.name, "namespace": owner.namespace},
+            "spec": spec.to_dict()}
+
+
+def cluster_errors(spec: JobSpec, default_image: str | None) -> list[str]:
+    """What a spec that is fine for local mode still lacks to run as pods."""
+    errors = []
+    if not spec.environment.get("image") and not default_image:
+        errors.append("spec.environment.image: required to run on Kubernetes; give the scoring image "
+                      "(e.g. registry/scorer:1.0) that has parallelrun installed")
+    uris = {"spec.input.uri": spec.input.uri, "spec.output.uri": spec.output.uri,
+            "spec.code.uri": spec.code.uri, "spec.model.uri": spec.model_uri}
+    uris.update({f"spec.sideInputs[{i}].uri": s.uri for i, s in enumerate(spec.side_inputs)})
+    for path, uri in uris.items():
+        if uri and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", uri) and not posixpath.isabs(uri):
+            errors.append(f"{path}: {uri!r} is a relative path, which means nothing inside a pod; "
+                          "use a URL such as az://container/path/ or an absolute path on a mounted volume")
+    return errors
+
+
+# -- ConfigMap -------------------------------------------------------------------
+
+
+def build_spec_configmap(spec: JobSpec, owner: Owner) -> dict:
+    """The normalized spec the pods read; immutable, so a run cannot drift."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": owner.metadata(SPEC, SPEC, spec),
+        "immutable": True,
+        "data": {SPEC_FILE: json.dumps(resource_document(spec, owner), indent=1, sort_keys=True)},
+    }
+
+
+# -- Jobs ------------------------------------------------------------------------
+
+
+def runner_command(mode: str, run_id: str) -> list[str]:
+    return ["python", "-m", "parallelrun.runner", mode, "--spec", f"{SPEC_DIR}/{SPEC_FILE}", "--run-id", run_id]
+
+
+def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = None) -> dict:
+    """One Indexed Job: pod i runs shard i with processCountPerNode workers, one pod per node."""
+    template = _pod_template(spec, owner, SCORING, runner_command("score", owner.run_id), default_image, gpu=True)
+    template["spec"]["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": {LABEL_UID: owner.uid, LABEL_COMPONENT: SCORING}},
+        "topologyKey": "kubernetes.io/hostname",
+    }]}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": owner.metadata("score", SCORING, spec),
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": spec.node_count,
+            "parallelism": spec.node_count,
+            # runMaxTry attempts per mini-batch: a pod that crashes on a mini-batch is one attempt.
+            "backoffLimitPerIndex": max(spec.run_max_try - 1, 0),
+            # An index that cannot finish dooms the merge: stop the others at once.
+            "maxFailedIndexes": 0,
+            "podFailurePolicy": {"rules": [
+                _exit_rule("FailJob", [EXIT_THRESHOLD]),
+                _exit_rule("FailIndex", [EXIT_CONFIG]),
+                _DISRUPTION_RULE,
+            ]},
+            "template": template,
+        },
+    }
+
+
+def build_merge_job(spec: JobSpec, owner: Owner, default_image: str | None = None) -> dict:
+    """One pod that writes the output in plan order (same image, no GPU)."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": owner.metadata("merge", MERGE, spec),
+        "spec": {
+            "completions": 1,
+            "parallelism": 1,
+            "backoffLimit": MERGE_BACKOFF_LIMIT,
+            "podFailurePolicy": {"rules": [_exit_rule("FailJob", [EXIT_CONFIG, EXIT_THRESHOLD]), _DISRUPTION_RULE]},
+            "template": _pod_template(spec, owner, MERGE, runner_command("merge", owner.run_id), default_image,
+                                      gpu=False),
+        },
+    }
+
+
+def _exit_rule(action: str, codes: list[int]) -> dict:
+    return {"action": action, "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": codes}}
+
+
+# A node drained or a pod preempted is nobody's fault: retried without counting.
+_DISRUPTION_RULE = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+
+POD_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "runAsUser": NON_ROOT_ID,
+    "runAsGroup": NON_ROOT_ID,
+    "fsGroup": NON_ROOT_ID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "privileged": False,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str],
+                  default_image: str | None, gpu: bool) -> dict:
+    env_spec = spec.environment
+    gpu_spec = spec.gpu if gpu else None
+    volumes = [
+        {"name": "spec", "configMap": {"name": owner.child_name(SPEC)}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
+    mounts = [
+        {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
+        {"name": "scratch", "mountPath": SCRATCH_DIR},
+    ]
+    env = [{"name": "PARALLELRUN_SCRATCH", "value": SCRATCH_DIR},
+           {"name": "TMPDIR", "value": SCRATCH_DIR},  # the root filesystem is read-only
+           {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_DIR}/.cache"}]
+    if spec.code.config_map:
+        volumes.append({"name": "code", "configMap": {"name": spec.code.config_map}})
+        mounts.append({"name": "code", "mountPath": CODE_DIR, "readOnly": True})
+        env.append({"name": "PARALLELRUN_CODE_DIR", "value": CODE_DIR})
+    user_env = list(env_spec.get("env") or [])
+    user_names = {e.get("name") for e in user_env}
+    env = [e for e in env if e["name"] not in user_names] + user_env
+
+    env_from = list(env_spec.get("envFrom") or [])
+    secret = (spec.storage.get("secretRef") or {}).get("name")
+    if secret:
+        env_from.append({"secretRef": {"name": secret}})
+
+    container = {
+        "name": CONTAINER,
+        "image": env_spec.get("image") or default_image,
+        "command": command,
+        "env": env,
+        "volumeMounts": mounts,
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if env_from:
+        container["envFrom"] = env_from
+    resources = _resources(env_spec.get("resources") or {}, gpu_spec, keep_gpus=gpu)
+    if resources:
+        container["resources"] = resources
+
+    pod = {
+        "restartPolicy": "Never",  # Kubernetes retries a failed index with a new pod
+        "enableServiceLinks": False,
+        "securityContext": POD_SECURITY_CONTEXT,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if env_spec.get("serviceAccountName"):
+        pod["serviceAccountName"] = env_spec["serviceAccountName"]
+    else:
+        pod["automountServiceAccountToken"] = False  # the runner never calls the API
+    node_selector = dict(env_spec.get("nodeSelector") or {})
+    tolerations = list(env_spec.get("tolerations") or [])
+    if gpu_spec:
+        if gpu_spec.product:
+            node_selector["nvidia.com/gpu.product"] = gpu_spec.product
+        tolerations.append({"key": gpu_spec.resource_name, "operator": "Exists", "effect": "NoSchedule"})
+    if node_selector:
+        pod["nodeSelector"] = node_selector
+    if tolerations:
+        pod["tolerations"] = tolerations
+    return {"metadata": {"labels": owner.labels(component), "annotations": {ANNOTATION_RUN_ID: owner.run_id}},
+            "spec": pod}
+
+
+def _resources(resources: dict, gpu, keep_gpus: bool) -> dict:
+    """The user's requests and limits; the GPU count is a limit (extended resources need one)."""
+    out = {key: dict(value) for key, value in resources.items() if isinstance(value, dict)}
+    if not keep_gpus:  # the merge pod: same memory and CPU, no GPU
+        for section in out.values():
+            for name in [n for n in section if "gpu" in n]:
+                del section[name]
+    if gpu is not None:
+        out.setdefault("limits", {})[gpu.resource_name] = gpu.count
+    return {key: value for key, value in out.items() if value}

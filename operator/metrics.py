@@ -1,0 +1,60 @@
+"""Prometheus metrics of the operator (served with --metrics-port).
+
+    parallelrun_jobs{phase}                         BatchInferenceJobs by phase, now
+    parallelrun_items_total{result}                 items scored, by succeeded/failed
+    parallelrun_mini_batches_total{result}          mini-batches scored, by succeeded/failed
+    parallelrun_reconcile_duration_seconds          one reconcile step of one resource
+    parallelrun_plan_duration_seconds               planning one run (listing its input)
+
+Item and mini-batch counters grow by what this process saw happen: a run that an
+operator restart finds half done adds only what is done after the restart.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from parallelrun.runner.accounting import Counts
+
+from .status import FAILED, MERGING, PENDING, PLANNING, RUNNING, SUCCEEDED
+
+JOBS = Gauge("parallelrun_jobs", "BatchInferenceJobs by phase.", ["phase"])
+ITEMS = Counter("parallelrun_items", "Items scored, by result.", ["result"])
+MINI_BATCHES = Counter("parallelrun_mini_batches", "Mini-batches scored, by result.", ["result"])
+RECONCILE_SECONDS = Histogram("parallelrun_reconcile_duration_seconds", "Duration of one reconcile step.",
+                              buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
+PLAN_SECONDS = Histogram("parallelrun_plan_duration_seconds", "Duration of planning a run.",
+                         buckets=(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300))
+
+PHASES = (PENDING, PLANNING, RUNNING, MERGING, SUCCEEDED, FAILED)
+
+
+class PhaseGauge:
+    """Keeps parallelrun_jobs{phase} equal to the resources seen in each phase."""
+
+    def __init__(self) -> None:
+        self._phases: dict[str, str] = {}
+
+    def observe(self, uid: str, phase: str | None) -> None:
+        self._phases[uid] = phase or PENDING
+        self._publish()
+
+    def forget(self, uid: str) -> None:
+        self._phases.pop(uid, None)
+        self._publish()
+
+    def _publish(self) -> None:
+        values = list(self._phases.values())
+        for phase in PHASES:
+            JOBS.labels(phase).set(values.count(phase))
+
+
+def count_progress(before: Counts, after: Counts) -> None:
+    """Add what was scored between two observations of one run."""
+    for counter, result, delta in (
+            (ITEMS, "succeeded", after.items_succeeded - before.items_succeeded),
+            (ITEMS, "failed", after.items_failed - before.items_failed),
+            (MINI_BATCHES, "succeeded", after.mini_batches_succeeded - before.mini_batches_succeeded),
+            (MINI_BATCHES, "failed", after.mini_batches_failed - before.mini_batches_failed)):
+        if delta > 0:
+            counter.labels(result).inc(delta)

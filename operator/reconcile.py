@@ -1,0 +1,323 @@
+"""Driving one BatchInferenceJob from creation to Succeeded or Failed.
+
+Every step first looks at what exists (the status, the children under their
+deterministic names, the pods in kopf's index) and only then acts, so running it
+again, after a crash or an operator restart, continues the run instead of starting
+another: a second create of a child meets 409 and adopts the one there, the plan is
+read back once committed, and the counts are recomputed from the pods.
+
+    start  spec of record → credentials → plan → ConfigMap → scoring Job  (Planning → Running)
+    step   Running: pods → counts → thresholds → merge Job once every shard succeeded
+           Merging: merge pod → Succeeded, or Failed with its reason
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import kopf
+
+from parallelrun.runner.plan import PlanError
+from parallelrun.runner.spec import API_VERSION, KIND, JobSpec, SpecError, load_spec
+
+from . import metrics
+from .aggregation import JobState, PodState, observe_merge, observe_scoring
+from .kube import ApiError, KubeApi, path
+from .manifests import (LABEL_UID, MERGE, PLURAL, SCORING, SPEC, SPEC_FILE, Owner, build_merge_job,
+                        build_scoring_job, build_spec_configmap, cluster_errors, spec_hash)
+from .planning import Planner, secret_env
+from .status import (FAILED, MERGING, PENDING, PLANNING, RUNNING, SPEC_CHANGE_REFUSED, SUCCEEDED, counts_of,
+                     with_phase, with_progress, with_spec_check)
+
+RESYNC_SECONDS = 60  # a look without any event, in case one was missed
+RETRY_SECONDS = 30  # after a passing fault: storage or API unreachable, secret not there yet
+_PLURALS = {"ConfigMap": ("v1", "configmaps"), "Job": ("batch/v1", "jobs")}
+
+
+class RunFailed(kopf.PermanentError):
+    """The run cannot succeed; `reason` becomes the Failed condition's reason."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Services:
+    """What the operator shares between all resources (kept in kopf's memo)."""
+
+    api: KubeApi
+    planner: Planner
+    default_image: str | None = None
+
+
+class Wakeups:
+    """One event per running resource, set when its pods, Jobs or spec change."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def event(self, uid: str) -> asyncio.Event:
+        return self._events.setdefault(uid, asyncio.Event())
+
+    def wake(self, uid: str) -> None:
+        if uid in self._events:
+            self._events[uid].set()
+
+    def forget(self, uid: str) -> None:
+        self._events.pop(uid, None)
+
+
+class Reconciler:
+    def __init__(self, body, services: Services, pods: Callable[[], Iterable[PodState]],
+                 jobs: Callable[[], Iterable[JobState]], logger: logging.LoggerAdapter | None = None):
+        self.body = body  # kopf's live view: spec and generation stay current
+        self.logger = logger or logging.LoggerAdapter(logging.getLogger(__name__), {})
+        self.owner = Owner.of(body)
+        self.api, self.services = services.api, services
+        self._pods, self._jobs = pods, jobs
+        self.status = copy.deepcopy(dict(body.get("status") or {}))
+        self._written = copy.deepcopy(self.status)
+        self.spec: JobSpec | None = None  # the spec of record: the one the run started with
+        self.total: int | None = (self.status.get("progress") or {}).get("miniBatches", {}).get("total")
+        self._counted = counts_of(self.status)
+        self._spec_check: tuple[int | None, str | None] | None = None  # (generation, refusal)
+
+    @property
+    def generation(self) -> int | None:
+        return self.body["metadata"].get("generation")
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def drive(self, wake: asyncio.Event) -> None:
+        """Take the resource to Succeeded or Failed; raises kopf.TemporaryError to be retried."""
+        try:
+            await self.start()
+            while True:
+                wake.clear()
+                started = time.monotonic()
+                done = await self.step()
+                metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+                if done:
+                    return
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), RESYNC_SECONDS)
+        except RunFailed as failure:
+            await self.fail(failure.reason, str(failure))
+        except ApiError as e:
+            raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=RETRY_SECONDS if e.status else 10) from e
+
+    async def start(self) -> None:
+        self.spec = await self._spec_of_record()
+        if self.status.get("phase") in (RUNNING, MERGING) and self.total is not None:
+            return  # resumed: the children exist, the counts come from the pods
+        env = await self._credentials()
+        if self.status.get("phase") != PLANNING:
+            self._event("Normal", "Planning", f"listing {self.spec.input.uri}")
+            await self._write(with_phase(self.status, PLANNING, "Planning", f"listing {self.spec.input.uri}",
+                                         self.generation))
+        started = time.monotonic()
+        try:
+            plan = await self.services.planner.plan(self.spec, self.owner.run_id, env)
+        except PlanError as e:
+            raise RunFailed("PlanFailed", str(e)) from e
+        except Exception as e:  # storage unreachable, credentials refused...: retried, and said so
+            message = f"planning failed, retrying in {RETRY_SECONDS}s: {type(e).__name__}: {e}"
+            await self._write(dict(self.status, message=message))
+            raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from e
+        metrics.PLAN_SECONDS.observe(time.monotonic() - started)
+        self.total = plan.total_mini_batches
+        await self._ensure(build_spec_configmap(self.spec, self.owner))
+        job = await self._ensure(build_scoring_job(self.spec, self.owner, self.services.default_image))
+        message = (f"scoring {plan.total_mini_batches} mini-batches on {self.spec.node_count} node(s) "
+                   f"with Job {job['metadata']['name']}")
+        self._event("Normal", "Started", message)
+        status = with_phase(self.status, RUNNING, "Scoring", message, self.generation)
+        status = with_progress(status, self._counted, self.total, 0, 0, 0, self.spec.node_count)
+        await self._write(dict(status, jobName=job["metadata"]["name"], runId=self.owner.run_id))
+
+    async def step(self) -> bool:
+        """One look at the run; True when it has finished."""
+        status = self._check_spec(self.status)
+        if status.get("phase") == RUNNING:
+            return await self._score(status)
+        if status.get("phase") == MERGING:
+            return await self._merge(status)
+        raise RuntimeError(f"no step for phase {status.get('phase')!r}")  # start() leaves Running or Merging
+
+    async def fail(self, reason: str, message: str) -> None:
+        self._event("Warning", reason, message)
+        await self._write(with_phase(self.status, FAILED, reason, message, self.generation))
+
+    # -- phases ------------------------------------------------------------------
+
+    async def _score(self, status: dict) -> bool:
+        scoring = observe_scoring(self.spec, self._pods(), self._job(SCORING), self.total)
+        metrics.count_progress(self._counted, scoring.counts)
+        self._counted = scoring.counts
+        status = with_progress(status, scoring.counts, self.total, scoring.active, scoring.succeeded,
+                               scoring.failed, self.spec.node_count)
+        if scoring.failure:
+            self.status = status
+            await self._stop_scoring()
+            raise RunFailed(*scoring.failure)
+        if scoring.complete:
+            job = await self._ensure(build_merge_job(self.spec, self.owner, self.services.default_image))
+            message = f"all {self.spec.node_count} shard(s) done; merging with Job {job['metadata']['name']}"
+            self._event("Normal", "Merging", message)
+            status = with_phase(status, MERGING, "Merging", message, self.generation)
+            status["mergeJobName"] = job["metadata"]["name"]
+        await self._write(status)
+        return False
+
+    async def _merge(self, status: dict) -> bool:
+        outcome, message = observe_merge(self._pods(), self._job(MERGE))
+        if outcome == FAILED:
+            self.status = status
+            raise RunFailed("MergeFailed", message)
+        if outcome == SUCCEEDED:
+            output = output_uri(self.spec, self.owner)
+            message = f"output written to {output}"
+            self._event("Normal", "Succeeded", message)
+            status = dict(with_phase(status, SUCCEEDED, "Succeeded", message, self.generation), outputUri=output)
+        await self._write(status)
+        return outcome == SUCCEEDED
+
+    # -- the spec ----------------------------------------------------------------
+
+    def _current_spec(self) -> JobSpec:
+        """The resource's spec as it is now, validated; a user's mistake fails the run."""
+        document = {"apiVersion": API_VERSION, "kind": KIND,
+                    "metadata": {"name": self.owner.name, "namespace": self.owner.namespace},
+                    "spec": copy.deepcopy(dict(self.body.get("spec") or {}))}
+        try:
+            spec = load_spec(document)
+        except SpecError as e:
+            raise RunFailed("InvalidSpec", "\n".join(e.errors)) from e
+        errors = cluster_errors(spec, self.services.default_image)
+        if errors:
+            raise RunFailed("InvalidSpec", "\n".join(errors))
+        return spec
+
+    async def _spec_of_record(self) -> JobSpec:
+        """The spec in the run's ConfigMap once it exists (what the pods run), else the current one."""
+        try:
+            configmap = await self.api.get(path("v1", "configmaps", self.owner.namespace, self.owner.child_name(SPEC)))
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            return self._current_spec()
+        self._check_ours(configmap)
+        return load_spec(json.loads(configmap["data"][SPEC_FILE]))
+
+    def _check_spec(self, status: dict) -> dict:
+        """`status` with SpecChangeRefused set while the spec differs from the run's."""
+        if self._spec_check is None or self._spec_check[0] != self.generation:
+            self._spec_check = (self.generation, self._refusal())
+        refusal = self._spec_check[1]
+        if refusal and not any(c.get("type") == SPEC_CHANGE_REFUSED for c in status.get("conditions") or []):
+            self._event("Warning", SPEC_CHANGE_REFUSED, refusal)
+        return with_spec_check(status, refusal, self.generation)
+
+    def _refusal(self) -> str | None:
+        try:
+            if spec_hash(self._current_spec()) == spec_hash(self.spec):
+                return None
+            problem = ""
+        except RunFailed as e:
+            problem = f" (and the new spec is invalid: {e})"
+        return (f"the spec changed after the run started{problem}; the run goes on with the spec it started "
+                f"with (ConfigMap {self.owner.child_name(SPEC)}). To run the new spec, create a new "
+                f"BatchInferenceJob, or delete and re-create this one")
+
+    async def _credentials(self) -> dict[str, str]:
+        """The storage credentials of spec.storage.secretRef; never the operator's own."""
+        name = (self.spec.storage.get("secretRef") or {}).get("name")
+        if not name:
+            return {}
+        try:
+            return secret_env(await self.api.get(path("v1", "secrets", self.owner.namespace, name)))
+        except ApiError as e:
+            if e.status != 404:
+                raise
+        message = f"waiting for Secret {name} (spec.storage.secretRef) to exist; next look in {RETRY_SECONDS}s"
+        await self._write(with_phase(self.status, PENDING, "WaitingForSecret", message, self.generation))
+        raise kopf.TemporaryError(message, delay=RETRY_SECONDS)
+
+    # -- children and status ------------------------------------------------------
+
+    def _job(self, component: str) -> JobState | None:
+        return next((j for j in self._jobs() if j.component == component), None)
+
+    def _check_ours(self, child: dict) -> None:
+        if (child["metadata"].get("labels") or {}).get(LABEL_UID) != self.owner.uid:
+            raise kopf.TemporaryError(
+                f"{child.get('kind', 'object')} {child['metadata']['name']} belongs to another resource "
+                "(an earlier one of the same name, still being deleted?); waiting for it to go", delay=RETRY_SECONDS)
+
+    async def _ensure(self, manifest: dict) -> dict:
+        """Create `manifest`, or adopt the one of the same name made earlier for this resource."""
+        api_version, plural = _PLURALS[manifest["kind"]]
+        collection = path(api_version, plural, self.owner.namespace)
+        try:
+            return await self.api.create(collection, manifest)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+        existing = await self.api.get(f"{collection}/{manifest['metadata']['name']}")
+        self._check_ours(existing)
+        return existing
+
+    async def _stop_scoring(self) -> None:
+        """Suspend the scoring Job: its running pods are deleted, none is started again."""
+        job = self._job(SCORING)
+        if job is not None and (job.finished or job.suspended):
+            return
+        try:
+            await self.api.merge_patch(path("batch/v1", "jobs", self.owner.namespace, self.owner.child_name("score")),
+                                       {"spec": {"suspend": True}})
+        except ApiError as e:
+            if e.status not in (404, 422):  # gone, or finished meanwhile
+                raise
+
+    async def _write(self, status: dict) -> None:
+        self.status = status
+        if status == self._written:
+            return
+        await self.api.merge_patch(path(API_VERSION, PLURAL, self.owner.namespace, self.owner.name, "status"),
+                                   {"status": status})
+        self._written = copy.deepcopy(status)
+
+    def _event(self, type_: str, reason: str, message: str) -> None:
+        """A Kubernetes Event, and the same in the operator's log (k8s_skip: not posted twice by kopf)."""
+        kopf.event(self.body, type=type_, reason=reason, message=message)
+        level = logging.INFO if type_ == "Normal" else logging.WARNING
+        self.logger.log(level, "%s: %s", reason, message, extra={"k8s_skip": True})
+
+
+def output_uri(spec: JobSpec, owner: Owner) -> str:
+    if spec.output.action == "appendRow":
+        return f"{spec.output.uri.rstrip('/')}/{spec.output.file_name}"
+    return f"{spec.output.uri.rstrip('/')}/_parallelrun/{owner.run_id}/summary.json"
+
+
+async def refuse_change_after_finish(body, api: KubeApi) -> None:
+    """A finished run whose spec was edited: say that nothing will run again."""
+    generation = body["metadata"].get("generation")
+    status = dict(body.get("status") or {})
+    if generation is None or status.get("observedGeneration") in (None, generation):
+        return
+    refusal = (f"the run is {status.get('phase')}; a changed spec is not run again. To run it, create a new "
+               "BatchInferenceJob, or delete and re-create this one")
+    kopf.event(body, type="Warning", reason=SPEC_CHANGE_REFUSED, message=refusal)
+    owner = Owner.of(body)
+    await api.merge_patch(path(API_VERSION, PLURAL, owner.namespace, owner.name, "status"),
+                          {"status": with_spec_check(status, refusal, generation)})
+

@@ -1,0 +1,103 @@
+"""The status of a BatchInferenceJob, by the Kubernetes API conventions: pure functions.
+
+    phase       Pending → Planning → Running → Merging → Succeeded | Failed
+    conditions  Running    True while planning, scoring or merging; False at the end
+                Succeeded  True once the output is written  (kubectl wait --for=condition=Succeeded)
+                Failed     True with the reason: InvalidSpec, PlanFailed, ErrorThresholdExceeded,
+                           ConfigurationError, RetriesExhausted, ScoringJobFailed, MergeFailed
+                SpecChangeRefused  True while the spec differs from the one the run started with
+
+A condition's lastTransitionTime moves only when its status flips; every condition
+carries the generation it was written for.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from parallelrun.runner.accounting import Counts
+
+PENDING, PLANNING, RUNNING, MERGING, SUCCEEDED, FAILED = (
+    "Pending", "Planning", "Running", "Merging", "Succeeded", "Failed")
+TERMINAL = (SUCCEEDED, FAILED)
+SPEC_CHANGE_REFUSED = "SpecChangeRefused"
+
+# The Running condition's reason in each phase that is not the end.
+_RUNNING_REASONS = {PENDING: "Waiting", PLANNING: "Planning", RUNNING: "Scoring", MERGING: "Merging"}
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(conditions: list[dict], type_: str, status: bool, reason: str, message: str,
+                  generation: int | None, at: str) -> list[dict]:
+    """`conditions` with `type_` set; the others as they were."""
+    value = "True" if status else "False"
+    previous = next((c for c in conditions if c.get("type") == type_), None)
+    changed = previous is None or previous.get("status") != value
+    condition = {"type": type_, "status": value, "reason": reason, "message": message,
+                 "lastTransitionTime": at if changed else previous.get("lastTransitionTime", at)}
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return [c for c in conditions if c.get("type") != type_] + [condition]
+
+
+def remove_condition(conditions: list[dict], type_: str) -> list[dict]:
+    return [c for c in conditions if c.get("type") != type_]
+
+
+def with_phase(status: dict, phase: str, reason: str, message: str, generation: int | None,
+               at: str | None = None) -> dict:
+    """`status` moved to `phase` (a new dict)."""
+    at = at or now()
+    new = dict(status, phase=phase, message=message)
+    if generation is not None:
+        new["observedGeneration"] = generation
+    conditions = list(status.get("conditions") or [])
+    if phase in TERMINAL:
+        conditions = set_condition(conditions, "Running", False, phase, message, generation, at)
+        conditions = set_condition(conditions, phase, True, reason, message, generation, at)
+        new.setdefault("completionTime", at)
+    else:
+        conditions = set_condition(conditions, "Running", phase != PENDING, reason or _RUNNING_REASONS[phase],
+                                   message, generation, at)
+        if phase != PENDING:
+            new.setdefault("startTime", at)
+    new["conditions"] = conditions
+    return new
+
+
+def with_progress(status: dict, counts: Counts, total: int | None, active: int, succeeded: int, failed: int,
+                  node_count: int) -> dict:
+    """`status` with the counts so far (a new dict)."""
+    mini_batches = {"succeeded": counts.mini_batches_succeeded, "failed": counts.mini_batches_failed}
+    if total is not None:
+        mini_batches["total"] = total
+    return dict(
+        status,
+        progress={"miniBatches": mini_batches,
+                  "items": {"succeeded": counts.items_succeeded, "failed": counts.items_failed}},
+        progressText=f"{counts.mini_batches}/{total if total is not None else '?'}",
+        nodes={"active": active, "succeeded": succeeded, "failed": failed},
+        nodesText=f"{active}/{node_count}",
+    )
+
+
+def counts_of(status: dict) -> Counts:
+    """The counts a status already reports (an operator restart starts from them)."""
+    return Counts.from_dict(status.get("progress") or {})
+
+
+def with_spec_check(status: dict, refusal: str | None, generation: int | None, at: str | None = None) -> dict:
+    """`status` with SpecChangeRefused set (a message says why) or cleared (None)."""
+    conditions = list(status.get("conditions") or [])
+    if refusal is None:
+        conditions = remove_condition(conditions, SPEC_CHANGE_REFUSED)
+    else:
+        conditions = set_condition(conditions, SPEC_CHANGE_REFUSED, True, "ImmutableAfterStart", refusal,
+                                   generation, at or now())
+    new = dict(status, conditions=conditions)
+    if generation is not None:
+        new["observedGeneration"] = generation
+    return new

@@ -1,0 +1,162 @@
+"""Helpers of the operator tests: the emulated cluster, the fake kubelet, test resources."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+import itertools
+import json
+import uuid
+from pathlib import Path
+
+import attrs
+import jsonpatch
+import kmock
+
+from parallelrun.operator.kube import KubeApi, path
+from parallelrun.operator.manifests import COMPLETION_INDEX, GROUP, PLURAL, VERSION
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "ns"
+IMAGE = "example.com/scorer:1.0"
+BIJ_API = f"{GROUP}/{VERSION}"
+
+
+@attrs.define(kw_only=True)
+class Cluster(kmock.KubernetesEmulator):
+    """The emulator, plus what the API server adds to objects, plus a count of creations."""
+
+    _versions: itertools.count = attrs.field(factory=lambda: itertools.count(1), init=False)
+    creations: collections.Counter = attrs.field(factory=collections.Counter, init=False)
+    writes: list = attrs.field(factory=list, init=False)  # (method, path) of every change requested
+
+    async def _handle(self, request):
+        data = request.data
+        if request.method in ("POST", "PATCH", "PUT", "DELETE"):
+            self.writes.append((request.method.value, request.url.path))
+        if request.resource is not None and isinstance(data, list):  # a JSON patch, as kopf sends
+            data.append({"op": "add", "path": "/metadata/resourceVersion", "value": str(next(self._versions))})
+        if request.resource is not None and isinstance(data, dict):
+            meta = data.setdefault("metadata", {})
+            meta["resourceVersion"] = str(next(self._versions))
+            if request.action == kmock.action.CREATE:
+                meta.setdefault("uid", str(uuid.uuid4()))
+                meta.setdefault("generation", 1)
+                meta.setdefault("creationTimestamp", _now())
+                meta.setdefault("namespace", request.namespace)
+                if not meta.get("name") and meta.get("generateName"):
+                    meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            elif request.action == kmock.action.UPDATE and request.subresource is None and "spec" in data:
+                current = self.objects[request.resource, request.namespace, request.name]
+                meta["generation"] = current["metadata"].get("generation", 1) + 1
+        try:
+            response = await super()._handle(request)
+        except jsonpatch.JsonPatchTestFailed as e:  # optimistic concurrency, as the API server answers it
+            raise kmock.KubernetesError(422, "Invalid", str(e)) from e
+        if request.action == kmock.action.CREATE and response.status < 300:
+            self.creations[request.resource.plural, request.data["metadata"].get("name")] += 1
+        return response
+
+    def get(self, plural: str, name: str, namespace: str = NAMESPACE) -> dict | None:
+        """An object as stored now, or None."""
+        for (resource, ns, obj_name), obj in self.objects.items():
+            if resource.plural == plural and ns == namespace and obj_name == name and not obj.deleted:
+                return obj.raw
+        return None
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def crd_resource_info(crd: dict) -> tuple[str, kmock.ResourceInfo]:
+    names, version = crd["spec"]["names"], crd["spec"]["versions"][0]
+    return (f"{crd['spec']['group']}/{version['name']}/{names['plural']}", kmock.ResourceInfo(
+        kind=names["kind"], singular=names["singular"], namespaced=crd["spec"]["scope"] == "Namespaced",
+        shortnames=set(names.get("shortNames", [])), categories=set(names.get("categories", [])),
+        subresources=set(version.get("subresources", {})),
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"}))
+
+
+async def eventually(check, timeout: float = 10.0, interval: float = 0.02):
+    """Poll `check()` until it returns something truthy; return that."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {check.__doc__ or check}")
+        await asyncio.sleep(interval)
+
+
+def report(mb_ok: int, mb_failed: int = 0, items_ok: int | None = None, items_failed: int | None = None,
+           reason: str | None = None) -> str:
+    """A runner's termination message."""
+    message = {"miniBatches": {"succeeded": mb_ok, "failed": mb_failed},
+               "items": {"succeeded": mb_ok if items_ok is None else items_ok,
+                         "failed": mb_failed if items_failed is None else items_failed}}
+    if reason:
+        message["reason"] = reason
+    return json.dumps(message)
+
+
+class Kubelet:
+    """Plays the Job controller and the kubelet: makes the pods of a Job and ends them."""
+
+    def __init__(self, api: KubeApi, cluster: Cluster):
+        self.api, self.cluster = api, cluster
+
+    async def start(self, job_name: str, index: int = 0, attempt: int = 0) -> str:
+        job = self.cluster.get("jobs", job_name)
+        template = job["spec"]["template"]
+        name = f"{job_name}-{index}-{attempt}"
+        labels = dict(template["metadata"]["labels"], **{"batch.kubernetes.io/job-name": job_name})
+        if job["spec"].get("completionMode") == "Indexed":
+            labels[COMPLETION_INDEX] = str(index)
+        await self.api.create(path("v1", "pods", NAMESPACE), {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels,
+                         "annotations": {"batch.kubernetes.io/job-index-failure-count": str(attempt)},
+                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
+                                              "uid": job["metadata"]["uid"], "controller": True}]},
+            "spec": template["spec"],
+            "status": {"phase": "Running"}})
+        return name
+
+    async def finish(self, pod: str, exit_code: int, message: str = "") -> None:
+        terminated = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error", "message": message}
+        await self.api.merge_patch(path("v1", "pods", NAMESPACE, pod, "status"), {"status": {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "containerStatuses": [{"name": "runner", "state": {"terminated": terminated}}]}})
+
+    async def run(self, job_name: str, index: int, exit_code: int, message: str = "", attempt: int = 0) -> str:
+        pod = await self.start(job_name, index, attempt)
+        await self.finish(pod, exit_code, message)
+        return pod
+
+    async def job_condition(self, job_name: str, type_: str, reason: str, message: str = "", **status) -> None:
+        await self.api.merge_patch(path("batch/v1", "jobs", NAMESPACE, job_name, "status"), {"status": dict(
+            status, conditions=[{"type": type_, "status": "True", "reason": reason, "message": message}])})
+
+
+def resource(name: str, inputs: dict, **spec) -> dict:
+    """A BatchInferenceJob over `inputs`: 10 files, one per mini-batch, two nodes."""
+    full = {"input": {"uri": inputs["input"], "type": "files"}, "code": {"entryScript": "score.py"},
+            "output": {"uri": inputs["output"]}, "miniBatchSize": 1, "nodeCount": 2}
+    full.update(spec)
+    return {"apiVersion": BIJ_API, "kind": "BatchInferenceJob",
+            "metadata": {"name": name, "namespace": NAMESPACE}, "spec": full}
+
+
+async def create(kube: KubeApi, body: dict) -> dict:
+    return await kube.create(path(BIJ_API, PLURAL, NAMESPACE), body)
+
+
+def status_of(cluster: Cluster, name: str) -> dict:
+    return (cluster.get(PLURAL, name) or {}).get("status") or {}
+
+
+def condition(status: dict, type_: str) -> dict:
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})

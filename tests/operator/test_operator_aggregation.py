@@ -1,0 +1,136 @@
+"""Pods and Jobs to counts and verdicts; status and conditions; the CLI: pure functions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from parallelrun.operator.aggregation import (PodState, job_state, observe_merge, observe_scoring, pod_state,
+                                              shards)
+from parallelrun.operator.main import parser, run_options
+from parallelrun.operator.status import with_phase, with_progress, with_spec_check
+from parallelrun.runner.accounting import Counts
+from parallelrun.runner.spec import load_spec
+
+
+def spec(**fields):
+    base = {"input": {"uri": "/data/", "type": "files"}, "code": {"entryScript": "s.py"},
+            "output": {"uri": "/out/"}, "nodeCount": 2}
+    return load_spec(dict(base, **fields))
+
+
+def report(ok: int, failed: int = 0, **extra) -> str:
+    return json.dumps({"miniBatches": {"succeeded": ok, "failed": failed},
+                       "items": {"succeeded": ok, "failed": failed}, **extra})
+
+
+def pod(index: int, phase: str, exit_code: int | None = None, message: str = "", attempt: int = 0,
+        component: str = "scoring") -> PodState:
+    return PodState(name=f"p-{index}-{attempt}", component=component, index=index, order=(attempt, "", ""),
+                    phase=phase, exit_code=exit_code, message=message)
+
+
+def test_pod_state_reads_the_runner_container():
+    body = {"metadata": {"name": "x-score-1-abcde", "creationTimestamp": "2026-01-01T00:00:00Z",
+                         "labels": {"app.kubernetes.io/component": "scoring",
+                                    "batch.kubernetes.io/job-completion-index": "1"},
+                         "annotations": {"batch.kubernetes.io/job-index-failure-count": "2"}},
+            "status": {"phase": "Failed", "containerStatuses": [
+                {"name": "sidecar", "state": {"terminated": {"exitCode": 0}}},
+                {"name": "runner", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "message": "x"}}}]}}
+    state = pod_state(body)
+    assert (state.index, state.order[0], state.exit_code, state.reason, state.message) == (1, 2, 137, "OOMKilled", "x")
+    assert "exit code 137 (OOMKilled): x" in state.describe()
+
+
+def test_job_state_reads_finish_and_failed_indexes():
+    body = {"metadata": {"name": "x-score", "labels": {"app.kubernetes.io/component": "scoring"}},
+            "spec": {"suspend": True},
+            "status": {"failedIndexes": "1,3-4", "conditions": [
+                {"type": "Suspended", "status": "True"}, {"type": "Failed", "status": "True", "reason": "FailedIndexes"}]}}
+    state = job_state(body)
+    assert state.finished == "Failed" and state.failed_indexes == {1, 3, 4} and state.suspended
+
+
+def test_each_shard_counts_once_its_last_attempt():
+    pods = [pod(0, "Failed", 137, report(2)), pod(0, "Failed", 1, "log tail", attempt=1),
+            pod(0, "Succeeded", 0, report(5), attempt=2), pod(1, "Failed", 1, report(1)), pod(1, "Running", attempt=1)]
+    judged = shards(pods, 2)
+    assert [s.state for s in judged] == ["succeeded", "active"]
+    assert judged[0].counts == Counts(5, 0, 5, 0) and judged[1].counts == Counts(1, 0, 1, 0)
+    scoring = observe_scoring(spec(), pods, None, 10)
+    assert scoring.counts == Counts(6, 0, 6, 0) and (scoring.active, scoring.succeeded) == (1, 1)
+    assert not scoring.complete and scoring.failure is None
+
+
+@pytest.mark.parametrize("fields, pods, reason", [
+    ({"errorThreshold": 1}, [pod(0, "Succeeded", 0, report(3, 2))], "ErrorThresholdExceeded"),
+    ({"allowedFailedPercent": 10}, [pod(0, "Running"), pod(1, "Succeeded", 0, report(3, 2))], "ErrorThresholdExceeded"),
+    ({}, [pod(1, "Failed", 3, report(0, 1, reason="alone"))], "ErrorThresholdExceeded"),
+    ({}, [pod(0, "Failed", 2, report(0, reason="no score.py"))], "ConfigurationError"),
+])
+def test_verdicts(fields, pods, reason):
+    failure = observe_scoring(spec(**fields), pods, None, 10).failure
+    assert failure and failure[0] == reason
+
+
+def test_crash_is_retried_until_the_job_gives_up():
+    pods = [pod(0, "Failed", 139, "Segmentation fault")]
+    assert observe_scoring(spec(), pods, None, 10).failure is None
+    job = job_state({"metadata": {"name": "j"}, "status": {"failedIndexes": "0"}})
+    reason, message = observe_scoring(spec(), pods, job, 10).failure
+    assert reason == "RetriesExhausted" and "Segmentation fault" in message
+
+
+def test_merge_outcomes():
+    assert observe_merge([pod(0, "Running", component="merge")], None) == (None, "")
+    assert observe_merge([pod(0, "Succeeded", 0, component="merge")], None) == ("Succeeded", "")
+    outcome, message = observe_merge([pod(0, "Failed", 2, '{"reason": "no plan"}', component="merge")], None)
+    assert outcome == "Failed" and "no plan" in message
+
+
+def test_phase_conditions_follow_the_conventions():
+    status = with_phase({}, "Planning", "Planning", "listing", 1, at="t1")
+    assert status["startTime"] == "t1" and status["observedGeneration"] == 1
+    status = with_phase(status, "Running", "Scoring", "scoring", 1, at="t2")
+    running = status["conditions"][0]
+    assert running == {"type": "Running", "status": "True", "reason": "Scoring", "message": "scoring",
+                       "lastTransitionTime": "t1", "observedGeneration": 1}  # no flip, no new time
+    status = with_phase(status, "Succeeded", "Succeeded", "done", 1, at="t3")
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert by_type["Running"]["status"] == "False" and by_type["Running"]["lastTransitionTime"] == "t3"
+    assert by_type["Succeeded"]["status"] == "True" and status["completionTime"] == "t3"
+    assert status["startTime"] == "t1"
+
+
+def test_progress_and_spec_refusal():
+    status = with_progress({}, Counts(800, 12, 7990, 30), 1000, 2, 1, 0, 4)
+    assert status["progressText"] == "812/1000" and status["nodesText"] == "2/4"
+    assert status["progress"] == {"miniBatches": {"succeeded": 800, "failed": 12, "total": 1000},
+                                  "items": {"succeeded": 7990, "failed": 30}}
+    refused = with_spec_check(status, "no", 3, at="t")
+    assert refused["conditions"][0]["type"] == "SpecChangeRefused" and refused["observedGeneration"] == 3
+    assert with_spec_check(refused, None, 4)["conditions"] == []
+
+
+def test_cli_options():
+    args = parser().parse_args(["-n", "a", "--namespace", "b", "--peering", "p", "--liveness",
+                                "http://0.0.0.0:8081/healthz", "--metrics-port", "8080", "--log-format", "json"])
+    assert args.namespace == ["a", "b"] and args.peering == "p" and args.metrics_port == 8080
+    assert args.log_format == "json" and not args.standalone
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--standalone", "--peering", "p"])
+    with pytest.raises(SystemExit):
+        parser().parse_args(["-n", "a", "--all-namespaces"])
+
+
+def test_replicas_of_one_peering_never_tie():
+    args = parser().parse_args(["--peering", "p", "-n", "a"])
+    priorities = {run_options(args)["priority"] for _ in range(20)}
+    assert len(priorities) > 1  # kopf freezes every replica of equal priority
+    assert run_options(args) | {"priority": 0} == {"clusterwide": False, "namespaces": ["a"], "standalone": None,
+                                                 "liveness_endpoint": None, "peering_name": "p", "priority": 0}
+    assert run_options(parser().parse_args(["--peering", "p", "--priority", "7"]))["priority"] == 7
+    assert run_options(parser().parse_args(["--standalone", "-A"])) == {
+        "clusterwide": True, "namespaces": [], "standalone": True, "liveness_endpoint": None}
