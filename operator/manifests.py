@@ -241,6 +241,7 @@ def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str
     ]
     env = [{"name": "PARALLELRUN_SCRATCH", "value": SCRATCH_DIR},
            {"name": "TMPDIR", "value": SCRATCH_DIR},  # the root filesystem is read-only
+           {"name": "HOME", "value": SCRATCH_DIR},  # libraries that write ~/.cache, ~/.config
            {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_DIR}/.cache"}]
     if spec.code.config_map:
         volumes.append({"name": "code", "configMap": {"name": spec.code.config_map}})

@@ -154,3 +154,17 @@ def stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+def start_for_tests(location: Path) -> Azurite:
+    """Azurite for a test session: skipped where it cannot be had, except under CI=true,
+    where that is an error (CI must run the Azure tests)."""
+    import pytest
+
+    try:
+        binary = azurite_blob()
+    except AzuriteUnavailable as e:
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"CI=true and Azurite cannot be installed: {e}", pytrace=False)
+        pytest.skip(f"Azurite is not available: {e}")
+    return Azurite.start(binary, location)

@@ -7,7 +7,6 @@ except under CI=true, where that is an error: CI must run them.
 
 from __future__ import annotations
 
-import os
 import textwrap
 import uuid
 from pathlib import Path
@@ -15,23 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from azurite import CREDENTIAL_VARIABLES, Azurite, AzuriteUnavailable, azurite_blob
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+from azurite import CREDENTIAL_VARIABLES, Azurite, start_for_tests
 
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory) -> Azurite:
     """A running Azurite blob service on a free port of 127.0.0.1, stopped at session end."""
-    try:
-        binary = azurite_blob()
-    except AzuriteUnavailable as e:
-        if _in_ci():
-            pytest.fail(f"CI=true and Azurite cannot be installed: {e}", pytrace=False)
-        pytest.skip(f"Azurite is not available: {e}")
-    server = Azurite.start(binary, tmp_path_factory.mktemp("azurite"))
+    server = start_for_tests(tmp_path_factory.mktemp("azurite"))
     yield server
     server.stop()
 

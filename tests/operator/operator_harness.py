@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import datetime
 import itertools
 import json
+import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -139,6 +142,69 @@ class Kubelet:
     async def job_condition(self, job_name: str, type_: str, reason: str, message: str = "", **status) -> None:
         await self.api.merge_patch(path("batch/v1", "jobs", NAMESPACE, job_name, "status"), {"status": dict(
             status, conditions=[{"type": type_, "status": "True", "reason": reason, "message": message}])})
+
+
+class ProcessKubelet:
+    """Runs each pod of the operator's Jobs as a local process, as a kubelet would run its container.
+
+    The container's command and environment as built, its volumes as folders (a
+    ConfigMap's keys as files, an emptyDir as an empty folder) with mount paths mapped
+    onto them, the Secrets of envFrom as variables, JOB_COMPLETION_INDEX as the Job
+    controller sets it, and the termination message read back into the pod's status.
+    Only `python` becomes this interpreter, as if the image had parallelrun installed.
+    """
+
+    def __init__(self, cluster: Cluster, kubelet: Kubelet, root: Path):
+        self.cluster, self.kubelet, self.root = cluster, kubelet, root
+
+    async def run(self, job_name: str, index: int) -> int:
+        pod = await self.kubelet.start(job_name, index)
+        template = self.cluster.get("jobs", job_name)["spec"]["template"]["spec"]
+        container = template["containers"][0]
+        folder = self.root / pod
+        mounts = {m["mountPath"]: self._volume(folder, next(v for v in template["volumes"] if v["name"] == m["name"]))
+                  for m in container["volumeMounts"]}
+
+        def mapped(value: str) -> str:
+            for mount_path, host in mounts.items():
+                if value == mount_path or value.startswith(mount_path + "/"):
+                    return str(host) + value[len(mount_path):]
+            return value
+
+        env = {"PATH": os.environ["PATH"], "PARALLELRUN_TERMINATION_LOG": str(folder / "termination-log")}
+        for source in container.get("envFrom", []):
+            secret = self.cluster.get("secrets", source["secretRef"]["name"])
+            env.update({k: base64.b64decode(v).decode() for k, v in secret["data"].items()})
+        env.update({e["name"]: mapped(e["value"]) for e in container["env"]})
+        if self.cluster.get("jobs", job_name)["spec"].get("completionMode") == "Indexed":
+            env["JOB_COMPLETION_INDEX"] = str(index)
+        command = [sys.executable if arg == "python" else mapped(arg) for arg in container["command"]]
+        process = await asyncio.create_subprocess_exec(*command, env=env, cwd=folder,
+                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        output, _ = await process.communicate()
+        log = folder / "termination-log"
+        message = log.read_text() if log.exists() else output.decode()[-4000:]  # FallbackToLogsOnError
+        await self.kubelet.finish(pod, process.returncode, message)
+        if process.returncode:
+            print(output.decode())
+        return process.returncode
+
+    async def run_to_the_end(self, name: str, nodes: int) -> dict:
+        """Run every scoring pod of Running resource `name` at once, then its merge pod; the final status."""
+        codes = await asyncio.gather(*(self.run(f"{name}-score", i) for i in range(nodes)))
+        assert codes == [0] * nodes, codes
+        await eventually(lambda: status_of(self.cluster, name).get("phase") == "Merging", timeout=20)
+        assert await self.run(f"{name}-merge", 0) == 0
+        return await eventually(lambda: status_of(self.cluster, name).get("phase") in ("Succeeded", "Failed")
+                                and status_of(self.cluster, name), timeout=20)
+
+    def _volume(self, folder: Path, volume: dict) -> Path:
+        host = folder / "volumes" / volume["name"]
+        host.mkdir(parents=True)
+        if "configMap" in volume:
+            for key, text in self.cluster.get("configmaps", volume["configMap"]["name"])["data"].items():
+                (host / key).write_text(text)
+        return host
 
 
 def resource(name: str, inputs: dict, **spec) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -11,7 +12,7 @@ from kubernetes_validate.utils import latest_version
 from parallelrun.operator.manifests import (CONTAINER_SECURITY_CONTEXT, LABEL_UID, Owner, build_merge_job,
                                             build_scoring_job, build_spec_configmap, child_name, cluster_errors,
                                             label_value, spec_hash)
-from parallelrun.runner.spec import load_spec
+from parallelrun.runner.spec import load_spec, load_spec_file
 
 OWNER = Owner("iris", "team-a", "0123456789abcdef-uid")
 
@@ -65,7 +66,7 @@ def test_restricted_security_context_with_scratch():
     assert CONTAINER_SECURITY_CONTEXT["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "scratch", "emptyDir": {}} in pod["volumes"]
     env = {e["name"]: e["value"] for e in container(job)["env"]}
-    assert env["PARALLELRUN_SCRATCH"] == env["TMPDIR"] == "/scratch"
+    assert env["PARALLELRUN_SCRATCH"] == env["TMPDIR"] == env["HOME"] == "/scratch"
     assert pod["automountServiceAccountToken"] is False
     assert container(job)["terminationMessagePolicy"] == "FallbackToLogsOnError"
 
@@ -169,3 +170,11 @@ def test_children_pass_the_kubernetes_schemas(version):
         except kubernetes_validate.ValidationError as error:
             pytest.fail(f"{child['kind']} {child['metadata']['name']}: {'.'.join(map(str, error.path))}: "
                         f"{error.message}")
+
+
+def test_the_cluster_example_needs_nothing_more():
+    example = load_spec_file(Path(__file__).resolve().parents[2] / "examples" / "iris" / "job-azure.yaml")
+    assert cluster_errors(example, default_image=None) == []
+    job = build_scoring_job(example, OWNER)
+    assert job["spec"]["completions"] == 2 and container(job)["envFrom"] == [{"secretRef": {"name": "blob-creds"}}]
+    assert {"name": "code", "configMap": {"name": "iris-code"}} in pod_spec(job)["volumes"]
