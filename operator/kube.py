@@ -64,7 +64,7 @@ class KubeApi:
                 text = await response.text()
                 status = response.status
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            raise ApiError(0, "Unreachable", f"{method} {url_path}: {e or type(e).__name__}") from e
+            raise ApiError(0, "Unreachable", f"{method} {url_path}: {str(e) or type(e).__name__}") from e
         if status >= 400:
             try:
                 error = json.loads(text)

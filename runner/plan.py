@@ -10,15 +10,19 @@ of mini-batches of about equal bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import math
+import os
 import posixpath
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+from fsspec.implementations.local import LocalFileSystem
 
 from .layout import Layout
 from .spec import JobSpec
@@ -26,6 +30,7 @@ from .storage import filesystem, write_atomic
 
 PLAN_VERSION = 1
 _SCAN_BLOCK = 16 * 2**20  # bytes read at a time when counting lines
+_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps with options makes a new encoder per call
 
 
 class PlanError(ValueError):
@@ -51,7 +56,8 @@ class MiniBatch:
     key: dict | None = None
 
     def to_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, separators=(",", ":"))
+        # Field by field: dataclasses.asdict deep-copies, 3x slower over a million mini-batches.
+        return _JSON.encode({name: value for name in self.__slots__ if (value := getattr(self, name)) is not None})
 
     @classmethod
     def from_json(cls, line: str) -> "MiniBatch":
@@ -110,30 +116,66 @@ def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str
     """
     uri = spec.input.uri
     fs, root = filesystem(uri, env)
+    matches = _matcher(spec.input.pattern)
     try:
         if fs.isfile(root):
             name = posixpath.basename(root)
             return _parent_uri(uri), [(name, fs.size(root))]
-        found = fs.find(root, detail=True)
+        found = _local_files(root) if isinstance(fs, LocalFileSystem) else _found_files(fs, root)
+        files = [(rel, size) for rel, size in found if matches(rel)]
     except FileNotFoundError:
-        found = {}
+        files = []
     except OSError as e:
         raise PlanError(f"spec.input.uri: cannot list {uri}: {e}") from e
-    prefix = root.rstrip("/") + "/"
-    files = []
-    for path, info in found.items():
-        rel = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
-        if info.get("type") == "directory" or any(p.startswith(("_", ".")) for p in rel.split("/")):
-            continue
-        if spec.input.pattern and not (fnmatch.fnmatch(rel, spec.input.pattern)
-                                       or fnmatch.fnmatch(posixpath.basename(rel), spec.input.pattern)):
-            continue
-        files.append((rel, int(info.get("size") or 0)))
     if not files:
         pattern = f" matching {spec.input.pattern!r}" if spec.input.pattern else ""
         raise PlanError(f"spec.input.uri: no input files{pattern} under {uri}")
     files.sort()
     return uri.rstrip("/") + "/", files
+
+
+def _matcher(pattern: str | None):
+    """Whether a relative path, or its file name, matches the glob `pattern`."""
+    if not pattern:
+        return lambda rel: True
+    match = re.compile(fnmatch.translate(pattern)).match
+    return lambda rel: match(rel) is not None or match(posixpath.basename(rel)) is not None
+
+
+def _found_files(fs, root: str) -> Iterator[tuple[str, int]]:
+    prefix = root.rstrip("/") + "/"
+    for path, info in fs.find(root, detail=True).items():
+        rel = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+        if info.get("type") != "directory" and not any(p.startswith(("_", ".")) for p in rel.split("/")):
+            yield rel, int(info.get("size") or 0)
+
+
+def _local_files(root: str) -> Iterator[tuple[str, int]]:
+    """A local folder's files, at half the time of fsspec's find and a fraction of its
+    memory (no info dict per file). `_` and `.` folders are not entered; a link to a
+    folder is followed (fsspec would list it as a file), unless it leads back up."""
+    folders = [("", frozenset({_identity(os.stat(root))}))]  # (folder, the folders it lies in)
+    while folders:
+        folder, above = folders.pop()
+        with os.scandir(os.path.join(root, folder)) as entries:
+            for entry in entries:
+                if entry.name.startswith(("_", ".")):
+                    continue
+                rel = f"{folder}{entry.name}"
+                if entry.is_dir():
+                    identity = _identity(entry.stat())
+                    if identity not in above:
+                        folders.append((rel + "/", above | {identity}))
+                    continue
+                try:
+                    size = entry.stat().st_size
+                except FileNotFoundError:  # a dangling link: listed, as fsspec does, and fails when read
+                    size = 0
+                yield rel, size
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
 
 
 def _parent_uri(uri: str) -> str:
@@ -160,8 +202,7 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                 batches.extend(cut(spec, fs, path, rel, size))
             except (OSError, ValueError) as e:
                 raise PlanError(f"spec.input: cannot read {root}{rel} as {spec.input.format}: {e}") from e
-    mini_batches = [MiniBatch(id=i, size=b.size, items=b.items, files=b.files, file=b.file, rows=b.rows,
-                              bytes=b.bytes, key=b.key) for i, b in enumerate(batches)]
+    mini_batches = [b if b.id == i else dataclasses.replace(b, id=i) for i, b in enumerate(batches)]
     items = None if any(b.items is None for b in mini_batches) else sum(b.items for b in mini_batches)
     return Plan(input_uri=root, input_type=spec.input.type, input_format=spec.input.format,
                 options=dict(spec.input.options), shards=shard(mini_batches, spec.node_count),
@@ -172,7 +213,8 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
 def _file_batches(files: list[tuple[str, int]], count: int) -> Iterator[MiniBatch]:
     for start in range(0, len(files), count):
         chunk = files[start:start + count]
-        yield MiniBatch(id=0, size=sum(s for _, s in chunk), items=len(chunk), files=tuple(r for r, _ in chunk))
+        yield MiniBatch(id=start // count, size=sum(s for _, s in chunk), items=len(chunk),
+                        files=tuple(r for r, _ in chunk))
 
 
 def _parquet_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator[MiniBatch]:
