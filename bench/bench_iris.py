@@ -1,0 +1,195 @@
+"""Iris at scale: `parallelrun run` in local mode against the plain single-process pipeline.
+
+Issue 2, point 9: on 10,000,000 simulated iris rows (parquet in, CSV out, the
+example's logistic regression), local mode with `processCountPerNode: 2` must take at
+most 1.25x the wall time of the plain pandas + pyarrow pipeline doing the same
+read -> predict -> write, measured side by side in one run.
+
+What is timed, both as a subprocess from launch to exit (interpreter start-up and
+imports included on both sides):
+
+  baseline    one Python process: pyarrow reads every parquet file into one table
+              -> pandas DataFrame -> examples/iris/score.py's run() (its init() loads
+              the same model file the same way) -> pyarrow's CSV writer writes one
+              CSV with a header, with the options parallelrun's csv output uses.
+  parallelrun `parallelrun run examples/iris/job.yaml --fresh --set input.uri=...
+              --set model.uri=... --set output.uri=... --set processCountPerNode=2`:
+              start-up, planning, 2 worker processes, merge, summary.
+
+The two are run alternately `--repeat` times (baseline, parallelrun, baseline, ...)
+so that load from other users of the machine hits both alike; the best time of each
+and their ratio are reported, with every pair's ratio. Outputs are removed before
+each run (untimed). After the first pair the two output files are compared (size,
+line count, sha256): they must be the same bytes.
+
+    python bench/bench_iris.py                       # 10M rows, best of 3
+    python bench/bench_iris.py --rows 1000000 --repeat 5 --workdir /tmp/iris-bench
+
+The data (examples/iris/prepare.py) is made once per --workdir and reused while its
+row count matches. Run by hand; never part of CI.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "iris"
+TARGET = 1.25
+
+
+def baseline(data_dir: str, model_dir: str, out: str) -> None:
+    """The plain pipeline (runs in its own process: `bench_iris.py --baseline ...`)."""
+    import importlib.util
+
+    import pyarrow as pa
+    import pyarrow.csv as csv
+    import pyarrow.parquet as pq
+
+    os.environ["PARALLELRUN_MODEL_DIR"] = model_dir
+    script = str(EXAMPLE / "score.py")
+    sys.argv = [script, "--model-file", "model.joblib"]  # job.yaml's arguments
+    spec = importlib.util.spec_from_file_location("score", script)
+    score = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(score)
+    score.init()
+
+    files = sorted(str(p) for p in Path(data_dir).glob("*.parquet"))
+    df = pq.read_table(files).to_pandas()
+    result = score.run(df)
+    table = pa.Table.from_pandas(result, preserve_index=False)
+    csv.write_csv(table, out, csv.WriteOptions(include_header=True, quoting_style="none", quoting_header="none"))
+
+
+def prepare(workdir: Path, rows: int) -> tuple[Path, Path]:
+    data, model = workdir / "data", workdir / "model"
+    marker = workdir / "prepared.json"
+    if marker.exists() and json.loads(marker.read_text()).get("rows") == rows and (model / "model.joblib").exists():
+        print(f"reusing {rows:,} rows in {data}")
+        return data, model
+    print(f"making {rows:,} rows in {data} ...", flush=True)
+    marker.unlink(missing_ok=True)
+    subprocess.run([sys.executable, str(EXAMPLE / "prepare.py"), "--rows", str(rows),
+                    "--data-dir", str(data), "--model-dir", str(model)], check=True)
+    marker.write_text(json.dumps({"rows": rows}))
+    return data, model
+
+
+def parallelrun_command() -> list[str]:
+    exe = Path(sys.executable).with_name("parallelrun")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "parallelrun.runner.cli"]
+
+
+def timed(cmd: list[str], log: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + sys of the process and the children it waited for)."""
+    env = dict(os.environ, COLUMNS="200")  # rich: one line per message in the log
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(log, "wb") as f:
+        start = time.perf_counter()
+        done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{log.read_text()[-3000:]}")
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def digest(path: Path) -> dict:
+    h, lines, size = hashlib.sha256(), 0, 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            h.update(block)
+            lines += block.count(b"\n")
+            size += len(block)
+    return {"bytes": size, "lines": lines, "sha256": h.hexdigest()}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating (default 3)")
+    parser.add_argument("--workdir", type=Path, help="data, model and outputs (default: a folder under the "
+                                                     "system's temp dir, kept for reuse)")
+    parser.add_argument("--processes", type=int, default=2, help="processCountPerNode (default 2)")
+    parser.add_argument("--baseline", nargs=3, metavar=("DATA", "MODEL", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline:
+        baseline(*args.baseline)
+        return
+
+    workdir = (args.workdir or Path(tempfile.gettempdir()) / f"parallelrun-bench-iris-{args.rows}").resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    data, model = prepare(workdir, args.rows)
+    base_out = workdir / "baseline.csv"
+    pr_dir = workdir / "parallelrun-out"
+    pr_out = pr_dir / "iris_predictions.csv"
+    base_cmd = [sys.executable, str(Path(__file__).resolve()), "--baseline", str(data), str(model), str(base_out)]
+    pr_cmd = [*parallelrun_command(), "run", str(EXAMPLE / "job.yaml"), "--fresh",
+              "--set", f"input.uri={data}/", "--set", f"model.uri={model}/",
+              "--set", f"output.uri={pr_dir}/", "--set", f"processCountPerNode={args.processes}"]
+    print(f"machine: {machine()}")
+    print(f"baseline:    {' '.join(base_cmd)}")
+    print(f"parallelrun: {' '.join(pr_cmd)}", flush=True)
+
+    times: dict[str, list[float]] = {"baseline": [], "parallelrun": []}
+    cpus: dict[str, list[float]] = {"baseline": [], "parallelrun": []}
+    for i in range(args.repeat):
+        for name, cmd in (("baseline", base_cmd), ("parallelrun", pr_cmd)):
+            if name == "baseline":
+                base_out.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(pr_dir, ignore_errors=True)
+            seconds, cpu = timed(cmd, workdir / f"{name}.log")
+            times[name].append(seconds)
+            cpus[name].append(cpu)
+            extra = ""
+            if name == "parallelrun":
+                log = (workdir / "parallelrun.log").read_text()
+                planned = re.search(r"Planned .* in ([\d.]+)s", log)
+                scored = re.search(r"time: ([\d.]+)s", log)
+                if planned and scored:
+                    extra = f"  (planning {planned.group(1)} s, scoring + merge {scored.group(1)} s)"
+            print(f"run {i + 1}: {name:<11} {seconds:7.2f} s wall, {cpu:6.2f} s CPU{extra}", flush=True)
+        print(f"run {i + 1}: ratio       {times['parallelrun'][-1] / times['baseline'][-1]:7.3f}", flush=True)
+        if i == 0:
+            a, b = digest(base_out), digest(pr_out)
+            same = a == b
+            print(f"outputs: baseline {a['lines'] - 1:,} rows, {a['bytes']:,} bytes; parallelrun "
+                  f"{b['lines'] - 1:,} rows, {b['bytes']:,} bytes; sha256 {'identical' if same else 'DIFFERENT'}")
+            if not same:
+                sys.exit("the two outputs differ")
+
+    best_base, best_pr = min(times["baseline"]), min(times["parallelrun"])
+    ratio = best_pr / best_base
+    pairs = sorted(p / b for p, b in zip(times["parallelrun"], times["baseline"]))
+    print(f"\n{args.rows:,} rows, best of {args.repeat}: baseline {best_base:.2f} s, parallelrun "
+          f"{best_pr:.2f} s, ratio {ratio:.3f} (target <= {TARGET}); per-pair ratios "
+          f"{', '.join(f'{r:.3f}' for r in pairs)}")
+    print(f"CPU seconds, best: baseline {min(cpus['baseline']):.2f}, parallelrun {min(cpus['parallelrun']):.2f}")
+    print("PASS" if ratio <= TARGET else "MISS")
+
+
+if __name__ == "__main__":
+    main()
