@@ -1,10 +1,11 @@
 """What the pods and Jobs of a run say: per-shard outcomes, summed counts, the verdict.
 
-Counts come only from the scoring pods' termination messages (the runner contract),
-so they can be recomputed from scratch at any moment, after an operator restart too.
-Each shard counts once: its succeeded pod, or else its latest attempt that left
-counts. A retried pod resumes from what is committed and reports the shard's whole
-count, so adding up attempts would count items twice.
+Counts come from the scoring pods' termination messages (the runner contract) and,
+for a shard still running, from the progress file its pod publishes, so they can be
+recomputed from scratch at any moment, after an operator restart too. Each shard
+counts once: its succeeded pod, or else the furthest of its latest attempt that left
+counts and its progress file. A retried pod resumes from what is committed and
+reports the shard's whole count, so adding up attempts would count items twice.
 """
 
 from __future__ import annotations
@@ -126,7 +127,10 @@ class Shard:
     attempts: int
 
 
-def shards(pods: Iterable[PodState], node_count: int, failed_indexes: frozenset[int] = frozenset()) -> list[Shard]:
+def shards(pods: Iterable[PodState], node_count: int, failed_indexes: frozenset[int] = frozenset(),
+           live: Mapping[int, Counts] | None = None) -> list[Shard]:
+    """Each index judged; `live` holds the progress files' counts of shards still running."""
+    live = live or {}
     by_index: dict[int, list[PodState]] = {i: [] for i in range(node_count)}
     for pod in pods:
         if pod.index in by_index:
@@ -137,7 +141,8 @@ def shards(pods: Iterable[PodState], node_count: int, failed_indexes: frozenset[
         succeeded = [p for p in attempts if p.phase == "Succeeded"]
         reported = [p for p in attempts if p.terminated and p.counts is not None]
         last = succeeded[-1] if succeeded else attempts[-1] if attempts else None
-        counts = succeeded[-1].counts if succeeded else reported[-1].counts if reported else None
+        counts = succeeded[-1].counts if succeeded else _furthest(reported[-1].counts if reported else None,
+                                                                  live.get(index))
         if last is None:
             state = "waiting"
         elif succeeded:
@@ -152,6 +157,13 @@ def shards(pods: Iterable[PodState], node_count: int, failed_indexes: frozenset[
     return result
 
 
+def _furthest(reported: Counts | None, live: Counts | None) -> Counts | None:
+    """A shard's counts only grow (a retry resumes), so the one with more mini-batches is newer."""
+    if reported is None or (live is not None and live.mini_batches > reported.mini_batches):
+        return live
+    return reported
+
+
 @dataclass(frozen=True)
 class Scoring:
     counts: Counts
@@ -163,9 +175,9 @@ class Scoring:
 
 
 def observe_scoring(spec: JobSpec, pods: Iterable[PodState], job: JobState | None,
-                    total_mini_batches: int) -> Scoring:
+                    total_mini_batches: int, live: Mapping[int, Counts] | None = None) -> Scoring:
     judged = shards([p for p in pods if p.component == SCORING], spec.node_count,
-                    job.failed_indexes if job else frozenset())
+                    job.failed_indexes if job else frozenset(), live)
     counts = Counts()
     for shard in judged:
         if shard.counts:

@@ -7,7 +7,7 @@ another: a second create of a child meets 409 and adopts the one there, the plan
 read back once committed, and the counts are recomputed from the pods.
 
     start  spec of record → credentials → plan → ConfigMap → scoring Job  (Planning → Running)
-    step   Running: pods → counts → thresholds → merge Job once every shard succeeded
+    step   Running: pods and progress files → counts → thresholds → merge Job once every shard succeeded
            Merging: merge pod → Succeeded, or Failed with its reason
 """
 
@@ -33,10 +33,12 @@ from .kube import ApiError, KubeApi, path
 from .manifests import (LABEL_UID, MERGE, PLURAL, SCORING, SPEC, SPEC_FILE, Owner, build_merge_job,
                         build_scoring_job, build_spec_configmap, cluster_errors, spec_hash)
 from .planning import Planner, secret_env
+from .progress import read_progress
 from .status import (FAILED, MERGING, PENDING, PLANNING, RUNNING, SPEC_CHANGE_REFUSED, SUCCEEDED, counts_of,
                      with_phase, with_progress, with_spec_check)
 
 RESYNC_SECONDS = 60  # a look without any event, in case one was missed
+PROGRESS_SECONDS = 15  # while scoring: how often the shards' progress files are read
 RETRY_SECONDS = 30  # after a passing fault: storage or API unreachable, secret not there yet
 _PLURALS = {"ConfigMap": ("v1", "configmaps"), "Job": ("batch/v1", "jobs")}
 
@@ -88,6 +90,7 @@ class Reconciler:
         self.spec: JobSpec | None = None  # the spec of record: the one the run started with
         self.total: int | None = (self.status.get("progress") or {}).get("miniBatches", {}).get("total")
         self._counted = counts_of(self.status)
+        self._env: dict[str, str] | None = None  # storage credentials; None: progress files unreadable
         self._spec_check: tuple[int | None, str | None] | None = None  # (generation, refusal)
 
     @property
@@ -107,8 +110,9 @@ class Reconciler:
                 metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
                 if done:
                     return
+                pause = PROGRESS_SECONDS if self.status.get("phase") == RUNNING else RESYNC_SECONDS
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), RESYNC_SECONDS)
+                    await asyncio.wait_for(wake.wait(), pause)
         except RunFailed as failure:
             await self.fail(failure.reason, str(failure))
         except ApiError as e:
@@ -117,8 +121,10 @@ class Reconciler:
     async def start(self) -> None:
         self.spec = await self._spec_of_record()
         if self.status.get("phase") in (RUNNING, MERGING) and self.total is not None:
-            return  # resumed: the children exist, the counts come from the pods
-        env = await self._credentials()
+            # Resumed: the children exist, the counts come from the pods and progress files.
+            self._env = await self._credentials(wait=False)
+            return
+        env = self._env = await self._credentials()
         if self.status.get("phase") != PLANNING:
             self._event("Normal", "Planning", f"listing {self.spec.input.uri}")
             await self._write(with_phase(self.status, PLANNING, "Planning", f"listing {self.spec.input.uri}",
@@ -159,7 +165,8 @@ class Reconciler:
     # -- phases ------------------------------------------------------------------
 
     async def _score(self, status: dict) -> bool:
-        scoring = observe_scoring(self.spec, self._pods(), self._job(SCORING), self.total)
+        pods = list(self._pods())
+        scoring = observe_scoring(self.spec, pods, self._job(SCORING), self.total, await self._live_counts(pods))
         metrics.count_progress(self._counted, scoring.counts)
         self._counted = scoring.counts
         status = with_progress(status, scoring.counts, self.total, scoring.active, scoring.succeeded,
@@ -176,6 +183,20 @@ class Reconciler:
             status["mergeJobName"] = job["metadata"]["name"]
         await self._write(status)
         return False
+
+    async def _live_counts(self, pods: list[PodState]) -> dict:
+        """The progress files of the shards that have not succeeded; {} where storage fails us."""
+        if self._env is None:
+            return {}
+        done = {p.index for p in pods if p.component == SCORING and p.phase == "Succeeded"}
+        running = [i for i in range(self.spec.node_count) if i not in done]
+        if not running:
+            return {}
+        try:
+            return await asyncio.to_thread(read_progress, self.spec, self.owner.run_id, self._env, running)
+        except Exception as e:  # noqa: BLE001 - storage is down: the pods' own reports still count
+            self.logger.warning("cannot read the shards' progress: %s: %s", type(e).__name__, e)
+            return {}
 
     async def _merge(self, status: dict) -> bool:
         outcome, message = observe_merge(self._pods(), self._job(MERGE))
@@ -237,8 +258,11 @@ class Reconciler:
                 f"with (ConfigMap {self.owner.child_name(SPEC)}). To run the new spec, create a new "
                 f"BatchInferenceJob, or delete and re-create this one")
 
-    async def _credentials(self) -> dict[str, str]:
-        """The storage credentials of spec.storage.secretRef; never the operator's own."""
+    async def _credentials(self, wait: bool = True) -> dict[str, str] | None:
+        """The storage credentials of spec.storage.secretRef; never the operator's own.
+
+        A missing Secret: wait for it (Pending), or with wait=False, None.
+        """
         name = (self.spec.storage.get("secretRef") or {}).get("name")
         if not name:
             return {}
@@ -247,6 +271,8 @@ class Reconciler:
         except ApiError as e:
             if e.status != 404:
                 raise
+        if not wait:
+            return None
         message = f"waiting for Secret {name} (spec.storage.secretRef) to exist; next look in {RETRY_SECONDS}s"
         await self._write(with_phase(self.status, PENDING, "WaitingForSecret", message, self.generation))
         raise kopf.TemporaryError(message, delay=RETRY_SECONDS)

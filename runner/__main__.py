@@ -1,7 +1,9 @@
 """The in-pod entry point: `python -m parallelrun.runner {plan,score,merge} --spec F --run-id ID`.
 
 `score` runs shard JOB_COMPLETION_INDEX of the plan and ends with the exit code and
-termination message of DESIGN.md's runner contract:
+termination message of DESIGN.md's runner contract. While it runs, it publishes the
+shard's counts so far every PROGRESS_SECONDS (Layout.progress), which the operator
+reads for live progress and to stop a run whose summed counts cross a threshold.
 
     0  shard done (failed items are counted, not fatal)
     2  bad configuration or user code that cannot load (not worth retrying)
@@ -18,6 +20,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 
 from .accounting import Counts
 from .layout import Layout
@@ -26,10 +29,11 @@ from .plan import PlanError, ensure_plan, read_plan
 from .pool import InitError
 from .shard import ConfigError, ShardRunner
 from .spec import SpecError, load_spec_file
-from .storage import filesystem
+from .storage import filesystem, write_atomic
 
 EXIT_OK, EXIT_CONFIG, EXIT_THRESHOLD = 0, 2, 3
 _MESSAGE_LIMIT = 4000  # Kubernetes keeps 4096 bytes of a termination message
+PROGRESS_SECONDS = 10.0
 
 log = logging.getLogger("parallelrun")
 
@@ -71,13 +75,11 @@ def _score(args) -> int:
         _write_termination_log(termination_message(None, f"run {args.run_id} has no plan under {layout.root}"))
         return EXIT_CONFIG
     scratch = os.environ.get("PARALLELRUN_SCRATCH") or tempfile.mkdtemp(prefix="parallelrun-")
-
-    def progress(shard: int, counts: Counts) -> None:
-        log.debug("shard %d: %s", shard, json.dumps(counts.to_dict()))
-
-    runner = ShardRunner(spec, plan, fs, layout, int(index), scratch=scratch, on_progress=progress)
+    progress = ProgressFile(fs, layout.progress(int(index)))
+    runner = ShardRunner(spec, plan, fs, layout, int(index), scratch=scratch, on_progress=progress.update)
     try:
         result = runner.run()
+        progress.publish(result.counts)
     except (InitError, ConfigError) as e:
         detail = getattr(e, "traceback", "")
         log.error("%s\n%s", e, detail)
@@ -86,6 +88,24 @@ def _score(args) -> int:
         return EXIT_CONFIG
     _write_termination_log(termination_message(result.counts, result.exceeded))
     return EXIT_THRESHOLD if result.exceeded else EXIT_OK
+
+
+class ProgressFile:
+    """The shard's counts so far, published at most every PROGRESS_SECONDS (the first at once)."""
+
+    def __init__(self, fs, path: str):
+        self.fs, self.path, self._last = fs, path, None
+
+    def update(self, shard: int, counts: Counts) -> None:
+        if self._last is None or time.monotonic() - self._last >= PROGRESS_SECONDS:
+            self.publish(counts)
+
+    def publish(self, counts: Counts) -> None:
+        self._last = time.monotonic()
+        try:
+            write_atomic(self.fs, self.path, json.dumps(counts.to_dict()).encode())
+        except Exception as e:  # noqa: BLE001 - a courtesy: the termination message has the counts
+            log.warning("cannot publish progress to %s: %s", self.path, e)
 
 
 def _plan(args) -> int:

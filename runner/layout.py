@@ -5,6 +5,7 @@
     <output.uri>/_parallelrun/<run-id>/parts/NNNNNNNNN.<ext>   a committed mini-batch's rows
     <output.uri>/_parallelrun/<run-id>/done/NNNNNNNNN.json     its counts: the commit point
     <output.uri>/_parallelrun/<run-id>/shards/NNNNN.json       a finished shard's counts and errors
+    <output.uri>/_parallelrun/<run-id>/progress/NNNNN.json     a scoring pod's counts so far (for the operator)
     <output.uri>/_parallelrun/<run-id>/summary.json, errors.jsonl
 """
 
@@ -62,6 +63,9 @@ class Layout:
 
     def shard_result(self, index: int) -> str:
         return join(self.root, "shards", f"{index:05d}.json")
+
+    def progress(self, index: int) -> str:
+        return join(self.root, "progress", f"{index:05d}.json")
 
     @property
     def summary(self) -> str:

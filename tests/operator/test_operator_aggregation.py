@@ -64,6 +64,18 @@ def test_each_shard_counts_once_its_last_attempt():
     assert not scoring.complete and scoring.failure is None
 
 
+def test_running_shards_count_their_progress_files():
+    pods = [pod(0, "Running"), pod(1, "Failed", 137, report(4)), pod(1, "Running", attempt=1),
+            pod(2, "Succeeded", 0, report(3))]
+    live = {0: Counts(2, 1, 20, 5), 1: Counts(1, 0, 1, 0), 2: Counts(1, 0, 1, 0)}
+    judged = shards(pods, 3, live=live)
+    assert judged[0].counts == live[0]  # running: what it published so far
+    assert judged[1].counts == Counts(4, 0, 4, 0)  # the retry's file is behind the crashed attempt's report
+    assert judged[2].counts == Counts(3, 0, 3, 0)  # done: its pod's report, not a file
+    scoring = observe_scoring(spec(errorThreshold=4, nodeCount=3), pods, None, 10, live)
+    assert scoring.failure[0] == "ErrorThresholdExceeded" and "5 failed items" in scoring.failure[1]
+
+
 @pytest.mark.parametrize("fields, pods, reason", [
     ({"errorThreshold": 1}, [pod(0, "Succeeded", 0, report(3, 2))], "ErrorThresholdExceeded"),
     ({"allowedFailedPercent": 10}, [pod(0, "Running"), pod(1, "Succeeded", 0, report(3, 2))], "ErrorThresholdExceeded"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from operator_harness import BIJ_API, NAMESPACE, condition, create, eventually, report, resource, status_of
@@ -91,6 +92,32 @@ async def test_threshold_exceeded_mid_run_stops_the_job(cluster, kube, kubelet, 
     assert busy and ("Warning", "ErrorThresholdExceeded") in events(cluster, "over")
     assert not cluster.get("jobs", "over-merge")
     assert schema.validate(cluster.get(PLURAL, "over")) == []
+
+
+def publish_progress(inputs: dict, run_id: str, shard: int, counts: str) -> None:
+    """What a running scoring pod's runner publishes every few seconds."""
+    folder = Path(inputs["output"]) / "_parallelrun" / run_id / "progress"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{shard:05d}.json").write_text(counts)
+
+
+async def test_progress_files_move_the_status_and_stop_an_exceeded_run(cluster, kube, kubelet, operator, inputs,
+                                                                       monkeypatch):
+    monkeypatch.setattr(reconcile, "PROGRESS_SECONDS", 0.1)
+    async with operator():
+        await create(kube, resource("live", inputs, errorThreshold=2))
+        run_id = (await running(cluster, "live"))["runId"]
+        await kubelet.start("live-score", 0)
+        await kubelet.start("live-score", 1)
+        publish_progress(inputs, run_id, 0, report(3))
+        await eventually(lambda: status_of(cluster, "live").get("progressText") == "3/10")  # while the pods run
+        assert status_of(cluster, "live")["phase"] == "Running"
+        publish_progress(inputs, run_id, 1, report(1, 3, 1, 3))
+        status = await finished(cluster, "live")
+    assert condition(status, "Failed")["reason"] == "ErrorThresholdExceeded"
+    assert "3 failed items exceed errorThreshold 2" in status["message"]
+    assert status["progress"]["miniBatches"] == {"total": 10, "succeeded": 4, "failed": 3}
+    assert cluster.get("jobs", "live-score")["spec"]["suspend"] is True  # both pods stopped mid-shard
 
 
 async def test_shard_exceeding_alone_fails_the_run(cluster, kube, kubelet, operator, inputs):

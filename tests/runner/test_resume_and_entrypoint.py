@@ -51,9 +51,12 @@ def test_a_crashed_shard_resumes_and_the_merge_has_no_gap_nor_duplicate(job, pod
     assert first.returncode == -9  # the pod died mid-shard
     committed = len(list(job.output.glob("_parallelrun/r1/done/*.json")))
     assert 0 < committed < 20
+    progress = job.output / "_parallelrun/r1/progress/00000.json"  # published at once, then every 10 s
+    assert json.loads(progress.read_text())["miniBatches"] == {"succeeded": 1, "failed": 0}
     runner("score", "--spec", path, "--run-id", "r1", env={"JOB_COMPLETION_INDEX": "0"}, check=0)
     message = json.loads(log.read_text())
     assert message == {"miniBatches": {"succeeded": 20, "failed": 0}, "items": {"succeeded": 40, "failed": 0}}
+    assert json.loads(progress.read_text()) == message  # and the last count when the shard is done
     runner("merge", "--spec", path, "--run-id", "r1", check=0)
     assert job.final().read_text().split() == [str(i) for i in range(40)]
     seen = calls.read_text().split()
