@@ -14,6 +14,7 @@ from kubernetes_validate.utils import latest_version
 from chart_paths import CHART, NAMESPACE
 from crd_validation import CustomResourceValidator
 from parallelrun.operator.main import parser as operator_parser
+from rbac_needs import CLUSTER_NEEDS, NAMESPACED_NEEDS, PEERING_VERBS
 
 Render = Callable[..., list[dict]]
 FULLNAME = "rel-parallelrun"
@@ -30,21 +31,6 @@ SCENARIOS = {
 }
 KOPF_KINDS = {"ClusterKopfPeering", "KopfPeering"}
 
-# (apiGroup, resource, verb) the operator uses in each namespace it watches.
-NAMESPACED_NEEDS = [
-    *[("parallelrun.dev", r, v) for r in ("batchinferencejobs", "pipelineschedules")
-      for v in ("get", "list", "watch", "patch", "create", "delete")],
-    *[("parallelrun.dev", f"{r}/status", v) for r in ("batchinferencejobs", "pipelineschedules")
-      for v in ("get", "patch")],
-    *[("batch", "jobs", v) for v in ("get", "list", "watch", "create", "patch", "delete")],
-    *[("", "pods", v) for v in ("get", "list", "watch")],
-    *[("", "configmaps", v) for v in ("get", "list", "watch", "create", "patch")],
-    ("", "secrets", "get"),
-    ("", "events", "create"), ("", "events", "patch"), ("events.k8s.io", "events", "create"),
-    *[("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")],
-]
-CLUSTER_NEEDS = [("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")]
-PEERING_VERBS = ("get", "list", "watch", "patch")
 
 
 def one(objects: list[dict], kind: str, name: str | None = None, namespace: str | None = None) -> dict:

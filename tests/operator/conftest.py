@@ -21,7 +21,7 @@ import kmock
 import kopf
 import pytest
 import yaml
-from operator_harness import IMAGE, ROOT, Cluster, Kubelet, crd_resource_info
+from operator_harness import IMAGE, ROOT, TEST_TOKEN, Cluster, Kubelet, crd_resource_info
 
 from parallelrun.operator import handlers  # noqa: F401  (registers the handlers with kopf)
 from parallelrun.operator.kube import KubeApi
@@ -43,7 +43,7 @@ async def cluster():
 @pytest.fixture
 async def kube(cluster):
     api = KubeApi()
-    await api.connect(kopf.ConnectionInfo(server=str(cluster.url)))
+    await api.connect(kopf.ConnectionInfo(server=str(cluster.url), token=TEST_TOKEN))
     yield api
     await api.close()
 

@@ -23,6 +23,9 @@ from parallelrun.operator.manifests import COMPLETION_INDEX, GROUP, PLURAL, VERS
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "ns"
 IMAGE = "example.com/scorer:1.0"
+TEST_TOKEN = "tests"  # the tests' own client sends it, so the operator's calls can be told apart
+_VERBS = {kmock.action.FETCH: "get", kmock.action.LIST: "list", kmock.action.WATCH: "watch",
+          kmock.action.CREATE: "create", kmock.action.UPDATE: "patch", kmock.action.DELETE: "delete"}
 BIJ_API = f"{GROUP}/{VERSION}"
 
 
@@ -33,9 +36,15 @@ class Cluster(kmock.KubernetesEmulator):
     _versions: itertools.count = attrs.field(factory=lambda: itertools.count(1), init=False)
     creations: collections.Counter = attrs.field(factory=collections.Counter, init=False)
     writes: list = attrs.field(factory=list, init=False)  # (method, path) of every change requested
+    operator_calls: set = attrs.field(factory=set, init=False)  # (apiGroup, resource, verb), not the tests'
 
     async def _handle(self, request):
         data = request.data
+        if (request.action in _VERBS and request.resource is not None and request.resource.plural
+                and request.headers.get("Authorization") != f"Bearer {TEST_TOKEN}"):
+            plural = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+            verb = "update" if request.method.value == "PUT" else _VERBS[request.action]
+            self.operator_calls.add((request.resource.group or "", plural, verb))
         if request.method in ("POST", "PATCH", "PUT", "DELETE"):
             self.writes.append((request.method.value, request.url.path))
         if request.resource is not None and isinstance(data, list):  # a JSON patch, as kopf sends

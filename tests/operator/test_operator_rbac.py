@@ -1,0 +1,50 @@
+"""The operator asks the API for nothing that the Helm chart's RBAC does not grant.
+
+Its calls are recorded by the emulator (the tests' own are told apart by their token)
+through a run to Succeeded with a storage Secret, a run stopped by a threshold, a
+spec change refused, and a deletion; tests/chart checks that the chart grants
+rbac_needs, so together: what the operator does, the chart allows.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+
+import pytest
+from operator_harness import BIJ_API, NAMESPACE, ROOT, create, eventually, report, resource, status_of
+
+from parallelrun.operator.kube import path
+from parallelrun.operator.manifests import PLURAL
+
+sys.path.insert(0, str(ROOT / "tests" / "chart"))
+from rbac_needs import CLUSTER_NEEDS, NAMESPACED_NEEDS  # noqa: E402
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def phase(cluster, name: str) -> str | None:
+    return status_of(cluster, name).get("phase")
+
+
+async def test_every_call_of_the_operator_is_granted_by_the_chart(cluster, kube, kubelet, operator, inputs, tmp_path):
+    await kube.create(path("v1", "secrets", NAMESPACE), {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "creds"}, "data": {"UNUSED": base64.b64encode(b"x").decode()}})
+    async with operator():
+        await create(kube, resource("good", inputs, storage={"secretRef": {"name": "creds"}}))
+        await create(kube, resource("over", dict(inputs, output=str(tmp_path / "over") + "/"), errorThreshold=0))
+        await eventually(lambda: phase(cluster, "good") == phase(cluster, "over") == "Running")
+        await kube.merge_patch(path(BIJ_API, PLURAL, NAMESPACE, "good"), {"spec": {"nodeCount": 3}})
+        await kubelet.run("over-score", 0, 0, report(4, 1))
+        await kubelet.run("good-score", 0, 0, report(5))
+        await kubelet.run("good-score", 1, 0, report(5))
+        await eventually(lambda: phase(cluster, "good") == "Merging" and phase(cluster, "over") == "Failed")
+        await kubelet.run("good-merge", 0, 0, '{"status": "Succeeded"}')
+        await eventually(lambda: phase(cluster, "good") == "Succeeded")
+        await kube.request("DELETE", path(BIJ_API, PLURAL, NAMESPACE, "good"))
+        await eventually(lambda: cluster.get(PLURAL, "good") is None)
+
+    calls = cluster.operator_calls
+    assert {("batch", "jobs", "create"), ("batch", "jobs", "patch"), ("", "secrets", "get"),
+            ("parallelrun.dev", "batchinferencejobs/status", "patch")} <= calls  # the scenario did its job
+    assert sorted(calls - set(NAMESPACED_NEEDS) - set(CLUSTER_NEEDS)) == []
