@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from parallelrun.runner.accounting import Counts, spec_threshold_exceeded
+from parallelrun.runner.plan import shards_with_work
 from parallelrun.runner.spec import JobSpec
 
 from .manifests import COMPLETION_INDEX, CONTAINER, EXIT_CONFIG, EXIT_THRESHOLD, LABEL_COMPONENT, MERGE, SCORING
@@ -176,7 +177,7 @@ class Scoring:
 
 def observe_scoring(spec: JobSpec, pods: Iterable[PodState], job: JobState | None,
                     total_mini_batches: int, live: Mapping[int, Counts] | None = None) -> Scoring:
-    judged = shards([p for p in pods if p.component == SCORING], spec.node_count,
+    judged = shards([p for p in pods if p.component == SCORING], shards_with_work(total_mini_batches, spec.node_count),
                     job.failed_indexes if job else frozenset(), live)
     counts = Counts()
     for shard in judged:

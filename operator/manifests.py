@@ -157,8 +157,13 @@ def runner_command(mode: str, run_id: str) -> list[str]:
     return ["python", "-m", "parallelrun.runner", mode, "--spec", f"{SPEC_DIR}/{SPEC_FILE}", "--run-id", run_id]
 
 
-def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = None) -> dict:
-    """One Indexed Job: pod i runs shard i with processCountPerNode workers, one pod per node."""
+def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = None,
+                      nodes: int | None = None) -> dict:
+    """One Indexed Job: pod i runs shard i with processCountPerNode workers, one pod per node.
+
+    `nodes`: the shards that have work (fewer than nodeCount when the plan has fewer
+    mini-batches), so no node, or GPU, is taken for an empty shard.
+    """
     template = _pod_template(spec, owner, SCORING, runner_command("score", owner.run_id), default_image, gpu=True)
     template["spec"]["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
         "labelSelector": {"matchLabels": {LABEL_UID: owner.uid, LABEL_COMPONENT: SCORING}},
@@ -170,8 +175,8 @@ def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = N
         "metadata": owner.metadata("score", SCORING, spec),
         "spec": {
             "completionMode": "Indexed",
-            "completions": spec.node_count,
-            "parallelism": spec.node_count,
+            "completions": nodes or spec.node_count,
+            "parallelism": nodes or spec.node_count,
             # runMaxTry attempts per mini-batch: a pod that crashes on a mini-batch is one attempt.
             "backoffLimitPerIndex": max(spec.run_max_try - 1, 0),
             # An index that cannot finish dooms the merge: stop the others at once.

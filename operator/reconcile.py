@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import kopf
 
-from parallelrun.runner.plan import PlanError
+from parallelrun.runner.plan import PlanError, shards_with_work
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec, SpecError, load_spec
 
 from . import metrics
@@ -94,6 +94,11 @@ class Reconciler:
         self._spec_check: tuple[int | None, str | None] | None = None  # (generation, refusal)
 
     @property
+    def nodes(self) -> int:
+        """The scoring pods of the run: one per shard that has work (the plan is known by now)."""
+        return shards_with_work(self.total, self.spec.node_count)
+
+    @property
     def generation(self) -> int | None:
         return self.body["metadata"].get("generation")
 
@@ -141,12 +146,14 @@ class Reconciler:
         metrics.PLAN_SECONDS.observe(time.monotonic() - started)
         self.total = plan.total_mini_batches
         await self._ensure(build_spec_configmap(self.spec, self.owner))
-        job = await self._ensure(build_scoring_job(self.spec, self.owner, self.services.default_image))
-        message = (f"scoring {plan.total_mini_batches} mini-batches on {self.spec.node_count} node(s) "
+        job = await self._ensure(build_scoring_job(self.spec, self.owner, self.services.default_image, self.nodes))
+        fewer = (f" (nodeCount {self.spec.node_count}: only {self.nodes} shard(s) have work)"
+                 if self.nodes < self.spec.node_count else "")
+        message = (f"scoring {plan.total_mini_batches} mini-batches on {self.nodes} node(s){fewer} "
                    f"with Job {job['metadata']['name']}")
         self._event("Normal", "Started", message)
         status = with_phase(self.status, RUNNING, "Scoring", message, self.generation)
-        status = with_progress(status, self._counted, self.total, 0, 0, 0, self.spec.node_count)
+        status = with_progress(status, self._counted, self.total, 0, 0, 0, self.nodes)
         await self._write(dict(status, jobName=job["metadata"]["name"], runId=self.owner.run_id))
 
     async def step(self) -> bool:
@@ -170,14 +177,14 @@ class Reconciler:
         metrics.count_progress(self._counted, scoring.counts)
         self._counted = scoring.counts
         status = with_progress(status, scoring.counts, self.total, scoring.active, scoring.succeeded,
-                               scoring.failed, self.spec.node_count)
+                               scoring.failed, self.nodes)
         if scoring.failure:
             self.status = status
             await self._stop_scoring()
             raise RunFailed(*scoring.failure)
         if scoring.complete:
             job = await self._ensure(build_merge_job(self.spec, self.owner, self.services.default_image))
-            message = f"all {self.spec.node_count} shard(s) done; merging with Job {job['metadata']['name']}"
+            message = f"all {self.nodes} shard(s) done; merging with Job {job['metadata']['name']}"
             self._event("Normal", "Merging", message)
             status = with_phase(status, MERGING, "Merging", message, self.generation)
             status["mergeJobName"] = job["metadata"]["name"]
@@ -189,7 +196,7 @@ class Reconciler:
         if self._env is None:
             return {}
         done = {p.index for p in pods if p.component == SCORING and p.phase == "Succeeded"}
-        running = [i for i in range(self.spec.node_count) if i not in done]
+        running = [i for i in range(self.nodes) if i not in done]
         if not running:
             return {}
         try:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from .accounting import Counts, spec_threshold_exceeded
 from .layout import Layout
 from .plan import Plan
+from .shard import ShardResult
 from .spec import JobSpec
 from .storage import is_local, write_atomic
 
@@ -28,13 +29,17 @@ class MergeError(RuntimeError):
 
 
 def shard_results(fs, layout: Layout, plan: Plan) -> list[dict]:
+    """Each shard's result; a shard with nothing to do may not have run at all (the operator
+    starts no pod for it)."""
     results = []
     for s in plan.shards:
         try:
             with fs.open(layout.shard_result(s["index"]), "rb") as f:
                 results.append(json.load(f))
         except FileNotFoundError:
-            raise MergeError(f"shard {s['index']} has not finished; run it before merging") from None
+            if s["count"]:
+                raise MergeError(f"shard {s['index']} has not finished; run it before merging") from None
+            results.append(ShardResult(s["index"], Counts(), None, []).to_dict())
     return results
 
 

@@ -353,16 +353,20 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[dict]:
     """Cut the plan into `count` contiguous shards of about equal bytes.
 
     Contiguous keeps a file's mini-batches together (a worker's row-group cache hits);
-    the merge follows plan order, so shard boundaries never change the output.
+    the merge follows plan order, so shard boundaries never change the output. Every
+    shard has work, except when there are fewer mini-batches than shards: then the
+    empty ones come last (see shards_with_work).
     """
-    sizes = np.fromiter((max(b.size, 1) for b in mini_batches), dtype=np.float64, count=len(mini_batches))
+    n = len(mini_batches)
+    sizes = np.fromiter((max(b.size, 1) for b in mini_batches), dtype=np.float64, count=n)
     cumulative = np.cumsum(sizes)
-    total = cumulative[-1] if len(cumulative) else 0.0
+    total = cumulative[-1] if n else 0.0
     bounds = [0]
     for k in range(1, count):
-        bound = int(np.searchsorted(cumulative, total * k / count, side="left")) + 1 if total else 0
-        bounds.append(min(max(bound, bounds[-1]), len(mini_batches)))
-    bounds.append(len(mini_batches))
+        balanced = int(np.searchsorted(cumulative, total * k / count, side="left")) + 1 if n else 0
+        # at least one mini-batch for this shard, and one left for each later shard while there are any
+        bounds.append(min(max(balanced, bounds[-1] + 1), max(n - (count - k), bounds[-1] + 1), n))
+    bounds.append(n)
     shards = []
     for k in range(count):
         chosen = mini_batches[bounds[k]:bounds[k + 1]]
@@ -370,6 +374,11 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[dict]:
         shards.append({"index": k, "first": bounds[k], "count": len(chosen), "items": items,
                        "bytes": sum(b.size for b in chosen)})
     return shards
+
+
+def shards_with_work(total_mini_batches: int, node_count: int) -> int:
+    """How many shards of a plan have mini-batches: the first ones (shard() puts empty ones last)."""
+    return min(total_mini_batches, node_count)
 
 
 # -- persistence -----------------------------------------------------------------

@@ -55,3 +55,27 @@ async def test_pods_run_the_runner_and_write_the_output(cluster, kube, kubelet, 
     output = Path(status["outputUri"])
     assert output == tmp_path / "out" / "parallel_run_step.txt"
     assert output.read_text().splitlines() == [f"hello {name} {len(text)}" for name, text in sorted(texts.items())]
+
+
+async def test_no_pod_for_a_shard_without_work(cluster, kube, kubelet, operator, tmp_path):
+    """nodeCount 4 over 2 mini-batches: 2 pods, and the merge does not wait for the 2 empty shards."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        (data / f"doc-{i}.txt").write_text("x" * i)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "score.py").write_text("import os\n\n\ndef run(mini_batch):\n"
+                                   "    return [os.path.basename(p) for p in mini_batch]\n")
+    body = resource("few", {"input": str(data) + "/", "output": str(tmp_path / "out") + "/"}, miniBatchSize=2,
+                    nodeCount=4, processCountPerNode=1, code={"uri": str(code) + "/", "entryScript": "score.py"})
+    async with operator():
+        await create(kube, body)
+        status = await eventually(lambda: status_of(cluster, "few").get("phase") == "Running"
+                                  and status_of(cluster, "few"))
+        job = cluster.get("jobs", "few-score")["spec"]
+        assert job["completions"] == job["parallelism"] == 2 and status["nodesText"] == "0/2"
+        assert "on 2 node(s) (nodeCount 4: only 2 shard(s) have work)" in status["message"]
+        status = await ProcessKubelet(cluster, kubelet, tmp_path / "node").run_to_the_end("few", nodes=2)
+    assert condition(status, "Succeeded")["status"] == "True", status["message"]
+    assert Path(status["outputUri"]).read_text().split() == ["doc-0.txt", "doc-1.txt", "doc-2.txt"]

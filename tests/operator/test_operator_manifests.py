@@ -48,6 +48,11 @@ def test_scoring_job_is_indexed_one_pod_per_node():
                                          "/etc/parallelrun/job.json", "--run-id", "iris-01234567"]
 
 
+def test_no_pod_for_a_shard_without_work():
+    job = build_scoring_job(spec(nodeCount=4), OWNER, nodes=2)
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 2
+
+
 def test_pod_failure_policy_follows_the_runner_exit_codes():
     rules = build_scoring_job(spec(), OWNER)["spec"]["podFailurePolicy"]["rules"]
     assert rules[0] == {"action": "FailJob", "onExitCodes": {"containerName": "runner", "operator": "In", "values": [3]}}

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.plan import PlanError, make_plan, read_plan, read_shard, shard, write_plan, MiniBatch
+from parallelrun.runner.plan import (MiniBatch, PlanError, make_plan, read_plan, read_shard, shard,
+                                     shards_with_work, write_plan)
 from parallelrun.runner.readers import Reader
 from parallelrun.runner.spec import load_spec
 from parallelrun.runner.storage import filesystem
@@ -165,8 +166,10 @@ def test_shards_are_contiguous_balanced_and_cover_everything():
     assert sum(s["count"] for s in shards) == 12
     assert all(shards[k]["first"] + shards[k]["count"] == shards[k + 1]["first"] for k in range(2))
     assert max(s["bytes"] for s in shards) <= sum(sizes) / 3 + 5
-    few = shard(batches[:2], 4)  # more shards than work: some are empty, none has two
-    assert sum(s["count"] for s in few) == 2 and max(s["count"] for s in few) == 1
+    few = shard(batches[:2], 4)  # more shards than work: the empty ones come last
+    assert [s["count"] for s in few] == [1, 1, 0, 0] and shards_with_work(2, 4) == 2
+    skewed = shard([MiniBatch(id=i, size=s, items=1, files=(str(i),)) for i, s in enumerate([100, 1, 1, 1])], 4)
+    assert [s["count"] for s in skewed] == [1, 1, 1, 1]  # no shard left idle while there is work
 
 
 def test_plan_is_deterministic_and_round_trips(tmp_path):
