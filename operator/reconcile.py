@@ -18,6 +18,7 @@ import contextlib
 import copy
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class Reconciler:
         self.total: int | None = (self.status.get("progress") or {}).get("miniBatches", {}).get("total")
         self._counted = counts_of(self.status)
         self._env: dict[str, str] | None = None  # storage credentials; None: progress files unreadable
+        self._live: tuple[float, dict] = (-math.inf, {})  # (when read, shard → Counts) of the progress files
         self._spec_check: tuple[int | None, str | None] | None = None  # (generation, refusal)
 
     @property
@@ -192,18 +194,20 @@ class Reconciler:
         return False
 
     async def _live_counts(self, pods: list[PodState]) -> dict:
-        """The progress files of the shards that have not succeeded; {} where storage fails us."""
-        if self._env is None:
-            return {}
+        """The progress files of the shards that have not succeeded, read at most every
+        PROGRESS_SECONDS (pod events come far more often); {} where storage fails us."""
+        read_at, live = self._live
+        if self._env is None or time.monotonic() - read_at < PROGRESS_SECONDS:
+            return live
         done = {p.index for p in pods if p.component == SCORING and p.phase == "Succeeded"}
         running = [i for i in range(self.nodes) if i not in done]
-        if not running:
-            return {}
         try:
-            return await asyncio.to_thread(read_progress, self.spec, self.owner.run_id, self._env, running)
+            live = await asyncio.to_thread(read_progress, self.spec, self.owner.run_id, self._env, running)
         except Exception as e:  # noqa: BLE001 - storage is down: the pods' own reports still count
             self.logger.warning("cannot read the shards' progress: %s: %s", type(e).__name__, e)
-            return {}
+            live = {}
+        self._live = (time.monotonic(), live)
+        return live
 
     async def _merge(self, status: dict) -> bool:
         outcome, message = observe_merge(self._pods(), self._job(MERGE))
