@@ -6,6 +6,8 @@
                 Failed     True with the reason: InvalidSpec, PlanFailed, ErrorThresholdExceeded,
                            ConfigurationError, RetriesExhausted, ScoringJobFailed, MergeFailed
                 SpecChangeRefused  True while the spec differs from the one the run started with
+                Reconciling, Stalled  kstatus' pair, as Flux and kpt read it:
+                           Reconciling True until the end; Stalled True once Failed
 
 A condition's lastTransitionTime moves only when its status flips; every condition
 carries the generation it was written for.
@@ -57,11 +59,15 @@ def with_phase(status: dict, phase: str, reason: str, message: str, generation: 
     conditions = list(status.get("conditions") or [])
     if phase in TERMINAL:
         conditions = set_condition(conditions, "Running", False, phase, message, generation, at)
+        conditions = set_condition(conditions, "Reconciling", False, phase, message, generation, at)
         conditions = set_condition(conditions, phase, True, reason, message, generation, at)
+        if phase == FAILED:
+            conditions = set_condition(conditions, "Stalled", True, reason, message, generation, at)
         new.setdefault("completionTime", at)
     else:
-        conditions = set_condition(conditions, "Running", phase != PENDING, reason or _RUNNING_REASONS[phase],
-                                   message, generation, at)
+        reason = reason or _RUNNING_REASONS[phase]
+        conditions = set_condition(conditions, "Running", phase != PENDING, reason, message, generation, at)
+        conditions = set_condition(conditions, "Reconciling", True, reason, message, generation, at)
         if phase != PENDING:
             new.setdefault("startTime", at)
     new["conditions"] = conditions

@@ -114,6 +114,28 @@ def test_phase_conditions_follow_the_conventions():
     assert by_type["Running"]["status"] == "False" and by_type["Running"]["lastTransitionTime"] == "t3"
     assert by_type["Succeeded"]["status"] == "True" and status["completionTime"] == "t3"
     assert status["startTime"] == "t1"
+    assert by_type["Reconciling"]["status"] == "False" and "Stalled" not in by_type
+
+
+def kstatus(status: dict, generation: int) -> str:
+    """kstatus' reading of a custom resource (sigs.k8s.io/cli-utils/pkg/kstatus, its generic rules)."""
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    if status.get("observedGeneration") != generation:
+        return "InProgress"
+    if conditions.get("Stalled") == "True":
+        return "Failed"
+    return "InProgress" if conditions.get("Reconciling") == "True" else "Current"
+
+
+def test_kstatus_reads_progress_and_the_end():
+    status = with_phase({}, "Pending", "WaitingForSecret", "no secret", 1)
+    assert kstatus(status, 1) == "InProgress"
+    for phase in ("Planning", "Running", "Merging"):
+        status = with_phase(status, phase, phase, phase, 1)
+        assert kstatus(status, 1) == "InProgress"
+    assert kstatus(with_phase(status, "Succeeded", "Succeeded", "done", 1), 1) == "Current"
+    failed = with_phase(status, "Failed", "ErrorThresholdExceeded", "3 failed items", 1)
+    assert kstatus(failed, 1) == "Failed" and kstatus(failed, 2) == "InProgress"
 
 
 def test_progress_and_spec_refusal():
