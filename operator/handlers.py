@@ -43,6 +43,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="parallelrun.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="parallelrun.dev")
     settings.posting.level = logging.WARNING  # Events: the reconciler's own, plus kopf's warnings and errors
+    for children in ("pods", ("batch", "jobs")):  # the API server sends only ours, not every pod of the cluster
+        settings.watching.label_selectors[children] = LABEL_UID
     objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _QuietWakeUps) for f in objects.filters):
         objects.addFilter(_QuietWakeUps())

@@ -37,6 +37,7 @@ class Cluster(kmock.KubernetesEmulator):
     creations: collections.Counter = attrs.field(factory=collections.Counter, init=False)
     writes: list = attrs.field(factory=list, init=False)  # (method, path) of every change requested
     operator_calls: set = attrs.field(factory=set, init=False)  # (apiGroup, resource, verb), not the tests'
+    operator_selectors: dict = attrs.field(factory=dict, init=False)  # resource → labelSelector of its watch
 
     async def _handle(self, request):
         data = request.data
@@ -45,6 +46,8 @@ class Cluster(kmock.KubernetesEmulator):
             plural = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
             verb = "update" if request.method.value == "PUT" else _VERBS[request.action]
             self.operator_calls.add((request.resource.group or "", plural, verb))
+            if verb == "watch":
+                self.operator_selectors[plural] = request.params.get("labelSelector")
         if request.method in ("POST", "PATCH", "PUT", "DELETE"):
             self.writes.append((request.method.value, request.url.path))
         if request.resource is not None and isinstance(data, list):  # a JSON patch, as kopf sends

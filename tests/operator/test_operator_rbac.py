@@ -1,4 +1,5 @@
-"""The operator asks the API for nothing that the Helm chart's RBAC does not grant.
+"""The operator's API calls: nothing that the Helm chart's RBAC does not grant, and
+watches of its children filtered by the API server.
 
 Its calls are recorded by the emulator (the tests' own are told apart by their token)
 through a run to Succeeded with a storage Secret, a run stopped by a threshold, a
@@ -15,7 +16,7 @@ import pytest
 from operator_harness import BIJ_API, NAMESPACE, ROOT, create, eventually, report, resource, status_of
 
 from parallelrun.operator.kube import path
-from parallelrun.operator.manifests import PLURAL
+from parallelrun.operator.manifests import LABEL_UID, PLURAL
 
 sys.path.insert(0, str(ROOT / "tests" / "chart"))
 from rbac_needs import CLUSTER_NEEDS, NAMESPACED_NEEDS  # noqa: E402
@@ -48,3 +49,12 @@ async def test_every_call_of_the_operator_is_granted_by_the_chart(cluster, kube,
     assert {("batch", "jobs", "create"), ("batch", "jobs", "patch"), ("", "secrets", "get"),
             ("parallelrun.dev", "batchinferencejobs/status", "patch")} <= calls  # the scenario did its job
     assert sorted(calls - set(NAMESPACED_NEEDS) - set(CLUSTER_NEEDS)) == []
+
+
+async def test_children_are_watched_by_their_label_only(cluster, kube, operator, inputs):
+    """The API server filters the pods and Jobs the operator watches: a big cluster's other pods never reach it."""
+    async with operator():
+        await create(kube, resource("watched", inputs))
+        await eventually(lambda: phase(cluster, "watched") == "Running")
+    assert cluster.operator_selectors["pods"] == cluster.operator_selectors["jobs"] == LABEL_UID
+    assert cluster.operator_selectors[PLURAL] is None
