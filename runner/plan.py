@@ -122,7 +122,7 @@ def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str
             name = posixpath.basename(root)
             return _parent_uri(uri), [(name, fs.size(root))]
         found = _local_files(root) if isinstance(fs, LocalFileSystem) else _found_files(fs, root)
-        files = [(rel, size) for rel, size in found if matches(rel)]
+        files = [(rel, size) for rel, size in found if matches(rel) and not _hidden(rel)]
     except FileNotFoundError:
         files = []
     except OSError as e:
@@ -142,12 +142,46 @@ def _matcher(pattern: str | None):
     return lambda rel: match(rel) is not None or match(posixpath.basename(rel)) is not None
 
 
+def _hidden(rel: str) -> bool:
+    return any(part.startswith(("_", ".")) for part in rel.split("/"))
+
+
 def _found_files(fs, root: str) -> Iterator[tuple[str, int]]:
+    if type(fs).__name__ == "AzureBlobFileSystem":  # adlfs, for az:// and abfs://
+        yield from _azure_blobs(fs, root)
+        return
     prefix = root.rstrip("/") + "/"
     for path, info in fs.find(root, detail=True).items():
-        rel = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
-        if info.get("type") != "directory" and not any(p.startswith(("_", ".")) for p in rel.split("/")):
+        if info.get("type") != "directory":
+            rel = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
             yield rel, int(info.get("size") or 0)
+
+
+def _azure_blobs(fs, root: str) -> list[tuple[str, int]]:
+    """The blobs under `root`, page by page, as (relative name, size).
+
+    adlfs' find holds every blob's full properties until the listing ends: about
+    3 KiB a blob, 3 GiB for a million (measured on Azurite). This keeps a name and
+    a size (0.1 KiB). Folder markers of accounts with a hierarchical namespace
+    (metadata hdi_isfolder) are not files.
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+    from fsspec.asyn import sync
+
+    container, prefix, _ = fs.split_path(root.rstrip("/") + "/")
+
+    async def listing() -> list[tuple[str, int]]:
+        found = []
+        async with fs.service_client.get_container_client(container) as client:
+            async for blob in client.list_blobs(name_starts_with=prefix or None, include=["metadata"]):
+                if (blob.metadata or {}).get("hdi_isfolder") != "true":
+                    found.append((blob.name[len(prefix):], blob.size))
+        return found
+
+    try:
+        return sync(fs.loop, listing)
+    except ResourceNotFoundError as e:
+        raise FileNotFoundError(f"{root}: {e.reason}") from e
 
 
 def _local_files(root: str) -> Iterator[tuple[str, int]]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from .accounting import Counts, spec_threshold_exceeded
 from .layout import Layout
 from .plan import MiniBatch, Plan, read_shard
-from .pool import InitError, Outcome, WorkerPool, available_cpus, gpu_assignment
+from .pool import Outcome, WorkerPool, available_cpus, gpu_assignment
 from .readers import Reader
 from .spec import JobSpec
 from .storage import fetch, write_atomic

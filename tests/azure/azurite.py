@@ -119,18 +119,22 @@ class Azurite:
                 f"BlobEndpoint={self.blob_endpoint};")
 
     @classmethod
-    def start(cls, binary: str, location: Path, attempts: int = 5) -> "Azurite":
-        """Start azurite-blob on a free port; retry on another port if that one was taken meanwhile."""
+    def start(cls, binary: str, location: Path, attempts: int = 5, in_memory: bool = False) -> "Azurite":
+        """Start azurite-blob on a free port; retry on another port if that one was taken meanwhile.
+
+        in_memory: keep no data on disk, `location` holds only the log (Azurite rewrites its
+        whole database file as it grows, which makes writing tens of thousands of blobs slow)."""
         location.mkdir(parents=True, exist_ok=True)
         extra = ["--disableTelemetry"] if _has_telemetry(binary) else []
+        extra += ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
         last = ""
         for _ in range(attempts):
             port = free_port()
             log_path = location / f"azurite-{port}.log"
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
-                    [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
-                     "--skipApiVersionCheck", "--silent", *extra],
+                    [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--skipApiVersionCheck",
+                     "--silent", *extra],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
             deadline = time.monotonic() + START_TIMEOUT

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from parallelrun.runner.plan import make_plan
+from parallelrun.runner.plan import PlanError, make_plan
 from parallelrun.runner.readers import Reader
 from parallelrun.runner.spec import load_spec
 
@@ -47,6 +47,22 @@ def test_files_by_count_with_pattern_and_markers_skipped(az_job, tmp_path):
 
     everything = make_plan(spec_for(az_job.uri("in"), miniBatchSize=10))  # no trailing slash, no pattern
     assert everything.mini_batches[0].files == ("a.png", "b.png", "c.txt", "e.png", "f.png", "sub/d.png")
+
+
+def test_listing_keeps_to_its_folder_and_skips_folder_markers(az_job, azurite):
+    """Blobs are listed page by page (adlfs' find would hold every blob's properties)."""
+    from azure.storage.blob import ContainerClient
+
+    for name in ["in/a.bin", "in/sub/b.bin", "in2/c.bin", "inner.bin"]:
+        az_job.upload(name, b"xy")
+    client = ContainerClient.from_connection_string(azurite.connection_string, az_job.container)
+    client.upload_blob("in/folder", b"", metadata={"hdi_isfolder": "true"})  # a hierarchical namespace's folder
+    plan = make_plan(spec_for(az_job.uri("in"), miniBatchSize=10))
+    assert plan.mini_batches[0].files == ("a.bin", "sub/b.bin") and plan.total_bytes == 4
+    with pytest.raises(PlanError, match="no input files under az://"):
+        make_plan(spec_for(az_job.uri("nothing-here/")))
+    with pytest.raises(PlanError, match="no input files under az://no-such-container/"):
+        make_plan(spec_for("az://no-such-container/in/"))
 
 
 def test_single_blob_as_input(az_job):
