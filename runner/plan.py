@@ -122,7 +122,7 @@ def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str
             name = posixpath.basename(root)
             return _parent_uri(uri), [(name, fs.size(root))]
         found = _local_files(root) if isinstance(fs, LocalFileSystem) else _found_files(fs, root)
-        files = [(rel, size) for rel, size in found if matches(rel) and not _hidden(rel)]
+        files = [(rel, size) for rel, size in found if matches(rel)]
     except FileNotFoundError:
         files = []
     except OSError as e:
@@ -142,19 +142,18 @@ def _matcher(pattern: str | None):
     return lambda rel: match(rel) is not None or match(posixpath.basename(rel)) is not None
 
 
-def _hidden(rel: str) -> bool:
-    return any(part.startswith(("_", ".")) for part in rel.split("/"))
-
-
 def _found_files(fs, root: str) -> Iterator[tuple[str, int]]:
+    """The files under `root` of a remote store, but those under `_` or `.` names
+    (a local walk does not enter those folders at all)."""
     if type(fs).__name__ == "AzureBlobFileSystem":  # adlfs, for az:// and abfs://
-        yield from _azure_blobs(fs, root)
-        return
-    prefix = root.rstrip("/") + "/"
-    for path, info in fs.find(root, detail=True).items():
-        if info.get("type") != "directory":
-            rel = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
-            yield rel, int(info.get("size") or 0)
+        found = _azure_blobs(fs, root)
+    else:
+        prefix = root.rstrip("/") + "/"
+        found = ((path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path), info.get("size"))
+                 for path, info in fs.find(root, detail=True).items() if info.get("type") != "directory")
+    for rel, size in found:
+        if not any(part.startswith(("_", ".")) for part in rel.split("/")):
+            yield rel, int(size or 0)
 
 
 def _azure_blobs(fs, root: str) -> list[tuple[str, int]]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import latest_version
+from operator_harness import ROOT
 
 from parallelrun.operator.manifests import (CONTAINER_SECURITY_CONTEXT, LABEL_UID, Owner, build_merge_job,
                                             build_scoring_job, build_spec_configmap, child_name, cluster_errors,
@@ -178,7 +178,7 @@ def test_children_pass_the_kubernetes_schemas(version):
 
 
 def test_the_cluster_example_needs_nothing_more():
-    example = load_spec_file(Path(__file__).resolve().parents[2] / "examples" / "iris" / "job-azure.yaml")
+    example = load_spec_file(ROOT / "examples" / "iris" / "job-azure.yaml")
     assert cluster_errors(example, default_image=None) == []
     job = build_scoring_job(example, OWNER)
     assert job["spec"]["completions"] == 2 and container(job)["envFrom"] == [{"secretRef": {"name": "blob-creds"}}]
