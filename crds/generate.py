@@ -188,13 +188,18 @@ def job_spec_schema() -> dict:
                     "uri": string("An fsspec URL or local path of the source directory.", minLength=1),
                     "configMap": string("A ConfigMap in the job's namespace holding the source files.",
                                         minLength=1),
-                    "entryScript": string("The script with init() and run(mini_batch), relative "
-                                          "to the source directory.", minLength=1),
+                    "entryScript": string("The .py script with init() and run(mini_batch), relative "
+                                          "to the source directory (absolute only for code baked "
+                                          "into the image).", minLength=1, pattern=r"\.py$"),
                 },
                 required=["entryScript"],
                 rules=[rule("!(has(self.uri) && has(self.configMap))",
                             "code.uri and code.configMap are exclusive; set one of them",
-                            field=".configMap", reason="FieldValueForbidden")],
+                            field=".configMap", reason="FieldValueForbidden"),
+                       rule("!self.entryScript.matches('(^|/)[.][.](/|$)')",
+                            "code.entryScript must stay inside the code folder", field=".entryScript"),
+                       rule("!self.entryScript.startsWith('/') || !(has(self.uri) || has(self.configMap))",
+                            "code.entryScript is relative to code.uri or code.configMap", field=".entryScript")],
             ),
             "arguments": array("[arguments] sys.argv of the entry script.", {"type": "string"}),
             "miniBatchSize": mini_batch_size_schema(),
@@ -237,6 +242,8 @@ def job_spec_schema() -> dict:
                 "may use, or its GPU count.", minimum=1),
             "runInvocationTimeout": integer("[run_invocation_timeout] Seconds per run() call.",
                                             minimum=1, default=60),
+            "initTimeout": integer("Seconds a worker's init() may take (loading a model, say) before the "
+                                   "run fails as one whose user code cannot load.", minimum=1, default=600),
             "runMaxTry": integer("[run_max_try] Attempts per mini-batch.", minimum=1, default=3),
             "loggingLevel": string("[logging_level] The runner's and the entry script's log level.",
                                    enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],

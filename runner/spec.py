@@ -26,11 +26,12 @@ _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # Kubernetes' metadata.name (DNS-1123 subdomain)
 
 _SPEC_FIELDS = (
     "input", "sideInputs", "model", "code", "arguments", "miniBatchSize", "partitionKeys",
     "errorThreshold", "miniBatchErrorThreshold", "allowedFailedPercent", "output",
-    "nodeCount", "processCountPerNode", "runInvocationTimeout", "runMaxTry",
+    "nodeCount", "processCountPerNode", "runInvocationTimeout", "initTimeout", "runMaxTry",
     "loggingLevel", "environment", "storage", "allowReuse",
 )
 _ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
@@ -121,6 +122,7 @@ class JobSpec:
     node_count: int = 1
     process_count_per_node: int | None = None  # None: the pod's CPUs (or GPUs), resolved where it runs
     run_invocation_timeout: int = 60
+    init_timeout: int = 600
     run_max_try: int = 3
     logging_level: str = "INFO"
     environment: dict = field(default_factory=dict)  # pod-side fields, as written (camelCase)
@@ -149,6 +151,7 @@ class JobSpec:
                        "fileName": self.output.file_name, "format": self.output.format},
             "nodeCount": self.node_count,
             "runInvocationTimeout": self.run_invocation_timeout,
+            "initTimeout": self.init_timeout,
             "runMaxTry": self.run_max_try,
             "loggingLevel": self.logging_level,
             "allowReuse": self.allow_reuse,
@@ -237,6 +240,10 @@ class _Loader:
                 self.fail("apiVersion", f"{doc.get('apiVersion')!r} is not served; use {API_VERSION}")
             meta = doc.get("metadata") or {}
             name = meta.get("name") or name
+            if not isinstance(name, str) or not _DNS_NAME.match(name):
+                self.fail("metadata.name", f"{name!r} is not a valid name; use lower-case letters, digits, '-' "
+                          "and '.', starting and ending with a letter or digit (it names the run's work folder)")
+                name = "job"
             namespace = meta.get("namespace")
             spec = doc.get("spec")
         else:
@@ -362,6 +369,7 @@ class _Loader:
             node_count=self.integer("spec.nodeCount", spec.get("nodeCount"), 1, 1),
             process_count_per_node=self.integer("spec.processCountPerNode", spec.get("processCountPerNode"), None, 1),
             run_invocation_timeout=self.integer("spec.runInvocationTimeout", spec.get("runInvocationTimeout"), 60, 1),
+            init_timeout=self.integer("spec.initTimeout", spec.get("initTimeout"), 600, 1),
             run_max_try=self.integer("spec.runMaxTry", spec.get("runMaxTry"), 3, 1),
             logging_level=self.choice("spec.loggingLevel", spec.get("loggingLevel"), _LEVELS, "INFO"),
             environment=environment,
@@ -410,9 +418,23 @@ class _Loader:
             return None
         if value.get("uri") is not None and value.get("configMap") is not None:
             self.fail("spec.code", "give either uri or configMap, not both")
-        return CodeSpec(entry_script=self.string("spec.code.entryScript", value.get("entryScript"), required=True),
+        script = self.string("spec.code.entryScript", value.get("entryScript"), required=True)
+        if script:
+            self.entry_script(script, baked=value.get("uri") is None and value.get("configMap") is None)
+        return CodeSpec(entry_script=script,
                         uri=self.uri("spec.code.uri", value.get("uri"), required=False),
                         config_map=self.string("spec.code.configMap", value.get("configMap")))
+
+    def entry_script(self, script: str, baked: bool) -> None:
+        """The script stays inside its code folder; only code baked into the image may name an absolute path."""
+        if not script.endswith(".py"):
+            self.fail("spec.code.entryScript", f"{script!r} is not a Python file; name the .py file that defines "
+                      "init() and run(mini_batch)")
+        if ".." in script.replace("\\", "/").split("/"):
+            self.fail("spec.code.entryScript", f"{script!r} leaves the code folder; give a path inside it, e.g. score.py")
+        elif os.path.isabs(script) and not baked:
+            self.fail("spec.code.entryScript", f"{script!r} is absolute; give a path relative to the code folder "
+                      "(an absolute path is only for code baked into the image, with neither uri nor configMap)")
 
     def mini_batch_size(self, value: Any, inp: InputSpec | None) -> MiniBatchSize:
         files = inp is None or inp.type == "files"

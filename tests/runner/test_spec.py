@@ -120,3 +120,37 @@ def test_list_fields_take_strings_once():
     assert sorted(x.split(":")[0] for x in e.value.errors) == [
         "spec.arguments[1]", "spec.miniBatchSize", "spec.partitionKeys[1]"]
     assert any("quote it" in x for x in e.value.errors)
+
+
+@pytest.mark.parametrize("code,words", [
+    ({"uri": "/code/", "entryScript": "../outside/evil.py"}, "leaves the code folder"),
+    ({"uri": "/code/", "entryScript": "sub/../../evil.py"}, "leaves the code folder"),
+    ({"configMap": "c", "entryScript": "/etc/evil.py"}, "is absolute"),
+    ({"uri": "/code/", "entryScript": "score.sh"}, "is not a Python file"),
+])
+def test_entry_script_stays_inside_its_code_folder(code, words):
+    with pytest.raises(SpecError) as e:
+        load_spec(resource(code=code))
+    assert any(line.startswith("spec.code.entryScript:") and words in line for line in e.value.errors), e.value.errors
+
+
+def test_an_absolute_entry_script_is_for_code_baked_into_the_image():
+    assert load_spec(resource(code={"entryScript": "/app/score.py"})).code.entry_script == "/app/score.py"
+
+
+@pytest.mark.parametrize("name", ["../../../escaped", "Upper", "a/b", "-x", "x" * 254, ""])
+def test_metadata_name_must_be_a_kubernetes_name(name):
+    doc = resource()
+    doc["metadata"]["name"] = name
+    if name == "":  # an empty name is no name: the default
+        assert load_spec(doc).name == "job"
+        return
+    with pytest.raises(SpecError) as e:
+        load_spec(doc)
+    assert any(line.startswith("metadata.name:") for line in e.value.errors)
+
+
+def test_init_timeout_has_a_generous_default_and_round_trips():
+    spec = load_spec(resource())
+    assert spec.init_timeout == 600
+    assert load_spec(resource(initTimeout=5)).to_dict()["initTimeout"] == 5

@@ -1,1 +1,0 @@
-"""The kopf operator for BatchInferenceJob and PipelineSchedule."""
