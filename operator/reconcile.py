@@ -123,7 +123,10 @@ class Reconciler:
         except RunFailed as failure:
             await self.fail(failure.reason, str(failure))
         except ApiError as e:
-            raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=RETRY_SECONDS if e.status else 10) from e
+            if not e.permanent:  # unreachable, 429, 5xx...: the same request may pass later
+                raise kopf.TemporaryError(f"Kubernetes API: {e}",
+                                          delay=e.retry_delay(RETRY_SECONDS if e.status else 10)) from e
+            await self.fail(e.failure_reason, e.explain())  # 403, 422...: it would fail the same way again
 
     async def start(self) -> None:
         self.spec = await self._spec_of_record()
@@ -168,8 +171,22 @@ class Reconciler:
         raise RuntimeError(f"no step for phase {status.get('phase')!r}")  # start() leaves Running or Merging
 
     async def fail(self, reason: str, message: str) -> None:
+        """Failed with `reason`; where the API refuses that status for good, say so in the log and stop."""
         self._event("Warning", reason, message)
-        await self._write(with_phase(self.status, FAILED, reason, message, self.generation))
+        try:
+            await self._write(with_phase(self.status, FAILED, reason, message, self.generation))
+        except ApiError as e:
+            if e.status == 404:  # the resource is gone (its namespace with it?): nobody to tell
+                self.logger.warning("the run failed (%s: %s), but the resource is gone", reason, message)
+                return
+            if not e.permanent:
+                raise kopf.TemporaryError(f"cannot write the Failed status yet: {e}",
+                                          delay=e.retry_delay(RETRY_SECONDS if e.status else 10)) from e
+            refusal = e.explain()
+            self.logger.error(
+                "the run stopped, and its Failed status cannot be written: the resource will not show it, and "
+                "it is not retried. Fix this, then restart the operator: %s%s", refusal,
+                "" if refusal == message else f" (it failed with {reason}: {message})")
 
     # -- phases ------------------------------------------------------------------
 
@@ -180,8 +197,8 @@ class Reconciler:
         self._counted = scoring.counts
         status = with_progress(status, scoring.counts, self.total, scoring.active, scoring.succeeded,
                                scoring.failed, self.nodes)
+        self.status = status  # what a failure from here on reports
         if scoring.failure:
-            self.status = status
             await self._stop_scoring()
             raise RunFailed(*scoring.failure)
         if scoring.complete:

@@ -4,7 +4,8 @@
     conditions  Running    True while planning, scoring or merging; False at the end
                 Succeeded  True once the output is written  (kubectl wait --for=condition=Succeeded)
                 Failed     True with the reason: InvalidSpec, PlanFailed, ErrorThresholdExceeded,
-                           ConfigurationError, RetriesExhausted, ScoringJobFailed, MergeFailed
+                           ConfigurationError, RetriesExhausted, ScoringJobFailed, MergeFailed;
+                           Forbidden, Invalid, ApiRejected: the API refused a request for good (kube.py)
                 SpecChangeRefused  True while the spec differs from the one the run started with
                 Reconciling, Stalled  kstatus' pair, as Flux and kpt read it:
                            Reconciling True until the end; Stalled True once Failed

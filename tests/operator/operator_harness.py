@@ -13,6 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
@@ -29,6 +30,35 @@ _VERBS = {kmock.action.FETCH: "get", kmock.action.LIST: "list", kmock.action.WAT
 BIJ_API = f"{GROUP}/{VERSION}"
 
 
+@attrs.define
+class Fault:
+    """The API server's answer to the operator's `verb` on `resource` (plural[/subresource]) `name`,
+    given instead of serving it, `times` times (None: every time); `hits` counts the answers given."""
+
+    verb: str
+    resource: str
+    name: str | None
+    status: int
+    reason: str
+    message: str
+    details: dict | None = None
+    retry_after: int | None = None
+    times: int | None = None
+    hits: int = 0
+
+    def answer(self, verb: str, resource: str, name: str | None) -> aiohttp.web.Response | None:
+        if (verb, resource) != (self.verb, self.resource) or self.name not in (None, name):
+            return None
+        if self.times is not None and self.hits >= self.times:
+            return None
+        self.hits += 1
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
+        return aiohttp.web.json_response(
+            {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": self.status,
+             "reason": self.reason, "message": self.message, "details": self.details or {}},
+            status=self.status, headers=headers)
+
+
 @attrs.define(kw_only=True)
 class Cluster(kmock.KubernetesEmulator):
     """The emulator, plus what the API server adds to objects, plus a count of creations."""
@@ -38,9 +68,17 @@ class Cluster(kmock.KubernetesEmulator):
     writes: list = attrs.field(factory=list, init=False)  # (method, path) of every change requested
     operator_calls: set = attrs.field(factory=set, init=False)  # (apiGroup, resource, verb), not the tests'
     operator_selectors: dict = attrs.field(factory=dict, init=False)  # resource → labelSelector of its watch
+    faults: list = attrs.field(factory=list, init=False)  # see refuse()
+
+    def refuse(self, verb: str, resource: str, name: str | None = None, *, status: int, reason: str,
+               message: str, **fault) -> Fault:
+        """Answer the operator's `verb` (create, get, patch...) on `resource` with an error; see Fault."""
+        self.faults.append(Fault(verb, resource, name, status, reason, message, **fault))
+        return self.faults[-1]
 
     async def _handle(self, request):
         data = request.data
+        answer = None
         if (request.action in _VERBS and request.resource is not None and request.resource.plural
                 and request.headers.get("Authorization") != f"Bearer {TEST_TOKEN}"):
             plural = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
@@ -48,8 +86,13 @@ class Cluster(kmock.KubernetesEmulator):
             self.operator_calls.add((request.resource.group or "", plural, verb))
             if verb == "watch":
                 self.operator_selectors[plural] = request.params.get("labelSelector")
+            name = (data.get("metadata") or {}).get("name") if verb == "create" and isinstance(data, dict) \
+                else request.name
+            answer = next(filter(None, (f.answer(verb, plural, name) for f in self.faults)), None)
         if request.method in ("POST", "PATCH", "PUT", "DELETE"):
             self.writes.append((request.method.value, request.url.path))
+        if answer is not None:  # refused: nothing is stored
+            return answer
         if request.resource is not None and isinstance(data, list):  # a JSON patch, as kopf sends
             data.append({"op": "add", "path": "/metadata/resourceVersion", "value": str(next(self._versions))})
         if request.resource is not None and isinstance(data, dict):

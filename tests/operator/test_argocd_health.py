@@ -42,3 +42,7 @@ def test_argocd_health_follows_the_phase():
     failed = with_phase(running, "Failed", "ErrorThresholdExceeded", "31 failed items exceed errorThreshold 30", 1)
     assert health(failed) == {"status": "Degraded",
                               "message": "ErrorThresholdExceeded: 31 failed items exceed errorThreshold 30"}
+    refused = with_phase(running, "Failed", "Forbidden", "the Kubernetes API refused to create Job x-score", 1)
+    assert health(refused) == {"status": "Degraded",
+                               "message": "Forbidden: the Kubernetes API refused to create Job x-score"}
+    assert health(with_phase(running, "Failed", "ApiRejected", "too large", 1))["status"] == "Degraded"
