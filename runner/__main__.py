@@ -29,7 +29,7 @@ from .plan import PlanError, ensure_plan, read_plan
 from .pool import InitError
 from .shard import ConfigError, ShardRunner
 from .spec import SpecError, load_spec_file
-from .storage import filesystem, write_atomic
+from .storage import filesystem, storage_error, write_atomic
 
 EXIT_OK, EXIT_CONFIG, EXIT_THRESHOLD = 0, 2, 3
 _MESSAGE_LIMIT = 4000  # Kubernetes keeps 4096 bytes of a termination message
@@ -145,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, PlanError) as e:
         _write_termination_log(termination_message(None, str(e)))
         return EXIT_CONFIG
+    except Exception as e:  # noqa: BLE001 - a storage fault says so in one line; anything else is a crash
+        fault = storage_error(e)
+        if fault is None:
+            raise
+        _write_termination_log(termination_message(None, str(fault)))
+        return 1 if fault.transient else EXIT_CONFIG  # 1: Kubernetes retries the index
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from rich.console import Console
@@ -12,12 +13,33 @@ from rich.logging import RichHandler
 from .spec import SpecError, load_spec_file
 
 
+EXIT_CODES = """exit codes:
+  0    the run succeeded (failed items within the thresholds are listed in errors.jsonl)
+  1    the run failed: a threshold was exceeded, or a part of it crashed
+  2    bad configuration: invalid spec, missing input or code, the scoring script cannot load,
+       storage refused or unreachable, input changed since an interrupted run, run already running
+  130  interrupted (Ctrl-C), 143 stopped by SIGTERM: run the same command again to resume
+"""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("parallelrun")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _run(args, console: Console) -> int:
     from .local import LocalRunError, run_local
+    from .lock import RunLocked
     from .plan import PlanError
+    from .processes import raise_terminated
 
     # Warnings (retried attempts) print above the progress bar; worker output goes to log files.
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console)])
+    signal.signal(signal.SIGTERM, raise_terminated)  # stops the run as Ctrl-C does (workers stopped), exit 143
     try:
         run_local(args.job, args.set, fresh=args.fresh, console=console)
     except SpecError as e:
@@ -26,22 +48,36 @@ def _run(args, console: Console) -> int:
     except PlanError as e:
         console.print(f"cannot plan: {e}", style="red", markup=False, highlight=False)
         return 2
-    except LocalRunError as e:
+    except (LocalRunError, RunLocked) as e:
         console.print(f"failed: {e}", style="red", markup=False, highlight=False)
         return e.exit_code
+    except Exception as e:  # a StorageError, or a storage fault raised as it came (OSError, azure-core)
+        from .storage import storage_error
+
+        error = storage_error(e)
+        if error is None:
+            raise
+        console.print(str(error), style="red", markup=False, highlight=False)
+        return error.exit_code
     return 0
 
 
 def _validate(args, console: Console) -> int:
+    from .preflight import missing_files
+
     status = 0
     for path in args.job:
         try:
             spec = load_spec_file(path)
+            problems = [] if args.no_check else missing_files(spec)
+            if problems:
+                raise SpecError(problems)
         except SpecError as e:
             console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
             status = 2
         else:
-            console.print(f"{path}: valid BatchInferenceJob {spec.name!r} ({spec.input.type} input)",
+            checked = "" if args.no_check else ", its files are there"
+            console.print(f"{path}: valid BatchInferenceJob {spec.name!r} ({spec.input.type} input{checked})",
                           markup=False, highlight=False)
     return status
 
@@ -53,14 +89,20 @@ def main(argv: list[str] | None = None) -> int:
 
         return operator_main(argv[1:])
     parser = argparse.ArgumentParser(prog="parallelrun", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"parallelrun {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run a BatchInferenceJob on this machine (local mode)")
+    run = commands.add_parser("run", help="run a BatchInferenceJob on this machine (local mode)",
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES)
     run.add_argument("job", help="BatchInferenceJob YAML file")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a spec field, e.g. --set nodeCount=2 --set input.uri=/data/")
+                     help="override a spec field, e.g. --set nodeCount=2 --set input.uri=data/; a relative "
+                          "path is relative to the YAML file's folder, as in the file")
     run.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run")
-    validate = commands.add_parser("validate", help="check BatchInferenceJob files, reporting every invalid field")
+    validate = commands.add_parser("validate", help="check BatchInferenceJob files, reporting every invalid field "
+                                                    "and every input, code, model or side input that is not there")
     validate.add_argument("job", nargs="+")
+    validate.add_argument("--no-check", action="store_true",
+                          help="check the spec alone, without looking for its files (no storage access)")
     commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)")
     args = parser.parse_args(argv)
     console = Console(stderr=True, soft_wrap=True)  # a reason or a path stays on one line

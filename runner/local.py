@@ -7,7 +7,6 @@ threshold stops every shard at once, as the operator stops the Job.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import threading
@@ -19,12 +18,13 @@ from rich.table import Table
 
 from .accounting import Counts, spec_threshold_exceeded
 from .layout import Layout, run_id_for
-from .merge import merge
+from .lock import RunLock
+from .merge import MergeError, merge, read_summary
 from .plan import Plan, ensure_plan
-from .pool import InitError
+from .pool import InitError, available_cpus
 from .shard import ConfigError, ShardRunner, process_count
 from .spec import JobSpec, load_spec_file
-from .storage import filesystem, is_local
+from .storage import filesystem, is_local, storage_error
 
 
 class LocalRunError(RuntimeError):
@@ -77,9 +77,14 @@ def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console
     spec = load_spec_file(path, overrides)
     fs, out = filesystem(spec.output.uri)
     layout = Layout(out, run_id_for(spec, _entry_script_bytes(spec)), spec.output.format)
+    with RunLock(fs, out, layout.run_id):
+        return _run(spec, fs, layout, fresh, console)
+
+
+def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> dict:
     if fs.exists(layout.summary) and spec.allow_reuse and not fresh:
         console.print(f"[bold]allowReuse[/]: run {layout.run_id} already finished; reusing its output")
-        return _read_summary(fs, layout)
+        return read_summary(fs, layout)
     if fs.exists(layout.root) and (fresh or fs.exists(layout.summary)):
         fs.rm(layout.root, recursive=True)
     elif fs.exists(layout.plan_header):
@@ -92,17 +97,16 @@ def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console
     workers = process_count(spec)
     console.print(f"Planned {plan.total_mini_batches:,} mini-batches ({items}) over {spec.node_count} "
                   f"node(s) × {workers} process(es) in {time.monotonic() - started:.1f}s")
+    _warn_oversubscribed(console, plan, workers)
 
     log_dir = os.path.join(layout.root, "logs") if is_local(fs) else tempfile.mkdtemp(prefix="parallelrun-logs-")
     tally = _Tally(spec, plan)
-    results, errors = {}, []
+    results, errors, runners = {}, [], []
     scratch = tempfile.mkdtemp(prefix="parallelrun-")
 
-    def run_shard(index: int) -> None:
-        runner = ShardRunner(spec, plan, fs, layout, index, scratch=os.path.join(scratch, str(index)),
-                             log_dir=log_dir, on_progress=tally.update, should_stop=lambda: tally.stop_reason is not None)
+    def run_shard(runner: ShardRunner) -> None:
         try:
-            results[index] = runner.run()
+            results[runner.index] = runner.run()
         except (InitError, ConfigError) as e:
             errors.append(e)
             tally.stop(str(e))
@@ -110,23 +114,28 @@ def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console
             errors.append(e)
             tally.stop(f"{type(e).__name__}: {e}")
 
-    threads = [threading.Thread(target=run_shard, args=(s["index"],), daemon=True) for s in plan.shards]
-    started = time.monotonic()
+    for s in plan.shards:
+        if s["count"]:  # a shard without work starts no thread and no worker
+            runners.append(ShardRunner(spec, plan, fs, layout, s["index"], scratch=os.path.join(scratch, str(s["index"])),
+                                       log_dir=log_dir, on_progress=tally.update,
+                                       should_stop=lambda: tally.stop_reason is not None))
+    threads = [threading.Thread(target=run_shard, args=(r,), daemon=True) for r in runners]
+    report = _Reporter(console, plan, runners, tally)
     try:
-        with _progress(console) as progress:
-            task = progress.add_task("Scoring", total=plan.total_mini_batches, items="", failed="")
+        with report:
             for t in threads:
                 t.start()
             while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(0.2)
-                _show(progress, task, tally.total(), time.monotonic() - started)
-            _show(progress, task, tally.total(), time.monotonic() - started)
-    except KeyboardInterrupt:
+                # Not t.join(0.2): on CPython < 3.13 a join that Ctrl-C/SIGTERM interrupts marks the
+                # still-running thread stopped, and the run would exit with its workers still busy.
+                time.sleep(0.2)
+                report.show()
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (processes.Terminated, exit code 143)
         tally.stop("interrupted")
         for t in threads:
             t.join()
-        raise LocalRunError(f"interrupted; run the same command again to resume run {layout.run_id}", 130)
+        raise LocalRunError(f"interrupted; run the same command again to resume run {layout.run_id}",
+                            getattr(e, "exit_code", 130))
 
     if errors:
         e = errors[0]
@@ -135,11 +144,16 @@ def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console
             raise LocalRunError(f"the scoring script cannot load: {e} (worker logs: {log_dir})", 2)
         if isinstance(e, ConfigError):
             raise LocalRunError(str(e), 2)
+        if (fault := storage_error(e)) is not None:
+            raise LocalRunError(str(fault), fault.exit_code)
         raise LocalRunError(f"a shard crashed: {type(e).__name__}: {e}")
     stopped = tally.stop_reason
     with console.status("Merging the output..."):
-        summary = merge(spec, plan, fs, layout, write_final=stopped is None)
-    summary["seconds"] = round(time.monotonic() - started, 2)
+        try:
+            summary = merge(spec, plan, fs, layout, write_final=stopped is None)
+        except MergeError as e:
+            raise LocalRunError(f"cannot merge: {e}") from e
+    summary["seconds"] = round(report.elapsed(), 2)
     summary["logs"] = log_dir
     _print_summary(console, summary)
     if summary["status"] != "Succeeded":
@@ -147,37 +161,94 @@ def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console
     return summary
 
 
-def _read_summary(fs, layout: Layout) -> dict:
-    with fs.open(layout.summary, "rb") as f:
-        return json.load(f)
+def _warn_oversubscribed(console: Console, plan: Plan, workers: int) -> None:
+    """Local shards share this machine: many more processes than CPUs thrash, or run out of memory."""
+    started = sum(min(workers, s["count"]) for s in plan.shards)
+    cpus = available_cpus()
+    if started > 4 * cpus:
+        console.print(f"[yellow]warning:[/] {started:,} worker processes on {cpus} CPU(s) "
+                      f"(nodeCount × processCountPerNode): each loads your model; expect memory pressure. "
+                      f"On one machine, nodeCount 1 and processCountPerNode ≈ CPUs is usually fastest")
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("mini-batches"), TextColumn("{task.fields[items]}"),
-                    TextColumn("[red]{task.fields[failed]}"), TimeElapsedColumn(),
-                    console=console, transient=False)
+class _Reporter:
+    """Progress while scoring: a live bar on a terminal, otherwise a line every PLAIN_SECONDS.
+    Rates and the ETA count only this attempt's work, not what a resumed run had committed."""
+
+    PLAIN_SECONDS = 5.0
+
+    def __init__(self, console: Console, plan: Plan, runners: list, tally: _Tally):
+        self.console, self.plan, self.runners, self.tally = console, plan, runners, tally
+        self.started = time.monotonic()
+        self._last_line = self.started
+        self._progress = None
+        if console.is_terminal:
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TextColumn("mini-batches"), TextColumn("{task.fields[items]}"),
+                                      TextColumn("[red]{task.fields[failed]}"), TimeElapsedColumn(),
+                                      TextColumn("ETA {task.fields[eta]}"), console=console, transient=False)
+            self._task = self._progress.add_task("Scoring", total=plan.total_mini_batches, items="", failed="", eta="-")
+
+    def __enter__(self) -> "_Reporter":
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.show(final=True)
+        if self._progress is not None:
+            self._progress.stop()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def show(self, final: bool = False) -> None:
+        counts = self.tally.total()
+        resumed = Counts()
+        for r in self.runners:
+            resumed.add(r.resumed)
+        seconds = max(self.elapsed(), 1e-9)
+        rate = (counts.items - resumed.items) / seconds
+        batch_rate = (counts.mini_batches - resumed.mini_batches) / seconds
+        left = self.plan.total_mini_batches - counts.mini_batches
+        eta = _duration(left / batch_rate) if batch_rate > 0 and left else "-"
+        failed = f"{counts.items_failed:,} failed" if counts.items_failed else ""
+        items = f"{counts.items:,} items ({rate:,.0f}/s)"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=counts.mini_batches, items=items, failed=failed, eta=eta)
+        elif final or time.monotonic() - self._last_line >= self.PLAIN_SECONDS:
+            self._last_line = time.monotonic()
+            self.console.print(f"Scoring: {counts.mini_batches:,}/{self.plan.total_mini_batches:,} mini-batches, "
+                               f"{items}{', ' + failed if failed else ''}, {_duration(self.elapsed())} elapsed"
+                               f"{', ETA ' + eta if not final and eta != '-' else ''}", markup=False, highlight=False)
 
 
-def _show(progress: Progress, task, counts: Counts, seconds: float) -> None:
-    rate = counts.items_succeeded / seconds if seconds > 0 else 0.0
-    failed = f"{counts.items_failed:,} failed" if counts.items_failed else ""
-    progress.update(task, completed=counts.mini_batches, items=f"{counts.items:,} items ({rate:,.0f}/s)", failed=failed)
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _print_summary(console: Console, summary: dict) -> None:
     table = Table(title=f"run {summary['runId']}: {summary['status']}", show_header=True)
     table.add_column("")
-    table.add_column("succeeded", justify="right")
-    table.add_column("failed", justify="right")
-    table.add_column("total", justify="right")
+    for name in ("planned", "succeeded", "failed", "not run"):
+        table.add_column(name, justify="right")
     for name, key in (("mini-batches", "miniBatches"), ("items", "items")):
-        c = summary[key]
-        table.add_row(name, f"{c['succeeded']:,}", f"{c['failed']:,}", f"{c['succeeded'] + c['failed']:,}")
+        c, planned = summary[key], summary["plan"][key]
+        done = c["succeeded"] + c["failed"]
+        table.add_row(name, _number(planned), f"{c['succeeded']:,}", f"{c['failed']:,}",
+                      _number(None if planned is None else planned - done))
     console.print(table)
     if summary["output"]:
         console.print(f"output: {summary['output']['uri']} ({summary['output']['bytes']:,} bytes)")
+    if summary.get("previousOutput"):
+        console.print(f"an earlier run's output was moved to {summary['previousOutput']}: it is not this run's")
     if summary["items"]["failed"]:
         console.print(f"errors: {summary['errors']}")
+    console.print(f"summary: {summary['summary']}")
     console.print(f"time: {summary['seconds']}s   worker logs: {summary['logs']}")
 
+
+def _number(n: int | None) -> str:
+    return "?" if n is None else f"{n:,}"

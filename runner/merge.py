@@ -1,31 +1,36 @@
 """The merge: one output file in plan order, plus summary.json and errors.jsonl.
 
 Runs once every shard has finished (a merge Job on Kubernetes, the last step of local
-mode). Parts are concatenated as bytes (txt, csv minus repeated headers, jsonl) or
-streamed into one Parquet file; nothing is held in memory but one part at a time.
+mode). It walks the plan, not a folder listing: every committed mini-batch with
+results must have its part, or the merge fails rather than publish a short output.
+
+Columns are aligned by name across mini-batches: the output has every column any
+mini-batch returned, in the order they first appear in plan order; a mini-batch
+without a column leaves it empty. A column whose types cannot be unified (a string
+in one mini-batch, a number in another) fails the run, naming the column and both
+mini-batches. Parts whose columns already match are concatenated as bytes.
 """
 
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import os
 import shutil
-import uuid
-from contextlib import contextmanager
 
 from .accounting import Counts, spec_threshold_exceeded
 from .layout import Layout
 from .plan import Plan
-from .shard import ShardResult
 from .spec import JobSpec
-from .storage import is_local, write_atomic
+from .storage import open_atomic, remove_stale_temporaries, write_atomic
 
 _COPY_BUFFER = 8 * 2**20
+PREVIOUS_SUFFIX = ".previous"  # where a failed run moves an earlier run's final file
 
 
 class MergeError(RuntimeError):
-    """The run cannot be merged (a shard has not finished)."""
+    """The run cannot be merged: a shard has not finished, a part is missing, columns clash."""
 
 
 def shard_results(fs, layout: Layout, plan: Plan) -> list[dict]:
@@ -39,68 +44,161 @@ def shard_results(fs, layout: Layout, plan: Plan) -> list[dict]:
         except FileNotFoundError:
             if s["count"]:
                 raise MergeError(f"shard {s['index']} has not finished; run it before merging") from None
-            results.append(ShardResult(s["index"], Counts(), None, []).to_dict())
+            results.append({"shard": s["index"], **Counts().to_dict(), "thresholdExceeded": None,
+                            "failedMiniBatches": []})
     return results
 
 
-@contextmanager
-def _publish(fs, path: str):
-    """A file opened for writing that appears at `path` only when complete: it is
-    written under a temporary name beside it and moved into place, so a merge that
-    fails halfway publishes nothing (closing a blob upload would commit it)."""
-    tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}"
-    local = is_local(fs)
-    if local:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+# -- which parts, with which columns --------------------------------------------------
+
+
+def _parts(plan: Plan, results: list[dict]) -> tuple[list[tuple[int, int | None]], list, list[int]]:
+    """The mini-batches with a part, in plan order, each with the index of its schema
+    (None: a plain list, no columns); the distinct schemas; the first mini-batch of each."""
+    from .outputs import schema_from_text
+
+    texts: list[str] = []
+    parts, first_of = [], []
+    for s, r in zip(plan.shards, results):
+        local = [_global_index(texts, first_of, t) for t in r.get("schemas", [])]
+        schema_of = {int(k): v for k, v in r.get("schemaOf", {}).items()}
+        without = set(r.get("withoutPart", []))
+        for mb in range(s["first"], s["first"] + s["count"]):
+            if mb in without:
+                continue
+            k = local[schema_of.get(mb, 0)] if local else None
+            if k is not None and first_of[k] is None:
+                first_of[k] = mb
+            parts.append((mb, k))
+    return parts, [schema_from_text(t) for t in texts], first_of
+
+
+def _global_index(texts: list[str], first_of: list, text: str) -> int:
+    if text not in texts:
+        texts.append(text)
+        first_of.append(None)
+    return texts.index(text)
+
+
+def _target_schema(schemas: list, first_of: list[int]):
+    """Every column of every part, in order of first appearance, with unified types."""
+    import pyarrow as pa
+
+    if not schemas:
+        return None
     try:
-        with (open(tmp, "wb") if local else fs.open(tmp, "wb")) as f:
-            yield f
-        if local:
-            os.replace(tmp, path)
-        else:
-            fs.mv(tmp, path)
-    finally:
-        if fs.exists(tmp):
-            fs.rm(tmp)
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    seen: dict[str, tuple] = {}  # column → (type, first mini-batch), to name the clash
+    for schema, mb in zip(schemas, first_of):
+        for field in schema:
+            if field.name not in seen:
+                seen[field.name] = (field.type, mb)
+                continue
+            first_type, first_mb = seen[field.name]
+            try:
+                pa.unify_schemas([pa.schema([(field.name, first_type)]), pa.schema([field])],
+                                 promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                raise MergeError(f"column {field.name!r} is {first_type} in mini-batch {first_mb} but {field.type} "
+                                 f"in mini-batch {mb}: run() must return the same type in every mini-batch "
+                                 f"(e.g. convert it with df[{field.name!r}].astype(...))") from None
+    raise MergeError("the columns of the mini-batches cannot be unified")
 
 
-def _part_paths(fs, layout: Layout) -> list[str]:
-    try:
-        return sorted(p for p in fs.ls(layout.parts_dir, detail=False)
-                      if p.endswith("." + layout.part_ext) and not os.path.basename(p).startswith("."))
-    except FileNotFoundError:
-        return []
+def _aligned(table, target):
+    """`table` with `target`'s columns in its order: missing ones null, types cast."""
+    import pyarrow as pa
+
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in target]
+    return pa.Table.from_arrays(columns, schema=target)
 
 
-def write_output(fs, layout: Layout, output_format: str, target: str) -> int:
-    """Concatenate the committed parts into `target`; returns its size in bytes."""
-    parts = _part_paths(fs, layout)
-    with _publish(fs, target) as out:
+# -- writing the output ------------------------------------------------------------------
+
+
+def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan, results: list[dict]) -> int:
+    """Write the parts of `results` into `target` in plan order; returns its size in bytes."""
+    parts, schemas, first_of = _parts(plan, results)
+    schema = _target_schema(schemas, first_of)
+    remove_stale_temporaries(fs, os.path.dirname(target), os.path.basename(target))
+    with open_atomic(fs, target) as out:
         if output_format == "parquet":
-            _write_parquet(fs, parts, out)
+            _write_parquet(fs, layout, parts, schemas, schema, out)
         else:
-            for i, part in enumerate(parts):
-                with fs.open(part, "rb") as f:
-                    if output_format == "csv" and i > 0:
-                        f.readline()  # every csv part carries the header; keep the first
-                    shutil.copyfileobj(f, out, _COPY_BUFFER)
+            _write_text(fs, layout, output_format, parts, schemas, schema, out)
     return fs.size(target)
 
 
-def _write_parquet(fs, parts: list[str], out) -> None:
+def _open_part(fs, layout: Layout, mb: int):
+    try:
+        return fs.open(layout.part(mb), "rb")
+    except FileNotFoundError:
+        raise MergeError(f"mini-batch {mb} was committed with results, but its part {layout.part(mb)} is missing: "
+                         "the work folder was changed after scoring; rerun with --fresh") from None
+
+
+def _write_text(fs, layout: Layout, fmt: str, parts, schemas, schema, out) -> None:
+    """csv/txt: parts whose columns are the output's are copied (a csv part's header
+    skipped); others are re-read as text and aligned. jsonl lines carry their names."""
+    delimiter = "," if fmt == "csv" else " "
+    if fmt == "csv" and schema is not None:
+        out.write(_header(schema))
+    for mb, k in parts:
+        with _open_part(fs, layout, mb) as f:
+            if fmt == "csv":
+                f.readline()
+            if fmt == "jsonl" or k is None or schemas[k].names == schema.names:
+                shutil.copyfileobj(f, out, _COPY_BUFFER)
+            else:
+                out.write(_realigned_text(f.read(), schemas[k].names, schema, delimiter))
+
+
+def _header(schema) -> bytes:
+    import pyarrow as pa
+
+    from .outputs import write_csv
+
+    return write_csv(pa.table({name: pa.array([], pa.string()) for name in schema.names}), True, ",")
+
+
+def _realigned_text(data: bytes, names: list[str], schema, delimiter: str) -> bytes:
+    """A part's rows (no header) with the output's columns: values kept as written."""
+    import pyarrow as pa
+    import pyarrow.csv as csv
+
+    from .outputs import write_csv
+
+    table = csv.read_csv(io.BytesIO(data), read_options=csv.ReadOptions(column_names=names),
+                         parse_options=csv.ParseOptions(delimiter=delimiter),
+                         convert_options=csv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                            strings_can_be_null=True))
+    text = pa.schema([(name, pa.string()) for name in schema.names])
+    return write_csv(_aligned(table, text), False, delimiter)
+
+
+def _write_parquet(fs, layout: Layout, parts, schemas, schema, out) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     writer = None
     try:
-        for part in parts:
-            with fs.open(part, "rb") as f:
-                table = pa.ipc.open_stream(f).read_all()
+        for mb, _ in parts:
+            with _open_part(fs, layout, mb) as f:
+                try:
+                    table = pa.ipc.open_stream(f).read_all()
+                except pa.ArrowInvalid as e:
+                    raise MergeError(f"mini-batch {mb}: its part {layout.part(mb)} is not readable ({e}); "
+                                     "rerun with --fresh") from e
             if writer is None:
-                writer = pq.ParquetWriter(out, table.schema)
-            elif table.schema != writer.schema:
-                table = table.cast(writer.schema)
-            writer.write_table(table)
+                first = table.schema
+                writer = pq.ParquetWriter(out, schema.with_metadata(first.metadata)
+                                          if first.remove_metadata() == schema else schema)
+            if table.schema.remove_metadata() != schema:
+                table = _aligned(table, schema)
+            writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
         if writer is None:
             pq.write_table(pa.table({}), out)
     finally:
@@ -108,12 +206,20 @@ def _write_parquet(fs, parts: list[str], out) -> None:
             writer.close()
 
 
+# -- the merge --------------------------------------------------------------------------
+
+
 def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = True) -> dict:
     """Write the run's summary.json and errors.jsonl, and (appendRow) the output file.
 
     Returns the summary. `write_final` is False when a threshold stopped the run:
-    the counts and errors are still written, the output file is not.
+    the counts and errors are still written, the output file is not, and an earlier
+    run's file of that name is moved aside so that it cannot pass for this run's.
+    Once published, the parts are deleted; merging a merged run returns its summary.
     """
+    merged = read_summary(fs, layout)
+    if merged is not None and merged["status"] == "Succeeded":
+        return merged
     results = shard_results(fs, layout, plan)
     counts = Counts()
     failed_ids = []
@@ -123,20 +229,26 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     exceeded = next((r["thresholdExceeded"] for r in results if r.get("thresholdExceeded")), None)
     exceeded = exceeded or spec_threshold_exceeded(spec, counts, plan.total_mini_batches)
 
-    with _publish(fs, layout.errors) as out:
+    with open_atomic(fs, layout.errors) as out:
         for mb_id in sorted(failed_ids):
             with fs.open(layout.done(mb_id), "rb") as f:
                 for record in json.load(f)["errors"]:
                     out.write((json.dumps(record) + "\n").encode())
 
-    output = None
+    output, final = None, layout.final_output(spec.output.file_name)
     if write_final and not exceeded and spec.output.action == "appendRow":
-        target = layout.final_output(spec.output.file_name)
-        size = write_output(fs, layout, spec.output.format, target)
-        output = {"uri": spec.output.uri.rstrip("/") + "/" + spec.output.file_name, "bytes": size}
+        _check_complete(plan, results)
+        try:
+            size = write_output(fs, layout, spec.output.format, final, plan, results)
+        except MergeError:
+            _move_aside(fs, final)
+            raise
+        output = {"uri": _uri(spec, spec.output.file_name), "bytes": size}
+    status = "Failed" if exceeded or not write_final else "Succeeded"
+    stale = _move_aside(fs, final) if status == "Failed" else None
     summary = {
         "runId": layout.run_id,
-        "status": "Failed" if exceeded else "Succeeded",
+        "status": status,
         "reason": exceeded,
         **counts.to_dict(),
         "plan": {"miniBatches": plan.total_mini_batches, "items": plan.total_items, "bytes": plan.total_bytes},
@@ -144,9 +256,50 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
                        "miniBatchErrorThreshold": spec.mini_batch_error_threshold,
                        "allowedFailedPercent": spec.allowed_failed_percent},
         "output": output,
-        "errors": spec.output.uri.rstrip("/") + f"/_parallelrun/{layout.run_id}/errors.jsonl",
+        "errors": _uri(spec, f"_parallelrun/{layout.run_id}/errors.jsonl"),
+        "summary": _uri(spec, f"_parallelrun/{layout.run_id}/summary.json"),
         "finishedAt": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if stale:
+        summary["previousOutput"] = _uri(spec, os.path.basename(stale))
     summary["miniBatches"]["total"] = plan.total_mini_batches
     write_atomic(fs, layout.summary, json.dumps(summary, indent=1).encode())
+    if status == "Succeeded":
+        _remove_parts(fs, layout)
     return summary
+
+
+def read_summary(fs, layout: Layout) -> dict | None:
+    try:
+        with fs.open(layout.summary, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def _check_complete(plan: Plan, results: list[dict]) -> None:
+    for s, r in zip(plan.shards, results):
+        committed = Counts.from_dict(r).mini_batches
+        if committed != s["count"]:
+            raise MergeError(f"shard {s['index']} committed {committed:,} of its {s['count']:,} mini-batches; "
+                             "run it to the end before merging")
+
+
+def _uri(spec: JobSpec, relative: str) -> str:
+    return spec.output.uri.rstrip("/") + "/" + relative
+
+
+def _move_aside(fs, final: str) -> str | None:
+    """An earlier run's final file, renamed so that it cannot pass for this run's result."""
+    if not fs.exists(final):
+        return None
+    previous = final + PREVIOUS_SUFFIX
+    fs.mv(final, previous)
+    return previous
+
+
+def _remove_parts(fs, layout: Layout) -> None:
+    """Parts and commit markers are only needed until the output is published."""
+    for folder in (layout.parts_dir, layout.done_dir):
+        if fs.exists(folder):
+            fs.rm(folder, recursive=True)

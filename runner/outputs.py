@@ -8,14 +8,32 @@ are Arrow IPC streams that the merge writes into one Parquet file.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+from typing import NamedTuple
 
 import pyarrow as pa
 
 
 class ResultError(TypeError):
     """run() returned something that is neither a list nor a DataFrame."""
+
+
+class EncodedPart(NamedTuple):
+    """A part's bytes and its columns (None for a plain list written as lines: txt, jsonl)."""
+
+    data: bytes
+    schema: pa.Schema | None
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    """A schema as a short string for done records and shard results (no pandas metadata)."""
+    return base64.b64encode(schema.remove_metadata().serialize().to_pybytes()).decode()
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 def result_length(result) -> int:
@@ -41,7 +59,7 @@ def _table(result) -> pa.Table:
     return pa.Table.from_pandas(result, preserve_index=False)
 
 
-def _write_csv(table: pa.Table, header: bool, delimiter: str) -> bytes:
+def write_csv(table: pa.Table, header: bool, delimiter: str) -> bytes:
     """Unquoted where no value needs quotes (as pandas writes), RFC 4180 quoting otherwise."""
     import pyarrow.csv as csv
 
@@ -55,22 +73,22 @@ def _write_csv(table: pa.Table, header: bool, delimiter: str) -> bytes:
     return buf.getvalue()
 
 
-def encode_part(result, fmt: str) -> bytes:
+def encode_part(result, fmt: str) -> EncodedPart:
+    if fmt in ("txt", "jsonl") and isinstance(result, (list, tuple)):
+        if fmt == "txt":
+            return EncodedPart("".join(f"{r}\n" for r in result).encode(), None)
+        return EncodedPart("".join(json.dumps(r, default=str) + "\n" for r in result).encode(), None)
+    table = _table(result)
     if fmt == "txt":
-        if isinstance(result, (list, tuple)):
-            return "".join(f"{r}\n" for r in result).encode()
-        return _write_csv(_table(result), header=False, delimiter=" ")
+        return EncodedPart(write_csv(table, header=False, delimiter=" "), table.schema)
     if fmt == "csv":
-        return _write_csv(_table(result), header=True, delimiter=",")
+        return EncodedPart(write_csv(table, header=True, delimiter=","), table.schema)
     if fmt == "jsonl":
-        if isinstance(result, (list, tuple)):
-            return "".join(json.dumps(r, default=str) + "\n" for r in result).encode()
-        table = _table(result)
-        return "".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist()).encode()
+        return EncodedPart("".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist()).encode(),
+                           table.schema)
     if fmt == "parquet":
-        table = _table(result)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
-        return sink.getvalue().to_pybytes()
+        return EncodedPart(sink.getvalue().to_pybytes(), table.schema)
     raise ValueError(fmt)

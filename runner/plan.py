@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
 import json
 import math
 import os
@@ -20,13 +21,15 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
 from .layout import Layout
 from .spec import JobSpec
-from .storage import filesystem, write_atomic
+from .storage import filesystem, protocol_of, write_atomic
 
 PLAN_VERSION = 1
 _SCAN_BLOCK = 16 * 2**20  # bytes read at a time when counting lines
@@ -37,6 +40,19 @@ class PlanError(ValueError):
     """The input cannot be planned (nothing matches, unreadable file...): a user's mistake."""
 
 
+class InputChanged(PlanError):
+    """A resumed run's input, model or side inputs are not what the run was planned with."""
+
+
+class InputFile(NamedTuple):
+    """A listed input file: path relative to the input root, size, and version (mtime in
+    ns for a local file, the ETag or modification time of a stored object; None if unknown)."""
+
+    rel: str
+    size: int
+    version: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class MiniBatch:
     """One unit of work. Paths are relative to the plan's input root.
@@ -44,6 +60,8 @@ class MiniBatch:
     files: `files` (a list of paths); tabular: `file` with `rows` [start, stop) for
     parquet or `bytes` [start, stop) for csv/jsonl; a partition: `files` with `key`
     (column → value). `items` is None where only reading tells (csv/jsonl by size).
+    `stamps` has, for each of `paths`, the file's [size, version] when it was planned
+    (version: mtime in ns, or the store's ETag), so a reader sees a file that changed.
     """
 
     id: int
@@ -54,6 +72,7 @@ class MiniBatch:
     rows: tuple[int, int] | None = None
     bytes: tuple[int, int] | None = None
     key: dict | None = None
+    stamps: tuple[tuple[int, str | None], ...] | None = None
 
     def to_json(self) -> str:
         # Field by field: dataclasses.asdict deep-copies, 3x slower over a million mini-batches.
@@ -62,9 +81,12 @@ class MiniBatch:
     @classmethod
     def from_json(cls, line: str) -> "MiniBatch":
         d = json.loads(line)
+        d.setdefault("items", None)  # unknown until read: to_json leaves it out
         for name in ("files", "rows", "bytes"):
             if name in d:
                 d[name] = tuple(d[name])
+        if "stamps" in d:
+            d["stamps"] = tuple(tuple(s) for s in d["stamps"])
         return cls(**d)
 
     @property
@@ -85,20 +107,21 @@ class Plan:
     total_items: int | None
     total_bytes: int
     mini_batches: list[MiniBatch] | None = None
+    sources: dict | None = None  # {"model": version, "sideInputs": {name: version}} when planned
 
     def header(self) -> dict:
         return {"version": PLAN_VERSION, "input": {"uri": self.input_uri, "type": self.input_type,
                                                     "format": self.input_format, "options": self.options},
                 "totals": {"miniBatches": self.total_mini_batches, "items": self.total_items,
                            "bytes": self.total_bytes},
-                "shards": self.shards}
+                "shards": self.shards, "sources": self.sources}
 
     @classmethod
     def from_header(cls, d: dict) -> "Plan":
         return cls(input_uri=d["input"]["uri"], input_type=d["input"]["type"],
                    input_format=d["input"]["format"], options=d["input"]["options"], shards=d["shards"],
                    total_mini_batches=d["totals"]["miniBatches"], total_items=d["totals"]["items"],
-                   total_bytes=d["totals"]["bytes"])
+                   total_bytes=d["totals"]["bytes"], sources=d.get("sources"))
 
     def absolute(self, relative: str) -> str:
         """The URI of a mini-batch path."""
@@ -108,23 +131,30 @@ class Plan:
 # -- listing -------------------------------------------------------------------
 
 
-def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str, list[tuple[str, int]]]:
-    """The input root URI and its matching files as sorted (relative path, size) pairs.
+def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str, list[InputFile]]:
+    """The input root URI and its matching files, sorted by path.
 
     Files and folders whose names start with `_` or `.` are skipped (Spark's and
-    Arrow's rule for markers such as `_SUCCESS`, and this project's `_parallelrun`).
+    Arrow's rule for markers such as `_SUCCESS`, and this project's `_parallelrun`),
+    and so is this job's own output when it lies inside the input.
     """
     uri = spec.input.uri
     fs, root = filesystem(uri, env)
     matches = _matcher(spec.input.pattern)
+    own_output = _own_output(spec, root)
     try:
         if fs.isfile(root):
-            name = posixpath.basename(root)
-            return _parent_uri(uri), [(name, fs.size(root))]
+            if isinstance(fs, LocalFileSystem):  # the version a reader compares: mtime in ns
+                stat = os.stat(root)
+                size, version = stat.st_size, str(stat.st_mtime_ns)
+            else:
+                info = fs.info(root)
+                size, version = int(info.get("size") or 0), file_version(info)
+            return _parent_uri(uri), [InputFile(posixpath.basename(root), size, version)]
         found = _local_files(root) if isinstance(fs, LocalFileSystem) else _found_files(fs, root)
-        files = [(rel, size) for rel, size in found if matches(rel)]
+        files = [f for f in found if matches(f.rel) and not own_output(f.rel)]
     except FileNotFoundError:
-        files = []
+        raise PlanError(f"spec.input.uri: {uri} does not exist") from None
     except OSError as e:
         raise PlanError(f"spec.input.uri: cannot list {uri}: {e}") from e
     if not files:
@@ -132,6 +162,23 @@ def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str
         raise PlanError(f"spec.input.uri: no input files{pattern} under {uri}")
     files.sort()
     return uri.rstrip("/") + "/", files
+
+
+def _own_output(spec: JobSpec, input_root: str):
+    """Whether a relative input path is this job's output: its folder when that lies
+    inside the input, or its final file (and the one an earlier run left) beside the input."""
+    protocol = protocol_of(spec.output.uri)
+    if protocol != protocol_of(spec.input.uri):
+        return lambda rel: False
+    out = fsspec.get_filesystem_class(protocol)._strip_protocol(spec.output.uri).rstrip("/")
+    base = input_root.rstrip("/")
+    if out == base:
+        names = {spec.output.file_name, spec.output.file_name + ".previous"}
+        return lambda rel: rel in names
+    if out.startswith(base + "/"):
+        prefix = out[len(base) + 1:] + "/"
+        return lambda rel: rel.startswith(prefix)
+    return lambda rel: False
 
 
 def _matcher(pattern: str | None):
@@ -142,22 +189,31 @@ def _matcher(pattern: str | None):
     return lambda rel: match(rel) is not None or match(posixpath.basename(rel)) is not None
 
 
-def _found_files(fs, root: str) -> Iterator[tuple[str, int]]:
+def file_version(info: dict) -> str | None:
+    """What changes when a stored object is rewritten: its ETag, else its modification time."""
+    for key in ("etag", "ETag", "mtime", "last_modified", "LastModified", "updated", "created"):
+        if info.get(key) is not None:
+            return str(info[key]).strip('"')
+    return None
+
+
+def _found_files(fs, root: str) -> Iterator[InputFile]:
     """The files under `root` of a remote store, but those under `_` or `.` names
     (a local walk does not enter those folders at all)."""
     if type(fs).__name__ == "AzureBlobFileSystem":  # adlfs, for az:// and abfs://
         found = _azure_blobs(fs, root)
     else:
         prefix = root.rstrip("/") + "/"
-        found = ((path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path), info.get("size"))
+        found = ((path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path), info.get("size"),
+                  file_version(info))
                  for path, info in fs.find(root, detail=True).items() if info.get("type") != "directory")
-    for rel, size in found:
+    for rel, size, version in found:
         if not any(part.startswith(("_", ".")) for part in rel.split("/")):
-            yield rel, int(size or 0)
+            yield InputFile(rel, int(size or 0), version)
 
 
-def _azure_blobs(fs, root: str) -> list[tuple[str, int]]:
-    """The blobs under `root`, page by page, as (relative name, size).
+def _azure_blobs(fs, root: str) -> list[tuple[str, int, str]]:
+    """The blobs under `root`, page by page, as (relative name, size, ETag).
 
     adlfs' find holds every blob's full properties until the listing ends: about
     3 KiB a blob, 3 GiB for a million (measured on Azurite). This keeps a name and
@@ -169,12 +225,12 @@ def _azure_blobs(fs, root: str) -> list[tuple[str, int]]:
 
     container, prefix, _ = fs.split_path(root.rstrip("/") + "/")
 
-    async def listing() -> list[tuple[str, int]]:
+    async def listing() -> list[tuple[str, int, str]]:
         found = []
         async with fs.service_client.get_container_client(container) as client:
             async for blob in client.list_blobs(name_starts_with=prefix or None, include=["metadata"]):
                 if (blob.metadata or {}).get("hdi_isfolder") != "true":
-                    found.append((blob.name[len(prefix):], blob.size))
+                    found.append((blob.name[len(prefix):], blob.size, blob.etag.strip('"')))
         return found
 
     try:
@@ -183,7 +239,7 @@ def _azure_blobs(fs, root: str) -> list[tuple[str, int]]:
         raise FileNotFoundError(f"{root}: {e.reason}") from e
 
 
-def _local_files(root: str) -> Iterator[tuple[str, int]]:
+def _local_files(root: str) -> Iterator[InputFile]:
     """A local folder's files, at half the time of fsspec's find and a fraction of its
     memory (no info dict per file). `_` and `.` folders are not entered; a link to a
     folder is followed (fsspec would list it as a file), unless it leads back up."""
@@ -201,10 +257,11 @@ def _local_files(root: str) -> Iterator[tuple[str, int]]:
                         folders.append((rel + "/", above | {identity}))
                     continue
                 try:
-                    size = entry.stat().st_size
+                    stat = entry.stat()
                 except FileNotFoundError:  # a dangling link: listed, as fsspec does, and fails when read
-                    size = 0
-                yield rel, size
+                    yield InputFile(rel, 0, None)
+                    continue
+                yield InputFile(rel, stat.st_size, str(stat.st_mtime_ns))
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int]:
@@ -229,25 +286,30 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
         fs, base = filesystem(root, env)
         cut = {"parquet": _parquet_batches, "csv": _text_batches, "jsonl": _text_batches}[spec.input.format]
         batches = []
-        for rel, size in files:
-            path = f"{base}/{rel}"
+        for f in files:
             try:
-                batches.extend(cut(spec, fs, path, rel, size))
+                batches.extend(cut(spec, fs, f"{base}/{f.rel}", f.rel, f.size))
             except (OSError, ValueError) as e:
-                raise PlanError(f"spec.input: cannot read {root}{rel} as {spec.input.format}: {e}") from e
-    mini_batches = [b if b.id == i else dataclasses.replace(b, id=i) for i, b in enumerate(batches)]
+                raise PlanError(f"spec.input: cannot read {root}{f.rel} as {spec.input.format}: {e}") from e
+    if spec.input.type == "files":
+        mini_batches = list(batches)  # numbered and stamped already
+    else:
+        stamps = {f.rel: (f.size, f.version) for f in files}
+        mini_batches = [dataclasses.replace(b, id=i, stamps=tuple(stamps[p] for p in b.paths))
+                        for i, b in enumerate(batches)]
     items = None if any(b.items is None for b in mini_batches) else sum(b.items for b in mini_batches)
     return Plan(input_uri=root, input_type=spec.input.type, input_format=spec.input.format,
                 options=dict(spec.input.options), shards=shard(mini_batches, spec.node_count),
                 total_mini_batches=len(mini_batches), total_items=items,
-                total_bytes=sum(b.size for b in mini_batches), mini_batches=mini_batches)
+                total_bytes=sum(b.size for b in mini_batches), mini_batches=mini_batches,
+                sources=source_versions(spec, env))
 
 
-def _file_batches(files: list[tuple[str, int]], count: int) -> Iterator[MiniBatch]:
+def _file_batches(files: list[InputFile], count: int) -> Iterator[MiniBatch]:
     for start in range(0, len(files), count):
         chunk = files[start:start + count]
-        yield MiniBatch(id=start // count, size=sum(s for _, s in chunk), items=len(chunk),
-                        files=tuple(r for r, _ in chunk))
+        yield MiniBatch(id=start // count, size=sum(f.size for f in chunk), items=len(chunk),
+                        files=tuple(f.rel for f in chunk), stamps=tuple((f.size, f.version) for f in chunk))
 
 
 def _parquet_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator[MiniBatch]:
@@ -350,16 +412,16 @@ def _text_batches_by_rows(f, rel: str, start: int, size: int, rows: int) -> Iter
                         bytes=(cut, int(line_ends[-1])))
 
 
-def _partition_batches(spec: JobSpec, root: str, files: list[tuple[str, int]], env) -> list[MiniBatch]:
+def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) -> list[MiniBatch]:
     """One mini-batch per value of `partitionKeys`, gathered across files.
 
     Keys may be columns of the data or hive-style folders (`species=setosa/`).
     """
     from .readers import arrow_dataset
 
-    sizes = dict(files)
+    sizes = {f.rel: f.size for f in files}
     groups: dict[tuple, dict] = defaultdict(lambda: {"files": [], "items": 0, "size": 0})
-    for rel, size in files:
+    for rel in sizes:
         dataset = arrow_dataset(root, [rel], spec.input.format, spec.input.options, env)
         missing = [k for k in spec.partition_keys if k not in dataset.schema.names]
         if missing:
@@ -440,10 +502,83 @@ def read_shard(fs, layout: Layout, index: int) -> list[MiniBatch]:
 
 
 def ensure_plan(spec: JobSpec, fs, layout: Layout, env: Mapping[str, str] | None = None) -> Plan:
-    """The run's plan: the committed one if there is one (a resumed run), else a new one."""
+    """The run's plan: the committed one if there is one (a resumed run), else a new one.
+
+    A committed plan is only resumed while the input, model and side inputs are still
+    what it was made from; otherwise InputChanged names what changed."""
     existing = read_plan(fs, layout)
-    if existing is not None:
-        return existing
-    plan = make_plan(spec, env)
-    write_plan(plan, fs, layout)
-    return plan
+    if existing is None:
+        plan = make_plan(spec, env)
+        write_plan(plan, fs, layout)
+        return plan
+    changes = input_changes(spec, existing, fs, layout, env)
+    if changes:
+        raise InputChanged(f"the input changed since run {layout.run_id} was planned: {'; '.join(changes)}. "
+                           "Resuming would mix old and new data; rerun with --fresh to plan it again")
+    return existing
+
+
+# -- what a plan was made from -------------------------------------------------------
+
+
+def source_versions(spec: JobSpec, env: Mapping[str, str] | None = None) -> dict:
+    """Versions of the model and side inputs, to tell a resumed run that they changed."""
+    return {"model": tree_version(spec.model_uri, env) if spec.model_uri else None,
+            "sideInputs": {s.name: tree_version(s.uri, env) for s in spec.side_inputs}}
+
+
+def tree_version(uri: str, env: Mapping[str, str] | None = None) -> str | None:
+    """A digest of every file's path, size and version under `uri` (a file or a folder); None if absent."""
+    fs, path = filesystem(uri, env)
+    try:
+        if fs.isfile(path):
+            entries = [("", fs.info(path))]
+        else:
+            prefix = path.rstrip("/") + "/"
+            entries = [(p[len(prefix):], info) for p, info in sorted(fs.find(path, detail=True).items())]
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not entries:
+        return None
+    digest = hashlib.sha256()
+    for rel, info in entries:
+        digest.update(f"{rel}\0{info.get('size')}\0{file_version(info)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def input_changes(spec: JobSpec, plan: Plan, fs, layout: Layout, env: Mapping[str, str] | None = None) -> list[str]:
+    """What differs between the input now and when `plan` was made (empty: nothing)."""
+    planned: dict[str, tuple] = {}
+    for s in plan.shards:
+        if s["count"]:
+            for mb in read_shard(fs, layout, s["index"]):
+                if mb.stamps is None:  # a plan written before stamps were recorded
+                    return []
+                planned.update(zip(mb.paths, mb.stamps))
+    try:
+        _, files = list_input(spec, env)
+    except PlanError:
+        files = []
+    now = {f.rel: (f.size, f.version) for f in files}
+    changed = [f"{rel} ({_difference(planned[rel], now[rel])})" for rel in sorted(planned.keys() & now.keys())
+               if tuple(planned[rel]) != now[rel]]
+    changes = [_listed(what, names) for what, names in (
+        ("changed", changed), ("added", sorted(now.keys() - planned.keys())),
+        ("removed", sorted(planned.keys() - now.keys()))) if names]
+    if plan.sources is not None:
+        now_sources = source_versions(spec, env)
+        if now_sources["model"] != plan.sources.get("model"):
+            changes.append(f"the model at {spec.model_uri} changed")
+        for name, version in now_sources["sideInputs"].items():
+            if version != plan.sources.get("sideInputs", {}).get(name):
+                changes.append(f"side input {name} changed")
+    return changes
+
+
+def _difference(then: tuple, now: tuple) -> str:
+    return f"size {then[0]:,} → {now[0]:,}" if then[0] != now[0] else "rewritten"
+
+
+def _listed(what: str, names: list[str], most: int = 5) -> str:
+    shown = ", ".join(names[:most]) + (f" and {len(names) - most:,} more" if len(names) > most else "")
+    return f"{len(names):,} {what}: {shown}"

@@ -4,7 +4,11 @@ The pool starts `size` workers, hands a mini-batch to an idle one, and turns eve
 an attempt can end into an event: a result, an error raised by run(), a call that
 overran `timeout` (the worker is killed), or a worker that died (segfault,
 `os._exit`, the OOM killer). A killed or dead worker is replaced at once; its
-replacement runs init() again.
+replacement runs init() again. A worker whose init() does not report ready within
+`init_timeout` fails the pool with InitError, as a failing init() does.
+
+The workers and every process they start share a process group that dies with the
+pool, however the pool's process ends (processes.py).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 from .plan import MiniBatch
+from .processes import ProcessGroup
+from .storage import StorageError
 from .worker import worker_main
 
 
@@ -35,6 +41,7 @@ class Outcome:
     mini_batch: MiniBatch
     items: int | None
     returned: int | None = None  # set when run() returned
+    schema: str | None = None  # the committed part's columns (outputs.schema_to_text)
     error: str | None = None
     traceback: str | None = None
 
@@ -58,9 +65,19 @@ class _Worker:
                                    name=f"parallelrun-worker-{index}")
         self.process.start()
         child.close()
+        self.started = time.monotonic()
         self.ready = False
         self.task: MiniBatch | None = None
         self.deadline = 0.0
+
+    def dump_stacks(self) -> None:
+        """Before killing a hung worker: its threads' stacks go to its log (see join_pool)."""
+        if self.process.is_alive():
+            try:
+                os.kill(self.process.pid, signal.SIGUSR1)
+            except OSError:
+                return
+            time.sleep(0.2)
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -70,15 +87,30 @@ class _Worker:
 
 
 class WorkerPool:
-    """`configs[k]` is worker k's config for worker_main (its env carries its GPUs)."""
+    """`configs[k]` is worker k's config for worker_main (its env carries its GPUs).
 
-    def __init__(self, configs: list[dict], timeout: float, max_init_crashes: int = 3):
+    At most `max_workers` workers start (the first configs): no more than there are
+    mini-batches to run. A worker's init() has `init_timeout` seconds to report ready.
+    """
+
+    def __init__(self, configs: list[dict], timeout: float, max_init_crashes: int = 3, *,
+                 init_timeout: float = 600, max_workers: int | None = None):
         self._ctx = multiprocessing.get_context("spawn")
-        self._configs = configs
+        if max_workers is not None:
+            configs = configs[:max(1, max_workers)]
         self._timeout = timeout
+        self._init_timeout = init_timeout
         self._init_crashes = 0
         self._max_init_crashes = max_init_crashes
-        self._workers = [_Worker(self._ctx, k, c) for k, c in enumerate(configs)]
+        self._group = ProcessGroup()
+        self._configs = [dict(c, pgid=self._group.pgid, parent_pid=os.getpid()) for c in configs]
+        self._workers: list[_Worker] = []
+        try:
+            for k, c in enumerate(self._configs):
+                self._workers.append(_Worker(self._ctx, k, c))
+        except BaseException:
+            self.close(graceful=False)
+            raise
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -100,9 +132,10 @@ class WorkerPool:
 
     def wait(self, timeout: float) -> list[Outcome]:
         """Outcomes of the attempts that ended within `timeout` seconds."""
-        busy = [w for w in self._workers if w.task is not None]
-        if busy:
-            timeout = max(0.0, min(timeout, min(w.deadline for w in busy) - time.monotonic()))
+        deadlines = [w.deadline for w in self._workers if w.task is not None]
+        deadlines += [w.started + self._init_timeout for w in self._workers if not w.ready]
+        if deadlines:
+            timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
         handles = {}
         for w in self._workers:
             handles[w.conn] = w
@@ -136,7 +169,13 @@ class WorkerPool:
             elif w.task is not None and now >= w.deadline:
                 outcomes.append(Outcome(w.task, None, error=f"TimeoutError: run() did not return within "
                                                             f"runInvocationTimeout ({self._timeout:g} s)"))
+                w.dump_stacks()
                 self._replace(w)
+            elif not w.ready and now >= w.started + self._init_timeout:
+                w.dump_stacks()
+                w.kill()
+                raise InitError(f"init() did not finish within initTimeout ({self._init_timeout:g} s); "
+                                f"raise spec.initTimeout or make init() faster", "")
         return outcomes
 
     def _receive(self, w: _Worker, message: tuple, outcomes: list[Outcome]) -> None:
@@ -145,8 +184,10 @@ class WorkerPool:
             w.ready = True
         elif kind == "init_failed":
             raise InitError(message[1], message[2])
+        elif kind == "storage_failed":
+            raise StorageError(message[1], transient=message[2])
         elif kind == "ok":
-            outcomes.append(Outcome(w.task, message[2], returned=message[3]))
+            outcomes.append(Outcome(w.task, message[2], returned=message[3], schema=message[4]))
             w.task = None
         elif kind == "error":
             outcomes.append(Outcome(w.task, message[2], error=message[3], traceback=message[4]))
@@ -159,7 +200,8 @@ class WorkerPool:
 
     def close(self, graceful: bool = True) -> None:
         """Stop the workers: when graceful, idle ones run shutdown() and exit; the rest
-        (busy, still in init(), or all when not graceful) are killed."""
+        (busy, still in init(), or all when not graceful) are killed, and so is every
+        process they started. Idempotent."""
         stopping = []
         for w in self._workers:
             if graceful and w.ready and w.task is None and w.process.is_alive():
@@ -173,6 +215,7 @@ class WorkerPool:
             w.process.join(max(0.0, deadline - time.monotonic()))
         for w in self._workers:
             w.kill()
+        self._group.close()
 
 
 def available_cpus() -> int:

@@ -9,8 +9,12 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 
-from .plan import MiniBatch, Plan, has_header
+from .plan import MiniBatch, Plan, file_version, has_header
 from .storage import filesystem, is_local
+
+
+class InputChangedError(RuntimeError):
+    """A file of the mini-batch is not the one that was planned: its items fail, none is read twice."""
 
 
 def csv_options(options: dict, column_names: list[str] | None = None):
@@ -61,22 +65,61 @@ class Reader:
         return f"{self.base}/{rel}"
 
     def read(self, mb: MiniBatch):
-        """(payload for run(), number of items in it)."""
+        """(payload for run(), number of items in it). Raises InputChangedError when a file
+        is not the one planned, or holds fewer or more rows than planned."""
         if self.plan.input_type == "files":
             paths = self.local_files(mb)
             return paths, len(paths)
         table = self.read_table(mb)
+        if mb.items is not None and table.num_rows != mb.items:
+            raise InputChangedError(f"{mb.items:,} rows were planned but {table.num_rows:,} were read from "
+                                    f"{', '.join(self.plan.absolute(p) for p in mb.paths)}: the input changed "
+                                    "since planning; rerun with --fresh to plan it again")
         return table.to_pandas(), table.num_rows
+
+    def check_unchanged(self, mb: MiniBatch, rel: str, size: int, version: str | None) -> None:
+        """Compare a file's size and version now with the plan's stamp (when it has one)."""
+        if mb.stamps is None:
+            return
+        planned_size, planned_version = mb.stamps[mb.paths.index(rel)]
+        if size != planned_size or (planned_version is not None and version is not None
+                                    and version != planned_version):
+            what = f"size {planned_size:,} → {size:,}" if size != planned_size else "rewritten"
+            raise InputChangedError(f"{self.plan.absolute(rel)} changed since planning ({what}); its items are "
+                                    "failed, not read; rerun with --fresh to plan it again")
+
+    def _check_local(self, mb: MiniBatch, rel: str, path: str) -> None:
+        if mb.stamps is not None:
+            stat = os.stat(path)
+            self.check_unchanged(mb, rel, stat.st_size, str(stat.st_mtime_ns))
+
+    def _open(self, mb: MiniBatch, rel: str):
+        """The input file opened for reading, checked against the plan."""
+        f = self.fs.open(self.path(rel), "rb")
+        try:
+            if is_local(self.fs):
+                self._check_local(mb, rel, self.path(rel))
+            else:
+                details = getattr(f, "details", None) or self.fs.info(self.path(rel))
+                self.check_unchanged(mb, rel, int(details.get("size") or 0), file_version(details))
+        except BaseException:
+            f.close()
+            raise
+        return f
 
     def local_files(self, mb: MiniBatch) -> list[str]:
         if is_local(self.fs):
-            return [os.path.abspath(self.path(r)) for r in mb.files]
+            paths = [os.path.abspath(self.path(r)) for r in mb.files]
+            for rel, path in zip(mb.files, paths):
+                self._check_local(mb, rel, path)
+            return paths
         target = os.path.join(self.scratch, "files", str(mb.id))
         shutil.rmtree(target, ignore_errors=True)
         paths = [os.path.join(target, r) for r in mb.files]
         for rel, local in zip(mb.files, paths):
             os.makedirs(os.path.dirname(local), exist_ok=True)
             self.fs.get_file(self.path(rel), local)
+            self.check_unchanged(mb, rel, os.path.getsize(local), None)  # the size: no extra request
         return paths
 
     def cleanup(self, mb: MiniBatch) -> None:
@@ -88,8 +131,8 @@ class Reader:
         if mb.key is not None:
             return self._read_partition(mb)
         if fmt == "parquet":
-            return self._read_parquet_rows(mb.file, *mb.rows)
-        data = self._read_range(mb.file, *mb.bytes)
+            return self._read_parquet_rows(mb, *mb.rows)
+        data = self._read_range(mb, *mb.bytes)
         if fmt == "jsonl":
             import pyarrow.json as pj
 
@@ -103,12 +146,16 @@ class Reader:
         return csv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
 
     def count_lines(self, mb: MiniBatch) -> int:
-        """Items of a text mini-batch read as raw lines, for one that failed before parsing."""
-        data = self._read_range(mb.file, *mb.bytes)
+        """Items of a text mini-batch read as raw lines, for one that failed before parsing
+        (the file as it is now: a plan by size does not know its lines)."""
+        start, stop = mb.bytes
+        with self.fs.open(self.path(mb.file), "rb") as f:
+            f.seek(start)
+            data = f.read(stop - start)
         return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
 
-    def _read_range(self, rel: str, start: int, stop: int) -> bytes:
-        with self.fs.open(self.path(rel), "rb") as f:
+    def _read_range(self, mb: MiniBatch, start: int, stop: int) -> bytes:
+        with self._open(mb, mb.file) as f:
             f.seek(start)
             return f.read(stop - start)
 
@@ -123,10 +170,11 @@ class Reader:
             self._headers[rel] = csv.read_csv(io.BytesIO(first), parse_options=parse).column_names
         return self._headers[rel]
 
-    def _read_parquet_rows(self, rel: str, start: int, stop: int) -> pa.Table:
+    def _read_parquet_rows(self, mb: MiniBatch, start: int, stop: int) -> pa.Table:
         import pyarrow.parquet as pq
 
-        with self.fs.open(self.path(rel), "rb") as f:
+        rel = mb.file
+        with self._open(mb, rel) as f:
             pf = pq.ParquetFile(f)
             meta = pf.metadata
             groups, first, offset = [], None, 0
@@ -145,6 +193,12 @@ class Reader:
     def _read_partition(self, mb: MiniBatch) -> pa.Table:
         import pyarrow.compute as pc
 
+        for rel in mb.files:
+            if is_local(self.fs):
+                self._check_local(mb, rel, self.path(rel))
+            elif mb.stamps is not None:
+                info = self.fs.info(self.path(rel))
+                self.check_unchanged(mb, rel, int(info.get("size") or 0), file_version(info))
         condition = None
         for column, value in mb.key.items():
             term = pc.field(column).is_null() if value is None else pc.field(column) == value

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .accounting import Counts, spec_threshold_exceeded
 from .layout import Layout
-from .plan import MiniBatch, Plan, read_shard
+from .plan import MiniBatch, Plan, read_shard, source_versions
 from .pool import Outcome, WorkerPool, available_cpus, gpu_assignment
 from .readers import Reader
 from .spec import JobSpec
@@ -32,14 +32,21 @@ class ConfigError(RuntimeError):
 
 @dataclass
 class ShardResult:
+    """A finished shard, for the merge: counts, and which committed mini-batches have
+    no part (nothing succeeded) and which columns each part has."""
+
     index: int
     counts: Counts
     exceeded: str | None = None  # the threshold this shard alone exceeded
     failed_ids: list[int] = field(default_factory=list)  # mini-batches with failed items
+    without_part: list[int] = field(default_factory=list)
+    schemas: list[str] = field(default_factory=list)  # distinct part schemas, in plan order of first use
+    schema_of: dict[int, int] = field(default_factory=dict)  # mini-batch → index in schemas, where not 0
 
     def to_dict(self) -> dict:
         return {"shard": self.index, **self.counts.to_dict(), "thresholdExceeded": self.exceeded,
-                "failedMiniBatches": self.failed_ids}
+                "failedMiniBatches": self.failed_ids, "withoutPart": self.without_part,
+                "schemas": self.schemas, "schemaOf": {str(k): v for k, v in self.schema_of.items()}}
 
 
 def process_count(spec: JobSpec) -> int:
@@ -58,7 +65,10 @@ class ShardRunner:
         self.on_progress = on_progress or (lambda index, counts: None)
         self.should_stop = should_stop or (lambda: False)
         self.counts = Counts()
+        self.resumed = Counts()
         self.failed_ids: list[int] = []
+        self.without_part: list[int] = []
+        self._schemas: dict[int, str] = {}  # mini-batch → its part's schema
         self._reader = Reader(plan, scratch)
 
     # -- set-up ----------------------------------------------------------------
@@ -66,7 +76,11 @@ class ShardRunner:
     def _resolve_code(self) -> str:
         code = self.spec.code
         if code.uri:
-            directory = fetch(code.uri, os.path.join(self.scratch, "code"))
+            try:
+                directory = fetch(code.uri, os.path.join(self.scratch, "code"))
+            except FileNotFoundError:
+                raise ConfigError(f"spec.code.uri: {code.uri} does not exist; give the folder that holds "
+                                  f"{code.entry_script}") from None
             if os.path.isfile(directory):
                 directory = os.path.dirname(directory)
         elif code.config_map:
@@ -81,6 +95,7 @@ class ShardRunner:
     def _shared_env(self) -> dict:
         """Paths of the model and side inputs, fetched once for the whole shard."""
         env = {"PARALLELRUN_SHARD_INDEX": str(self.index), "PARALLELRUN_RUN_ID": self.layout.run_id}
+        self._check_sources()
         try:
             if self.spec.model_uri:
                 model = fetch(self.spec.model_uri, os.path.join(self.scratch, "model"))
@@ -90,6 +105,19 @@ class ShardRunner:
         except FileNotFoundError as e:
             raise ConfigError(str(e)) from e
         return env
+
+    def _check_sources(self) -> None:
+        """Every shard scores with the model and side inputs the run was planned with."""
+        planned = self.plan.sources
+        if planned is None:
+            return
+        now = source_versions(self.spec)
+        changed = ([f"the model at {self.spec.model_uri}"] if now["model"] != planned.get("model") else []) + [
+            f"side input {name}" for name, version in now["sideInputs"].items()
+            if version != planned.get("sideInputs", {}).get(name)]
+        if changed:
+            raise ConfigError(f"{' and '.join(changed)} changed since run {self.layout.run_id} was planned; "
+                              "scoring with it would mix versions: start a new run (--fresh in local mode)")
 
     def worker_configs(self) -> list[dict]:
         workers = process_count(self.spec)
@@ -142,17 +170,25 @@ class ShardRunner:
     def run(self) -> ShardResult:
         mini_batches = read_shard(self.fs, self.layout, self.index)
         pending = deque(self._resume(mini_batches))
+        self.resumed = Counts(**vars(self.counts))  # committed by an earlier attempt
         exceeded = self._exceeded()
         if pending and not exceeded:
             exceeded = self._score(pending)
-        result = ShardResult(self.index, self.counts, exceeded, sorted(self.failed_ids))
+        result = ShardResult(self.index, self.counts, exceeded, sorted(self.failed_ids), sorted(self.without_part))
+        for mb_id in sorted(self._schemas):
+            schema = self._schemas[mb_id]
+            if schema not in result.schemas:
+                result.schemas.append(schema)
+            if (k := result.schemas.index(schema)) != 0:
+                result.schema_of[mb_id] = k
         write_atomic(self.fs, self.layout.shard_result(self.index), json.dumps(result.to_dict()).encode())
         return result
 
     def _score(self, pending: deque) -> str | None:
         attempts: dict[int, int] = {}
         last_error: dict[int, Outcome] = {}
-        with WorkerPool(self.worker_configs(), self.spec.run_invocation_timeout) as pool:
+        with WorkerPool(self.worker_configs(), self.spec.run_invocation_timeout,
+                        init_timeout=self.spec.init_timeout, max_workers=len(pending)) as pool:
             while pending or pool.busy:
                 if self.should_stop():
                     pool.close(graceful=False)
@@ -185,18 +221,20 @@ class ShardRunner:
 
     def _commit(self, mb: MiniBatch, outcome: Outcome, attempts: int) -> None:
         """Write the mini-batch's `done/` marker: from now on it is never run again."""
-        items = outcome.items if outcome.items is not None else self._items_of(mb)
-        done = {"id": mb.id, "status": "succeeded", "items": items, "attempts": attempts, "errors": []}
+        # The plan's count where it has one: rows that vanished from the input are failed items.
+        items = mb.items if mb.items is not None else outcome.items if outcome.items is not None else self._items_of(mb)
+        done = {"id": mb.id, "status": "succeeded", "items": items, "attempts": attempts, "errors": [],
+                "schema": outcome.schema}
         if outcome.error is not None:
             done.update(status="failed", succeeded=0, failed=items)
             done["errors"] = self._error_records(mb, items, outcome.error, outcome.traceback, attempts)
         else:
-            succeeded = min(outcome.returned, items)
+            succeeded = outcome.returned  # the worker fails an attempt that returned more than its items
             done.update(succeeded=succeeded, failed=items - succeeded)
             if succeeded < items:
-                done["errors"] = [{"miniBatch": mb.id, "failedItems": items - succeeded,
-                                   "source": self._source(mb), "attempts": attempts,
-                                   "error": f"run() returned {outcome.returned} results for {items} items"}]
+                done["errors"] = [self._error_record(
+                    mb, None, items - succeeded, attempts,
+                    f"run() returned {outcome.returned:,} results for {items:,} items", None)]
         if not done["succeeded"] and self.fs.exists(self.layout.part(mb.id)):
             self.fs.rm(self.layout.part(mb.id))  # left by an attempt that died after writing it
         write_atomic(self.fs, self.layout.done(mb.id), json.dumps(done).encode())
@@ -207,6 +245,10 @@ class ShardRunner:
         self.counts.add(Counts(0 if failed_batch else 1, 1 if failed_batch else 0, done["succeeded"], done["failed"]))
         if done["failed"]:
             self.failed_ids.append(mb.id)
+        if not done["succeeded"]:
+            self.without_part.append(mb.id)
+        elif done.get("schema"):
+            self._schemas[mb.id] = done["schema"]
         self.on_progress(self.index, self.counts)
 
     def _items_of(self, mb: MiniBatch) -> int:
@@ -230,8 +272,14 @@ class ShardRunner:
 
     def _error_records(self, mb: MiniBatch, items: int, error: str, tb: str | None, attempts: int) -> list[dict]:
         """errors.jsonl lines: one per failed file; one per mini-batch of rows (its row range)."""
-        base = {"miniBatch": mb.id, "attempts": attempts, "error": error, "traceback": tb}
         if self.plan.input_type == "files":
-            return [{"item": self.plan.absolute(f), **base} for f in mb.files]
-        return [{"source": self._source(mb), "items": items, **base}]
+            return [self._error_record(mb, self.plan.absolute(f), 1, attempts, error, tb) for f in mb.files]
+        return [self._error_record(mb, None, items, attempts, error, tb)]
+
+    def _error_record(self, mb: MiniBatch, item: str | None, items: int, attempts: int, error: str,
+                      tb: str | None) -> dict:
+        """One errors.jsonl line; every kind of failure has the same fields. `item` is the failed
+        file (files input), `items` how many failed items the line stands for."""
+        return {"miniBatch": mb.id, "item": item, "source": self._source(mb), "items": items,
+                "attempts": attempts, "error": error, "traceback": tb}
 

@@ -4,7 +4,8 @@ It reads its mini-batches itself and commits their output part itself, so only s
 messages cross the pipe to the shard process:
 
     worker → shard   ("ready",)  ("init_failed", error, traceback)
-                     ("ok", id, items, returned)  ("error", id, items or None, error, traceback)
+                     ("ok", id, items, returned, schema or None)  ("error", id, items or None, error, traceback)
+                     ("storage_failed", message, transient): writing the part failed, the run stops
     shard → worker   a mini-batch as JSON, or None to stop
 """
 
@@ -17,10 +18,11 @@ import sys
 import traceback
 
 from .layout import Layout
-from .outputs import encode_part, result_length
+from .outputs import ResultError, encode_part, result_length, schema_to_text
 from .plan import MiniBatch, Plan
+from .processes import join_pool
 from .readers import Reader
-from .storage import filesystem, write_atomic
+from .storage import StorageError, filesystem, write_atomic
 
 
 def load_entry_script(path: str):
@@ -43,8 +45,17 @@ def _redirect_output(log_path: str) -> None:
     os.close(fd)
 
 
+def _failure(e: BaseException, where: str) -> str:
+    """`ValueError: bad input`; a BaseException that is no Exception (SystemExit,
+    KeyboardInterrupt) also says where it came from: `SystemExit: 3 raised by run()`."""
+    if isinstance(e, Exception):
+        return f"{type(e).__name__}: {e}"
+    return f"{type(e).__name__}{f': {e}' if str(e) else ''} raised by {where}"
+
+
 def worker_main(conn, config: dict) -> None:
     """Entry point of a worker process; `config` is built by the pool (all plain data)."""
+    join_pool(config.get("pgid"), config.get("parent_pid"))  # dies with the pool, whatever ends it
     if config.get("log_path"):
         _redirect_output(config["log_path"])
     os.environ.update(config["env"])
@@ -53,12 +64,14 @@ def worker_main(conn, config: dict) -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)  # azure-core logs every request at INFO
     sys.argv = [config["entry_script"], *config["arguments"]]
     sys.path.insert(0, os.path.dirname(config["entry_script"]))
+    where = f"importing {os.path.basename(config['entry_script'])}"
     try:
         module = load_entry_script(config["entry_script"])
         if callable(getattr(module, "init", None)):
+            where = "init()"
             module.init()
     except BaseException as e:  # noqa: BLE001 - any failure to load is reported, then this process ends
-        conn.send(("init_failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
+        conn.send(("init_failed", _failure(e, where), traceback.format_exc()))
         return
     conn.send(("ready",))
 
@@ -80,11 +93,19 @@ def worker_main(conn, config: dict) -> None:
             payload, items = reader.read(mb)
             result = module.run(payload)
             returned = result_length(result)
+            if returned > items:
+                raise ResultError(f"run() returned {returned:,} results for {items:,} items; return at most "
+                                  "one element or row per item")
+            schema = None
             if append and returned:
-                write_atomic(out_fs, layout.part(mb.id), encode_part(result, config["output_format"]))
-            conn.send(("ok", mb.id, items, returned))
-        except Exception as e:  # noqa: BLE001 - a failed attempt, counted by the shard
-            conn.send(("error", mb.id, items, f"{type(e).__name__}: {e}", traceback.format_exc()))
+                part = encode_part(result, config["output_format"])
+                write_atomic(out_fs, layout.part(mb.id), part.data)
+                schema = schema_to_text(part.schema) if part.schema is not None else None
+            conn.send(("ok", mb.id, items, returned, schema))
+        except StorageError as e:  # the output cannot take the part: no attempt can succeed
+            conn.send(("storage_failed", str(e), e.transient))
+        except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
+            conn.send(("error", mb.id, items, _failure(e, "run()"), traceback.format_exc()))
         finally:
             reader.cleanup(mb)
     if callable(getattr(module, "shutdown", None)):

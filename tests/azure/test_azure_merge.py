@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.merge import merge
-from parallelrun.runner.outputs import encode_part
+from parallelrun.runner.merge import MergeError, merge
+from parallelrun.runner.outputs import encode_part, schema_to_text
 from parallelrun.runner.plan import ensure_plan
 from parallelrun.runner.spec import load_spec
 
@@ -23,16 +23,19 @@ def _committed_run(az_job, corrupt: int | None = None):
                                "output": {"uri": az_job.uri("out/"), "format": "parquet", "fileName": "out.parquet"}}})
     layout = Layout(az_job.blob("out"), "merge-1", "parquet")
     plan = ensure_plan(spec, az_job.fs, layout)
+    schema = None
     for mb in range(3):
-        part = b"not an arrow stream" if mb == corrupt else encode_part(
-            [{"id": i} for i in range(mb * 10, mb * 10 + 10)], "parquet")
+        encoded = encode_part([{"id": i} for i in range(mb * 10, mb * 10 + 10)], "parquet")
+        schema = schema_to_text(encoded.schema)
+        part = b"not an arrow stream" if mb == corrupt else encoded.data
         az_job.fs.pipe_file(layout.part(mb), part)
         az_job.fs.pipe_file(layout.done(mb), json.dumps({"id": mb, "status": "succeeded", "items": 10,
                                                          "succeeded": 10, "failed": 0, "attempts": 1,
                                                          "errors": []}).encode())
     az_job.fs.pipe_file(layout.shard_result(0), json.dumps(
         {"shard": 0, "miniBatches": {"succeeded": 3, "failed": 0}, "items": {"succeeded": 30, "failed": 0},
-         "thresholdExceeded": None, "failedMiniBatches": []}).encode())
+         "thresholdExceeded": None, "failedMiniBatches": [], "withoutPart": [], "schemas": [schema],
+         "schemaOf": {}}).encode())
     return spec, plan, layout
 
 
@@ -51,6 +54,6 @@ def test_failed_merge_publishes_no_partial_output(az_job):
     a file closed on the way out of an exception is committed all the same.
     """
     spec, plan, layout = _committed_run(az_job, corrupt=1)
-    with pytest.raises(pa.ArrowInvalid):
+    with pytest.raises(MergeError, match="mini-batch 1: its part .* is not readable"):
         merge(spec, plan, az_job.fs, layout)
     assert not az_job.exists("out/out.parquet"), "a partial final output was published"

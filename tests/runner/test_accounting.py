@@ -50,7 +50,7 @@ def test_succeeded_plus_failed_is_the_plan_whatever_fails(job, seed):
     failed_listed = 0
     with open(summary["errors"]) as f:
         for record in map(json.loads, f):
-            failed_listed += record.get("failedItems", 1)
+            failed_listed += record["items"]
     assert failed_listed == items["failed"]
 
 

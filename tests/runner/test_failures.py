@@ -91,7 +91,7 @@ def test_short_result_counts_failed_items_not_a_failed_mini_batch(scripted):
     assert summary["items"] == {"succeeded": 3, "failed": 2}
     assert summary["miniBatches"] == {"succeeded": 1, "failed": 0, "total": 1}
     [error] = errors_of(summary)
-    assert error["failedItems"] == 2 and "returned 3 results for 5 items" in error["error"]
+    assert error["items"] == 2 and "returned 3 results for 5 items" in error["error"]
     assert len(error["source"]["files"]) == 5
 
 

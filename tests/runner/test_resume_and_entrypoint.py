@@ -131,6 +131,7 @@ def test_cli_exit_status_and_one_line_reason(job):
 
 
 def test_cli_validate(job):
+    job.script("def run(mini_batch):\n    return mini_batch\n")
     good = job.write()
     (job.root / "bad.yaml").write_text("kind: BatchInferenceJob\nspec: {input: {uri: d, type: files}, nodeCount: -1}\n")
     result = cli("validate", str(good), str(job.root / "bad.yaml"))
@@ -138,3 +139,21 @@ def test_cli_validate(job):
     assert "valid BatchInferenceJob 'test'" in result.stderr
     for expected in ("spec.nodeCount: -1 is below the minimum 1", "spec.output: required", "spec.code: required"):
         assert expected in result.stderr
+
+
+def test_cli_validate_checks_the_files_it_can_reach(job):
+    path = job.write(input={"uri": "no-such-folder/"}, code={"entryScript": "missing.py"})
+    result = cli("validate", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert any(line.strip().startswith("spec.input.uri: ") and "no-such-folder/ does not exist" in line
+               for line in lines), lines
+    assert any(line.strip().startswith("spec.code.entryScript: ") and "missing.py does not exist" in line
+               for line in lines), lines
+    offline = cli("validate", "--no-check", str(path))
+    assert offline.returncode == 0, offline.stderr
+
+
+def test_cli_version_and_exit_codes_are_documented():
+    assert cli("--version").stdout.startswith("parallelrun ")
+    assert "143" in cli("run", "--help").stdout

@@ -1,0 +1,128 @@
+"""One `parallelrun run` of a run id at a time.
+
+Two runs of one job on one output would score every mini-batch twice, and a third,
+started as the first ends, would wipe the work folder under the second. The lock
+sits beside the run's work folder (`_parallelrun/<run-id>.lock`), so starting over
+with --fresh does not delete it.
+
+On a local disk it is an flock(2): the kernel releases it when the holder dies, however
+it dies. On object storage it is a lease: a blob created only if absent (one PUT with
+If-None-Match), refreshed by the holder every LEASE_SECONDS / 3 and taken over once it
+is older than LEASE_SECONDS (its holder is gone).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import threading
+import time
+
+from .storage import is_local, join
+
+LEASE_SECONDS = 60.0
+
+
+class RunLocked(RuntimeError):
+    """Another process runs this run id; the message names it."""
+
+    exit_code = 2
+
+
+def _holder() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "heartbeat": time.time()}
+
+
+def _locked_message(run_id: str, holder: dict) -> str:
+    return (f"run {run_id} is already running (pid {holder.get('pid')} on {holder.get('host')}, since "
+            f"{holder.get('since')}); wait for it to finish or stop it, then run again")
+
+
+class RunLock:
+    def __init__(self, fs, output_path: str, run_id: str):
+        self.fs, self.run_id = fs, run_id
+        self.path = join(output_path, "_parallelrun", f"{run_id}.lock")
+        self._file = None
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        if is_local(self.fs):
+            self._acquire_local()
+        else:
+            self._acquire_lease()
+
+    def _acquire_local(self) -> None:
+        import fcntl
+
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            try:
+                holder = json.loads(f.read() or "{}")
+            except ValueError:
+                holder = {}
+            f.close()
+            raise RunLocked(_locked_message(self.run_id, holder)) from None
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(_holder()))
+        f.flush()
+        self._file = f
+
+    def _acquire_lease(self) -> None:
+        try:
+            self.fs.pipe_file(self.path, json.dumps(_holder()).encode(), mode="create")
+        except FileExistsError:
+            holder = self._read_lease()
+            if holder is not None and time.time() - holder.get("heartbeat", 0) < LEASE_SECONDS:
+                raise RunLocked(_locked_message(self.run_id, holder)) from None
+            self.fs.rm(self.path)  # its holder stopped refreshing it: gone
+            try:
+                self.fs.pipe_file(self.path, json.dumps(_holder()).encode(), mode="create")
+            except FileExistsError:
+                raise RunLocked(_locked_message(self.run_id, self._read_lease() or {})) from None
+        self._refresher = threading.Thread(target=self._refresh, daemon=True, name="parallelrun-lease")
+        self._refresher.start()
+
+    def _read_lease(self) -> dict | None:
+        try:
+            return json.loads(self.fs.cat_file(self.path))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _refresh(self) -> None:
+        holder = _holder()
+        while not self._stop.wait(LEASE_SECONDS / 3):
+            holder["heartbeat"] = time.time()
+            try:
+                self.fs.pipe_file(self.path, json.dumps(holder).encode())
+            except Exception:  # noqa: BLE001 - the next refresh tries again; the lease outlives a few misses
+                pass
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # releases the flock; the file stays (removing it would race a waiter)
+            self._file = None
+        if self._refresher is not None:
+            self._stop.set()
+            self._refresher.join()
+            self._refresher = None
+            try:
+                self.fs.rm(self.path)
+            except FileNotFoundError:
+                pass

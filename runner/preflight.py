@@ -1,0 +1,34 @@
+"""What `parallelrun validate` checks beyond the schema: that the job's files are there.
+
+A spec can be valid and still unable to start (a typo in the input path, an entry
+script that is not in the code folder). Each problem is one "field: problem; fix" line,
+like SpecError's, so validate reports them the same way.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from .spec import JobSpec
+from .storage import filesystem, storage_error
+
+
+def missing_files(spec: JobSpec) -> list[str]:
+    """Problems with the paths the job reads: input, code, model, side inputs."""
+    problems = []
+    checks = [("spec.input.uri", spec.input.uri, "the input")]
+    if spec.code.uri:
+        checks.append(("spec.code.entryScript", posixpath.join(spec.code.uri.rstrip("/"), spec.code.entry_script),
+                       f"the entry script (in code.uri {spec.code.uri})"))
+    if spec.model_uri:
+        checks.append(("spec.model.uri", spec.model_uri, "the model"))
+    checks += [(f"spec.sideInputs[{i}].uri", s.uri, f"side input {s.name}") for i, s in enumerate(spec.side_inputs)]
+    for field, uri, what in checks:
+        try:
+            fs, path = filesystem(uri)
+            if not fs.exists(path):
+                problems.append(f"{field}: {uri} does not exist; fix the path of {what}")
+        except Exception as e:  # noqa: BLE001 - any reason it cannot be reached is a finding
+            cause = storage_error(e, uri) or f"{type(e).__name__}: {e}"
+            problems.append(f"{field}: cannot check {uri}: {cause}; validate the spec alone with --no-check")
+    return problems

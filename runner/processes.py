@@ -1,0 +1,116 @@
+"""No process outlives its run: workers, and whatever the user's code starts, die with the pool.
+
+A worker runs the user's code, which may start processes of its own
+(`subprocess.Popen(["sleep", "1000"])`). None of them may outlive the pool, whether it
+is closed in order, by Ctrl-C or SIGTERM, or because the process that owns it was
+SIGKILLed (`kill -9`, the OOM killer), when no code of ours runs any more. So:
+
+- Each pool has a *reaper* (ProcessGroup): a tiny process, leader of a process group of
+  its own, holding on its stdin the read end of a pipe whose only write end the pool's
+  process holds. Every worker joins that group first thing (join_pool), so the
+  processes the user's code starts inherit it. When the reaper's stdin hits EOF — the
+  pool closed it, or the pool's process ended in any way, SIGKILL included, since the
+  kernel closes a dead process's files — it SIGKILLs its whole group, itself included.
+- Each worker also asks the kernel for SIGKILL when its parent dies (Linux
+  PR_SET_PDEATHSIG), should the reaper be gone.
+
+Being in a group of their own, the workers no longer receive the terminal's Ctrl-C
+(SIGINT goes to the foreground group): the main process gets it and stops the pool.
+
+Limits: a process that leaves the group on purpose (setsid, setpgid: a daemon) is not
+followed. PR_SET_PDEATHSIG fires when the *thread* that started the worker ends, so a
+pool starts and replaces its workers from one thread that outlives them (ShardRunner
+does). The processes a worker started stay until the pool closes when that worker
+alone is killed (a run() timeout).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import os
+import signal
+import subprocess
+import sys
+
+# The reaper, run with `python -I -S -c`: standard library only, nothing from the
+# current directory (from the repository root, ./operator would shadow the stdlib's).
+_REAPER = """\
+import os, signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
+os.setpgid(0, 0)
+os.write(1, b"ready\\n")
+try:
+    while os.read(0, 4096):
+        pass
+finally:
+    os.killpg(0, signal.SIGKILL)
+"""
+
+
+class ProcessGroup:
+    """A new process group, led by a reaper that SIGKILLs the group when this process
+    closes it or dies. Workers join it with join_pool(group.pgid, ...)."""
+
+    def __init__(self):
+        self._reaper = subprocess.Popen([sys.executable, "-I", "-S", "-c", _REAPER], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, close_fds=True)
+        ready = self._reaper.stdout.readline()  # the group exists once it says so
+        self._reaper.stdout.close()
+        if ready != b"ready\n":
+            self.close()
+            raise RuntimeError(f"cannot start the process-group reaper (exit code {self._reaper.returncode})")
+        self.pgid = self._reaper.pid
+
+    def close(self, timeout: float = 5.0) -> None:
+        """SIGKILL every process of the group (the workers and all they started). Idempotent."""
+        if not self._reaper.stdin.closed:
+            self._reaper.stdin.close()
+        try:
+            self._reaper.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._reaper.kill()
+            self._reaper.wait()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(sig: int) -> None:
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
+def join_pool(pgid: int | None, parent_pid: int | None) -> None:
+    """First thing in a worker: die with the parent, join the pool's process group, leave
+    the terminal alone, and write the stacks of all threads to stderr (the worker's log)
+    on SIGUSR1, which the pool sends to a worker that hangs before killing it."""
+    if parent_pid is not None:
+        _die_with_parent(signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before the signal was armed
+            os._exit(1)
+    if pgid is not None:
+        try:
+            os.setpgid(0, pgid)
+        except OSError:  # the group is gone: the pool was closed or its process died
+            os._exit(1)
+    # A background group that reads the terminal is stopped (SIGTTIN); nothing should.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception: it stops a local run as Ctrl-C does, with exit code 143."""
+
+    exit_code = 143
+
+
+def raise_terminated(signum, frame) -> None:
+    """A SIGTERM handler: `signal.signal(signal.SIGTERM, raise_terminated)`."""
+    raise Terminated()

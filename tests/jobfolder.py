@@ -1,0 +1,52 @@
+"""A BatchInferenceJob in a folder of its own, as a user would write it (shared by the test folders)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import yaml
+
+
+class JobFolder:
+    """data/ in, a scoring script, job.yaml, output/ out."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.data = root / "data"
+        self.output = root / "output"
+        self.data.mkdir()
+
+    def script(self, body: str, name: str = "score.py") -> Path:
+        path = self.root / name
+        path.write_text(textwrap.dedent(body))
+        return path
+
+    def write(self, **spec) -> Path:
+        """The job YAML with `spec` over a files/txt default (a mapping adds to the default's fields)."""
+        full = {"input": {"uri": "data/", "type": "files"}, "code": {"uri": ".", "entryScript": "score.py"},
+                "output": {"uri": "output/"}, "processCountPerNode": 2, "runInvocationTimeout": 20}
+        for key, value in spec.items():
+            if isinstance(value, dict) and isinstance(full.get(key), dict):
+                full[key] = {**full[key], **value}
+            else:
+                full[key] = value
+        path = self.root / "job.yaml"
+        path.write_text(yaml.safe_dump({"apiVersion": "parallelrun.dev/v1alpha1", "kind": "BatchInferenceJob",
+                                        "metadata": {"name": "test"}, "spec": full}))
+        return path
+
+    def files(self, count: int, prefix: str = "item") -> list[str]:
+        names = [f"{prefix}_{i:04d}.txt" for i in range(count)]
+        for i, name in enumerate(names):
+            (self.data / name).write_text(f"{i}\n")
+        return names
+
+    def final(self, name: str = "parallel_run_step.txt") -> Path:
+        return self.output / name
+
+    def summary(self) -> dict:
+        """The summary.json of the one run in output/."""
+        [path] = self.output.glob("_parallelrun/*/summary.json")
+        return json.loads(path.read_text())
