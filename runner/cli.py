@@ -51,6 +51,9 @@ def _run(args, console: Console) -> int:
     except (LocalRunError, RunLocked) as e:
         console.print(f"failed: {e}", style="red", markup=False, highlight=False)
         return e.exit_code
+    except KeyboardInterrupt as e:  # while planning or merging: nothing is half-done that a rerun cannot finish
+        console.print("interrupted; run the same command again to resume", style="red", markup=False)
+        return getattr(e, "exit_code", 130)
     except Exception as e:  # a StorageError, or a storage fault raised as it came (OSError, azure-core)
         from .storage import storage_error
 

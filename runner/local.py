@@ -20,7 +20,7 @@ from .accounting import Counts, spec_threshold_exceeded
 from .layout import Layout, run_id_for
 from .lock import RunLock
 from .merge import MergeError, merge, read_summary
-from .plan import Plan, ensure_plan
+from .plan import Plan, PlanError, ensure_plan, input_changes, read_plan
 from .pool import InitError, available_cpus
 from .shard import ConfigError, ShardRunner, process_count
 from .spec import JobSpec, load_spec_file
@@ -82,9 +82,9 @@ def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console
 
 
 def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> dict:
-    if fs.exists(layout.summary) and spec.allow_reuse and not fresh:
-        console.print(f"[bold]allowReuse[/]: run {layout.run_id} already finished; reusing its output")
-        return read_summary(fs, layout)
+    if spec.allow_reuse and not fresh and (reused := _reusable(spec, fs, layout)) is not None:
+        console.print(f"[bold]allowReuse[/]: run {layout.run_id} already succeeded on this input; reusing its output")
+        return reused
     if fs.exists(layout.root) and (fresh or fs.exists(layout.summary)):
         fs.rm(layout.root, recursive=True)
     elif fs.exists(layout.plan_header):
@@ -151,14 +151,29 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
     with console.status("Merging the output..."):
         try:
             summary = merge(spec, plan, fs, layout, write_final=stopped is None)
-        except MergeError as e:
-            raise LocalRunError(f"cannot merge: {e}") from e
+        except MergeError as e:  # as a merge pod: not worth retrying (exit 2)
+            raise LocalRunError(f"cannot merge: {e}", 2) from e
     summary["seconds"] = round(report.elapsed(), 2)
     summary["logs"] = log_dir
     _print_summary(console, summary)
     if summary["status"] != "Succeeded":
         raise LocalRunError(f"stopped: {summary['reason'] or stopped}; details in {summary['errors']}")
     return summary
+
+
+def _reusable(spec: JobSpec, fs, layout: Layout) -> dict | None:
+    """The summary of a finished run that can stand for this one: it succeeded, its
+    output is still there, and its input, model and side inputs are unchanged."""
+    summary = read_summary(fs, layout)
+    plan = read_plan(fs, layout)
+    if summary is None or plan is None or summary["status"] != "Succeeded":
+        return None
+    if summary["output"] and not fs.exists(layout.final_output(spec.output.file_name)):
+        return None
+    try:
+        return None if input_changes(spec, plan, fs, layout) else summary
+    except PlanError:
+        return None
 
 
 def _warn_oversubscribed(console: Console, plan: Plan, workers: int) -> None:

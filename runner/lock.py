@@ -8,7 +8,10 @@ with --fresh does not delete it.
 On a local disk it is an flock(2): the kernel releases it when the holder dies, however
 it dies. On object storage it is a lease: a blob created only if absent (one PUT with
 If-None-Match), refreshed by the holder every LEASE_SECONDS / 3 and taken over once it
-is older than LEASE_SECONDS (its holder is gone).
+is older than LEASE_SECONDS (its holder is gone). Each holder has a token: it refreshes
+and deletes the lease only while the lease is still its own, and says so loudly when
+it finds it taken over. (Two takers of one stale lease can still both win: delete and
+create are two requests. A conditional write on the ETag would close that gap.)
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ import datetime
 import json
 import os
 import socket
+import logging
 import threading
 import time
+import uuid
 
 from .storage import is_local, join
 
 LEASE_SECONDS = 60.0
+
+log = logging.getLogger("parallelrun")
 
 
 class RunLocked(RuntimeError):
@@ -32,7 +39,7 @@ class RunLocked(RuntimeError):
 
 
 def _holder() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(),
+    return {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex,
             "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "heartbeat": time.time()}
 
@@ -49,6 +56,7 @@ class RunLock:
         self._file = None
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+        self._holder = _holder()
 
     def __enter__(self) -> "RunLock":
         self.acquire()
@@ -80,20 +88,20 @@ class RunLock:
             raise RunLocked(_locked_message(self.run_id, holder)) from None
         f.seek(0)
         f.truncate()
-        f.write(json.dumps(_holder()))
+        f.write(json.dumps(self._holder))
         f.flush()
         self._file = f
 
     def _acquire_lease(self) -> None:
         try:
-            self.fs.pipe_file(self.path, json.dumps(_holder()).encode(), mode="create")
+            self.fs.pipe_file(self.path, json.dumps(self._holder).encode(), mode="create")
         except FileExistsError:
             holder = self._read_lease()
             if holder is not None and time.time() - holder.get("heartbeat", 0) < LEASE_SECONDS:
                 raise RunLocked(_locked_message(self.run_id, holder)) from None
             self.fs.rm(self.path)  # its holder stopped refreshing it: gone
             try:
-                self.fs.pipe_file(self.path, json.dumps(_holder()).encode(), mode="create")
+                self.fs.pipe_file(self.path, json.dumps(self._holder).encode(), mode="create")
             except FileExistsError:
                 raise RunLocked(_locked_message(self.run_id, self._read_lease() or {})) from None
         self._refresher = threading.Thread(target=self._refresh, daemon=True, name="parallelrun-lease")
@@ -105,14 +113,21 @@ class RunLock:
         except (FileNotFoundError, ValueError):
             return None
 
+    def _ours(self) -> bool:
+        lease = self._read_lease()
+        return lease is not None and lease.get("token") == self._holder["token"]
+
     def _refresh(self) -> None:
-        holder = _holder()
         while not self._stop.wait(LEASE_SECONDS / 3):
-            holder["heartbeat"] = time.time()
             try:
-                self.fs.pipe_file(self.path, json.dumps(holder).encode())
-            except Exception:  # noqa: BLE001 - the next refresh tries again; the lease outlives a few misses
-                pass
+                if not self._ours():
+                    log.error("the lease %s of run %s was taken over by another process: this run is no longer "
+                              "the only one on its work folder", self.path, self.run_id)
+                    return
+                self._holder["heartbeat"] = time.time()
+                self.fs.pipe_file(self.path, json.dumps(self._holder).encode())
+            except Exception as e:  # noqa: BLE001 - the next refresh tries again; the lease outlives a few misses
+                log.warning("cannot refresh the lease %s: %s", self.path, e)
 
     def release(self) -> None:
         if self._file is not None:
@@ -123,6 +138,7 @@ class RunLock:
             self._refresher.join()
             self._refresher = None
             try:
-                self.fs.rm(self.path)
-            except FileNotFoundError:
-                pass
+                if self._ours():
+                    self.fs.rm(self.path)
+            except Exception as e:  # noqa: BLE001 - an unreleased lease expires by itself
+                log.warning("cannot release the lease %s: %s", self.path, e)

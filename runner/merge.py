@@ -6,9 +6,10 @@ results must have its part, or the merge fails rather than publish a short outpu
 
 Columns are aligned by name across mini-batches: the output has every column any
 mini-batch returned, in the order they first appear in plan order; a mini-batch
-without a column leaves it empty. A column whose types cannot be unified (a string
-in one mini-batch, a number in another) fails the run, naming the column and both
-mini-batches. Parts whose columns already match are concatenated as bytes.
+without a column leaves it empty. In Parquet, a column's types are unified (ints and
+floats: floats); types that cannot be (a string in one mini-batch, a number in
+another) fail the run, naming the column and both mini-batches. Text formats keep
+values as run() wrote them. Parts whose columns already match are concatenated as bytes.
 """
 
 from __future__ import annotations
@@ -80,12 +81,16 @@ def _global_index(texts: list[str], first_of: list, text: str) -> int:
     return texts.index(text)
 
 
-def _target_schema(schemas: list, first_of: list[int]):
-    """Every column of every part, in order of first appearance, with unified types."""
+def _target_schema(schemas: list, first_of: list[int], typed: bool):
+    """Every column of every part, in order of first appearance, with unified types
+    (`typed`) or as text."""
     import pyarrow as pa
 
     if not schemas:
         return None
+    if not typed:
+        names = list(dict.fromkeys(name for schema in schemas for name in schema.names))
+        return pa.schema([(name, pa.string()) for name in names])
     try:
         return pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -122,7 +127,7 @@ def _aligned(table, target):
 def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan, results: list[dict]) -> int:
     """Write the parts of `results` into `target` in plan order; returns its size in bytes."""
     parts, schemas, first_of = _parts(plan, results)
-    schema = _target_schema(schemas, first_of)
+    schema = _target_schema(schemas, first_of, typed=output_format == "parquet")
     remove_stale_temporaries(fs, os.path.dirname(target), os.path.basename(target))
     with open_atomic(fs, target) as out:
         if output_format == "parquet":
@@ -144,13 +149,14 @@ def _write_text(fs, layout: Layout, fmt: str, parts, schemas, schema, out) -> No
     """csv/txt: parts whose columns are the output's are copied (a csv part's header
     skipped); others are re-read as text and aligned. jsonl lines carry their names."""
     delimiter = "," if fmt == "csv" else " "
+    same_names = [s.names == schema.names for s in schemas]
     if fmt == "csv" and schema is not None:
         out.write(_header(schema))
     for mb, k in parts:
         with _open_part(fs, layout, mb) as f:
             if fmt == "csv":
                 f.readline()
-            if fmt == "jsonl" or k is None or schemas[k].names == schema.names:
+            if fmt == "jsonl" or k is None or same_names[k]:
                 shutil.copyfileobj(f, out, _COPY_BUFFER)
             else:
                 out.write(_realigned_text(f.read(), schemas[k].names, schema, delimiter))
@@ -173,10 +179,8 @@ def _realigned_text(data: bytes, names: list[str], schema, delimiter: str) -> by
 
     table = csv.read_csv(io.BytesIO(data), read_options=csv.ReadOptions(column_names=names),
                          parse_options=csv.ParseOptions(delimiter=delimiter),
-                         convert_options=csv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                            strings_can_be_null=True))
-    text = pa.schema([(name, pa.string()) for name in schema.names])
-    return write_csv(_aligned(table, text), False, delimiter)
+                         convert_options=csv.ConvertOptions(column_types={n: pa.string() for n in names}))
+    return write_csv(_aligned(table, schema), False, delimiter)
 
 
 def _write_parquet(fs, layout: Layout, parts, schemas, schema, out) -> None:
@@ -192,6 +196,8 @@ def _write_parquet(fs, layout: Layout, parts, schemas, schema, out) -> None:
                 except pa.ArrowInvalid as e:
                     raise MergeError(f"mini-batch {mb}: its part {layout.part(mb)} is not readable ({e}); "
                                      "rerun with --fresh") from e
+            if schema is None:  # parts committed before their schemas were recorded: the first one's
+                schema = table.schema.remove_metadata()
             if writer is None:
                 first = table.schema
                 writer = pq.ParquetWriter(out, schema.with_metadata(first.metadata)

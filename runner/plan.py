@@ -164,11 +164,16 @@ def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str
     return uri.rstrip("/") + "/", files
 
 
+def _store(protocol: str) -> str:
+    """Protocols that name the same store (adlfs serves az://, abfs:// and abfss:// alike)."""
+    return "az" if protocol in ("az", "abfs", "abfss") else protocol
+
+
 def _own_output(spec: JobSpec, input_root: str):
     """Whether a relative input path is this job's output: its folder when that lies
     inside the input, or its final file (and the one an earlier run left) beside the input."""
     protocol = protocol_of(spec.output.uri)
-    if protocol != protocol_of(spec.input.uri):
+    if _store(protocol) != _store(protocol_of(spec.input.uri)):
         return lambda rel: False
     out = fsspec.get_filesystem_class(protocol)._strip_protocol(spec.output.uri).rstrip("/")
     base = input_root.rstrip("/")
@@ -391,8 +396,9 @@ def _line_end(f, offset: int) -> int:
 
 
 def _text_batches_by_rows(f, rel: str, start: int, size: int, rows: int) -> Iterator[MiniBatch]:
+    """Cut after every `rows` rows; a blank line is no row (the readers skip it too)."""
     f.seek(start)
-    cut, count, pos = start, 0, start
+    pos = start
     ends: list[np.ndarray] = []
     while True:
         block = f.read(_SCAN_BLOCK)
@@ -403,13 +409,16 @@ def _text_batches_by_rows(f, rel: str, start: int, size: int, rows: int) -> Iter
     line_ends = np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
     if pos > (line_ends[-1] if len(line_ends) else start):  # last line without a newline
         line_ends = np.append(line_ends, pos)
-    for i in range(rows - 1, len(line_ends), rows):
-        stop = int(line_ends[i])
+    line_starts = np.concatenate(([start], line_ends[:-1]))
+    row_ends = line_ends[line_ends - line_starts > 1]  # a line of just "\n" is blank
+    cut = start
+    for i in range(rows - 1, len(row_ends), rows):
+        stop = int(row_ends[i])
         yield MiniBatch(id=0, size=stop - cut, items=rows, file=rel, bytes=(cut, stop))
-        cut, count = stop, i + 1
-    if count < len(line_ends):
-        yield MiniBatch(id=0, size=int(line_ends[-1]) - cut, items=len(line_ends) - count, file=rel,
-                        bytes=(cut, int(line_ends[-1])))
+        cut = stop
+    if len(row_ends) % rows:
+        stop = int(line_ends[-1])
+        yield MiniBatch(id=0, size=stop - cut, items=len(row_ends) % rows, file=rel, bytes=(cut, stop))
 
 
 def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) -> list[MiniBatch]:
@@ -555,24 +564,30 @@ def input_changes(spec: JobSpec, plan: Plan, fs, layout: Layout, env: Mapping[st
                 if mb.stamps is None:  # a plan written before stamps were recorded
                     return []
                 planned.update(zip(mb.paths, mb.stamps))
-    try:
-        _, files = list_input(spec, env)
-    except PlanError:
-        files = []
+    _, files = list_input(spec, env)
     now = {f.rel: (f.size, f.version) for f in files}
     changed = [f"{rel} ({_difference(planned[rel], now[rel])})" for rel in sorted(planned.keys() & now.keys())
                if tuple(planned[rel]) != now[rel]]
     changes = [_listed(what, names) for what, names in (
         ("changed", changed), ("added", sorted(now.keys() - planned.keys())),
         ("removed", sorted(planned.keys() - now.keys()))) if names]
-    if plan.sources is not None:
-        now_sources = source_versions(spec, env)
-        if now_sources["model"] != plan.sources.get("model"):
-            changes.append(f"the model at {spec.model_uri} changed")
-        for name, version in now_sources["sideInputs"].items():
-            if version != plan.sources.get("sideInputs", {}).get(name):
-                changes.append(f"side input {name} changed")
-    return changes
+    return changes + [f"{what} changed" for what in changed_sources(spec, plan.sources, env)]
+
+
+def changed_sources(spec: JobSpec, planned: dict | None, env: Mapping[str, str] | None = None) -> list[str]:
+    """The model and side inputs whose version differs from the plan's. One the planner could
+    not see (a path inside the image, a volume of the pods) has no version there: not compared."""
+    if planned is None:
+        return []
+    now = source_versions(spec, env)
+    changed = []
+    if planned.get("model") is not None and now["model"] != planned["model"]:
+        changed.append(f"the model at {spec.model_uri}")
+    for name, version in now["sideInputs"].items():
+        then = planned.get("sideInputs", {}).get(name)
+        if then is not None and version != then:
+            changed.append(f"side input {name}")
+    return changed
 
 
 def _difference(then: tuple, now: tuple) -> str:

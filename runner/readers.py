@@ -66,42 +66,44 @@ class Reader:
 
     def read(self, mb: MiniBatch):
         """(payload for run(), number of items in it). Raises InputChangedError when a file
-        is not the one planned, or holds fewer or more rows than planned."""
+        is not the one planned (or, where the plan has no file versions, holds other than
+        the planned rows)."""
         if self.plan.input_type == "files":
             paths = self.local_files(mb)
             return paths, len(paths)
         table = self.read_table(mb)
-        if mb.items is not None and table.num_rows != mb.items:
+        unversioned = any(stamp is None or stamp[1] is None for stamp in _stamps(mb))
+        if mb.items is not None and table.num_rows != mb.items and unversioned:
             raise InputChangedError(f"{mb.items:,} rows were planned but {table.num_rows:,} were read from "
                                     f"{', '.join(self.plan.absolute(p) for p in mb.paths)}: the input changed "
                                     "since planning; rerun with --fresh to plan it again")
         return table.to_pandas(), table.num_rows
 
-    def check_unchanged(self, mb: MiniBatch, rel: str, size: int, version: str | None) -> None:
-        """Compare a file's size and version now with the plan's stamp (when it has one)."""
-        if mb.stamps is None:
-            return
-        planned_size, planned_version = mb.stamps[mb.paths.index(rel)]
+    def _compare(self, rel: str, stamp: tuple, size: int, version: str | None) -> None:
+        planned_size, planned_version = stamp
         if size != planned_size or (planned_version is not None and version is not None
                                     and version != planned_version):
             what = f"size {planned_size:,} → {size:,}" if size != planned_size else "rewritten"
             raise InputChangedError(f"{self.plan.absolute(rel)} changed since planning ({what}); its items are "
                                     "failed, not read; rerun with --fresh to plan it again")
 
-    def _check_local(self, mb: MiniBatch, rel: str, path: str) -> None:
-        if mb.stamps is not None:
-            stat = os.stat(path)
-            self.check_unchanged(mb, rel, stat.st_size, str(stat.st_mtime_ns))
+    def _check(self, rel: str, stamp: tuple | None, opened=None) -> None:
+        """Compare a file now with the plan's stamp of it (None: the plan has none).
+        `opened`, a remote file already open, carries its details: no extra request."""
+        if stamp is None:
+            return
+        if is_local(self.fs):
+            stat = os.stat(self.path(rel))
+            self._compare(rel, stamp, stat.st_size, str(stat.st_mtime_ns))
+        else:
+            details = getattr(opened, "details", None) or self.fs.info(self.path(rel))
+            self._compare(rel, stamp, int(details.get("size") or 0), file_version(details))
 
     def _open(self, mb: MiniBatch, rel: str):
-        """The input file opened for reading, checked against the plan."""
+        """The mini-batch's one input file, opened for reading and checked against the plan."""
         f = self.fs.open(self.path(rel), "rb")
         try:
-            if is_local(self.fs):
-                self._check_local(mb, rel, self.path(rel))
-            else:
-                details = getattr(f, "details", None) or self.fs.info(self.path(rel))
-                self.check_unchanged(mb, rel, int(details.get("size") or 0), file_version(details))
+            self._check(rel, _stamps(mb)[0], f)
         except BaseException:
             f.close()
             raise
@@ -109,17 +111,17 @@ class Reader:
 
     def local_files(self, mb: MiniBatch) -> list[str]:
         if is_local(self.fs):
-            paths = [os.path.abspath(self.path(r)) for r in mb.files]
-            for rel, path in zip(mb.files, paths):
-                self._check_local(mb, rel, path)
-            return paths
+            for rel, stamp in zip(mb.files, _stamps(mb)):
+                self._check(rel, stamp)
+            return [os.path.abspath(self.path(r)) for r in mb.files]
         target = os.path.join(self.scratch, "files", str(mb.id))
         shutil.rmtree(target, ignore_errors=True)
         paths = [os.path.join(target, r) for r in mb.files]
-        for rel, local in zip(mb.files, paths):
+        for rel, local, stamp in zip(mb.files, paths, _stamps(mb)):
             os.makedirs(os.path.dirname(local), exist_ok=True)
             self.fs.get_file(self.path(rel), local)
-            self.check_unchanged(mb, rel, os.path.getsize(local), None)  # the size: no extra request
+            if stamp is not None:
+                self._compare(rel, stamp, os.path.getsize(local), None)  # the size: no extra request
         return paths
 
     def cleanup(self, mb: MiniBatch) -> None:
@@ -193,12 +195,8 @@ class Reader:
     def _read_partition(self, mb: MiniBatch) -> pa.Table:
         import pyarrow.compute as pc
 
-        for rel in mb.files:
-            if is_local(self.fs):
-                self._check_local(mb, rel, self.path(rel))
-            elif mb.stamps is not None:
-                info = self.fs.info(self.path(rel))
-                self.check_unchanged(mb, rel, int(info.get("size") or 0), file_version(info))
+        for rel, stamp in zip(mb.files, _stamps(mb)):
+            self._check(rel, stamp)
         condition = None
         for column, value in mb.key.items():
             term = pc.field(column).is_null() if value is None else pc.field(column) == value
@@ -206,3 +204,8 @@ class Reader:
         dataset = arrow_dataset(self.plan.input_uri, list(mb.files), self.plan.input_format,
                                 self.plan.options, self.env)
         return dataset.to_table(filter=condition, columns=self.plan.options.get("columns"))
+
+
+def _stamps(mb: MiniBatch) -> tuple:
+    """The plan's stamp of each of the mini-batch's files (None where a plan has none)."""
+    return mb.stamps if mb.stamps is not None else (None,) * len(mb.paths)

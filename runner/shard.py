@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .accounting import Counts, spec_threshold_exceeded
 from .layout import Layout
-from .plan import MiniBatch, Plan, read_shard, source_versions
+from .plan import MiniBatch, Plan, changed_sources, read_shard
 from .pool import Outcome, WorkerPool, available_cpus, gpu_assignment
 from .readers import Reader
 from .spec import JobSpec
@@ -69,6 +69,7 @@ class ShardRunner:
         self.failed_ids: list[int] = []
         self.without_part: list[int] = []
         self._schemas: dict[int, str] = {}  # mini-batch → its part's schema
+        self._distinct: dict[str, str] = {}
         self._reader = Reader(plan, scratch)
 
     # -- set-up ----------------------------------------------------------------
@@ -108,13 +109,7 @@ class ShardRunner:
 
     def _check_sources(self) -> None:
         """Every shard scores with the model and side inputs the run was planned with."""
-        planned = self.plan.sources
-        if planned is None:
-            return
-        now = source_versions(self.spec)
-        changed = ([f"the model at {self.spec.model_uri}"] if now["model"] != planned.get("model") else []) + [
-            f"side input {name}" for name, version in now["sideInputs"].items()
-            if version != planned.get("sideInputs", {}).get(name)]
+        changed = changed_sources(self.spec, self.plan.sources)
         if changed:
             raise ConfigError(f"{' and '.join(changed)} changed since run {self.layout.run_id} was planned; "
                               "scoring with it would mix versions: start a new run (--fresh in local mode)")
@@ -247,8 +242,8 @@ class ShardRunner:
             self.failed_ids.append(mb.id)
         if not done["succeeded"]:
             self.without_part.append(mb.id)
-        elif done.get("schema"):
-            self._schemas[mb.id] = done["schema"]
+        elif done.get("schema"):  # one string per distinct schema, however many mini-batches share it
+            self._schemas[mb.id] = self._distinct.setdefault(done["schema"], done["schema"])
         self.on_progress(self.index, self.counts)
 
     def _items_of(self, mb: MiniBatch) -> int:

@@ -203,18 +203,39 @@ def test_columns_are_aligned_by_name_across_mini_batches(job, fmt):
         assert list(frame.columns) == ["id", "double", "extra"]
 
 
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_a_retyped_column_fails_the_run_naming_column_and_mini_batches(job, fmt):
-    write_csv(job.data / "a.csv", range(4))
-    _columns_script(job, """
+RETYPED = """
     out = pd.DataFrame({"id": df["id"]})
     out["label"] = "text" if int(df["id"].iloc[0]) == 0 else 7
     return out
-""")
+"""
+
+
+def test_a_retyped_column_fails_a_parquet_run_naming_column_and_mini_batches(job):
+    write_csv(job.data / "a.csv", range(4))
+    _columns_script(job, RETYPED)
     with pytest.raises(LocalRunError, match=r"column 'label' is (large_)?string in mini-batch 0 but int64 in mini-batch 1"):
         quiet_run(job.write(input={"type": "tabular", "format": "csv"}, miniBatchSize=2,
-                            output={"format": fmt, "fileName": f"out.{fmt}"}))
-    assert not job.final(f"out.{fmt}").exists()
+                            output={"format": "parquet", "fileName": "out.parquet"}))
+    assert not job.final("out.parquet").exists()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "txt"])
+def test_text_output_keeps_values_as_run_wrote_them(job, fmt):
+    """Types do not matter in text: a column of text in one mini-batch and numbers (or an all-NaN
+    float column) in another is written as it came; values such as NA or null stay as they are."""
+    write_csv(job.data / "a.csv", range(6))
+    _columns_script(job, """
+    first = int(df["id"].iloc[0])
+    out = pd.DataFrame({"id": df["id"]})
+    out["label"] = {0: "NA", 2: 7, 4: float("nan")}[first]
+    return out if first != 2 else out[["label", "id"]]
+""")
+    quiet_run(job.write(input={"type": "tabular", "format": "csv"}, miniBatchSize=2,
+                        output={"format": fmt, "fileName": f"out.{fmt}"}))
+    lines = job.final(f"out.{fmt}").read_text().splitlines()
+    sep = "," if fmt == "csv" else " "
+    expected = [f"0{sep}NA", f"1{sep}NA", f"2{sep}7", f"3{sep}7", f"4{sep}", f"5{sep}"]
+    assert lines == ([f"id{sep}label"] if fmt == "csv" else []) + expected
 
 
 def test_ints_and_floats_of_one_column_unify(job):
@@ -351,7 +372,7 @@ def test_a_merge_pod_fails_on_a_missing_part_and_on_clashing_columns(job, tmp_pa
     return out
 """)
     spec, log = job.write(input={"type": "tabular", "format": "csv"}, miniBatchSize=10,
-                          output={"format": "csv"}), tmp_path / "termination-log"
+                          output={"format": "parquet", "fileName": "out.parquet"}), tmp_path / "termination-log"
     assert pod("plan", spec, "r2", log).returncode == 0
     assert pod("score", spec, "r2", log, ["--shard", "0"]).returncode == 0
     result = pod("merge", spec, "r2", log)
@@ -360,7 +381,75 @@ def test_a_merge_pod_fails_on_a_missing_part_and_on_clashing_columns(job, tmp_pa
     job.script(ECHO)
     assert pod("plan", spec, "r3", log).returncode == 0
     assert pod("score", spec, "r3", log, ["--shard", "0"]).returncode == 0
-    os.remove(job.output / "_parallelrun" / "r3" / "parts" / "000000002.csv")
+    os.remove(job.output / "_parallelrun" / "r3" / "parts" / "000000002.arrow")
     assert pod("merge", spec, "r3", log).returncode == 2
     assert "mini-batch 2 was committed with results" in json.loads(log.read_text())["reason"]
-    assert not job.final().exists()
+    assert not job.final("out.parquet").exists()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_blank_lines_are_no_rows_when_planning_by_rows(job, fmt):
+    if fmt == "csv":
+        (job.data / "a.csv").write_text("id,x\n1,2\n3,4\n\n5,6\n7,8\n\n")
+    else:
+        (job.data / "a.jsonl").write_text('{"id": 1}\n{"id": 3}\n\n{"id": 5}\n{"id": 7}\n\n')
+    job.script(ECHO)
+    summary = quiet_run(job.write(input={"type": "tabular", "format": fmt}, miniBatchSize=2, output={"format": "csv"}))
+    assert summary["plan"]["items"] == 4 and summary["items"] == {"succeeded": 4, "failed": 0}
+    assert pd.read_csv(job.final())["id"].tolist() == [1, 3, 5, 7]
+
+
+def test_allow_reuse_reuses_only_a_succeeded_run_on_unchanged_input(job):
+    job.files(4)
+    job.script("def run(paths):\n    raise ValueError('no')\n")
+    path = job.write(allowReuse=True, errorThreshold=0, runMaxTry=1)
+    assert cli("run", str(path)).returncode == 1
+    assert cli("run", str(path)).returncode == 1, "a failed run is not reused"
+    job.script("def run(paths):\n    return paths\n")
+    path = job.write(allowReuse=True)
+    assert cli("run", str(path)).returncode == 0
+    reused = cli("run", str(path))
+    assert reused.returncode == 0 and "reusing its output" in reused.stderr
+    (job.data / "item_0009.txt").write_text("new\n")
+    rerun = cli("run", str(path))
+    assert rerun.returncode == 0 and "reusing" not in rerun.stderr
+    assert len(job.final().read_text().splitlines()) == 5
+
+
+def test_a_model_the_planner_cannot_see_is_not_compared(job, tmp_path):
+    """A model inside the image, or on a volume of the pods, has no version where the plan is made."""
+    job.files(2)
+    job.script("def run(paths):\n    return paths\n")
+    spec, log = job.write(model={"uri": "model/"}), tmp_path / "termination-log"
+    assert pod("plan", spec, "r4", log).returncode == 0  # no model/ yet: the planner cannot see it
+    (job.root / "model").mkdir()
+    (job.root / "model" / "weights.txt").write_text("v1")
+    assert pod("score", spec, "r4", log, ["--shard", "0"]).returncode == 0
+
+
+def test_own_output_is_recognised_under_another_name_of_the_same_store():
+    from parallelrun.runner.plan import _own_output
+    from parallelrun.runner.spec import load_spec
+
+    spec = load_spec({"spec": {"input": {"uri": "abfs://c/data/", "type": "files"}, "code": {"entryScript": "s.py"},
+                               "output": {"uri": "az://c/data/scored/"}}})
+    assert _own_output(spec, "c/data")("scored/parallel_run_step.txt")
+
+
+def test_a_lease_on_object_storage_is_held_released_and_taken_over_only_when_stale(monkeypatch):
+    import fsspec
+
+    from parallelrun.runner import lock
+
+    fs = fsspec.filesystem("memory")
+    first = lock.RunLock(fs, "/lease-test/out", "run-1")
+    first.acquire()
+    with pytest.raises(lock.RunLocked, match=f"pid {os.getpid()}"):
+        lock.RunLock(fs, "/lease-test/out", "run-1").acquire()
+    monkeypatch.setattr(lock, "LEASE_SECONDS", 0.0)  # the first holder looks gone
+    second = lock.RunLock(fs, "/lease-test/out", "run-1")
+    second.acquire()
+    first.release()  # not its lease any more: it must not delete the second's
+    assert json.loads(fs.cat_file(second.path))["token"] == second._holder["token"]
+    second.release()
+    assert not fs.exists(second.path)
