@@ -50,7 +50,7 @@ class InputFile(NamedTuple):
 
     rel: str
     size: int
-    version: str | None
+    version: int | str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +60,9 @@ class MiniBatch:
     files: `files` (a list of paths); tabular: `file` with `rows` [start, stop) for
     parquet or `bytes` [start, stop) for csv/jsonl; a partition: `files` with `key`
     (column → value). `items` is None where only reading tells (csv/jsonl by size).
-    `stamps` has, for each of `paths`, the file's [size, version] when it was planned
-    (version: mtime in ns, or the store's ETag), so a reader sees a file that changed.
+    `stamps` has, for each of `paths`, the file's size and version when it was planned
+    (version: mtime in ns, or the store's ETag), flat: (size0, version0, size1, ...),
+    so a reader sees a file that changed (`file_stamps` pairs them up).
     """
 
     id: int
@@ -72,7 +73,7 @@ class MiniBatch:
     rows: tuple[int, int] | None = None
     bytes: tuple[int, int] | None = None
     key: dict | None = None
-    stamps: tuple[tuple[int, str | None], ...] | None = None
+    stamps: tuple[int | str | None, ...] | None = None
 
     def to_json(self) -> str:
         # Field by field: dataclasses.asdict deep-copies, 3x slower over a million mini-batches.
@@ -86,12 +87,18 @@ class MiniBatch:
             if name in d:
                 d[name] = tuple(d[name])
         if "stamps" in d:
-            d["stamps"] = tuple(tuple(s) for s in d["stamps"])
+            d["stamps"] = tuple(d["stamps"])
         return cls(**d)
 
     @property
     def paths(self) -> tuple[str, ...]:
         return self.files if self.files is not None else (self.file,)
+
+    def file_stamps(self) -> list[tuple | None]:
+        """(size, version) of each of `paths` when planned; None each where the plan has none."""
+        if self.stamps is None:
+            return [None] * len(self.paths)
+        return list(zip(self.stamps[0::2], self.stamps[1::2]))
 
 
 @dataclass
@@ -146,7 +153,7 @@ def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str
         if fs.isfile(root):
             if isinstance(fs, LocalFileSystem):  # the version a reader compares: mtime in ns
                 stat = os.stat(root)
-                size, version = stat.st_size, str(stat.st_mtime_ns)
+                size, version = stat.st_size, stat.st_mtime_ns
             else:
                 info = fs.info(root)
                 size, version = int(info.get("size") or 0), file_version(info)
@@ -266,7 +273,7 @@ def _local_files(root: str) -> Iterator[InputFile]:
                 except FileNotFoundError:  # a dangling link: listed, as fsspec does, and fails when read
                     yield InputFile(rel, 0, None)
                     continue
-                yield InputFile(rel, stat.st_size, str(stat.st_mtime_ns))
+                yield InputFile(rel, stat.st_size, stat.st_mtime_ns)
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int]:
@@ -300,7 +307,7 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
         mini_batches = list(batches)  # numbered and stamped already
     else:
         stamps = {f.rel: (f.size, f.version) for f in files}
-        mini_batches = [dataclasses.replace(b, id=i, stamps=tuple(stamps[p] for p in b.paths))
+        mini_batches = [dataclasses.replace(b, id=i, stamps=tuple(x for p in b.paths for x in stamps[p]))
                         for i, b in enumerate(batches)]
     items = None if any(b.items is None for b in mini_batches) else sum(b.items for b in mini_batches)
     return Plan(input_uri=root, input_type=spec.input.type, input_format=spec.input.format,
@@ -311,10 +318,14 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
 
 
 def _file_batches(files: list[InputFile], count: int) -> Iterator[MiniBatch]:
+    if count == 1:  # the default, often over a million files: no chunking
+        for i, (rel, size, version) in enumerate(files):
+            yield MiniBatch(i, size, 1, (rel,), stamps=(size, version))
+        return
     for start in range(0, len(files), count):
         chunk = files[start:start + count]
         yield MiniBatch(id=start // count, size=sum(f.size for f in chunk), items=len(chunk),
-                        files=tuple(f.rel for f in chunk), stamps=tuple((f.size, f.version) for f in chunk))
+                        files=tuple(f.rel for f in chunk), stamps=tuple(x for f in chunk for x in f[1:]))
 
 
 def _parquet_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator[MiniBatch]:
@@ -563,7 +574,7 @@ def input_changes(spec: JobSpec, plan: Plan, fs, layout: Layout, env: Mapping[st
             for mb in read_shard(fs, layout, s["index"]):
                 if mb.stamps is None:  # a plan written before stamps were recorded
                     return []
-                planned.update(zip(mb.paths, mb.stamps))
+                planned.update(zip(mb.paths, mb.file_stamps()))
     _, files = list_input(spec, env)
     now = {f.rel: (f.size, f.version) for f in files}
     changed = [f"{rel} ({_difference(planned[rel], now[rel])})" for rel in sorted(planned.keys() & now.keys())

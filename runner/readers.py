@@ -72,14 +72,14 @@ class Reader:
             paths = self.local_files(mb)
             return paths, len(paths)
         table = self.read_table(mb)
-        unversioned = any(stamp is None or stamp[1] is None for stamp in _stamps(mb))
+        unversioned = any(stamp is None or stamp[1] is None for stamp in mb.file_stamps())
         if mb.items is not None and table.num_rows != mb.items and unversioned:
             raise InputChangedError(f"{mb.items:,} rows were planned but {table.num_rows:,} were read from "
                                     f"{', '.join(self.plan.absolute(p) for p in mb.paths)}: the input changed "
                                     "since planning; rerun with --fresh to plan it again")
         return table.to_pandas(), table.num_rows
 
-    def _compare(self, rel: str, stamp: tuple, size: int, version: str | None) -> None:
+    def _compare(self, rel: str, stamp: tuple, size: int, version: int | str | None) -> None:
         planned_size, planned_version = stamp
         if size != planned_size or (planned_version is not None and version is not None
                                     and version != planned_version):
@@ -94,7 +94,7 @@ class Reader:
             return
         if is_local(self.fs):
             stat = os.stat(self.path(rel))
-            self._compare(rel, stamp, stat.st_size, str(stat.st_mtime_ns))
+            self._compare(rel, stamp, stat.st_size, stat.st_mtime_ns)
         else:
             details = getattr(opened, "details", None) or self.fs.info(self.path(rel))
             self._compare(rel, stamp, int(details.get("size") or 0), file_version(details))
@@ -103,7 +103,7 @@ class Reader:
         """The mini-batch's one input file, opened for reading and checked against the plan."""
         f = self.fs.open(self.path(rel), "rb")
         try:
-            self._check(rel, _stamps(mb)[0], f)
+            self._check(rel, mb.file_stamps()[0], f)
         except BaseException:
             f.close()
             raise
@@ -111,13 +111,13 @@ class Reader:
 
     def local_files(self, mb: MiniBatch) -> list[str]:
         if is_local(self.fs):
-            for rel, stamp in zip(mb.files, _stamps(mb)):
+            for rel, stamp in zip(mb.files, mb.file_stamps()):
                 self._check(rel, stamp)
             return [os.path.abspath(self.path(r)) for r in mb.files]
         target = os.path.join(self.scratch, "files", str(mb.id))
         shutil.rmtree(target, ignore_errors=True)
         paths = [os.path.join(target, r) for r in mb.files]
-        for rel, local, stamp in zip(mb.files, paths, _stamps(mb)):
+        for rel, local, stamp in zip(mb.files, paths, mb.file_stamps()):
             os.makedirs(os.path.dirname(local), exist_ok=True)
             self.fs.get_file(self.path(rel), local)
             if stamp is not None:
@@ -195,7 +195,7 @@ class Reader:
     def _read_partition(self, mb: MiniBatch) -> pa.Table:
         import pyarrow.compute as pc
 
-        for rel, stamp in zip(mb.files, _stamps(mb)):
+        for rel, stamp in zip(mb.files, mb.file_stamps()):
             self._check(rel, stamp)
         condition = None
         for column, value in mb.key.items():
@@ -205,7 +205,3 @@ class Reader:
                                 self.plan.options, self.env)
         return dataset.to_table(filter=condition, columns=self.plan.options.get("columns"))
 
-
-def _stamps(mb: MiniBatch) -> tuple:
-    """The plan's stamp of each of the mini-batch's files (None where a plan has none)."""
-    return mb.stamps if mb.stamps is not None else (None,) * len(mb.paths)

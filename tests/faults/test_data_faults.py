@@ -69,7 +69,7 @@ def test_tabular_text_input_by_size_runs(job, fmt):
 
 
 def test_a_mini_batch_without_items_round_trips():
-    mb = MiniBatch(id=3, size=10, items=None, file="a.csv", bytes=(0, 10), stamps=((10, "1"),))
+    mb = MiniBatch(id=3, size=10, items=None, file="a.csv", bytes=(0, 10), stamps=(10, "1"))
     assert MiniBatch.from_json(mb.to_json()) == mb
 
 
