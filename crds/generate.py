@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The one source of truth of parallelrun's CustomResourceDefinitions.
 
-The BatchInferenceJob spec schema is written once, here, and used twice: as the
-spec of the BatchInferenceJob CRD and as `spec.jobTemplate.spec` of the
-PipelineSchedule CRD. This script writes the CRDs to crds/ and the same bytes to
-the Helm chart's crds/ folder.
+The BatchInferenceJob spec schema is written once, here, and used three times: as
+the spec of the BatchInferenceJob CRD, as `spec.jobTemplate.spec` of the
+PipelineSchedule CRD, and (open to `${{...}}` expressions) as a PipelineRun step's
+`batchInference`. This script writes the CRDs to crds/ and the same bytes to the Helm
+chart's crds/ folder.
 
     python crds/generate.py          # write the files
     python crds/generate.py --check  # exit 1 if a written file is out of date
@@ -28,6 +29,8 @@ SIZE_UNITS = "B|KB|MB|GB|TB|KiB|MiB|GiB|TiB"
 SIZE_PATTERN = rf"^[0-9]+(\.[0-9]+)?\s*({SIZE_UNITS})$"
 ZERO_SIZE_PATTERN = rf"^0+(\.0+)?\s*({SIZE_UNITS})$"
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+(\s+\S+){4})$"
+EXPRESSION_PATTERN = r"^\$\{\{[^{}]*\}\}$"  # a whole ${{...}} expression
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
 # --- schema builders -------------------------------------------------------------------------
@@ -69,6 +72,11 @@ def free_object(description: str) -> dict:
 
 def string_map(description: str) -> dict:
     return {"type": "object", "description": description, "additionalProperties": {"type": "string"}}
+
+
+def any_value(description: str) -> dict:
+    """Any JSON value (a typed parameter's value); the operator checks it against its type."""
+    return {"description": description, "x-kubernetes-preserve-unknown-fields": True}
 
 
 def rule(expression: str, message: str, *, field: str | None = None, reason: str = "FieldValueInvalid") -> dict:
@@ -434,6 +442,138 @@ def schedule_status_schema() -> dict:
     )
 
 
+# --- PipelineRun -------------------------------------------------------------------------------
+
+
+def with_expressions(schema: dict) -> dict:
+    """A copy of a spec schema whose fields may hold a whole `${{...}}` expression.
+
+    An integer field becomes int-or-string, its string form an expression (pattern); an
+    enum field takes an expression besides its values. Booleans stay booleans. The CEL
+    rules are left out: they cannot judge an expression, and their cost would grow with
+    the number of steps. The operator checks every step with load_pipeline, the
+    parameters substituted, before anything runs.
+    """
+    node = {key: value for key, value in schema.items() if key != "x-kubernetes-validations"}
+    if node.get("type") == "integer":
+        del node["type"]
+        node.update({"x-kubernetes-int-or-string": True, "pattern": EXPRESSION_PATTERN})
+    elif node.get("type") == "string" and "enum" in node:
+        node["pattern"] = "^(" + "|".join(node.pop("enum")) + ")$|" + EXPRESSION_PATTERN
+    if "properties" in node:
+        node["properties"] = {name: with_expressions(child) for name, child in node["properties"].items()}
+    if "items" in node:
+        node["items"] = with_expressions(node["items"])
+    return node
+
+
+def step_schema(description: str) -> dict:
+    return obj(
+        description + " Exactly one of batchInference, container or component.",
+        {
+            "name": string("Names the step in expressions and its child resource <run>-<step>: a "
+                           "DNS-1123 label.", pattern=DNS_LABEL_PATTERN, maxLength=63),
+            "batchInference": {**with_expressions(job_spec_schema()),
+                               "description": "A BatchInferenceJob spec, unchanged; an integer or enum "
+                                              "field may also hold a whole ${{...}} expression."},
+            "container": obj(
+                "A plain container step: a Job on the cluster, a local process in local mode "
+                "(where image is not used).",
+                {
+                    "image": string("The container image; default: the operator's job image.", minLength=1),
+                    "command": array("The command and its arguments.", {"type": "string"}, minItems=1),
+                    "args": array("More arguments.", {"type": "string"}),
+                    "env": array("Environment variables (core/v1 EnvVar).", free_object("A core/v1 EnvVar.")),
+                    "resources": free_object("The container's core/v1 ResourceRequirements."),
+                },
+                required=["command"],
+            ),
+            "component": obj(
+                "A component step: its file from a URI (relative to the pipeline file in local "
+                "mode) or from a ConfigMap key.",
+                {
+                    "uri": string("An fsspec URL or local path of the component YAML.", minLength=1),
+                    "configMap": string("A ConfigMap in the run's namespace holding the component YAML.",
+                                        minLength=1),
+                    "key": string("The ConfigMap key of the component YAML.", minLength=1,
+                                  default="component.yaml"),
+                },
+            ),
+            "inputs": {"type": "object", "description": "A component step's inputs by name: strings, numbers, "
+                       "booleans or expressions, type-checked against the component.",
+                       "additionalProperties": any_value("An input value.")},
+            "dependsOn": array("Steps to wait for, besides those whose outputs this step uses. A finally "
+                               "step may name only finally steps.", {"type": "string"},
+                               **{"x-kubernetes-list-type": "set"}),
+            "retries": integer("Retries of a failed container or component step (the Job's "
+                               "backoffLimit); a batchInference step keeps its runMaxTry.", minimum=0, default=0),
+            "reuse": boolean("Reuse the outputs of an earlier step with the same fingerprint; default "
+                             "true, false for finally steps."),
+        },
+        required=["name"],
+    )
+
+
+def pipeline_spec_schema() -> dict:
+    steps = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+    return obj(
+        "Typed parameters and the steps of one pipeline run.",
+        {
+            "parameters": {
+                "type": "object",
+                "description": "Typed parameters, used as ${{parameters.NAME}}: the value given for "
+                               "the run, else value, else default.",
+                "additionalProperties": obj("A parameter.", {
+                    "type": string("The value's type.", enum=["string", "integer", "number", "boolean"]),
+                    "default": any_value("The value when the run gives none."),
+                    "value": any_value("The value of this run (a schedule sets it)."),
+                    "description": string("What the parameter means."),
+                }, required=["type"]),
+            },
+            "workdir": string("An fsspec URL or local path: step outputs default to "
+                              "<workdir>/<run>/<step>/<output>/; the reuse index is in "
+                              "<workdir>/_parallelrun/cache/.", minLength=1),
+            "storage": job_spec_schema()["properties"]["storage"],
+            "steps": array("The steps: a graph from dependsOn and ${{steps.STEP.outputs.NAME}} "
+                           "references.", step_schema("A step."), minItems=1, **steps),
+            "finally": array("Steps run after every other step, whatever happened; ${{run.status}} "
+                             "tells how the run went.", step_schema("A finally step."), **steps),
+        },
+        required=["workdir", "steps"],
+    )
+
+
+def pipeline_status_schema() -> dict:
+    step = obj("The state of one step.", {
+        "phase": string("Where the step is; a reused step is Succeeded with reused true.",
+                        enum=["Pending", "Running", "Succeeded", "Failed", "Skipped"]),
+        "reused": boolean("The outputs come from an earlier step with the same fingerprint."),
+        "child": string("The step's Job or BatchInferenceJob."),
+        "startTime": timestamp("When the step started."),
+        "completionTime": timestamp("When the step finished."),
+        "outputs": string_map("The step's outputs: name to URI."),
+        "message": string("Why the step failed or was skipped."),
+    })
+    return obj(
+        "The observed state of the run; written by the operator.",
+        {
+            "phase": string("Where the run is in its life.", enum=["Pending", "Running", "Succeeded", "Failed"]),
+            "steps": {"type": "object", "description": "Each step's state, by step name.",
+                      "additionalProperties": step},
+            "parameters": string_map("The run's parameter values, as text."),
+            "stepsDone": integer("Steps over (succeeded, reused, failed or skipped).", minimum=0),
+            "stepsTotal": integer("Steps, finally steps included.", minimum=0),
+            "progressText": string("Done and total steps for display, e.g. \"3/5\"."),
+            "currentStep": string("The steps running now, for display."),
+            "conditions": conditions_schema(),
+            "startTime": timestamp("When the run started."),
+            "completionTime": timestamp("When the run finished."),
+            "observedGeneration": integer("The metadata.generation last acted on.", minimum=0),
+            "message": string("A human-readable summary of the current state."),
+        },
+    )
+
+
 # --- the CustomResourceDefinitions -------------------------------------------------------------
 
 
@@ -518,6 +658,20 @@ def pipeline_schedule_crd() -> dict:
     ])
 
 
+def pipeline_run_crd() -> dict:
+    description = ("One run of a pipeline: steps (BatchInferenceJobs, containers, components) in "
+                   "the order their dependencies give, then the finally steps; like Azure ML's "
+                   "PipelineRun and Tekton's.")
+    return crd("PipelineRun", "pipelineruns", "prun", description, pipeline_spec_schema(),
+               pipeline_status_schema(), [
+        column("Phase", ".status.phase"),
+        column("Steps", ".status.progressText", description="Done/total steps"),
+        column("Current", ".status.currentStep", description="Steps running now"),
+        AGE,
+        column("Message", ".status.message", priority=1),
+    ])
+
+
 class _Dumper(yaml.SafeDumper):
     """Writes repeated sub-schemas in full: kubectl and helm users read these files."""
 
@@ -530,6 +684,7 @@ def render() -> dict[Path, str]:
     docs = {
         "batchinferencejobs.yaml": batch_inference_job_crd(),
         "pipelineschedules.yaml": pipeline_schedule_crd(),
+        "pipelineruns.yaml": pipeline_run_crd(),
     }
     texts = {name: HEADER + yaml.dump(doc, Dumper=_Dumper, sort_keys=True, width=100)
              for name, doc in docs.items()}

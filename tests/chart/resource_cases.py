@@ -1,4 +1,4 @@
-"""Valid and invalid BatchInferenceJob and PipelineSchedule resources for the schema tests.
+"""Valid and invalid BatchInferenceJob, PipelineSchedule and PipelineRun resources for the schema tests.
 
 Every invalid resource is a valid one with one change, and names the path and the
 words of the violation it must cause, so a rejection for any other reason fails.
@@ -235,4 +235,104 @@ INVALID_SCHEDULES = [
             "spec.jobTemplate.spec.miniBatchSize", "is not a size"),
     Invalid("template: unknown metadata field", changed(schedule(), "spec.jobTemplate.metadata", {"name": "x"}),
             "spec.jobTemplate.metadata.name", "unknown field"),
+]
+
+
+def pipeline_run(**spec: Any) -> dict:
+    """A valid PipelineRun with one container step; keyword arguments override spec fields."""
+    base = {"workdir": "az://pipelines/iris/",
+            "steps": [{"name": "hello", "container": {"image": "busybox:1.36", "command": ["echo", "hello"]}}]}
+    return {"apiVersion": API_VERSION, "kind": "PipelineRun", "metadata": {"name": "iris-retrain"},
+            "spec": {**base, **spec}}
+
+
+def container_step(name: str, **fields: Any) -> dict:
+    return {"name": name, "container": {"command": ["echo", name]}, **fields}
+
+
+def scoring_step(name: str = "score", **spec: Any) -> dict:
+    return {"name": name, "batchInference": {**job()["spec"], **spec}}
+
+
+DESIGN_PIPELINE_RUN = pipeline_run(  # DESIGN.md's example
+    parameters={"scoringDate": {"type": "string", "default": "today"},
+                "maxIter": {"type": "integer", "default": 500}},
+    storage={"secretRef": {"name": "blob-creds"}},
+    steps=[
+        {"name": "train", "component": {"uri": "az://components/train-iris/1.2/component.yaml"},
+         "inputs": {"data": "az://data/iris-train/", "max_iter": "${{parameters.maxIter}}"}},
+        scoring_step(model={"uri": "${{steps.train.outputs.model}}"},
+                     code={"configMap": "iris-code", "entryScript": "score.py"},
+                     output={"uri": "${{run.workdir}}/score/", "format": "csv",
+                             "fileName": "iris_${{parameters.scoringDate}}.csv"}),
+        {"name": "publish", "dependsOn": ["score"],
+         "container": {"image": "registry.example/publish:1", "command": [
+             "python", "publish.py", "${{steps.score.outputs.output}}"]}},
+    ],
+    **{"finally": [{"name": "notify", "container": {"image": "busybox:1.36",
+                                                    "command": ["sh", "-c", "echo ${{run.status}}"]}}]},
+)
+
+VALID_PIPELINE_RUNS = {
+    "one container step": pipeline_run(),
+    "DESIGN.md's example": DESIGN_PIPELINE_RUN,
+    "every field": pipeline_run(
+        parameters={"day": {"type": "string", "default": "today", "value": "2025-01-31", "description": "Day."},
+                    "ratio": {"type": "number", "default": 0.5}, "dryRun": {"type": "boolean", "default": False}},
+        steps=[
+            container_step("a", retries=2, reuse=False, container={
+                "image": "busybox:1.36", "command": ["sh", "-c"], "args": ["echo ${{parameters.day}}"],
+                "env": [{"name": "DAY", "value": "${{parameters.day}}"}],
+                "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "64Mi"}}}),
+            {"name": "b", "dependsOn": ["a"], "component": {"configMap": "components", "key": "train.yaml"},
+             "inputs": {"ratio": "${{parameters.ratio}}", "dry_run": True, "epochs": 3}},
+            scoring_step("c", **FULL_JOB["spec"]),
+        ],
+        **{"finally": [container_step("report"), container_step("cleanup", dependsOn=["report"], reuse=True)]}),
+    "integer and enum fields as expressions": pipeline_run(
+        parameters={"nodes": {"type": "integer", "default": 2}, "level": {"type": "string", "default": "DEBUG"}},
+        steps=[scoring_step(nodeCount="${{parameters.nodes}}", runMaxTry="${{ parameters.nodes }}",
+                            loggingLevel="${{parameters.level}}")]),
+}
+
+INVALID_PIPELINE_RUNS = [
+    Invalid("no steps", changed(pipeline_run(), "spec.steps", DELETE), "spec.steps", "Required"),
+    Invalid("no step at all", pipeline_run(steps=[]), "spec.steps", "non-empty"),
+    Invalid("no workdir", changed(pipeline_run(), "spec.workdir", DELETE), "spec.workdir", "Required"),
+    Invalid("step without name", pipeline_run(steps=[{"container": {"command": ["true"]}}]),
+            "spec.steps[0].name", "Required"),
+    Invalid("step name not a DNS label", pipeline_run(steps=[container_step("Score")]),
+            "spec.steps[0].name", "does not match"),
+    Invalid("step name too long", pipeline_run(steps=[container_step("a" * 64)]), "spec.steps[0].name", "too long"),
+    Invalid("duplicate step names", pipeline_run(steps=[container_step("a"), container_step("a")]),
+            "spec.steps[1]", "Duplicate"),
+    Invalid("duplicate finally step names", pipeline_run(**{"finally": [container_step("a"), container_step("a")]}),
+            "spec.finally[1]", "Duplicate"),
+    Invalid("unknown step field", pipeline_run(steps=[container_step("a", runAfter=["b"])]),
+            "spec.steps[0].runAfter", "unknown field"),
+    Invalid("container without command", pipeline_run(steps=[{"name": "a", "container": {"image": "busybox"}}]),
+            "spec.steps[0].container.command", "Required"),
+    Invalid("command argument not a string", pipeline_run(steps=[{"name": "a", "container": {"command": ["sleep", 5]}}]),
+            "spec.steps[0].container.command[1]", "is not of type"),
+    Invalid("negative retries", pipeline_run(steps=[container_step("a", retries=-1)]),
+            "spec.steps[0].retries", "minimum"),
+    Invalid("reuse not a boolean", pipeline_run(steps=[container_step("a", reuse="yes")]),
+            "spec.steps[0].reuse", "is not of type"),
+    Invalid("dependsOn a step twice",
+            pipeline_run(steps=[container_step("a"), container_step("b", dependsOn=["a", "a"])]),
+            "spec.steps[1].dependsOn[1]", "Duplicate"),
+    Invalid("unknown parameter type", pipeline_run(parameters={"day": {"type": "date"}}),
+            "spec.parameters.day.type", "Unsupported value"),
+    Invalid("parameter without type", pipeline_run(parameters={"day": {"default": "today"}}),
+            "spec.parameters.day.type", "Required"),
+    Invalid("batchInference without input", pipeline_run(steps=[{"name": "s", "batchInference": {
+        "code": {"entryScript": "/app/score.py"}, "output": {"uri": "az://out/"}}}]),
+            "spec.steps[0].batchInference.input", "Required"),
+    Invalid("batchInference nodeCount 0", pipeline_run(steps=[scoring_step(nodeCount=0)]),
+            "spec.steps[0].batchInference.nodeCount", "minimum"),
+    Invalid("batchInference nodeCount as text", pipeline_run(steps=[scoring_step(nodeCount="four")]),
+            "spec.steps[0].batchInference.nodeCount", "does not match"),
+    Invalid("batchInference unknown output format",
+            pipeline_run(steps=[scoring_step(output={"uri": "az://out/", "format": "xml"})]),
+            "spec.steps[0].batchInference.output.format", "does not match"),
 ]
