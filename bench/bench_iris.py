@@ -88,7 +88,7 @@ def prepare(workdir: Path, rows: int) -> tuple[Path, Path]:
 
 def parallelrun_command() -> list[str]:
     exe = Path(sys.executable).with_name("parallelrun")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "parallelrun.runner.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "parallelrun.cli"]
 
 
 def timed(cmd: list[str], log: Path) -> tuple[float, float]:

@@ -85,7 +85,7 @@ def prepare(workdir: Path, files: int, tiny: int) -> tuple[Path, Path, Path, Pat
 
 def parallelrun_command() -> list[str]:
     exe = Path(sys.executable).with_name("parallelrun")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "parallelrun.runner.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "parallelrun.cli"]
 
 
 def run_job(data: Path, code: Path, model: Path, out: Path, batch: int, processes: int) -> dict:

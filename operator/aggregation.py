@@ -13,14 +13,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from parallelrun.runner.accounting import Counts, spec_threshold_exceeded
+from parallelrun.runner.contract import EXIT_CONFIG, EXIT_THRESHOLD
 from parallelrun.runner.plan import shards_with_work
 from parallelrun.runner.spec import JobSpec
 
-from .manifests import COMPLETION_INDEX, CONTAINER, EXIT_CONFIG, EXIT_THRESHOLD, LABEL_COMPONENT, MERGE, SCORING
+from .manifests import COMPLETION_INDEX, CONTAINER, LABEL_COMPONENT, MERGE, SCORING
 
 _MESSAGE_TAIL = 600  # characters of a pod's log tail quoted in a status message
+
+PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
+ShardState = Literal["waiting", "active", "retrying", "succeeded", "failed"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class PodState:
     component: str
     index: int | None
     order: tuple  # later attempts of an index sort last
-    phase: str  # Pending | Running | Succeeded | Failed | Unknown
+    phase: PodPhase
     exit_code: int | None = None
     reason: str | None = None  # the container's, e.g. OOMKilled, or the pod's, e.g. Evicted
     message: str | None = None  # the termination message: the runner's JSON, or a log tail
@@ -88,7 +93,7 @@ def pod_state(pod: Mapping) -> PodState:
 class JobState:
     name: str
     component: str
-    finished: str | None = None  # "Complete" | "Failed" while running: None
+    finished: Literal["Complete", "Failed"] | None = None  # while running: None
     reason: str = ""
     message: str = ""
     failed_indexes: frozenset[int] = frozenset()
@@ -122,7 +127,7 @@ class Shard:
     """One index of the scoring Job, judged from all its pods."""
 
     index: int
-    state: str  # waiting | active | retrying | succeeded | failed
+    state: ShardState
     counts: Counts | None  # the counts that stand for this shard (see the module's doc)
     last: PodState | None  # the latest attempt
     attempts: int
@@ -219,7 +224,8 @@ def describe_counts(counts: Counts, total: int | None) -> str:
 # -- merge -------------------------------------------------------------------------
 
 
-def observe_merge(pods: Iterable[PodState], job: JobState | None) -> tuple[str | None, str]:
+def observe_merge(pods: Iterable[PodState],
+                  job: JobState | None) -> tuple[Literal["Succeeded", "Failed"] | None, str]:
     """("Succeeded" | "Failed" | None while it runs, a message)."""
     attempts = sorted((p for p in pods if p.component == MERGE), key=lambda p: p.order)
     for pod in attempts:

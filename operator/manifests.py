@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-import re
 from dataclasses import dataclass
 
+from parallelrun.runner.contract import (CODE_DIR, CODE_DIR_ENV, EXIT_CONFIG, EXIT_THRESHOLD, SCRATCH_ENV,
+                                         TERMINATION_LOG, URI_SCHEME)
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec
 
 GROUP, VERSION = API_VERSION.split("/")
@@ -33,10 +34,7 @@ SCORING, MERGE, SPEC = "scoring", "merge", "spec"
 CONTAINER = "runner"
 SPEC_DIR, SPEC_FILE = "/etc/parallelrun", "job.json"
 SCRATCH_DIR = "/scratch"
-CODE_DIR = "/var/run/parallelrun/code"  # the runner's default for spec.code.configMap
-TERMINATION_LOG = "/dev/termination-log"
 
-EXIT_CONFIG, EXIT_THRESHOLD = 2, 3  # the runner contract (DESIGN.md)
 MERGE_BACKOFF_LIMIT = 2
 NON_ROOT_ID = 65532  # the conventional "nonroot" user of distroless images
 
@@ -110,8 +108,8 @@ def label_value(text: str) -> str:
 
 
 def spec_hash(spec: JobSpec) -> str:
-    """A fingerprint of the normalized spec: a run refuses to follow a different one."""
-    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    """The spec-hash annotation of a run's children: the spec's fingerprint, shortened."""
+    return spec.fingerprint()[:16]
 
 
 def resource_document(spec: JobSpec, owner: Owner) -> dict:
@@ -130,7 +128,7 @@ def cluster_errors(spec: JobSpec, default_image: str | None) -> list[str]:
             "spec.code.uri": spec.code.uri, "spec.model.uri": spec.model_uri}
     uris.update({f"spec.sideInputs[{i}].uri": s.uri for i, s in enumerate(spec.side_inputs)})
     for path, uri in uris.items():
-        if uri and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", uri) and not posixpath.isabs(uri):
+        if uri and not URI_SCHEME.match(uri) and not posixpath.isabs(uri):
             errors.append(f"{path}: {uri!r} is a relative path, which means nothing inside a pod; "
                           "use a URL such as az://container/path/ or an absolute path on a mounted volume")
     return errors
@@ -234,8 +232,26 @@ CONTAINER_SECURITY_CONTEXT = {
 
 def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str],
                   default_image: str | None, gpu: bool) -> dict:
-    env_spec = spec.environment
-    gpu_spec = spec.gpu if gpu else None
+    """A scoring (`gpu`) or merge pod: the runner's container, its volumes, where it may run."""
+    volumes, mounts = _volumes(spec, owner)
+    pod = {
+        "restartPolicy": "Never",  # Kubernetes retries a failed index with a new pod
+        "enableServiceLinks": False,
+        "securityContext": POD_SECURITY_CONTEXT,
+        "containers": [_container(spec, command, mounts, default_image, gpu)],
+        "volumes": volumes,
+    }
+    if spec.environment.get("serviceAccountName"):
+        pod["serviceAccountName"] = spec.environment["serviceAccountName"]
+    else:
+        pod["automountServiceAccountToken"] = False  # the runner never calls the API
+    pod.update(_placement(spec, spec.gpu if gpu else None))
+    return {"metadata": {"labels": owner.labels(component), "annotations": {ANNOTATION_RUN_ID: owner.run_id}},
+            "spec": pod}
+
+
+def _volumes(spec: JobSpec, owner: Owner) -> tuple[list[dict], list[dict]]:
+    """The pod's volumes and the container's mounts: the spec, scratch space, the code's ConfigMap."""
     volumes = [
         {"name": "spec", "configMap": {"name": owner.child_name(SPEC)}},
         {"name": "scratch", "emptyDir": {}},
@@ -244,62 +260,64 @@ def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str
         {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
         {"name": "scratch", "mountPath": SCRATCH_DIR},
     ]
-    env = [{"name": "PARALLELRUN_SCRATCH", "value": SCRATCH_DIR},
-           {"name": "TMPDIR", "value": SCRATCH_DIR},  # the root filesystem is read-only
-           {"name": "HOME", "value": SCRATCH_DIR},  # libraries that write ~/.cache, ~/.config
-           {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_DIR}/.cache"}]
     if spec.code.config_map:
         volumes.append({"name": "code", "configMap": {"name": spec.code.config_map}})
         mounts.append({"name": "code", "mountPath": CODE_DIR, "readOnly": True})
-        env.append({"name": "PARALLELRUN_CODE_DIR", "value": CODE_DIR})
-    user_env = list(env_spec.get("env") or [])
-    user_names = {e.get("name") for e in user_env}
-    env = [e for e in env if e["name"] not in user_names] + user_env
+    return volumes, mounts
 
-    env_from = list(env_spec.get("envFrom") or [])
-    secret = (spec.storage.get("secretRef") or {}).get("name")
-    if secret:
-        env_from.append({"secretRef": {"name": secret}})
 
+def _container(spec: JobSpec, command: list[str], mounts: list[dict], default_image: str | None,
+               gpu: bool) -> dict:
+    env_spec = spec.environment
     container = {
         "name": CONTAINER,
         "image": env_spec.get("image") or default_image,
         "command": command,
-        "env": env,
+        "env": _env(spec),
         "volumeMounts": mounts,
         "securityContext": CONTAINER_SECURITY_CONTEXT,
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    env_from = list(env_spec.get("envFrom") or [])
+    secret = (spec.storage.get("secretRef") or {}).get("name")
+    if secret:
+        env_from.append({"secretRef": {"name": secret}})
     if env_from:
         container["envFrom"] = env_from
-    resources = _resources(env_spec.get("resources") or {}, gpu_spec, keep_gpus=gpu)
+    resources = _resources(env_spec.get("resources") or {}, spec.gpu if gpu else None, keep_gpus=gpu)
     if resources:
         container["resources"] = resources
+    return container
 
-    pod = {
-        "restartPolicy": "Never",  # Kubernetes retries a failed index with a new pod
-        "enableServiceLinks": False,
-        "securityContext": POD_SECURITY_CONTEXT,
-        "containers": [container],
-        "volumes": volumes,
-    }
-    if env_spec.get("serviceAccountName"):
-        pod["serviceAccountName"] = env_spec["serviceAccountName"]
-    else:
-        pod["automountServiceAccountToken"] = False  # the runner never calls the API
-    node_selector = dict(env_spec.get("nodeSelector") or {})
-    tolerations = list(env_spec.get("tolerations") or [])
+
+def _env(spec: JobSpec) -> list[dict]:
+    """The runner's variables (where to write, where the code is), then the user's, which win."""
+    env = [{"name": SCRATCH_ENV, "value": SCRATCH_DIR},
+           {"name": "TMPDIR", "value": SCRATCH_DIR},  # the root filesystem is read-only
+           {"name": "HOME", "value": SCRATCH_DIR},  # libraries that write ~/.cache, ~/.config
+           {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_DIR}/.cache"}]
+    if spec.code.config_map:
+        env.append({"name": CODE_DIR_ENV, "value": CODE_DIR})
+    user_env = list(spec.environment.get("env") or [])
+    user_names = {e.get("name") for e in user_env}
+    return [e for e in env if e["name"] not in user_names] + user_env
+
+
+def _placement(spec: JobSpec, gpu_spec) -> dict:
+    """The pod's nodeSelector and tolerations: the user's, plus the GPU's product and taint."""
+    node_selector = dict(spec.environment.get("nodeSelector") or {})
+    tolerations = list(spec.environment.get("tolerations") or [])
     if gpu_spec:
         if gpu_spec.product:
             node_selector["nvidia.com/gpu.product"] = gpu_spec.product
         tolerations.append({"key": gpu_spec.resource_name, "operator": "Exists", "effect": "NoSchedule"})
+    placement = {}
     if node_selector:
-        pod["nodeSelector"] = node_selector
+        placement["nodeSelector"] = node_selector
     if tolerations:
-        pod["tolerations"] = tolerations
-    return {"metadata": {"labels": owner.labels(component), "annotations": {ANNOTATION_RUN_ID: owner.run_id}},
-            "spec": pod}
+        placement["tolerations"] = tolerations
+    return placement
 
 
 def _resources(resources: dict, gpu, keep_gpus: bool) -> dict:

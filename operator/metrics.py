@@ -12,11 +12,13 @@ operator restart finds half done adds only what is done after the restart.
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from parallelrun.runner.accounting import Counts
 
-from .status import FAILED, MERGING, PENDING, PLANNING, RUNNING, SUCCEEDED
+from .status import PENDING, Phase
 
 JOBS = Gauge("parallelrun_jobs", "BatchInferenceJobs by phase.", ["phase"])
 ITEMS = Counter("parallelrun_items", "Items scored, by result.", ["result"])
@@ -26,7 +28,7 @@ RECONCILE_SECONDS = Histogram("parallelrun_reconcile_duration_seconds", "Duratio
 PLAN_SECONDS = Histogram("parallelrun_plan_duration_seconds", "Duration of planning a run.",
                          buckets=(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300))
 
-PHASES = (PENDING, PLANNING, RUNNING, MERGING, SUCCEEDED, FAILED)
+PHASES = get_args(Phase)
 
 
 class PhaseGauge:

@@ -25,21 +25,23 @@ from dataclasses import dataclass
 
 import kopf
 
-from parallelrun.runner.plan import PlanError, shards_with_work
+from parallelrun.runner.contract import PermanentError
+from parallelrun.runner.layout import Layout
+from parallelrun.runner.plan import shards_with_work
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec, SpecError, load_spec
 
 from . import metrics
 from .aggregation import JobState, PodState, observe_merge, observe_scoring
 from .kube import ApiError, KubeApi, path
 from .manifests import (LABEL_UID, MERGE, PLURAL, SCORING, SPEC, SPEC_FILE, Owner, build_merge_job,
-                        build_scoring_job, build_spec_configmap, cluster_errors, spec_hash)
+                        build_scoring_job, build_spec_configmap, cluster_errors)
 from .planning import Planner, secret_env
 from .progress import read_progress
 from .status import (FAILED, MERGING, PENDING, PLANNING, RUNNING, SPEC_CHANGE_REFUSED, SUCCEEDED, counts_of,
                      with_phase, with_progress, with_spec_check)
 
 RESYNC_SECONDS = 60  # a look without any event, in case one was missed
-PROGRESS_SECONDS = 15  # while scoring: how often the shards' progress files are read
+PROGRESS_READ_SECONDS = 15  # while scoring: how often the shards' progress files are read
 RETRY_SECONDS = 30  # after a passing fault: storage or API unreachable, secret not there yet
 _PLURALS = {"ConfigMap": ("v1", "configmaps"), "Job": ("batch/v1", "jobs")}
 
@@ -96,7 +98,7 @@ class Reconciler:
         self._spec_check: tuple[int | None, str | None] | None = None  # (generation, refusal)
 
     @property
-    def nodes(self) -> int:
+    def shards_with_work(self) -> int:
         """The scoring pods of the run: one per shard that has work (the plan is known by now)."""
         return shards_with_work(self.total, self.spec.node_count)
 
@@ -117,15 +119,14 @@ class Reconciler:
                 metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
                 if done:
                     return
-                pause = PROGRESS_SECONDS if self.status.get("phase") == RUNNING else RESYNC_SECONDS
+                pause = PROGRESS_READ_SECONDS if self.status.get("phase") == RUNNING else RESYNC_SECONDS
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), pause)
         except RunFailed as failure:
             await self.fail(failure.reason, str(failure))
         except ApiError as e:
             if not e.permanent:  # unreachable, 429, 5xx...: the same request may pass later
-                raise kopf.TemporaryError(f"Kubernetes API: {e}",
-                                          delay=e.retry_delay(RETRY_SECONDS if e.status else 10)) from e
+                raise _retry_later(e, "Kubernetes API") from e
             await self.fail(e.failure_reason, e.explain())  # 403, 422...: it would fail the same way again
 
     async def start(self) -> None:
@@ -142,23 +143,24 @@ class Reconciler:
         started = time.monotonic()
         try:
             plan = await self.services.planner.plan(self.spec, self.owner.run_id, env)
-        except PlanError as e:
+        except PermanentError as e:  # nothing to plan, unreadable input, storage refusing: a user's to fix
             raise RunFailed("PlanFailed", str(e)) from e
-        except Exception as e:  # storage unreachable, credentials refused...: retried, and said so
+        except Exception as e:  # storage unreachable...: retried, and said so
             message = f"planning failed, retrying in {RETRY_SECONDS}s: {type(e).__name__}: {e}"
             await self._write(dict(self.status, message=message))
             raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from e
         metrics.PLAN_SECONDS.observe(time.monotonic() - started)
         self.total = plan.total_mini_batches
         await self._ensure(build_spec_configmap(self.spec, self.owner))
-        job = await self._ensure(build_scoring_job(self.spec, self.owner, self.services.default_image, self.nodes))
-        fewer = (f" (nodeCount {self.spec.node_count}: only {self.nodes} shard(s) have work)"
-                 if self.nodes < self.spec.node_count else "")
-        message = (f"scoring {plan.total_mini_batches} mini-batches on {self.nodes} node(s){fewer} "
+        nodes = self.shards_with_work
+        job = await self._ensure(build_scoring_job(self.spec, self.owner, self.services.default_image, nodes))
+        fewer = (f" (nodeCount {self.spec.node_count}: only {nodes} shard(s) have work)"
+                 if nodes < self.spec.node_count else "")
+        message = (f"scoring {plan.total_mini_batches} mini-batches on {nodes} node(s){fewer} "
                    f"with Job {job['metadata']['name']}")
         self._event("Normal", "Started", message)
         status = with_phase(self.status, RUNNING, "Scoring", message, self.generation)
-        status = with_progress(status, self._counted, self.total, 0, 0, 0, self.nodes)
+        status = with_progress(status, self._counted, self.total, 0, 0, 0, nodes)
         await self._write(dict(status, jobName=job["metadata"]["name"], runId=self.owner.run_id))
 
     async def step(self) -> bool:
@@ -180,8 +182,7 @@ class Reconciler:
                 self.logger.warning("the run failed (%s: %s), but the resource is gone", reason, message)
                 return
             if not e.permanent:
-                raise kopf.TemporaryError(f"cannot write the Failed status yet: {e}",
-                                          delay=e.retry_delay(RETRY_SECONDS if e.status else 10)) from e
+                raise _retry_later(e, "cannot write the Failed status yet") from e
             refusal = e.explain()
             self.logger.error(
                 "the run stopped, and its Failed status cannot be written: the resource will not show it, and "
@@ -196,14 +197,14 @@ class Reconciler:
         metrics.count_progress(self._counted, scoring.counts)
         self._counted = scoring.counts
         status = with_progress(status, scoring.counts, self.total, scoring.active, scoring.succeeded,
-                               scoring.failed, self.nodes)
+                               scoring.failed, self.shards_with_work)
         self.status = status  # what a failure from here on reports
         if scoring.failure:
             await self._stop_scoring()
             raise RunFailed(*scoring.failure)
         if scoring.complete:
             job = await self._ensure(build_merge_job(self.spec, self.owner, self.services.default_image))
-            message = f"all {self.nodes} shard(s) done; merging with Job {job['metadata']['name']}"
+            message = f"all {self.shards_with_work} shard(s) done; merging with Job {job['metadata']['name']}"
             self._event("Normal", "Merging", message)
             status = with_phase(status, MERGING, "Merging", message, self.generation)
             status["mergeJobName"] = job["metadata"]["name"]
@@ -212,12 +213,12 @@ class Reconciler:
 
     async def _live_counts(self, pods: list[PodState]) -> dict:
         """The progress files of the shards that have not succeeded, read at most every
-        PROGRESS_SECONDS (pod events come far more often); {} where storage fails us."""
+        PROGRESS_READ_SECONDS (pod events come far more often); {} where storage fails us."""
         read_at, live = self._live
-        if self._env is None or time.monotonic() - read_at < PROGRESS_SECONDS:
+        if self._env is None or time.monotonic() - read_at < PROGRESS_READ_SECONDS:
             return live
         done = {p.index for p in pods if p.component == SCORING and p.phase == "Succeeded"}
-        running = [i for i in range(self.nodes) if i not in done]
+        running = [i for i in range(self.shards_with_work) if i not in done]
         try:
             live = await asyncio.to_thread(read_progress, self.spec, self.owner.run_id, self._env, running)
         except Exception as e:  # noqa: BLE001 - storage is down: the pods' own reports still count
@@ -277,7 +278,7 @@ class Reconciler:
 
     def _refusal(self) -> str | None:
         try:
-            if spec_hash(self._current_spec()) == spec_hash(self.spec):
+            if self._current_spec().fingerprint() == self.spec.fingerprint():
                 return None
             problem = ""
         except RunFailed as e:
@@ -357,9 +358,14 @@ class Reconciler:
 
 
 def output_uri(spec: JobSpec, owner: Owner) -> str:
-    if spec.output.action == "appendRow":
-        return f"{spec.output.uri.rstrip('/')}/{spec.output.file_name}"
-    return f"{spec.output.uri.rstrip('/')}/_parallelrun/{owner.run_id}/summary.json"
+    """What status.outputUri points to: the output file, or (summaryOnly) the run's summary.json."""
+    uris = Layout.uris(spec, owner.run_id)
+    return uris.final_output(spec.output.file_name) if spec.output.action == "appendRow" else uris.summary
+
+
+def _retry_later(e: ApiError, what: str) -> kopf.TemporaryError:
+    """A passing API fault, retried after the server's Retry-After (sooner when it did not answer)."""
+    return kopf.TemporaryError(f"{what}: {e}", delay=e.retry_delay(RETRY_SECONDS if e.status else 10))
 
 
 async def refuse_change_after_finish(body, api: KubeApi) -> None:

@@ -17,16 +17,17 @@ carries the generation it was written for.
 from __future__ import annotations
 
 import datetime
+from typing import Literal, get_args
 
 from parallelrun.runner.accounting import Counts
 
-PENDING, PLANNING, RUNNING, MERGING, SUCCEEDED, FAILED = (
-    "Pending", "Planning", "Running", "Merging", "Succeeded", "Failed")
-TERMINAL = (SUCCEEDED, FAILED)
+Phase = Literal["Pending", "Planning", "Running", "Merging", "Succeeded", "Failed"]
+PENDING, PLANNING, RUNNING, MERGING, SUCCEEDED, FAILED = get_args(Phase)
+TERMINAL: tuple[Phase, ...] = (SUCCEEDED, FAILED)
 SPEC_CHANGE_REFUSED = "SpecChangeRefused"
 
 # The Running condition's reason in each phase that is not the end.
-_RUNNING_REASONS = {PENDING: "Waiting", PLANNING: "Planning", RUNNING: "Scoring", MERGING: "Merging"}
+_RUNNING_REASONS: dict[Phase, str] = {PENDING: "Waiting", PLANNING: "Planning", RUNNING: "Scoring", MERGING: "Merging"}
 
 
 def now() -> str:
@@ -50,7 +51,7 @@ def remove_condition(conditions: list[dict], type_: str) -> list[dict]:
     return [c for c in conditions if c.get("type") != type_]
 
 
-def with_phase(status: dict, phase: str, reason: str, message: str, generation: int | None,
+def with_phase(status: dict, phase: Phase, reason: str, message: str, generation: int | None,
                at: str | None = None) -> dict:
     """`status` moved to `phase` (a new dict)."""
     at = at or now()

@@ -1,1 +1,1 @@
-"""The data plane: spec, planning, worker pool, outputs, merge and the local CLI."""
+"""The data plane: spec, planning, worker pool, outputs, merge and local mode (no Kubernetes, no kopf)."""

@@ -1,12 +1,12 @@
 """The in-pod entry point: `python -m parallelrun.runner {plan,score,merge} --spec F --run-id ID`.
 
 `score` runs shard JOB_COMPLETION_INDEX of the plan and ends with the exit code and
-termination message of DESIGN.md's runner contract. While it runs, it publishes the
-shard's counts so far every PROGRESS_SECONDS (Layout.progress), which the operator
-reads for live progress and to stop a run whose summed counts cross a threshold.
+termination message of the runner contract (contract.py). While it runs, it publishes
+the shard's counts so far every PROGRESS_PUBLISH_SECONDS (Layout.progress), which the
+operator reads for live progress and to stop a run whose summed counts cross a threshold.
 
     0  shard done (failed items are counted, not fatal)
-    2  bad configuration or user code that cannot load (not worth retrying)
+    2  bad configuration or user code that cannot load: a PermanentError (not worth retrying)
     3  this shard alone exceeds a threshold (the Job fails fast)
     other  a crash: Kubernetes retries the index and the retry resumes
 """
@@ -23,17 +23,15 @@ import tempfile
 import time
 
 from .accounting import Counts
+from .contract import (EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_THRESHOLD, PROGRESS_PUBLISH_SECONDS, SCRATCH_ENV,
+                       TERMINATION_LOG, TERMINATION_MESSAGE_LIMIT, PermanentError)
 from .layout import Layout
 from .merge import MergeError, merge
-from .plan import PlanError, ensure_plan, read_plan
+from .plan import ensure_plan, read_plan
 from .pool import InitError
-from .shard import ConfigError, ShardRunner
-from .spec import SpecError, load_spec_file
+from .shard import ShardRunner
+from .spec import load_spec_file
 from .storage import filesystem, storage_error, write_atomic
-
-EXIT_OK, EXIT_CONFIG, EXIT_THRESHOLD = 0, 2, 3
-_MESSAGE_LIMIT = 4000  # Kubernetes keeps 4096 bytes of a termination message
-PROGRESS_SECONDS = 10.0
 
 log = logging.getLogger("parallelrun")
 
@@ -43,13 +41,13 @@ def termination_message(counts: Counts | None, reason: str | None = None) -> str
     if reason:
         message["reason"] = reason
         encoded = json.dumps(message)
-        if len(encoded.encode()) > _MESSAGE_LIMIT:
-            message["reason"] = reason[: len(reason) - (len(encoded.encode()) - _MESSAGE_LIMIT) - 3] + "..."
+        if len(encoded.encode()) > TERMINATION_MESSAGE_LIMIT:
+            message["reason"] = reason[: len(reason) - (len(encoded.encode()) - TERMINATION_MESSAGE_LIMIT) - 3] + "..."
     return json.dumps(message)
 
 
 def _write_termination_log(text: str) -> None:
-    path = os.environ.get("PARALLELRUN_TERMINATION_LOG", "/dev/termination-log")
+    path = os.environ.get("PARALLELRUN_TERMINATION_LOG", TERMINATION_LOG)
     try:
         with open(path, "w") as f:
             f.write(text)
@@ -74,30 +72,30 @@ def _score(args) -> int:
     if plan is None:
         _write_termination_log(termination_message(None, f"run {args.run_id} has no plan under {layout.root}"))
         return EXIT_CONFIG
-    scratch = os.environ.get("PARALLELRUN_SCRATCH") or tempfile.mkdtemp(prefix="parallelrun-")
+    scratch = os.environ.get(SCRATCH_ENV) or tempfile.mkdtemp(prefix="parallelrun-")
     progress = ProgressFile(fs, layout.progress(int(index)))
     runner = ShardRunner(spec, plan, fs, layout, int(index), scratch=scratch, on_progress=progress.update)
     try:
         result = runner.run()
         progress.publish(result.counts)
-    except (InitError, ConfigError) as e:
+    except PermanentError as e:  # the shard cannot go on: its counts so far, and why
         detail = getattr(e, "traceback", "")
         log.error("%s\n%s", e, detail)
         _write_termination_log(termination_message(runner.counts, f"user code cannot load: {e}"
                                                    if isinstance(e, InitError) else str(e)))
-        return EXIT_CONFIG
-    _write_termination_log(termination_message(result.counts, result.exceeded))
-    return EXIT_THRESHOLD if result.exceeded else EXIT_OK
+        return e.exit_code
+    _write_termination_log(termination_message(result.counts, result.threshold_reason))
+    return EXIT_THRESHOLD if result.threshold_reason else EXIT_OK
 
 
 class ProgressFile:
-    """The shard's counts so far, published at most every PROGRESS_SECONDS (the first at once)."""
+    """The shard's counts so far, published at most every PROGRESS_PUBLISH_SECONDS (the first at once)."""
 
     def __init__(self, fs, path: str):
         self.fs, self.path, self._last = fs, path, None
 
     def update(self, shard: int, counts: Counts) -> None:
-        if self._last is None or time.monotonic() - self._last >= PROGRESS_SECONDS:
+        if self._last is None or time.monotonic() - self._last >= PROGRESS_PUBLISH_SECONDS:
             self.publish(counts)
 
     def publish(self, counts: Counts) -> None:
@@ -123,9 +121,9 @@ def _merge(args) -> int:
         return EXIT_CONFIG
     try:
         summary = merge(spec, plan, fs, layout)
-    except MergeError as e:
+    except MergeError as e:  # the merge's message: its reason, no shard's counts
         _write_termination_log(json.dumps({"reason": str(e)}))
-        return EXIT_CONFIG
+        return e.exit_code
     _write_termination_log(json.dumps({k: summary[k] for k in ("status", "reason", "miniBatches", "items", "output")}))
     return EXIT_OK if summary["status"] == "Succeeded" else EXIT_THRESHOLD
 
@@ -142,15 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the workers are stopped
     try:
         return {"plan": _plan, "score": _score, "merge": _merge}[args.command](args)
-    except (SpecError, PlanError) as e:
+    except PermanentError as e:  # an invalid spec, input that cannot be planned, storage refusing...
         _write_termination_log(termination_message(None, str(e)))
-        return EXIT_CONFIG
+        return e.exit_code
     except Exception as e:  # noqa: BLE001 - a storage fault says so in one line; anything else is a crash
         fault = storage_error(e)
         if fault is None:
             raise
         _write_termination_log(termination_message(None, str(fault)))
-        return 1 if fault.transient else EXIT_CONFIG  # 1: Kubernetes retries the index
+        return fault.exit_code if isinstance(fault, PermanentError) else EXIT_RETRY  # Kubernetes retries the index
 
 
 if __name__ == "__main__":

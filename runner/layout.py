@@ -7,12 +7,12 @@
     <output.uri>/_parallelrun/<run-id>/shards/NNNNN.json       a finished shard's counts and errors
     <output.uri>/_parallelrun/<run-id>/progress/NNNNN.json     a scoring pod's counts so far (for the operator)
     <output.uri>/_parallelrun/<run-id>/summary.json, errors.jsonl
+
+A Layout built on the output filesystem's path gives paths to read and write; built
+on the output URI (Layout.uris) it gives the same places as URIs, to show a user.
 """
 
 from __future__ import annotations
-
-import hashlib
-import json
 
 from .spec import JobSpec
 from .storage import join
@@ -23,18 +23,22 @@ PART_EXTENSIONS = {"txt": "txt", "csv": "csv", "jsonl": "jsonl", "parquet": "arr
 def run_id_for(spec: JobSpec, salt: bytes = b"") -> str:
     """A run id that is the same for the same normalized spec (and `salt`, e.g. the
     scoring script's bytes), so a rerun after a crash resumes the same run."""
-    digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode() + salt).hexdigest()
-    return f"{spec.name}-{digest[:10]}"
+    return f"{spec.name}-{spec.fingerprint(salt)[:10]}"
 
 
 class Layout:
-    """Paths of one run, inside the output filesystem (no protocol)."""
+    """Paths of one run, inside the output filesystem (no protocol); URIs with Layout.uris."""
 
     def __init__(self, output_path: str, run_id: str, output_format: str = "txt"):
         self.output_path = output_path
         self.run_id = run_id
         self.root = join(output_path, "_parallelrun", run_id)
         self.part_ext = PART_EXTENSIONS[output_format]
+
+    @classmethod
+    def uris(cls, spec: JobSpec, run_id: str) -> "Layout":
+        """The run's places as URIs under `spec.output.uri`, as the user wrote it (no storage access)."""
+        return cls(spec.output.uri.rstrip("/") or "/", run_id, spec.output.format)
 
     @property
     def plan_dir(self) -> str:

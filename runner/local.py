@@ -17,14 +17,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from .accounting import Counts, spec_threshold_exceeded
+from .contract import PermanentError
 from .layout import Layout, run_id_for
 from .lock import RunLock
 from .merge import MergeError, merge, read_summary
 from .plan import Plan, PlanError, ensure_plan, input_changes, read_plan
-from .pool import InitError, available_cpus
-from .shard import ConfigError, ShardRunner, process_count
+from .pool import InitError
+from .resources import available_cpus, process_count
+from .shard import ShardRunner
 from .spec import JobSpec, load_spec_file
-from .storage import filesystem, is_local, storage_error
+from .storage import filesystem, is_local, remove_stale_temporaries, storage_error
 
 
 class LocalRunError(RuntimeError):
@@ -82,9 +84,28 @@ def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console
 
 
 def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> dict:
+    """Reuse a finished run, or plan (or resume) it, score every shard and merge."""
     if spec.allow_reuse and not fresh and (reused := _reusable(spec, fs, layout)) is not None:
         console.print(f"[bold]allowReuse[/]: run {layout.run_id} already succeeded on this input; reusing its output")
         return reused
+    plan = _plan(spec, fs, layout, fresh, console)
+    log_dir = os.path.join(layout.root, "logs") if is_local(fs) else tempfile.mkdtemp(prefix="parallelrun-logs-")
+    stopped, started = _score(spec, plan, fs, layout, log_dir, console)
+    with console.status("Merging the output..."):
+        try:
+            summary = merge(spec, plan, fs, layout, write_final=stopped is None)
+        except MergeError as e:  # as a merge pod: not worth retrying (exit 2)
+            raise LocalRunError(f"cannot merge: {e}", e.exit_code) from e
+    summary["seconds"] = round(time.monotonic() - started, 2)
+    summary["logs"] = log_dir
+    _print_summary(console, summary)
+    if summary["status"] != "Succeeded":
+        raise LocalRunError(f"stopped: {summary['reason'] or stopped}; details in {summary['errors']}")
+    return summary
+
+
+def _plan(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> Plan:
+    """The run's plan: a finished run (or, with --fresh, any) starts over; an interrupted one resumes."""
     if fs.exists(layout.root) and (fresh or fs.exists(layout.summary)):
         fs.rm(layout.root, recursive=True)
     elif fs.exists(layout.plan_header):
@@ -98,27 +119,32 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
     console.print(f"Planned {plan.total_mini_batches:,} mini-batches ({items}) over {spec.node_count} "
                   f"node(s) × {workers} process(es) in {time.monotonic() - started:.1f}s")
     _warn_oversubscribed(console, plan, workers)
+    return plan
 
-    log_dir = os.path.join(layout.root, "logs") if is_local(fs) else tempfile.mkdtemp(prefix="parallelrun-logs-")
+
+def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, console: Console) -> tuple[str | None, float]:
+    """Every shard with work on a thread of its own, with progress shown meanwhile.
+
+    Returns why the shards were stopped (a threshold; None: they all finished) and when
+    scoring started; raises LocalRunError when a shard failed or the run was interrupted."""
     tally = _Tally(spec, plan)
-    results, errors, runners = {}, [], []
+    errors = []
     scratch = tempfile.mkdtemp(prefix="parallelrun-")
 
     def run_shard(runner: ShardRunner) -> None:
         try:
-            results[runner.index] = runner.run()
-        except (InitError, ConfigError) as e:
+            runner.run()
+        except PermanentError as e:
             errors.append(e)
             tally.stop(str(e))
         except BaseException as e:  # noqa: BLE001 - reported below, after the other shards stop
             errors.append(e)
             tally.stop(f"{type(e).__name__}: {e}")
 
-    for s in plan.shards:
-        if s["count"]:  # a shard without work starts no thread and no worker
-            runners.append(ShardRunner(spec, plan, fs, layout, s["index"], scratch=os.path.join(scratch, str(s["index"])),
-                                       log_dir=log_dir, on_progress=tally.update,
-                                       should_stop=lambda: tally.stop_reason is not None))
+    runners = [ShardRunner(spec, plan, fs, layout, s.index, scratch=os.path.join(scratch, str(s.index)),
+                           log_dir=log_dir, on_progress=tally.update,
+                           should_stop=lambda: tally.stop_reason is not None)
+               for s in plan.shards if s.count]  # a shard without work starts no thread and no worker
     threads = [threading.Thread(target=run_shard, args=(r,), daemon=True) for r in runners]
     report = _Reporter(console, plan, runners, tally)
     try:
@@ -136,29 +162,24 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
             t.join()
         raise LocalRunError(f"interrupted; run the same command again to resume run {layout.run_id}",
                             getattr(e, "exit_code", 130))
-
     if errors:
-        e = errors[0]
-        if isinstance(e, InitError):
-            console.print(e.traceback, style="red", markup=False, highlight=False)
-            raise LocalRunError(f"the scoring script cannot load: {e} (worker logs: {log_dir})", 2)
-        if isinstance(e, ConfigError):
-            raise LocalRunError(str(e), 2)
-        if (fault := storage_error(e)) is not None:
-            raise LocalRunError(str(fault), fault.exit_code)
-        raise LocalRunError(f"a shard crashed: {type(e).__name__}: {e}")
-    stopped = tally.stop_reason
-    with console.status("Merging the output..."):
-        try:
-            summary = merge(spec, plan, fs, layout, write_final=stopped is None)
-        except MergeError as e:  # as a merge pod: not worth retrying (exit 2)
-            raise LocalRunError(f"cannot merge: {e}", 2) from e
-    summary["seconds"] = round(report.elapsed(), 2)
-    summary["logs"] = log_dir
-    _print_summary(console, summary)
-    if summary["status"] != "Succeeded":
-        raise LocalRunError(f"stopped: {summary['reason'] or stopped}; details in {summary['errors']}")
-    return summary
+        # Workers killed as the run stopped may have been writing: no half-written part or marker stays.
+        for folder in (layout.parts_dir, layout.done_dir):
+            remove_stale_temporaries(fs, folder)
+        raise _shard_failure(errors[0], log_dir, console)
+    return tally.stop_reason, report.started
+
+
+def _shard_failure(e: BaseException, log_dir: str, console: Console) -> LocalRunError:
+    """A shard's exception as the run's one-line reason and exit code."""
+    if isinstance(e, InitError):
+        console.print(e.traceback, style="red", markup=False, highlight=False)
+        return LocalRunError(f"the scoring script cannot load: {e} (worker logs: {log_dir})", e.exit_code)
+    if isinstance(e, PermanentError):  # a missing entry script or model, storage refusing...
+        return LocalRunError(str(e), e.exit_code)
+    if (fault := storage_error(e)) is not None:
+        return LocalRunError(str(fault), fault.exit_code)
+    return LocalRunError(f"a shard crashed: {type(e).__name__}: {e}")
 
 
 def _reusable(spec: JobSpec, fs, layout: Layout) -> dict | None:
@@ -178,7 +199,7 @@ def _reusable(spec: JobSpec, fs, layout: Layout) -> dict | None:
 
 def _warn_oversubscribed(console: Console, plan: Plan, workers: int) -> None:
     """Local shards share this machine: many more processes than CPUs thrash, or run out of memory."""
-    started = sum(min(workers, s["count"]) for s in plan.shards)
+    started = sum(min(workers, s.count) for s in plan.shards)
     cpus = available_cpus()
     if started > 4 * cpus:
         console.print(f"[yellow]warning:[/] {started:,} worker processes on {cpus} CPU(s) "

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 
+from .contract import PermanentError
 from .storage import is_local, join
 
 LEASE_SECONDS = 60.0
@@ -32,10 +33,8 @@ LEASE_SECONDS = 60.0
 log = logging.getLogger("parallelrun")
 
 
-class RunLocked(RuntimeError):
+class RunLocked(PermanentError, RuntimeError):
     """Another process runs this run id; the message names it."""
-
-    exit_code = 2
 
 
 def _holder() -> dict:

@@ -21,8 +21,10 @@ import os
 import shutil
 
 from .accounting import Counts, spec_threshold_exceeded
+from .contract import PermanentError
 from .layout import Layout
 from .plan import Plan
+from .records import DoneRecord, ShardResult
 from .spec import JobSpec
 from .storage import open_atomic, remove_stale_temporaries, write_atomic
 
@@ -30,30 +32,29 @@ _COPY_BUFFER = 8 * 2**20
 PREVIOUS_SUFFIX = ".previous"  # where a failed run moves an earlier run's final file
 
 
-class MergeError(RuntimeError):
+class MergeError(PermanentError, RuntimeError):
     """The run cannot be merged: a shard has not finished, a part is missing, columns clash."""
 
 
-def shard_results(fs, layout: Layout, plan: Plan) -> list[dict]:
+def shard_results(fs, layout: Layout, plan: Plan) -> list[ShardResult]:
     """Each shard's result; a shard with nothing to do may not have run at all (the operator
     starts no pod for it)."""
     results = []
     for s in plan.shards:
         try:
-            with fs.open(layout.shard_result(s["index"]), "rb") as f:
-                results.append(json.load(f))
+            with fs.open(layout.shard_result(s.index), "rb") as f:
+                results.append(ShardResult.from_dict(json.load(f)))
         except FileNotFoundError:
-            if s["count"]:
-                raise MergeError(f"shard {s['index']} has not finished; run it before merging") from None
-            results.append({"shard": s["index"], **Counts().to_dict(), "thresholdExceeded": None,
-                            "failedMiniBatches": []})
+            if s.count:
+                raise MergeError(f"shard {s.index} has not finished; run it before merging") from None
+            results.append(ShardResult(s.index, Counts()))
     return results
 
 
 # -- which parts, with which columns --------------------------------------------------
 
 
-def _parts(plan: Plan, results: list[dict]) -> tuple[list[tuple[int, int | None]], list, list[int]]:
+def _parts(plan: Plan, results: list[ShardResult]) -> tuple[list[tuple[int, int | None]], list, list[int]]:
     """The mini-batches with a part, in plan order, each with the index of its schema
     (None: a plain list, no columns); the distinct schemas; the first mini-batch of each."""
     from .outputs import schema_from_text
@@ -61,13 +62,12 @@ def _parts(plan: Plan, results: list[dict]) -> tuple[list[tuple[int, int | None]
     texts: list[str] = []
     parts, first_of = [], []
     for s, r in zip(plan.shards, results):
-        local = [_global_index(texts, first_of, t) for t in r.get("schemas", [])]
-        schema_of = {int(k): v for k, v in r.get("schemaOf", {}).items()}
-        without = set(r.get("withoutPart", []))
-        for mb in range(s["first"], s["first"] + s["count"]):
+        local = [_global_index(texts, first_of, t) for t in r.schemas]
+        without = set(r.without_part)
+        for mb in s.mini_batch_ids:
             if mb in without:
                 continue
-            k = local[schema_of.get(mb, 0)] if local else None
+            k = local[r.schema_of.get(mb, 0)] if local else None
             if k is not None and first_of[k] is None:
                 first_of[k] = mb
             parts.append((mb, k))
@@ -124,7 +124,8 @@ def _aligned(table, target):
 # -- writing the output ------------------------------------------------------------------
 
 
-def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan, results: list[dict]) -> int:
+def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan,
+                 results: list[ShardResult]) -> int:
     """Write the parts of `results` into `target` in plan order; returns its size in bytes."""
     parts, schemas, first_of = _parts(plan, results)
     schema = _target_schema(schemas, first_of, typed=output_format == "parquet")
@@ -230,17 +231,18 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     counts = Counts()
     failed_ids = []
     for r in results:
-        counts.add(Counts.from_dict(r))
-        failed_ids.extend(r["failedMiniBatches"])
-    exceeded = next((r["thresholdExceeded"] for r in results if r.get("thresholdExceeded")), None)
+        counts.add(r.counts)
+        failed_ids.extend(r.failed_ids)
+    exceeded = next((r.threshold_reason for r in results if r.threshold_reason), None)
     exceeded = exceeded or spec_threshold_exceeded(spec, counts, plan.total_mini_batches)
 
     with open_atomic(fs, layout.errors) as out:
         for mb_id in sorted(failed_ids):
             with fs.open(layout.done(mb_id), "rb") as f:
-                for record in json.load(f)["errors"]:
+                for record in DoneRecord.from_dict(json.load(f)).errors:
                     out.write((json.dumps(record) + "\n").encode())
 
+    uris = Layout.uris(spec, layout.run_id)
     output, final = None, layout.final_output(spec.output.file_name)
     if write_final and not exceeded and spec.output.action == "appendRow":
         _check_complete(plan, results)
@@ -249,7 +251,7 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
         except MergeError:
             _move_aside(fs, final)
             raise
-        output = {"uri": _uri(spec, spec.output.file_name), "bytes": size}
+        output = {"uri": uris.final_output(spec.output.file_name), "bytes": size}
     status = "Failed" if exceeded or not write_final else "Succeeded"
     stale = _move_aside(fs, final) if status == "Failed" else None
     summary = {
@@ -262,12 +264,12 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
                        "miniBatchErrorThreshold": spec.mini_batch_error_threshold,
                        "allowedFailedPercent": spec.allowed_failed_percent},
         "output": output,
-        "errors": _uri(spec, f"_parallelrun/{layout.run_id}/errors.jsonl"),
-        "summary": _uri(spec, f"_parallelrun/{layout.run_id}/summary.json"),
+        "errors": uris.errors,
+        "summary": uris.summary,
         "finishedAt": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if stale:
-        summary["previousOutput"] = _uri(spec, os.path.basename(stale))
+        summary["previousOutput"] = uris.final_output(os.path.basename(stale))
     summary["miniBatches"]["total"] = plan.total_mini_batches
     write_atomic(fs, layout.summary, json.dumps(summary, indent=1).encode())
     if status == "Succeeded":
@@ -283,16 +285,12 @@ def read_summary(fs, layout: Layout) -> dict | None:
         return None
 
 
-def _check_complete(plan: Plan, results: list[dict]) -> None:
+def _check_complete(plan: Plan, results: list[ShardResult]) -> None:
     for s, r in zip(plan.shards, results):
-        committed = Counts.from_dict(r).mini_batches
-        if committed != s["count"]:
-            raise MergeError(f"shard {s['index']} committed {committed:,} of its {s['count']:,} mini-batches; "
+        committed = r.counts.mini_batches
+        if committed != s.count:
+            raise MergeError(f"shard {s.index} committed {committed:,} of its {s.count:,} mini-batches; "
                              "run it to the end before merging")
-
-
-def _uri(spec: JobSpec, relative: str) -> str:
-    return spec.output.uri.rstrip("/") + "/" + relative
 
 
 def _move_aside(fs, final: str) -> str | None:

@@ -27,8 +27,11 @@ import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
+from .contract import PermanentError
+from .formats import arrow_dataset, has_header
 from .layout import Layout
-from .spec import JobSpec
+from .records import ShardRange
+from .spec import InputFormat, InputType, JobSpec
 from .storage import filesystem, protocol_of, write_atomic
 
 PLAN_VERSION = 1
@@ -36,7 +39,7 @@ _SCAN_BLOCK = 16 * 2**20  # bytes read at a time when counting lines
 _JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps with options makes a new encoder per call
 
 
-class PlanError(ValueError):
+class PlanError(PermanentError, ValueError):
     """The input cannot be planned (nothing matches, unreadable file...): a user's mistake."""
 
 
@@ -106,10 +109,10 @@ class Plan:
     """The plan header; `mini_batches` is filled when planned here, not when read back."""
 
     input_uri: str  # the root the mini-batches' paths are relative to
-    input_type: str
-    input_format: str | None
+    input_type: InputType
+    input_format: InputFormat | None
     options: dict
-    shards: list[dict]  # [{"index", "first", "count", "items", "bytes"}]
+    shards: list[ShardRange]
     total_mini_batches: int
     total_items: int | None
     total_bytes: int
@@ -121,12 +124,13 @@ class Plan:
                                                     "format": self.input_format, "options": self.options},
                 "totals": {"miniBatches": self.total_mini_batches, "items": self.total_items,
                            "bytes": self.total_bytes},
-                "shards": self.shards, "sources": self.sources}
+                "shards": [s.to_dict() for s in self.shards], "sources": self.sources}
 
     @classmethod
     def from_header(cls, d: dict) -> "Plan":
         return cls(input_uri=d["input"]["uri"], input_type=d["input"]["type"],
-                   input_format=d["input"]["format"], options=d["input"]["options"], shards=d["shards"],
+                   input_format=d["input"]["format"], options=d["input"]["options"],
+                   shards=[ShardRange.from_dict(s) for s in d["shards"]],
                    total_mini_batches=d["totals"]["miniBatches"], total_items=d["totals"]["items"],
                    total_bytes=d["totals"]["bytes"], sources=d.get("sources"))
 
@@ -366,11 +370,6 @@ def _target_rows(spec: JobSpec, bytes_per_row: float) -> int:
     return max(1, int(spec.mini_batch_size.value / max(bytes_per_row, 1e-9)))
 
 
-def has_header(spec_or_options) -> bool:
-    options = spec_or_options if isinstance(spec_or_options, dict) else spec_or_options.input.options
-    return bool(options.get("header", True)) and not options.get("columnNames")
-
-
 def _text_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator[MiniBatch]:
     """csv/jsonl: byte ranges that start and end on line boundaries.
 
@@ -437,8 +436,6 @@ def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) ->
 
     Keys may be columns of the data or hive-style folders (`species=setosa/`).
     """
-    from .readers import arrow_dataset
-
     sizes = {f.rel: f.size for f in files}
     groups: dict[tuple, dict] = defaultdict(lambda: {"files": [], "items": 0, "size": 0})
     for rel in sizes:
@@ -464,7 +461,7 @@ def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) ->
 # -- shards ----------------------------------------------------------------------
 
 
-def shard(mini_batches: list[MiniBatch], count: int) -> list[dict]:
+def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
     """Cut the plan into `count` contiguous shards of about equal bytes.
 
     Contiguous keeps a file's mini-batches together (a worker's row-group cache hits);
@@ -486,8 +483,7 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[dict]:
     for k in range(count):
         chosen = mini_batches[bounds[k]:bounds[k + 1]]
         items = None if any(b.items is None for b in chosen) else sum(b.items for b in chosen)
-        shards.append({"index": k, "first": bounds[k], "count": len(chosen), "items": items,
-                       "bytes": sum(b.size for b in chosen)})
+        shards.append(ShardRange(k, bounds[k], len(chosen), items, sum(b.size for b in chosen)))
     return shards
 
 
@@ -502,8 +498,8 @@ def shards_with_work(total_mini_batches: int, node_count: int) -> int:
 def write_plan(plan: Plan, fs, layout: Layout) -> None:
     """Write every shard's mini-batches, then the header: its presence commits the plan."""
     for s in plan.shards:
-        lines = "".join(b.to_json() + "\n" for b in plan.mini_batches[s["first"]:s["first"] + s["count"]])
-        write_atomic(fs, layout.plan_shard(s["index"]), lines.encode())
+        lines = "".join(b.to_json() + "\n" for b in plan.mini_batches[s.first:s.first + s.count])
+        write_atomic(fs, layout.plan_shard(s.index), lines.encode())
     write_atomic(fs, layout.plan_header, json.dumps(plan.header(), indent=1).encode())
 
 
@@ -570,8 +566,8 @@ def input_changes(spec: JobSpec, plan: Plan, fs, layout: Layout, env: Mapping[st
     """What differs between the input now and when `plan` was made (empty: nothing)."""
     planned: dict[str, tuple] = {}
     for s in plan.shards:
-        if s["count"]:
-            for mb in read_shard(fs, layout, s["index"]):
+        if s.count:
+            for mb in read_shard(fs, layout, s.index):
                 if mb.stamps is None:  # a plan written before stamps were recorded
                     return []
                 planned.update(zip(mb.paths, mb.file_stamps()))

@@ -13,6 +13,7 @@ pool, however the pool's process ends (processes.py).
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -20,13 +21,14 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 
+from .contract import PermanentError
 from .plan import MiniBatch
 from .processes import ProcessGroup
-from .storage import StorageError
-from .worker import worker_main
+from .storage import StorageRefused, StorageUnavailable
+from .worker import AttemptFailed, InitFailed, Message, Ok, Ready, StorageFailed, WorkerConfig, worker_main
 
 
-class InitError(RuntimeError):
+class InitError(PermanentError, RuntimeError):
     """The user's code cannot load: importing the entry script or init() failed."""
 
     def __init__(self, error: str, tb: str):
@@ -58,7 +60,7 @@ def _describe_exit(code: int | None) -> str:
 
 
 class _Worker:
-    def __init__(self, ctx, index: int, config: dict):
+    def __init__(self, ctx, index: int, config: WorkerConfig):
         self.index = index
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=worker_main, args=(child, config), daemon=True,
@@ -87,13 +89,13 @@ class _Worker:
 
 
 class WorkerPool:
-    """`configs[k]` is worker k's config for worker_main (its env carries its GPUs).
+    """`configs[k]` is worker k's config (its env carries its GPUs).
 
     At most `max_workers` workers start (the first configs): no more than there are
     mini-batches to run. A worker's init() has `init_timeout` seconds to report ready.
     """
 
-    def __init__(self, configs: list[dict], timeout: float, max_init_crashes: int = 3, *,
+    def __init__(self, configs: list[WorkerConfig], timeout: float, max_init_crashes: int = 3, *,
                  init_timeout: float = 600, max_workers: int | None = None):
         self._ctx = multiprocessing.get_context("spawn")
         if max_workers is not None:
@@ -103,7 +105,7 @@ class WorkerPool:
         self._init_crashes = 0
         self._max_init_crashes = max_init_crashes
         self._group = ProcessGroup()
-        self._configs = [dict(c, pgid=self._group.pgid, parent_pid=os.getpid()) for c in configs]
+        self._configs = [dataclasses.replace(c, pgid=self._group.pgid, parent_pid=os.getpid()) for c in configs]
         self._workers: list[_Worker] = []
         try:
             for k, c in enumerate(self._configs):
@@ -132,15 +134,35 @@ class WorkerPool:
 
     def wait(self, timeout: float) -> list[Outcome]:
         """Outcomes of the attempts that ended within `timeout` seconds."""
+        outcomes: list[Outcome] = []
+        dead = self._listen(self._until_next_deadline(timeout), outcomes)
+        now = time.monotonic()
+        for w in self._workers:
+            if w in dead:
+                self._bury(w, outcomes)
+            elif w.task is not None and now >= w.deadline:
+                self._time_out(w, outcomes)
+            elif not w.ready and now >= w.started + self._init_timeout:
+                w.dump_stacks()
+                w.kill()
+                raise InitError(f"init() did not finish within initTimeout ({self._init_timeout:g} s); "
+                                f"raise spec.initTimeout or make init() faster", "")
+        return outcomes
+
+    def _until_next_deadline(self, timeout: float) -> float:
+        """`timeout`, shortened to the first run() or init() deadline."""
         deadlines = [w.deadline for w in self._workers if w.task is not None]
         deadlines += [w.started + self._init_timeout for w in self._workers if not w.ready]
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
+        return timeout
+
+    def _listen(self, timeout: float, outcomes: list[Outcome]) -> set[_Worker]:
+        """Take what the workers send within `timeout`; returns the workers that died."""
         handles = {}
         for w in self._workers:
             handles[w.conn] = w
             handles[w.process.sentinel] = w
-        outcomes: list[Outcome] = []
         dead: set[_Worker] = set()
         for handle in wait(list(handles), timeout):
             w = handles[handle]
@@ -155,43 +177,40 @@ class WorkerPool:
                     pass
             if not w.process.is_alive():
                 dead.add(w)
-        now = time.monotonic()
-        for w in self._workers:
-            if w in dead:
-                w.process.join(1)
-                if w.task is not None:
-                    outcomes.append(Outcome(w.task, None, error=_describe_exit(w.process.exitcode)))
-                elif not w.ready:
-                    self._init_crashes += 1
-                    if self._init_crashes >= self._max_init_crashes:
-                        raise InitError(f"init() crashed: {_describe_exit(w.process.exitcode)}", "")
-                self._replace(w)
-            elif w.task is not None and now >= w.deadline:
-                outcomes.append(Outcome(w.task, None, error=f"TimeoutError: run() did not return within "
-                                                            f"runInvocationTimeout ({self._timeout:g} s)"))
-                w.dump_stacks()
-                self._replace(w)
-            elif not w.ready and now >= w.started + self._init_timeout:
-                w.dump_stacks()
-                w.kill()
-                raise InitError(f"init() did not finish within initTimeout ({self._init_timeout:g} s); "
-                                f"raise spec.initTimeout or make init() faster", "")
-        return outcomes
+        return dead
 
-    def _receive(self, w: _Worker, message: tuple, outcomes: list[Outcome]) -> None:
-        kind = message[0]
-        if kind == "ready":
-            w.ready = True
-        elif kind == "init_failed":
-            raise InitError(message[1], message[2])
-        elif kind == "storage_failed":
-            raise StorageError(message[1], transient=message[2])
-        elif kind == "ok":
-            outcomes.append(Outcome(w.task, message[2], returned=message[3], schema=message[4]))
-            w.task = None
-        elif kind == "error":
-            outcomes.append(Outcome(w.task, message[2], error=message[3], traceback=message[4]))
-            w.task = None
+    def _receive(self, w: _Worker, message: Message, outcomes: list[Outcome]) -> None:
+        match message:
+            case Ready():
+                w.ready = True
+            case InitFailed(error, tb):
+                raise InitError(error, tb)
+            case StorageFailed(text, transient):
+                raise (StorageUnavailable if transient else StorageRefused)(text)
+            case Ok(_, items, returned, schema):
+                outcomes.append(Outcome(w.task, items, returned=returned, schema=schema))
+                w.task = None
+            case AttemptFailed(_, items, error, tb):
+                outcomes.append(Outcome(w.task, items, error=error, traceback=tb))
+                w.task = None
+
+    def _bury(self, w: _Worker, outcomes: list[Outcome]) -> None:
+        """A worker that died: its attempt failed (or its init() crashed); a new one takes its place."""
+        w.process.join(1)
+        if w.task is not None:
+            outcomes.append(Outcome(w.task, None, error=_describe_exit(w.process.exitcode)))
+        elif not w.ready:
+            self._init_crashes += 1
+            if self._init_crashes >= self._max_init_crashes:
+                raise InitError(f"init() crashed: {_describe_exit(w.process.exitcode)}", "")
+        self._replace(w)
+
+    def _time_out(self, w: _Worker, outcomes: list[Outcome]) -> None:
+        """A run() call that overran the timeout: the attempt failed; the worker is killed and replaced."""
+        outcomes.append(Outcome(w.task, None, error=f"TimeoutError: run() did not return within "
+                                                    f"runInvocationTimeout ({self._timeout:g} s)"))
+        w.dump_stacks()
+        self._replace(w)
 
     def _replace(self, w: _Worker) -> None:
         w.task = None
@@ -216,34 +235,3 @@ class WorkerPool:
         for w in self._workers:
             w.kill()
         self._group.close()
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (a pod's limit)."""
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    quota = None
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:  # cgroup v2: "max 100000" or "200000 100000"
-            limit, period = f.read().split()
-            quota = None if limit == "max" else int(limit) / int(period)
-    except (OSError, ValueError):
-        try:
-            with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as q, open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as p:
-                limit = int(q.read())
-                quota = None if limit <= 0 else limit / int(p.read())
-        except (OSError, ValueError):
-            pass
-    if quota:
-        count = min(count, max(1, int(quota + 0.999)))
-    return max(1, count)
-
-
-def gpu_assignment(workers: int, gpus: int, visible: str | None = None) -> list[str]:
-    """CUDA_VISIBLE_DEVICES for each worker: the pod's GPUs split evenly, or shared
-    round-robin when there are more workers than GPUs."""
-    devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(gpus)]
-    if not devices:
-        return ["" for _ in range(workers)]
-    if workers >= len(devices):
-        return [devices[k % len(devices)] for k in range(workers)]
-    return [",".join(devices[len(devices) * k // workers:len(devices) * (k + 1) // workers]) for k in range(workers)]

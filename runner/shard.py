@@ -13,46 +13,24 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .accounting import Counts, spec_threshold_exceeded
+from .contract import CODE_DIR, CODE_DIR_ENV, PermanentError
 from .layout import Layout
 from .plan import MiniBatch, Plan, changed_sources, read_shard
-from .pool import Outcome, WorkerPool, available_cpus, gpu_assignment
+from .pool import Outcome, WorkerPool
 from .readers import Reader
+from .records import DoneRecord, ShardResult
+from .resources import available_cpus, gpu_assignment, process_count
 from .spec import JobSpec
 from .storage import fetch, write_atomic
+from .worker import WorkerConfig
 
 log = logging.getLogger("parallelrun")
 
 
-class ConfigError(RuntimeError):
+class ConfigError(PermanentError, RuntimeError):
     """The job cannot start for a reason retrying will not fix (missing entry script, model...)."""
-
-
-@dataclass
-class ShardResult:
-    """A finished shard, for the merge: counts, and which committed mini-batches have
-    no part (nothing succeeded) and which columns each part has."""
-
-    index: int
-    counts: Counts
-    exceeded: str | None = None  # the threshold this shard alone exceeded
-    failed_ids: list[int] = field(default_factory=list)  # mini-batches with failed items
-    without_part: list[int] = field(default_factory=list)
-    schemas: list[str] = field(default_factory=list)  # distinct part schemas, in plan order of first use
-    schema_of: dict[int, int] = field(default_factory=dict)  # mini-batch → index in schemas, where not 0
-
-    def to_dict(self) -> dict:
-        return {"shard": self.index, **self.counts.to_dict(), "thresholdExceeded": self.exceeded,
-                "failedMiniBatches": self.failed_ids, "withoutPart": self.without_part,
-                "schemas": self.schemas, "schemaOf": {str(k): v for k, v in self.schema_of.items()}}
-
-
-def process_count(spec: JobSpec) -> int:
-    if spec.process_count_per_node:
-        return spec.process_count_per_node
-    return spec.gpu.count if spec.gpu else available_cpus()
 
 
 class ShardRunner:
@@ -85,7 +63,7 @@ class ShardRunner:
             if os.path.isfile(directory):
                 directory = os.path.dirname(directory)
         elif code.config_map:
-            directory = os.environ.get("PARALLELRUN_CODE_DIR", "/var/run/parallelrun/code")
+            directory = os.environ.get(CODE_DIR_ENV, CODE_DIR)
         else:
             directory = os.getcwd()  # baked into the image, relative to its working directory
         script = os.path.join(directory, code.entry_script)
@@ -114,7 +92,7 @@ class ShardRunner:
             raise ConfigError(f"{' and '.join(changed)} changed since run {self.layout.run_id} was planned; "
                               "scoring with it would mix versions: start a new run (--fresh in local mode)")
 
-    def worker_configs(self) -> list[dict]:
+    def worker_configs(self) -> list[WorkerConfig]:
         workers = process_count(self.spec)
         script = self._resolve_code()
         env = self._shared_env()
@@ -129,14 +107,14 @@ class ShardRunner:
             worker_env = dict(env, PARALLELRUN_WORKER_INDEX=str(k))
             if gpus is not None:
                 worker_env["CUDA_VISIBLE_DEVICES"] = gpus[k]
-            configs.append({
-                "worker": f"{self.index}.{k}", "env": worker_env, "entry_script": script,
-                "arguments": list(self.spec.arguments), "logging_level": self.spec.logging_level,
-                "plan": self.plan.header(), "scratch": os.path.join(self.scratch, f"worker-{k}"),
-                "output_uri": self.spec.output.uri, "run_id": self.layout.run_id,
-                "output_format": self.spec.output.format, "append_row": self.spec.output.action == "appendRow",
-                "log_path": os.path.join(self.log_dir, f"shard-{self.index}-worker-{k}.log") if self.log_dir else None,
-            })
+            configs.append(WorkerConfig(
+                worker=f"{self.index}.{k}", env=worker_env, entry_script=script,
+                arguments=list(self.spec.arguments), logging_level=self.spec.logging_level,
+                plan=self.plan.header(), scratch=os.path.join(self.scratch, f"worker-{k}"),
+                output_uri=self.spec.output.uri, run_id=self.layout.run_id,
+                output_format=self.spec.output.format, append_row=self.spec.output.action == "appendRow",
+                log_path=os.path.join(self.log_dir, f"shard-{self.index}-worker-{k}.log") if self.log_dir else None,
+            ))
         return configs
 
     # -- resume ----------------------------------------------------------------
@@ -153,7 +131,7 @@ class ShardRunner:
                 pending.append(mb)
                 continue
             with self.fs.open(self.layout.done(mb.id), "rb") as f:
-                done = json.load(f)
+                done = DoneRecord.from_dict(json.load(f))
             self._count(mb, done)
         if len(pending) < len(mini_batches):
             log.info("shard %d: resuming, %d of %d mini-batches already committed",
@@ -218,32 +196,31 @@ class ShardRunner:
         """Write the mini-batch's `done/` marker: from now on it is never run again."""
         # The plan's count where it has one: rows that vanished from the input are failed items.
         items = mb.items if mb.items is not None else outcome.items if outcome.items is not None else self._items_of(mb)
-        done = {"id": mb.id, "status": "succeeded", "items": items, "attempts": attempts, "errors": [],
-                "schema": outcome.schema}
         if outcome.error is not None:
-            done.update(status="failed", succeeded=0, failed=items)
-            done["errors"] = self._error_records(mb, items, outcome.error, outcome.traceback, attempts)
+            done = DoneRecord(mb.id, "failed", items, succeeded=0, failed=items, attempts=attempts,
+                              errors=self._error_records(mb, items, outcome.error, outcome.traceback, attempts),
+                              schema=outcome.schema)
         else:
             succeeded = outcome.returned  # the worker fails an attempt that returned more than its items
-            done.update(succeeded=succeeded, failed=items - succeeded)
+            done = DoneRecord(mb.id, "succeeded", items, succeeded=succeeded, failed=items - succeeded,
+                              attempts=attempts, schema=outcome.schema)
             if succeeded < items:
-                done["errors"] = [self._error_record(
+                done.errors = [self._error_record(
                     mb, None, items - succeeded, attempts,
                     f"run() returned {outcome.returned:,} results for {items:,} items", None)]
-        if not done["succeeded"] and self.fs.exists(self.layout.part(mb.id)):
+        if not done.succeeded and self.fs.exists(self.layout.part(mb.id)):
             self.fs.rm(self.layout.part(mb.id))  # left by an attempt that died after writing it
-        write_atomic(self.fs, self.layout.done(mb.id), json.dumps(done).encode())
+        write_atomic(self.fs, self.layout.done(mb.id), json.dumps(done.to_dict()).encode())
         self._count(mb, done)
 
-    def _count(self, mb: MiniBatch, done: dict) -> None:
-        failed_batch = done["status"] == "failed"
-        self.counts.add(Counts(0 if failed_batch else 1, 1 if failed_batch else 0, done["succeeded"], done["failed"]))
-        if done["failed"]:
+    def _count(self, mb: MiniBatch, done: DoneRecord) -> None:
+        self.counts.add(done.counts)
+        if done.failed:
             self.failed_ids.append(mb.id)
-        if not done["succeeded"]:
+        if not done.succeeded:
             self.without_part.append(mb.id)
-        elif done.get("schema"):  # one string per distinct schema, however many mini-batches share it
-            self._schemas[mb.id] = self._distinct.setdefault(done["schema"], done["schema"])
+        elif done.schema:  # one string per distinct schema, however many mini-batches share it
+            self._schemas[mb.id] = self._distinct.setdefault(done.schema, done.schema)
         self.on_progress(self.index, self.counts)
 
     def _items_of(self, mb: MiniBatch) -> int:

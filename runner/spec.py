@@ -8,14 +8,17 @@ that is what the operator hands to the pods, and loading it again is lossless.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
+import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
+
+from .contract import URI_SCHEME, PermanentError
 
 API_VERSION = "parallelrun.dev/v1alpha1"
 KIND = "BatchInferenceJob"
@@ -23,8 +26,6 @@ KIND = "BatchInferenceJob"
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # Kubernetes' metadata.name (DNS-1123 subdomain)
 
@@ -37,8 +38,16 @@ _SPEC_FIELDS = (
 _ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
                        "tolerations", "serviceAccountName", "gpu")
 
+# The values a field may take, in the order an error lists them (get_args).
+InputType = Literal["tabular", "files"]
+InputFormat = Literal["parquet", "csv", "jsonl"]
+OutputAction = Literal["appendRow", "summaryOnly"]
+OutputFormat = Literal["txt", "csv", "parquet", "jsonl"]
+SizeUnit = Literal["count", "rows", "bytes"]  # files, rows, or bytes on disk
+LoggingLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
-class SpecError(ValueError):
+
+class SpecError(PermanentError, ValueError):
     """A resource with invalid fields; `.errors` has one "path: problem; fix" line each."""
 
     def __init__(self, errors: list[str]):
@@ -58,7 +67,7 @@ def parse_size(text: str) -> int:
 class MiniBatchSize:
     """How input is cut: `count` files, `rows` rows, or about `bytes` bytes."""
 
-    unit: str  # "count" | "rows" | "bytes"
+    unit: SizeUnit
     value: int
     text: str | int  # as the user wrote it, for to_dict()
 
@@ -66,8 +75,8 @@ class MiniBatchSize:
 @dataclass(frozen=True)
 class InputSpec:
     uri: str
-    type: str  # "tabular" | "files"
-    format: str | None = None
+    type: InputType
+    format: InputFormat | None = None
     pattern: str | None = None
     options: dict = field(default_factory=dict)
 
@@ -92,9 +101,9 @@ class CodeSpec:
 @dataclass(frozen=True)
 class OutputSpec:
     uri: str
-    action: str = "appendRow"
+    action: OutputAction = "appendRow"
     file_name: str = "parallel_run_step.txt"
-    format: str = "txt"
+    format: OutputFormat = "txt"
 
 
 @dataclass(frozen=True)
@@ -124,15 +133,11 @@ class JobSpec:
     run_invocation_timeout: int = 60
     init_timeout: int = 600
     run_max_try: int = 3
-    logging_level: str = "INFO"
+    logging_level: LoggingLevel = "INFO"
     environment: dict = field(default_factory=dict)  # pod-side fields, as written (camelCase)
     gpu: GpuSpec | None = None
     storage: dict = field(default_factory=dict)
     allow_reuse: bool = False
-
-    @property
-    def is_tabular(self) -> bool:
-        return self.input.type == "tabular"
 
     def to_dict(self) -> dict:
         """The normalized spec in the resource's camelCase shape."""
@@ -170,8 +175,10 @@ class JobSpec:
             out["storage"] = self.storage
         return out
 
-    def replace(self, **changes) -> "JobSpec":
-        return dataclasses.replace(self, **changes)
+    def fingerprint(self, salt: bytes = b"") -> str:
+        """The sha256 (hex) of the normalized spec's sorted-keys JSON, and of `salt` after it
+        (the scoring script's bytes, for a local run id): equal for equal specs."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode() + salt).hexdigest()
 
 
 def _prune(d: dict) -> dict:
@@ -314,7 +321,7 @@ class _Loader:
         value = self.string(path, value, required=required)
         if value is None:
             return None
-        if _SCHEME.match(value) or os.path.isabs(value) or self.base_dir is None:
+        if URI_SCHEME.match(value) or os.path.isabs(value) or self.base_dir is None:
             return value
         return os.path.normpath(os.path.join(self.base_dir, value)) + ("/" if value.endswith("/") else "")
 
@@ -371,7 +378,7 @@ class _Loader:
             run_invocation_timeout=self.integer("spec.runInvocationTimeout", spec.get("runInvocationTimeout"), 60, 1),
             init_timeout=self.integer("spec.initTimeout", spec.get("initTimeout"), 600, 1),
             run_max_try=self.integer("spec.runMaxTry", spec.get("runMaxTry"), 3, 1),
-            logging_level=self.choice("spec.loggingLevel", spec.get("loggingLevel"), _LEVELS, "INFO"),
+            logging_level=self.choice("spec.loggingLevel", spec.get("loggingLevel"), get_args(LoggingLevel), "INFO"),
             environment=environment,
             gpu=self.gpu(environment.get("gpu")),
             storage=storage,
@@ -383,10 +390,10 @@ class _Loader:
         value = self.mapping("spec.input", value, ("uri", "type", "format", "pattern", "options"), required=True)
         if value is None:
             return None
-        kind = self.choice("spec.input.type", value.get("type"), ("tabular", "files"), None)
+        kind = self.choice("spec.input.type", value.get("type"), get_args(InputType), None)
         if value.get("type") is None:
             self.fail("spec.input.type", "required; use tabular (rows of csv/parquet/jsonl) or files (one item per file)")
-        fmt = self.choice("spec.input.format", value.get("format"), ("parquet", "csv", "jsonl"), None)
+        fmt = self.choice("spec.input.format", value.get("format"), get_args(InputFormat), None)
         if kind == "tabular" and value.get("format") is None:
             self.fail("spec.input.format", "required with type: tabular; use parquet, csv or jsonl")
         if kind == "files" and value.get("format") is not None:
@@ -407,9 +414,9 @@ class _Loader:
             self.fail("spec.output.fileName", f"{file_name!r} must be a plain file name, not a path nor starting with _ or .")
         return OutputSpec(
             uri=self.uri("spec.output.uri", value.get("uri")),
-            action=self.choice("spec.output.action", value.get("action"), ("appendRow", "summaryOnly"), "appendRow"),
+            action=self.choice("spec.output.action", value.get("action"), get_args(OutputAction), "appendRow"),
             file_name=file_name,
-            format=self.choice("spec.output.format", value.get("format"), ("txt", "csv", "parquet", "jsonl"), "txt"),
+            format=self.choice("spec.output.format", value.get("format"), get_args(OutputFormat), "txt"),
         )
 
     def code(self, value: Any) -> CodeSpec | None:

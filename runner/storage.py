@@ -32,6 +32,8 @@ from urllib.parse import unquote, urlsplit
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from .contract import EXIT_CONFIG, PermanentError
+
 log = logging.getLogger("parallelrun.storage")
 
 # Secret keys (the names Azure's and AWS's own tools read) → fsspec options.
@@ -261,16 +263,27 @@ _CREDENTIALS_FIX = "check the credentials in {variables} or the Secret named by 
 class StorageError(RuntimeError):
     """A storage fault the user must fix, as one line: the path or URI, the cause, the fix.
 
-    `exit_code` is the runner contract's 2 (bad configuration). `transient` tells a
-    caller that may retry later (a pod, the operator) that waiting could help: the
-    storage did not answer, or the disk is full; a refusal or a missing container
-    will not change by itself."""
+    Raised as one of two kinds, by whether waiting could help: StorageRefused (a
+    refusal, a missing container, a read-only disk: they do not change by themselves;
+    a PermanentError) or StorageUnavailable (`transient`: the storage did not answer,
+    or the disk is full; a pod exits to be retried, the operator retries later).
+    `exit_code` is local mode's for both: 2, bad configuration."""
 
-    exit_code = 2
+    exit_code = EXIT_CONFIG
+    transient = False
 
-    def __init__(self, message: str, *, transient: bool = False):
+    def __init__(self, message: str):
         super().__init__(_redact(message))
-        self.transient = transient
+
+
+class StorageRefused(StorageError, PermanentError):
+    """A storage fault that retrying cannot fix."""
+
+
+class StorageUnavailable(StorageError):
+    """A storage fault that waiting may fix."""
+
+    transient = True
 
 
 def storage_error(e: BaseException, uri_or_path: str | None = None, *, writing: bool | None = None,
@@ -317,11 +330,11 @@ def _classify(e: BaseException, where: str | None, writing: bool | None, fix: st
         detail = str(e)[len("unable to connect to account for"):].strip()
         uri = where or "az://"
         if detail.startswith("Must provide"):
-            return StorageError(f"no Azure Storage credentials for {uri}: set AZURE_STORAGE_CONNECTION_STRING "
-                                "(or AZURE_STORAGE_ACCOUNT_NAME with a key, SAS token or service principal); "
-                                "on Kubernetes, name a Secret in spec.storage.secretRef")
-        return StorageError(f"the Azure Storage credentials for {uri} are not usable ({_first_line(detail)}): "
-                            + _CREDENTIALS_FIX.format(variables=_credential_variables()))
+            return StorageRefused(f"no Azure Storage credentials for {uri}: set AZURE_STORAGE_CONNECTION_STRING "
+                                  "(or AZURE_STORAGE_ACCOUNT_NAME with a key, SAS token or service principal); "
+                                  "on Kubernetes, name a Secret in spec.storage.secretRef")
+        return StorageRefused(f"the Azure Storage credentials for {uri} are not usable ({_first_line(detail)}): "
+                              + _CREDENTIALS_FIX.format(variables=_credential_variables()))
     return None
 
 
@@ -330,16 +343,16 @@ def _classify_os(e: OSError, where: str | None, writing: bool | None, fix: str |
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         cause = "no space left" if e.errno == errno.ENOSPC else "disk quota exceeded"
         where_text = f" writing {path}" if path else " on the device"
-        return StorageError(f"{cause}{where_text}; {fix or 'free space or choose another output.uri'}", transient=True)
+        return StorageUnavailable(f"{cause}{where_text}; {fix or 'free space or choose another output.uri'}")
     if e.errno == errno.EROFS:
-        return StorageError(f"output not writable: {path or 'the output folder'} (read-only file system); "
-                            f"{fix or 'choose another output.uri or fix its permissions'}")
+        return StorageRefused(f"output not writable: {path or 'the output folder'} (read-only file system); "
+                              f"{fix or 'choose another output.uri or fix its permissions'}")
     if e.errno in (errno.EACCES, errno.EPERM):
         if writing:
-            return StorageError(f"output not writable: {path or 'the output folder'} (permission denied); "
-                                f"{fix or 'choose another output.uri or fix its permissions'}")
-        return StorageError(f"permission denied: {path or 'a file or folder'}; "
-                            f"{fix or 'fix its permissions, or choose another output.uri if it is the output'}")
+            return StorageRefused(f"output not writable: {path or 'the output folder'} (permission denied); "
+                                  f"{fix or 'choose another output.uri or fix its permissions'}")
+        return StorageRefused(f"permission denied: {path or 'a file or folder'}; "
+                              f"{fix or 'fix its permissions, or choose another output.uri if it is the output'}")
     return None
 
 
@@ -357,24 +370,24 @@ def _classify_azure(e: BaseException, where: str | None) -> StorageError | None:
         advice = _CREDENTIALS_FIX.format(variables=_credential_variables())
         if status is None:  # raised before sending: the key cannot sign (not base64, ...)
             target = f" for {where or _az_uri(url, endpoint)}" if where or _az_uri(url, endpoint) else ""
-            return StorageError(f"cannot sign Azure Storage requests{target} "
-                                f"({_first_line(getattr(e, 'message', None) or str(e))}): {advice}")
+            return StorageRefused(f"cannot sign Azure Storage requests{target} "
+                                  f"({_first_line(getattr(e, 'message', None) or str(e))}): {advice}")
         extra = ("; the identity needs a data role such as Storage Blob Data Contributor"
                  if code == "AuthorizationPermissionMismatch" else "")
-        return StorageError(f"Azure Storage refused access to {uri} ({status} {code or 'AuthorizationFailure'}): "
-                            + advice + extra)
+        return StorageRefused(f"Azure Storage refused access to {uri} ({status} {code or 'AuthorizationFailure'}): "
+                              + advice + extra)
     if isinstance(e, ax.ResourceNotFoundError) and code == "ContainerNotFound":
         container = _container_of(uri)
-        return StorageError(f"Azure Storage container {container!r} does not exist ({uri}); "
-                            "create it or fix the URI")
+        return StorageRefused(f"Azure Storage container {container!r} does not exist ({uri}); "
+                              "create it or fix the URI")
     attempts = getattr(e, "parallelrun_attempts", None) or getattr(response, "parallelrun_attempts", None)
     after = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts else ""
     if isinstance(e, (ax.ServiceRequestError, ax.ServiceResponseError)):
-        return StorageError(f"cannot reach Azure Storage at {endpoint or 'its endpoint'} for {uri}{after}: "
-                            f"{_short_cause(e)}; check the account name/endpoint and the network", transient=True)
+        return StorageUnavailable(f"cannot reach Azure Storage at {endpoint or 'its endpoint'} for {uri}{after}: "
+                                  f"{_short_cause(e)}; check the account name/endpoint and the network")
     if isinstance(e, ax.HttpResponseError) and status is not None and status >= 500:
-        return StorageError(f"Azure Storage at {endpoint or 'its endpoint'} failed with {status} "
-                            f"{code or ''}".rstrip() + f" for {uri}{after}; try again later", transient=True)
+        return StorageUnavailable(f"Azure Storage at {endpoint or 'its endpoint'} failed with {status} "
+                                  f"{code or ''}".rstrip() + f" for {uri}{after}; try again later")
     return None
 
 

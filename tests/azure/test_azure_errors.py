@@ -32,7 +32,7 @@ WRONG_KEY = base64.b64encode(b"not the account key of devstoreaccount1, 64 bytes
 def _cli(path, env: dict, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
     env = dict(os.environ, COLUMNS="200", **env)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "parallelrun.runner.cli", "run", str(path)], cwd=path.parent,
+    result = subprocess.run([sys.executable, "-m", "parallelrun.cli", "run", str(path)], cwd=path.parent,
                             capture_output=True, text=True, timeout=timeout, env=env)
     return result, time.monotonic() - started
 

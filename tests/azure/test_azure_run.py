@@ -80,7 +80,7 @@ def test_files_run_from_azure_gets_local_paths(az_job, tmp_path):
     path = az_job.write(miniBatchSize=2, nodeCount=1, processCountPerNode=2)
 
     env = dict(os.environ, PARALLELRUN_TERMINATION_LOG=str(tmp_path / "termination-log"))
-    result = subprocess.run([sys.executable, "-m", "parallelrun.runner.cli", "run", str(path)],
+    result = subprocess.run([sys.executable, "-m", "parallelrun.cli", "run", str(path)],
                             capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 

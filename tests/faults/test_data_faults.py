@@ -39,7 +39,7 @@ def quiet_run(path, **kwargs):
 
 
 def cli(*args, cwd=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "parallelrun.runner.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "parallelrun.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)
 
 
@@ -257,7 +257,7 @@ def test_two_runs_of_one_job_at_once(job):
     job.script(SLOW_ECHO)
     path = job.write(input={"type": "tabular", "format": "csv"}, miniBatchSize=10, output={"format": "csv"},
                      processCountPerNode=1)
-    first = subprocess.Popen([sys.executable, "-m", "parallelrun.runner.cli", "run", str(path)],
+    first = subprocess.Popen([sys.executable, "-m", "parallelrun.cli", "run", str(path)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         import time

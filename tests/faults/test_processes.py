@@ -37,7 +37,7 @@ def run(mini_batch):
     return [Path(p).name for p in mini_batch]
 """
 
-CLI = ["-m", "parallelrun.runner.cli", "run"]
+CLI = ["-m", "parallelrun.cli", "run"]
 
 
 def hanging_job(job, **spec) -> str:

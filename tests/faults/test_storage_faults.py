@@ -44,7 +44,7 @@ class Job(JobFolder):
 
     def run(self, path: Path, timeout: float = 240) -> subprocess.CompletedProcess:
         env = dict(os.environ, PARALLELRUN_TERMINATION_LOG=str(self.root / "termination-log"), COLUMNS="200")
-        return subprocess.run([sys.executable, "-m", "parallelrun.runner.cli", "run", str(path)], cwd=self.root,
+        return subprocess.run([sys.executable, "-m", "parallelrun.cli", "run", str(path)], cwd=self.root,
                               capture_output=True, text=True, timeout=timeout, env=env)
 
     def temporaries(self) -> list[Path]:

@@ -103,7 +103,7 @@ def publish_progress(inputs: dict, run_id: str, shard: int, counts: str) -> None
 
 async def test_progress_files_move_the_status_and_stop_an_exceeded_run(cluster, kube, kubelet, operator, inputs,
                                                                        monkeypatch):
-    monkeypatch.setattr(reconcile, "PROGRESS_SECONDS", 0.1)
+    monkeypatch.setattr(reconcile, "PROGRESS_READ_SECONDS", 0.1)
     async with operator():
         await create(kube, resource("live", inputs, errorThreshold=2))
         run_id = (await running(cluster, "live"))["runId"]

@@ -6,7 +6,7 @@ import json
 from rich.console import Console
 
 from parallelrun.runner.local import run_local
-from parallelrun.runner.pool import gpu_assignment
+from parallelrun.runner.resources import gpu_assignment
 
 REPORT = """
 import json, logging, os, sys

@@ -19,7 +19,7 @@ def sh(*args):
 def run_example(name, tmp_path, *extra):
     sh(str(EXAMPLES / name / "prepare.py"), "--data-dir", str(tmp_path / "data"),
        "--model-dir", str(tmp_path / "model"), *extra)
-    sh("-m", "parallelrun.runner.cli", "run", str(EXAMPLES / name / "job.yaml"),
+    sh("-m", "parallelrun.cli", "run", str(EXAMPLES / name / "job.yaml"),
        "--set", f"input.uri={tmp_path}/data/", "--set", f"model.uri={tmp_path}/model/",
        "--set", f"output.uri={tmp_path}/output/")
     [summary] = (tmp_path / "output").glob("_parallelrun/*/summary.json")

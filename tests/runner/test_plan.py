@@ -163,13 +163,13 @@ def test_shards_are_contiguous_balanced_and_cover_everything():
     sizes = [5, 1, 1, 1, 1, 1, 5, 1, 1, 1, 1, 1]
     batches = [MiniBatch(id=i, size=s, items=1, files=(str(i),)) for i, s in enumerate(sizes)]
     shards = shard(batches, 3)
-    assert sum(s["count"] for s in shards) == 12
-    assert all(shards[k]["first"] + shards[k]["count"] == shards[k + 1]["first"] for k in range(2))
-    assert max(s["bytes"] for s in shards) <= sum(sizes) / 3 + 5
+    assert sum(s.count for s in shards) == 12
+    assert all(shards[k].first + shards[k].count == shards[k + 1].first for k in range(2))
+    assert max(s.bytes for s in shards) <= sum(sizes) / 3 + 5
     few = shard(batches[:2], 4)  # more shards than work: the empty ones come last
-    assert [s["count"] for s in few] == [1, 1, 0, 0] and shards_with_work(2, 4) == 2
+    assert [s.count for s in few] == [1, 1, 0, 0] and shards_with_work(2, 4) == 2
     skewed = shard([MiniBatch(id=i, size=s, items=1, files=(str(i),)) for i, s in enumerate([100, 1, 1, 1])], 4)
-    assert [s["count"] for s in skewed] == [1, 1, 1, 1]  # no shard left idle while there is work
+    assert [s.count for s in skewed] == [1, 1, 1, 1]  # no shard left idle while there is work
 
 
 def test_plan_is_deterministic_and_round_trips(tmp_path):
@@ -183,7 +183,7 @@ def test_plan_is_deterministic_and_round_trips(tmp_path):
     write_plan(first, fs, layout)
     header = read_plan(fs, layout)
     assert header.header() == first.header()
-    shards = [read_shard(fs, layout, s["index"]) for s in header.shards]
+    shards = [read_shard(fs, layout, s.index) for s in header.shards]
     assert [mb for s in shards for mb in s] == first.mini_batches
 
 

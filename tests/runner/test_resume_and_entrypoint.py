@@ -100,7 +100,7 @@ def test_termination_message_stays_under_4kb():
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "parallelrun.runner.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "parallelrun.cli", *args], capture_output=True,
                           text=True, timeout=120, cwd=cwd)
 
 

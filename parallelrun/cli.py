@@ -1,4 +1,8 @@
-"""`parallelrun`: run a job here, validate a resource, or start the operator."""
+"""`parallelrun`: run a job here, validate a resource, or start the operator.
+
+The one place that knows both halves: the runner (local mode, validation) and the
+operator, imported only for `parallelrun operator` (kopf is an extra).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import sys
 from rich.console import Console
 from rich.logging import RichHandler
 
-from .spec import SpecError, load_spec_file
+from parallelrun.runner.contract import PermanentError
+from parallelrun.runner.spec import SpecError, load_spec_file
 
 
 EXIT_CODES = """exit codes:
@@ -32,30 +37,28 @@ def _version() -> str:
 
 
 def _run(args, console: Console) -> int:
-    from .local import LocalRunError, run_local
-    from .lock import RunLocked
-    from .plan import PlanError
-    from .processes import raise_terminated
+    from parallelrun.runner.local import LocalRunError, run_local
+    from parallelrun.runner.lock import RunLocked
+    from parallelrun.runner.plan import PlanError
+    from parallelrun.runner.processes import raise_terminated
 
     # Warnings (retried attempts) print above the progress bar; worker output goes to log files.
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console)])
     signal.signal(signal.SIGTERM, raise_terminated)  # stops the run as Ctrl-C does (workers stopped), exit 143
     try:
         run_local(args.job, args.set, fresh=args.fresh, console=console)
-    except SpecError as e:
-        console.print(str(e), style="red", markup=False, highlight=False)
-        return 2
-    except PlanError as e:
-        console.print(f"cannot plan: {e}", style="red", markup=False, highlight=False)
-        return 2
-    except (LocalRunError, RunLocked) as e:
+    except LocalRunError as e:  # the run did not succeed: its one-line reason
         console.print(f"failed: {e}", style="red", markup=False, highlight=False)
+        return e.exit_code
+    except PermanentError as e:  # an invalid spec, input that cannot be planned, the run already running...
+        headline = "cannot plan: " if isinstance(e, PlanError) else "failed: " if isinstance(e, RunLocked) else ""
+        console.print(f"{headline}{e}", style="red", markup=False, highlight=False)
         return e.exit_code
     except KeyboardInterrupt as e:  # while planning or merging: nothing is half-done that a rerun cannot finish
         console.print("interrupted; run the same command again to resume", style="red", markup=False)
         return getattr(e, "exit_code", 130)
-    except Exception as e:  # a StorageError, or a storage fault raised as it came (OSError, azure-core)
-        from .storage import storage_error
+    except Exception as e:  # a storage fault raised as it came (OSError, azure-core)
+        from parallelrun.runner.storage import storage_error
 
         error = storage_error(e)
         if error is None:
@@ -66,7 +69,7 @@ def _run(args, console: Console) -> int:
 
 
 def _validate(args, console: Console) -> int:
-    from .preflight import missing_files
+    from parallelrun.runner.preflight import missing_files
 
     status = 0
     for path in args.job:

@@ -1,0 +1,45 @@
+"""Reading the input formats (csv, jsonl, parquet) with pyarrow, as the spec's reader options say.
+
+Shared by the planner (cutting csv files at line ends, listing partition keys) and the
+readers (decoding a mini-batch), so both read a file the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .storage import filesystem
+
+
+def has_header(spec_or_options) -> bool:
+    options = spec_or_options if isinstance(spec_or_options, dict) else spec_or_options.input.options
+    return bool(options.get("header", True)) and not options.get("columnNames")
+
+
+def csv_options(options: dict, column_names: list[str] | None = None):
+    """pyarrow's csv options from `spec.input.options` (delimiter, header, columnNames,
+    quoteChar, encoding, newlinesInValues, columns). `column_names` is for reading a
+    byte range whose header line is elsewhere; without a header, columns are f0, f1..."""
+    import pyarrow.csv as csv
+
+    names = column_names or options.get("columnNames")
+    read = csv.ReadOptions(column_names=names, autogenerate_column_names=not names and not has_header(options),
+                           encoding=options.get("encoding", "utf8"), block_size=1 << 24)
+    parse = csv.ParseOptions(delimiter=options.get("delimiter", ","), quote_char=options.get("quoteChar", '"'),
+                             newlines_in_values=bool(options.get("newlinesInValues")))
+    convert = csv.ConvertOptions(include_columns=options.get("columns"))
+    return read, parse, convert
+
+
+def arrow_dataset(root: str, rels: list[str], fmt: str, options: dict, env: Mapping[str, str] | None = None):
+    """A pyarrow dataset over some files of the input, with hive-style folder keys as columns."""
+    import pyarrow.dataset as ds
+
+    fs, base = filesystem(root, env)
+    if fmt == "csv":
+        read, parse, convert = csv_options(options)
+        file_format = ds.CsvFileFormat(read_options=read, parse_options=parse, convert_options=convert)
+    else:
+        file_format = {"parquet": "parquet", "jsonl": "json"}[fmt]
+    return ds.dataset([f"{base}/{r}" for r in rels], filesystem=fs, format=file_format,
+                      partitioning="hive", partition_base_dir=base)
