@@ -27,7 +27,7 @@ _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # Kubernetes' metadata.name (DNS-1123 subdomain)
+DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # Kubernetes' metadata.name (DNS-1123 subdomain)
 
 _SPEC_FIELDS = (
     "input", "sideInputs", "model", "code", "arguments", "miniBatchSize", "partitionKeys",
@@ -48,11 +48,14 @@ LoggingLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class SpecError(PermanentError, ValueError):
-    """A resource with invalid fields; `.errors` has one "path: problem; fix" line each."""
+    """A resource with invalid fields; `.errors` has one "path: problem; fix" line each.
+    Subclasses name what is invalid (`what`): a PipelineRun, a component."""
+
+    what = "BatchInferenceJob"
 
     def __init__(self, errors: list[str]):
         self.errors = errors
-        super().__init__("invalid BatchInferenceJob:\n  " + "\n  ".join(errors))
+        super().__init__(f"invalid {self.what}:\n  " + "\n  ".join(errors))
 
 
 def parse_size(text: str) -> int:
@@ -247,7 +250,7 @@ class _Loader:
                 self.fail("apiVersion", f"{doc.get('apiVersion')!r} is not served; use {API_VERSION}")
             meta = doc.get("metadata") or {}
             name = meta.get("name") or name
-            if not isinstance(name, str) or not _DNS_NAME.match(name):
+            if not isinstance(name, str) or not DNS_NAME.match(name):
                 self.fail("metadata.name", f"{name!r} is not a valid name; use lower-case letters, digits, '-' "
                           "and '.', starting and ending with a letter or digit (it names the run's work folder)")
                 name = "job"

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from ..spec import SpecError
 from . import batch
 from .expressions import Scope, locate, problem
 from .uris import join_uri
@@ -42,12 +43,10 @@ _PLACEHOLDERS = {"integer": 1, "number": 1, "boolean": False}  # stand-ins for i
 _Fail = Callable[[str, str], None]  # records "path: message"
 
 
-class ComponentError(ValueError):
+class ComponentError(SpecError):
     """An invalid component; `.errors` has one "path: problem; fix" line each."""
 
-    def __init__(self, errors: list[str]):
-        self.errors = errors
-        super().__init__("invalid component:\n  " + "\n  ".join(errors))
+    what = "component"
 
 
 @dataclass(frozen=True)

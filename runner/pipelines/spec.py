@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..spec import DNS_NAME, SpecError
 from . import batch
 from .component import Component, ComponentError, check_inputs
 from .dag import Graph, cycles
@@ -48,15 +49,12 @@ _CONTAINER_FIELDS = ("image", "command", "args", "env", "resources")
 _COMPONENT_FIELDS = ("uri", "configMap", "key")
 _PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # DNS-1123 label
-_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # metadata.name
 
 
-class PipelineSpecError(ValueError):
+class PipelineSpecError(SpecError):
     """An invalid PipelineRun; `.errors` has one "path: problem; fix" line each."""
 
-    def __init__(self, errors: list[str]):
-        self.errors = errors
-        super().__init__("invalid PipelineRun:\n  " + "\n  ".join(errors))
+    what = "PipelineRun"
 
 
 @dataclass(frozen=True)
@@ -166,7 +164,7 @@ class _Loader:
                 self.fail("apiVersion", f"{doc.get('apiVersion')!r} is not served; use {API_VERSION}")
             meta = doc.get("metadata") or {}
             name, namespace, spec = meta.get("name"), meta.get("namespace"), doc.get("spec")
-            if not isinstance(name, str) or not _DNS_NAME.match(name):
+            if not isinstance(name, str) or not DNS_NAME.match(name):
                 self.fail("metadata.name", f"{name!r} is not a valid name; use lower-case letters, digits, '-' "
                           "and '.', starting and ending with a letter or digit")
                 name = "pipeline"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 
-_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)(.*)$")
+from ..contract import URI_SCHEME
 
 
 def join_uri(base_dir: str | None, uri: str) -> str:
@@ -15,10 +14,10 @@ def join_uri(base_dir: str | None, uri: str) -> str:
     `base_dir` may itself be a URL (a component read from az://...), joined with `/`.
     A trailing `/` (a folder) is kept.
     """
-    if base_dir is None or _SCHEME.match(uri) or os.path.isabs(uri):
+    if base_dir is None or URI_SCHEME.match(uri) or os.path.isabs(uri):
         return uri
     trailing = "/" if uri.endswith("/") else ""
-    url = _SCHEME.match(base_dir)
-    if url:
-        return url.group(1) + posixpath.normpath(posixpath.join(url.group(2), uri)) + trailing
+    scheme = URI_SCHEME.match(base_dir)
+    if scheme:
+        return scheme.group() + posixpath.normpath(posixpath.join(base_dir[scheme.end():], uri)) + trailing
     return os.path.normpath(os.path.join(base_dir, uri)) + trailing
