@@ -160,7 +160,7 @@ class _Run:
         status = dag.run_status(self.spec.graph, self.states) if step.is_finally else None
         try:
             resolved = resolve_step(self.spec, step, finished, status, component_text=self.files.text(step.component_ref),
-                                    code_digest=code_digest)
+                                    code_digest=code_digest, upstream={n: r.fingerprint for n, r in self.records.items()})
         except ResolveError as error:
             self._set(name, dag.FAILED, message="; ".join(error.errors))
             return

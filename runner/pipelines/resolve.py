@@ -21,7 +21,9 @@ Decisions:
 - The fingerprint (`reuse.fingerprint`) leaves out the step's name, run, retries, reuse
   flag, working folder and its own outputs' default places: a later run of the same
   pipeline (another run name, so another `${{run.workdir}}`) reuses a step whose spec,
-  inputs (upstream outputs included), component file and code are unchanged.
+  inputs (upstream outputs included), component file and code are unchanged. It takes
+  in the fingerprints of the steps it needs (`upstream`): an output's URI stays the same
+  when the step that writes it runs again with other inputs, its content does not.
 - `${{schedule.scheduledTime}}` and `${{trigger.manifest}}` are substituted by the
   PipelineSchedule that makes the run; one left in a step is a ResolveError, as is a
   component input of the wrong type once substituted.
@@ -159,15 +161,17 @@ def values_for(spec: PipelineSpec, finished_outputs: Mapping[str, Mapping[str, s
 
 def resolve_step(spec: PipelineSpec, step: Step, finished_outputs: Mapping[str, Mapping[str, str]],
                  run_status: str | None = None, *, component_text: bytes | None = None,
-                 code_digest: CodeDigest | None = None) -> ResolvedStep:
+                 code_digest: CodeDigest | None = None, upstream: Mapping[str, str] | None = None) -> ResolvedStep:
     """`step` of `spec` ready to run.
 
     `finished_outputs`: each finished step's outputs (name → URI), as `resolve_step`
     gave them or as the reuse index recorded them. `run_status` is `${{run.status}}`
     (finally steps). `component_text` is the component file's bytes and `code_digest`
     digests a code location (`reuse.folder_digest` over storage, say); both go into the
-    fingerprint. A component step needs `step.component` loaded (load_pipeline with a
-    resolver). Raises ResolveError for what cannot be known before now.
+    fingerprint. `upstream` maps finished steps to their fingerprints: those of the steps
+    this one needs count too, so a step after one that ran with other inputs runs again
+    even though its input URIs did not change. A component step needs `step.component`
+    loaded (load_pipeline with a resolver). Raises ResolveError for what cannot be known before now.
     """
     values = values_for(spec, finished_outputs, run_status)
     body = substitute({step.kind: step.body, "inputs": dict(step.inputs)}, values)
@@ -188,6 +192,7 @@ def resolve_step(spec: PipelineSpec, step: Step, finished_outputs: Mapping[str, 
     location = _code_location(resolved)
     digest = code_digest(location) if code_digest and location else None
     payload = {k: v for k, v in resolved.items() if k not in _NOT_FINGERPRINTED}
+    payload["after"] = {need: (upstream or {}).get(need) for need in step.needs}
     if step.kind == "batchInference":
         payload["outputs"] = resolved["outputs"]  # where a job writes is part of its spec
     elif step.component is not None and step.component.type == "parallel":  # its outputs' default places are left out, as a command's are
