@@ -16,6 +16,7 @@ Decisions:
   component's command, with `${{inputs.X}}`/`${{outputs.Y}}` left for `render`, since the
   step runner gives remote outputs as local paths).
 - A component input not given takes its default; an optional one with neither is empty text.
+  A relative `uri_folder`/`uri_file` value a step gives is relative to the pipeline file.
 - In a `sh -c` command string every value is quoted with `shlex.quote`; in an argument
   list each value is one argument as it is. Either way no value is ever shell code.
 - The fingerprint (`reuse.fingerprint`) leaves out the step's name, run, retries, reuse
@@ -46,6 +47,7 @@ from .expressions import EXPRESSION, as_text, locate, substitute
 from .reuse import fingerprint
 from .spec import ComponentRef, PipelineSpec, Step
 from .uris import join_uri
+from .values import URI_TYPES
 
 FORMAT = 1  # the JSON form's version (`format`), bumped when a field changes meaning
 _COMPONENT_IO = re.compile(r"^(inputs|outputs)\.[A-Za-z_][A-Za-z0-9_]*$")
@@ -188,7 +190,7 @@ def resolve_step(spec: PipelineSpec, step: Step, finished_outputs: Mapping[str, 
     elif step.component is None:
         raise ResolveError([f"{path}.component: the component is not loaded; load the pipeline with a resolver"])
     else:
-        resolved = _component_step(step.component, step.component_ref, body["inputs"], spec.run_workdir, path, common)
+        resolved = _component_step(step.component, step.component_ref, body["inputs"], spec, path, common)
     location = _code_location(resolved)
     digest = code_digest(location) if code_digest and location else None
     payload = {k: v for k, v in resolved.items() if k not in _NOT_FINGERPRINTED}
@@ -248,13 +250,16 @@ def _container_step(body: dict, base_dir: str | None, common: dict) -> dict:
             "cwd": base_dir, "outputs": {}}
 
 
-def _component_step(component: Component, ref: ComponentRef | None, given: dict, run_workdir: str,
+def _component_step(component: Component, ref: ComponentRef | None, given: dict, spec: PipelineSpec,
                     path: str, common: dict) -> dict:
+    base_dir, run_workdir = spec.base_dir, spec.run_workdir
     problems = check_inputs(component, given)
     if problems:
         raise ResolveError([f"{path}.{line}" for line in problems])
     inputs = {name: given.get(name, declared.default) for name, declared in component.inputs.items()
               if name in given or declared.default is not None}
+    inputs = {name: join_uri(base_dir, value) if component.inputs[name].type in URI_TYPES and name in given else value
+              for name, value in inputs.items()}  # a relative URI the pipeline gives is relative to its file
     outputs = component_outputs(run_workdir, common["name"], component.outputs)
     about = {"component": {"name": component.name, "version": component.version},
              "inputs": inputs, "input_types": {n: i.type for n, i in component.inputs.items()},

@@ -36,8 +36,7 @@ from collections.abc import Mapping
 from ..contract import EXIT_CONFIG, SCRATCH_ENV, PermanentError
 from ..storage import fetch, filesystem, is_local, storage_error
 from .resolve import ResolvedStep, ResolveError
-
-URI_TYPES = ("uri_folder", "uri_file")
+from .values import URI_TYPES
 
 
 class StepError(PermanentError):
