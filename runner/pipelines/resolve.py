@@ -35,100 +35,24 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..contract import URI_SCHEME
 from ..spec import API_VERSION, KIND, SpecError, load_spec
 from .component import Component, check_inputs
-from .expressions import EXPRESSION, as_text, locate, substitute
+from .expressions import as_text, locate, substitute
+from .resolved import ResolvedStep, ResolveError, io_values
 from .reuse import fingerprint
 from .spec import ComponentRef, PipelineSpec, Step
 from .uris import join_uri
 from .values import URI_TYPES
 
-FORMAT = 1  # the JSON form's version (`format`), bumped when a field changes meaning
 _COMPONENT_IO = re.compile(r"^(inputs|outputs)\.[A-Za-z_][A-Za-z0-9_]*$")
 _JOB_URIS = (("input", "uri"), ("input", "manifest"), ("model", "uri"), ("code", "uri"), ("output", "uri"))
 _NOT_FINGERPRINTED = ("name", "run", "retries", "reuse", "cwd", "fingerprint", "outputs", "format")
 
 CodeDigest = Callable[[str], "str | None"]  # a code location (a folder or file URI, or "configMap:NAME") → its digest
-
-
-class ResolveError(SpecError):
-    """A step that cannot start as written; `.errors` has one "path: problem; fix" line each."""
-
-    what = "step"
-
-
-@dataclass(frozen=True)
-class ResolvedStep:
-    """Everything needed to run one step, with no expression left but a component's own."""
-
-    name: str
-    kind: str  # batchInference | container | component (see the module doc)
-    run: str  # the run's name
-    outputs: Mapping[str, str]  # output name → URI
-    fingerprint: str
-    output_types: Mapping[str, str] = field(default_factory=dict)  # uri_folder | uri_file
-    job: dict | None = None  # batchInference: the normalized BatchInferenceJob spec
-    command: str | list[str] | None = None  # container: argv; component: its command, inputs/outputs unrendered
-    inputs: Mapping[str, Any] = field(default_factory=dict)  # component: every input's value
-    input_types: Mapping[str, str] = field(default_factory=dict)
-    image: str | None = None
-    code: str | None = None  # component: its code folder's URI
-    env: list[dict] = field(default_factory=list)  # container: Kubernetes EnvVars
-    resources: dict = field(default_factory=dict)  # container: Kubernetes ResourceRequirements
-    storage: dict = field(default_factory=dict)  # {secretRef: {name}}: the step's, else the pipeline's
-    retries: int = 0
-    reuse: bool = True
-    cwd: str | None = None  # local mode: the pipeline file's folder, where a container step runs
-    component: dict | None = None  # {name, version}
-
-    def render(self, inputs: Mapping[str, Any] | None = None, outputs: Mapping[str, str] | None = None) -> list[str]:
-        """The argument list to run: a component's inputs and outputs put in (default: as resolved).
-
-        The step runner passes local paths for remote inputs and outputs. A string
-        command becomes `sh -c <command>` with every value quoted.
-        """
-        if self.command is None:
-            raise ValueError(f"step {self.name} runs a BatchInferenceJob, not a command")
-        values = _io_values(self.inputs if inputs is None else inputs, self.outputs if outputs is None else outputs)
-        if isinstance(self.command, str):
-            return ["sh", "-c", _render(self.command, values, shlex.quote)]
-        return [_render(arg, values, str) for arg in self.command]
-
-    def to_dict(self) -> dict:
-        """The JSON form (camelCase), as a component step's pod reads it."""
-        raw = asdict(self)
-        return {"format": FORMAT, **{_camel(k): v for k, v in raw.items()}}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ResolvedStep":
-        if data.get("format") != FORMAT:
-            raise ResolveError([f"format: {data.get('format')!r} is not a resolved step of format {FORMAT}; "
-                                "resolve it with this version of parallelrun"])
-        names = {_camel(f): f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - set(names) - {"format"})
-        if unknown:
-            raise ResolveError([f"{key}: unknown field of a resolved step" for key in unknown])
-        return cls(**{names[k]: v for k, v in data.items() if k in names})
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _render(text: str, values: Mapping[str, Any], quote: Callable[[str], str]) -> str:
-    def one(match: re.Match) -> str:
-        key = match.group(1)
-        if key not in values:  # load_component checked every name; an optional input with no value
-            return quote("") if key.startswith("inputs.") else match.group(0)
-        return quote(as_text(values[key]))
-    return EXPRESSION.sub(one, text)
 
 
 def component_outputs(run_workdir: str, step: str, types: Mapping[str, str]) -> dict[str, str]:
@@ -198,12 +122,8 @@ def resolve_step(spec: PipelineSpec, step: Step, finished_outputs: Mapping[str, 
     if step.kind == "batchInference":
         payload["outputs"] = resolved["outputs"]  # where a job writes is part of its spec
     elif step.component is not None and step.component.type == "parallel":  # its outputs' default places are left out, as a command's are
-        payload["job"] = substitute(step.component.batch_inference, _io_values(resolved["inputs"], {}))
+        payload["job"] = substitute(step.component.batch_inference, io_values(resolved["inputs"], {}))
     return ResolvedStep(**resolved, fingerprint=fingerprint(payload, component_text, digest))
-
-
-def _io_values(inputs: Mapping[str, Any], outputs: Mapping[str, str]) -> dict[str, Any]:
-    return {**{f"inputs.{k}": v for k, v in inputs.items()}, **{f"outputs.{k}": v for k, v in outputs.items()}}
 
 
 def _unresolved(key: str) -> str:
@@ -265,7 +185,7 @@ def _component_step(component: Component, ref: ComponentRef | None, given: dict,
              "inputs": inputs, "input_types": {n: i.type for n, i in component.inputs.items()},
              "output_types": dict(component.outputs)}
     if component.type == "parallel":
-        job = substitute(component.batch_inference, _io_values(inputs, outputs))
+        job = substitute(component.batch_inference, io_values(inputs, outputs))
         resolved = _job_step(job, component_base_dir(ref) if ref else None, f"{path}.component.batchInference",
                              common, **about)
         return {**resolved, "image": resolved["image"] or component.image, "outputs": outputs}
