@@ -2,8 +2,10 @@
 
 The driver asks `dag.advance` what to do, and does it: a step to start is resolved
 (`resolve.resolve_step`), reused when the reuse index has a success with the same
-fingerprint whose outputs are still there, else run as a process of its own on a
-thread of its own, so independent steps run side by side:
+fingerprint whose outputs are still there and still its own (owners.py), else run as a
+process of its own on a thread of its own, so independent steps run side by side. A
+step without outputs (its effects are elsewhere) is reused only after every step it
+needs was reused too. How each kind runs:
 
 - a batchInference step (or a `type: parallel` component) as a BatchInferenceJob in
   local mode: `python -m parallelrun.cli run <job.yaml>` (it resumes what a failed or
@@ -45,8 +47,8 @@ from rich.live import Live
 from rich.table import Table
 
 from ..processes import ProcessGroup
-from ..storage import filesystem, is_local
-from . import dag, reuse
+from ..storage import filesystem, is_local, storage_error
+from . import dag, owners, reuse
 from .resolve import ResolvedStep, ResolveError, resolve_step
 from .sources import ComponentFiles, code_digest
 from .spec import PipelineSpec, Step, load_pipeline
@@ -171,6 +173,11 @@ class _Run:
         record.outputs, record.fingerprint = dict(resolved.outputs), resolved.fingerprint
         if self._reuse(step, resolved):
             return
+        try:
+            owners.claim(self.index_fs, self.spec.workdir, resolved.outputs, resolved.fingerprint)
+        except Exception as error:  # noqa: BLE001 - storage refusing: this step fails, the run goes on
+            self._set(name, dag.FAILED, message=f"cannot record its outputs in the reuse index: {_one_line(error)}")
+            return
         record.log = os.path.join(self.log_dir, f"{name}.log")
         argv, attempts = self._command(resolved)
         env = {e["name"]: str(e["value"]) for e in resolved.env if "value" in e}
@@ -183,9 +190,12 @@ class _Run:
         """Mark the step Reused when an earlier success with its fingerprint left its outputs."""
         if self.fresh or not resolved.reuse:
             return False
+        if not resolved.outputs and any(self.records[need].state != dag.REUSED for need in step.needs):
+            return False  # its effects are not outputs whose owner can be checked: after a rerun, run again
         entry = reuse.read_entry(self.index_fs, self.spec.workdir, resolved.fingerprint)
         outputs = (entry or {}).get("outputs") or {}
-        if not reuse.decide(resolved.fingerprint, entry, _outputs_exist(outputs), True):
+        if not reuse.decide(resolved.fingerprint, entry, _outputs_exist(outputs), True) or \
+                not owners.owned(self.index_fs, self.spec.workdir, outputs, resolved.fingerprint):
             return False
         record = self.records[step.name]
         record.outputs, record.reused = dict(outputs), True
@@ -246,9 +256,9 @@ class _Run:
         entry = reuse.index_entry(record.fingerprint, record.outputs, self.spec.name, name, datetime.now(timezone.utc))
         try:
             reuse.write_entry(self.index_fs, self.spec.workdir, entry)
-        except OSError as error:  # the step succeeded; only a later reuse is lost
-            self.console.print(f"warning: cannot write the reuse index entry of {name}: {error}", style="yellow",
-                               markup=False, highlight=False)
+        except Exception as error:  # noqa: BLE001 - the step succeeded; only a later reuse is lost
+            self.console.print(f"warning: cannot write the reuse index entry of {name}: {_one_line(error)}",
+                               style="yellow", markup=False, highlight=False)
 
     def _set(self, name: str, state: str, message: str = "") -> None:
         record = self.records[name]
@@ -323,6 +333,11 @@ def _outputs_exist(outputs: Mapping[str, str]) -> bool:
         if not fs.exists(path):
             return False
     return True
+
+
+def _one_line(error: Exception) -> str:
+    fault = storage_error(error)
+    return str(fault) if fault is not None else f"{type(error).__name__}: {error}"
 
 
 def _last_line(path: str) -> str:

@@ -106,10 +106,13 @@ def test_a_second_run_reuses_what_did_not_change(tmp_path):
     assert states(again) == {"train": "Reused", "report": "Reused", "count": "Reused"}
     assert (tmp_path / "runs.txt").read_text() == "x"
     index = tmp_path / "work" / "_parallelrun" / "cache"
-    assert {json.loads(p.read_text())["step"] for p in index.iterdir()} == {"train", "report", "count"}
+    assert {json.loads(p.read_text())["step"] for p in index.glob("*.json")} == {"train", "report", "count"}
     changed = run(path, "--set", "parameters.n=5")  # a new value: train and what reads it run again
     assert states(changed) == {"train": "Succeeded", "report": "Succeeded", "count": "Reused"}
     assert (tmp_path / "report.txt").read_text() == "10"
+    back = run(path)  # n=21 again: its index entry is there, but n=5 wrote over its output since
+    assert states(back) == {"train": "Succeeded", "report": "Succeeded", "count": "Reused"}
+    assert (tmp_path / "report.txt").read_text() == "42"
 
 
 def test_reuse_false_missing_outputs_and_fresh_run_again(tmp_path):
