@@ -129,7 +129,8 @@ def test_reuse_false_missing_outputs_and_fresh_run_again(tmp_path):
 
 
 def test_independent_steps_run_side_by_side(tmp_path):
-    sleeper = "import time, pathlib, sys; s = time.time(); time.sleep(1.5); pathlib.Path(sys.argv[1]).write_text(f'{s} {time.time()}')"
+    sleeper = ("import time, pathlib, sys; s = time.time(); time.sleep(1.5); "
+               "pathlib.Path(sys.argv[1]).write_text(f'{s} {time.time()}')")
     steps = [{"name": name, "container": py(sleeper, f"{name}.txt")} for name in ("a", "b", "c")]
     assert run(write_pipeline(tmp_path, steps)).returncode == 0
     spans = [tuple(map(float, (tmp_path / f"{name}.txt").read_text().split())) for name in "abc"]
