@@ -46,6 +46,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from ..lock import RunLock
 from ..processes import ProcessGroup
 from ..storage import filesystem, is_local, storage_error
 from . import dag, owners, reuse
@@ -67,14 +68,17 @@ def run_pipeline(doc: dict, *, base_dir: str | None, parameters: Mapping[str, An
     `parameters` are values for this run (text is parsed by each parameter's type);
     `name` names the run (default: metadata.name), and with it `${{run.name}}`, the
     run's workdir and so which earlier outputs are found again. `fresh` reuses nothing.
-    Raises PipelineSpecError for an invalid pipeline (nothing runs) and KeyboardInterrupt
+    Raises PipelineSpecError for an invalid pipeline (nothing runs), lock.RunLocked when
+    a run of this name is running already (its lock: `<workdir>/_parallelrun/pipeline-<name>.lock`), and KeyboardInterrupt
     (Ctrl-C, or processes.Terminated for SIGTERM) once the running steps are stopped.
     """
     if name is not None:
         doc = {**doc, "metadata": {**(doc.get("metadata") or {}), "name": name}}
     files = ComponentFiles()
     spec = load_pipeline(doc, base_dir=base_dir, parameters=parameters, components=files)
-    return _Run(spec, files, console or Console(stderr=True), fresh).run()
+    fs, workdir = filesystem(spec.workdir)
+    with RunLock(fs, workdir, f"pipeline-{spec.name}"):  # two runs of one name would write the same places
+        return _Run(spec, files, console or Console(stderr=True), fresh).run()
 
 
 @dataclass

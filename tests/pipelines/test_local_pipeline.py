@@ -178,6 +178,8 @@ def test_stopping_the_run_stops_its_steps(tmp_path, sig, code):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
     pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    second = run(path)  # the same run, meanwhile
+    assert second.returncode == 2 and "failed: run pipeline-demo is already running (pid" in second.stderr
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == code
