@@ -2,10 +2,9 @@
 
 The driver asks `dag.advance` what to do, and does it: a step to start is resolved
 (`resolve.resolve_step`), reused when the reuse index has a success with the same
-fingerprint whose outputs are still there and still its own (owners.py), else run as a
-process of its own on a thread of its own, so independent steps run side by side. A
-step without outputs (its effects are elsewhere) is reused only after every step it
-needs was reused too. How each kind runs:
+fingerprint whose outputs are still there and still its own (owners.reusable), else run
+as a process of its own on a thread of its own, so independent steps run side by side.
+How each kind runs:
 
 - a batchInference step (or a `type: parallel` component) as a BatchInferenceJob in
   local mode: `python -m parallelrun.cli run <job.yaml>` (it resumes what a failed or
@@ -191,18 +190,15 @@ class _Run:
         thread.start()
 
     def _reuse(self, step: Step, resolved: ResolvedStep) -> bool:
-        """Mark the step Reused when an earlier success with its fingerprint left its outputs."""
-        if self.fresh or not resolved.reuse:
+        """Mark the step Reused when the index says it may be (owners.reusable)."""
+        if self.fresh:
             return False
-        if not resolved.outputs and any(self.records[need].state != dag.REUSED for need in step.needs):
-            return False  # its effects are not outputs whose owner can be checked: after a rerun, run again
-        entry = reuse.read_entry(self.index_fs, self.spec.workdir, resolved.fingerprint)
-        outputs = (entry or {}).get("outputs") or {}
-        if not reuse.decide(resolved.fingerprint, entry, _outputs_exist(outputs), True) or \
-                not owners.owned(self.index_fs, self.spec.workdir, outputs, resolved.fingerprint):
+        needs_reused = all(self.records[need].state == dag.REUSED for need in step.needs)
+        entry = owners.reusable(self.index_fs, self.spec.workdir, resolved, needs_reused)
+        if entry is None:
             return False
         record = self.records[step.name]
-        record.outputs, record.reused = dict(outputs), True
+        record.outputs, record.reused = dict(entry["outputs"]), True
         self._set(step.name, dag.REUSED, message=f"from run {entry.get('run')}, {entry.get('finishedAt')}")
         return True
 
@@ -329,14 +325,6 @@ def _environment() -> dict[str, str]:
     step's `python` is the one running parallelrun (its virtualenv, without activating it)."""
     path = os.pathsep.join(p for p in (os.path.dirname(sys.executable), os.environ.get("PATH")) if p)
     return {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1"}
-
-
-def _outputs_exist(outputs: Mapping[str, str]) -> bool:
-    for uri in outputs.values():
-        fs, path = filesystem(uri)
-        if not fs.exists(path):
-            return False
-    return True
 
 
 def _one_line(error: Exception) -> str:

@@ -9,6 +9,10 @@ names its fingerprint. A step is reused only while every output place is still
 claimed by its fingerprint (`owned`), besides its index entry matching and its
 outputs existing (reuse.decide). A claim is written before the step starts, so an
 execution that fails halfway also takes the place from the earlier one.
+
+`reusable` is the whole decision, for local mode and the operator alike; a step
+without outputs (its effects are elsewhere, unclaimed) is reused only when every step
+it needs was reused in this run too.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from collections.abc import Mapping
 
 from fsspec import AbstractFileSystem
 
-from .reuse import CACHE_FOLDER
+from ..storage import filesystem
+from . import reuse
+from .resolved import ResolvedStep
 
 
 def owner_path(workdir: str, uri: str) -> str:
     digest = hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:32]
-    return f"{workdir.rstrip('/')}/{CACHE_FOLDER}/outputs/{digest}.json"
+    return f"{workdir.rstrip('/')}/{reuse.CACHE_FOLDER}/outputs/{digest}.json"
 
 
 def claim(fs: AbstractFileSystem, workdir: str, outputs: Mapping[str, str], fingerprint: str) -> None:
@@ -43,5 +49,29 @@ def owned(fs: AbstractFileSystem, workdir: str, outputs: Mapping[str, str], fing
         except (FileNotFoundError, ValueError):
             return False
         if not isinstance(record, dict) or record.get("fingerprint") != fingerprint:
+            return False
+    return True
+
+
+def reusable(fs: AbstractFileSystem, workdir: str, step: ResolvedStep, needs_reused: bool) -> dict | None:
+    """The index entry `step` may reuse (its `outputs` are the step's outputs then), or None to run it.
+
+    `fs` serves `workdir` (the pipeline's, where the index is); `needs_reused`: every
+    step it needs was Reused in this run, not run again.
+    """
+    if not step.reuse or (not step.outputs and not needs_reused):
+        return None
+    entry = reuse.read_entry(fs, workdir, step.fingerprint)
+    outputs = (entry or {}).get("outputs") or {}
+    if not reuse.decide(step.fingerprint, entry, _exist(outputs), True):
+        return None
+    return entry if owned(fs, workdir, outputs, step.fingerprint) else None
+
+
+def _exist(outputs: Mapping[str, str]) -> bool:
+    """Whether every output is there, each on its own storage (a job's output may be elsewhere)."""
+    for uri in outputs.values():
+        fs, path = filesystem(uri)
+        if not fs.exists(path):
             return False
     return True
