@@ -241,7 +241,8 @@ class _Run:
                 if code == 0:
                     self.events.put((name, dag.SUCCEEDED, ""))
                     return
-                message = f"exit code {128 - code if code < 0 else code}: {_last_line(log)}"
+                last = _last_line(log)
+                message = f"exit code {128 - code if code < 0 else code}" + (f": {last}" if last else "")
                 if self.stopping.is_set():
                     break
         except Exception as error:  # noqa: BLE001 - the step fails with the reason; the run goes on
