@@ -92,7 +92,12 @@ class StepRecord:
     outputs: dict[str, str] = field(default_factory=dict)
     message: str = ""
     log: str | None = None
-    fingerprint: str = ""
+    resolved: ResolvedStep | None = None
+    execution: str = ""  # this run's execution of the step (owners.py)
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.resolved.fingerprint if self.resolved else None
 
     @property
     def seconds(self) -> float | None:
@@ -173,11 +178,12 @@ class _Run:
         except ResolveError as error:
             self._set(name, dag.FAILED, message="; ".join(error.errors))
             return
-        record.outputs, record.fingerprint = dict(resolved.outputs), resolved.fingerprint
+        record.outputs, record.resolved = dict(resolved.outputs), resolved
         if self._reuse(step, resolved):
             return
+        record.execution = owners.new_execution()
         try:
-            owners.claim(self.index_fs, self.spec.workdir, resolved.outputs, resolved.fingerprint)
+            owners.claim(self.index_fs, self.spec.workdir, resolved.outputs, record.execution)
         except Exception as error:  # noqa: BLE001 - storage refusing: this step fails, the run goes on
             self._set(name, dag.FAILED, message=f"cannot record its outputs in the reuse index: {_one_line(error)}")
             return
@@ -254,7 +260,7 @@ class _Run:
         record = self.records[name]
         if not self.steps[name].reuse:
             return
-        entry = reuse.index_entry(record.fingerprint, record.outputs, self.spec.name, name, datetime.now(timezone.utc))
+        entry = owners.entry(record.resolved, record.outputs, record.execution, datetime.now(timezone.utc))
         try:
             reuse.write_entry(self.index_fs, self.spec.workdir, entry)
         except Exception as error:  # noqa: BLE001 - the step succeeded; only a later reuse is lost

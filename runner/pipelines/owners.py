@@ -1,14 +1,14 @@
 """Which step execution last wrote each output place, so that reuse never hands out overwritten outputs.
 
 A component's outputs have fixed places (`<run.workdir>/<step>/<output>/`), so two
-executions with different fingerprints, say `maxIter` 1000 and then 200 in the same
-run name, write the same folder. The index entry of the first still names that
-folder, which now holds the second's result. So before a step runs, it claims its
-output places (`claim`): `<workdir>/_parallelrun/cache/outputs/<hash of the URI>.json`
-names its fingerprint. A step is reused only while every output place is still
-claimed by its fingerprint (`owned`), besides its index entry matching and its
-outputs existing (reuse.decide). A claim is written before the step starts, so an
-execution that fails halfway also takes the place from the earlier one.
+executions, say with `maxIter` 1000 and then 200 in the same run name, write the same
+folder, and the index entry of the first names a folder that now holds the second's
+result. So each execution has an id (`new_execution`): before it starts it claims its
+output places (`claim`: `<workdir>/_parallelrun/cache/outputs/<hash of the URI>.json`
+names it), and its index entry, written after it succeeded, carries the id too
+(`entry`). An entry is reused only while every output place is still claimed by its
+execution (`owned`): one that started since, even one that failed halfway (a partial
+upload) or had the same fingerprint, takes the places from it.
 
 `reusable` is the whole decision, for local mode and the operator alike; a step
 without outputs (its effects are elsewhere, unclaimed) is reused only when every step
@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Mapping
+from datetime import datetime
 
 from fsspec import AbstractFileSystem
 
@@ -33,24 +35,33 @@ def owner_path(workdir: str, uri: str) -> str:
     return f"{workdir.rstrip('/')}/{reuse.CACHE_FOLDER}/outputs/{digest}.json"
 
 
-def claim(fs: AbstractFileSystem, workdir: str, outputs: Mapping[str, str], fingerprint: str) -> None:
-    """Record that the execution with `fingerprint` is about to write `outputs`."""
+def new_execution() -> str:
+    return uuid.uuid4().hex
+
+
+def claim(fs: AbstractFileSystem, workdir: str, outputs: Mapping[str, str], execution: str) -> None:
+    """Record that `execution` is about to write `outputs`."""
     for uri in outputs.values():
         path = owner_path(workdir, uri)
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        fs.pipe_file(path, json.dumps({"uri": uri, "fingerprint": fingerprint}).encode())
+        fs.pipe_file(path, json.dumps({"uri": uri, "execution": execution}).encode())
 
 
-def owned(fs: AbstractFileSystem, workdir: str, outputs: Mapping[str, str], fingerprint: str) -> bool:
-    """Whether every output place was last claimed by `fingerprint` (unclaimed or unreadable: no)."""
+def owned(fs: AbstractFileSystem, workdir: str, outputs: Mapping[str, str], execution: str | None) -> bool:
+    """Whether every output place was last claimed by `execution` (unclaimed or unreadable: no)."""
     for uri in outputs.values():
         try:
             record = json.loads(fs.cat_file(owner_path(workdir, uri)))
         except (FileNotFoundError, ValueError):
             return False
-        if not isinstance(record, dict) or record.get("fingerprint") != fingerprint:
+        if execution is None or not isinstance(record, dict) or record.get("execution") != execution:
             return False
     return True
+
+
+def entry(step: ResolvedStep, outputs: Mapping[str, str], execution: str, finished_at: datetime) -> dict:
+    """The index entry of `execution` of `step`, which succeeded with `outputs`."""
+    return {**reuse.index_entry(step.fingerprint, outputs, step.run, step.name, finished_at), "execution": execution}
 
 
 def reusable(fs: AbstractFileSystem, workdir: str, step: ResolvedStep, needs_reused: bool) -> dict | None:
@@ -61,11 +72,11 @@ def reusable(fs: AbstractFileSystem, workdir: str, step: ResolvedStep, needs_reu
     """
     if not step.reuse or (not step.outputs and not needs_reused):
         return None
-    entry = reuse.read_entry(fs, workdir, step.fingerprint)
-    outputs = (entry or {}).get("outputs") or {}
-    if not reuse.decide(step.fingerprint, entry, _exist(outputs), True):
+    found = reuse.read_entry(fs, workdir, step.fingerprint)
+    outputs = (found or {}).get("outputs") or {}
+    if not reuse.decide(step.fingerprint, found, _exist(outputs), True):
         return None
-    return entry if owned(fs, workdir, outputs, step.fingerprint) else None
+    return found if owned(fs, workdir, outputs, found.get("execution")) else None
 
 
 def _exist(outputs: Mapping[str, str]) -> bool:
