@@ -175,17 +175,16 @@ class _Run:
         try:
             resolved = resolve_step(self.spec, step, finished, status, component_text=self.files.text(step.component_ref),
                                     code_digest=code_digest, upstream={n: r.fingerprint for n, r in self.records.items()})
+            record.outputs, record.resolved = dict(resolved.outputs), resolved
+            if self._reuse(step, resolved):
+                return
+            record.execution = owners.new_execution()
+            owners.claim(self.index_fs, self.spec.workdir, resolved.outputs, record.execution)
         except ResolveError as error:
             self._set(name, dag.FAILED, message="; ".join(error.errors))
             return
-        record.outputs, record.resolved = dict(resolved.outputs), resolved
-        if self._reuse(step, resolved):
-            return
-        record.execution = owners.new_execution()
-        try:
-            owners.claim(self.index_fs, self.spec.workdir, resolved.outputs, record.execution)
-        except Exception as error:  # noqa: BLE001 - storage refusing: this step fails, the run goes on
-            self._set(name, dag.FAILED, message=f"cannot record its outputs in the reuse index: {_one_line(error)}")
+        except Exception as error:  # noqa: BLE001 - storage failing its code digest or the index: this step fails
+            self._set(name, dag.FAILED, message=_one_line(error))
             return
         record.log = os.path.join(self.log_dir, f"{name}.log")
         argv, attempts = self._command(resolved)
@@ -276,7 +275,8 @@ class _Run:
             record.ended = now
         record.state, record.message = state, message
         if not self.console.is_terminal:  # a terminal shows the live view instead
-            seconds = f" in {record.seconds:.1f}s" if state in (dag.SUCCEEDED, dag.FAILED) else ""
+            ran = state in (dag.SUCCEEDED, dag.FAILED) and record.seconds is not None
+            seconds = f" in {record.seconds:.1f}s" if ran else ""
             self.console.print(f"step {name}: {state}{seconds}{': ' + message if message else ''}",
                                markup=False, highlight=False)
 
