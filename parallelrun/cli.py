@@ -1,23 +1,15 @@
 """`parallelrun`: run a job here, validate a resource, or start the operator.
 
 The one place that knows both halves: the runner (local mode, validation) and the
-operator, imported only for `parallelrun operator` (kopf is an extra).
+operator, imported only for `parallelrun operator` (kopf is an extra). Everything is
+imported where a command needs it: a worker process, which imports this module again
+(multiprocessing's spawn), and `--help` start without rich, yaml or the runner.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
 import sys
-
-import yaml
-from rich.console import Console
-from rich.logging import RichHandler
-
-from parallelrun.runner.contract import PermanentError
-from parallelrun.runner.spec import SpecError, load_spec_file
 
 
 EXIT_CODES = """exit codes:
@@ -40,6 +32,8 @@ def _version() -> str:
 
 def _read_resource(path: str) -> dict | None:
     """The YAML file as a mapping, or None when it cannot be read as one (the loaders then say why)."""
+    import yaml
+
     try:
         with open(path, encoding="utf-8") as f:
             doc = yaml.safe_load(f)
@@ -48,17 +42,22 @@ def _read_resource(path: str) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _run(args, console: Console) -> int:
+def _run(args, console) -> int:
     doc = _read_resource(args.job)
     if doc is not None and doc.get("kind") == "PipelineRun":
         return _run_pipeline(args, doc, console)
     return _run_job(args, console)
 
 
-def _run_pipeline(args, doc: dict, console: Console) -> int:
+def _run_pipeline(args, doc: dict, console) -> int:
     """`parallelrun run pipeline.yaml`: the run's DAG here; exit 0 succeeded, 1 failed, 2 invalid, 130 stopped."""
+    import os
+    import signal
+
+    from parallelrun.runner.contract import PermanentError
     from parallelrun.runner.pipelines.local import run_pipeline
     from parallelrun.runner.processes import raise_terminated
+    from parallelrun.runner.spec import SpecError
     from parallelrun.runner.storage import storage_error
 
     parameters = {}
@@ -93,7 +92,13 @@ def _run_pipeline(args, doc: dict, console: Console) -> int:
     return 0 if phase == "Succeeded" else 1
 
 
-def _run_job(args, console: Console) -> int:
+def _run_job(args, console) -> int:
+    import logging
+    import signal
+
+    from rich.logging import RichHandler
+
+    from parallelrun.runner.contract import PermanentError
     from parallelrun.runner.local import LocalRunError, run_local
     from parallelrun.runner.lock import RunLocked
     from parallelrun.runner.plan import PlanError
@@ -125,7 +130,7 @@ def _run_job(args, console: Console) -> int:
     return 0
 
 
-def _validate(args, console: Console) -> int:
+def _validate(args, console) -> int:
     status = 0
     for path in args.job:
         doc = _read_resource(path)
@@ -139,10 +144,13 @@ def _validate(args, console: Console) -> int:
     return status
 
 
-def _validate_pipeline(path: str, doc: dict, no_check: bool, console: Console) -> int:
+def _validate_pipeline(path: str, doc: dict, no_check: bool, console) -> int:
     """A PipelineRun with its component files (not read with --no-check): every problem at once."""
+    import os
+
     from parallelrun.runner.pipelines.sources import ComponentFiles
     from parallelrun.runner.pipelines.spec import load_pipeline
+    from parallelrun.runner.spec import SpecError
 
     try:
         spec = load_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(path)),
@@ -156,8 +164,11 @@ def _validate_pipeline(path: str, doc: dict, no_check: bool, console: Console) -
     return 0
 
 
-def _validate_component(path: str, console: Console) -> int:
+def _validate_component(path: str, console) -> int:
+    import os
+
     from parallelrun.runner.pipelines.component import load_component_text
+    from parallelrun.runner.spec import SpecError
 
     try:
         with open(path, "rb") as f:
@@ -170,8 +181,9 @@ def _validate_component(path: str, console: Console) -> int:
     return 0
 
 
-def _validate_job(path: str, args, console: Console) -> int:
+def _validate_job(path: str, args, console) -> int:
     from parallelrun.runner.preflight import missing_files
+    from parallelrun.runner.spec import SpecError, load_spec_file
 
     try:
         spec = load_spec_file(path)
@@ -214,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                                "components (no storage access)")
     commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)")
     args = parser.parse_args(argv)
+    from rich.console import Console
+
     console = Console(stderr=True, soft_wrap=True)  # a reason or a path stays on one line
     return {"run": _run, "validate": _validate}[args.command](args, console)
 
