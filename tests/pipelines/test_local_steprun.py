@@ -1,6 +1,7 @@
 """`python -m parallelrun.runner step --step F.json`: one step from its resolved JSON, as real processes."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -112,3 +113,12 @@ def test_sigterm_is_passed_to_the_command(tmp_path):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 7
     assert process.stdout.read() == "stopped\n"
+
+
+def test_an_output_its_storage_refuses_stops_the_step_before_it_runs(tmp_path):
+    step = component_step(tmp_path, command="touch ran", outputs={"model": "az://nope/m/", "report": "az://nope/r"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_STORAGE_")}
+    result = run_cli(tmp_path, step, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("step: no Azure Storage credentials for az://nope/m/")
+    assert not list(tmp_path.rglob("ran"))
