@@ -6,4 +6,10 @@
 - `dag`: what to start, what to skip, and the run's phase.
 - `reuse`: step fingerprints and the reuse index in the workdir.
 - `batch`, `values`, `uris`: a step's BatchInferenceJob spec, typed values, relative URIs.
+- `resolve`, `resolved`: a step made concrete when it starts (outputs placed, expressions
+  substituted, fingerprint taken), and that ResolvedStep with its JSON form.
+- `owners`: which execution last wrote each output place; the whole reuse decision.
+- `steprun`: one container or component step from its JSON (`python -m parallelrun.runner step`).
+- `sources`, `local`: component files and code digests off the cluster; local mode's driver
+  (`parallelrun run pipeline.yaml`, `run_pipeline`).
 """
