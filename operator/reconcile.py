@@ -43,7 +43,7 @@ from .status import (FAILED, MERGING, PENDING, PLANNING, RUNNING, SPEC_CHANGE_RE
 RESYNC_SECONDS = 60  # a look without any event, in case one was missed
 PROGRESS_READ_SECONDS = 15  # while scoring: how often the shards' progress files are read
 RETRY_SECONDS = 30  # after a passing fault: storage or API unreachable, secret not there yet
-_PLURALS = {"ConfigMap": ("v1", "configmaps"), "Job": ("batch/v1", "jobs")}
+_PLURALS = {"ConfigMap": ("v1", "configmaps"), "Job": ("batch/v1", "jobs"), KIND: (API_VERSION, PLURAL)}
 
 
 class RunFailed(kopf.PermanentError):
@@ -80,16 +80,102 @@ class Wakeups:
         self._events.pop(uid, None)
 
 
-class Reconciler:
-    def __init__(self, body, services: Services, pods: Callable[[], Iterable[PodState]],
-                 jobs: Callable[[], Iterable[JobState]], logger: logging.LoggerAdapter | None = None):
+class Controller:
+    """What every resource's driver does alike: create or adopt children, write status, post Events.
+
+    A subclass names its resource's `plural` and the label (`uid_label`) that marks its children.
+    """
+
+    plural = PLURAL
+    uid_label = LABEL_UID
+
+    def __init__(self, body, services: Services, logger: logging.LoggerAdapter | None = None):
         self.body = body  # kopf's live view: spec and generation stay current
         self.logger = logger or logging.LoggerAdapter(logging.getLogger(__name__), {})
         self.owner = Owner.of(body)
         self.api, self.services = services.api, services
-        self._pods, self._jobs = pods, jobs
         self.status = copy.deepcopy(dict(body.get("status") or {}))
         self._written = copy.deepcopy(self.status)
+
+    @property
+    def generation(self) -> int | None:
+        return self.body["metadata"].get("generation")
+
+    async def fail(self, reason: str, message: str) -> None:
+        """Failed with `reason`; where the API refuses that status for good, say so in the log and stop."""
+        self._event("Warning", reason, message)
+        try:
+            await self._write(with_phase(self.status, FAILED, reason, message, self.generation))
+        except ApiError as e:
+            if e.status == 404:  # the resource is gone (its namespace with it?): nobody to tell
+                self.logger.warning("the run failed (%s: %s), but the resource is gone", reason, message)
+                return
+            if not e.permanent:
+                raise _retry_later(e, "cannot write the Failed status yet") from e
+            refusal = e.explain()
+            self.logger.error(
+                "the run stopped, and its Failed status cannot be written: the resource will not show it, and "
+                "it is not retried. Fix this, then restart the operator: %s%s", refusal,
+                "" if refusal == message else f" (it failed with {reason}: {message})")
+
+    async def _credentials(self, storage: dict, wait: bool = True) -> dict[str, str] | None:
+        """The storage credentials of `storage`'s secretRef; never the operator's own.
+
+        A missing Secret: wait for it (Pending), or with wait=False, None.
+        """
+        name = (storage.get("secretRef") or {}).get("name")
+        if not name:
+            return {}
+        try:
+            return secret_env(await self.api.get(path("v1", "secrets", self.owner.namespace, name)))
+        except ApiError as e:
+            if e.status != 404:
+                raise
+        if not wait:
+            return None
+        message = f"waiting for Secret {name} (spec.storage.secretRef) to exist; next look in {RETRY_SECONDS}s"
+        await self._write(with_phase(self.status, PENDING, "WaitingForSecret", message, self.generation))
+        raise kopf.TemporaryError(message, delay=RETRY_SECONDS)
+
+    def _check_ours(self, child: dict) -> None:
+        if (child["metadata"].get("labels") or {}).get(self.uid_label) != self.owner.uid:
+            raise kopf.TemporaryError(
+                f"{child.get('kind', 'object')} {child['metadata']['name']} belongs to another resource "
+                "(an earlier one of the same name, still being deleted?); waiting for it to go", delay=RETRY_SECONDS)
+
+    async def _ensure(self, manifest: dict) -> dict:
+        """Create `manifest`, or adopt the one of the same name made earlier for this resource."""
+        api_version, plural = _PLURALS[manifest["kind"]]
+        collection = path(api_version, plural, self.owner.namespace)
+        try:
+            return await self.api.create(collection, manifest)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+        existing = await self.api.get(f"{collection}/{manifest['metadata']['name']}")
+        self._check_ours(existing)
+        return existing
+
+    async def _write(self, status: dict) -> None:
+        self.status = status
+        if status == self._written:
+            return
+        await self.api.merge_patch(path(API_VERSION, self.plural, self.owner.namespace, self.owner.name, "status"),
+                                   {"status": status})
+        self._written = copy.deepcopy(status)
+
+    def _event(self, type_: str, reason: str, message: str) -> None:
+        """A Kubernetes Event, and the same in the operator's log (k8s_skip: not posted twice by kopf)."""
+        kopf.event(self.body, type=type_, reason=reason, message=message)
+        level = logging.INFO if type_ == "Normal" else logging.WARNING
+        self.logger.log(level, "%s: %s", reason, message, extra={"k8s_skip": True})
+
+
+class Reconciler(Controller):
+    def __init__(self, body, services: Services, pods: Callable[[], Iterable[PodState]],
+                 jobs: Callable[[], Iterable[JobState]], logger: logging.LoggerAdapter | None = None):
+        super().__init__(body, services, logger)
+        self._pods, self._jobs = pods, jobs
         self.spec: JobSpec | None = None  # the spec of record: the one the run started with
         self.total: int | None = (self.status.get("progress") or {}).get("miniBatches", {}).get("total")
         self._counted = counts_of(self.status)
@@ -101,10 +187,6 @@ class Reconciler:
     def shards_with_work(self) -> int:
         """The scoring pods of the run: one per shard that has work (the plan is known by now)."""
         return shards_with_work(self.total, self.spec.node_count)
-
-    @property
-    def generation(self) -> int | None:
-        return self.body["metadata"].get("generation")
 
     # -- the loop ----------------------------------------------------------------
 
@@ -133,9 +215,9 @@ class Reconciler:
         self.spec = await self._spec_of_record()
         if self.status.get("phase") in (RUNNING, MERGING) and self.total is not None:
             # Resumed: the children exist, the counts come from the pods and progress files.
-            self._env = await self._credentials(wait=False)
+            self._env = await self._credentials(self.spec.storage, wait=False)
             return
-        env = self._env = await self._credentials()
+        env = self._env = await self._credentials(self.spec.storage)
         if self.status.get("phase") != PLANNING:
             self._event("Normal", "Planning", f"listing {self.spec.input.uri}")
             await self._write(with_phase(self.status, PLANNING, "Planning", f"listing {self.spec.input.uri}",
@@ -171,23 +253,6 @@ class Reconciler:
         if status.get("phase") == MERGING:
             return await self._merge(status)
         raise RuntimeError(f"no step for phase {status.get('phase')!r}")  # start() leaves Running or Merging
-
-    async def fail(self, reason: str, message: str) -> None:
-        """Failed with `reason`; where the API refuses that status for good, say so in the log and stop."""
-        self._event("Warning", reason, message)
-        try:
-            await self._write(with_phase(self.status, FAILED, reason, message, self.generation))
-        except ApiError as e:
-            if e.status == 404:  # the resource is gone (its namespace with it?): nobody to tell
-                self.logger.warning("the run failed (%s: %s), but the resource is gone", reason, message)
-                return
-            if not e.permanent:
-                raise _retry_later(e, "cannot write the Failed status yet") from e
-            refusal = e.explain()
-            self.logger.error(
-                "the run stopped, and its Failed status cannot be written: the resource will not show it, and "
-                "it is not retried. Fix this, then restart the operator: %s%s", refusal,
-                "" if refusal == message else f" (it failed with {reason}: {message})")
 
     # -- phases ------------------------------------------------------------------
 
@@ -287,48 +352,10 @@ class Reconciler:
                 f"with (ConfigMap {self.owner.child_name(SPEC)}). To run the new spec, create a new "
                 f"BatchInferenceJob, or delete and re-create this one")
 
-    async def _credentials(self, wait: bool = True) -> dict[str, str] | None:
-        """The storage credentials of spec.storage.secretRef; never the operator's own.
-
-        A missing Secret: wait for it (Pending), or with wait=False, None.
-        """
-        name = (self.spec.storage.get("secretRef") or {}).get("name")
-        if not name:
-            return {}
-        try:
-            return secret_env(await self.api.get(path("v1", "secrets", self.owner.namespace, name)))
-        except ApiError as e:
-            if e.status != 404:
-                raise
-        if not wait:
-            return None
-        message = f"waiting for Secret {name} (spec.storage.secretRef) to exist; next look in {RETRY_SECONDS}s"
-        await self._write(with_phase(self.status, PENDING, "WaitingForSecret", message, self.generation))
-        raise kopf.TemporaryError(message, delay=RETRY_SECONDS)
-
     # -- children and status ------------------------------------------------------
 
     def _job(self, component: str) -> JobState | None:
         return next((j for j in self._jobs() if j.component == component), None)
-
-    def _check_ours(self, child: dict) -> None:
-        if (child["metadata"].get("labels") or {}).get(LABEL_UID) != self.owner.uid:
-            raise kopf.TemporaryError(
-                f"{child.get('kind', 'object')} {child['metadata']['name']} belongs to another resource "
-                "(an earlier one of the same name, still being deleted?); waiting for it to go", delay=RETRY_SECONDS)
-
-    async def _ensure(self, manifest: dict) -> dict:
-        """Create `manifest`, or adopt the one of the same name made earlier for this resource."""
-        api_version, plural = _PLURALS[manifest["kind"]]
-        collection = path(api_version, plural, self.owner.namespace)
-        try:
-            return await self.api.create(collection, manifest)
-        except ApiError as e:
-            if e.status != 409:
-                raise
-        existing = await self.api.get(f"{collection}/{manifest['metadata']['name']}")
-        self._check_ours(existing)
-        return existing
 
     async def _stop_scoring(self) -> None:
         """Suspend the scoring Job: its running pods are deleted, none is started again."""
@@ -341,20 +368,6 @@ class Reconciler:
         except ApiError as e:
             if e.status not in (404, 422):  # gone, or finished meanwhile
                 raise
-
-    async def _write(self, status: dict) -> None:
-        self.status = status
-        if status == self._written:
-            return
-        await self.api.merge_patch(path(API_VERSION, PLURAL, self.owner.namespace, self.owner.name, "status"),
-                                   {"status": status})
-        self._written = copy.deepcopy(status)
-
-    def _event(self, type_: str, reason: str, message: str) -> None:
-        """A Kubernetes Event, and the same in the operator's log (k8s_skip: not posted twice by kopf)."""
-        kopf.event(self.body, type=type_, reason=reason, message=message)
-        level = logging.INFO if type_ == "Normal" else logging.WARNING
-        self.logger.log(level, "%s: %s", reason, message, extra={"k8s_skip": True})
 
 
 def output_uri(spec: JobSpec, owner: Owner) -> str:
