@@ -13,6 +13,7 @@ read back once committed, and the counts are recomputed from the pods.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import copy
@@ -80,7 +81,7 @@ class Wakeups:
         self._events.pop(uid, None)
 
 
-class Controller:
+class Controller(abc.ABC):
     """What every resource's driver does alike: create or adopt children, write status, post Events.
 
     A subclass names its resource's `plural` and the label (`uid_label`) that marks its children.
@@ -100,6 +101,38 @@ class Controller:
     @property
     def generation(self) -> int | None:
         return self.body["metadata"].get("generation")
+
+    async def drive(self, wake: asyncio.Event) -> None:
+        """Take the resource to Succeeded or Failed: `start`, then `step` at every wake-up (or
+        `pause` seconds) until it says done; raises kopf.TemporaryError to be retried."""
+        try:
+            await self.start()
+            while True:
+                wake.clear()
+                started = time.monotonic()
+                done = await self.step()
+                metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+                if done:
+                    return
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.pause())
+        except RunFailed as failure:
+            await self.fail(failure.reason, str(failure))
+        except ApiError as e:
+            if not e.permanent:  # unreachable, 429, 5xx...: the same request may pass later
+                raise _retry_later(e, "Kubernetes API") from e
+            await self.fail(e.failure_reason, e.explain())  # 403, 422...: it would fail the same way again
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Everything before the first look: the spec, credentials, what must exist first."""
+
+    @abc.abstractmethod
+    async def step(self) -> bool:
+        """One look at the resource; True when it has finished."""
+
+    def pause(self) -> float:
+        return RESYNC_SECONDS
 
     async def fail(self, reason: str, message: str) -> None:
         """Failed with `reason`; where the API refuses that status for good, say so in the log and stop."""
@@ -190,26 +223,9 @@ class Reconciler(Controller):
 
     # -- the loop ----------------------------------------------------------------
 
-    async def drive(self, wake: asyncio.Event) -> None:
-        """Take the resource to Succeeded or Failed; raises kopf.TemporaryError to be retried."""
-        try:
-            await self.start()
-            while True:
-                wake.clear()
-                started = time.monotonic()
-                done = await self.step()
-                metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-                if done:
-                    return
-                pause = PROGRESS_READ_SECONDS if self.status.get("phase") == RUNNING else RESYNC_SECONDS
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), pause)
-        except RunFailed as failure:
-            await self.fail(failure.reason, str(failure))
-        except ApiError as e:
-            if not e.permanent:  # unreachable, 429, 5xx...: the same request may pass later
-                raise _retry_later(e, "Kubernetes API") from e
-            await self.fail(e.failure_reason, e.explain())  # 403, 422...: it would fail the same way again
+    def pause(self) -> float:
+        """The longest wait before the next look: shorter while scoring, for the progress files."""
+        return PROGRESS_READ_SECONDS if self.status.get("phase") == RUNNING else RESYNC_SECONDS
 
     async def start(self) -> None:
         self.spec = await self._spec_of_record()
