@@ -56,5 +56,6 @@ async def test_children_are_watched_by_their_label_only(cluster, kube, operator,
     async with operator():
         await create(kube, resource("watched", inputs))
         await eventually(lambda: phase(cluster, "watched") == "Running")
-    assert cluster.operator_selectors["pods"] == cluster.operator_selectors["jobs"] == LABEL_UID
+    assert cluster.operator_selectors["pods"] == LABEL_UID
+    assert cluster.operator_selectors["jobs"] == "app.kubernetes.io/managed-by=parallelrun-operator"  # runs' and steps'
     assert cluster.operator_selectors[PLURAL] is None

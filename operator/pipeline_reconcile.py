@@ -1,0 +1,219 @@
+"""Driving one PipelineRun from creation to Succeeded or Failed.
+
+Each look rebuilds the run's state from what exists: the steps status already
+records as over, and each step's child (in kopf's indexes); then `dag.advance` says
+which steps to skip and which to start. A step starts by being resolved
+(`resolve_step`: expressions substituted, outputs placed, fingerprint taken); a
+fingerprint that matches a success in the reuse index whose outputs still exist makes
+it Succeeded with `reused: true` and no child; otherwise its children are created
+under deterministic names (a 409 adopts the child made before a restart). When a
+child succeeds its outputs (kept on the child) go into the reuse index, then into the
+status, where later steps' expressions find them. Storage is reached off the event loop.
+
+    start   the spec (every problem → Failed, InvalidSpec, no children), its components, credentials
+    step    children → step states → skip / reuse / create → status
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+from collections.abc import Callable, Iterable, Mapping
+
+import kopf
+
+from parallelrun.runner.pipelines import dag, reuse
+from parallelrun.runner.pipelines.component import Component, load_component_text
+from parallelrun.runner.pipelines.resolve import ResolvedStep, ResolveError, component_base_dir, resolve_step
+from parallelrun.runner.pipelines.spec import API_VERSION, KIND, ComponentRef, PipelineSpec, Step, load_pipeline
+from parallelrun.runner.spec import SpecError
+from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_error
+
+from .kube import ApiError, path
+from .pipeline_manifests import LABEL_RUN_UID, PLURAL, RunOwner, build_step_children, step_child_name
+from .pipeline_status import OVER, ChildState, skip_message, step_states, with_steps
+from .reconcile import RETRY_SECONDS, Controller, RunFailed, Services
+from .status import TERMINAL, now
+
+
+class _Unavailable(RuntimeError):
+    """Storage did not answer while loading a component: retried, not a spec error."""
+
+
+class PipelineReconciler(Controller):
+    plural = PLURAL
+    uid_label = LABEL_RUN_UID
+
+    def __init__(self, body, services: Services, children: Callable[[], Iterable[ChildState]], logger=None):
+        super().__init__(body, services, logger)
+        self.owner = RunOwner.of(body)
+        self._children = children
+        self.spec: PipelineSpec | None = None
+        self._env: dict[str, str] = {}
+        self._component_texts: dict[ComponentRef, bytes] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # for API calls from worker threads
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        storage = (self.body.get("spec") or {}).get("storage") or {}
+        self._env = await self._credentials(storage if isinstance(storage, dict) else {})
+        self.spec = await self._load()
+
+    async def step(self) -> bool:
+        spec, graph = self.spec, self.spec.graph
+        steps = {name: dict(s) for name, s in (self.status.get("steps") or {}).items()}
+        for child in self._children():
+            await self._observe(child, steps)
+        while True:
+            states = step_states(steps)
+            advance = dag.advance(graph, states)
+            if not advance.skip and not advance.start:
+                break
+            for name in advance.skip:
+                steps[name] = {"phase": dag.SKIPPED, "message": skip_message(graph, states, name)}
+                self._event("Normal", "StepSkipped", f"step {name} {steps[name]['message']}")
+            by_name = {s.name: s for s in spec.steps + spec.finally_steps}
+            for name in advance.start:
+                steps[name] = await self._start_step(by_name[name], steps, states)
+        status = with_steps(self.status, graph, steps, spec.parameters, self.generation)
+        if status.get("phase") in TERMINAL and self.status.get("phase") != status["phase"]:
+            kind = "Normal" if status["phase"] == dag.SUCCEEDED else "Warning"
+            self._event(kind, status["phase"], status["message"])
+        await self._write(status)
+        return status.get("phase") in TERMINAL
+
+    # -- the spec ----------------------------------------------------------------
+
+    async def _load(self) -> PipelineSpec:
+        """The resource's spec with its components loaded; every problem at once fails the run."""
+        meta = self.body["metadata"]
+        document = {"apiVersion": API_VERSION, "kind": KIND,
+                    "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                    "spec": copy.deepcopy(dict(self.body.get("spec") or {}))}
+        config_maps = await self._component_config_maps(document["spec"])
+        try:
+            return await asyncio.to_thread(load_pipeline, document, None, None,
+                                           lambda ref: self._component(ref, config_maps))
+        except SpecError as e:
+            raise RunFailed("InvalidSpec", "\n".join(e.errors)) from e
+        except _Unavailable as e:
+            raise kopf.TemporaryError(str(e), delay=RETRY_SECONDS) from e
+
+    async def _component_config_maps(self, spec: dict) -> dict[str, dict | None]:
+        """The ConfigMaps component steps name (None: not there), read before the spec is loaded."""
+        names = set()
+        for step in [*(spec.get("steps") or []), *(spec.get("finally") or [])]:
+            ref = step.get("component") if isinstance(step, dict) else None
+            if isinstance(ref, dict) and isinstance(ref.get("configMap"), str):
+                names.add(ref["configMap"])
+        found = {}
+        for name in sorted(names):
+            try:
+                found[name] = await self.api.get(path("v1", "configmaps", self.owner.namespace, name))
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+                found[name] = None
+        return found
+
+    def _component(self, ref: ComponentRef, config_maps: Mapping[str, dict | None]) -> Component:
+        """A component step's file, from its ConfigMap or storage (in a worker thread)."""
+        if ref.config_map is not None:
+            data = (config_maps.get(ref.config_map) or {}).get("data") or {}
+            if config_maps.get(ref.config_map) is None:
+                raise OSError(f"ConfigMap {ref.config_map} does not exist in namespace {self.owner.namespace}")
+            if ref.key not in data:
+                raise OSError(f"ConfigMap {ref.config_map} has no key {ref.key}; its keys: {', '.join(data) or 'none'}")
+            text = data[ref.key].encode()
+        else:
+            try:
+                fs, where = filesystem(ref.uri, self._env)
+                text = fs.cat_file(where)
+            except Exception as e:  # noqa: BLE001 - sorted below: a passing fault is retried
+                fault = storage_error(e, ref.uri, writing=False)
+                if isinstance(fault, StorageUnavailable):
+                    raise _Unavailable(f"cannot read component {ref.uri} yet: {fault}") from e
+                raise OSError(str(fault or e)) from e
+        self._component_texts[ref] = text
+        return load_component_text(text, component_base_dir(ref))
+
+    # -- steps -------------------------------------------------------------------
+
+    async def _observe(self, child: ChildState, steps: dict[str, dict]) -> None:
+        """Take what a step's child says into `steps`; a success goes into the reuse index first."""
+        current = steps.get(child.step, {})
+        if current.get("phase") in OVER or child.step not in self.spec.graph.names:
+            return
+        update = {"phase": child.phase, "child": child.name, "startTime": current.get("startTime") or now()}
+        if child.phase == dag.SUCCEEDED:
+            step = next(s for s in self.spec.steps + self.spec.finally_steps if s.name == child.step)
+            if step.reuse and child.fingerprint:
+                entry = reuse.index_entry(child.fingerprint, child.outputs, self.owner.name, child.step,
+                                          datetime.datetime.now(datetime.timezone.utc))
+                await self._storage(reuse.write_entry, entry)
+            update.update(outputs=dict(child.outputs), reused=False, completionTime=now())
+            self._event("Normal", "StepSucceeded", f"step {child.step} succeeded ({child.name})")
+        elif child.phase == dag.FAILED:
+            update.update(message=child.message, completionTime=now())
+            self._event("Warning", "StepFailed", f"step {child.step} failed: {child.message}")
+        steps[child.step] = {**current, **update}
+
+    async def _start_step(self, step: Step, steps: Mapping[str, dict], states: Mapping[str, str]) -> dict:
+        """Resolve `step`, then reuse an earlier success or create its children; its status entry."""
+        finished = {name: s.get("outputs") or {} for name, s in steps.items() if s.get("phase") == dag.SUCCEEDED}
+        run_status = dag.run_status(self.spec.graph, states) if step.is_finally else None
+        started = now()
+        try:
+            resolved = await asyncio.to_thread(
+                resolve_step, self.spec, step, finished, run_status,
+                component_text=self._component_texts.get(step.component_ref), code_digest=self._code_digest)
+        except ResolveError as e:
+            message = "; ".join(e.errors)
+            self._event("Warning", "StepFailed", f"step {step.name} cannot start: {message}")
+            return {"phase": dag.FAILED, "message": message, "startTime": started, "completionTime": started}
+        if resolved.reuse:
+            entry = await self._storage(_reusable, resolved)
+            if entry is not None:
+                message = f"reused the outputs of step {entry.get('step')} of run {entry.get('run')}"
+                self._event("Normal", "StepReused", f"step {step.name}: {message}")
+                return {"phase": dag.SUCCEEDED, "reused": True, "outputs": dict(entry["outputs"]), "message": message,
+                        "startTime": started, "completionTime": now()}
+        for manifest in build_step_children(self.owner, resolved, self.services.default_image):
+            await self._ensure(manifest)
+        child = step_child_name(self.owner.name, step.name)
+        self._event("Normal", "StepStarted", f"step {step.name} started: {resolved.kind} {child}")
+        return {"phase": dag.RUNNING, "child": child, "startTime": started}
+
+    def _code_digest(self, location: str) -> str | None:
+        """A digest of a step's code (a folder in storage, or a ConfigMap's data), for its fingerprint."""
+        if location.startswith("configMap:"):
+            name = location.removeprefix("configMap:")
+            config_map = asyncio.run_coroutine_threadsafe(
+                self.api.get(path("v1", "configmaps", self.owner.namespace, name)), self._loop).result()
+            return reuse.fingerprint({"data": config_map.get("data") or {}}, None, None)
+        fs, where = filesystem(location, self._env)
+        return reuse.folder_digest(fs, where)
+
+    async def _storage(self, function, *args):
+        """`function(fs, workdir, *args)` on the workdir's storage, in a worker thread; a fault is retried."""
+        try:
+            return await asyncio.to_thread(_on_workdir, function, self.spec.workdir, self._env, *args)
+        except Exception as e:  # noqa: BLE001 - the reuse index is in storage; the run waits for it
+            message = f"the reuse index under {self.spec.workdir} is unreachable, retrying in {RETRY_SECONDS}s: " \
+                      f"{type(e).__name__}: {e}"
+            raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from e
+
+
+def _on_workdir(function, workdir: str, env: Mapping[str, str], *args):
+    fs, root = filesystem(workdir, env)
+    return function(fs, root, *args)
+
+
+def _reusable(fs, workdir: str, step: ResolvedStep) -> dict | None:
+    """The index entry whose outputs can stand for `step`'s, or None."""
+    entry = reuse.read_entry(fs, workdir, step.fingerprint)
+    if entry is None or not isinstance(entry.get("outputs"), dict):
+        return None
+    outputs_there = reuse.outputs_exist(fs, entry["outputs"])
+    return entry if reuse.decide(step.fingerprint, entry, outputs_there, step.reuse) else None
