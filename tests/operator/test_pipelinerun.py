@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 
 import pytest
-from operator_harness import BIJ_API, NAMESPACE, condition, eventually, report
+from operator_harness import BIJ_API, NAMESPACE, ROOT, condition, eventually, report
 
 from parallelrun.operator.kube import path
 from parallelrun.operator.manifests import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 from parallelrun.operator.pipeline_manifests import PLURAL
+
+sys.path.insert(0, str(ROOT / "tests" / "chart"))
+from rbac_needs import CLUSTER_NEEDS, NAMESPACED_NEEDS  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -265,3 +269,59 @@ async def test_deleting_the_run_stops_it(cluster, kube, kubelet, operator, tmp_p
         await complete(kubelet, "gone-a")
         await eventually(lambda: cluster.get("jobs", "gone-a")["status"].get("conditions"))
     assert cluster.get("jobs", "gone-b") is None
+
+
+COMPONENT = """
+kind: Component
+name: train_iris
+version: "1.2"
+environment: {image: example.com/trainer:1.2}
+inputs: {max_iter: {type: integer, default: 500}}
+outputs: {model: {type: uri_folder}}
+command: python train.py --max-iter ${{inputs.max_iter}} --out ${{outputs.model}}
+"""
+
+
+async def test_component_step_runs_the_step_runner_in_its_image(cluster, kube, kubelet, operator, tmp_path):
+    await kube.create(path("v1", "configmaps", NAMESPACE), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "train-iris"}, "data": {"component.yaml": COMPONENT}})
+    body = pipeline("retrain", str(tmp_path), [
+        {"name": "train", "component": {"configMap": "train-iris"}, "inputs": {"max_iter": "${{parameters.iter}}"}},
+        container("use", "echo", "${{steps.train.outputs.model}}"),
+    ], parameters={"iter": {"type": "integer", "default": 7}}, storage={"secretRef": {"name": "creds"}})
+    await kube.create(path("v1", "secrets", NAMESPACE), {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "creds"}, "data": {}})
+    async with operator():
+        await create_run(kube, body)
+        job = await eventually(lambda: cluster.get("jobs", "retrain-train"))
+        configmap = cluster.get("configmaps", "retrain-train-step")
+        await complete(kubelet, "retrain-train")
+        use = await eventually(lambda: cluster.get("jobs", "retrain-use"))
+        await complete(kubelet, "retrain-use")
+        status = await finished(cluster, "retrain")
+    model = f"{tmp_path}/retrain/train/model/"
+    assert status["phase"] == "Succeeded" and status["steps"]["train"]["outputs"] == {"model": model}
+    assert use["spec"]["template"]["spec"]["containers"][0]["command"] == ["echo", model]
+    assert configmap["immutable"] is True
+    resolved = json.loads(configmap["data"]["step.json"])
+    assert (resolved["kind"], resolved["inputs"], resolved["outputs"]) == ("component", {"max_iter": 7}, {"model": model})
+    pod = job["spec"]["template"]["spec"]
+    runner = pod["containers"][0]
+    assert runner["image"] == "example.com/trainer:1.2"
+    assert runner["command"] == ["python", "-m", "parallelrun.runner", "step", "--step", "/etc/parallelrun/step.json"]
+    assert {"name": "step", "configMap": {"name": "retrain-train-step"}} in pod["volumes"]
+    assert runner["envFrom"] == [{"secretRef": {"name": "creds"}}]
+    assert pod["securityContext"] == POD_SECURITY_CONTEXT and runner["securityContext"] == CONTAINER_SECURITY_CONTEXT
+    calls = cluster.operator_calls  # and the chart's RBAC grants every call the pipeline made
+    assert {("", "configmaps", "get"), ("", "configmaps", "create"), ("batch", "jobs", "create"),
+            ("parallelrun.dev", "pipelineruns/status", "patch")} <= calls
+    assert sorted(calls - set(NAMESPACED_NEEDS) - set(CLUSTER_NEEDS)) == []
+
+
+async def test_component_that_is_not_there_is_a_spec_error(cluster, kube, operator, tmp_path):
+    body = pipeline("nocomp", str(tmp_path), [{"name": "train", "component": {"configMap": "absent"}}])
+    async with operator():
+        await create_run(kube, body)
+        status = await finished(cluster, "nocomp")
+    assert condition(status, "Failed")["reason"] == "InvalidSpec"
+    assert "ConfigMap absent does not exist in namespace ns" in status["message"]
