@@ -50,7 +50,7 @@ _COMPONENT_IO = re.compile(r"^(inputs|outputs)\.[A-Za-z_][A-Za-z0-9_]*$")
 _JOB_URIS = (("input", "uri"), ("input", "manifest"), ("model", "uri"), ("code", "uri"), ("output", "uri"))
 _NOT_FINGERPRINTED = ("name", "run", "retries", "reuse", "cwd", "fingerprint", "outputs", "format")
 
-CodeDigest = Callable[[str], "str | None"]  # a code location (a URI, or "configMap:NAME") → its digest
+CodeDigest = Callable[[str], "str | None"]  # a code location (a folder or file URI, or "configMap:NAME") → its digest
 
 
 class ResolveError(SpecError):
@@ -268,10 +268,11 @@ def _component_step(component: Component, ref: ComponentRef | None, given: dict,
 
 
 def _code_location(resolved: Mapping[str, Any]) -> str | None:
-    """Where the step's code is, for its digest: a component's code folder, or a job's code."""
+    """Where the step's code is, for its digest: a component's code folder, or a job's entry script
+    (a job's code folder may hold its data too; local mode's run id counts the script alone as well)."""
     if resolved.get("code"):
         return resolved["code"]
     code = (resolved.get("job") or {}).get("code") or {}
     if code.get("uri"):
-        return code["uri"]
+        return f"{code['uri'].rstrip('/')}/{code['entryScript']}"
     return f"configMap:{code['configMap']}" if code.get("configMap") else None
