@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import kopf
 
+from parallelrun.runner.accounting import Counts
 from parallelrun.runner.contract import PermanentError
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.plan import shards_with_work
@@ -33,12 +34,13 @@ from parallelrun.runner.spec import API_VERSION, KIND, JobSpec, SpecError, load_
 
 from . import metrics
 from .aggregation import JobState, PodState, observe_merge, observe_scoring
+from .job_reuse import find_reusable, record_success, reuse_key
 from .kube import ApiError, KubeApi, path
 from .manifests import (LABEL_UID, MERGE, PLURAL, SCORING, SPEC, SPEC_FILE, Owner, build_merge_job,
                         build_scoring_job, build_spec_configmap, cluster_errors)
 from .planning import Planner, secret_env
 from .progress import read_progress
-from .status import (FAILED, MERGING, PENDING, PLANNING, RUNNING, SPEC_CHANGE_REFUSED, SUCCEEDED, counts_of,
+from .status import (FAILED, MERGING, PENDING, PLANNING, RUNNING, SPEC_CHANGE_REFUSED, SUCCEEDED, TERMINAL, counts_of,
                      with_phase, with_progress, with_spec_check)
 
 RESYNC_SECONDS = 60  # a look without any event, in case one was missed
@@ -234,6 +236,8 @@ class Reconciler(Controller):
             self._env = await self._credentials(self.spec.storage, wait=False)
             return
         env = self._env = await self._credentials(self.spec.storage)
+        if self.spec.allow_reuse and await self._reuse_earlier_run(env):
+            return
         if self.status.get("phase") != PLANNING:
             self._event("Normal", "Planning", f"listing {self.spec.input.uri}")
             await self._write(with_phase(self.status, PLANNING, "Planning", f"listing {self.spec.input.uri}",
@@ -264,6 +268,8 @@ class Reconciler(Controller):
     async def step(self) -> bool:
         """One look at the run; True when it has finished."""
         status = self._check_spec(self.status)
+        if status.get("phase") in TERMINAL:  # an earlier run reused (allowReuse)
+            return True
         if status.get("phase") == RUNNING:
             return await self._score(status)
         if status.get("phase") == MERGING:
@@ -318,8 +324,57 @@ class Reconciler(Controller):
             message = f"output written to {output}"
             self._event("Normal", "Succeeded", message)
             status = dict(with_phase(status, SUCCEEDED, "Succeeded", message, self.generation), outputUri=output)
+            if self.spec.allow_reuse:
+                await self._record_for_reuse(output)
         await self._write(status)
         return outcome == SUCCEEDED
+
+    # -- allowReuse ----------------------------------------------------------------
+
+    async def _reuse_key(self, env: dict[str, str]) -> str | None:
+        """The spec's and code's fingerprint (job_reuse.reuse_key); None when the code's ConfigMap is missing."""
+        code = None
+        if self.spec.code.config_map:
+            try:
+                found = await self.api.get(path("v1", "configmaps", self.owner.namespace, self.spec.code.config_map))
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+                return None
+            code = found.get("data") or {}
+        return await asyncio.to_thread(reuse_key, self.spec, code, env)
+
+    async def _reuse_earlier_run(self, env: dict[str, str]) -> bool:
+        """allowReuse: Succeeded at once with the output of an earlier run of the same spec and code."""
+        try:
+            key = await self._reuse_key(env)
+            summary = key and await asyncio.to_thread(find_reusable, self.spec, key, env)
+        except ApiError:
+            raise
+        except Exception as e:  # noqa: BLE001 - storage is down: run it rather than wait
+            self.logger.warning("allowReuse: cannot look for an earlier run, running this one: %s: %s",
+                                type(e).__name__, e)
+            return False
+        if not summary:
+            return False
+        message = (f"allowReuse: run {summary['runId']} already succeeded with this spec and code, and its input "
+                   f"is unchanged; reusing its output")
+        self._event("Normal", "Reused", message)
+        status = with_phase(self.status, SUCCEEDED, "Reused", message, self.generation)
+        status = with_progress(status, Counts.from_dict(summary), summary["plan"]["miniBatches"], 0, 0, 0, 0)
+        output = (summary["output"] or {}).get("uri") or summary["summary"]  # summaryOnly: no output file
+        await self._write(dict(status, outputUri=output, runId=summary["runId"]))
+        return True
+
+    async def _record_for_reuse(self, output: str) -> None:
+        """The reuse index entry of this succeeded run; a storage fault costs only a later reuse."""
+        try:
+            key = await self._reuse_key(self._env or {})
+            if key:
+                await asyncio.to_thread(record_success, self.spec, key, self.owner.run_id, self.owner.name, output,
+                                        self._env or {})
+        except Exception as e:  # noqa: BLE001
+            self.logger.warning("allowReuse: cannot record this run for reuse: %s: %s", type(e).__name__, e)
 
     # -- the spec ----------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from operator_harness import BIJ_API, NAMESPACE, ProcessKubelet, eventually
+from operator_harness import BIJ_API, NAMESPACE, ProcessKubelet, condition, create, eventually, resource, status_of
 
 from parallelrun.operator.kube import path
 from parallelrun.operator.pipeline_manifests import PLURAL
@@ -77,3 +77,35 @@ async def test_three_step_pipeline_runs_to_its_output(cluster, kube, kubelet, op
     report = Path(status["steps"]["publish"]["outputs"]["report"])
     assert report == workdir / "e2e" / "publish" / "report"
     assert report.read_text().splitlines() == ["ITEM 0 SCORED", "ITEM 1 SCORED", "ITEM 2 SCORED"]
+
+
+async def test_allow_reuse_on_the_cluster(cluster, kube, kubelet, operator, tmp_path, schema):
+    """A BatchInferenceJob with allowReuse and the spec, code and input of a succeeded run is
+    Succeeded at once with that run's output; changed input runs again."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        (data / f"item-{i}.txt").write_text(f"item {i}")
+    await kube.create(path("v1", "configmaps", NAMESPACE), {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "code"}, "data": {"score.py": SCORE_PY}})
+    inputs = {"input": f"{data}/", "output": f"{tmp_path}/out/"}
+    spec = dict(nodeCount=1, processCountPerNode=1, allowReuse=True, code={"configMap": "code", "entryScript": "score.py"})
+    pods = ProcessKubelet(cluster, kubelet, tmp_path / "node")
+    async with operator():
+        await create(kube, resource("first", inputs, **spec))
+        await eventually(lambda: status_of(cluster, "first").get("phase") == "Running")
+        first = await pods.run_to_the_end("first", nodes=1)
+        assert first["phase"] == "Succeeded", first.get("message")
+        assert list((tmp_path / "out" / "_parallelrun" / "cache").glob("*.json"))
+
+        await create(kube, resource("second", inputs, **spec))
+        second = await eventually(lambda: status_of(cluster, "second").get("phase") == "Succeeded"
+                                  and status_of(cluster, "second"))
+        (data / "item-1.txt").write_text("item 1, changed")
+        await create(kube, resource("third", inputs, **spec))
+        await eventually(lambda: status_of(cluster, "third").get("phase") == "Running")
+    assert condition(second, "Succeeded")["reason"] == "Reused"
+    assert second["outputUri"] == first["outputUri"] and second["runId"] == first["runId"]
+    assert second["progress"]["miniBatches"] == {"total": 3, "succeeded": 3, "failed": 0}
+    assert cluster.get("jobs", "second-score") is None and cluster.get("jobs", "third-score") is not None
+    assert schema.validate(cluster.get("batchinferencejobs", "second")) == []
