@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 
 from parallelrun.runner.pipelines.resolve import ResolvedStep
 from parallelrun.runner.pipelines.spec import API_VERSION, KIND
 from parallelrun.runner.spec import KIND as BIJ_KIND
 
-from .manifests import (SCRATCH_DIR, SPEC_DIR, restricted_container, restricted_pod, scratch_env,
-                        with_user_env)
+from .manifests import (SCRATCH_DIR, SPEC_DIR, Owner, label_value, restricted_container, restricted_pod,
+                        scratch_env, with_user_env)
 
 PLURAL = "pipelineruns"
 LABEL_RUN = "parallelrun.dev/pipelinerun"
@@ -41,7 +40,6 @@ STEP_FILE = "step.json"
 STEP_COMMAND = ["python", "-m", "parallelrun.runner", "step", "--step", f"{SPEC_DIR}/{STEP_FILE}"]
 
 _NAME_LIMIT = 52  # a Job's pods append "-<5 chars>"; a BatchInferenceJob's own children append "-score"
-_LABEL_LIMIT = 63
 
 
 def step_child_name(run: str, step: str) -> str:
@@ -53,44 +51,27 @@ def step_child_name(run: str, step: str) -> str:
     return f"{full[:_NAME_LIMIT - len(digest) - 1].rstrip('-.')}-{digest}"
 
 
-@dataclass(frozen=True)
-class RunOwner:
-    """The PipelineRun its children belong to."""
-
-    name: str
-    namespace: str
-    uid: str
-
-    @classmethod
-    def of(cls, body) -> "RunOwner":
-        meta = body["metadata"]
-        return cls(meta["name"], meta["namespace"], meta["uid"])
-
-    def labels(self, step: str) -> dict:
-        return {
-            "app.kubernetes.io/name": "parallelrun",
-            LABEL_MANAGED_BY: MANAGED_BY,
-            "app.kubernetes.io/component": "step",
-            LABEL_RUN: _label(self.name),
-            LABEL_RUN_UID: self.uid,
-            LABEL_STEP: step,
-        }
-
-    def metadata(self, step: str, name: str | None = None, annotations: dict | None = None) -> dict:
-        return {
-            "name": name or step_child_name(self.name, step),
-            "namespace": self.namespace,
-            "labels": self.labels(step),
-            "annotations": dict(annotations or {}),
-            "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": self.name, "uid": self.uid,
-                                 "controller": True, "blockOwnerDeletion": True}],
-        }
+def step_labels(owner: Owner, step: str) -> dict:
+    """The labels of a step's children (and their pods): the run, its uid, the step."""
+    return {
+        "app.kubernetes.io/name": "parallelrun",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        "app.kubernetes.io/component": "step",
+        LABEL_RUN: label_value(owner.name),
+        LABEL_RUN_UID: owner.uid,
+        LABEL_STEP: step,
+    }
 
 
-def _label(text: str) -> str:
-    if len(text) <= _LABEL_LIMIT:
-        return text
-    return f"{text[:_LABEL_LIMIT - 7].rstrip('-._')}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
+def step_metadata(owner: Owner, step: str, name: str | None = None, annotations: dict | None = None) -> dict:
+    return {
+        "name": name or step_child_name(owner.name, step),
+        "namespace": owner.namespace,
+        "labels": step_labels(owner, step),
+        "annotations": dict(annotations or {}),
+        "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": owner.name, "uid": owner.uid,
+                             "controller": True, "blockOwnerDeletion": True}],
+    }
 
 
 def child_annotations(step: ResolvedStep) -> dict:
@@ -98,13 +79,13 @@ def child_annotations(step: ResolvedStep) -> dict:
     return {ANNOTATION_FINGERPRINT: step.fingerprint, ANNOTATION_OUTPUTS: json.dumps(dict(step.outputs), sort_keys=True)}
 
 
-def build_step_batch_job(owner: RunOwner, step: ResolvedStep) -> dict:
+def build_step_batch_job(owner: Owner, step: ResolvedStep) -> dict:
     """A BatchInferenceJob running a batchInference step's (or a parallel component's) normalized spec."""
     return {"apiVersion": API_VERSION, "kind": BIJ_KIND,
-            "metadata": owner.metadata(step.name, annotations=child_annotations(step)), "spec": step.job}
+            "metadata": step_metadata(owner, step.name, annotations=child_annotations(step)), "spec": step.job}
 
 
-def build_container_job(owner: RunOwner, step: ResolvedStep, default_image: str | None) -> dict:
+def build_container_job(owner: Owner, step: ResolvedStep, default_image: str | None) -> dict:
     """A Job running a container step's image and command, retried `retries` times."""
     runner = restricted_container(step.image or default_image, list(step.command),
                                   with_user_env(scratch_env(), step.env), [_SCRATCH_MOUNT], [], step.storage)
@@ -113,18 +94,18 @@ def build_container_job(owner: RunOwner, step: ResolvedStep, default_image: str 
     return _job(owner, step, runner, [_SCRATCH_VOLUME])
 
 
-def step_configmap_name(owner: RunOwner, step: str) -> str:
+def step_configmap_name(owner: Owner, step: str) -> str:
     return f"{step_child_name(owner.name, step)}-step"
 
 
-def build_step_configmap(owner: RunOwner, step: ResolvedStep) -> dict:
+def build_step_configmap(owner: Owner, step: ResolvedStep) -> dict:
     """The resolved step a component step's pod runs, immutable like a BatchInferenceJob's spec."""
     return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": owner.metadata(step.name, name=step_configmap_name(owner, step.name)),
+            "metadata": step_metadata(owner, step.name, name=step_configmap_name(owner, step.name)),
             "immutable": True, "data": {STEP_FILE: json.dumps(step.to_dict(), indent=1, sort_keys=True)}}
 
 
-def build_component_job(owner: RunOwner, step: ResolvedStep, default_image: str | None) -> dict:
+def build_component_job(owner: Owner, step: ResolvedStep, default_image: str | None) -> dict:
     """A Job running the component's image on its resolved step (build_step_configmap), retried `retries` times."""
     volumes = [_SCRATCH_VOLUME, {"name": "step", "configMap": {"name": step_configmap_name(owner, step.name)}}]
     mounts = [_SCRATCH_MOUNT, {"name": "step", "mountPath": SPEC_DIR, "readOnly": True}]
@@ -132,7 +113,7 @@ def build_component_job(owner: RunOwner, step: ResolvedStep, default_image: str 
     return _job(owner, step, runner, volumes)
 
 
-def build_step_children(owner: RunOwner, step: ResolvedStep, default_image: str | None) -> list[dict]:
+def build_step_children(owner: Owner, step: ResolvedStep, default_image: str | None) -> list[dict]:
     """Every child of a step, in the order to create them (a Job's ConfigMap first)."""
     if step.kind == "batchInference":
         return [build_step_batch_job(owner, step)]
@@ -145,16 +126,16 @@ _SCRATCH_VOLUME = {"name": "scratch", "emptyDir": {}}
 _SCRATCH_MOUNT = {"name": "scratch", "mountPath": SCRATCH_DIR}
 
 
-def _job(owner: RunOwner, step: ResolvedStep, container: dict, volumes: list[dict]) -> dict:
+def _job(owner: Owner, step: ResolvedStep, container: dict, volumes: list[dict]) -> dict:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": owner.metadata(step.name, annotations=child_annotations(step)),
+        "metadata": step_metadata(owner, step.name, annotations=child_annotations(step)),
         "spec": {
             "completions": 1,
             "parallelism": 1,
             "backoffLimit": step.retries,
-            "template": {"metadata": {"labels": owner.labels(step.name)},
+            "template": {"metadata": {"labels": step_labels(owner, step.name)},
                          "spec": restricted_pod(container, volumes)},
         },
     }

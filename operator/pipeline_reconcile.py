@@ -31,7 +31,7 @@ from parallelrun.runner.spec import SpecError
 from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_error
 
 from .kube import ApiError, path
-from .pipeline_manifests import LABEL_RUN_UID, PLURAL, RunOwner, build_step_children, step_child_name
+from .pipeline_manifests import LABEL_RUN_UID, PLURAL, build_step_children, step_child_name
 from .pipeline_status import OVER, ChildState, skip_message, step_states, with_steps
 from .reconcile import RETRY_SECONDS, Controller, RunFailed, Services
 from .status import TERMINAL, now
@@ -47,7 +47,6 @@ class PipelineReconciler(Controller):
 
     def __init__(self, body, services: Services, children: Callable[[], Iterable[ChildState]], logger=None):
         super().__init__(body, services, logger)
-        self.owner = RunOwner.of(body)
         self._children = children
         self.spec: PipelineSpec | None = None
         self._env: dict[str, str] = {}
@@ -193,7 +192,7 @@ class PipelineReconciler(Controller):
                 self.api.get(path("v1", "configmaps", self.owner.namespace, name)), self._loop).result()
             return reuse.fingerprint({"data": config_map.get("data") or {}}, None, None)
         fs, where = filesystem(location, self._env)
-        return reuse.folder_digest(fs, where)
+        return reuse.folder_digest(fs, where) if fs.exists(where) else None  # as local mode (sources.code_digest)
 
     async def _storage(self, function, *args):
         """`function(fs, workdir, *args)` on the workdir's storage, in a worker thread; a fault is retried."""

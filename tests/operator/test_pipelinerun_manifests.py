@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from parallelrun.operator.pipeline_manifests import LABEL_RUN_UID, LABEL_STEP, RunOwner, child_annotations, step_child_name
+from parallelrun.operator.manifests import Owner
+from parallelrun.operator.pipeline_manifests import LABEL_RUN_UID, LABEL_STEP, child_annotations, step_child_name, step_labels
 from parallelrun.operator.pipeline_status import batch_job_child, job_child, step_states
 from parallelrun.runner.pipelines.resolve import ResolvedStep
 
@@ -18,8 +19,7 @@ def test_child_names_are_run_dash_step_and_stay_short_and_distinct():
     assert len(set(names)) == 3
     assert all(len(n) <= 52 and _DNS_LABEL.match(n) for n in names)
     assert names == [step_child_name(run, s) for s in steps]  # deterministic: a restart finds them
-    owner = RunOwner(run * 2, "ns", "uid-1")
-    labels = owner.labels("x" * 63)
+    labels = step_labels(Owner(run * 2, "ns", "uid-1"), "x" * 63)
     assert len(labels["parallelrun.dev/pipelinerun"]) <= 63 and labels[LABEL_RUN_UID] == "uid-1"
 
 
