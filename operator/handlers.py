@@ -145,8 +145,10 @@ def step_child_changed(labels: kopf.Labels, memo: kopf.Memo, **_) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PIPELINE_PLURAL)
-def pipeline_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def pipeline_changed(event: kopf.RawEvent, body: kopf.Body, status: kopf.Status, memo: kopf.Memo, **_) -> None:
     memo.wakeups.wake(body["metadata"]["uid"])
+    if event["type"] != "DELETED" and status.get("phase") in TERMINAL:
+        await refuse_change_after_finish(body, memo.services.api, PIPELINE_PLURAL)
 
 
 @kopf.daemon(GROUP, VERSION, PIPELINE_PLURAL, when=_unfinished, cancellation_timeout=5, backoff=15)

@@ -9,6 +9,7 @@ owner reference, so `kubectl delete prun/x` deletes them all:
     component step                             Job + ConfigMap    the component's image running
                                                                   `python -m parallelrun.runner step`
                                                                   on the resolved step (the ConfigMap)
+    the run                                    ConfigMap          <run>-spec: the spec it started with
 
 Job pods get the restricted security context, scratch volume and storage credentials
 of the scoring pods (manifests.restricted_pod / restricted_container). What a child
@@ -36,7 +37,7 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "parallelrun-operator"
 ANNOTATION_FINGERPRINT = "parallelrun.dev/fingerprint"
 ANNOTATION_OUTPUTS = "parallelrun.dev/outputs"
-STEP_FILE = "step.json"
+STEP_FILE, SPEC_FILE = "step.json", "pipeline.json"
 STEP_COMMAND = ["python", "-m", "parallelrun.runner", "step", "--step", f"{SPEC_DIR}/{STEP_FILE}"]
 
 _NAME_LIMIT = 52  # a Job's pods append "-<5 chars>"; a BatchInferenceJob's own children append "-score"
@@ -51,19 +52,21 @@ def step_child_name(run: str, step: str) -> str:
     return f"{full[:_NAME_LIMIT - len(digest) - 1].rstrip('-.')}-{digest}"
 
 
-def step_labels(owner: Owner, step: str) -> dict:
-    """The labels of a step's children (and their pods): the run, its uid, the step."""
-    return {
+def step_labels(owner: Owner, step: str | None) -> dict:
+    """The labels of a step's children (and their pods), or with no step the run's spec: the run, its uid, the step."""
+    labels = {
         "app.kubernetes.io/name": "parallelrun",
         LABEL_MANAGED_BY: MANAGED_BY,
-        "app.kubernetes.io/component": "step",
+        "app.kubernetes.io/component": "step" if step else "spec",
         LABEL_RUN: label_value(owner.name),
         LABEL_RUN_UID: owner.uid,
-        LABEL_STEP: step,
     }
+    if step:
+        labels[LABEL_STEP] = step
+    return labels
 
 
-def step_metadata(owner: Owner, step: str, name: str | None = None, annotations: dict | None = None) -> dict:
+def step_metadata(owner: Owner, step: str | None, name: str | None = None, annotations: dict | None = None) -> dict:
     return {
         "name": name or step_child_name(owner.name, step),
         "namespace": owner.namespace,
@@ -72,6 +75,16 @@ def step_metadata(owner: Owner, step: str, name: str | None = None, annotations:
         "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": owner.name, "uid": owner.uid,
                              "controller": True, "blockOwnerDeletion": True}],
     }
+
+
+def spec_configmap_name(owner: Owner) -> str:
+    return step_child_name(owner.name, "spec")
+
+
+def build_spec_configmap(owner: Owner, document: dict) -> dict:
+    """The run's spec as it started (immutable): a restart goes on with it, an edit is refused."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": step_metadata(owner, None, spec_configmap_name(owner)),
+            "immutable": True, "data": {SPEC_FILE: json.dumps(document, indent=1, sort_keys=True)}}
 
 
 def child_annotations(step: ResolvedStep) -> dict:

@@ -10,7 +10,8 @@ under deterministic names (a 409 adopts the child made before a restart). When a
 child succeeds its outputs (kept on the child) go into the reuse index, then into the
 status, where later steps' expressions find them. Storage is reached off the event loop.
 
-    start   the spec (every problem → Failed, InvalidSpec, no children), its components, credentials
+    start   the spec of record (the ConfigMap <run>-spec once it started; an edit after that is refused),
+            every problem → Failed, InvalidSpec, no children; its components, credentials
     step    children → step states → skip / reuse / create → status
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import json
 from collections.abc import Callable, Iterable, Mapping
 
 import kopf
@@ -31,7 +33,8 @@ from parallelrun.runner.spec import SpecError
 from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_error
 
 from .kube import ApiError, path
-from .pipeline_manifests import LABEL_RUN_UID, PLURAL, build_step_children, step_child_name
+from .pipeline_manifests import (LABEL_RUN_UID, PLURAL, SPEC_FILE, build_spec_configmap, build_step_children,
+                                 spec_configmap_name, step_child_name)
 from .pipeline_status import OVER, ChildState, skip_message, step_states, with_steps
 from .reconcile import RETRY_SECONDS, Controller, RunFailed, Services
 from .status import TERMINAL, now
@@ -52,12 +55,17 @@ class PipelineReconciler(Controller):
         self._env: dict[str, str] = {}
         self._component_texts: dict[ComponentRef, bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # for API calls from worker threads
+        self._document: dict = {}  # the resource as the run started (its spec of record)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        storage = (self.body.get("spec") or {}).get("storage") or {}
+        recorded = await self._spec_of_record()
+        self._document = recorded or self._current_document()
+        storage = (self._document.get("spec") or {}).get("storage") or {}
         self._env = await self._credentials(storage if isinstance(storage, dict) else {})
-        self.spec = await self._load()
+        self.spec = await self._load(self._document)
+        if recorded is None:
+            await self._ensure(build_spec_configmap(self.owner, self._document))
 
     async def step(self) -> bool:
         spec, graph = self.spec, self.spec.graph
@@ -75,7 +83,7 @@ class PipelineReconciler(Controller):
             by_name = {s.name: s for s in spec.steps + spec.finally_steps}
             for name in advance.start:
                 steps[name] = await self._start_step(by_name[name], steps, states)
-        status = with_steps(self.status, graph, steps, spec.parameters, self.generation)
+        status = self._check_spec(with_steps(self.status, graph, steps, spec.parameters, self.generation))
         if status.get("phase") in TERMINAL and self.status.get("phase") != status["phase"]:
             kind = "Normal" if status["phase"] == dag.SUCCEEDED else "Warning"
             self._event(kind, status["phase"], status["message"])
@@ -84,12 +92,30 @@ class PipelineReconciler(Controller):
 
     # -- the spec ----------------------------------------------------------------
 
-    async def _load(self) -> PipelineSpec:
-        """The resource's spec with its components loaded; every problem at once fails the run."""
+    def _current_document(self) -> dict:
         meta = self.body["metadata"]
-        document = {"apiVersion": API_VERSION, "kind": KIND,
-                    "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-                    "spec": copy.deepcopy(dict(self.body.get("spec") or {}))}
+        return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                "spec": copy.deepcopy(dict(self.body.get("spec") or {}))}
+
+    async def _spec_of_record(self) -> dict | None:
+        """The spec the run started with (its ConfigMap), or None before it started."""
+        try:
+            config_map = await self.api.get(path("v1", "configmaps", self.owner.namespace, spec_configmap_name(self.owner)))
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            return None
+        self._check_ours(config_map)
+        return json.loads(config_map["data"][SPEC_FILE])
+
+    def _refusal(self) -> str | None:
+        if self._current_document()["spec"] == self._document["spec"]:
+            return None
+        return (f"the spec changed after the run started; the run goes on with the spec it started with (ConfigMap "
+                f"{spec_configmap_name(self.owner)}). To run the new spec, create a new PipelineRun")
+
+    async def _load(self, document: dict) -> PipelineSpec:
+        """The run's spec with its components loaded; every problem at once fails the run."""
         config_maps = await self._component_config_maps(document["spec"])
         try:
             return await asyncio.to_thread(load_pipeline, document, None, None,

@@ -99,6 +99,7 @@ class Controller(abc.ABC):
         self.api, self.services = services.api, services
         self.status = copy.deepcopy(dict(body.get("status") or {}))
         self._written = copy.deepcopy(self.status)
+        self._spec_check: tuple[int | None, str | None] | None = None  # (generation, refusal)
 
     @property
     def generation(self) -> int | None:
@@ -135,6 +136,19 @@ class Controller(abc.ABC):
 
     def pause(self) -> float:
         return RESYNC_SECONDS
+
+    @abc.abstractmethod
+    def _refusal(self) -> str | None:
+        """Why the spec as it is now is not run (it changed after the run started), or None."""
+
+    def _check_spec(self, status: dict) -> dict:
+        """`status` with SpecChangeRefused set while the spec differs from the run's."""
+        if self._spec_check is None or self._spec_check[0] != self.generation:
+            self._spec_check = (self.generation, self._refusal())
+        refusal = self._spec_check[1]
+        if refusal and not any(c.get("type") == SPEC_CHANGE_REFUSED for c in status.get("conditions") or []):
+            self._event("Warning", SPEC_CHANGE_REFUSED, refusal)
+        return with_spec_check(status, refusal, self.generation)
 
     async def fail(self, reason: str, message: str) -> None:
         """Failed with `reason`; where the API refuses that status for good, say so in the log and stop."""
@@ -216,7 +230,6 @@ class Reconciler(Controller):
         self._counted = counts_of(self.status)
         self._env: dict[str, str] | None = None  # storage credentials; None: progress files unreadable
         self._live: tuple[float, dict] = (-math.inf, {})  # (when read, shard → Counts) of the progress files
-        self._spec_check: tuple[int | None, str | None] | None = None  # (generation, refusal)
 
     @property
     def shards_with_work(self) -> int:
@@ -403,15 +416,6 @@ class Reconciler(Controller):
         self._check_ours(configmap)
         return load_spec(json.loads(configmap["data"][SPEC_FILE]))
 
-    def _check_spec(self, status: dict) -> dict:
-        """`status` with SpecChangeRefused set while the spec differs from the run's."""
-        if self._spec_check is None or self._spec_check[0] != self.generation:
-            self._spec_check = (self.generation, self._refusal())
-        refusal = self._spec_check[1]
-        if refusal and not any(c.get("type") == SPEC_CHANGE_REFUSED for c in status.get("conditions") or []):
-            self._event("Warning", SPEC_CHANGE_REFUSED, refusal)
-        return with_spec_check(status, refusal, self.generation)
-
     def _refusal(self) -> str | None:
         try:
             if self._current_spec().fingerprint() == self.spec.fingerprint():
@@ -452,16 +456,17 @@ def _retry_later(e: ApiError, what: str) -> kopf.TemporaryError:
     return kopf.TemporaryError(f"{what}: {e}", delay=e.retry_delay(RETRY_SECONDS if e.status else 10))
 
 
-async def refuse_change_after_finish(body, api: KubeApi) -> None:
-    """A finished run whose spec was edited: say that nothing will run again."""
+async def refuse_change_after_finish(body, api: KubeApi, plural: str = PLURAL) -> None:
+    """A finished run (a BatchInferenceJob, or a PipelineRun with `plural`) whose spec was edited:
+    say that nothing will run again."""
     generation = body["metadata"].get("generation")
     status = dict(body.get("status") or {})
     if generation is None or status.get("observedGeneration") in (None, generation):
         return
     refusal = (f"the run is {status.get('phase')}; a changed spec is not run again. To run it, create a new "
-               "BatchInferenceJob, or delete and re-create this one")
+               f"{body.get('kind') or KIND}, or delete and re-create this one")
     kopf.event(body, type="Warning", reason=SPEC_CHANGE_REFUSED, message=refusal)
     owner = Owner.of(body)
-    await api.merge_patch(path(API_VERSION, PLURAL, owner.namespace, owner.name, "status"),
+    await api.merge_patch(path(API_VERSION, plural, owner.namespace, owner.name, "status"),
                           {"status": with_spec_check(status, refusal, generation)})
 

@@ -330,3 +330,28 @@ async def test_component_that_is_not_there_is_a_spec_error(cluster, kube, operat
         status = await finished(cluster, "nocomp")
     assert condition(status, "Failed")["reason"] == "InvalidSpec"
     assert "ConfigMap absent does not exist in namespace ns" in status["message"]
+
+
+async def test_spec_change_after_start_is_refused(cluster, kube, kubelet, operator, tmp_path, schema):
+    body = pipeline("edited", str(tmp_path), [container("a"), container("b", dependsOn=["a"])])
+    async with operator():
+        await create_run(kube, body)
+        await eventually(lambda: cluster.get("jobs", "edited-a"))
+        assert cluster.get("configmaps", "edited-spec")["immutable"] is True
+        await kube.merge_patch(path(BIJ_API, PLURAL, NAMESPACE, "edited"), {"spec": {"steps": [
+            container("a"), container("b", "echo", "changed", dependsOn=["a"]), container("c")]}})
+        refused = await eventually(lambda: condition(run_status(cluster, "edited"), "SpecChangeRefused"))
+        await complete(kubelet, "edited-a")
+        b = await eventually(lambda: cluster.get("jobs", "edited-b"))
+    async with operator():  # a restart goes on with the spec the run started with
+        await complete(kubelet, "edited-b")
+        status = await finished(cluster, "edited")
+        await kube.merge_patch(path(BIJ_API, PLURAL, NAMESPACE, "edited"), {"spec": {"workdir": "/elsewhere"}})
+        await eventually(lambda: "Succeeded; a changed spec is not run again" in condition(
+            run_status(cluster, "edited"), "SpecChangeRefused").get("message", ""))
+        await posted(cluster, "edited", ("Warning", "SpecChangeRefused"))
+    assert refused["status"] == "True" and "create a new PipelineRun" in refused["message"]
+    assert b["spec"]["template"]["spec"]["containers"][0]["command"] == ["echo", "b"]
+    assert status["phase"] == "Succeeded" and set(status["steps"]) == {"a", "b"}
+    assert cluster.get("jobs", "edited-c") is None
+    assert schema.validate(cluster.get(PLURAL, "edited")) == []
