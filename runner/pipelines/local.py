@@ -8,10 +8,13 @@ thread of its own, so independent steps run side by side:
 - a batchInference step (or a `type: parallel` component) as a BatchInferenceJob in
   local mode: `python -m parallelrun.cli run <job.yaml>` (it resumes what a failed or
   interrupted attempt committed; its own runMaxTry retries mini-batches);
-- a container or component step as `python -m parallelrun.runner step --step <step.json>`,
-  exactly what a component step's pod runs, up to `retries` + 1 times. Its image is for
-  the cluster: here it runs in the current environment, with this interpreter's folder
-  first on PATH (a step's `python` is the one running parallelrun).
+- a container step as its command, as its Job runs it on the cluster; a component step
+  as `python -m parallelrun.runner.pipelines.steprun --step <step.json>`: what its pod
+  runs (`python -m parallelrun.runner step`), the same code without importing the
+  scoring modules. Either up to `retries` + 1 times. A Job's image is for the cluster:
+  here the step runs in the current environment, with this interpreter's folder
+  first on PATH (a step's `python` is the one running parallelrun), in the pipeline
+  file's folder (a container step) or a copy of the component's code.
 
 Each step's output goes to `<run.workdir>/_parallelrun/logs/<step>.log` (a temporary
 folder when the workdir is remote), beside the files it ran from. After a success the
@@ -48,6 +51,7 @@ from .resolve import ResolvedStep, ResolveError, resolve_step
 from .sources import ComponentFiles, code_digest
 from .spec import PipelineSpec, Step, load_pipeline
 
+STEP_MODULE = "parallelrun.runner.pipelines.steprun"  # `python -m parallelrun.runner step` without the scoring imports
 STOP_SECONDS = 10.0  # how long stopped steps may take to end before they are killed
 _STYLE = {dag.PENDING: "dim", dag.RUNNING: "cyan", dag.SUCCEEDED: "green", dag.REUSED: "green",
           dag.FAILED: "red", dag.SKIPPED: "yellow"}
@@ -160,7 +164,7 @@ class _Run:
         status = dag.run_status(self.spec.graph, self.states) if step.is_finally else None
         try:
             resolved = resolve_step(self.spec, step, finished, status, component_text=self.files.text(step.component_ref),
-                                    code_digest=code_digest)
+                                    code_digest=code_digest, upstream={n: r.fingerprint for n, r in self.records.items()})
         except ResolveError as error:
             self._set(name, dag.FAILED, message="; ".join(error.errors))
             return
@@ -169,8 +173,9 @@ class _Run:
             return
         record.log = os.path.join(self.log_dir, f"{name}.log")
         argv, attempts = self._command(resolved)
+        env = {e["name"]: str(e["value"]) for e in resolved.env if "value" in e}
         self._set(name, dag.RUNNING)
-        thread = threading.Thread(target=self._execute, args=(name, argv, attempts, resolved.cwd), daemon=True)
+        thread = threading.Thread(target=self._execute, args=(name, argv, attempts, resolved.cwd, env), daemon=True)
         self.threads.append(thread)
         thread.start()
 
@@ -189,6 +194,8 @@ class _Run:
 
     def _command(self, resolved: ResolvedStep) -> tuple[list[str], int]:
         """The process that runs the step, and how many attempts it gets."""
+        if resolved.kind == "container":  # as its Job runs it: the command itself
+            return resolved.render(), resolved.retries + 1
         if resolved.kind == "batchInference":
             path = os.path.join(self.log_dir, f"{resolved.name}.job.yaml")
             job = {"apiVersion": "parallelrun.dev/v1alpha1", "kind": "BatchInferenceJob",
@@ -199,9 +206,9 @@ class _Run:
         path = os.path.join(self.log_dir, f"{resolved.name}.step.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(resolved.to_dict(), f, indent=1)
-        return [sys.executable, "-m", "parallelrun.runner", "step", "--step", path], resolved.retries + 1
+        return [sys.executable, "-m", STEP_MODULE, "--step", path], resolved.retries + 1
 
-    def _execute(self, name: str, argv: list[str], attempts: int, cwd: str | None) -> None:
+    def _execute(self, name: str, argv: list[str], attempts: int, cwd: str | None, env: dict[str, str]) -> None:
         """On the step's thread: run its process until it succeeds or its attempts are spent."""
         log = self.records[name].log
         message = ""
@@ -215,7 +222,7 @@ class _Run:
                             break
                         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                                    cwd=cwd if cwd and os.path.isdir(cwd) else None,
-                                                   env=_environment(),
+                                                   env={**_environment(), **env},
                                                    process_group=self.group.pgid)
                         self.processes[name] = process
                     code = process.wait()
@@ -224,7 +231,7 @@ class _Run:
                 if code == 0:
                     self.events.put((name, dag.SUCCEEDED, ""))
                     return
-                message = f"exit code {code}: {_last_line(log)}"
+                message = f"exit code {128 - code if code < 0 else code}: {_last_line(log)}"
                 if self.stopping.is_set():
                     break
         except Exception as error:  # noqa: BLE001 - the step fails with the reason; the run goes on

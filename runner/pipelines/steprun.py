@@ -34,10 +34,8 @@ import tempfile
 from collections.abc import Mapping
 
 from ..contract import EXIT_CONFIG, SCRATCH_ENV, PermanentError
-from ..storage import fetch, filesystem, is_local, storage_error
-from .resolve import ResolvedStep, ResolveError
-
-URI_TYPES = ("uri_folder", "uri_file")
+from .resolved import ResolvedStep, ResolveError
+from .values import URI_TYPES
 
 
 class StepError(PermanentError):
@@ -79,6 +77,8 @@ def run_step(step: ResolvedStep, scratch: str) -> int:
 def _code(step: ResolvedStep, scratch: str) -> str:
     if not step.code:
         return step.cwd if step.cwd and os.path.isdir(step.cwd) else os.getcwd()
+    from ..storage import fetch  # fsspec only for steps that move data: a container step starts faster
+
     try:
         source = fetch(step.code, os.path.join(scratch, "fetched"))
     except FileNotFoundError:
@@ -93,6 +93,8 @@ def _code(step: ResolvedStep, scratch: str) -> str:
 
 
 def _input(name: str, uri: str, scratch: str) -> str:
+    from ..storage import fetch
+
     try:
         return fetch(uri, os.path.join(scratch, "inputs", name))
     except FileNotFoundError:
@@ -100,6 +102,8 @@ def _input(name: str, uri: str, scratch: str) -> str:
 
 
 def _local_path(uri: str) -> str | None:
+    from ..storage import filesystem, is_local
+
     fs, path = filesystem(uri)
     return path + ("/" if uri.endswith("/") else "") if is_local(fs) else None
 
@@ -122,6 +126,8 @@ def _output(name: str, uri: str, kind: str, scratch: str) -> str:
 def _upload(local: str, uri: str, kind: str) -> None:
     if kind == "uri_file" and not os.path.isfile(local):
         raise StepError(f"output {uri}: the command wrote no file at {local}")
+    from ..storage import filesystem, storage_error
+
     try:
         fs, path = filesystem(uri)
         if fs.exists(path):
@@ -173,6 +179,8 @@ def main(argv: list[str]) -> int:
         print(f"step: {error}", file=sys.stderr)
         return error.exit_code if error.exit_code else EXIT_CONFIG
     except Exception as error:  # noqa: BLE001 - a storage fault fetching code or inputs, in one line
+        from ..storage import storage_error
+
         fault = storage_error(error)
         if fault is None:
             raise
@@ -180,3 +188,7 @@ def main(argv: list[str]) -> int:
         return EXIT_CONFIG
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":  # local mode's entry: the same as `python -m parallelrun.runner step`, fewer imports
+    sys.exit(main(sys.argv[1:]))
