@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from parallelrun.runner.pipelines.resolve import ResolvedStep
+from parallelrun.runner.pipelines.resolved import ResolvedStep
 from parallelrun.runner.pipelines.spec import API_VERSION, KIND
 from parallelrun.runner.spec import KIND as BIJ_KIND
 

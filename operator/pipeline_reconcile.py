@@ -27,7 +27,8 @@ import kopf
 
 from parallelrun.runner.pipelines import dag, reuse
 from parallelrun.runner.pipelines.component import Component, load_component_text
-from parallelrun.runner.pipelines.resolve import ResolvedStep, ResolveError, component_base_dir, resolve_step
+from parallelrun.runner.pipelines.resolve import component_base_dir, resolve_step
+from parallelrun.runner.pipelines.resolved import ResolvedStep, ResolveError
 from parallelrun.runner.pipelines.spec import API_VERSION, KIND, ComponentRef, PipelineSpec, Step, load_pipeline
 from parallelrun.runner.spec import SpecError
 from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_error
@@ -171,6 +172,8 @@ class PipelineReconciler(Controller):
         if current.get("phase") in OVER or child.step not in self.spec.graph.names:
             return
         update = {"phase": child.phase, "child": child.name, "startTime": current.get("startTime") or now()}
+        if child.fingerprint:
+            update["fingerprint"] = child.fingerprint
         if child.phase == dag.SUCCEEDED:
             step = next(s for s in self.spec.steps + self.spec.finally_steps if s.name == child.step)
             if step.reuse and child.fingerprint:
@@ -192,7 +195,8 @@ class PipelineReconciler(Controller):
         try:
             resolved = await asyncio.to_thread(
                 resolve_step, self.spec, step, finished, run_status,
-                component_text=self._component_texts.get(step.component_ref), code_digest=self._code_digest)
+                component_text=self._component_texts.get(step.component_ref), code_digest=self._code_digest,
+                upstream={name: s["fingerprint"] for name, s in steps.items() if s.get("fingerprint")})
         except ResolveError as e:
             message = "; ".join(e.errors)
             self._event("Warning", "StepFailed", f"step {step.name} cannot start: {message}")
@@ -203,12 +207,12 @@ class PipelineReconciler(Controller):
                 message = f"reused the outputs of step {entry.get('step')} of run {entry.get('run')}"
                 self._event("Normal", "StepReused", f"step {step.name}: {message}")
                 return {"phase": dag.SUCCEEDED, "reused": True, "outputs": dict(entry["outputs"]), "message": message,
-                        "startTime": started, "completionTime": now()}
+                        "fingerprint": resolved.fingerprint, "startTime": started, "completionTime": now()}
         for manifest in build_step_children(self.owner, resolved, self.services.default_image):
             await self._ensure(manifest)
         child = step_child_name(self.owner.name, step.name)
         self._event("Normal", "StepStarted", f"step {step.name} started: {resolved.kind} {child}")
-        return {"phase": dag.RUNNING, "child": child, "startTime": started}
+        return {"phase": dag.RUNNING, "child": child, "fingerprint": resolved.fingerprint, "startTime": started}
 
     def _code_digest(self, location: str) -> str | None:
         """A digest of a step's code (a folder in storage, or a ConfigMap's data), for its fingerprint."""

@@ -7,7 +7,7 @@ import re
 from parallelrun.operator.manifests import Owner
 from parallelrun.operator.pipeline_manifests import LABEL_RUN_UID, LABEL_STEP, child_annotations, step_child_name, step_labels
 from parallelrun.operator.pipeline_status import batch_job_child, job_child, step_states
-from parallelrun.runner.pipelines.resolve import ResolvedStep
+from parallelrun.runner.pipelines.resolved import ResolvedStep
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
