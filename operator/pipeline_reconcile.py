@@ -30,6 +30,7 @@ from parallelrun.runner.pipelines.component import Component, load_component_tex
 from parallelrun.runner.pipelines.resolve import component_base_dir, resolve_step
 from parallelrun.runner.pipelines.resolved import ResolvedStep, ResolveError
 from parallelrun.runner.pipelines.spec import API_VERSION, KIND, ComponentRef, PipelineSpec, Step, load_pipeline
+from parallelrun.runner.contract import PermanentError
 from parallelrun.runner.spec import SpecError
 from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_error
 
@@ -225,12 +226,21 @@ class PipelineReconciler(Controller):
         return reuse.folder_digest(fs, where) if fs.exists(where) else None  # as local mode (sources.code_digest)
 
     async def _storage(self, function, *args):
-        """`function(fs, workdir, *args)` on the workdir's storage, in a worker thread; a fault is retried."""
+        """`function(fs, workdir, *args)` on the reuse index's storage, in a worker thread.
+
+        Storage that refuses (no access to the workdir) costs only reuse: a warning, and None.
+        Storage that does not answer is waited for: the run is retried, its status unchanged.
+        """
         try:
             return await asyncio.to_thread(_on_workdir, function, self.spec.workdir, self._env, *args)
-        except Exception as e:  # noqa: BLE001 - the reuse index is in storage; the run waits for it
-            message = f"the reuse index under {self.spec.workdir} is unreachable, retrying in {RETRY_SECONDS}s: " \
-                      f"{type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 - sorted below
+            fault = storage_error(e, self.spec.workdir)
+            if isinstance(fault, PermanentError):
+                self.logger.warning("the reuse index under %s is refused, so steps are neither reused nor recorded "
+                                    "for reuse: %s", self.spec.workdir, fault)
+                return None
+            message = (f"the reuse index under {self.spec.workdir} is unreachable, retrying in {RETRY_SECONDS}s: "
+                       f"{fault or f'{type(e).__name__}: {e}'}")
             raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from e
 
 

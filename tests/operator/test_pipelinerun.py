@@ -9,6 +9,7 @@ import sys
 import pytest
 from operator_harness import BIJ_API, NAMESPACE, ROOT, condition, eventually, report
 
+from parallelrun.operator import pipeline_reconcile
 from parallelrun.operator.kube import path
 from parallelrun.operator.manifests import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 from parallelrun.operator.pipeline_manifests import PLURAL
@@ -355,3 +356,23 @@ async def test_spec_change_after_start_is_refused(cluster, kube, kubelet, operat
     assert status["phase"] == "Succeeded" and set(status["steps"]) == {"a", "b"}
     assert cluster.get("jobs", "edited-c") is None
     assert schema.validate(cluster.get(PLURAL, "edited")) == []
+
+
+async def test_reuse_index_faults_wait_or_cost_only_reuse(cluster, kube, kubelet, operator, tmp_path, monkeypatch, caplog):
+    """Storage that does not answer is waited for (the step stays Running, nothing lost);
+    storage that refuses costs only reuse (a warning), and the run goes on."""
+    answers = [ConnectionResetError(104, "Connection reset by peer"), PermissionError(13, "Permission denied", "x")]
+
+    def write_entry(fs, workdir, entry):
+        raise answers.pop(0)
+
+    monkeypatch.setattr(pipeline_reconcile, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(pipeline_reconcile.reuse, "write_entry", write_entry)
+    async with operator():
+        await create_run(kube, pipeline("faulty", str(tmp_path), [container("a")]))
+        await eventually(lambda: cluster.get("jobs", "faulty-a"))
+        await complete(kubelet, "faulty-a")
+        status = await finished(cluster, "faulty")
+    assert answers == [] and status["phase"] == "Succeeded"
+    assert "the reuse index under" in caplog.text and "is unreachable, retrying" in caplog.text
+    assert "is refused, so steps are neither reused nor recorded" in caplog.text
