@@ -3,7 +3,7 @@ and pipeline_reconcile.py.
 
     daemon      one per unfinished resource: its reconciler, woken by the events below
     index       pods and Jobs by the uid of the BatchInferenceJob they belong to; a PipelineRun's
-                step Jobs and BatchInferenceJobs by the run's uid (all label-selected)
+                step Jobs, their pods and BatchInferenceJobs by the run's uid (all label-selected)
     event       a child's or the resource's change wakes the resource's daemon
 
 Run it with `parallelrun operator` (main.py) or `kopf run -m parallelrun.operator.handlers`.
@@ -25,7 +25,7 @@ from .metrics import PhaseGauge
 from .pipeline_manifests import LABEL_MANAGED_BY, LABEL_RUN_UID, MANAGED_BY
 from .pipeline_manifests import PLURAL as PIPELINE_PLURAL
 from .pipeline_reconcile import PipelineReconciler
-from .pipeline_status import batch_job_child, job_child
+from .pipeline_status import batch_job_child, job_child, step_pod
 from .planning import Planner
 from .reconcile import Reconciler, Services, Wakeups, refuse_change_after_finish
 from .status import TERMINAL
@@ -51,8 +51,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="parallelrun.dev")
     settings.posting.level = logging.WARNING  # Events: the reconciler's own, plus kopf's warnings and errors
     # The API server sends only ours, not every pod and Job of the cluster.
-    settings.watching.label_selectors["pods"] = LABEL_UID
-    settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"  # runs' and steps'
+    for children in ("pods", ("batch", "jobs")):  # of runs and of pipeline steps
+        settings.watching.label_selectors[children] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _QuietWakeUps) for f in objects.filters):
         objects.addFilter(_QuietWakeUps())
@@ -133,6 +133,11 @@ def step_jobs_by_run(body: kopf.Body, labels: kopf.Labels, **_):
     return {labels[LABEL_RUN_UID]: job_child(body)}
 
 
+@kopf.index("pods", labels=STEP_CHILDREN)
+def step_pods_by_run(body: kopf.Body, labels: kopf.Labels, **_):
+    return {labels[LABEL_RUN_UID]: step_pod(body)}
+
+
 @kopf.index(GROUP, VERSION, PLURAL, labels=STEP_CHILDREN)
 def step_batch_jobs_by_run(body: kopf.Body, labels: kopf.Labels, **_):
     return {labels[LABEL_RUN_UID]: batch_job_child(body)}
@@ -153,11 +158,12 @@ async def pipeline_changed(event: kopf.RawEvent, body: kopf.Body, status: kopf.S
 
 @kopf.daemon(GROUP, VERSION, PIPELINE_PLURAL, when=_unfinished, cancellation_timeout=5, backoff=15)
 async def run_pipeline(body: kopf.Body, memo: kopf.Memo, step_jobs_by_run: kopf.Index,
-                       step_batch_jobs_by_run: kopf.Index, logger: kopf.Logger, **_) -> None:
+                       step_batch_jobs_by_run: kopf.Index, step_pods_by_run: kopf.Index, logger: kopf.Logger,
+                       **_) -> None:
     uid = body["metadata"]["uid"]
     reconciler = PipelineReconciler(
         body, memo.services, lambda: [*step_jobs_by_run.get(uid, ()), *step_batch_jobs_by_run.get(uid, ())],
-        logger=logger)
+        pods=lambda: step_pods_by_run.get(uid, ()), logger=logger)
     try:
         await reconciler.drive(memo.wakeups.event(uid))
     finally:

@@ -37,7 +37,8 @@ from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_e
 from .kube import ApiError, path
 from .pipeline_manifests import (LABEL_RUN_UID, PLURAL, SPEC_FILE, build_spec_configmap, build_step_children,
                                  spec_configmap_name, step_child_name)
-from .pipeline_status import OVER, ChildState, skip_message, step_states, with_steps
+from .aggregation import PodState
+from .pipeline_status import OVER, ChildState, failed_pod, skip_message, step_states, with_steps
 from .reconcile import RETRY_SECONDS, Controller, RunFailed, Services
 from .status import TERMINAL, now
 
@@ -50,9 +51,10 @@ class PipelineReconciler(Controller):
     plural = PLURAL
     uid_label = LABEL_RUN_UID
 
-    def __init__(self, body, services: Services, children: Callable[[], Iterable[ChildState]], logger=None):
+    def __init__(self, body, services: Services, children: Callable[[], Iterable[ChildState]],
+                 pods: Callable[[], Iterable[tuple[str, PodState]]] = tuple, logger=None):
         super().__init__(body, services, logger)
-        self._children = children
+        self._children, self._pods = children, pods
         self.spec: PipelineSpec | None = None
         self._env: dict[str, str] = {}
         self._component_texts: dict[ComponentRef, bytes] = {}
@@ -184,8 +186,10 @@ class PipelineReconciler(Controller):
             update.update(outputs=dict(child.outputs), reused=False, completionTime=now())
             self._event("Normal", "StepSucceeded", f"step {child.step} succeeded ({child.name})")
         elif child.phase == dag.FAILED:
-            update.update(message=child.message, completionTime=now())
-            self._event("Warning", "StepFailed", f"step {child.step} failed: {child.message}")
+            pod = failed_pod(self._pods(), child.step)
+            message = child.message + (f"; {pod.describe()}" if pod else "")
+            update.update(message=message, completionTime=now())
+            self._event("Warning", "StepFailed", f"step {child.step} failed: {message}")
         steps[child.step] = {**current, **update}
 
     async def _start_step(self, step: Step, steps: Mapping[str, dict], states: Mapping[str, str]) -> dict:

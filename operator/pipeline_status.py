@@ -14,13 +14,13 @@ indexes), with the fingerprint and outputs its step had when it was made.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from parallelrun.runner.pipelines import dag
 from parallelrun.runner.pipelines.expressions import as_text
 
-from .aggregation import job_state
+from .aggregation import PodState, job_state, pod_state
 from .pipeline_manifests import ANNOTATION_FINGERPRINT, ANNOTATION_OUTPUTS, LABEL_STEP
 from .status import with_phase
 
@@ -60,6 +60,17 @@ def job_child(job: Mapping) -> ChildState:
         why = ": ".join(filter(None, (state.reason, state.message)))
         return _child(job, dag.FAILED, f"Job {state.name} failed" + (f" ({why})" if why else ""))
     return _child(job, dag.RUNNING, "")
+
+
+def step_pod(pod: Mapping) -> tuple[str, PodState]:
+    """A step Job's pod: its step, and what it says (its exit code and termination message)."""
+    return (pod.get("metadata", {}).get("labels") or {}).get(LABEL_STEP, ""), pod_state(pod)
+
+
+def failed_pod(pods: Iterable[tuple[str, PodState]], step: str) -> PodState | None:
+    """The step's latest pod that failed, whose exit code and message say why its Job failed."""
+    failed = [pod for name, pod in pods if name == step and pod.phase == "Failed"]
+    return max(failed, key=lambda pod: pod.order) if failed else None
 
 
 def batch_job_child(resource: Mapping) -> ChildState:

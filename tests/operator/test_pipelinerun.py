@@ -156,6 +156,7 @@ async def test_failed_middle_step_skips_its_dependants_and_runs_finally(cluster,
         await eventually(lambda: cluster.get("jobs", "broken-first") and cluster.get("jobs", "broken-aside"))
         await complete(kubelet, "broken-first")
         await eventually(lambda: cluster.get("jobs", "broken-middle"))
+        await kubelet.run("broken-middle", 0, 1, "Traceback (most recent call last):\nValueError: boom")
         await fail(kubelet, "broken-middle")
         await eventually(lambda: step(cluster, "broken", "last").get("phase") == "Skipped")
         assert cluster.get("jobs", "broken-notify") is None  # aside still runs
@@ -169,7 +170,9 @@ async def test_failed_middle_step_skips_its_dependants_and_runs_finally(cluster,
 
     assert status["phase"] == "Failed"
     assert status["steps"]["middle"]["phase"] == "Failed"
-    assert "BackoffLimitExceeded" in status["steps"]["middle"]["message"]
+    assert status["steps"]["middle"]["message"] == (
+        "Job broken-middle failed (BackoffLimitExceeded: Job has reached the specified backoff limit); "
+        "pod broken-middle-0-0 ended with exit code 1 (Error): Traceback (most recent call last):\nValueError: boom")
     assert status["steps"]["last"] == {"phase": "Skipped", "message": "skipped: it needs middle, which did not succeed"}
     assert status["steps"]["notify"]["phase"] == "Succeeded"
     failed = condition(status, "Failed")
