@@ -128,7 +128,7 @@ def _validate(args, console: Console) -> int:
         doc = _read_resource(path)
         kind = doc.get("kind") if doc is not None else None
         if kind == "PipelineRun":
-            status = max(status, _validate_pipeline(path, doc, console))
+            status = max(status, _validate_pipeline(path, doc, args.no_check, console))
         elif kind == "Component":
             status = max(status, _validate_component(path, console))
         else:
@@ -136,18 +136,20 @@ def _validate(args, console: Console) -> int:
     return status
 
 
-def _validate_pipeline(path: str, doc: dict, console: Console) -> int:
-    """A PipelineRun with its component files: every problem at once."""
+def _validate_pipeline(path: str, doc: dict, no_check: bool, console: Console) -> int:
+    """A PipelineRun with its component files (not read with --no-check): every problem at once."""
     from parallelrun.runner.pipelines.sources import ComponentFiles
     from parallelrun.runner.pipelines.spec import load_pipeline
 
     try:
-        spec = load_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(path)), components=ComponentFiles())
+        spec = load_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(path)),
+                             components=None if no_check else ComponentFiles())
     except SpecError as e:
         console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
         return 2
+    checked = "" if no_check else ", its components are valid"
     console.print(f"{path}: valid PipelineRun {spec.name!r} ({len(spec.steps)} steps, "
-                  f"{len(spec.finally_steps)} finally)", markup=False, highlight=False)
+                  f"{len(spec.finally_steps)} finally{checked})", markup=False, highlight=False)
     return 0
 
 
@@ -205,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     "code, model or side input that is not there)")
     validate.add_argument("job", nargs="+")
     validate.add_argument("--no-check", action="store_true",
-                          help="check the spec alone, without looking for its files (no storage access)")
+                          help="check the spec alone, without looking for its files or reading a pipeline's "
+                               "components (no storage access)")
     commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)")
     args = parser.parse_args(argv)
     console = Console(stderr=True, soft_wrap=True)  # a reason or a path stays on one line

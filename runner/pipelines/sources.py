@@ -7,7 +7,7 @@ digests a step's code (a folder or a file) for the same fingerprint.
 
 from __future__ import annotations
 
-from ..storage import filesystem
+from ..storage import filesystem, storage_error
 from .component import Component, ComponentError, load_component_text
 from .resolve import component_base_dir
 from .reuse import folder_digest
@@ -25,8 +25,16 @@ class ComponentFiles:
             raise ComponentError([f"configMap {ref.config_map}: a component in a ConfigMap is read on a cluster; "
                                   "here give component.uri, the path or URL of its file"])
         if ref not in self._texts:
-            fs, path = filesystem(ref.uri)
-            self._texts[ref] = fs.cat_file(path)
+            try:
+                fs, path = filesystem(ref.uri)
+                self._texts[ref] = fs.cat_file(path)
+            except FileNotFoundError:
+                raise ComponentError(["no such file"]) from None
+            except Exception as error:  # noqa: BLE001 - a storage fault in one line, reported with the step
+                fault = storage_error(error, ref.uri)
+                if fault is None:
+                    raise
+                raise ComponentError([f"cannot read it: {fault}"]) from None
         return load_component_text(self._texts[ref], base_dir=component_base_dir(ref))
 
     def text(self, ref: ComponentRef | None) -> bytes | None:

@@ -53,9 +53,10 @@ def states(result) -> dict[str, str]:
 
 
 TRAIN = {"name": "train", "component": {"uri": "component/component.yaml"}, "inputs": {"n": "${{parameters.n}}"}}
-READ = {"name": "report", "container": py(
-    "import pathlib, sys; v = pathlib.Path(sys.argv[1], 'value.txt').read_text(); "
-    "pathlib.Path('report.txt').write_text(v); print('value', v)", "${{steps.train.outputs.result}}")}
+READ = {"name": "report", "container": {**py(
+    "import os, pathlib, sys; v = pathlib.Path(sys.argv[1], 'value.txt').read_text(); "
+    "pathlib.Path('report.txt').write_text(v); print('value', v, os.environ['UNIT'])", "${{steps.train.outputs.result}}"),
+    "env": [{"name": "UNIT", "value": "apples"}]}}
 N = {"n": {"type": "integer", "default": 21}}
 
 
@@ -69,7 +70,7 @@ def test_a_pipeline_runs_its_steps_in_order_and_reports_them(tmp_path):
     assert "pipeline demo: Succeeded" in result.stderr
     logs = tmp_path / "work" / "demo" / "_parallelrun" / "logs"
     assert f"step logs: {logs}" in result.stderr
-    assert "value 42" in (logs / "report.log").read_text()
+    assert "value 42 apples" in (logs / "report.log").read_text()  # the container's env is set
 
 
 def test_a_failed_step_skips_its_dependants_and_finally_still_runs(tmp_path):

@@ -170,3 +170,9 @@ def test_relative_uris_in_a_component_file_are_relative_to_it():
     assert component_base_dir(ComponentRef(config_map="train", key="component.yaml")) is None
     assert component_base_dir(ComponentRef(uri="az://c/train/1/component.yaml")) == "az://c/train/1"
     assert component_base_dir(ComponentRef(uri="/x/c/component.yaml")) == "/x/c"
+
+
+def test_a_relative_uri_input_is_relative_to_the_pipeline_file():
+    spec = pipeline(inputs={"data": "data/train/", "max_iter": 3})
+    train = resolve_step(spec, step(spec, "train"), {})
+    assert train.inputs == {"data": "/pipelines/data/train/", "max_iter": 3}
