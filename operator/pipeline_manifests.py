@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 
+from parallelrun.runner.contract import URI_SCHEME
 from parallelrun.runner.pipelines.resolved import ResolvedStep
-from parallelrun.runner.pipelines.spec import API_VERSION, KIND
+from parallelrun.runner.pipelines.spec import API_VERSION, KIND, PipelineSpec
 from parallelrun.runner.spec import KIND as BIJ_KIND
 
 from .manifests import (SCRATCH_DIR, SPEC_DIR, Owner, label_value, restricted_container, restricted_pod,
@@ -75,6 +77,31 @@ def step_metadata(owner: Owner, step: str | None, name: str | None = None, annot
         "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": owner.name, "uid": owner.uid,
                              "controller": True, "blockOwnerDeletion": True}],
     }
+
+
+def cluster_errors(spec: PipelineSpec, default_image: str | None) -> list[str]:
+    """What a pipeline that is fine for local mode still lacks to run on a cluster."""
+    errors = []
+    if _relative(spec.workdir):
+        errors.append(f"spec.workdir: {spec.workdir!r} is a relative path, which means nothing on a cluster; use a "
+                      "URL such as az://container/pipelines/ or an absolute path on a volume the pods mount")
+    for where, steps in (("spec.steps", spec.steps), ("spec.finally", spec.finally_steps)):
+        for i, step in enumerate(steps):
+            ref = step.component_ref
+            if ref is not None and ref.uri is not None and _relative(ref.uri):
+                errors.append(f"{where}[{i}].component.uri: {ref.uri!r} is a relative path, which means nothing on a "
+                              "cluster; use a URL, or put the component in a ConfigMap (component.configMap)")
+            image = (step.body or {}).get("image") if step.kind == "container" else (
+                step.component.image if step.component is not None and step.component.type == "command" else "")
+            if image is None and not default_image:
+                field = "container.image" if step.kind == "container" else "component: its environment.image"
+                errors.append(f"{where}[{i}].{field}: required on a cluster (the operator has no --job-image); "
+                              "give the image to run")
+    return errors
+
+
+def _relative(uri: str) -> bool:
+    return not URI_SCHEME.match(uri) and not posixpath.isabs(uri)
 
 
 def spec_configmap_name(owner: Owner) -> str:

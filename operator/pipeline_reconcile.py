@@ -36,7 +36,7 @@ from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_e
 
 from .kube import ApiError, path
 from .pipeline_manifests import (LABEL_RUN_UID, PLURAL, SPEC_FILE, build_spec_configmap, build_step_children,
-                                 spec_configmap_name, step_child_name)
+                                 cluster_errors, spec_configmap_name, step_child_name)
 from .aggregation import PodState
 from .pipeline_status import OVER, ChildState, failed_pod, skip_message, step_states, with_steps
 from .reconcile import RETRY_SECONDS, Controller, RunFailed, Services
@@ -122,12 +122,16 @@ class PipelineReconciler(Controller):
         """The run's spec with its components loaded; every problem at once fails the run."""
         config_maps = await self._component_config_maps(document["spec"])
         try:
-            return await asyncio.to_thread(load_pipeline, document, None, None,
+            spec = await asyncio.to_thread(load_pipeline, document, None, None,
                                            lambda ref: self._component(ref, config_maps))
         except SpecError as e:
             raise RunFailed("InvalidSpec", "\n".join(e.errors)) from e
         except _Unavailable as e:
             raise kopf.TemporaryError(str(e), delay=RETRY_SECONDS) from e
+        errors = cluster_errors(spec, self.services.default_image)
+        if errors:
+            raise RunFailed("InvalidSpec", "\n".join(errors))
+        return spec
 
     async def _component_config_maps(self, spec: dict) -> dict[str, dict | None]:
         """The ConfigMaps component steps name (None: not there), read before the spec is loaded."""

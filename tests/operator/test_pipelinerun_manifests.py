@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 from parallelrun.operator.manifests import Owner
-from parallelrun.operator.pipeline_manifests import LABEL_RUN_UID, LABEL_STEP, child_annotations, step_child_name, step_labels
+from parallelrun.operator.pipeline_manifests import (LABEL_RUN_UID, LABEL_STEP, child_annotations, cluster_errors,
+                                                      step_child_name, step_labels)
 from parallelrun.operator.pipeline_status import batch_job_child, job_child, step_states
 from parallelrun.runner.pipelines.resolved import ResolvedStep
+from parallelrun.runner.pipelines.spec import load_pipeline
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -57,3 +59,19 @@ def test_a_batch_jobs_state_comes_from_its_phase():
 def test_step_states_read_reuse():
     assert step_states({"a": {"phase": "Succeeded", "reused": True}, "b": {"phase": "Succeeded", "reused": False},
                         "c": {"phase": "Skipped"}}) == {"a": "Reused", "b": "Succeeded", "c": "Skipped"}
+
+
+def test_cluster_errors_name_what_a_cluster_cannot_run():
+    spec = load_pipeline({"workdir": "work/", "steps": [
+        {"name": "train", "component": {"uri": "components/train.yaml"}},
+        {"name": "publish", "container": {"command": ["python", "publish.py"]}},
+        {"name": "ok", "container": {"image": "tools:1", "command": ["true"]}},
+    ], "finally": [{"name": "notify", "container": {"command": ["echo"]}}]})
+    errors = cluster_errors(spec, default_image=None)
+    assert [e.split(":")[0] for e in errors] == ["spec.workdir", "spec.steps[0].component.uri",
+                                                 "spec.steps[1].container.image", "spec.finally[0].container.image"]
+    assert "'work/' is a relative path, which means nothing on a cluster" in errors[0]
+    assert [e.split(":")[0] for e in cluster_errors(spec, default_image="tools:1")] == [
+        "spec.workdir", "spec.steps[0].component.uri"]
+    absolute = load_pipeline({"workdir": "az://w/", "steps": [{"name": "a", "container": {"command": ["true"]}}]})
+    assert cluster_errors(absolute, default_image="tools:1") == []
