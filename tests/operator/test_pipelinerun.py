@@ -379,3 +379,30 @@ async def test_reuse_index_faults_wait_or_cost_only_reuse(cluster, kube, kubelet
     assert answers == [] and status["phase"] == "Succeeded"
     assert "the reuse index under" in caplog.text and "is unreachable, retrying" in caplog.text
     assert "is refused, so steps are neither reused nor recorded" in caplog.text
+
+
+async def test_restart_after_a_failure_and_with_a_batch_step_running(cluster, kube, kubelet, operator, inputs,
+                                                                     tmp_path):
+    score = {"name": "score", "batchInference": {
+        "input": {"uri": inputs["input"], "type": "files"}, "code": {"entryScript": "score.py"},
+        "output": {"uri": inputs["output"]}, "miniBatchSize": 1, "nodeCount": 2}}
+    body = pipeline("mixed", str(tmp_path), [container("a"), container("b", dependsOn=["a"]), score],
+                    final=[container("cleanup")])
+    async with operator():
+        await create_run(kube, body)
+        await eventually(lambda: cluster.get("jobs", "mixed-a") and cluster.get("batchinferencejobs", "mixed-score"))
+        await fail(kubelet, "mixed-a")
+        await eventually(lambda: step(cluster, "mixed", "b").get("phase") == "Skipped")
+    async with operator():  # restarted with a failed step, a skipped one and a batch step running
+        await eventually(lambda: (cluster.get("batchinferencejobs", "mixed-score") or {}).get("status", {}).get(
+            "phase") == "Running")
+        await score_to_the_end(cluster, kubelet, "mixed-score")
+        await eventually(lambda: cluster.get("jobs", "mixed-cleanup"))
+    async with operator():  # and with the finally step running
+        await complete(kubelet, "mixed-cleanup")
+        status = await finished(cluster, "mixed")
+    assert status["phase"] == "Failed" and status["steps"]["score"]["phase"] == "Succeeded"
+    assert [status["steps"][s]["phase"] for s in ("a", "b", "cleanup")] == ["Failed", "Skipped", "Succeeded"]
+    assert cluster.creations["batchinferencejobs", "mixed-score"] == 1
+    assert [cluster.creations["jobs", f"mixed-{s}"] for s in ("a", "cleanup", "score-score")] == [1, 1, 1]
+    assert cluster.creations["jobs", "mixed-b"] == 0
