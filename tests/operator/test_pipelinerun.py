@@ -406,3 +406,40 @@ async def test_restart_after_a_failure_and_with_a_batch_step_running(cluster, ku
     assert cluster.creations["batchinferencejobs", "mixed-score"] == 1
     assert [cluster.creations["jobs", f"mixed-{s}"] for s in ("a", "cleanup", "score-score")] == [1, 1, 1]
     assert cluster.creations["jobs", "mixed-b"] == 0
+
+
+PARALLEL = """
+kind: Component
+type: parallel
+name: score_files
+version: "1"
+inputs: {files: {type: uri_folder}, threshold: {type: integer, default: 3}}
+outputs: {scores: {type: uri_folder}}
+batchInference:
+  input: {uri: "${{inputs.files}}", type: files}
+  code: {entryScript: score.py}
+  miniBatchSize: 1
+  nodeCount: 2
+  errorThreshold: "${{inputs.threshold}}"
+  output: {uri: "${{outputs.scores}}"}
+  environment: {image: example.com/scorer:2}
+"""
+
+
+async def test_parallel_component_runs_as_a_batch_inference_job(cluster, kube, kubelet, operator, inputs, tmp_path):
+    await kube.create(path("v1", "configmaps", NAMESPACE), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "score-files"}, "data": {"component.yaml": PARALLEL}})
+    body = pipeline("par", str(tmp_path), [
+        {"name": "score", "component": {"configMap": "score-files"}, "inputs": {"files": inputs["input"]}},
+        container("use", "echo", "${{steps.score.outputs.scores}}"),
+    ])
+    async with operator():
+        await create_run(kube, body)
+        bij = await eventually(lambda: cluster.get("batchinferencejobs", "par-score"))
+        await score_to_the_end(cluster, kubelet, "par-score")
+        use = await eventually(lambda: cluster.get("jobs", "par-use"))
+    scores = f"{tmp_path}/par/score/scores/"
+    assert bij["spec"]["output"]["uri"] == scores and bij["spec"]["errorThreshold"] == 3
+    assert bij["spec"]["environment"]["image"] == "example.com/scorer:2"
+    assert use["spec"]["template"]["spec"]["containers"][0]["command"] == ["echo", scores]
+    assert cluster.get("configmaps", "par-score-step") is None  # a BatchInferenceJob needs no resolved step file
