@@ -9,7 +9,7 @@ import sys
 import pytest
 from operator_harness import BIJ_API, NAMESPACE, ROOT, condition, eventually, report
 
-from parallelrun.operator import pipeline_reconcile
+from parallelrun.operator import pipeline_reconcile, reconcile
 from parallelrun.operator.kube import path
 from parallelrun.operator.manifests import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 from parallelrun.operator.pipeline_manifests import PLURAL
@@ -443,3 +443,23 @@ async def test_parallel_component_runs_as_a_batch_inference_job(cluster, kube, k
     assert bij["spec"]["environment"]["image"] == "example.com/scorer:2"
     assert use["spec"]["template"]["spec"]["containers"][0]["command"] == ["echo", scores]
     assert cluster.get("configmaps", "par-score-step") is None  # a BatchInferenceJob needs no resolved step file
+
+
+async def test_a_child_of_another_run_is_not_adopted(cluster, kube, kubelet, operator, tmp_path, monkeypatch):
+    """A Job of the same name left by an earlier run of the same name (still being deleted) is waited out."""
+    monkeypatch.setattr(reconcile, "RETRY_SECONDS", 0.05)
+    old = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "twice-a", "labels": {
+        "app.kubernetes.io/managed-by": "parallelrun-operator", "parallelrun.dev/pipelinerun-uid": "an-earlier-run",
+        "parallelrun.dev/step": "a"}}, "spec": {"template": {"spec": {"containers": []}}}}
+    await kube.create(path("batch/v1", "jobs", NAMESPACE), old)
+    async with operator():
+        run = await create_run(kube, pipeline("twice", str(tmp_path), [container("a")]))
+        await eventually(lambda: cluster.creations["jobs", "twice-a"] == 1 and cluster.writes.count(
+            ("POST", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs")) >= 3)  # ours was refused (409), more than once
+        assert step(cluster, "twice", "a").get("phase") != "Running"
+        await kube.request("DELETE", path("batch/v1", "jobs", NAMESPACE, "twice-a"))
+        ours = await eventually(lambda: (cluster.get("jobs", "twice-a") or {}).get("metadata", {}).get("labels", {}).get(
+            "parallelrun.dev/pipelinerun-uid") == run["metadata"]["uid"] and cluster.get("jobs", "twice-a"))
+        await complete(kubelet, "twice-a")
+        status = await finished(cluster, "twice")
+    assert status["phase"] == "Succeeded" and ours["spec"]["template"]["spec"]["containers"][0]["command"] == ["echo", "a"]
