@@ -25,19 +25,19 @@ from collections.abc import Callable, Iterable, Mapping
 
 import kopf
 
+from parallelrun.runner.contract import PermanentError
 from parallelrun.runner.pipelines import dag, reuse
 from parallelrun.runner.pipelines.component import Component, load_component_text
 from parallelrun.runner.pipelines.resolve import component_base_dir, resolve_step
 from parallelrun.runner.pipelines.resolved import ResolvedStep, ResolveError
 from parallelrun.runner.pipelines.spec import API_VERSION, KIND, ComponentRef, PipelineSpec, Step, load_pipeline
-from parallelrun.runner.contract import PermanentError
 from parallelrun.runner.spec import SpecError
 from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_error
 
+from .aggregation import PodState
 from .kube import ApiError, path
 from .pipeline_manifests import (LABEL_RUN_UID, PLURAL, SPEC_FILE, build_spec_configmap, build_step_children,
                                  cluster_errors, spec_configmap_name, step_child_name)
-from .aggregation import PodState
 from .pipeline_status import OVER, ChildState, failed_pod, skip_message, step_states, with_steps
 from .reconcile import RETRY_SECONDS, Controller, RunFailed, Services
 from .status import TERMINAL, now
@@ -210,6 +210,11 @@ class PipelineReconciler(Controller):
             message = "; ".join(e.errors)
             self._event("Warning", "StepFailed", f"step {step.name} cannot start: {message}")
             return {"phase": dag.FAILED, "message": message, "startTime": started, "completionTime": started}
+        except ApiError:
+            raise
+        except Exception as e:  # noqa: BLE001 - its code's storage did not answer: the step waits
+            message = f"cannot resolve step {step.name} yet, retrying in {RETRY_SECONDS}s: {type(e).__name__}: {e}"
+            raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from e
         if resolved.reuse:
             entry = await self._storage(_reusable, resolved)
             if entry is not None:
@@ -227,8 +232,13 @@ class PipelineReconciler(Controller):
         """A digest of a step's code (a folder in storage, or a ConfigMap's data), for its fingerprint."""
         if location.startswith("configMap:"):
             name = location.removeprefix("configMap:")
-            config_map = asyncio.run_coroutine_threadsafe(
-                self.api.get(path("v1", "configmaps", self.owner.namespace, name)), self._loop).result()
+            try:
+                config_map = asyncio.run_coroutine_threadsafe(
+                    self.api.get(path("v1", "configmaps", self.owner.namespace, name)), self._loop).result()
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+                return None  # the step's BatchInferenceJob will say the code is missing
             return reuse.fingerprint({"data": config_map.get("data") or {}}, None, None)
         fs, where = filesystem(location, self._env)
         return reuse.folder_digest(fs, where) if fs.exists(where) else None  # as local mode (sources.code_digest)
