@@ -22,7 +22,7 @@ from parallelrun.runner.pipelines.expressions import as_text
 
 from .aggregation import PodState, job_state, pod_state
 from .pipeline_manifests import ANNOTATION_FINGERPRINT, ANNOTATION_OUTPUTS, LABEL_STEP
-from .status import with_phase
+from .status import now, with_phase
 
 OVER = (dag.SUCCEEDED, dag.FAILED, dag.SKIPPED)  # a step's phases that never change again
 
@@ -111,6 +111,8 @@ def with_steps(status: dict, graph: dag.Graph, steps: Mapping[str, Mapping], par
     new = dict(status, steps=steps, parameters={k: as_text(v) for k, v in parameters.items()},
                stepsDone=done, stepsTotal=len(graph.names), progressText=f"{done}/{len(graph.names)}",
                currentStep=", ".join(running))
+    if phase != dag.PENDING:
+        new.setdefault("startTime", at or now())  # also for a run that ends at its first look (all reused)
     failed = [name for name in graph.names if states.get(name) == dag.FAILED]
     if phase == dag.FAILED:
         first = steps[failed[0]]

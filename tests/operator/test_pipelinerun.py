@@ -242,6 +242,7 @@ async def test_second_run_reuses_the_first_runs_step(cluster, kube, kubelet, ope
         await eventually(lambda: cluster.get("jobs", "third-train"))
     assert second["phase"] == "Succeeded"
     assert second["steps"]["train"]["reused"] is True and "child" not in second["steps"]["train"]
+    assert second["startTime"] and second["completionTime"]
     assert second["steps"]["train"]["message"] == "reused the outputs of step train of run first"
     assert second["steps"]["report"]["reused"] is False  # reuse: false
     assert "second-train" not in pipeline_jobs(cluster)
