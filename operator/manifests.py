@@ -180,9 +180,9 @@ def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = N
             # An index that cannot finish dooms the merge: stop the others at once.
             "maxFailedIndexes": 0,
             "podFailurePolicy": {"rules": [
-                _exit_rule("FailJob", [EXIT_THRESHOLD]),
-                _exit_rule("FailIndex", [EXIT_CONFIG]),
-                _DISRUPTION_RULE,
+                exit_rule("FailJob", [EXIT_THRESHOLD]),
+                exit_rule("FailIndex", [EXIT_CONFIG]),
+                DISRUPTION_RULE,
             ]},
             "template": template,
         },
@@ -199,19 +199,19 @@ def build_merge_job(spec: JobSpec, owner: Owner, default_image: str | None = Non
             "completions": 1,
             "parallelism": 1,
             "backoffLimit": MERGE_BACKOFF_LIMIT,
-            "podFailurePolicy": {"rules": [_exit_rule("FailJob", [EXIT_CONFIG, EXIT_THRESHOLD]), _DISRUPTION_RULE]},
+            "podFailurePolicy": {"rules": [exit_rule("FailJob", [EXIT_CONFIG, EXIT_THRESHOLD]), DISRUPTION_RULE]},
             "template": _pod_template(spec, owner, MERGE, runner_command("merge", owner.run_id), default_image,
                                       gpu=False),
         },
     }
 
 
-def _exit_rule(action: str, codes: list[int]) -> dict:
+def exit_rule(action: str, codes: list[int]) -> dict:
     return {"action": action, "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": codes}}
 
 
 # A node drained or a pod preempted is nobody's fault: retried without counting.
-_DISRUPTION_RULE = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+DISRUPTION_RULE = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
 
 POD_SECURITY_CONTEXT = {
     "runAsNonRoot": True,

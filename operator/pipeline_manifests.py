@@ -23,13 +23,13 @@ import hashlib
 import json
 import posixpath
 
-from parallelrun.runner.contract import URI_SCHEME
+from parallelrun.runner.contract import EXIT_CONFIG, URI_SCHEME
 from parallelrun.runner.pipelines.resolved import ResolvedStep
 from parallelrun.runner.pipelines.spec import API_VERSION, KIND, PipelineSpec
 from parallelrun.runner.spec import KIND as BIJ_KIND
 
-from .manifests import (SCRATCH_DIR, SPEC_DIR, Owner, label_value, restricted_container, restricted_pod,
-                        scratch_env, with_user_env)
+from .manifests import (DISRUPTION_RULE, SCRATCH_DIR, SPEC_DIR, Owner, exit_rule, label_value, restricted_container,
+                        restricted_pod, scratch_env, with_user_env)
 
 PLURAL = "pipelineruns"
 LABEL_RUN = "parallelrun.dev/pipelinerun"
@@ -131,7 +131,7 @@ def build_container_job(owner: Owner, step: ResolvedStep, default_image: str | N
                                   with_user_env(scratch_env(), step.env), [_SCRATCH_MOUNT], [], step.storage)
     if step.resources:
         runner["resources"] = step.resources
-    return _job(owner, step, runner, [_SCRATCH_VOLUME])
+    return _job(owner, step, runner, [_SCRATCH_VOLUME], [DISRUPTION_RULE])
 
 
 def step_configmap_name(owner: Owner, step: str) -> str:
@@ -150,7 +150,8 @@ def build_component_job(owner: Owner, step: ResolvedStep, default_image: str | N
     volumes = [_SCRATCH_VOLUME, {"name": "step", "configMap": {"name": step_configmap_name(owner, step.name)}}]
     mounts = [_SCRATCH_MOUNT, {"name": "step", "mountPath": SPEC_DIR, "readOnly": True}]
     runner = restricted_container(step.image or default_image, STEP_COMMAND, scratch_env(), mounts, [], step.storage)
-    return _job(owner, step, runner, volumes)
+    # The step runner exits EXIT_CONFIG when the step cannot start or keep its outputs: not worth a retry.
+    return _job(owner, step, runner, volumes, [exit_rule("FailJob", [EXIT_CONFIG]), DISRUPTION_RULE])
 
 
 def build_step_children(owner: Owner, step: ResolvedStep, default_image: str | None) -> list[dict]:
@@ -166,7 +167,8 @@ _SCRATCH_VOLUME = {"name": "scratch", "emptyDir": {}}
 _SCRATCH_MOUNT = {"name": "scratch", "mountPath": SCRATCH_DIR}
 
 
-def _job(owner: Owner, step: ResolvedStep, container: dict, volumes: list[dict]) -> dict:
+def _job(owner: Owner, step: ResolvedStep, container: dict, volumes: list[dict], rules: list[dict]) -> dict:
+    """One pod, retried `retries` times; `rules`: its podFailurePolicy (a drained node never counts)."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -175,6 +177,7 @@ def _job(owner: Owner, step: ResolvedStep, container: dict, volumes: list[dict])
             "completions": 1,
             "parallelism": 1,
             "backoffLimit": step.retries,
+            "podFailurePolicy": {"rules": rules},
             "template": {"metadata": {"labels": step_labels(owner, step.name)},
                          "spec": restricted_pod(container, volumes)},
         },

@@ -132,6 +132,8 @@ async def test_three_steps_run_in_order_and_pass_outputs(cluster, kube, kubelet,
     assert runner["command"] == ["python", "publish.py", output_file]
     assert runner["image"] == "example.com/tools:1"
     assert publish["spec"]["backoffLimit"] == 2 and prepare["spec"]["backoffLimit"] == 0
+    assert publish["spec"]["podFailurePolicy"] == {"rules": [  # the user's exit codes are the user's
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}
     assert pod["securityContext"] == POD_SECURITY_CONTEXT and runner["securityContext"] == CONTAINER_SECURITY_CONTEXT
     assert runner["envFrom"] == [{"secretRef": {"name": "creds"}}]
     assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
@@ -320,6 +322,8 @@ async def test_component_step_runs_the_step_runner_in_its_image(cluster, kube, k
     assert runner["image"] == "example.com/trainer:1.2"
     assert runner["command"] == ["python", "-m", "parallelrun.runner", "step", "--step", "/etc/parallelrun/step.json"]
     assert {"name": "step", "configMap": {"name": "retrain-train-step"}} in pod["volumes"]
+    assert job["spec"]["podFailurePolicy"]["rules"][0] == {"action": "FailJob", "onExitCodes": {
+        "containerName": "runner", "operator": "In", "values": [2]}}  # the step runner's EXIT_CONFIG
     assert runner["envFrom"] == [{"secretRef": {"name": "creds"}}]
     assert pod["securityContext"] == POD_SECURITY_CONTEXT and runner["securityContext"] == CONTAINER_SECURITY_CONTEXT
     calls = cluster.operator_calls  # and the chart's RBAC grants every call the pipeline made
