@@ -77,6 +77,9 @@ def _run_pipeline(args, doc: dict, console: Console) -> int:
     except SpecError as e:
         console.print(f"{args.job}: {e}", style="red", markup=False, highlight=False)
         return e.exit_code
+    except PermanentError as e:  # the run is running already
+        console.print(f"failed: {e}", style="red", markup=False, highlight=False)
+        return e.exit_code
     except KeyboardInterrupt as e:
         console.print("interrupted: the running steps were stopped; run the same command again to go on "
                       "(finished steps are reused)", style="red", markup=False)

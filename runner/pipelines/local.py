@@ -2,8 +2,9 @@
 
 The driver asks `dag.advance` what to do, and does it: a step to start is resolved
 (`resolve.resolve_step`), reused when the reuse index has a success with the same
-fingerprint whose outputs are still there, else run as a process of its own on a
-thread of its own, so independent steps run side by side:
+fingerprint whose outputs are still there and still its own (owners.reusable), else run
+as a process of its own on a thread of its own, so independent steps run side by side.
+How each kind runs:
 
 - a batchInference step (or a `type: parallel` component) as a BatchInferenceJob in
   local mode: `python -m parallelrun.cli run <job.yaml>` (it resumes what a failed or
@@ -44,9 +45,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from ..lock import RunLock
 from ..processes import ProcessGroup
-from ..storage import filesystem, is_local
-from . import dag, reuse
+from ..storage import filesystem, is_local, storage_error
+from . import dag, owners, reuse
 from .resolve import ResolvedStep, ResolveError, resolve_step
 from .sources import ComponentFiles, code_digest
 from .spec import PipelineSpec, Step, load_pipeline
@@ -65,14 +67,17 @@ def run_pipeline(doc: dict, *, base_dir: str | None, parameters: Mapping[str, An
     `parameters` are values for this run (text is parsed by each parameter's type);
     `name` names the run (default: metadata.name), and with it `${{run.name}}`, the
     run's workdir and so which earlier outputs are found again. `fresh` reuses nothing.
-    Raises PipelineSpecError for an invalid pipeline (nothing runs) and KeyboardInterrupt
+    Raises PipelineSpecError for an invalid pipeline (nothing runs), lock.RunLocked when
+    a run of this name is running already (its lock: `<workdir>/_parallelrun/pipeline-<name>.lock`), and KeyboardInterrupt
     (Ctrl-C, or processes.Terminated for SIGTERM) once the running steps are stopped.
     """
     if name is not None:
         doc = {**doc, "metadata": {**(doc.get("metadata") or {}), "name": name}}
     files = ComponentFiles()
     spec = load_pipeline(doc, base_dir=base_dir, parameters=parameters, components=files)
-    return _Run(spec, files, console or Console(stderr=True), fresh).run()
+    fs, workdir = filesystem(spec.workdir)
+    with RunLock(fs, workdir, f"pipeline-{spec.name}"):  # two runs of one name would write the same places
+        return _Run(spec, files, console or Console(stderr=True), fresh).run()
 
 
 @dataclass
@@ -87,7 +92,12 @@ class StepRecord:
     outputs: dict[str, str] = field(default_factory=dict)
     message: str = ""
     log: str | None = None
-    fingerprint: str = ""
+    resolved: ResolvedStep | None = None
+    execution: str = ""  # this run's execution of the step (owners.py)
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.resolved.fingerprint if self.resolved else None
 
     @property
     def seconds(self) -> float | None:
@@ -168,8 +178,14 @@ class _Run:
         except ResolveError as error:
             self._set(name, dag.FAILED, message="; ".join(error.errors))
             return
-        record.outputs, record.fingerprint = dict(resolved.outputs), resolved.fingerprint
+        record.outputs, record.resolved = dict(resolved.outputs), resolved
         if self._reuse(step, resolved):
+            return
+        record.execution = owners.new_execution()
+        try:
+            owners.claim(self.index_fs, self.spec.workdir, resolved.outputs, record.execution)
+        except Exception as error:  # noqa: BLE001 - storage refusing: this step fails, the run goes on
+            self._set(name, dag.FAILED, message=f"cannot record its outputs in the reuse index: {_one_line(error)}")
             return
         record.log = os.path.join(self.log_dir, f"{name}.log")
         argv, attempts = self._command(resolved)
@@ -180,15 +196,15 @@ class _Run:
         thread.start()
 
     def _reuse(self, step: Step, resolved: ResolvedStep) -> bool:
-        """Mark the step Reused when an earlier success with its fingerprint left its outputs."""
-        if self.fresh or not resolved.reuse:
+        """Mark the step Reused when the index says it may be (owners.reusable)."""
+        if self.fresh:
             return False
-        entry = reuse.read_entry(self.index_fs, self.spec.workdir, resolved.fingerprint)
-        outputs = (entry or {}).get("outputs") or {}
-        if not reuse.decide(resolved.fingerprint, entry, _outputs_exist(outputs), True):
+        needs_reused = all(self.records[need].state == dag.REUSED for need in step.needs)
+        entry = owners.reusable(self.index_fs, self.spec.workdir, resolved, needs_reused)
+        if entry is None:
             return False
         record = self.records[step.name]
-        record.outputs, record.reused = dict(outputs), True
+        record.outputs, record.reused = dict(entry["outputs"]), True
         self._set(step.name, dag.REUSED, message=f"from run {entry.get('run')}, {entry.get('finishedAt')}")
         return True
 
@@ -231,7 +247,8 @@ class _Run:
                 if code == 0:
                     self.events.put((name, dag.SUCCEEDED, ""))
                     return
-                message = f"exit code {128 - code if code < 0 else code}: {_last_line(log)}"
+                last = _last_line(log)
+                message = f"exit code {128 - code if code < 0 else code}" + (f": {last}" if last else "")
                 if self.stopping.is_set():
                     break
         except Exception as error:  # noqa: BLE001 - the step fails with the reason; the run goes on
@@ -243,12 +260,12 @@ class _Run:
         record = self.records[name]
         if not self.steps[name].reuse:
             return
-        entry = reuse.index_entry(record.fingerprint, record.outputs, self.spec.name, name, datetime.now(timezone.utc))
+        entry = owners.entry(record.resolved, record.outputs, record.execution, datetime.now(timezone.utc))
         try:
             reuse.write_entry(self.index_fs, self.spec.workdir, entry)
-        except OSError as error:  # the step succeeded; only a later reuse is lost
-            self.console.print(f"warning: cannot write the reuse index entry of {name}: {error}", style="yellow",
-                               markup=False, highlight=False)
+        except Exception as error:  # noqa: BLE001 - the step succeeded; only a later reuse is lost
+            self.console.print(f"warning: cannot write the reuse index entry of {name}: {_one_line(error)}",
+                               style="yellow", markup=False, highlight=False)
 
     def _set(self, name: str, state: str, message: str = "") -> None:
         record = self.records[name]
@@ -317,12 +334,9 @@ def _environment() -> dict[str, str]:
     return {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1"}
 
 
-def _outputs_exist(outputs: Mapping[str, str]) -> bool:
-    for uri in outputs.values():
-        fs, path = filesystem(uri)
-        if not fs.exists(path):
-            return False
-    return True
+def _one_line(error: Exception) -> str:
+    fault = storage_error(error)
+    return str(fault) if fault is not None else f"{type(error).__name__}: {error}"
 
 
 def _last_line(path: str) -> str:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,7 +47,6 @@ from .spec import ComponentRef, PipelineSpec, Step
 from .uris import join_uri
 from .values import URI_TYPES
 
-_COMPONENT_IO = re.compile(r"^(inputs|outputs)\.[A-Za-z_][A-Za-z0-9_]*$")
 _JOB_URIS = (("input", "uri"), ("input", "manifest"), ("model", "uri"), ("code", "uri"), ("output", "uri"))
 _NOT_FINGERPRINTED = ("name", "run", "retries", "reuse", "cwd", "fingerprint", "outputs", "format")
 
@@ -121,7 +119,8 @@ def resolve_step(spec: PipelineSpec, step: Step, finished_outputs: Mapping[str, 
     payload["after"] = {need: (upstream or {}).get(need) for need in step.needs}
     if step.kind == "batchInference":
         payload["outputs"] = resolved["outputs"]  # where a job writes is part of its spec
-    elif step.component is not None and step.component.type == "parallel":  # its outputs' default places are left out, as a command's are
+    elif step.component is not None and step.component.type == "parallel":
+        # its outputs' default places are left out, as a command component's are
         payload["job"] = substitute(step.component.batch_inference, io_values(resolved["inputs"], {}))
     return ResolvedStep(**resolved, fingerprint=fingerprint(payload, component_text, digest))
 
@@ -190,9 +189,6 @@ def _component_step(component: Component, ref: ComponentRef | None, given: dict,
                              common, **about)
         return {**resolved, "image": resolved["image"] or component.image, "outputs": outputs}
     command = component.command if isinstance(component.command, str) else list(component.command)
-    leftover = [ref.key for _, ref in locate(command) if not _COMPONENT_IO.match(ref.key)]
-    if leftover:  # load_component allows only inputs and outputs; a resolved step holds no other
-        raise ResolveError([f"{path}.component.command: ${{{{{key}}}}} is not an input or output" for key in leftover])
     return {**common, **about, "kind": "component", "command": command, "image": component.image,
             "code": component.code, "outputs": outputs}
 

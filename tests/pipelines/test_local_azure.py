@@ -56,7 +56,8 @@ def test_the_digits_pipeline_runs_on_blob_storage_and_reuses_there(azure, tmp_pa
     lines = fs.cat_file("digits/pipelines/digits/score/predictions/parallel_run_step.txt").decode().splitlines()
     assert len(lines) == 1797 and lines[0].startswith("digit_00000.png: ")
     assert len(fs.ls("digits/pipelines/digits/prepare/images/")) == 1800  # uploaded by the step runner
-    assert len(fs.ls("digits/pipelines/_parallelrun/cache/")) == 2
+    assert len(fs.glob("digits/pipelines/_parallelrun/cache/*.json")) == 2  # an index entry per step
+    assert len(fs.ls("digits/pipelines/_parallelrun/cache/outputs/")) == 3  # and who wrote each output place
     second = cli(azure, "run", str(pipeline), cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "step prepare: Reused" in second.stderr and "step score: Reused" in second.stderr

@@ -106,10 +106,13 @@ def test_a_second_run_reuses_what_did_not_change(tmp_path):
     assert states(again) == {"train": "Reused", "report": "Reused", "count": "Reused"}
     assert (tmp_path / "runs.txt").read_text() == "x"
     index = tmp_path / "work" / "_parallelrun" / "cache"
-    assert {json.loads(p.read_text())["step"] for p in index.iterdir()} == {"train", "report", "count"}
+    assert {json.loads(p.read_text())["step"] for p in index.glob("*.json")} == {"train", "report", "count"}
     changed = run(path, "--set", "parameters.n=5")  # a new value: train and what reads it run again
     assert states(changed) == {"train": "Succeeded", "report": "Succeeded", "count": "Reused"}
     assert (tmp_path / "report.txt").read_text() == "10"
+    back = run(path)  # n=21 again: its index entry is there, but n=5 wrote over its output since
+    assert states(back) == {"train": "Succeeded", "report": "Succeeded", "count": "Reused"}
+    assert (tmp_path / "report.txt").read_text() == "42"
 
 
 def test_reuse_false_missing_outputs_and_fresh_run_again(tmp_path):
@@ -126,7 +129,8 @@ def test_reuse_false_missing_outputs_and_fresh_run_again(tmp_path):
 
 
 def test_independent_steps_run_side_by_side(tmp_path):
-    sleeper = "import time, pathlib, sys; s = time.time(); time.sleep(1.5); pathlib.Path(sys.argv[1]).write_text(f'{s} {time.time()}')"
+    sleeper = ("import time, pathlib, sys; s = time.time(); time.sleep(1.5); "
+               "pathlib.Path(sys.argv[1]).write_text(f'{s} {time.time()}')")
     steps = [{"name": name, "container": py(sleeper, f"{name}.txt")} for name in ("a", "b", "c")]
     assert run(write_pipeline(tmp_path, steps)).returncode == 0
     spans = [tuple(map(float, (tmp_path / f"{name}.txt").read_text().split())) for name in "abc"]
@@ -174,6 +178,8 @@ def test_stopping_the_run_stops_its_steps(tmp_path, sig, code):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
     pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    second = run(path)  # the same run, meanwhile
+    assert second.returncode == 2 and "failed: run pipeline-demo is already running (pid" in second.stderr
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == code

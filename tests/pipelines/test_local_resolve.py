@@ -176,3 +176,4 @@ def test_a_relative_uri_input_is_relative_to_the_pipeline_file():
     spec = pipeline(inputs={"data": "data/train/", "max_iter": 3})
     train = resolve_step(spec, step(spec, "train"), {})
     assert train.inputs == {"data": "/pipelines/data/train/", "max_iter": 3}
+
