@@ -4,8 +4,10 @@ Each look rebuilds the run's state from what exists: the steps status already
 records as over, and each step's child (in kopf's indexes); then `dag.advance` says
 which steps to skip and which to start. A step starts by being resolved
 (`resolve_step`: expressions substituted, outputs placed, fingerprint taken); a
-fingerprint that matches a success in the reuse index whose outputs still exist makes
-it Succeeded with `reused: true` and no child; otherwise its children are created
+fingerprint that matches a success in the reuse index whose outputs still exist, and are
+still that success's own (owners.reusable, as in local mode), makes it Succeeded with
+`reused: true` and no child; otherwise its output places are claimed for this run's
+execution of the step (owners.claim) and its children are created
 under deterministic names (a 409 adopts the child made before a restart). When a
 child succeeds its outputs (kept on the child) go into the reuse index, then into the
 status, where later steps' expressions find them. Storage is reached off the event loop.
@@ -26,10 +28,10 @@ from collections.abc import Callable, Iterable, Mapping
 import kopf
 
 from parallelrun.runner.contract import PermanentError
-from parallelrun.runner.pipelines import dag, reuse
+from parallelrun.runner.pipelines import dag, owners, reuse
 from parallelrun.runner.pipelines.component import Component, load_component_text
 from parallelrun.runner.pipelines.resolve import component_base_dir, resolve_step
-from parallelrun.runner.pipelines.resolved import ResolvedStep, ResolveError
+from parallelrun.runner.pipelines.resolved import ResolveError
 from parallelrun.runner.pipelines.spec import API_VERSION, KIND, ComponentRef, PipelineSpec, Step, load_pipeline
 from parallelrun.runner.spec import SpecError
 from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_error
@@ -186,7 +188,7 @@ class PipelineReconciler(Controller):
             if step.reuse and child.fingerprint:
                 entry = reuse.index_entry(child.fingerprint, child.outputs, self.owner.name, child.step,
                                           datetime.datetime.now(datetime.timezone.utc))
-                await self._storage(reuse.write_entry, entry)
+                await self._storage(reuse.write_entry, {**entry, "execution": self._execution(child.step)})
             update.update(outputs=dict(child.outputs), reused=False, completionTime=now())
             self._event("Normal", "StepSucceeded", f"step {child.step} succeeded ({child.name})")
         elif child.phase == dag.FAILED:
@@ -215,18 +217,23 @@ class PipelineReconciler(Controller):
         except Exception as e:  # noqa: BLE001 - its code's storage did not answer: the step waits
             message = f"cannot resolve step {step.name} yet, retrying in {RETRY_SECONDS}s: {type(e).__name__}: {e}"
             raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from e
-        if resolved.reuse:
-            entry = await self._storage(_reusable, resolved)
-            if entry is not None:
-                message = f"reused the outputs of step {entry.get('step')} of run {entry.get('run')}"
-                self._event("Normal", "StepReused", f"step {step.name}: {message}")
-                return {"phase": dag.SUCCEEDED, "reused": True, "outputs": dict(entry["outputs"]), "message": message,
-                        "fingerprint": resolved.fingerprint, "startTime": started, "completionTime": now()}
+        needs_reused = all(states.get(need) == dag.REUSED for need in step.needs)
+        entry = await self._storage(owners.reusable, resolved, needs_reused, self._env)
+        if entry is not None:
+            message = f"reused the outputs of step {entry.get('step')} of run {entry.get('run')}"
+            self._event("Normal", "StepReused", f"step {step.name}: {message}")
+            return {"phase": dag.SUCCEEDED, "reused": True, "outputs": dict(entry["outputs"]), "message": message,
+                    "fingerprint": resolved.fingerprint, "startTime": started, "completionTime": now()}
+        await self._storage(owners.claim, resolved.outputs, self._execution(step.name))  # before anything writes
         for manifest in build_step_children(self.owner, resolved, self.services.default_image):
             await self._ensure(manifest)
         child = step_child_name(self.owner.name, step.name)
         self._event("Normal", "StepStarted", f"step {step.name} started: {resolved.kind} {child}")
         return {"phase": dag.RUNNING, "child": child, "fingerprint": resolved.fingerprint, "startTime": started}
+
+    def _execution(self, step: str) -> str:
+        """This run's execution of `step` (owners.py): the same after a restart, new for every run."""
+        return f"{self.owner.uid}.{step}"
 
     def _code_digest(self, location: str) -> str | None:
         """A digest of a step's code (a folder in storage, or a ConfigMap's data), for its fingerprint."""
@@ -265,12 +272,3 @@ class PipelineReconciler(Controller):
 def _on_workdir(function, workdir: str, env: Mapping[str, str], *args):
     fs, root = filesystem(workdir, env)
     return function(fs, root, *args)
-
-
-def _reusable(fs, workdir: str, step: ResolvedStep) -> dict | None:
-    """The index entry whose outputs can stand for `step`'s, or None."""
-    entry = reuse.read_entry(fs, workdir, step.fingerprint)
-    if entry is None or not isinstance(entry.get("outputs"), dict):
-        return None
-    outputs_there = reuse.outputs_exist(fs, entry["outputs"])
-    return entry if reuse.decide(step.fingerprint, entry, outputs_there, step.reuse) else None
