@@ -20,15 +20,7 @@ from azurite import CREDENTIAL_VARIABLES, start_for_tests  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
-COMPONENT = """
-kind: Component
-name: train
-version: "1"
-environment: {image: example.com/trainer:1}
-inputs: {epochs: {type: integer, default: 3}}
-outputs: {model: {type: uri_folder}}
-command: python train.py --epochs ${{inputs.epochs}} --out ${{outputs.model}}
-"""
+COMPONENT = ROOT / "examples" / "components" / "train-iris" / "component.yaml"  # the example, published to blob
 
 
 @pytest.fixture
@@ -54,7 +46,7 @@ async def test_components_outputs_and_reuse_index_on_blob_storage(azurite, clust
         monkeypatch.delenv(variable, raising=False)
     blob = fsspec.filesystem("az", connection_string=azurite.connection_string, skip_instance_cache=True)
     blob.mkdir("pipes")
-    blob.pipe_file("pipes/components/train.yaml", COMPONENT.encode())
+    blob.pipe_file("pipes/components/train.yaml", COMPONENT.read_bytes())
     await kube.create(path("v1", "secrets", NAMESPACE), {"apiVersion": "v1", "kind": "Secret", "metadata": {
         "name": "blob-creds"}, "data": {"AZURE_STORAGE_CONNECTION_STRING": base64.b64encode(
             azurite.connection_string.encode()).decode()}})
@@ -73,4 +65,4 @@ async def test_components_outputs_and_reuse_index_on_blob_storage(azurite, clust
     assert second["reused"] is True and second["outputs"] == {"model": "az://pipes/work/first/train/model/"}
     assert cluster.get("jobs", "second-train") is None
     runner = job["spec"]["template"]["spec"]["containers"][0]
-    assert runner["image"] == "example.com/trainer:1" and runner["envFrom"] == [{"secretRef": {"name": "blob-creds"}}]
+    assert runner["image"] == "ghcr.io/parallelrun/examples:0.1.0" and runner["envFrom"] == [{"secretRef": {"name": "blob-creds"}}]
