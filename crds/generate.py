@@ -553,6 +553,8 @@ def pipeline_status_schema() -> dict:
         "completionTime": timestamp("When the step finished."),
         "outputs": string_map("The step's outputs: name to URI."),
         "message": string("Why the step failed or was skipped."),
+        "fingerprint": string("The hash of the step's resolved spec, component and code: its key in the reuse "
+                              "index, and part of the fingerprint of the steps after it."),
     })
     return obj(
         "The observed state of the run; written by the operator.",

@@ -1,8 +1,10 @@
-"""kopf handlers of BatchInferenceJob: thin, the work is in reconcile.py.
+"""kopf handlers of BatchInferenceJob and PipelineRun: thin, the work is in reconcile.py
+and pipeline_reconcile.py.
 
-    daemon      one per unfinished resource: the Reconciler, woken by the events below
-    index       pods and Jobs by the uid of the resource they belong to (label-selected)
-    event       pod, Job and resource changes wake the resource's daemon
+    daemon      one per unfinished resource: its reconciler, woken by the events below
+    index       pods and Jobs by the uid of the BatchInferenceJob they belong to; a PipelineRun's
+                step Jobs, their pods and BatchInferenceJobs by the run's uid (all label-selected)
+    event       a child's or the resource's change wakes the resource's daemon
 
 Run it with `parallelrun operator` (main.py) or `kopf run -m parallelrun.operator.handlers`.
 The operator-wide services live in kopf's memo; a caller may put `connection`
@@ -20,12 +22,17 @@ from .aggregation import job_state, pod_state
 from .kube import KubeApi
 from .manifests import GROUP, LABEL_UID, PLURAL, VERSION
 from .metrics import PhaseGauge
+from .pipeline_manifests import LABEL_MANAGED_BY, LABEL_RUN_UID, MANAGED_BY
+from .pipeline_manifests import PLURAL as PIPELINE_PLURAL
+from .pipeline_reconcile import PipelineReconciler
+from .pipeline_status import batch_job_child, job_child, step_pod
 from .planning import Planner
 from .reconcile import Reconciler, Services, Wakeups, refuse_change_after_finish
 from .status import TERMINAL
 
 CHILDREN = {LABEL_UID: kopf.PRESENT}
-_WAKE_UP_HANDLERS = ("child_changed", "resource_changed")
+STEP_CHILDREN = {LABEL_RUN_UID: kopf.PRESENT}
+_WAKE_UP_HANDLERS = ("child_changed", "resource_changed", "step_child_changed", "pipeline_changed")
 
 
 class _QuietWakeUps(logging.Filter):
@@ -43,8 +50,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="parallelrun.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="parallelrun.dev")
     settings.posting.level = logging.WARNING  # Events: the reconciler's own, plus kopf's warnings and errors
-    for children in ("pods", ("batch", "jobs")):  # the API server sends only ours, not every pod of the cluster
-        settings.watching.label_selectors[children] = LABEL_UID
+    # The API server sends only ours, not every pod and Job of the cluster.
+    for children in ("pods", ("batch", "jobs")):  # of runs and of pipeline steps
+        settings.watching.label_selectors[children] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _QuietWakeUps) for f in objects.filters):
         objects.addFilter(_QuietWakeUps())
@@ -111,6 +119,51 @@ async def run(body: kopf.Body, memo: kopf.Memo, pods_by_owner: kopf.Index, jobs_
     uid = body["metadata"]["uid"]
     reconciler = Reconciler(body, memo.services, pods=lambda: pods_by_owner.get(uid, ()),
                             jobs=lambda: jobs_by_owner.get(uid, ()), logger=logger)
+    try:
+        await reconciler.drive(memo.wakeups.event(uid))
+    finally:
+        memo.wakeups.forget(uid)
+
+
+# -- PipelineRun ----------------------------------------------------------------------------
+
+
+@kopf.index("batch", "v1", "jobs", labels=STEP_CHILDREN)
+def step_jobs_by_run(body: kopf.Body, labels: kopf.Labels, **_):
+    return {labels[LABEL_RUN_UID]: job_child(body)}
+
+
+@kopf.index("pods", labels=STEP_CHILDREN)
+def step_pods_by_run(body: kopf.Body, labels: kopf.Labels, **_):
+    return {labels[LABEL_RUN_UID]: step_pod(body)}
+
+
+@kopf.index(GROUP, VERSION, PLURAL, labels=STEP_CHILDREN)
+def step_batch_jobs_by_run(body: kopf.Body, labels: kopf.Labels, **_):
+    return {labels[LABEL_RUN_UID]: batch_job_child(body)}
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=STEP_CHILDREN)
+@kopf.on.event(GROUP, VERSION, PLURAL, labels=STEP_CHILDREN)
+def step_child_changed(labels: kopf.Labels, memo: kopf.Memo, **_) -> None:
+    memo.wakeups.wake(labels[LABEL_RUN_UID])
+
+
+@kopf.on.event(GROUP, VERSION, PIPELINE_PLURAL)
+async def pipeline_changed(event: kopf.RawEvent, body: kopf.Body, status: kopf.Status, memo: kopf.Memo, **_) -> None:
+    memo.wakeups.wake(body["metadata"]["uid"])
+    if event["type"] != "DELETED" and status.get("phase") in TERMINAL:
+        await refuse_change_after_finish(body, memo.services.api, PIPELINE_PLURAL)
+
+
+@kopf.daemon(GROUP, VERSION, PIPELINE_PLURAL, when=_unfinished, cancellation_timeout=5, backoff=15)
+async def run_pipeline(body: kopf.Body, memo: kopf.Memo, step_jobs_by_run: kopf.Index,
+                       step_batch_jobs_by_run: kopf.Index, step_pods_by_run: kopf.Index, logger: kopf.Logger,
+                       **_) -> None:
+    uid = body["metadata"]["uid"]
+    reconciler = PipelineReconciler(
+        body, memo.services, lambda: [*step_jobs_by_run.get(uid, ()), *step_batch_jobs_by_run.get(uid, ())],
+        pods=lambda: step_pods_by_run.get(uid, ()), logger=logger)
     try:
         await reconciler.drive(memo.wakeups.event(uid))
     finally:

@@ -1,4 +1,4 @@
-"""`parallelrun operator`: run the BatchInferenceJob operator.
+"""`parallelrun operator`: run the operator of BatchInferenceJobs and PipelineRuns.
 
     parallelrun operator --all-namespaces --standalone
     parallelrun operator -n team-a -n team-b --peering parallelrun --liveness http://0.0.0.0:8081/healthz \\
@@ -40,8 +40,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--liveness", metavar="URL", help="serve a liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port")
     p.add_argument("--job-image", default=os.environ.get("PARALLELRUN_JOB_IMAGE") or None, metavar="IMAGE",
-                   help="image of the scoring and merge pods when spec.environment.image is unset "
-                        "(default: $PARALLELRUN_JOB_IMAGE)")
+                   help="image of the scoring and merge pods when spec.environment.image is unset, and of "
+                        "pipeline container and component steps that name none (default: $PARALLELRUN_JOB_IMAGE)")
     p.add_argument("--log-format", choices=sorted(_LOG_FORMATS), default=os.environ.get("PARALLELRUN_LOG_FORMAT", "full"),
                    help="json: one JSON object per line (default: $PARALLELRUN_LOG_FORMAT or full)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs (default level: $PARALLELRUN_LOG_LEVEL or INFO)")

@@ -180,9 +180,9 @@ def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = N
             # An index that cannot finish dooms the merge: stop the others at once.
             "maxFailedIndexes": 0,
             "podFailurePolicy": {"rules": [
-                _exit_rule("FailJob", [EXIT_THRESHOLD]),
-                _exit_rule("FailIndex", [EXIT_CONFIG]),
-                _DISRUPTION_RULE,
+                exit_rule("FailJob", [EXIT_THRESHOLD]),
+                exit_rule("FailIndex", [EXIT_CONFIG]),
+                DISRUPTION_RULE,
             ]},
             "template": template,
         },
@@ -199,19 +199,19 @@ def build_merge_job(spec: JobSpec, owner: Owner, default_image: str | None = Non
             "completions": 1,
             "parallelism": 1,
             "backoffLimit": MERGE_BACKOFF_LIMIT,
-            "podFailurePolicy": {"rules": [_exit_rule("FailJob", [EXIT_CONFIG, EXIT_THRESHOLD]), _DISRUPTION_RULE]},
+            "podFailurePolicy": {"rules": [exit_rule("FailJob", [EXIT_CONFIG, EXIT_THRESHOLD]), DISRUPTION_RULE]},
             "template": _pod_template(spec, owner, MERGE, runner_command("merge", owner.run_id), default_image,
                                       gpu=False),
         },
     }
 
 
-def _exit_rule(action: str, codes: list[int]) -> dict:
+def exit_rule(action: str, codes: list[int]) -> dict:
     return {"action": action, "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": codes}}
 
 
 # A node drained or a pod preempted is nobody's fault: retried without counting.
-_DISRUPTION_RULE = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+DISRUPTION_RULE = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
 
 POD_SECURITY_CONTEXT = {
     "runAsNonRoot": True,
@@ -234,17 +234,8 @@ def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str
                   default_image: str | None, gpu: bool) -> dict:
     """A scoring (`gpu`) or merge pod: the runner's container, its volumes, where it may run."""
     volumes, mounts = _volumes(spec, owner)
-    pod = {
-        "restartPolicy": "Never",  # Kubernetes retries a failed index with a new pod
-        "enableServiceLinks": False,
-        "securityContext": POD_SECURITY_CONTEXT,
-        "containers": [_container(spec, command, mounts, default_image, gpu)],
-        "volumes": volumes,
-    }
-    if spec.environment.get("serviceAccountName"):
-        pod["serviceAccountName"] = spec.environment["serviceAccountName"]
-    else:
-        pod["automountServiceAccountToken"] = False  # the runner never calls the API
+    pod = restricted_pod(_container(spec, command, mounts, default_image, gpu), volumes,
+                         spec.environment.get("serviceAccountName"))
     pod.update(_placement(spec, spec.gpu if gpu else None))
     return {"metadata": {"labels": owner.labels(component), "annotations": {ANNOTATION_RUN_ID: owner.run_id}},
             "spec": pod}
@@ -269,22 +260,8 @@ def _volumes(spec: JobSpec, owner: Owner) -> tuple[list[dict], list[dict]]:
 def _container(spec: JobSpec, command: list[str], mounts: list[dict], default_image: str | None,
                gpu: bool) -> dict:
     env_spec = spec.environment
-    container = {
-        "name": CONTAINER,
-        "image": env_spec.get("image") or default_image,
-        "command": command,
-        "env": _env(spec),
-        "volumeMounts": mounts,
-        "securityContext": CONTAINER_SECURITY_CONTEXT,
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    env_from = list(env_spec.get("envFrom") or [])
-    secret = (spec.storage.get("secretRef") or {}).get("name")
-    if secret:
-        env_from.append({"secretRef": {"name": secret}})
-    if env_from:
-        container["envFrom"] = env_from
+    container = restricted_container(env_spec.get("image") or default_image, command, _env(spec), mounts,
+                                     list(env_spec.get("envFrom") or []), spec.storage)
     resources = _resources(env_spec.get("resources") or {}, spec.gpu if gpu else None, keep_gpus=gpu)
     if resources:
         container["resources"] = resources
@@ -293,15 +270,62 @@ def _container(spec: JobSpec, command: list[str], mounts: list[dict], default_im
 
 def _env(spec: JobSpec) -> list[dict]:
     """The runner's variables (where to write, where the code is), then the user's, which win."""
-    env = [{"name": SCRATCH_ENV, "value": SCRATCH_DIR},
-           {"name": "TMPDIR", "value": SCRATCH_DIR},  # the root filesystem is read-only
-           {"name": "HOME", "value": SCRATCH_DIR},  # libraries that write ~/.cache, ~/.config
-           {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_DIR}/.cache"}]
+    env = scratch_env()
     if spec.code.config_map:
         env.append({"name": CODE_DIR_ENV, "value": CODE_DIR})
-    user_env = list(spec.environment.get("env") or [])
+    return with_user_env(env, spec.environment.get("env"))
+
+
+def scratch_env() -> list[dict]:
+    """Where a pod with a read-only root filesystem writes: its scratch volume."""
+    return [{"name": SCRATCH_ENV, "value": SCRATCH_DIR},
+            {"name": "TMPDIR", "value": SCRATCH_DIR},  # the root filesystem is read-only
+            {"name": "HOME", "value": SCRATCH_DIR},  # libraries that write ~/.cache, ~/.config
+            {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_DIR}/.cache"}]
+
+
+def with_user_env(env: list[dict], user_env: list[dict] | None) -> list[dict]:
+    """`env`, then the user's variables, which win."""
+    user_env = list(user_env or [])
     user_names = {e.get("name") for e in user_env}
     return [e for e in env if e["name"] not in user_names] + user_env
+
+
+def restricted_pod(container: dict, volumes: list[dict], service_account: str | None = None) -> dict:
+    """A pod spec under the restricted Pod Security Standard, run once (Kubernetes retries with a new pod)."""
+    pod = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "securityContext": POD_SECURITY_CONTEXT,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if service_account:
+        pod["serviceAccountName"] = service_account
+    else:
+        pod["automountServiceAccountToken"] = False  # the runner never calls the API
+    return pod
+
+
+def restricted_container(image: str | None, command: list[str], env: list[dict], mounts: list[dict],
+                         env_from: list[dict], storage: dict) -> dict:
+    """The `runner` container: restricted, its termination message read back, storage credentials as env."""
+    container = {
+        "name": CONTAINER,
+        "image": image,
+        "command": command,
+        "env": env,
+        "volumeMounts": mounts,
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    secret = (storage.get("secretRef") or {}).get("name")
+    if secret:
+        env_from = env_from + [{"secretRef": {"name": secret}}]
+    if env_from:
+        container["envFrom"] = env_from
+    return container
 
 
 def _placement(spec: JobSpec, gpu_spec) -> dict:

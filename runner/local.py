@@ -85,7 +85,7 @@ def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console
 
 def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> dict:
     """Reuse a finished run, or plan (or resume) it, score every shard and merge."""
-    if spec.allow_reuse and not fresh and (reused := _reusable(spec, fs, layout)) is not None:
+    if spec.allow_reuse and not fresh and (reused := reusable(spec, fs, layout)) is not None:
         console.print(f"[bold]allowReuse[/]: run {layout.run_id} already succeeded on this input; reusing its output")
         return reused
     plan = _plan(spec, fs, layout, fresh, console)
@@ -182,7 +182,7 @@ def _shard_failure(e: BaseException, log_dir: str, console: Console) -> LocalRun
     return LocalRunError(f"a shard crashed: {type(e).__name__}: {e}")
 
 
-def _reusable(spec: JobSpec, fs, layout: Layout) -> dict | None:
+def reusable(spec: JobSpec, fs, layout: Layout) -> dict | None:
     """The summary of a finished run that can stand for this one: it succeeded, its
     output is still there, and its input, model and side inputs are unchanged."""
     summary = read_summary(fs, layout)

@@ -64,25 +64,27 @@ def entry(step: ResolvedStep, outputs: Mapping[str, str], execution: str, finish
     return {**reuse.index_entry(step.fingerprint, outputs, step.run, step.name, finished_at), "execution": execution}
 
 
-def reusable(fs: AbstractFileSystem, workdir: str, step: ResolvedStep, needs_reused: bool) -> dict | None:
+def reusable(fs: AbstractFileSystem, workdir: str, step: ResolvedStep, needs_reused: bool,
+             env: Mapping[str, str] | None = None) -> dict | None:
     """The index entry `step` may reuse (its `outputs` are the step's outputs then), or None to run it.
 
     `fs` serves `workdir` (the pipeline's, where the index is); `needs_reused`: every
-    step it needs was Reused in this run, not run again.
+    step it needs was Reused in this run, not run again; `env`: the credentials of the
+    outputs' storage (the operator's, from the run's Secret; None: this process's).
     """
     if not step.reuse or (not step.outputs and not needs_reused):
         return None
     found = reuse.read_entry(fs, workdir, step.fingerprint)
     outputs = (found or {}).get("outputs") or {}
-    if not reuse.decide(step.fingerprint, found, _exist(outputs), True):
+    if not reuse.decide(step.fingerprint, found, _exist(outputs, env), True):
         return None
     return found if owned(fs, workdir, outputs, found.get("execution")) else None
 
 
-def _exist(outputs: Mapping[str, str]) -> bool:
+def _exist(outputs: Mapping[str, str], env: Mapping[str, str] | None) -> bool:
     """Whether every output is there, each on its own storage (a job's output may be elsewhere)."""
     for uri in outputs.values():
-        fs, path = filesystem(uri)
+        fs, path = filesystem(uri, env)
         if not fs.exists(path):
             return False
     return True

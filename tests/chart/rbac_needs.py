@@ -6,9 +6,9 @@ ask for nothing more (tests/operator/test_operator_rbac.py records its calls).
 
 # (apiGroup, resource, verb) the operator uses in each namespace it watches.
 NAMESPACED_NEEDS = [
-    *[("parallelrun.dev", r, v) for r in ("batchinferencejobs", "pipelineschedules")
+    *[("parallelrun.dev", r, v) for r in ("batchinferencejobs", "pipelineschedules", "pipelineruns")
       for v in ("get", "list", "watch", "patch", "create", "delete")],
-    *[("parallelrun.dev", f"{r}/status", v) for r in ("batchinferencejobs", "pipelineschedules")
+    *[("parallelrun.dev", f"{r}/status", v) for r in ("batchinferencejobs", "pipelineschedules", "pipelineruns")
       for v in ("get", "patch")],
     *[("batch", "jobs", v) for v in ("get", "list", "watch", "create", "patch", "delete")],
     *[("", "pods", v) for v in ("get", "list", "watch")],

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from operator_harness import ROOT
 
+from parallelrun.operator.pipeline_status import with_steps
 from parallelrun.operator.status import with_phase, with_progress
+from parallelrun.runner.pipelines import dag
 from parallelrun.runner.accounting import Counts
 
 from lupa import lua51  # Argo CD runs health checks with gopher-lua, a Lua 5.1
 SCRIPT = (ROOT / "charts/parallelrun/files/argocd-health.lua").read_text()
 
 
-def health(status: dict | None, generation: int = 1) -> dict:
+def health(status: dict | None, generation: int = 1, kind: str = "BatchInferenceJob") -> dict:
     lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-    obj = {"metadata": {"name": "x", "generation": generation}}
+    obj = {"kind": kind, "metadata": {"name": "x", "generation": generation}}
     if status is not None:
         obj["status"] = status
     lua.globals().obj = lua.table_from(_listless(obj), recursive=True)
@@ -46,3 +48,16 @@ def test_argocd_health_follows_the_phase():
     assert health(refused) == {"status": "Degraded",
                                "message": "Forbidden: the Kubernetes API refused to create Job x-score"}
     assert health(with_phase(running, "Failed", "ApiRejected", "too large", 1))["status"] == "Degraded"
+
+
+def test_argocd_health_of_a_pipeline_run():
+    graph = dag.Graph(("prepare", "score", "publish"), (), {"score": ("prepare",), "publish": ("score",)})
+    params = {}
+    running = with_steps({}, graph, {"prepare": {"phase": "Succeeded"}, "score": {"phase": "Running"}}, params, 1)
+    assert health(running, kind="PipelineRun") == {"status": "Progressing",
+                                                   "message": "Running: 1/3 steps (running score)"}
+    failed = with_steps(running, graph, {"prepare": {"phase": "Succeeded"}, "score": {"phase": "Failed", "message": "x"},
+                                         "publish": {"phase": "Skipped"}}, params, 1)
+    assert health(failed, kind="PipelineRun") == {"status": "Degraded", "message": "StepFailed: step score failed: x"}
+    done = with_steps(running, graph, {name: {"phase": "Succeeded"} for name in graph.names}, params, 1)
+    assert health(done, kind="PipelineRun") == {"status": "Healthy", "message": "3 step(s) succeeded"}

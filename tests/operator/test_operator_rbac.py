@@ -16,12 +16,15 @@ import pytest
 from operator_harness import BIJ_API, NAMESPACE, ROOT, create, eventually, report, resource, status_of
 
 from parallelrun.operator.kube import path
-from parallelrun.operator.manifests import LABEL_UID, PLURAL
+from parallelrun.operator.manifests import PLURAL
 
 sys.path.insert(0, str(ROOT / "tests" / "chart"))
 from rbac_needs import CLUSTER_NEEDS, NAMESPACED_NEEDS  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
+
+
+MANAGED = "app.kubernetes.io/managed-by=parallelrun-operator"  # the children of runs and of pipeline steps
 
 
 def phase(cluster, name: str) -> str | None:
@@ -56,5 +59,5 @@ async def test_children_are_watched_by_their_label_only(cluster, kube, operator,
     async with operator():
         await create(kube, resource("watched", inputs))
         await eventually(lambda: phase(cluster, "watched") == "Running")
-    assert cluster.operator_selectors["pods"] == cluster.operator_selectors["jobs"] == LABEL_UID
+    assert cluster.operator_selectors["pods"] == cluster.operator_selectors["jobs"] == MANAGED
     assert cluster.operator_selectors[PLURAL] is None

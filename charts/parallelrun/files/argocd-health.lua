@@ -1,8 +1,12 @@
--- Argo CD health of a BatchInferenceJob. Add it to argocd-cm (README.md, "On Kubernetes"):
+-- Argo CD health of a BatchInferenceJob or a PipelineRun. Add it to argocd-cm (README.md,
+-- "On Kubernetes") once per kind:
 --   resource.customizations.health.parallelrun.dev_BatchInferenceJob: |
 --     <this file>
+--   resource.customizations.health.parallelrun.dev_PipelineRun: |
+--     <this file>
 -- Succeeded is Healthy, Failed is Degraded with the operator's reason; before that,
--- Progressing with the phase and the progress (e.g. "Running: 812/1000 mini-batches").
+-- Progressing with the phase and the progress (e.g. "Running: 812/1000 mini-batches",
+-- "Running: 1/3 steps").
 local hs = {status = "Progressing", message = "waiting for the parallelrun operator"}
 local status = obj.status
 if status == nil or status.phase == nil then
@@ -30,7 +34,11 @@ elseif status.phase == "Failed" then
 else
   hs.message = status.phase
   if status.progressText ~= nil then
-    hs.message = hs.message .. ": " .. status.progressText .. " mini-batches"
+    local unit = " mini-batches"
+    if obj.kind == "PipelineRun" then
+      unit = " steps"
+    end
+    hs.message = hs.message .. ": " .. status.progressText .. unit
   end
   if status.message ~= nil then
     hs.message = hs.message .. " (" .. status.message .. ")"

@@ -60,14 +60,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* Rules for the namespaced resources the operator reads and writes. */}}
 {{- define "parallelrun.namespacedRules" -}}
 - apiGroups: [parallelrun.dev]
-  resources: [batchinferencejobs, pipelineschedules]
+  resources: [batchinferencejobs, pipelineschedules, pipelineruns]
   verbs: [get, list, watch, create, update, patch, delete]
 - apiGroups: [parallelrun.dev]
-  resources: [batchinferencejobs/status, pipelineschedules/status]
+  resources: [batchinferencejobs/status, pipelineschedules/status, pipelineruns/status]
   verbs: [get, update, patch]
 # Owner references with blockOwnerDeletion on the Jobs and runs it creates.
 - apiGroups: [parallelrun.dev]
-  resources: [batchinferencejobs/finalizers, pipelineschedules/finalizers]
+  resources: [batchinferencejobs/finalizers, pipelineschedules/finalizers, pipelineruns/finalizers]
   verbs: [update]
 - apiGroups: [batch]
   resources: [jobs]

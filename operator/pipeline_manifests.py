@@ -1,0 +1,184 @@
+"""The children of a PipelineRun as plain dicts: pure functions, no API calls.
+
+Each step's child is named `<run>-<step>` (`step_child_name`: deterministic, shortened
+with a hash when too long), carries the labels that tie it to its run and step, and an
+owner reference, so `kubectl delete prun/x` deletes them all:
+
+    batchInference step, parallel component    BatchInferenceJob  the step's resolved spec
+    container step                             Job                the user's image and command
+    component step                             Job + ConfigMap    the component's image running
+                                                                  `python -m parallelrun.runner step`
+                                                                  on the resolved step (the ConfigMap)
+    the run                                    ConfigMap          <run>-spec: the spec it started with
+
+Job pods get the restricted security context, scratch volume and storage credentials
+of the scoring pods (manifests.restricted_pod / restricted_container). What a child
+needs to be judged later (its step's fingerprint and outputs) is in its annotations,
+so the run's state can be rebuilt from its children after an operator restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+
+from parallelrun.runner.contract import EXIT_CONFIG, URI_SCHEME
+from parallelrun.runner.pipelines.resolved import ResolvedStep
+from parallelrun.runner.pipelines.spec import API_VERSION, KIND, PipelineSpec
+from parallelrun.runner.spec import KIND as BIJ_KIND
+
+from .manifests import (DISRUPTION_RULE, SCRATCH_DIR, SPEC_DIR, Owner, exit_rule, label_value, restricted_container,
+                        restricted_pod, scratch_env, with_user_env)
+
+PLURAL = "pipelineruns"
+LABEL_RUN = "parallelrun.dev/pipelinerun"
+LABEL_RUN_UID = "parallelrun.dev/pipelinerun-uid"
+LABEL_STEP = "parallelrun.dev/step"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "parallelrun-operator"
+ANNOTATION_FINGERPRINT = "parallelrun.dev/fingerprint"
+ANNOTATION_OUTPUTS = "parallelrun.dev/outputs"
+STEP_FILE, SPEC_FILE = "step.json", "pipeline.json"
+STEP_COMMAND = ["python", "-m", "parallelrun.runner", "step", "--step", f"{SPEC_DIR}/{STEP_FILE}"]
+
+_NAME_LIMIT = 52  # a Job's pods append "-<5 chars>"; a BatchInferenceJob's own children append "-score"
+
+
+def step_child_name(run: str, step: str) -> str:
+    """`<run>-<step>`, or when longer than 52 characters its start and a hash of the whole."""
+    full = f"{run}-{step}"
+    if len(full) <= _NAME_LIMIT:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{full[:_NAME_LIMIT - len(digest) - 1].rstrip('-.')}-{digest}"
+
+
+def step_labels(owner: Owner, step: str | None) -> dict:
+    """The labels of a step's children (and their pods), or with no step the run's spec: the run, its uid, the step."""
+    labels = {
+        "app.kubernetes.io/name": "parallelrun",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        "app.kubernetes.io/component": "step" if step else "spec",
+        LABEL_RUN: label_value(owner.name),
+        LABEL_RUN_UID: owner.uid,
+    }
+    if step:
+        labels[LABEL_STEP] = step
+    return labels
+
+
+def step_metadata(owner: Owner, step: str | None, name: str | None = None, annotations: dict | None = None) -> dict:
+    return {
+        "name": name or step_child_name(owner.name, step),
+        "namespace": owner.namespace,
+        "labels": step_labels(owner, step),
+        "annotations": dict(annotations or {}),
+        "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": owner.name, "uid": owner.uid,
+                             "controller": True, "blockOwnerDeletion": True}],
+    }
+
+
+def cluster_errors(spec: PipelineSpec, default_image: str | None) -> list[str]:
+    """What a pipeline that is fine for local mode still lacks to run on a cluster."""
+    errors = []
+    if _relative(spec.workdir):
+        errors.append(f"spec.workdir: {spec.workdir!r} is a relative path, which means nothing on a cluster; use a "
+                      "URL such as az://container/pipelines/ or an absolute path on a volume the pods mount")
+    for where, steps in (("spec.steps", spec.steps), ("spec.finally", spec.finally_steps)):
+        for i, step in enumerate(steps):
+            ref = step.component_ref
+            if ref is not None and ref.uri is not None and _relative(ref.uri):
+                errors.append(f"{where}[{i}].component.uri: {ref.uri!r} is a relative path, which means nothing on a "
+                              "cluster; use a URL, or put the component in a ConfigMap (component.configMap)")
+            image = (step.body or {}).get("image") if step.kind == "container" else (
+                step.component.image if step.component is not None and step.component.type == "command" else "")
+            if image is None and not default_image:
+                field = "container.image" if step.kind == "container" else "component: its environment.image"
+                errors.append(f"{where}[{i}].{field}: required on a cluster (the operator has no --job-image); "
+                              "give the image to run")
+    return errors
+
+
+def _relative(uri: str) -> bool:
+    return not URI_SCHEME.match(uri) and not posixpath.isabs(uri)
+
+
+def spec_configmap_name(owner: Owner) -> str:
+    return step_child_name(owner.name, "spec")
+
+
+def build_spec_configmap(owner: Owner, document: dict) -> dict:
+    """The run's spec as it started (immutable): a restart goes on with it, an edit is refused."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": step_metadata(owner, None, spec_configmap_name(owner)),
+            "immutable": True, "data": {SPEC_FILE: json.dumps(document, indent=1, sort_keys=True)}}
+
+
+def child_annotations(step: ResolvedStep) -> dict:
+    """What the operator reads back from a child: its step's fingerprint (for the reuse index) and outputs."""
+    return {ANNOTATION_FINGERPRINT: step.fingerprint, ANNOTATION_OUTPUTS: json.dumps(dict(step.outputs), sort_keys=True)}
+
+
+def build_step_batch_job(owner: Owner, step: ResolvedStep) -> dict:
+    """A BatchInferenceJob running a batchInference step's (or a parallel component's) normalized spec."""
+    return {"apiVersion": API_VERSION, "kind": BIJ_KIND,
+            "metadata": step_metadata(owner, step.name, annotations=child_annotations(step)), "spec": step.job}
+
+
+def build_container_job(owner: Owner, step: ResolvedStep, default_image: str | None) -> dict:
+    """A Job running a container step's image and command, retried `retries` times."""
+    runner = restricted_container(step.image or default_image, list(step.command),
+                                  with_user_env(scratch_env(), step.env), [_SCRATCH_MOUNT], [], step.storage)
+    if step.resources:
+        runner["resources"] = step.resources
+    return _job(owner, step, runner, [_SCRATCH_VOLUME], [DISRUPTION_RULE])
+
+
+def step_configmap_name(owner: Owner, step: str) -> str:
+    return f"{step_child_name(owner.name, step)}-step"
+
+
+def build_step_configmap(owner: Owner, step: ResolvedStep) -> dict:
+    """The resolved step a component step's pod runs, immutable like a BatchInferenceJob's spec."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": step_metadata(owner, step.name, name=step_configmap_name(owner, step.name)),
+            "immutable": True, "data": {STEP_FILE: json.dumps(step.to_dict(), indent=1, sort_keys=True)}}
+
+
+def build_component_job(owner: Owner, step: ResolvedStep, default_image: str | None) -> dict:
+    """A Job running the component's image on its resolved step (build_step_configmap), retried `retries` times."""
+    volumes = [_SCRATCH_VOLUME, {"name": "step", "configMap": {"name": step_configmap_name(owner, step.name)}}]
+    mounts = [_SCRATCH_MOUNT, {"name": "step", "mountPath": SPEC_DIR, "readOnly": True}]
+    runner = restricted_container(step.image or default_image, STEP_COMMAND, scratch_env(), mounts, [], step.storage)
+    # The step runner exits EXIT_CONFIG when the step cannot start or keep its outputs: not worth a retry.
+    return _job(owner, step, runner, volumes, [exit_rule("FailJob", [EXIT_CONFIG]), DISRUPTION_RULE])
+
+
+def build_step_children(owner: Owner, step: ResolvedStep, default_image: str | None) -> list[dict]:
+    """Every child of a step, in the order to create them (a Job's ConfigMap first)."""
+    if step.kind == "batchInference":
+        return [build_step_batch_job(owner, step)]
+    if step.kind == "container":
+        return [build_container_job(owner, step, default_image)]
+    return [build_step_configmap(owner, step), build_component_job(owner, step, default_image)]
+
+
+_SCRATCH_VOLUME = {"name": "scratch", "emptyDir": {}}
+_SCRATCH_MOUNT = {"name": "scratch", "mountPath": SCRATCH_DIR}
+
+
+def _job(owner: Owner, step: ResolvedStep, container: dict, volumes: list[dict], rules: list[dict]) -> dict:
+    """One pod, retried `retries` times; `rules`: its podFailurePolicy (a drained node never counts)."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": step_metadata(owner, step.name, annotations=child_annotations(step)),
+        "spec": {
+            "completions": 1,
+            "parallelism": 1,
+            "backoffLimit": step.retries,
+            "podFailurePolicy": {"rules": rules},
+            "template": {"metadata": {"labels": step_labels(owner, step.name)},
+                         "spec": restricted_pod(container, volumes)},
+        },
+    }
