@@ -115,3 +115,7 @@ async def run(body: kopf.Body, memo: kopf.Memo, pods_by_owner: kopf.Index, jobs_
         await reconciler.drive(memo.wakeups.event(uid))
     finally:
         memo.wakeups.forget(uid)
+
+
+# PipelineSchedule (issue 8): its handlers live in schedule_handlers.py.
+from . import schedule_handlers  # noqa: E402,F401  (registers them with kopf)
