@@ -216,3 +216,19 @@ def _template(value: Any, errors: list[str]) -> dict:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in (meta.get(key) or {}).items()):
             errors.append(f"spec.template.metadata.{key}: expected a map of strings to strings")
     return {"metadata": {k: dict(meta.get(k) or {}) for k in _METADATA_FIELDS}, "spec": value["spec"]}
+
+
+def load_schedule_file(path: str) -> ScheduleSpec:
+    """A PipelineSchedule YAML file; the template's relative paths are relative to the file's folder."""
+    import os
+
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ScheduleSpecError([f"{path}: no such file"]) from None
+    except yaml.YAMLError as e:
+        raise ScheduleSpecError([f"{path}: not valid YAML: {e}"]) from None
+    return load_schedule(doc, base_dir=os.path.dirname(os.path.abspath(path)))
