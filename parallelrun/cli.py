@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
+import yaml
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -20,7 +22,7 @@ from parallelrun.runner.spec import SpecError, load_spec_file
 
 EXIT_CODES = """exit codes:
   0    the run succeeded (failed items within the thresholds are listed in errors.jsonl)
-  1    the run failed: a threshold was exceeded, or a part of it crashed
+  1    the run failed: a threshold was exceeded, a part of it crashed, or a pipeline step failed
   2    bad configuration: invalid spec, missing input or code, the scoring script cannot load,
        storage refused or unreachable, input changed since an interrupted run, run already running
   130  interrupted (Ctrl-C), 143 stopped by SIGTERM: run the same command again to resume
@@ -36,7 +38,59 @@ def _version() -> str:
         return "unknown"
 
 
+def _read_resource(path: str) -> dict | None:
+    """The YAML file as a mapping, or None when it cannot be read as one (the loaders then say why)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def _run(args, console: Console) -> int:
+    doc = _read_resource(args.job)
+    if doc is not None and doc.get("kind") == "PipelineRun":
+        return _run_pipeline(args, doc, console)
+    return _run_job(args, console)
+
+
+def _run_pipeline(args, doc: dict, console: Console) -> int:
+    """`parallelrun run pipeline.yaml`: the run's DAG here; exit 0 succeeded, 1 failed, 2 invalid, 130 stopped."""
+    from parallelrun.runner.pipelines.local import run_pipeline
+    from parallelrun.runner.processes import raise_terminated
+    from parallelrun.runner.storage import storage_error
+
+    parameters = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        name = key.removeprefix("parameters.")
+        if not sep or not key.startswith("parameters.") or not name:
+            console.print(f"--set {item!r}: a pipeline takes parameter values, e.g. --set parameters.maxIter=500",
+                          style="red", markup=False, highlight=False)
+            return 2
+        parameters[name] = value
+    signal.signal(signal.SIGTERM, raise_terminated)  # stops the running steps as Ctrl-C does, exit 143
+    try:
+        phase = run_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(args.job)), parameters=parameters,
+                             console=console, fresh=args.fresh)
+    except SpecError as e:
+        console.print(f"{args.job}: {e}", style="red", markup=False, highlight=False)
+        return e.exit_code
+    except KeyboardInterrupt as e:
+        console.print("interrupted: the running steps were stopped; run the same command again to go on "
+                      "(finished steps are reused)", style="red", markup=False)
+        return getattr(e, "exit_code", 130)
+    except Exception as e:  # a storage fault (the workdir, a component file), in one line
+        error = storage_error(e)
+        if error is None:
+            raise
+        console.print(str(error), style="red", markup=False, highlight=False)
+        return error.exit_code
+    return 0 if phase == "Succeeded" else 1
+
+
+def _run_job(args, console: Console) -> int:
     from parallelrun.runner.local import LocalRunError, run_local
     from parallelrun.runner.lock import RunLocked
     from parallelrun.runner.plan import PlanError
@@ -69,41 +123,68 @@ def _run(args, console: Console) -> int:
 
 
 def _validate(args, console: Console) -> int:
-    from parallelrun.runner.preflight import missing_files
-
     status = 0
     for path in args.job:
-        if _kind_of(path) == "PipelineSchedule":
+        doc = _read_resource(path)
+        kind = doc.get("kind") if doc is not None else None
+        if kind == "PipelineRun":
+            status = max(status, _validate_pipeline(path, doc, console))
+        elif kind == "Component":
+            status = max(status, _validate_component(path, console))
+        elif kind == "PipelineSchedule":
             status = max(status, _validate_schedule(path, console))
-            continue
-        try:
-            spec = load_spec_file(path)
-            problems = [] if args.no_check else missing_files(spec)
-            if problems:
-                raise SpecError(problems)
-        except SpecError as e:
-            console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
-            status = 2
         else:
-            checked = "" if args.no_check else ", its files are there"
-            console.print(f"{path}: valid BatchInferenceJob {spec.name!r} ({spec.input.type} input{checked})",
-                          markup=False, highlight=False)
+            status = max(status, _validate_job(path, args, console))
     return status
 
 
-# -- PipelineSchedule (issue 8) -------------------------------------------------------
-
-
-def _kind_of(path: str) -> str | None:
-    """The `kind` of a YAML file, or None when it cannot be read (the loader then says why)."""
-    import yaml
+def _validate_pipeline(path: str, doc: dict, console: Console) -> int:
+    """A PipelineRun with its component files: every problem at once."""
+    from parallelrun.runner.pipelines.sources import ComponentFiles
+    from parallelrun.runner.pipelines.spec import load_pipeline
 
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError):
-        return None
-    return doc.get("kind") if isinstance(doc, dict) else None
+        spec = load_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(path)), components=ComponentFiles())
+    except SpecError as e:
+        console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
+        return 2
+    console.print(f"{path}: valid PipelineRun {spec.name!r} ({len(spec.steps)} steps, "
+                  f"{len(spec.finally_steps)} finally)", markup=False, highlight=False)
+    return 0
+
+
+def _validate_component(path: str, console: Console) -> int:
+    from parallelrun.runner.pipelines.component import load_component_text
+
+    try:
+        with open(path, "rb") as f:
+            component = load_component_text(f.read(), base_dir=os.path.dirname(os.path.abspath(path)))
+    except SpecError as e:
+        console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
+        return 2
+    console.print(f"{path}: valid Component {component.name!r} version {component.version} ({component.type})",
+                  markup=False, highlight=False)
+    return 0
+
+
+def _validate_job(path: str, args, console: Console) -> int:
+    from parallelrun.runner.preflight import missing_files
+
+    try:
+        spec = load_spec_file(path)
+        problems = [] if args.no_check else missing_files(spec)
+        if problems:
+            raise SpecError(problems)
+    except SpecError as e:
+        console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
+        return 2
+    checked = "" if args.no_check else ", its files are there"
+    console.print(f"{path}: valid BatchInferenceJob {spec.name!r} ({spec.input.type} input{checked})",
+                  markup=False, highlight=False)
+    return 0
+
+
+# -- PipelineSchedule (issue 8) -------------------------------------------------------
 
 
 def _validate_schedule(path: str, console: Console) -> int:
@@ -143,14 +224,8 @@ def _schedule(args, console: Console) -> int:
 
 
 def _schedule_run(spec, console: Console) -> int:
+    from parallelrun.runner.pipelines.local import run_pipeline
     from parallelrun.runner.schedules.local import LocalScheduler
-
-    try:
-        from parallelrun.runner.pipelines.local import run_pipeline
-    except ImportError:
-        console.print("this parallelrun cannot run pipelines locally yet (parallelrun.runner.pipelines.local)",
-                      style="red", markup=False)
-        return 2
 
     def run(doc: dict, name: str) -> str:
         return run_pipeline(doc, base_dir=spec.base_dir, name=name, console=console)
@@ -224,15 +299,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="parallelrun", description=__doc__)
     parser.add_argument("--version", action="version", version=f"parallelrun {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run a BatchInferenceJob on this machine (local mode)",
+    run = commands.add_parser("run", help="run a BatchInferenceJob or a PipelineRun on this machine (local mode)",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES)
-    run.add_argument("job", help="BatchInferenceJob YAML file")
+    run.add_argument("job", help="BatchInferenceJob or PipelineRun YAML file")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec field, e.g. --set nodeCount=2 --set input.uri=data/; a relative "
-                          "path is relative to the YAML file's folder, as in the file")
-    run.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run")
-    validate = commands.add_parser("validate", help="check BatchInferenceJob files, reporting every invalid field "
-                                                    "and every input, code, model or side input that is not there")
+                          "path is relative to the YAML file's folder, as in the file. A PipelineRun takes "
+                          "parameter values: --set parameters.maxIter=500")
+    run.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run "
+                                                          "(a pipeline: reuse no earlier step)")
+    validate = commands.add_parser("validate", help="check BatchInferenceJob, PipelineRun, PipelineSchedule and Component files, "
+                                                    "reporting every invalid field (and, for a job, every input, "
+                                                    "code, model or side input that is not there)")
     validate.add_argument("job", nargs="+")
     validate.add_argument("--no-check", action="store_true",
                           help="check the spec alone, without looking for its files (no storage access)")

@@ -1,4 +1,5 @@
-"""The in-pod entry point: `python -m parallelrun.runner {plan,score,merge} --spec F --run-id ID`.
+"""The in-pod entry point: `python -m parallelrun.runner {plan,score,merge} --spec F --run-id ID`
+(and `step --step F.json`, a pipeline's container or component step: pipelines/steprun.py).
 
 `score` runs shard JOB_COMPLETION_INDEX of the plan and ends with the exit code and
 termination message of the runner contract (contract.py). While it runs, it publishes
@@ -129,6 +130,11 @@ def _merge(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["step"]:  # one container or component step of a pipeline (pipelines/steprun.py)
+        from .pipelines.steprun import main as step_main
+
+        return step_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m parallelrun.runner", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=("plan", "score", "merge"))
     parser.add_argument("--spec", required=True, help="the BatchInferenceJob (YAML or JSON)")

@@ -1,0 +1,331 @@
+"""Local mode for pipelines: `parallelrun run pipeline.yaml` runs a PipelineRun's DAG on this machine.
+
+The driver asks `dag.advance` what to do, and does it: a step to start is resolved
+(`resolve.resolve_step`), reused when the reuse index has a success with the same
+fingerprint whose outputs are still there, else run as a process of its own on a
+thread of its own, so independent steps run side by side:
+
+- a batchInference step (or a `type: parallel` component) as a BatchInferenceJob in
+  local mode: `python -m parallelrun.cli run <job.yaml>` (it resumes what a failed or
+  interrupted attempt committed; its own runMaxTry retries mini-batches);
+- a container or component step as `python -m parallelrun.runner step --step <step.json>`,
+  exactly what a component step's pod runs, up to `retries` + 1 times. Its image is for
+  the cluster: here it runs in the current environment, with this interpreter's folder
+  first on PATH (a step's `python` is the one running parallelrun).
+
+Each step's output goes to `<run.workdir>/_parallelrun/logs/<step>.log` (a temporary
+folder when the workdir is remote), beside the files it ran from. After a success the
+step's index entry is written (reuse steps). Ctrl-C or SIGTERM stops every running step
+(SIGTERM first, SIGKILL for what is left after STOP_SECONDS, processes the steps started
+included) and raises KeyboardInterrupt on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from ..processes import ProcessGroup
+from ..storage import filesystem, is_local
+from . import dag, reuse
+from .resolve import ResolvedStep, ResolveError, resolve_step
+from .sources import ComponentFiles, code_digest
+from .spec import PipelineSpec, Step, load_pipeline
+
+STOP_SECONDS = 10.0  # how long stopped steps may take to end before they are killed
+_STYLE = {dag.PENDING: "dim", dag.RUNNING: "cyan", dag.SUCCEEDED: "green", dag.REUSED: "green",
+          dag.FAILED: "red", dag.SKIPPED: "yellow"}
+
+
+def run_pipeline(doc: dict, *, base_dir: str | None, parameters: Mapping[str, Any] = {}, name: str | None = None,
+                 console: Console | None = None, fresh: bool = False) -> str:
+    """Run a PipelineRun resource here; returns the run's final phase, Succeeded or Failed.
+
+    `base_dir` is the folder relative paths in `doc` are taken from (the file's);
+    `parameters` are values for this run (text is parsed by each parameter's type);
+    `name` names the run (default: metadata.name), and with it `${{run.name}}`, the
+    run's workdir and so which earlier outputs are found again. `fresh` reuses nothing.
+    Raises PipelineSpecError for an invalid pipeline (nothing runs) and KeyboardInterrupt
+    (Ctrl-C, or processes.Terminated for SIGTERM) once the running steps are stopped.
+    """
+    if name is not None:
+        doc = {**doc, "metadata": {**(doc.get("metadata") or {}), "name": name}}
+    files = ComponentFiles()
+    spec = load_pipeline(doc, base_dir=base_dir, parameters=parameters, components=files)
+    return _Run(spec, files, console or Console(stderr=True), fresh).run()
+
+
+@dataclass
+class StepRecord:
+    """How one step of this run went."""
+
+    name: str
+    state: str = dag.PENDING
+    started: float | None = None
+    ended: float | None = None
+    reused: bool = False
+    outputs: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+    log: str | None = None
+    fingerprint: str = ""
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.started is None else (self.ended or time.monotonic()) - self.started
+
+
+class _Run:
+    def __init__(self, spec: PipelineSpec, files: ComponentFiles, console: Console, fresh: bool):
+        self.spec, self.files, self.console, self.fresh = spec, files, console, fresh
+        self.steps = {s.name: s for s in spec.steps + spec.finally_steps}
+        self.records = {name: StepRecord(name) for name in self.steps}
+        self.index_fs = filesystem(spec.workdir)[0]
+        fs, path = filesystem(spec.run_workdir)
+        self.log_dir = os.path.join(path, "_parallelrun", "logs") if is_local(fs) else \
+            tempfile.mkdtemp(prefix="parallelrun-pipeline-")
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.events: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.threads: list[threading.Thread] = []
+
+    @property
+    def states(self) -> dict[str, str]:
+        return {name: r.state for name, r in self.records.items() if r.state != dag.PENDING}
+
+    def run(self) -> str:
+        self.console.print(f"pipeline {self.spec.name}: {len(self.records)} steps, workdir {self.spec.run_workdir}",
+                           markup=False, highlight=False)
+        self.group = ProcessGroup()
+        live = Live(self._view(), console=self.console, transient=True) if self.console.is_terminal else None
+        try:
+            if live:
+                live.start()
+            self._drive(live)
+        except BaseException:
+            self._stop()
+            raise
+        finally:
+            if live:
+                live.stop()
+            self.group.close()
+            self._print_table()
+        return dag.phase(self.spec.graph, self.states)
+
+    def _drive(self, live: Live | None) -> None:
+        graph = self.spec.graph
+        while True:
+            advance = dag.advance(graph, self.states)
+            for name in advance.skip:
+                self._set(name, dag.SKIPPED, message="a step it needs did not succeed")
+            for name in advance.start:
+                self._start(name)
+            if not any(r.state == dag.RUNNING for r in self.records.values()):
+                if advance.start or advance.skip:
+                    continue
+                return
+            try:
+                name, state, message = self.events.get(timeout=0.25)
+            except queue.Empty:
+                pass
+            else:
+                self._set(name, state, message=message)
+                if state == dag.SUCCEEDED:
+                    self._remember(name)
+            if live:
+                live.update(self._view())
+
+    # -- one step ----------------------------------------------------------------------
+
+    def _start(self, name: str) -> None:
+        step, record = self.steps[name], self.records[name]
+        finished = {n: r.outputs for n, r in self.records.items() if r.state in dag.GOOD}
+        status = dag.run_status(self.spec.graph, self.states) if step.is_finally else None
+        try:
+            resolved = resolve_step(self.spec, step, finished, status, component_text=self.files.text(step.component_ref),
+                                    code_digest=code_digest, upstream={n: r.fingerprint for n, r in self.records.items()})
+        except ResolveError as error:
+            self._set(name, dag.FAILED, message="; ".join(error.errors))
+            return
+        record.outputs, record.fingerprint = dict(resolved.outputs), resolved.fingerprint
+        if self._reuse(step, resolved):
+            return
+        record.log = os.path.join(self.log_dir, f"{name}.log")
+        argv, attempts = self._command(resolved)
+        self._set(name, dag.RUNNING)
+        thread = threading.Thread(target=self._execute, args=(name, argv, attempts, resolved.cwd), daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _reuse(self, step: Step, resolved: ResolvedStep) -> bool:
+        """Mark the step Reused when an earlier success with its fingerprint left its outputs."""
+        if self.fresh or not resolved.reuse:
+            return False
+        entry = reuse.read_entry(self.index_fs, self.spec.workdir, resolved.fingerprint)
+        outputs = (entry or {}).get("outputs") or {}
+        if not reuse.decide(resolved.fingerprint, entry, _outputs_exist(outputs), True):
+            return False
+        record = self.records[step.name]
+        record.outputs, record.reused = dict(outputs), True
+        self._set(step.name, dag.REUSED, message=f"from run {entry.get('run')}, {entry.get('finishedAt')}")
+        return True
+
+    def _command(self, resolved: ResolvedStep) -> tuple[list[str], int]:
+        """The process that runs the step, and how many attempts it gets."""
+        if resolved.kind == "batchInference":
+            path = os.path.join(self.log_dir, f"{resolved.name}.job.yaml")
+            job = {"apiVersion": "parallelrun.dev/v1alpha1", "kind": "BatchInferenceJob",
+                   "metadata": {"name": f"{resolved.run}-{resolved.name}"}, "spec": resolved.job}
+            with open(path, "w", encoding="utf-8") as f:
+                yaml.safe_dump(job, f, sort_keys=False)
+            return [sys.executable, "-m", "parallelrun.cli", "run", path, *(["--fresh"] if self.fresh else [])], 1
+        path = os.path.join(self.log_dir, f"{resolved.name}.step.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(resolved.to_dict(), f, indent=1)
+        return [sys.executable, "-m", "parallelrun.runner", "step", "--step", path], resolved.retries + 1
+
+    def _execute(self, name: str, argv: list[str], attempts: int, cwd: str | None) -> None:
+        """On the step's thread: run its process until it succeeds or its attempts are spent."""
+        log = self.records[name].log
+        message = ""
+        try:
+            for attempt in range(1, attempts + 1):
+                with open(log, "a", encoding="utf-8") as out:
+                    out.write(f"--- attempt {attempt} of {attempts}: {' '.join(argv)}\n")
+                    out.flush()
+                    with self.lock:
+                        if self.stopping.is_set():
+                            break
+                        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                                   cwd=cwd if cwd and os.path.isdir(cwd) else None,
+                                                   env=_environment(),
+                                                   process_group=self.group.pgid)
+                        self.processes[name] = process
+                    code = process.wait()
+                    with self.lock:
+                        del self.processes[name]
+                if code == 0:
+                    self.events.put((name, dag.SUCCEEDED, ""))
+                    return
+                message = f"exit code {code}: {_last_line(log)}"
+                if self.stopping.is_set():
+                    break
+        except Exception as error:  # noqa: BLE001 - the step fails with the reason; the run goes on
+            message = f"{type(error).__name__}: {error}"
+        self.events.put((name, dag.FAILED, "stopped" if self.stopping.is_set() else message))
+
+    def _remember(self, name: str) -> None:
+        """After a success: the index entry, so a later run with the same fingerprint reuses it."""
+        record = self.records[name]
+        if not self.steps[name].reuse:
+            return
+        entry = reuse.index_entry(record.fingerprint, record.outputs, self.spec.name, name, datetime.now(timezone.utc))
+        try:
+            reuse.write_entry(self.index_fs, self.spec.workdir, entry)
+        except OSError as error:  # the step succeeded; only a later reuse is lost
+            self.console.print(f"warning: cannot write the reuse index entry of {name}: {error}", style="yellow",
+                               markup=False, highlight=False)
+
+    def _set(self, name: str, state: str, message: str = "") -> None:
+        record = self.records[name]
+        now = time.monotonic()
+        if state == dag.RUNNING:
+            record.started = now
+        elif state in dag.OVER and record.started is not None:
+            record.ended = now
+        record.state, record.message = state, message
+        if not self.console.is_terminal:  # a terminal shows the live view instead
+            seconds = f" in {record.seconds:.1f}s" if state in (dag.SUCCEEDED, dag.FAILED) else ""
+            self.console.print(f"step {name}: {state}{seconds}{': ' + message if message else ''}",
+                               markup=False, highlight=False)
+
+    # -- stopping and showing ---------------------------------------------------------
+
+    def _stop(self) -> None:
+        """Stop every running step: SIGTERM, then SIGKILL for the whole group after STOP_SECONDS."""
+        with self.lock:
+            self.stopping.set()
+            running = list(self.processes.values())
+        for process in running:
+            try:
+                process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + STOP_SECONDS
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.group.close()
+        for thread in self.threads:
+            thread.join()
+        while not self.events.empty():
+            name, state, message = self.events.get()
+            self._set(name, state, message)
+        for record in self.records.values():
+            if record.state == dag.RUNNING:
+                self._set(record.name, dag.FAILED, "stopped")
+
+    def _view(self) -> Table:
+        table = Table(box=None, show_header=False)
+        for record in self.records.values():
+            seconds = f"{record.seconds:.1f}s" if record.seconds is not None else ""
+            table.add_row(record.name, f"[{_STYLE[record.state]}]{record.state}", seconds)
+        return table
+
+    def _print_table(self) -> None:
+        phase = dag.phase(self.spec.graph, self.states)
+        table = Table(title=f"pipeline {self.spec.name}: {phase}")
+        for column in ("step", "state", "duration", "reused", "outputs", "log / message"):
+            table.add_column(column, overflow="fold")
+        for record in self.records.values():
+            seconds = f"{record.seconds:.1f}s" if record.seconds is not None and not record.reused else ""
+            outputs = "\n".join(f"{k}: {v}" for k, v in record.outputs.items()) if record.state in dag.GOOD else ""
+            note = "\n".join(x for x in (os.path.basename(record.log) if record.log else "", record.message) if x)
+            table.add_row(record.name, f"[{_STYLE[record.state]}]{record.state}", seconds,
+                          "yes" if record.reused else "", outputs, note)
+        self.console.print(table)
+        self.console.print(f"step logs: {self.log_dir}", markup=False, highlight=False)
+
+
+def _environment() -> dict[str, str]:
+    """A step's environment: this one, with this interpreter's folder first on PATH, so that a
+    step's `python` is the one running parallelrun (its virtualenv, without activating it)."""
+    path = os.pathsep.join(p for p in (os.path.dirname(sys.executable), os.environ.get("PATH")) if p)
+    return {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1"}
+
+
+def _outputs_exist(outputs: Mapping[str, str]) -> bool:
+    for uri in outputs.values():
+        fs, path = filesystem(uri)
+        if not fs.exists(path):
+            return False
+    return True
+
+
+def _last_line(path: str) -> str:
+    """The last line a step wrote (its one-line reason, usually)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [line.strip() for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines and not lines[-1].startswith("--- attempt") else ""
+
+

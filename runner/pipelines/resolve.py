@@ -1,0 +1,283 @@
+"""A step made concrete: expressions substituted, outputs placed, fingerprint taken.
+
+`resolve_step` is what local mode and the operator call when a step is about to start
+(`dag.advance` said so). It is pure: storage is reached only through its arguments
+(the component file's text, a function that digests a code folder).
+
+Decisions:
+
+- A component output's default URI is `<run.workdir>/<step>/<output>/` for a
+  `uri_folder` and `<run.workdir>/<step>/<output>` (no slash: a file of that name) for a
+  `uri_file`; a pipeline step cannot move them. A batchInference step's outputs are
+  `output`, its `output.uri`, and `outputFile`, that folder's `fileName`.
+- `kind` says what runs: `batchInference` (a batchInference step, or a component of
+  `type: parallel`: `job` is its normalized BatchInferenceJob spec), `container` (`command`
+  is the argument list, `command` and `args` together) or `component` (`command` is the
+  component's command, with `${{inputs.X}}`/`${{outputs.Y}}` left for `render`, since the
+  step runner gives remote outputs as local paths).
+- A component input not given takes its default; an optional one with neither is empty text.
+- In a `sh -c` command string every value is quoted with `shlex.quote`; in an argument
+  list each value is one argument as it is. Either way no value is ever shell code.
+- The fingerprint (`reuse.fingerprint`) leaves out the step's name, run, retries, reuse
+  flag, working folder and its own outputs' default places: a later run of the same
+  pipeline (another run name, so another `${{run.workdir}}`) reuses a step whose spec,
+  inputs (upstream outputs included), component file and code are unchanged. It takes
+  in the fingerprints of the steps it needs (`upstream`): an output's URI stays the same
+  when the step that writes it runs again with other inputs, its content does not.
+- `${{schedule.scheduledTime}}` and `${{trigger.manifest}}` are substituted by the
+  PipelineSchedule that makes the run; one left in a step is a ResolveError, as is a
+  component input of the wrong type once substituted.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..contract import URI_SCHEME
+from ..spec import API_VERSION, KIND, SpecError, load_spec
+from .component import Component, check_inputs
+from .expressions import EXPRESSION, as_text, locate, substitute
+from .reuse import fingerprint
+from .spec import ComponentRef, PipelineSpec, Step
+from .uris import join_uri
+
+FORMAT = 1  # the JSON form's version (`format`), bumped when a field changes meaning
+_COMPONENT_IO = re.compile(r"^(inputs|outputs)\.[A-Za-z_][A-Za-z0-9_]*$")
+_JOB_URIS = (("input", "uri"), ("input", "manifest"), ("model", "uri"), ("code", "uri"), ("output", "uri"))
+_NOT_FINGERPRINTED = ("name", "run", "retries", "reuse", "cwd", "fingerprint", "outputs", "format")
+
+CodeDigest = Callable[[str], "str | None"]  # a code location (a folder or file URI, or "configMap:NAME") → its digest
+
+
+class ResolveError(SpecError):
+    """A step that cannot start as written; `.errors` has one "path: problem; fix" line each."""
+
+    what = "step"
+
+
+@dataclass(frozen=True)
+class ResolvedStep:
+    """Everything needed to run one step, with no expression left but a component's own."""
+
+    name: str
+    kind: str  # batchInference | container | component (see the module doc)
+    run: str  # the run's name
+    outputs: Mapping[str, str]  # output name → URI
+    fingerprint: str
+    output_types: Mapping[str, str] = field(default_factory=dict)  # uri_folder | uri_file
+    job: dict | None = None  # batchInference: the normalized BatchInferenceJob spec
+    command: str | list[str] | None = None  # container: argv; component: its command, inputs/outputs unrendered
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # component: every input's value
+    input_types: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None
+    code: str | None = None  # component: its code folder's URI
+    env: list[dict] = field(default_factory=list)  # container: Kubernetes EnvVars
+    resources: dict = field(default_factory=dict)  # container: Kubernetes ResourceRequirements
+    storage: dict = field(default_factory=dict)  # {secretRef: {name}}: the step's, else the pipeline's
+    retries: int = 0
+    reuse: bool = True
+    cwd: str | None = None  # local mode: the pipeline file's folder, where a container step runs
+    component: dict | None = None  # {name, version}
+
+    def render(self, inputs: Mapping[str, Any] | None = None, outputs: Mapping[str, str] | None = None) -> list[str]:
+        """The argument list to run: a component's inputs and outputs put in (default: as resolved).
+
+        The step runner passes local paths for remote inputs and outputs. A string
+        command becomes `sh -c <command>` with every value quoted.
+        """
+        if self.command is None:
+            raise ValueError(f"step {self.name} runs a BatchInferenceJob, not a command")
+        values = _io_values(self.inputs if inputs is None else inputs, self.outputs if outputs is None else outputs)
+        if isinstance(self.command, str):
+            return ["sh", "-c", _render(self.command, values, shlex.quote)]
+        return [_render(arg, values, str) for arg in self.command]
+
+    def to_dict(self) -> dict:
+        """The JSON form (camelCase), as a component step's pod reads it."""
+        raw = asdict(self)
+        return {"format": FORMAT, **{_camel(k): v for k, v in raw.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ResolvedStep":
+        if data.get("format") != FORMAT:
+            raise ResolveError([f"format: {data.get('format')!r} is not a resolved step of format {FORMAT}; "
+                                "resolve it with this version of parallelrun"])
+        names = {_camel(f): f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - set(names) - {"format"})
+        if unknown:
+            raise ResolveError([f"{key}: unknown field of a resolved step" for key in unknown])
+        return cls(**{names[k]: v for k, v in data.items() if k in names})
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _render(text: str, values: Mapping[str, Any], quote: Callable[[str], str]) -> str:
+    def one(match: re.Match) -> str:
+        key = match.group(1)
+        if key not in values:  # load_component checked every name; an optional input with no value
+            return quote("") if key.startswith("inputs.") else match.group(0)
+        return quote(as_text(values[key]))
+    return EXPRESSION.sub(one, text)
+
+
+def component_outputs(run_workdir: str, step: str, types: Mapping[str, str]) -> dict[str, str]:
+    """The default URI of each component output (see the module doc)."""
+    base = f"{run_workdir.rstrip('/')}/{step}"
+    return {name: f"{base}/{name}" + ("/" if kind == "uri_folder" else "") for name, kind in types.items()}
+
+
+def job_outputs(job: Mapping[str, Any]) -> dict[str, str]:
+    """A normalized BatchInferenceJob spec's outputs: `output` (the folder) and `outputFile`."""
+    folder = job["output"]["uri"]
+    return {"output": folder, "outputFile": f"{folder.rstrip('/')}/{job['output']['fileName']}"}
+
+
+def component_base_dir(ref: ComponentRef) -> str | None:
+    """The folder relative URIs in a component file are taken from; None for a ConfigMap."""
+    if ref.uri is None:
+        return None
+    return posixpath.dirname(ref.uri) if URI_SCHEME.match(ref.uri) else os.path.dirname(ref.uri)
+
+
+def values_for(spec: PipelineSpec, finished_outputs: Mapping[str, Mapping[str, str]],
+               run_status: str | None = None) -> dict[str, Any]:
+    """The expression values a step may use: parameters, run, finished steps' outputs, run status."""
+    values = spec.values()
+    for step, outputs in finished_outputs.items():
+        values.update({f"steps.{step}.outputs.{name}": uri for name, uri in outputs.items()})
+    if run_status is not None:
+        values["run.status"] = run_status
+    return values
+
+
+def resolve_step(spec: PipelineSpec, step: Step, finished_outputs: Mapping[str, Mapping[str, str]],
+                 run_status: str | None = None, *, component_text: bytes | None = None,
+                 code_digest: CodeDigest | None = None, upstream: Mapping[str, str] | None = None) -> ResolvedStep:
+    """`step` of `spec` ready to run.
+
+    `finished_outputs`: each finished step's outputs (name → URI), as `resolve_step`
+    gave them or as the reuse index recorded them. `run_status` is `${{run.status}}`
+    (finally steps). `component_text` is the component file's bytes and `code_digest`
+    digests a code location (`reuse.folder_digest` over storage, say); both go into the
+    fingerprint. `upstream` maps finished steps to their fingerprints: those of the steps
+    this one needs count too, so a step after one that ran with other inputs runs again
+    even though its input URIs did not change. A component step needs `step.component`
+    loaded (load_pipeline with a resolver). Raises ResolveError for what cannot be known before now.
+    """
+    values = values_for(spec, finished_outputs, run_status)
+    body = substitute({step.kind: step.body, "inputs": dict(step.inputs)}, values)
+    path = f"steps.{step.name}"
+    errors = [f"{path}.{where}: {_unresolved(ref.key)}" for where, ref in locate(body)]
+    if errors:
+        raise ResolveError(errors)
+    common = dict(name=step.name, run=spec.name, retries=step.retries, reuse=step.reuse,
+                  storage=dict(spec.storage))
+    if step.kind == "batchInference":
+        resolved = _job_step(body["batchInference"], spec.base_dir, path + ".batchInference", common)
+    elif step.kind == "container":
+        resolved = _container_step(body["container"], spec.base_dir, common)
+    elif step.component is None:
+        raise ResolveError([f"{path}.component: the component is not loaded; load the pipeline with a resolver"])
+    else:
+        resolved = _component_step(step.component, step.component_ref, body["inputs"], spec.run_workdir, path, common)
+    location = _code_location(resolved)
+    digest = code_digest(location) if code_digest and location else None
+    payload = {k: v for k, v in resolved.items() if k not in _NOT_FINGERPRINTED}
+    payload["after"] = {need: (upstream or {}).get(need) for need in step.needs}
+    if step.kind == "batchInference":
+        payload["outputs"] = resolved["outputs"]  # where a job writes is part of its spec
+    elif step.component is not None and step.component.type == "parallel":  # its outputs' default places are left out, as a command's are
+        payload["job"] = substitute(step.component.batch_inference, _io_values(resolved["inputs"], {}))
+    return ResolvedStep(**resolved, fingerprint=fingerprint(payload, component_text, digest))
+
+
+def _io_values(inputs: Mapping[str, Any], outputs: Mapping[str, str]) -> dict[str, Any]:
+    return {**{f"inputs.{k}": v for k, v in inputs.items()}, **{f"outputs.{k}": v for k, v in outputs.items()}}
+
+
+def _unresolved(key: str) -> str:
+    if key.startswith(("schedule.", "trigger.")):
+        return (f"${{{{{key}}}}} has a value only in a run made by a PipelineSchedule; "
+                "use a parameter for runs started by hand")
+    if key.startswith("steps."):
+        return f"${{{{{key}}}}} has no value: that step did not succeed, so its outputs do not exist"
+    return f"${{{{{key}}}}} has no value here"
+
+
+def _job_step(body: dict, base_dir: str | None, path: str, common: dict, **extra: Any) -> dict:
+    """A BatchInferenceJob spec, checked and normalized (relative URIs made absolute)."""
+    job = _joined(body, base_dir)
+    if not job.get("storage") and common["storage"]:
+        job["storage"] = common["storage"]
+    resource = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": common["name"]}, "spec": job}
+    try:
+        normalized = load_spec(resource).to_dict()
+    except SpecError as error:
+        raise ResolveError([path + line.removeprefix("spec") for line in error.errors]) from None
+    return {**common, **extra, "kind": "batchInference", "job": normalized, "image": normalized.get(
+        "environment", {}).get("image"), "storage": normalized.get("storage", {}), "outputs": job_outputs(normalized)}
+
+
+def _joined(job: dict, base_dir: str | None) -> dict:
+    """`job` with its relative URIs taken from `base_dir`, which may be a URL (a component on az://)."""
+    def join(value: Any) -> Any:
+        return join_uri(base_dir, value) if isinstance(value, str) and value else value
+
+    job = {key: dict(value) if isinstance(value, dict) else value for key, value in job.items()}
+    for section, key in _JOB_URIS:
+        if isinstance(job.get(section), dict) and key in job[section]:
+            job[section][key] = join(job[section][key])
+    if isinstance(job.get("sideInputs"), list):
+        job["sideInputs"] = [{**s, "uri": join(s.get("uri"))} if isinstance(s, dict) else s for s in job["sideInputs"]]
+    return job
+
+
+def _container_step(body: dict, base_dir: str | None, common: dict) -> dict:
+    argv = [as_text(v) for v in [*body.get("command", []), *body.get("args", [])]]
+    return {**common, "kind": "container", "command": argv, "image": body.get("image"),
+            "env": [dict(e) for e in body.get("env", [])], "resources": dict(body.get("resources", {})),
+            "cwd": base_dir, "outputs": {}}
+
+
+def _component_step(component: Component, ref: ComponentRef | None, given: dict, run_workdir: str,
+                    path: str, common: dict) -> dict:
+    problems = check_inputs(component, given)
+    if problems:
+        raise ResolveError([f"{path}.{line}" for line in problems])
+    inputs = {name: given.get(name, declared.default) for name, declared in component.inputs.items()
+              if name in given or declared.default is not None}
+    outputs = component_outputs(run_workdir, common["name"], component.outputs)
+    about = {"component": {"name": component.name, "version": component.version},
+             "inputs": inputs, "input_types": {n: i.type for n, i in component.inputs.items()},
+             "output_types": dict(component.outputs)}
+    if component.type == "parallel":
+        job = substitute(component.batch_inference, _io_values(inputs, outputs))
+        resolved = _job_step(job, component_base_dir(ref) if ref else None, f"{path}.component.batchInference",
+                             common, **about)
+        return {**resolved, "image": resolved["image"] or component.image, "outputs": outputs}
+    command = component.command if isinstance(component.command, str) else list(component.command)
+    leftover = [ref.key for _, ref in locate(command) if not _COMPONENT_IO.match(ref.key)]
+    if leftover:  # load_component allows only inputs and outputs; a resolved step holds no other
+        raise ResolveError([f"{path}.component.command: ${{{{{key}}}}} is not an input or output" for key in leftover])
+    return {**common, **about, "kind": "component", "command": command, "image": component.image,
+            "code": component.code, "outputs": outputs}
+
+
+def _code_location(resolved: Mapping[str, Any]) -> str | None:
+    """Where the step's code is, for its digest: a component's code folder, or a job's entry script
+    (a job's code folder may hold its data too; local mode's run id counts the script alone as well)."""
+    if resolved.get("code"):
+        return resolved["code"]
+    code = (resolved.get("job") or {}).get("code") or {}
+    if code.get("uri"):
+        return f"{code['uri'].rstrip('/')}/{code['entryScript']}"
+    return f"configMap:{code['configMap']}" if code.get("configMap") else None
