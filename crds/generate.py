@@ -95,7 +95,14 @@ def input_schema() -> dict:
         "The data to score, listed once when the job is planned.",
         {
             "uri": string(
-                "Any fsspec URL or local path: file://, memory://, az://, abfs://, s3://, gs://.",
+                "Any fsspec URL or local path: file://, memory://, az://, abfs://, s3://, gs://. "
+                "Exactly one of uri and manifest.",
+                minLength=1,
+            ),
+            "manifest": string(
+                "Instead of uri: a text file (URL or path) listing the input files, one URL or path "
+                "a line, relative ones relative to the manifest's folder; blank lines are skipped. "
+                "The plan is exactly those files, in the manifest's order.",
                 minLength=1,
             ),
             "type": string(
@@ -108,8 +115,17 @@ def input_schema() -> dict:
             "pattern": string("Glob of the files to take under uri, e.g. \"*.parquet\".", minLength=1),
             "options": free_object("Reader options, e.g. {delimiter: \";\", header: true}."),
         },
-        required=["uri", "type"],
+        required=["type"],
         rules=[
+            rule("has(self.uri) || has(self.manifest)",
+                 "input.uri or input.manifest is required; give a folder or file, or a manifest listing the files",
+                 field=".uri", reason="FieldValueRequired"),
+            rule("!(has(self.uri) && has(self.manifest))",
+                 "input.uri and input.manifest are exclusive; set one of them",
+                 field=".manifest", reason="FieldValueForbidden"),
+            rule("!(has(self.manifest) && has(self.pattern))",
+                 "input.pattern applies to input.uri only; a manifest lists exactly the files to take",
+                 field=".pattern", reason="FieldValueForbidden"),
             rule("self.type != 'tabular' || has(self.format)",
                  "input.format is required when input.type is tabular; use parquet, csv or jsonl",
                  field=".format", reason="FieldValueRequired"),

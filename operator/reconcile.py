@@ -137,8 +137,8 @@ class Reconciler:
             return
         env = self._env = await self._credentials()
         if self.status.get("phase") != PLANNING:
-            self._event("Normal", "Planning", f"listing {self.spec.input.uri}")
-            await self._write(with_phase(self.status, PLANNING, "Planning", f"listing {self.spec.input.uri}",
+            self._event("Normal", "Planning", f"listing {self.spec.input.source}")
+            await self._write(with_phase(self.status, PLANNING, "Planning", f"listing {self.spec.input.source}",
                                          self.generation))
         started = time.monotonic()
         try:
