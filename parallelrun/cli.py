@@ -188,10 +188,12 @@ def _validate_job(path: str, args, console: Console) -> int:
 
 
 def _validate_schedule(path: str, console: Console) -> int:
+    """A PipelineSchedule, its template checked as a PipelineRun with its component files."""
+    from parallelrun.runner.pipelines.sources import ComponentFiles
     from parallelrun.runner.schedules.spec import load_schedule_file
 
     try:
-        spec = load_schedule_file(path)
+        spec = load_schedule_file(path, components=ComponentFiles())
     except SpecError as e:
         console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
         return 2

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from ..firetimes import Schedule, ScheduleError, parse_schedule
 from ..pipelines.expressions import locate
-from ..pipelines.spec import API_VERSION, PipelineSpecError, load_pipeline
+from ..pipelines.spec import API_VERSION, ComponentResolver, PipelineSpecError, load_pipeline
 from ..spec import DNS_NAME, SpecError
 
 KIND = "PipelineSchedule"
@@ -73,8 +73,10 @@ class ScheduleSpec:
         return any(ref.key == "trigger.manifest" for _, ref in locate(self.template.get("spec")))
 
 
-def load_schedule(doc: Any, base_dir: str | None = None) -> ScheduleSpec:
-    """Validate a PipelineSchedule resource; raise ScheduleSpecError with all its problems."""
+def load_schedule(doc: Any, base_dir: str | None = None, components: ComponentResolver | None = None) -> ScheduleSpec:
+    """Validate a PipelineSchedule resource; raise ScheduleSpecError with all its problems.
+
+    `components` loads the template's component files (as load_pipeline's does)."""
     if not isinstance(doc, dict):
         raise ScheduleSpecError([f"resource: expected a mapping, got {type(doc).__name__}"])
     errors: list[str] = []
@@ -115,7 +117,7 @@ def load_schedule(doc: Any, base_dir: str | None = None) -> ScheduleSpec:
     result = ScheduleSpec(name=name, namespace=namespace, schedule=schedule, schedule_text=text or "run-now only",
                           template=template, trigger=trigger, base_dir=base_dir, time_zone=zone, raw=spec, **values)
     if template.get("spec") is not None:
-        errors += _template_problems(result, spec)
+        errors += _template_problems(result, components)
     if errors:
         raise ScheduleSpecError(errors)
     return result
@@ -134,7 +136,7 @@ def schedule_text(schedule: dict) -> str:
     return " ".join(parts) + f" {zone}"
 
 
-def _template_problems(spec: ScheduleSpec, raw: dict) -> list[str]:
+def _template_problems(spec: ScheduleSpec, components: ComponentResolver | None) -> list[str]:
     from .runs import build_run  # the run a firing makes, with a sample slot
 
     if spec.uses_manifest and spec.trigger is None:
@@ -146,7 +148,7 @@ def _template_problems(spec: ScheduleSpec, raw: dict) -> list[str]:
     sample = build_run(spec, f"{spec.name}-000000000000", datetime(2000, 1, 1, tzinfo=timezone.utc), "schedule",
                        manifest="file:///manifest.txt" if spec.uses_manifest else None)
     try:
-        load_pipeline(sample, spec.base_dir)
+        load_pipeline(sample, spec.base_dir, components=components)
     except PipelineSpecError as e:
         return ["spec.template." + line for line in e.errors if not line.startswith("metadata.")]
     return []
@@ -218,7 +220,7 @@ def _template(value: Any, errors: list[str]) -> dict:
     return {"metadata": {k: dict(meta.get(k) or {}) for k in _METADATA_FIELDS}, "spec": value["spec"]}
 
 
-def load_schedule_file(path: str) -> ScheduleSpec:
+def load_schedule_file(path: str, components: ComponentResolver | None = None) -> ScheduleSpec:
     """A PipelineSchedule YAML file; the template's relative paths are relative to the file's folder."""
     import os
 
@@ -231,4 +233,4 @@ def load_schedule_file(path: str) -> ScheduleSpec:
         raise ScheduleSpecError([f"{path}: no such file"]) from None
     except yaml.YAMLError as e:
         raise ScheduleSpecError([f"{path}: not valid YAML: {e}"]) from None
-    return load_schedule(doc, base_dir=os.path.dirname(os.path.abspath(path)))
+    return load_schedule(doc, base_dir=os.path.dirname(os.path.abspath(path)), components=components)

@@ -217,3 +217,25 @@ async def test_restart_between_create_and_status_adopts(cluster, kube, scheduler
         await eventually(lambda: status(cluster).get("lastScheduleTime") == "2026-01-05T06:01:00Z"
                          or status(cluster).get("handledUntil", "") >= "2026-01-05T06:01:30Z")
     assert runs(cluster) == ["nightly-202601050601"] and cluster.creations["pipelineruns", "nightly-202601050601"] == 1
+
+
+async def test_trigger_command_sets_run_now_through_the_api(cluster, kube, scheduler, clock, tmp_path):
+    import asyncio
+
+    from parallelrun.cli import main
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: emu, cluster: {{server: "{cluster.url}"}}}}]
+users: [{{name: me, user: {{token: tests}}}}]
+contexts: [{{name: emu, context: {{cluster: emu, user: me, namespace: {NAMESPACE}}}}}]
+current-context: emu
+""")
+    async with scheduler():
+        await create(kube, schedule(cron=None))
+        await eventually(lambda: status(cluster).get("handledUntil"))
+        assert await asyncio.to_thread(main, ["trigger", "psched/nightly", "--kubeconfig", str(kubeconfig)]) == 0
+        await eventually(lambda: len(runs(cluster)) == 1)
+        assert runs(cluster)[0].startswith("nightly-now-")
+        assert await asyncio.to_thread(main, ["trigger", "psched/absent", "--kubeconfig", str(kubeconfig)]) == 2
