@@ -23,6 +23,7 @@ from typing import Iterable, Iterator, Mapping
 from ..storage import filesystem, write_atomic
 
 UTC = timezone.utc
+PAGE_SIZE = 5000  # blobs a listing page holds (Azure's most)
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,13 @@ def _modified(info: dict) -> datetime:
 
 
 def _azure_listing(fs, root: str) -> Iterator[tuple[str, datetime]]:
-    """Blob names and times, a page at a time (5,000 blobs), from adlfs' own event loop."""
+    """Blob names and times, a page at a time (PAGE_SIZE blobs), from adlfs' own event loop."""
     from fsspec.asyn import sync
 
     container, prefix, _ = fs.split_path(root.rstrip("/") + "/")
     client = fs.service_client.get_container_client(container)
-    pages = client.list_blobs(name_starts_with=prefix or None, include=["metadata"]).by_page()
+    pages = client.list_blobs(name_starts_with=prefix or None, include=["metadata"],
+                              results_per_page=PAGE_SIZE).by_page()
 
     async def next_page() -> list[tuple[str, datetime]] | None:
         try:
