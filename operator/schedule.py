@@ -81,6 +81,32 @@ def owner_uid(body: Mapping) -> str | None:
     return None
 
 
+class CreatesFirst:
+    """Creates under way in one operator: other writes wait for them (up to a bound), so that when a
+    thousand schedules fire at once their runs are created before any status or Event is written."""
+
+    def __init__(self, patience: float = 10.0):
+        self.pending, self.patience = 0, patience
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def creating(self, create):
+        self.pending += 1
+        self._idle.clear()
+        try:
+            return await create
+        finally:
+            self.pending -= 1
+            if not self.pending:
+                self._idle.set()
+
+    async def wait(self) -> None:
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.patience)
+        except asyncio.TimeoutError:
+            pass
+
+
 @dataclass
 class _Recent:
     """Runs this loop created or deleted lately, which the index may not show yet."""
@@ -100,9 +126,10 @@ class _Recent:
 
 class ScheduleLoop:
     def __init__(self, body, api: KubeApi, runs: Callable[[], Iterable[Run]], clock: Clock,
-                 logger: logging.LoggerAdapter | logging.Logger | None = None):
+                 logger: logging.LoggerAdapter | logging.Logger | None = None, creates: CreatesFirst | None = None):
         self.body = body  # kopf's live view: spec, annotations and generation stay current
         self.api, self.clock, self._runs = api, clock, runs
+        self.creates = creates or CreatesFirst()
         self.logger = logger or logging.getLogger(__name__)
         meta = body["metadata"]
         self.namespace, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
@@ -159,12 +186,16 @@ class ScheduleLoop:
         decision = decide(spec, memory, runs, now, generation=generation, created=created, run_now=run_now, data=data)
         for name in decision.delete:
             await self._delete(name)
-        for firing in decision.create:
-            await self._create(spec, firing, watermark)
+        started = [firing for firing in decision.create if await self._create(spec, firing, watermark)]
+        await self.creates.wait()
+        for firing in started:
+            what = {"schedule": f"slot {rfc3339(firing.slot)}", "manual": "run-now",
+                    "data": f"new files ({self._manifest(spec, firing.name)})"}[firing.trigger]
+            self._event("Normal", "Started", f"run {firing.name} for {what}")
         for name in decision.adopted:
             if data is not None and name == data.name:
                 await self._adopt_watermark(name)
-        if data is not None and not decision.data_held and data.name not in decision.adopted:
+        if data is not None and data in started:  # a run adopted instead moved it as far as its own files
             self.updates["watermark"] = watermark.to_dict()
         for notice in decision.notices:
             self._event(notice.type, notice.reason, notice.message)
@@ -186,10 +217,10 @@ class ScheduleLoop:
         trigger = spec.trigger
         self.next_poll = now + timedelta(seconds=trigger.poll_seconds)
         old = arrival.Watermark.from_dict(self.status.get("watermark")) or arrival.Watermark(created)
-        env = await self._credentials(spec)
         try:
+            env = await self._credentials(spec)
             files = await asyncio.to_thread(arrival.new_files, trigger.uri, trigger.pattern, old, env)
-        except Exception as e:  # storage unreachable, refused, or the folder not there yet: the next poll
+        except Exception as e:  # no Secret yet, storage unreachable or refused, no folder yet: the next poll
             self._event("Warning", "PollFailed", f"listing {trigger.uri}: {e}")
             return None, None
         self.updates["lastPollTime"] = rfc3339(now)
@@ -197,7 +228,7 @@ class ScheduleLoop:
         if not chosen:
             return None, None
         name = data_run_name(spec.name, old.text())
-        manifest = arrival.manifest_uri(spec.template["spec"]["workdir"], spec.name, name)
+        manifest = self._manifest(spec, name)
         if not any(r.name == name for r in self.recent.merge(self._runs())):
             await asyncio.to_thread(arrival.write_manifest, manifest, chosen, env)
         return Firing(name, now, "data"), moved
@@ -221,16 +252,20 @@ class ScheduleLoop:
 
     # -- runs, events, status ------------------------------------------------------
 
-    async def _create(self, spec: ScheduleSpec, firing: Firing, watermark: arrival.Watermark | None) -> None:
+    def _manifest(self, spec: ScheduleSpec, run: str) -> str:
+        return arrival.manifest_uri(spec.template["spec"]["workdir"], spec.name, run)
+
+    async def _create(self, spec: ScheduleSpec, firing: Firing, watermark: arrival.Watermark | None) -> bool:
+        """Create the run of a firing, or adopt it (409); whether it was created now."""
         data = firing.trigger == "data"
-        manifest = arrival.manifest_uri(spec.template["spec"]["workdir"], spec.name, firing.name) if data else None
+        manifest = self._manifest(spec, firing.name) if data else None
         owner = {"apiVersion": API_VERSION, "kind": "PipelineSchedule", "name": self.name, "uid": self.uid,
                  "controller": True, "blockOwnerDeletion": True}
         body = build_run(spec, firing.name, firing.slot, firing.trigger, manifest=manifest, owner=owner,
                          watermark=watermark.text() if data and watermark else None)
         body["metadata"]["namespace"] = self.namespace
         try:
-            created = await self.api.create(path(API_VERSION, RUNS, self.namespace), body)
+            created = await self.creates.creating(self.api.create(path(API_VERSION, RUNS, self.namespace), body))
             adopted = False
         except ApiError as e:
             if e.status != 409:
@@ -240,13 +275,11 @@ class ScheduleLoop:
                 await self._adopt_watermark(firing.name)
         self.recent.created[firing.name] = (run_of(created), time.monotonic())
         if adopted:
-            return
-        lag = (self.clock.now() - firing.slot).total_seconds()
+            return False
         metrics.SCHEDULE_RUNS.labels(firing.trigger).inc()
         if firing.trigger == "schedule":
-            metrics.SCHEDULE_LAG.observe(max(lag, 0.0))
-        what = {"schedule": f"slot {rfc3339(firing.slot)}", "manual": "run-now", "data": f"new files ({manifest})"}
-        self._event("Normal", "Started", f"run {firing.name} for {what[firing.trigger]}")
+            metrics.SCHEDULE_LAG.observe(max((self.clock.now() - firing.slot).total_seconds(), 0.0))
+        return True
 
     async def _delete(self, name: str) -> None:
         try:
@@ -263,8 +296,9 @@ class ScheduleLoop:
         self.logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, message)
 
     async def _write(self, status: dict) -> None:
-        if status != self.status or not self.status.get("conditions"):
-            patch = {k: v for k, v in status.items() if self.status.get(k) != v or k not in self.status}
+        """Patch what changed (a None removes a field)."""
+        patch = {k: v for k, v in status.items() if self.status.get(k) != v}
+        if patch:
             await self.api.merge_patch(path(API_VERSION, PLURAL, self.namespace, self.name, "status"),
                                        {"status": patch})
         self.status = {k: v for k, v in status.items() if v is not None}
