@@ -197,19 +197,24 @@ def _prune(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
 
 
+def read_yaml(path: str, error: type[SpecError] = SpecError) -> Any:
+    """The document of a YAML file; a missing or invalid file raises `error` in one line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise error([f"{path}: no such file"]) from None
+    except yaml.YAMLError as e:
+        raise error([f"{path}: not valid YAML: {e}"]) from None
+
+
 def load_spec_file(path: str, overrides: list[str] = ()) -> JobSpec:
     """Load a YAML file; relative local URIs are taken relative to the file's folder.
 
     `overrides` are `key.path=value` strings applied to `spec`; a value is read as YAML
     (`2`, `true`, `[a, b]`) or, where it is not valid YAML, taken as a string.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise SpecError([f"{path}: no such file"]) from None
-    except yaml.YAMLError as e:
-        raise SpecError([f"{path}: not valid YAML: {e}"]) from None
+    doc = read_yaml(path)
     if not isinstance(doc, dict):
         raise SpecError([f"{path}: expected a BatchInferenceJob mapping, got {type(doc).__name__}"])
     for item in overrides:

@@ -14,6 +14,7 @@ them. A template that takes `${{trigger.manifest}}` needs `trigger.dataArrival` 
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -21,7 +22,7 @@ from typing import Any, Mapping
 from ..firetimes import Schedule, ScheduleError, parse_schedule
 from ..pipelines.expressions import locate
 from ..pipelines.spec import API_VERSION, ComponentResolver, PipelineSpecError, load_pipeline
-from ..spec import DNS_NAME, SpecError
+from ..spec import DNS_NAME, SpecError, read_yaml
 
 KIND = "PipelineSchedule"
 POLICIES = ("Forbid", "Allow", "Replace")
@@ -222,15 +223,5 @@ def _template(value: Any, errors: list[str]) -> dict:
 
 def load_schedule_file(path: str, components: ComponentResolver | None = None) -> ScheduleSpec:
     """A PipelineSchedule YAML file; the template's relative paths are relative to the file's folder."""
-    import os
-
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ScheduleSpecError([f"{path}: no such file"]) from None
-    except yaml.YAMLError as e:
-        raise ScheduleSpecError([f"{path}: not valid YAML: {e}"]) from None
+    doc = read_yaml(path, ScheduleSpecError)
     return load_schedule(doc, base_dir=os.path.dirname(os.path.abspath(path)), components=components)
