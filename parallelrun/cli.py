@@ -227,19 +227,21 @@ def _schedule(args, console: Console) -> int:
 
 def _schedule_run(spec, console: Console) -> int:
     from parallelrun.runner.pipelines.local import run_pipeline
+    from parallelrun.runner.processes import raise_terminated
     from parallelrun.runner.schedules.local import LocalScheduler
 
     def run(doc: dict, name: str) -> str:
         return run_pipeline(doc, base_dir=spec.base_dir, name=name, console=console)
 
     scheduler = LocalScheduler(spec, run, log=lambda text: console.print(text, markup=False, highlight=False))
-    console.print(f"{spec.name}: {spec.schedule_text}; state in {scheduler.state_path}; Ctrl-C to stop",
-                  markup=False, highlight=False)
+    signal.signal(signal.SIGTERM, raise_terminated)  # stops it as Ctrl-C does, exit 143
     try:
+        console.print(f"{spec.name}: {spec.schedule_text}; state in {scheduler.state_path}; Ctrl-C to stop",
+                      markup=False, highlight=False)
         scheduler.run_forever()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         console.print("stopped; run the same command again to go on (no slot is run twice)", markup=False)
-        return 130
+        return getattr(e, "exit_code", 130)
     return 0
 
 

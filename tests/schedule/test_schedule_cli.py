@@ -76,3 +76,21 @@ def test_a_local_run_writes_its_slot_into_a_dated_file(tmp_path):
     now[0] = datetime(2026, 7, 1, 0, 30, 5, tzinfo=timezone.utc)
     scheduler.look()
     assert (tmp_path / "out_2026-07-01T00:30:00Z.txt").read_text() == "scored\n"
+
+
+def test_schedule_run_in_the_foreground_stops_on_sigterm(tmp_path):
+    import signal
+
+    import yaml
+
+    doc = schedule(template_spec={"workdir": str(tmp_path / "work"), "steps": [{"name": "a", "container": {
+        "image": "busybox", "command": ["true"]}}]})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    process = subprocess.Popen([sys.executable, "-m", "parallelrun.cli", "schedule", "run", str(path)], cwd=ROOT,
+                               stderr=subprocess.PIPE, text=True)
+    header = process.stderr.readline()
+    assert header.startswith("nightly: * * * * * UTC; state in ") and header.rstrip().endswith("Ctrl-C to stop")
+    process.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT is ignored where tests run in the background)
+    rest = process.communicate(timeout=30)[1]
+    assert process.returncode == 143 and "no slot is run twice" in rest
