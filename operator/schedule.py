@@ -27,7 +27,8 @@ import kopf
 
 from parallelrun.runner.schedules import arrival
 from parallelrun.runner.schedules.policy import Firing, Memory, Run, decide
-from parallelrun.runner.schedules.runs import (RUN_NOW, WATERMARK, build_run, data_run_name, rfc3339)
+from parallelrun.runner.schedules.runs import (LABEL_TRIGGER, RUN_NOW, SCHEDULED_TIME, WATERMARK, build_run,
+                                               data_run_name, rfc3339)
 from parallelrun.runner.schedules.spec import ScheduleSpec, ScheduleSpecError, load_schedule
 
 from . import metrics
@@ -68,8 +69,7 @@ def run_of(body: Mapping) -> Run:
     """A PipelineRun as the policy engine sees it (what the index keeps)."""
     meta = body.get("metadata") or {}
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-    return Run(meta["name"], labels.get("parallelrun.dev/trigger", "schedule"),
-               parse_time(annotations.get("parallelrun.dev/scheduled-time")),
+    return Run(meta["name"], labels.get(LABEL_TRIGGER, "schedule"), parse_time(annotations.get(SCHEDULED_TIME)),
                (body.get("status") or {}).get("phase"), parse_time(meta.get("creationTimestamp")))
 
 

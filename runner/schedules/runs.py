@@ -27,7 +27,6 @@ LABEL_TRIGGER = "parallelrun.dev/trigger"
 SCHEDULED_TIME = "parallelrun.dev/scheduled-time"
 WATERMARK = "parallelrun.dev/watermark"  # on a data-arrival run: the watermark once its files are handed over
 RUN_NOW = "parallelrun.dev/run-now"  # the schedule's annotation
-TRIGGERS = ("schedule", "manual", "data")
 
 
 def _hash(text: str, n: int) -> str:

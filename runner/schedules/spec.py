@@ -33,7 +33,6 @@ _TRIGGER_FIELDS = ("dataArrival",)
 _ARRIVAL_FIELDS = ("uri", "pattern", "pollIntervalSeconds", "settleSeconds")
 _TEMPLATE_FIELDS = ("metadata", "spec")
 _METADATA_FIELDS = ("labels", "annotations")
-SCHEDULE_VALUES = ("schedule.scheduledTime", "trigger.manifest")
 
 
 class ScheduleSpecError(SpecError):
