@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The one source of truth of parallelrun's CustomResourceDefinitions.
 
-The BatchInferenceJob spec schema is written once, here, and used three times: as
-the spec of the BatchInferenceJob CRD, as `spec.jobTemplate.spec` of the
-PipelineSchedule CRD, and (open to `${{...}}` expressions) as a PipelineRun step's
-`batchInference`. This script writes the CRDs to crds/ and the same bytes to the Helm
+The BatchInferenceJob spec schema is written once, here, and used twice: as the spec
+of the BatchInferenceJob CRD and (open to `${{...}}` expressions) as a PipelineRun
+step's `batchInference`; the PipelineRun spec is also `spec.template.spec` of the
+PipelineSchedule CRD. This script writes the CRDs to crds/ and the same bytes to the Helm
 chart's crds/ folder.
 
     python crds/generate.py          # write the files
@@ -95,7 +95,14 @@ def input_schema() -> dict:
         "The data to score, listed once when the job is planned.",
         {
             "uri": string(
-                "Any fsspec URL or local path: file://, memory://, az://, abfs://, s3://, gs://.",
+                "Any fsspec URL or local path: file://, memory://, az://, abfs://, s3://, gs://. "
+                "Exactly one of uri and manifest.",
+                minLength=1,
+            ),
+            "manifest": string(
+                "Instead of uri: a text file (URL or path) listing the input files, one URL or path "
+                "a line, relative ones relative to the manifest's folder; blank lines are skipped. "
+                "The plan is exactly those files, in the manifest's order.",
                 minLength=1,
             ),
             "type": string(
@@ -108,8 +115,17 @@ def input_schema() -> dict:
             "pattern": string("Glob of the files to take under uri, e.g. \"*.parquet\".", minLength=1),
             "options": free_object("Reader options, e.g. {delimiter: \";\", header: true}."),
         },
-        required=["uri", "type"],
+        required=["type"],
         rules=[
+            rule("has(self.uri) || has(self.manifest)",
+                 "input.uri or input.manifest is required; give a folder or file, or a manifest listing the files",
+                 field=".uri", reason="FieldValueRequired"),
+            rule("!(has(self.uri) && has(self.manifest))",
+                 "input.uri and input.manifest are exclusive; set one of them",
+                 field=".manifest", reason="FieldValueForbidden"),
+            rule("!(has(self.manifest) && has(self.pattern))",
+                 "input.pattern applies to input.uri only; a manifest lists exactly the files to take",
+                 field=".pattern", reason="FieldValueForbidden"),
             rule("self.type != 'tabular' || has(self.format)",
                  "input.format is required when input.type is tabular; use parquet, csv or jsonl",
                  field=".format", reason="FieldValueRequired"),
@@ -169,7 +185,7 @@ def environment_schema() -> dict:
 
 
 def job_spec_schema() -> dict:
-    """The BatchInferenceJob spec: shared by the BatchInferenceJob CRD and PipelineSchedule."""
+    """The BatchInferenceJob spec: the BatchInferenceJob CRD's, and a PipelineRun step's."""
     return obj(
         "What to score, with what code, where to write, and how to fan out.",
         {
@@ -332,83 +348,106 @@ def job_status_schema() -> dict:
 
 def recurrence_schema() -> dict:
     return obj(
-        "[ScheduleRecurrence] Run every `interval` units of `frequency`, optionally at given "
-        "hours, minutes and week days.",
+        "[ScheduleRecurrence] Fire every `interval` units of `frequency`, counted from startTime, "
+        "at the given hours, minutes, week days or month days.",
         {
             "frequency": string("The unit of the interval.",
                                 enum=["Minute", "Hour", "Day", "Week", "Month"]),
-            "interval": integer("How many frequency units between runs.", minimum=1, default=1),
-            "startTime": timestamp("The first possible run; default: when the schedule is created."),
-            "timeZone": string("An IANA time zone name for startTime, hours and weekDays; "
-                               "default UTC.", minLength=1),
-            "hours": array("Hours of the day to run at (Day and Week frequency).",
+            "interval": integer("How many frequency units between fires.", minimum=1, default=1),
+            "hours": array("Hours of the day (Day, Week and Month frequency).",
                            integer("An hour.", minimum=0, maximum=23), minItems=1),
-            "minutes": array("Minutes of the hour to run at (Hour, Day and Week frequency).",
+            "minutes": array("Minutes of the hour (Hour, Day, Week and Month frequency).",
                              integer("A minute.", minimum=0, maximum=59), minItems=1),
-            "weekDays": array("Days of the week to run on (Week frequency).",
+            "weekDays": array("Days of the week (Week frequency).",
                               string("A week day.", enum=["Monday", "Tuesday", "Wednesday", "Thursday",
                                                           "Friday", "Saturday", "Sunday"]),
                               minItems=1),
+            "monthDays": array("Days of the month (Month frequency); -1 is the last day.",
+                               integer("A day of the month, or -1.", minimum=-1, maximum=31), minItems=1),
         },
         required=["frequency"],
         rules=[
-            rule("!has(self.hours) || self.frequency in ['Day', 'Week']",
-                 "recurrence.hours applies only to frequency Day or Week",
+            rule("!has(self.hours) || self.frequency in ['Day', 'Week', 'Month']",
+                 "recurrence.hours applies only to frequency Day, Week or Month",
                  field=".hours", reason="FieldValueForbidden"),
-            rule("!has(self.minutes) || self.frequency in ['Hour', 'Day', 'Week']",
-                 "recurrence.minutes applies only to frequency Hour, Day or Week",
+            rule("!has(self.minutes) || self.frequency != 'Minute'",
+                 "recurrence.minutes applies only to frequency Hour, Day, Week or Month",
                  field=".minutes", reason="FieldValueForbidden"),
             rule("!has(self.weekDays) || self.frequency == 'Week'",
                  "recurrence.weekDays applies only to frequency Week",
                  field=".weekDays", reason="FieldValueForbidden"),
+            rule("!has(self.monthDays) || self.frequency == 'Month'",
+                 "recurrence.monthDays applies only to frequency Month",
+                 field=".monthDays", reason="FieldValueForbidden"),
         ],
+    )
+
+
+def timing_schema() -> dict:
+    return obj(
+        "When to fire: cron or recurrence, in timeZone; without it the pipeline runs only when triggered.",
+        {
+            "cron": string("A cron expression: 5 fields with names and ranges, or @hourly, @daily, ...",
+                           pattern=CRON_PATTERN),
+            "recurrence": recurrence_schema(),
+            "timeZone": string("An IANA time zone of the wall-clock times; default UTC.", minLength=1),
+            "startTime": string("No fire before it (ISO 8601; without an offset, wall clock in timeZone); "
+                                "a recurrence counts its interval from it.", minLength=1),
+            "endTime": string("No fire after it (ISO 8601).", minLength=1),
+        },
+        rules=[rule("(has(self.cron) ? 1 : 0) + (has(self.recurrence) ? 1 : 0) == 1",
+                    "set exactly one of cron or recurrence", reason="FieldValueRequired")],
     )
 
 
 def schedule_spec_schema() -> dict:
     return obj(
-        "When to run a BatchInferenceJob, and from which template.",
+        "When to run a PipelineRun, and from which template.",
         {
-            "recurrence": recurrence_schema(),
-            "cron": string("A cron expression (5 fields, or @hourly, @daily, ...) in UTC.",
-                           pattern=CRON_PATTERN),
-            "trigger": obj(
-                "[datastore change] Run when new files appear under uri; polled.",
-                {
-                    "uri": string("An fsspec URL or local path to poll.", minLength=1),
-                    "pattern": string("Glob of the files that count, under uri.", minLength=1),
-                    "pollIntervalSeconds": integer("Seconds between polls.", minimum=10, default=300),
-                },
-                required=["uri"],
-            ),
-            "suspend": boolean("Do not start new runs; running ones go on.", default=False),
+            "schedule": timing_schema(),
+            "trigger": obj("What else starts a run.", {
+                "dataArrival": obj(
+                    "[datastore change] Poll uri; new files, stable for settleSeconds, start ONE run "
+                    "with their list as ${{trigger.manifest}}.",
+                    {
+                        "uri": string("An fsspec URL or local path to poll.", minLength=1),
+                        "pattern": string("Glob of the files that count, under uri.", minLength=1),
+                        "pollIntervalSeconds": integer("Seconds between polls.", minimum=1, default=300),
+                        "settleSeconds": integer("A file counts once unchanged this long.", minimum=1,
+                                                 default=60),
+                    },
+                    required=["uri"],
+                ),
+            }, required=["dataArrival"]),
+            "suspend": boolean("Start no runs from the schedule or the trigger; running ones go on, "
+                               "run-now still works.", default=False),
             "concurrencyPolicy": string(
-                "What to do when a run is due while another is active: Allow it, Forbid it "
-                "(skip), or Replace the active run.",
-                enum=["Allow", "Forbid", "Replace"], default="Forbid"),
+                "A run due while another is active: Allow it, Forbid it (skipped), or Replace the "
+                "active run (deleted, its children with it).",
+                enum=["Forbid", "Allow", "Replace"], default="Forbid"),
             "startingDeadlineSeconds": integer(
-                "A run that could not start within this many seconds of its time is skipped.",
-                minimum=0),
+                "A slot not started within this many seconds of its time never runs.", minimum=1),
+            "missedRuns": string(
+                "Slots missed while the operator was down: run the latest, all (up to maxMissedRuns) "
+                "or none; each is reported as an Event.",
+                enum=["RunLatest", "RunAll", "Skip"], default="RunLatest"),
+            "maxMissedRuns": integer("How many missed slots RunAll runs, the latest.", minimum=1, default=10),
             "successfulRunsHistoryLimit": integer("Succeeded runs to keep.", minimum=0, default=3),
             "failedRunsHistoryLimit": integer("Failed runs to keep.", minimum=0, default=1),
-            "jobTemplate": obj(
-                "The BatchInferenceJob each run creates.",
+            "template": obj(
+                "The PipelineRun each firing creates; ${{schedule.scheduledTime}} (the slot, RFC 3339 "
+                "UTC) and ${{trigger.manifest}} are substituted into it.",
                 {
-                    "metadata": obj("Labels and annotations of the created jobs.", {
-                        "labels": string_map("Labels of the created jobs."),
-                        "annotations": string_map("Annotations of the created jobs."),
+                    "metadata": obj("Labels and annotations of the created runs.", {
+                        "labels": string_map("Labels of the created runs."),
+                        "annotations": string_map("Annotations of the created runs."),
                     }),
-                    "spec": job_spec_schema(),
+                    "spec": pipeline_spec_schema(),
                 },
                 required=["spec"],
             ),
         },
-        required=["jobTemplate"],
-        rules=[rule(
-            "(has(self.recurrence) ? 1 : 0) + (has(self.cron) ? 1 : 0) + (has(self.trigger) ? 1 : 0) == 1",
-            "set exactly one of recurrence, cron or trigger",
-            reason="FieldValueRequired",
-        )],
+        required=["template"],
     )
 
 
@@ -416,26 +455,26 @@ def schedule_status_schema() -> dict:
     return obj(
         "The observed state of the schedule; written by the operator.",
         {
-            "scheduleText": string("The schedule for display: the cron expression, the "
-                                   "recurrence or the polled trigger URI."),
-            "lastScheduleTime": timestamp("When a run was last started."),
-            "nextScheduleTime": timestamp("When the next run is due (none for trigger-only)."),
-            "lastSuccessfulTime": timestamp("When a run last succeeded."),
-            "active": array(
-                "The runs (BatchInferenceJobs) still active.",
-                obj("A run.", {"name": string("The BatchInferenceJob's name."),
-                               "uid": string("The BatchInferenceJob's uid.")},
-                    required=["name"]),
-                **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-            ),
+            "scheduleText": string("The schedule for display: cron or recurrence and zone, or the polled URI."),
+            "nextScheduleTimes": array("The next fire times (3).", string("A fire time.", format="date-time")),
+            "nextScheduleTime": timestamp("The next fire time, for display."),
+            "lastScheduleTime": timestamp("The slot of the last run started."),
+            "lastSuccessfulTime": timestamp("When a run of the schedule last succeeded."),
+            "handledUntil": timestamp("Every slot up to this time was run, skipped or reported missed."),
+            "active": array("The runs still active.", string("A PipelineRun's name.")),
             "activeCount": integer("How many runs are active, for display.", minimum=0),
-            "trigger": obj("What the data trigger has seen.", {
-                "lastPollTime": timestamp("When the trigger's uri was last listed."),
-                "lastFiredTime": timestamp("When new files last started a run."),
-                "fingerprint": string("A digest of the files seen at the last run; new files "
-                                      "change it."),
-                "fileCount": integer("Files seen at the last run.", minimum=0),
+            "recentRuns": array("The runs that exist, newest first.", obj("A run.", {
+                "name": string("The PipelineRun's name."),
+                "slot": timestamp("Its ${{schedule.scheduledTime}}."),
+                "trigger": string("What started it.", enum=["schedule", "manual", "data"]),
+                "phase": string("The run's phase."),
+            }, required=["name"])),
+            "runNow": string("The last value of the parallelrun.dev/run-now annotation handled."),
+            "watermark": obj("Data arrival: the files handed over up to here.", {
+                "time": timestamp("The newest modification time handed over."),
+                "names": array("The files with exactly that time already handed over.", string("A path.")),
             }),
+            "lastPollTime": timestamp("When the data trigger last listed its uri."),
             "conditions": conditions_schema(),
             "observedGeneration": integer("The metadata.generation last acted on.", minimum=0),
         },
@@ -648,14 +687,15 @@ def batch_inference_job_crd() -> dict:
 
 
 def pipeline_schedule_crd() -> dict:
-    description = ("Runs a BatchInferenceJob template on a recurrence, a cron schedule, or when "
-                   "new files appear; like Azure ML's Schedule and Kubernetes' CronJob.")
+    description = ("Runs a PipelineRun template on a recurrence, a cron schedule, when new files "
+                   "appear, or now; like Azure ML's Schedule and Kubernetes' CronJob.")
     return crd("PipelineSchedule", "pipelineschedules", "psched", description, schedule_spec_schema(),
                schedule_status_schema(), [
         column("Schedule", ".status.scheduleText"),
         column("Suspend", ".spec.suspend", "boolean"),
+        column("Last", ".status.lastScheduleTime", "date"),
+        column("Next", ".status.nextScheduleTime", "date"),
         column("Active", ".status.activeCount", "integer", description="Active runs"),
-        column("Last Schedule", ".status.lastScheduleTime", "date"),
         AGE,
     ])
 

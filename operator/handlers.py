@@ -168,3 +168,7 @@ async def run_pipeline(body: kopf.Body, memo: kopf.Memo, step_jobs_by_run: kopf.
         await reconciler.drive(memo.wakeups.event(uid))
     finally:
         memo.wakeups.forget(uid)
+
+
+# PipelineSchedule (issue 8): its handlers live in schedule_handlers.py.
+from . import schedule_handlers  # noqa: E402,F401  (registers them with kopf)

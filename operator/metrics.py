@@ -5,6 +5,9 @@
     parallelrun_mini_batches_total{result}          mini-batches scored, by succeeded/failed
     parallelrun_reconcile_duration_seconds          one reconcile step of one resource
     parallelrun_plan_duration_seconds               planning one run (listing its input)
+    parallelrun_schedule_runs_started_total{trigger} PipelineRuns started by schedules (schedule, manual, data)
+    parallelrun_schedule_missed_slots_total         schedule slots missed (downtime, deadline, policy)
+    parallelrun_schedule_lag_seconds                from a slot to the creation of its run
 
 Item and mini-batch counters grow by what this process saw happen: a run that an
 operator restart finds half done adds only what is done after the restart.
@@ -60,3 +63,9 @@ def count_progress(before: Counts, after: Counts) -> None:
             (MINI_BATCHES, "failed", after.mini_batches_failed - before.mini_batches_failed)):
         if delta > 0:
             counter.labels(result).inc(delta)
+
+SCHEDULE_RUNS = Counter("parallelrun_schedule_runs_started", "PipelineRuns started by schedules, by trigger.",
+                        ["trigger"])
+SCHEDULE_MISSED = Counter("parallelrun_schedule_missed_slots", "Schedule slots missed (not run on time).")
+SCHEDULE_LAG = Histogram("parallelrun_schedule_lag_seconds", "From a slot to its run's creation.",
+                         buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))

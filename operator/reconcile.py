@@ -252,8 +252,8 @@ class Reconciler(Controller):
         if self.spec.allow_reuse and await self._reuse_earlier_run(env):
             return
         if self.status.get("phase") != PLANNING:
-            self._event("Normal", "Planning", f"listing {self.spec.input.uri}")
-            await self._write(with_phase(self.status, PLANNING, "Planning", f"listing {self.spec.input.uri}",
+            self._event("Normal", "Planning", f"listing {self.spec.input.source}")
+            await self._write(with_phase(self.status, PLANNING, "Planning", f"listing {self.spec.input.source}",
                                          self.generation))
         started = time.monotonic()
         try:

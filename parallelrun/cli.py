@@ -139,6 +139,8 @@ def _validate(args, console) -> int:
             status = max(status, _validate_pipeline(path, doc, args.no_check, console))
         elif kind == "Component":
             status = max(status, _validate_component(path, console))
+        elif kind == "PipelineSchedule":
+            status = max(status, _validate_schedule(path, console))
         else:
             status = max(status, _validate_job(path, args, console))
     return status
@@ -199,6 +201,120 @@ def _validate_job(path: str, args, console) -> int:
     return 0
 
 
+# -- PipelineSchedule (issue 8) -------------------------------------------------------
+
+
+def _validate_schedule(path: str, console) -> int:
+    """A PipelineSchedule, its template checked as a PipelineRun with its component files."""
+    from parallelrun.runner.pipelines.sources import ComponentFiles
+    from parallelrun.runner.schedules.spec import load_schedule_file
+    from parallelrun.runner.spec import SpecError
+
+    try:
+        spec = load_schedule_file(path, components=ComponentFiles())
+    except SpecError as e:
+        console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
+        return 2
+    console.print(f"{path}: valid PipelineSchedule {spec.name!r} ({spec.schedule_text})", markup=False,
+                  highlight=False)
+    return 0
+
+
+def _schedule(args, console) -> int:
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from parallelrun.runner.schedules.spec import load_schedule_file
+    from parallelrun.runner.spec import SpecError
+
+    try:
+        spec = load_schedule_file(args.file)
+    except SpecError as e:
+        console.print(f"{args.file}: {e}", style="red", markup=False, highlight=False)
+        return 2
+    if args.action == "run":
+        return _schedule_run(spec, console)
+    if spec.schedule is None:
+        console.print(f"{spec.name}: no schedule; runs {spec.schedule_text}", markup=False, highlight=False)
+        return 0
+    zone = ZoneInfo(spec.time_zone)
+    for t in spec.schedule.upcoming(datetime.now(timezone.utc), args.n):
+        local = t.astimezone(zone)
+        print(f"{local:%a %Y-%m-%d %H:%M %Z} ({spec.time_zone})   {t:%Y-%m-%dT%H:%M:%SZ} UTC")
+    return 0
+
+
+def _schedule_run(spec, console) -> int:
+    import signal
+
+    from parallelrun.runner.pipelines.local import run_pipeline
+    from parallelrun.runner.processes import raise_terminated
+    from parallelrun.runner.schedules.local import LocalScheduler
+
+    def run(doc: dict, name: str) -> str:
+        return run_pipeline(doc, base_dir=spec.base_dir, name=name, console=console)
+
+    scheduler = LocalScheduler(spec, run, log=lambda text: console.print(text, markup=False, highlight=False))
+    signal.signal(signal.SIGTERM, raise_terminated)  # stops it as Ctrl-C does, exit 143
+    try:
+        console.print(f"{spec.name}: {spec.schedule_text}; state in {scheduler.state_path}; Ctrl-C to stop",
+                      markup=False, highlight=False)
+        scheduler.run_forever()
+    except KeyboardInterrupt as e:
+        console.print("stopped; run the same command again to go on (no slot is run twice)", markup=False)
+        return getattr(e, "exit_code", 130)
+    return 0
+
+
+def _trigger(args, console) -> int:
+    """Set the run-now annotation through the Kubernetes API, as `kubectl annotate` would."""
+    import time
+
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    from parallelrun.runner.schedules.runs import RUN_NOW
+
+    kind, _, name = args.target.partition("/")
+    if kind not in ("psched", "pipelineschedule", "pipelineschedules") or not name:
+        console.print(f"{args.target}: name a schedule as psched/NAME", style="red", markup=False)
+        return 2
+    try:
+        config.load_kube_config(config_file=args.kubeconfig, context=args.context)
+        contexts, current = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        context = next((c for c in contexts if c["name"] == args.context), current) if args.context else current
+        namespace = args.namespace or context["context"].get("namespace") or "default"
+        value = args.value or str(time.time_ns())
+        client.CustomObjectsApi().patch_namespaced_custom_object(
+            "parallelrun.dev", "v1alpha1", namespace, "pipelineschedules", name,
+            {"metadata": {"annotations": {RUN_NOW: value}}})
+    except ApiException as e:
+        console.print(f"psched/{name}: the Kubernetes API answered {e.status} {e.reason}", style="red", markup=False)
+        return 2
+    except config.ConfigException as e:
+        console.print(f"no Kubernetes configuration: {e}", style="red", markup=False)
+        return 2
+    console.print(f"psched/{name} in {namespace}: {RUN_NOW}={value}; the operator starts one run", markup=False,
+                  highlight=False)
+    return 0
+
+
+def _add_schedule_commands(commands) -> None:
+    schedule = commands.add_parser("schedule", help="a PipelineSchedule on this machine: its next fire times, or "
+                                                    "run it in the foreground")
+    schedule.add_argument("action", choices=["next", "run"], help="next: print the coming fire times; run: run the "
+                          "schedule here (state in the template's workdir)")
+    schedule.add_argument("file", help="PipelineSchedule YAML file")
+    schedule.add_argument("-n", type=int, default=10, help="how many fire times `next` prints (default 10)")
+    trigger = commands.add_parser("trigger", help="run a PipelineSchedule now on the cluster (sets its "
+                                                  "parallelrun.dev/run-now annotation)")
+    trigger.add_argument("target", metavar="psched/NAME")
+    trigger.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
+    trigger.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
+    trigger.add_argument("--context", help="a kubeconfig context other than the current one")
+    trigger.add_argument("--value", help="the annotation's value (default: the time in nanoseconds)")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["operator"]:  # its own options; kopf is only needed here
@@ -217,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                           "parameter values: --set parameters.maxIter=500")
     run.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run "
                                                           "(a pipeline: reuse no earlier step)")
-    validate = commands.add_parser("validate", help="check BatchInferenceJob, PipelineRun and Component files, "
+    validate = commands.add_parser("validate", help="check BatchInferenceJob, PipelineRun, PipelineSchedule and Component files, "
                                                     "reporting every invalid field (and, for a job, every input, "
                                                     "code, model or side input that is not there)")
     validate.add_argument("job", nargs="+")
@@ -225,11 +341,12 @@ def main(argv: list[str] | None = None) -> int:
                           help="check the spec alone, without looking for its files or reading a pipeline's "
                                "components (no storage access)")
     commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)")
+    _add_schedule_commands(commands)
     args = parser.parse_args(argv)
     from rich.console import Console
 
     console = Console(stderr=True, soft_wrap=True)  # a reason or a path stays on one line
-    return {"run": _run, "validate": _validate}[args.command](args, console)
+    return {"run": _run, "validate": _validate, "schedule": _schedule, "trigger": _trigger}[args.command](args, console)
 
 
 if __name__ == "__main__":

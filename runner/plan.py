@@ -18,6 +18,7 @@ import math
 import os
 import posixpath
 import re
+from stat import S_ISDIR
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
-from .contract import PermanentError
+from .contract import URI_SCHEME, PermanentError
 from .formats import arrow_dataset, has_header
 from .layout import Layout
 from .records import ShardRange
@@ -143,12 +144,14 @@ class Plan:
 
 
 def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str, list[InputFile]]:
-    """The input root URI and its matching files, sorted by path.
+    """The input root URI and its matching files, sorted by path (a manifest's: in its order).
 
     Files and folders whose names start with `_` or `.` are skipped (Spark's and
     Arrow's rule for markers such as `_SUCCESS`, and this project's `_parallelrun`),
     and so is this job's own output when it lies inside the input.
     """
+    if spec.input.manifest:
+        return _manifest_input(spec.input.manifest, env)
     uri = spec.input.uri
     fs, root = filesystem(uri, env)
     matches = _matcher(spec.input.pattern)
@@ -173,6 +176,119 @@ def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str
         raise PlanError(f"spec.input.uri: no input files{pattern} under {uri}")
     files.sort()
     return uri.rstrip("/") + "/", files
+
+
+# -- manifests ------------------------------------------------------------------
+
+
+def manifest_entries(text: str, manifest_uri: str) -> list[str]:
+    """The input URIs a manifest lists, in its order: one a line, blank lines skipped,
+    surrounding spaces stripped. A relative path is relative to the manifest's folder."""
+    scheme, sep, path = manifest_uri.partition("://") if "://" in manifest_uri else ("", "", manifest_uri)
+    folder = posixpath.dirname(path) if sep else os.path.dirname(os.path.abspath(path))
+    entries = []
+    for line in text.splitlines():
+        entry = line.strip()
+        if not entry:
+            continue
+        if not URI_SCHEME.match(entry) and not entry.startswith("/"):
+            entry = scheme + sep + posixpath.normpath(posixpath.join(folder, entry))
+        entries.append(entry)
+    return entries
+
+
+def _split_root(entries: list[str]) -> tuple[str, list[str]]:
+    """The deepest folder holding every entry (as a URI ending in /) and each entry's path under it."""
+    stores = {_store(protocol_of(e)) for e in entries}
+    if len(stores) > 1:
+        raise PlanError(f"spec.input.manifest: lists files of {len(stores)} stores ({', '.join(sorted(stores))}); "
+                        "one manifest takes the files of one store")
+    if stores == {"file"}:
+        prefix, paths = "", [e.removeprefix("file://") for e in entries]
+    else:
+        prefix = entries[0].split("://", 1)[0] + "://"
+        if any(not e.startswith(prefix) for e in entries):
+            raise PlanError(f"spec.input.manifest: mixes URI schemes; write every line alike, e.g. {entries[0]}")
+        paths = [e[len(prefix):] for e in entries]
+    try:
+        common = posixpath.commonpath([posixpath.dirname(p) for p in paths])
+    except ValueError:  # absolute and relative paths
+        common = ""
+    if not common:
+        raise PlanError("spec.input.manifest: its files share no folder (another container or bucket?); "
+                        "one manifest takes the files of one container")
+    base = common.rstrip("/") + "/"
+    return prefix + base, [p[len(base):] for p in paths]
+
+
+def _manifest_input(manifest: str, env: Mapping[str, str] | None) -> tuple[str, list[InputFile]]:
+    """The root and the files a manifest lists, stamped, in the manifest's order."""
+    fs, path = filesystem(manifest, env)
+    try:
+        with fs.open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except FileNotFoundError:
+        raise PlanError(f"spec.input.manifest: {manifest} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PlanError(f"spec.input.manifest: cannot read {manifest}: {e}") from e
+    entries = manifest_entries(text, manifest)
+    if not entries:
+        raise PlanError(f"spec.input.manifest: {manifest} lists no files; give one input URI a line")
+    root, rels = _split_root(entries)
+    seen: dict[str, int] = {}
+    for line, rel in enumerate(rels, 1):
+        if seen.setdefault(rel, line) != line:
+            raise PlanError(f"spec.input.manifest: {entries[line - 1]} is listed twice (lines {seen[rel]} and "
+                            f"{line}); each file is one input")
+    fs, base = filesystem(root, env)
+    stamps = _local_stamps if isinstance(fs, LocalFileSystem) else _remote_stamps
+    files = []
+    for entry, rel, stamp in zip(entries, rels, stamps(fs, [f"{base}/{rel}" for rel in rels])):
+        if isinstance(stamp, str):
+            raise PlanError(f"spec.input.manifest: {entry} {stamp}; fix the manifest {manifest}")
+        files.append(InputFile(rel, *stamp))
+    return root, files
+
+
+def _local_stamps(fs, paths: list[str]) -> Iterator[tuple[int, int] | str]:
+    """(size, mtime in ns) of each local file, or why it is no input file."""
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            yield "does not exist"
+            continue
+        except OSError as e:
+            yield f"cannot be read: {e}"
+            continue
+        yield "is a folder, not a file" if S_ISDIR(stat.st_mode) else (stat.st_size, stat.st_mtime_ns)
+
+
+def _remote_stamps(fs, paths: list[str]) -> list[tuple[int, str | None] | str]:
+    """(size, version) of each stored object, asked concurrently where the store allows it."""
+    if getattr(fs, "async_impl", False):
+        from fsspec.asyn import _run_coros_in_chunks, sync
+
+        infos = sync(fs.loop, _run_coros_in_chunks, [fs._info(p) for p in paths], batch_size=64,
+                     return_exceptions=True)
+    else:
+        infos = []
+        for p in paths:
+            try:
+                infos.append(fs.info(p))
+            except Exception as e:  # noqa: BLE001 - judged below, as the async results are
+                infos.append(e)
+    stamps = []
+    for info in infos:
+        if isinstance(info, FileNotFoundError):
+            stamps.append("does not exist")
+        elif isinstance(info, BaseException):
+            raise info
+        elif info.get("type") == "directory":
+            stamps.append("is a folder, not a file")
+        else:
+            stamps.append((int(info.get("size") or 0), file_version(info)))
+    return stamps
 
 
 def _store(protocol: str) -> str:
@@ -571,8 +687,11 @@ def input_changes(spec: JobSpec, plan: Plan, fs, layout: Layout, env: Mapping[st
                 if mb.stamps is None:  # a plan written before stamps were recorded
                     return []
                 planned.update(zip(mb.paths, mb.file_stamps()))
-    _, files = list_input(spec, env)
+    root, files = list_input(spec, env)
     now = {f.rel: (f.size, f.version) for f in files}
+    if root != plan.input_uri:  # a manifest now listing files of another folder: compare whole URIs
+        planned = {plan.absolute(rel): stamp for rel, stamp in planned.items()}
+        now = {root + rel: stamp for rel, stamp in now.items()}
     changed = [f"{rel} ({_difference(planned[rel], now[rel])})" for rel in sorted(planned.keys() & now.keys())
                if tuple(planned[rel]) != now[rel]]
     changes = [_listed(what, names) for what, names in (

@@ -16,7 +16,8 @@ from .storage import filesystem, storage_error
 def missing_files(spec: JobSpec) -> list[str]:
     """Problems with the paths the job reads: input, code, model, side inputs."""
     problems = []
-    checks = [("spec.input.uri", spec.input.uri, "the input")]
+    checks = [("spec.input.manifest", spec.input.manifest, "the input manifest") if spec.input.manifest
+              else ("spec.input.uri", spec.input.uri, "the input")]
     if spec.code.uri:
         checks.append(("spec.code.entryScript", posixpath.join(spec.code.uri.rstrip("/"), spec.code.entry_script),
                        f"the entry script (in code.uri {spec.code.uri})"))

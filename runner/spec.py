@@ -77,11 +77,20 @@ class MiniBatchSize:
 
 @dataclass(frozen=True)
 class InputSpec:
-    uri: str
+    """Where the input is: `uri` (a file or a folder, listed) or `manifest` (a text file
+    naming the input files, one a line), exactly one of them."""
+
+    uri: str | None
     type: InputType
     format: InputFormat | None = None
     pattern: str | None = None
     options: dict = field(default_factory=dict)
+    manifest: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The uri, or the manifest: what a message about the input names."""
+        return self.uri or self.manifest
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,7 @@ class JobSpec:
     def to_dict(self) -> dict:
         """The normalized spec in the resource's camelCase shape."""
         out: dict[str, Any] = {
-            "input": _prune({"uri": self.input.uri, "type": self.input.type,
+            "input": _prune({"uri": self.input.uri, "manifest": self.input.manifest, "type": self.input.type,
                              "format": self.input.format, "pattern": self.input.pattern,
                              "options": dict(self.input.options) or None}),
             "code": _prune({"uri": self.code.uri, "configMap": self.code.config_map,
@@ -188,19 +197,24 @@ def _prune(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
 
 
+def read_yaml(path: str, error: type[SpecError] = SpecError) -> Any:
+    """The document of a YAML file; a missing or invalid file raises `error` in one line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise error([f"{path}: no such file"]) from None
+    except yaml.YAMLError as e:
+        raise error([f"{path}: not valid YAML: {e}"]) from None
+
+
 def load_spec_file(path: str, overrides: list[str] = ()) -> JobSpec:
     """Load a YAML file; relative local URIs are taken relative to the file's folder.
 
     `overrides` are `key.path=value` strings applied to `spec`; a value is read as YAML
     (`2`, `true`, `[a, b]`) or, where it is not valid YAML, taken as a string.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise SpecError([f"{path}: no such file"]) from None
-    except yaml.YAMLError as e:
-        raise SpecError([f"{path}: not valid YAML: {e}"]) from None
+    doc = read_yaml(path)
     if not isinstance(doc, dict):
         raise SpecError([f"{path}: expected a BatchInferenceJob mapping, got {type(doc).__name__}"])
     for item in overrides:
@@ -279,7 +293,7 @@ class _Loader:
         if value is None:
             if required:
                 self.fail(path, "required; " + {
-                    "spec.input": "give {uri: ..., type: tabular|files}",
+                    "spec.input": "give {uri: ..., type: tabular|files} (or manifest: instead of uri)",
                     "spec.output": "give {uri: ...} where the results go",
                     "spec.code": "give {entryScript: score.py} and where the code is (uri or configMap)",
                 }.get(path, "add it"))
@@ -390,7 +404,8 @@ class _Loader:
         return result
 
     def input(self, value: Any) -> InputSpec | None:
-        value = self.mapping("spec.input", value, ("uri", "type", "format", "pattern", "options"), required=True)
+        value = self.mapping("spec.input", value, ("uri", "manifest", "type", "format", "pattern", "options"),
+                             required=True)
         if value is None:
             return None
         kind = self.choice("spec.input.type", value.get("type"), get_args(InputType), None)
@@ -405,8 +420,16 @@ class _Loader:
         if not isinstance(options, dict):
             self.fail("spec.input.options", "expected a mapping of reader options, e.g. {delimiter: ';'}")
             options = {}
-        return InputSpec(uri=self.uri("spec.input.uri", value.get("uri")), type=kind or "files", format=fmt,
-                         pattern=self.string("spec.input.pattern", value.get("pattern")), options=options)
+        if value.get("uri") is None and value.get("manifest") is None:
+            self.fail("spec.input.uri", "required; give input.uri (a folder or file) or input.manifest "
+                      "(a text file listing the input files, one a line)")
+        elif value.get("uri") is not None and value.get("manifest") is not None:
+            self.fail("spec.input.manifest", "give either input.uri or input.manifest, not both")
+        if value.get("manifest") is not None and value.get("pattern") is not None:
+            self.fail("spec.input.pattern", "applies to input.uri only; a manifest lists exactly the files to take")
+        return InputSpec(uri=self.uri("spec.input.uri", value.get("uri"), required=False), type=kind or "files",
+                         format=fmt, pattern=self.string("spec.input.pattern", value.get("pattern")), options=options,
+                         manifest=self.uri("spec.input.manifest", value.get("manifest"), required=False))
 
     def output(self, value: Any) -> OutputSpec | None:
         value = self.mapping("spec.output", value, ("uri", "action", "fileName", "format"), required=True)

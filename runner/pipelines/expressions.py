@@ -2,8 +2,10 @@
 
 A pipeline step may use `${{parameters.NAME}}`, `${{steps.STEP.outputs.NAME}}`,
 `${{run.name}}`, `${{run.workdir}}`, `${{run.status}}` (finally steps only),
-`${{schedule.scheduledTime}}` and `${{trigger.manifest}}`; a component's command uses
-`${{inputs.NAME}}` and `${{outputs.NAME}}`. Spaces inside the braces are allowed.
+`${{schedule.scheduledTime}}` and `${{trigger.manifest}}` (a PipelineSchedule's template
+only: the schedule substitutes them when it creates the run, so a PipelineRun never
+carries them); a component's command uses `${{inputs.NAME}}` and `${{outputs.NAME}}`.
+Spaces inside the braces are allowed.
 
 Values are keyed by the expression's dotted key ("parameters.maxIter"). A string that
 is one whole expression becomes the value itself, type included (`"${{parameters.maxIter}}"`
@@ -115,6 +117,9 @@ def problem(ref: Ref, scope: Scope) -> str | None:
                     "and pass the value to it from the pipeline step")
         return (f"{ref.text} belongs in a component's command; a pipeline step uses "
                 "${{parameters.NAME}} or ${{steps.STEP.outputs.NAME}}")
+    if kind in ("schedule", "trigger"):
+        return (f"{ref.text} is set by a PipelineSchedule when it creates the run; use it only in a "
+                "PipelineSchedule's spec.template")
     name = ref.names[0]
     if kind == "parameters" and name not in scope.parameters:
         return f"{ref.text} names no parameter; {_known('declare it under spec.parameters', name, scope.parameters)}"

@@ -160,3 +160,24 @@ def test_csv_by_rows_reads_back_every_row_once(az_job, csv_input, tmp_path):
     _check_ranges(plan, csv_input)
     frame = read_back(plan, tmp_path)
     assert frame["id"].tolist() == list(range(1333))
+
+
+def test_manifest_of_blobs_plans_exactly_them_in_its_order(az_job, tmp_path):
+    """A manifest blob naming blobs (relative to its folder, or as az:// URLs); each stamped with its ETag."""
+    for name in ["a.png", "b.png", "sub/c.png", "unlisted.png"]:
+        az_job.upload(f"in/{name}", b"x" * 7)
+    az_job.upload("lists/new.txt", f"../in/sub/c.png\n\n{az_job.uri('in/a.png')}\n../in/b.png\n")
+    spec = load_spec({"spec": {"input": {"manifest": az_job.uri("lists/new.txt"), "type": "files"},
+                               "code": {"entryScript": "score.py"}, "output": {"uri": az_job.uri("out/")},
+                               "miniBatchSize": 2}})
+    plan = make_plan(spec)
+    assert plan.input_uri == az_job.uri("in/")
+    assert [mb.files for mb in plan.mini_batches] == [("sub/c.png", "a.png"), ("b.png",)]
+    etag = az_job.fs.info(az_job.blob("in/b.png"))["etag"].strip('"')
+    assert plan.mini_batches[1].file_stamps() == [(7, etag)]
+    paths = Reader(plan, str(tmp_path / "scratch")).read(plan.mini_batches[0])[0]
+    assert [p.rsplit("/", 2)[-2:] for p in paths] == [["sub", "c.png"], ["0", "a.png"]]
+
+    az_job.upload("lists/new.txt", "../in/a.png\n../in/gone.png\n")
+    with pytest.raises(PlanError, match=r"spec.input.manifest: az://.*/in/gone.png does not exist"):
+        make_plan(spec)

@@ -10,6 +10,7 @@ NAMESPACED_NEEDS = [
       for v in ("get", "list", "watch", "patch", "create", "delete")],
     *[("parallelrun.dev", f"{r}/status", v) for r in ("batchinferencejobs", "pipelineschedules", "pipelineruns")
       for v in ("get", "patch")],
+    *[("parallelrun.dev", "pipelineruns", v) for v in ("get", "list", "watch", "create", "delete")],  # schedules
     *[("batch", "jobs", v) for v in ("get", "list", "watch", "create", "patch", "delete")],
     *[("", "pods", v) for v in ("get", "list", "watch")],
     *[("", "configmaps", v) for v in ("get", "list", "watch", "create", "patch")],

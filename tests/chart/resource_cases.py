@@ -29,11 +29,13 @@ def files_job(**spec: Any) -> dict:
     return job(input={"uri": "az://data/digits/", "type": "files", "pattern": "*.png"}, **spec)
 
 
+TEMPLATE_SPEC = {"workdir": "az://pipelines/nightly/",
+                 "steps": [{"name": "score", "batchInference": job()["spec"]}]}
+
+
 def schedule(**spec: Any) -> dict:
     """A valid PipelineSchedule, by default on cron; keyword arguments override spec fields."""
-    base = {"jobTemplate": {"spec": job()["spec"]}}
-    if not {"recurrence", "cron", "trigger"} & spec.keys():
-        base["cron"] = "0 2 * * *"
+    base = {"template": {"spec": TEMPLATE_SPEC}, "schedule": {"cron": "0 2 * * *"}}
     return {"apiVersion": API_VERSION, "kind": "PipelineSchedule",
             "metadata": {"name": "nightly"}, "spec": {**base, **spec}}
 
@@ -104,6 +106,8 @@ VALID_JOBS = {
                                           miniBatchSize="0.5GB"),
     "files, count": files_job(miniBatchSize=10),
     "files, defaults": files_job(),
+    "files from a manifest": job(input={"manifest": "az://data/incoming/manifest.txt", "type": "files"}),
+    "tabular from a manifest": job(input={"manifest": "/data/lists/iris.txt", "type": "tabular", "format": "csv"}),
     "code baked into the image": job(code={"entryScript": "/app/score.py"}),
     "thresholds ignore all": job(errorThreshold=-1, miniBatchErrorThreshold=-1, allowedFailedPercent=-1),
     "thresholds fail on first": job(errorThreshold=0, miniBatchErrorThreshold=0, allowedFailedPercent=0),
@@ -113,17 +117,21 @@ VALID_JOBS = {
 
 VALID_SCHEDULES = {
     "cron": schedule(),
-    "cron macro": schedule(cron="@daily"),
-    "weekly recurrence": schedule(recurrence={
-        "frequency": "Week", "interval": 1, "startTime": "2025-01-06T00:00:00Z", "timeZone": "Europe/Berlin",
-        "weekDays": ["Monday", "Thursday"], "hours": [2, 14], "minutes": [0, 30]}),
-    "hourly recurrence": schedule(recurrence={"frequency": "Hour", "interval": 2, "minutes": [15]}),
-    "trigger only": schedule(trigger={"uri": "az://data/incoming/", "pattern": "*.parquet"}),
+    "cron macro": schedule(schedule={"cron": "@daily", "timeZone": "Europe/Berlin"}),
+    "weekly recurrence": schedule(schedule={
+        "recurrence": {"frequency": "Week", "interval": 1, "weekDays": ["Monday", "Thursday"], "hours": [2, 14],
+                       "minutes": [0, 30]},
+        "startTime": "2025-01-06T00:00:00", "endTime": "2027-01-01T00:00:00Z", "timeZone": "Europe/Berlin"}),
+    "hourly recurrence": schedule(schedule={"recurrence": {"frequency": "Hour", "interval": 2, "minutes": [15]}}),
+    "monthly on the last day": schedule(schedule={"recurrence": {"frequency": "Month", "monthDays": [1, -1]}}),
+    "trigger only": changed(schedule(trigger={"dataArrival": {"uri": "az://data/incoming/", "pattern": "*.parquet",
+                                                              "settleSeconds": 30}}), "spec.schedule", DELETE),
+    "run-now only": changed(schedule(), "spec.schedule", DELETE),
     "every field": schedule(
-        suspend=True, concurrencyPolicy="Replace", startingDeadlineSeconds=300,
+        suspend=True, concurrencyPolicy="Replace", startingDeadlineSeconds=300, missedRuns="RunAll", maxMissedRuns=5,
         successfulRunsHistoryLimit=10, failedRunsHistoryLimit=5,
-        jobTemplate={"metadata": {"labels": {"team": "ml"}, "annotations": {"owner": "ml@example.com"}},
-                     "spec": FULL_JOB["spec"]}),
+        template={"metadata": {"labels": {"team": "ml"}, "annotations": {"owner": "ml@example.com"}},
+                  "spec": {**TEMPLATE_SPEC, "parameters": {"day": {"type": "string", "default": "today"}}}}),
 }
 
 INVALID_JOBS = [
@@ -134,7 +142,13 @@ INVALID_JOBS = [
     Invalid("unknown input type", changed(job(), "spec.input.type", "images"), "spec.input.type", "Unsupported value"),
     Invalid("unknown input format", changed(job(), "spec.input.format", "xlsx"),
             "spec.input.format", "Unsupported value"),
-    Invalid("no input uri", changed(job(), "spec.input.uri", DELETE), "spec.input.uri", "Required"),
+    Invalid("no input uri", changed(job(), "spec.input.uri", DELETE), "spec.input.uri",
+            "input.uri or input.manifest is required"),
+    Invalid("input uri and manifest", changed(job(), "spec.input.manifest", "az://data/list.txt"),
+            "spec.input.manifest", "exclusive"),
+    Invalid("manifest with a pattern", changed(files_job(), "spec.input", {
+        "manifest": "az://data/list.txt", "type": "files", "pattern": "*.png"}), "spec.input.pattern",
+            "a manifest lists exactly the files"),
     Invalid("no input", changed(job(), "spec.input", DELETE), "spec.input", "Required"),
     Invalid("partitionKeys with files", files_job(partitionKeys=["label"]),
             "spec.partitionKeys", "only to input.type tabular"),
@@ -196,45 +210,49 @@ INVALID_JOBS = [
 ]
 
 INVALID_SCHEDULES = [
-    Invalid("cron and recurrence", schedule(cron="@daily", recurrence={"frequency": "Day"}), "spec", "exactly one"),
-    Invalid("recurrence and trigger", schedule(recurrence={"frequency": "Day"}, trigger={"uri": "/in"}),
-            "spec", "exactly one"),
-    Invalid("no schedule at all", changed(schedule(), "spec.cron", DELETE), "spec", "exactly one"),
-    Invalid("cron with 3 fields", schedule(cron="0 2 *"), "spec.cron", "does not match"),
-    Invalid("unknown frequency", schedule(recurrence={"frequency": "Year"}),
-            "spec.recurrence.frequency", "Unsupported value"),
+    Invalid("cron and recurrence", schedule(schedule={"cron": "@daily", "recurrence": {"frequency": "Day"}}),
+            "spec.schedule", "exactly one"),
+    Invalid("schedule without cron or recurrence", schedule(schedule={"timeZone": "UTC"}),
+            "spec.schedule", "exactly one"),
+    Invalid("cron with 3 fields", schedule(schedule={"cron": "0 2 *"}), "spec.schedule.cron", "does not match"),
+    Invalid("unknown frequency", schedule(schedule={"recurrence": {"frequency": "Year"}}),
+            "spec.schedule.recurrence.frequency", "Unsupported value"),
     Invalid("weekDays with frequency Day",
-            schedule(recurrence={"frequency": "Day", "weekDays": ["Monday"]}),
-            "spec.recurrence.weekDays", "only to frequency Week"),
+            schedule(schedule={"recurrence": {"frequency": "Day", "weekDays": ["Monday"]}}),
+            "spec.schedule.recurrence.weekDays", "only to frequency Week"),
     Invalid("hours with frequency Hour",
-            schedule(recurrence={"frequency": "Hour", "hours": [1]}),
-            "spec.recurrence.hours", "only to frequency Day or Week"),
+            schedule(schedule={"recurrence": {"frequency": "Hour", "hours": [1]}}),
+            "spec.schedule.recurrence.hours", "only to frequency Day, Week or Month"),
     Invalid("minutes with frequency Minute",
-            schedule(recurrence={"frequency": "Minute", "minutes": [1]}),
-            "spec.recurrence.minutes", "only to frequency Hour, Day or Week"),
-    Invalid("hour 24", schedule(recurrence={"frequency": "Day", "hours": [24]}),
-            "spec.recurrence.hours[0]", "maximum"),
+            schedule(schedule={"recurrence": {"frequency": "Minute", "minutes": [1]}}),
+            "spec.schedule.recurrence.minutes", "only to frequency Hour, Day, Week or Month"),
+    Invalid("monthDays with frequency Week",
+            schedule(schedule={"recurrence": {"frequency": "Week", "monthDays": [1]}}),
+            "spec.schedule.recurrence.monthDays", "only to frequency Month"),
+    Invalid("hour 24", schedule(schedule={"recurrence": {"frequency": "Day", "hours": [24]}}),
+            "spec.schedule.recurrence.hours[0]", "maximum"),
+    Invalid("month day 0", schedule(schedule={"recurrence": {"frequency": "Month", "monthDays": [-2]}}),
+            "spec.schedule.recurrence.monthDays[0]", "minimum"),
     Invalid("unknown week day",
-            schedule(recurrence={"frequency": "Week", "weekDays": ["Funday"]}),
-            "spec.recurrence.weekDays[0]", "Unsupported value"),
-    Invalid("interval 0", schedule(recurrence={"frequency": "Day", "interval": 0}),
-            "spec.recurrence.interval", "minimum"),
-    Invalid("startTime not a time", schedule(recurrence={"frequency": "Day", "startTime": "next Monday"}),
-            "spec.recurrence.startTime", "is not a 'date-time'"),
+            schedule(schedule={"recurrence": {"frequency": "Week", "weekDays": ["Funday"]}}),
+            "spec.schedule.recurrence.weekDays[0]", "Unsupported value"),
+    Invalid("interval 0", schedule(schedule={"recurrence": {"frequency": "Day", "interval": 0}}),
+            "spec.schedule.recurrence.interval", "minimum"),
     Invalid("unknown concurrencyPolicy", schedule(concurrencyPolicy="Skip"),
             "spec.concurrencyPolicy", "Unsupported value"),
-    Invalid("poll interval too short", schedule(trigger={"uri": "/in", "pollIntervalSeconds": 1}),
-            "spec.trigger.pollIntervalSeconds", "minimum"),
+    Invalid("unknown missedRuns", schedule(missedRuns="All"), "spec.missedRuns", "Unsupported value"),
+    Invalid("trigger without dataArrival", schedule(trigger={"uri": "/in"}), "spec.trigger.uri", "unknown field"),
+    Invalid("poll interval 0", schedule(trigger={"dataArrival": {"uri": "/in", "pollIntervalSeconds": 0}}),
+            "spec.trigger.dataArrival.pollIntervalSeconds", "minimum"),
     Invalid("negative history limit", schedule(successfulRunsHistoryLimit=-1),
             "spec.successfulRunsHistoryLimit", "minimum"),
-    Invalid("no jobTemplate", changed(schedule(), "spec.jobTemplate", DELETE), "spec.jobTemplate", "Required"),
-    Invalid("template: tabular without format",
-            changed(schedule(), "spec.jobTemplate.spec.input.format", DELETE),
-            "spec.jobTemplate.spec.input.format", "required when input.type is tabular"),
-    Invalid("template: bad miniBatchSize", changed(schedule(), "spec.jobTemplate.spec.miniBatchSize", "1XB"),
-            "spec.jobTemplate.spec.miniBatchSize", "is not a size"),
-    Invalid("template: unknown metadata field", changed(schedule(), "spec.jobTemplate.metadata", {"name": "x"}),
-            "spec.jobTemplate.metadata.name", "unknown field"),
+    Invalid("no template", changed(schedule(), "spec.template", DELETE), "spec.template", "Required"),
+    Invalid("old jobTemplate", changed(schedule(), "spec.jobTemplate", {"spec": job()["spec"]}),
+            "spec.jobTemplate", "unknown field"),
+    Invalid("template: no steps", changed(schedule(), "spec.template.spec", {"workdir": "/w/"}),
+            "spec.template.spec.steps", "Required"),
+    Invalid("template: unknown metadata field", changed(schedule(), "spec.template.metadata", {"name": "x"}),
+            "spec.template.metadata.name", "unknown field"),
 ]
 
 

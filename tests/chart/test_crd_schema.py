@@ -72,10 +72,10 @@ def test_chart_crds_are_byte_identical_to_crds(name: str) -> None:
     assert (CHART / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes()
 
 
-def test_job_template_spec_is_the_batch_inference_job_spec() -> None:
-    job_spec = root_schema(load_crd("batchinferencejobs.yaml"))["properties"]["spec"]
+def test_schedule_template_spec_is_the_pipeline_run_spec() -> None:
+    run_spec = root_schema(load_crd("pipelineruns.yaml"))["properties"]["spec"]
     schedule = root_schema(load_crd("pipelineschedules.yaml"))["properties"]["spec"]
-    assert schedule["properties"]["jobTemplate"]["properties"]["spec"] == job_spec
+    assert schedule["properties"]["template"]["properties"]["spec"] == run_spec
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -107,6 +107,8 @@ def test_schema_node_is_structural(name: str, path: str, node: dict) -> None:
     assert set(node) <= SCHEMA_KEYWORDS, f"unsupported keywords {set(node) - SCHEMA_KEYWORDS}"
     if node.get("x-kubernetes-int-or-string"):
         assert "type" not in node
+    elif node.get("x-kubernetes-preserve-unknown-fields") and "properties" not in node:
+        assert node.get("type") in (None, "object")  # None: any JSON value (a parameter's), as the server allows
     else:
         assert node.get("type") in JSON_TYPES, "every node needs a type"
     assert node.get("x-kubernetes-preserve-unknown-fields", True) is True, "only true is allowed"
@@ -146,7 +148,7 @@ def test_cel_rule_is_well_formed(name: str, path: str, node: dict, rule: dict) -
 
 @pytest.mark.parametrize(("name", "expected"), [
     ("batchinferencejobs.yaml", ["Phase", "Progress", "Failed", "Nodes", "Age"]),
-    ("pipelineschedules.yaml", ["Schedule", "Suspend", "Active", "Last Schedule", "Age"]),
+    ("pipelineschedules.yaml", ["Schedule", "Suspend", "Last", "Next", "Active", "Age"]),
 ])
 def test_printer_columns_show_declared_fields(name: str, expected: list[str]) -> None:
     crd = load_crd(name)
@@ -176,4 +178,4 @@ def test_server_side_defaults() -> None:
     schedule = root_schema(load_crd("pipelineschedules.yaml"))["properties"]["spec"]
     assert resolve(schedule, ".successfulRunsHistoryLimit")["default"] == 3
     assert resolve(schedule, ".failedRunsHistoryLimit")["default"] == 1
-    assert resolve(schedule, ".trigger.pollIntervalSeconds")["default"] == 300
+    assert resolve(schedule, ".trigger.dataArrival.pollIntervalSeconds")["default"] == 300

@@ -1,8 +1,8 @@
 """The CRD (OpenAPI schema + CEL rules) and the runner's load_spec judge jobs alike.
 
 A job the API server accepts must run in local mode and the other way round; a job
-both reject must be blamed on the same field. PipelineSchedule job templates are
-judged as the BatchInferenceJobs they become.
+both reject must be blamed on the same field. PipelineSchedules are judged by
+load_schedule (which checks their template as the PipelineRun it becomes) the same way.
 """
 
 from __future__ import annotations
@@ -14,21 +14,20 @@ import yaml
 
 from chart_paths import REPO
 from crd_validation import CustomResourceValidator
+from parallelrun.runner.schedules.spec import load_schedule
 from parallelrun.runner.spec import SpecError, load_spec
-from resource_cases import API_VERSION, INVALID_JOBS, INVALID_SCHEDULES, VALID_JOBS, VALID_SCHEDULES, Invalid
-
-TEMPLATE = "spec.jobTemplate."
+from resource_cases import INVALID_JOBS, INVALID_SCHEDULES, VALID_JOBS, VALID_SCHEDULES, Invalid
 
 # Cases the API server rejects but load_spec accepts: fix one side, then drop the entry.
 KNOWN_DISAGREEMENTS: dict[str, str] = {}  # case name → why; empty: load_spec and the CRD agree
 
 
-def as_job(resource: dict) -> dict:
-    """A BatchInferenceJob, or the one a PipelineSchedule's template becomes."""
+def load(resource: dict, base_dir: str | None = None) -> None:
+    """The runner's judgement: load_spec for a BatchInferenceJob, load_schedule for a PipelineSchedule."""
     if resource["kind"] == "BatchInferenceJob":
-        return resource
-    return {"apiVersion": API_VERSION, "kind": "BatchInferenceJob", "metadata": resource["metadata"],
-            "spec": resource["spec"]["jobTemplate"]["spec"]}
+        load_spec(resource, base_dir=base_dir)
+    else:
+        load_schedule(resource, base_dir=base_dir)
 
 
 def related(path: str, other: str) -> bool:
@@ -52,20 +51,19 @@ ACCEPTED = ([pytest.param(r, None, id=f"job: {name}") for name, r in VALID_JOBS.
 REJECTED = [pytest.param(case, id=case.name, marks=[pytest.mark.xfail(reason=KNOWN_DISAGREEMENTS[case.name],
                                                                          strict=True)]
                          if case.name in KNOWN_DISAGREEMENTS else [])
-            for case in INVALID_JOBS + [c for c in INVALID_SCHEDULES if c.path.startswith(TEMPLATE + "spec")]]
+            for case in INVALID_JOBS + INVALID_SCHEDULES]
 
 
 @pytest.mark.parametrize(("resource", "base_dir"), ACCEPTED)
 def test_both_accept(crd_validator: CustomResourceValidator, resource: dict, base_dir: Path | None) -> None:
     assert [str(v) for v in crd_validator.validate(resource)] == []
-    load_spec(as_job(resource), base_dir=str(base_dir) if base_dir else None)
+    load(resource, base_dir=str(base_dir) if base_dir else None)
 
 
 @pytest.mark.parametrize("case", REJECTED)
 def test_both_reject_the_same_field(crd_validator: CustomResourceValidator, case: Invalid) -> None:
     assert any(v.path == case.path for v in crd_validator.validate(case.resource))
     with pytest.raises(SpecError) as raised:
-        load_spec(as_job(case.resource))
+        load(case.resource)
     blamed = [error.split(": ", 1)[0] for error in raised.value.errors]
-    expected = case.path.replace(TEMPLATE, "", 1)
-    assert any(related(path, expected) for path in blamed), f"CRD blames {expected}, load_spec {blamed}"
+    assert any(related(path, case.path) for path in blamed), f"CRD blames {case.path}, the runner {blamed}"

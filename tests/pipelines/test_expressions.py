@@ -75,10 +75,15 @@ def test_locate_gives_each_expression_its_path():
 
 @pytest.mark.parametrize("text", ["${{parameters.maxIter}}", "${{steps.train.outputs.model}}",
                                   "${{steps.score.outputs.outputFile}}", "${{steps.later.outputs.anything}}",
-                                  "${{run.name}}", "${{run.workdir}}", "${{schedule.scheduledTime}}",
-                                  "${{trigger.manifest}}"])
+                                  "${{run.name}}", "${{run.workdir}}"])
 def test_what_a_pipeline_step_may_use(text):
     assert check(text) is None
+
+
+@pytest.mark.parametrize("text", ["${{schedule.scheduledTime}}", "${{trigger.manifest}}"])
+def test_schedule_values_belong_in_a_schedule_template(text):
+    assert check(text) == (f"{text} is set by a PipelineSchedule when it creates the run; use it only in a "
+                           "PipelineSchedule's spec.template")
 
 
 @pytest.mark.parametrize(("text", "expected"), [

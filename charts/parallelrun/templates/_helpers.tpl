@@ -72,6 +72,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, update, patch, delete]
+# PipelineSchedule: the runs it creates, adopts (get), watches and prunes.
+- apiGroups: [parallelrun.dev]
+  resources: [pipelineruns]
+  verbs: [get, list, watch, create, delete]
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]

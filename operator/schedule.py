@@ -1,0 +1,308 @@
+"""The PipelineSchedule controller: one loop per schedule, the policy engine deciding.
+
+Each look: load the spec (invalid: the InvalidSchedule condition, and wait for a new
+one), poll the data trigger when due (off the event loop), let `policy.decide` say
+what to do, delete and create the runs, post the Events, then write the status, the
+memory included. Runs are created before the memory moves, and a slot's run has one
+name, so a restart or a second replica in between meets 409 and adopts the run: never
+two runs for one slot. A data-arrival run carries the watermark it moves to (an
+annotation), so adopting it moves the watermark as far as its own files reached.
+
+Then it sleeps until the next slot or poll, or until woken: a change of the schedule
+(spec, run-now annotation) or of one of its runs. The clock is injectable (`Clock`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable, Mapping
+
+import kopf
+
+from parallelrun.runner.schedules import arrival
+from parallelrun.runner.schedules.policy import Firing, Memory, Run, decide
+from parallelrun.runner.schedules.runs import (LABEL_TRIGGER, RUN_NOW, SCHEDULED_TIME, WATERMARK, build_run,
+                                               data_run_name, rfc3339)
+from parallelrun.runner.schedules.spec import ScheduleSpec, ScheduleSpecError, load_schedule
+
+from . import metrics
+from .kube import ApiError, KubeApi, path
+from .manifests import GROUP, VERSION
+from .planning import secret_env
+from .schedule_status import invalid_status, schedule_status
+
+PLURAL = "pipelineschedules"
+RUNS = "pipelineruns"
+API_VERSION = f"{GROUP}/{VERSION}"
+RESYNC_SECONDS = 60  # a look without any event, in case one was missed
+RETRY_SECONDS = 10  # after a passing fault
+_RECENT_SECONDS = 60  # how long a run this loop created or deleted outweighs the index that has not seen it
+
+
+class Clock:
+    """The wall clock; tests give another with the same two methods."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    async def sleep_until(self, when: datetime | None, wake: asyncio.Event) -> None:
+        """Until `when` (None: RESYNC_SECONDS) or `wake` is set, whichever is first."""
+        seconds = RESYNC_SECONDS if when is None else min(RESYNC_SECONDS, (when - self.now()).total_seconds())
+        if seconds > 0:
+            try:
+                await asyncio.wait_for(wake.wait(), seconds)
+            except asyncio.TimeoutError:
+                pass
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def run_of(body: Mapping) -> Run:
+    """A PipelineRun as the policy engine sees it (what the index keeps)."""
+    meta = body.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    return Run(meta["name"], labels.get(LABEL_TRIGGER, "schedule"), parse_time(annotations.get(SCHEDULED_TIME)),
+               (body.get("status") or {}).get("phase"), parse_time(meta.get("creationTimestamp")))
+
+
+def owner_uid(body: Mapping) -> str | None:
+    """The uid of the PipelineSchedule owning a run, if one does."""
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == "PipelineSchedule":
+            return ref.get("uid")
+    return None
+
+
+class CreatesFirst:
+    """Creates under way in one operator: other writes wait for them (up to a bound), so that when a
+    thousand schedules fire at once their runs are created before any status or Event is written."""
+
+    def __init__(self, patience: float = 10.0):
+        self.pending, self.patience = 0, patience
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def creating(self, create):
+        self.pending += 1
+        self._idle.clear()
+        try:
+            return await create
+        finally:
+            self.pending -= 1
+            if not self.pending:
+                self._idle.set()
+
+    async def wait(self) -> None:
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.patience)
+        except asyncio.TimeoutError:
+            pass
+
+
+@dataclass
+class _Recent:
+    """Runs this loop created or deleted lately, which the index may not show yet."""
+
+    created: dict[str, tuple[Run, float]] = field(default_factory=dict)
+    deleted: dict[str, float] = field(default_factory=dict)
+
+    def merge(self, indexed: Iterable[Run]) -> list[Run]:
+        cutoff = time.monotonic() - _RECENT_SECONDS
+        self.created = {n: v for n, v in self.created.items() if v[1] > cutoff}
+        self.deleted = {n: t for n, t in self.deleted.items() if t > cutoff}
+        runs = {r.name: r for r in indexed if r.name not in self.deleted}
+        for name, (run, _) in self.created.items():
+            runs.setdefault(name, run)
+        return list(runs.values())
+
+
+class ScheduleLoop:
+    def __init__(self, body, api: KubeApi, runs: Callable[[], Iterable[Run]], clock: Clock,
+                 logger: logging.LoggerAdapter | logging.Logger | None = None, creates: CreatesFirst | None = None):
+        self.body = body  # kopf's live view: spec, annotations and generation stay current
+        self.api, self.clock, self._runs = api, clock, runs
+        self.creates = creates or CreatesFirst()
+        self.logger = logger or logging.getLogger(__name__)
+        meta = body["metadata"]
+        self.namespace, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
+        self.status = copy.deepcopy(dict(body.get("status") or {}))
+        self.updates: dict = {}  # status fields this look changed besides the decision's (watermark, poll)
+        self.recent = _Recent()
+        self.next_poll: datetime | None = None
+        self._spec: tuple[int | None, ScheduleSpec] | None = None  # the spec loaded for a generation
+
+    @property
+    def meta(self) -> Mapping:
+        return self.body["metadata"]
+
+    def _load(self, generation: int | None) -> ScheduleSpec:
+        if self._spec is None or self._spec[0] != generation:
+            doc = copy.deepcopy({"apiVersion": self.body.get("apiVersion"), "kind": self.body.get("kind"),
+                                 "metadata": dict(self.meta), "spec": self.body.get("spec")})
+            self._spec = (generation, load_schedule(doc))
+        return self._spec[1]
+
+    async def drive(self, wake: asyncio.Event) -> None:
+        while True:
+            wake.clear()
+            try:
+                when = await self.look()
+            except ApiError as e:
+                if e.permanent:
+                    self._event("Warning", "Failed", e.explain())
+                self.logger.warning(f"{e}; next look in {RETRY_SECONDS}s")
+                when = self.clock.now() + timedelta(seconds=RETRY_SECONDS)
+            await self.clock.sleep_until(when, wake)
+
+    async def look(self) -> datetime | None:
+        """One look; returns when the next one is due (None: only when woken)."""
+        generation = self.meta.get("generation")
+        now = self.clock.now()
+        try:
+            spec = self._load(generation)
+        except ScheduleSpecError as e:
+            if self.status.get("observedGeneration") != generation or not _invalid(self.status):
+                self._event("Warning", "InvalidSchedule", "; ".join(e.errors))
+            await self._write(invalid_status(self.status, e.errors, generation, now))
+            return None
+        runs = self.recent.merge(self._runs())
+        run_now = (self.meta.get("annotations") or {}).get(RUN_NOW)
+        memory = Memory(parse_time(self.status.get("handledUntil")), self.status.get("observedGeneration"),
+                        self.status.get("runNow"))
+        created = parse_time(self.meta.get("creationTimestamp"))
+        data, watermark = None, None
+        if spec.trigger is not None and not spec.suspend:
+            forced = run_now is not None and run_now != memory.run_now and spec.uses_manifest
+            if forced or self.next_poll is None or now >= self.next_poll:
+                data, watermark = await self._poll(spec, created or now, now)
+        decision = decide(spec, memory, runs, now, generation=generation, created=created, run_now=run_now, data=data)
+        for name in decision.delete:
+            await self._delete(name)
+        started = [firing for firing in decision.create if await self._create(spec, firing, watermark)]
+        await self.creates.wait()
+        for firing in started:
+            what = {"schedule": f"slot {rfc3339(firing.slot)}", "manual": "run-now",
+                    "data": f"new files ({self._manifest(spec, firing.name)})"}[firing.trigger]
+            self._event("Normal", "Started", f"run {firing.name} for {what}")
+        for name in decision.adopted:
+            if data is not None and name == data.name:
+                await self._adopt_watermark(name)
+        if data is not None and data in started:  # a run adopted instead moved it as far as its own files
+            self.updates["watermark"] = watermark.to_dict()
+        for notice in decision.notices:
+            self._event(notice.type, notice.reason, notice.message)
+        if decision.missed:
+            metrics.SCHEDULE_MISSED.inc(decision.missed)
+        runs = self.recent.merge(self._runs())
+        status = schedule_status(self.status, spec, decision, runs, self.clock.now(), generation)
+        self.updates, status = {}, {**status, **self.updates}
+        await self._write(status)
+        wake_at = [t for t in (decision.upcoming[:1] + ((self.next_poll,) if spec.trigger and not spec.suspend
+                                                         else ())) if t is not None]
+        return min(wake_at) if wake_at else None
+
+    # -- data arrival -------------------------------------------------------------
+
+    async def _poll(self, spec: ScheduleSpec, created: datetime,
+                    now: datetime) -> tuple[Firing | None, arrival.Watermark | None]:
+        """New settled files, as a firing and the watermark it moves to; None if there are none."""
+        trigger = spec.trigger
+        self.next_poll = now + timedelta(seconds=trigger.poll_seconds)
+        old = arrival.Watermark.from_dict(self.status.get("watermark")) or arrival.Watermark(created)
+        try:
+            env = await self._credentials(spec)
+            files = await asyncio.to_thread(arrival.new_files, trigger.uri, trigger.pattern, old, env)
+        except Exception as e:  # no Secret yet, storage unreachable or refused, no folder yet: the next poll
+            self._event("Warning", "PollFailed", f"listing {trigger.uri}: {e}")
+            return None, None
+        self.updates["lastPollTime"] = rfc3339(now)
+        chosen, moved = arrival.select(files, old, now, trigger.settle_seconds)
+        if not chosen:
+            return None, None
+        name = data_run_name(spec.name, old.text())
+        manifest = self._manifest(spec, name)
+        if not any(r.name == name for r in self.recent.merge(self._runs())):
+            await asyncio.to_thread(arrival.write_manifest, manifest, chosen, env)
+        return Firing(name, now, "data"), moved
+
+    async def _adopt_watermark(self, name: str) -> None:
+        try:
+            run = await self.api.get(path(API_VERSION, RUNS, self.namespace, name))
+        except ApiError as e:
+            if e.status == 404:
+                return
+            raise
+        text = ((run.get("metadata") or {}).get("annotations") or {}).get(WATERMARK)
+        if text:
+            self.updates["watermark"] = json.loads(text)
+
+    async def _credentials(self, spec: ScheduleSpec) -> dict[str, str]:
+        name = ((spec.template["spec"].get("storage") or {}).get("secretRef") or {}).get("name")
+        if not name:
+            return {}
+        return secret_env(await self.api.get(path("v1", "secrets", self.namespace, name)))
+
+    # -- runs, events, status ------------------------------------------------------
+
+    def _manifest(self, spec: ScheduleSpec, run: str) -> str:
+        return arrival.manifest_uri(spec.template["spec"]["workdir"], spec.name, run)
+
+    async def _create(self, spec: ScheduleSpec, firing: Firing, watermark: arrival.Watermark | None) -> bool:
+        """Create the run of a firing, or adopt it (409); whether it was created now."""
+        data = firing.trigger == "data"
+        manifest = self._manifest(spec, firing.name) if data else None
+        owner = {"apiVersion": API_VERSION, "kind": "PipelineSchedule", "name": self.name, "uid": self.uid,
+                 "controller": True, "blockOwnerDeletion": True}
+        body = build_run(spec, firing.name, firing.slot, firing.trigger, manifest=manifest, owner=owner,
+                         watermark=watermark.text() if data and watermark else None)
+        body["metadata"]["namespace"] = self.namespace
+        try:
+            created = await self.creates.creating(self.api.create(path(API_VERSION, RUNS, self.namespace), body))
+            adopted = False
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            created, adopted = body, True
+            if data:
+                await self._adopt_watermark(firing.name)
+        self.recent.created[firing.name] = (run_of(created), time.monotonic())
+        if adopted:
+            return False
+        metrics.SCHEDULE_RUNS.labels(firing.trigger).inc()
+        if firing.trigger == "schedule":
+            metrics.SCHEDULE_LAG.observe(max((self.clock.now() - firing.slot).total_seconds(), 0.0))
+        return True
+
+    async def _delete(self, name: str) -> None:
+        try:
+            await self.api.request("DELETE", path(API_VERSION, RUNS, self.namespace, name),
+                                   {"propagationPolicy": "Background"})
+        except ApiError as e:
+            if e.status != 404:
+                raise
+        self.recent.deleted[name] = time.monotonic()
+        self.recent.created.pop(name, None)
+
+    def _event(self, type_: str, reason: str, message: str) -> None:
+        kopf.event(self.body, type=type_, reason=reason, message=message)
+        self.logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, message)
+
+    async def _write(self, status: dict) -> None:
+        """Patch what changed (a None removes a field)."""
+        patch = {k: v for k, v in status.items() if self.status.get(k) != v}
+        if patch:
+            await self.api.merge_patch(path(API_VERSION, PLURAL, self.namespace, self.name, "status"),
+                                       {"status": patch})
+        self.status = {k: v for k, v in status.items() if v is not None}
+
+
+def _invalid(status: dict) -> bool:
+    return any(c.get("type") == "InvalidSchedule" and c.get("status") == "True" for c in status.get("conditions") or [])

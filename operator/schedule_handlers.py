@@ -1,0 +1,73 @@
+"""kopf handlers of PipelineSchedule: thin, the work is in schedule.py.
+
+    daemon      one per schedule: its ScheduleLoop, woken by the events below
+    index       the schedules' PipelineRuns by the uid of the schedule owning them
+    event       a schedule's change (spec, run-now annotation) or one of its runs' wakes its loop;
+                the loop's own status writes do not (they would wake it again and again)
+
+handlers.py imports this module; the API client and login are handlers.py's.
+"""
+
+from __future__ import annotations
+
+import kopf
+
+from parallelrun.runner.schedules.runs import LABEL_SCHEDULE, RUN_NOW
+
+from .manifests import GROUP, VERSION
+from .reconcile import Wakeups
+from .schedule import PLURAL, RUNS, Clock, CreatesFirst, ScheduleLoop, owner_uid, run_of
+
+SCHEDULED = {LABEL_SCHEDULE: kopf.PRESENT}
+
+
+@kopf.on.startup()
+def configure_schedules(memo: kopf.Memo, **_) -> None:
+    memo.schedule_wakeups = Wakeups()
+    memo.schedule_seen = {}  # uid -> (generation, run-now value) last seen
+    memo.run_phases = {}  # run uid -> phase last seen
+    memo.setdefault("schedule_clock", Clock())
+    memo.schedule_creates = CreatesFirst()
+
+
+@kopf.index(GROUP, VERSION, RUNS, labels=SCHEDULED)
+def runs_by_schedule(body: kopf.Body, **_):
+    uid = owner_uid(body)
+    return {uid: run_of(body)} if uid else None
+
+
+@kopf.on.event(GROUP, VERSION, RUNS, labels=SCHEDULED)
+def run_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """A run's phase changed, or it is gone: its schedule may start or prune runs (a new run
+    changes nothing: its schedule made it)."""
+    uid, run_uid, phase = owner_uid(body), body["metadata"]["uid"], (body.get("status") or {}).get("phase")
+    if event["type"] == "DELETED":
+        memo.run_phases.pop(run_uid, None)
+    elif memo.run_phases.setdefault(run_uid, phase) == phase:
+        return
+    memo.run_phases[run_uid] = phase
+    if uid:
+        memo.schedule_wakeups.wake(uid)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def schedule_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    meta = body["metadata"]
+    uid, seen = meta["uid"], (meta.get("generation"), (meta.get("annotations") or {}).get(RUN_NOW))
+    if event["type"] == "DELETED":
+        memo.schedule_seen.pop(uid, None)
+    elif memo.schedule_seen.get(uid) != seen:
+        memo.schedule_seen[uid] = seen
+        memo.schedule_wakeups.wake(uid)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5, backoff=10)
+async def run_schedule(body: kopf.Body, memo: kopf.Memo, runs_by_schedule: kopf.Index, logger: kopf.Logger,
+                       **_) -> None:
+    uid = body["metadata"]["uid"]
+    loop = ScheduleLoop(body, memo.services.api, lambda: runs_by_schedule.get(uid, ()), memo.schedule_clock,
+                        logger, memo.schedule_creates)
+    try:
+        await loop.drive(memo.schedule_wakeups.event(uid))
+    finally:
+        memo.schedule_wakeups.forget(uid)

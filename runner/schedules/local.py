@@ -1,0 +1,148 @@
+"""`parallelrun schedule run`: the policy engine in the foreground, its state in the workdir.
+
+The state file `<workdir>/_parallelrun/schedules/<schedule>/state.json` holds what
+the operator keeps in status: the memory, the runs and the data watermark. A run is
+recorded (Running, and the watermark its files move to) before it starts and once
+more when it ends, each time written whole; a restart finds a run still Running and
+runs it again under the same name (the pipeline runner resumes it), then decides the
+slots after `handledUntil`: no slot is run twice or dropped. Runs here go one after
+another, so concurrencyPolicy meets no active run; history limits forget the oldest
+records (a run's outputs stay in the workdir). The template's workdir must be a local
+folder or a URI this machine can write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from ..storage import filesystem, write_atomic
+from . import arrival
+from .policy import Firing, Memory, Run, decide
+from .runs import build_run, data_run_name, rfc3339
+from .spec import ScheduleSpec
+
+UTC = timezone.utc
+IDLE_SECONDS = 60  # the longest sleep between looks
+
+RunPipeline = Callable[[dict, str], str]  # (PipelineRun resource, run name) -> final phase
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+@dataclass
+class State:
+    created: datetime
+    memory: Memory
+    runs: list[Run]
+    watermark: arrival.Watermark | None = None
+
+    def to_dict(self) -> dict:
+        m = self.memory
+        return {"created": rfc3339(self.created),
+                "memory": {"handledUntil": m.handled_until and rfc3339(m.handled_until), "generation": m.generation},
+                "runs": [{"name": r.name, "trigger": r.trigger, "slot": r.slot and rfc3339(r.slot), "phase": r.phase,
+                          "created": r.created and rfc3339(r.created)} for r in self.runs],
+                "watermark": self.watermark.to_dict() if self.watermark else None}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> State:
+        m = d.get("memory") or {}
+        return cls(_time(d["created"]), Memory(_time(m.get("handledUntil")), m.get("generation")),
+                   [Run(r["name"], r["trigger"], _time(r.get("slot")), r.get("phase"), _time(r.get("created")))
+                    for r in d.get("runs") or []],
+                   arrival.Watermark.from_dict(d.get("watermark")))
+
+
+class LocalScheduler:
+    def __init__(self, spec: ScheduleSpec, run_pipeline: RunPipeline, *, now: Callable[[], datetime] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] = print):
+        self.spec, self.run_pipeline, self.log = spec, run_pipeline, log
+        self.now = now or (lambda: datetime.now(UTC))
+        self.sleep = sleep
+        workdir = spec.template["spec"]["workdir"].rstrip("/")
+        self.fs, self.state_path = filesystem(f"{workdir}/_parallelrun/schedules/{spec.name}/state.json")
+        # The spec's version: a changed file counts slots from now, as a new generation does.
+        self.generation = int(hashlib.sha256(json.dumps(spec.raw, sort_keys=True, default=str).encode())
+                              .hexdigest()[:12], 16)
+        self.next_poll: datetime | None = None
+
+    def load(self) -> State:
+        if self.fs.exists(self.state_path):
+            return State.from_dict(json.loads(self.fs.cat_file(self.state_path)))
+        return State(self.now(), Memory(), [])
+
+    def save(self, state: State) -> None:
+        self.fs.makedirs(self.state_path.rsplit("/", 1)[0], exist_ok=True)
+        write_atomic(self.fs, self.state_path, json.dumps(state.to_dict(), indent=1).encode())
+
+    def run_forever(self, looks: int | None = None) -> None:
+        """Look, run what is due, sleep until the next slot or poll; `looks` bounds it (tests)."""
+        while looks is None or looks > 0:
+            wake = self.look()
+            wait = IDLE_SECONDS if wake is None else min(IDLE_SECONDS, (wake - self.now()).total_seconds())
+            if wait > 0:
+                self.sleep(wait)
+            looks = None if looks is None else looks - 1
+
+    def look(self) -> datetime | None:
+        """One look; returns when the next is due (None: in IDLE_SECONDS)."""
+        state = self.load()
+        for run in [r for r in state.runs if r.phase == "Running"]:  # interrupted by a restart: resume it
+            self.log(f"resuming {run.name} (interrupted)")
+            self._execute(state, Firing(run.name, run.slot, run.trigger))
+        now = self.now()
+        data, moved = self._poll(state, now)
+        decision = decide(self.spec, state.memory, state.runs, now, generation=self.generation,
+                          created=state.created, data=data)
+        for notice in decision.notices:
+            self.log(f"{notice.reason}: {notice.message}")
+        state.runs = [r for r in state.runs if r.name not in decision.delete]
+        for firing in decision.create:
+            state.runs.append(Run(firing.name, firing.trigger, firing.slot, "Running", now))
+            if firing.trigger == "data":
+                state.watermark = moved
+        state.memory = decision.memory
+        self.save(state)  # the runs exist (Running) before any starts, with the memory past their slots
+        for firing in decision.create:
+            self._execute(state, firing)
+        wake = list(decision.upcoming[:1]) + ([self.next_poll] if self.spec.trigger and self.next_poll else [])
+        return min(wake) if wake else None
+
+    def _poll(self, state: State, now: datetime) -> tuple[Firing | None, arrival.Watermark | None]:
+        trigger = self.spec.trigger
+        if trigger is None or self.spec.suspend or (self.next_poll is not None and now < self.next_poll):
+            return None, None
+        self.next_poll = now + timedelta(seconds=trigger.poll_seconds)
+        old = state.watermark or arrival.Watermark(state.created)
+        chosen, moved = arrival.select(arrival.new_files(trigger.uri, trigger.pattern, old), old, now,
+                                       trigger.settle_seconds)
+        if not chosen:
+            return None, None
+        name = data_run_name(self.spec.name, old.text())
+        arrival.write_manifest(self._manifest(name), chosen)
+        self.log(f"{len(chosen)} new files under {trigger.uri}: {self._manifest(name)}")
+        return Firing(name, now, "data"), moved
+
+    def _manifest(self, name: str) -> str:
+        return arrival.manifest_uri(self.spec.template["spec"]["workdir"], self.spec.name, name)
+
+    def _execute(self, state: State, firing: Firing) -> None:
+        manifest = self._manifest(firing.name) if firing.trigger == "data" else None
+        doc = build_run(self.spec, firing.name, firing.slot, firing.trigger, manifest=manifest)
+        self.log(f"starting {firing.name} ({firing.trigger}, scheduled {rfc3339(firing.slot)})")
+        try:
+            phase = self.run_pipeline(doc, firing.name)
+        except Exception as e:  # the run's own failure; the scheduler goes on
+            self.log(f"{firing.name} failed: {e}")
+            phase = "Failed"
+        self.log(f"{firing.name}: {phase}")
+        state.runs = [Run(r.name, r.trigger, r.slot, phase, r.created) if r.name == firing.name else r
+                      for r in state.runs]
+        self.save(state)

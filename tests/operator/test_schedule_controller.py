@@ -1,0 +1,250 @@
+"""The PipelineSchedule controller on the emulator, with a clock the tests move.
+
+The tests play the PipelineRun controller: they set a run's status.phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from operator_harness import NAMESPACE, eventually
+
+from parallelrun.operator.kube import path
+from parallelrun.runner.schedules.runs import RUN_NOW, SCHEDULED_TIME
+
+pytestmark = pytest.mark.timeout(60)
+
+API = "parallelrun.dev/v1alpha1"
+T0 = datetime(2026, 1, 5, 6, 0, 30, tzinfo=timezone.utc)
+MIN = timedelta(minutes=1)
+
+
+class FakeClock:
+    """The operator's clock, moved by the test; sleeping polls it."""
+
+    def __init__(self, now: datetime):
+        self._now, self._lock = now, threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def move(self, delta: timedelta) -> None:
+        with self._lock:
+            self._now += delta
+
+    async def sleep_until(self, when, wake) -> None:
+        while not wake.is_set() and (when is None or self.now() < when):
+            await asyncio.sleep(0.005)
+
+
+def schedule(name: str = "nightly", cron: str | None = "* * * * *", **spec) -> dict:
+    body = {"template": {"spec": {"workdir": "/tmp/work/", "steps": [{"name": "report", "container": {
+        "image": "busybox", "command": ["echo", "${{schedule.scheduledTime}}"]}}]}}, **spec}
+    if cron:
+        body["schedule"] = {"cron": cron}
+    return {"apiVersion": API, "kind": "PipelineSchedule", "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": body}
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def scheduler(operator, clock):
+    return lambda: operator(schedule_clock=clock)
+
+
+async def create(kube, body: dict) -> dict:
+    return await kube.create(path(API, "pipelineschedules", NAMESPACE), body)
+
+
+def runs(cluster) -> list[str]:
+    return sorted(name for (resource, ns, name), obj in cluster.objects.items()
+                  if resource.plural == "pipelineruns" and not obj.deleted)
+
+
+def status(cluster, name: str = "nightly") -> dict:
+    return (cluster.get("pipelineschedules", name) or {}).get("status") or {}
+
+
+def events(cluster, reason: str | None = None) -> list[str]:
+    return [obj.raw.get("message") for (resource, _, _), obj in cluster.objects.items()
+            if resource.plural == "events" and not obj.deleted and reason in (None, obj.raw.get("reason"))]
+
+
+async def set_phase(kube, run: str, phase: str) -> None:
+    await kube.merge_patch(path(API, "pipelineruns", NAMESPACE, run, "status"), {"status": {"phase": phase}})
+
+
+async def annotate(kube, name: str, value: str) -> None:
+    await kube.merge_patch(path(API, "pipelineschedules", NAMESPACE, name),
+                           {"metadata": {"annotations": {RUN_NOW: value}}})
+
+
+def sample(name: str, **labels) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_each_slot_creates_one_run_with_its_time(cluster, kube, scheduler, clock, schema):
+    started, lags = sample("parallelrun_schedule_runs_started_total", trigger="schedule"), \
+        sample("parallelrun_schedule_lag_seconds_count")
+    async with scheduler():
+        await create(kube, schedule())
+        await eventually(lambda: status(cluster).get("nextScheduleTimes"))
+        assert runs(cluster) == []
+        assert status(cluster)["nextScheduleTimes"] == ["2026-01-05T06:01:00Z", "2026-01-05T06:02:00Z",
+                                                        "2026-01-05T06:03:00Z"]
+        clock.move(MIN)
+        await eventually(lambda: runs(cluster) == ["nightly-202601050601"])
+        run = cluster.get("pipelineruns", "nightly-202601050601")
+        assert run["spec"]["steps"][0]["container"]["command"] == ["echo", "2026-01-05T06:01:00Z"]
+        assert run["metadata"]["annotations"][SCHEDULED_TIME] == "2026-01-05T06:01:00Z"
+        assert run["metadata"]["ownerReferences"][0]["kind"] == "PipelineSchedule"
+        st = await eventually(lambda: status(cluster).get("lastScheduleTime") and status(cluster))
+        assert st["lastScheduleTime"] == "2026-01-05T06:01:00Z" and st["active"] == ["nightly-202601050601"]
+        assert st["nextScheduleTime"] == "2026-01-05T06:02:00Z"
+        assert {c["type"]: c["status"] for c in st["conditions"]} == {
+            "InvalidSchedule": "False", "Suspended": "False", "Ready": "True"}
+        await eventually(lambda: events(cluster, "Started"))
+        assert [str(v) for v in schema.validate(cluster.get("pipelineschedules", "nightly"))] == []
+    assert cluster.creations["pipelineruns", "nightly-202601050601"] == 1
+    assert sample("parallelrun_schedule_runs_started_total", trigger="schedule") == started + 1
+    assert sample("parallelrun_schedule_lag_seconds_count") == lags + 1
+
+
+async def test_missed_slots_after_downtime_run_the_latest_and_are_reported(cluster, kube, scheduler, clock):
+    async with scheduler():
+        await create(kube, schedule(cron="*/5 * * * *"))
+        await eventually(lambda: status(cluster).get("handledUntil"))
+    clock.move(30 * MIN)  # down over 6 slots
+    async with scheduler():
+        await eventually(lambda: runs(cluster) == ["nightly-202601050630"])
+        await eventually(lambda: len(events(cluster, "MissedSchedule")) == 5)
+    assert runs(cluster) == ["nightly-202601050630"]
+    assert sample("parallelrun_schedule_missed_slots_total") >= 5
+
+
+async def test_forbid_skips_then_history_prunes(cluster, kube, scheduler, clock):
+    async with scheduler():
+        await create(kube, schedule(concurrencyPolicy="Forbid", successfulRunsHistoryLimit=1))
+        await eventually(lambda: status(cluster).get("handledUntil"))
+        clock.move(MIN)
+        await eventually(lambda: runs(cluster) == ["nightly-202601050601"])
+        await set_phase(kube, "nightly-202601050601", "Running")
+        clock.move(MIN)
+        await eventually(lambda: events(cluster, "Skipped"))
+        assert runs(cluster) == ["nightly-202601050601"]
+        await set_phase(kube, "nightly-202601050601", "Succeeded")
+        await eventually(lambda: status(cluster).get("lastSuccessfulTime"))
+        clock.move(MIN)
+        await eventually(lambda: "nightly-202601050603" in runs(cluster))
+        await set_phase(kube, "nightly-202601050603", "Succeeded")
+        await eventually(lambda: runs(cluster) == ["nightly-202601050603"])  # one succeeded run kept
+
+
+async def test_replace_deletes_the_running_run(cluster, kube, scheduler, clock):
+    async with scheduler():
+        await create(kube, schedule(concurrencyPolicy="Replace"))
+        await eventually(lambda: status(cluster).get("handledUntil"))
+        clock.move(MIN)
+        await eventually(lambda: runs(cluster) == ["nightly-202601050601"])
+        await set_phase(kube, "nightly-202601050601", "Running")
+        clock.move(MIN)
+        await eventually(lambda: runs(cluster) == ["nightly-202601050602"])
+
+
+async def test_run_now_fires_once_per_value_even_when_suspended(cluster, kube, scheduler, clock):
+    async with scheduler():
+        await create(kube, schedule(cron=None, suspend=True))
+        await eventually(lambda: status(cluster).get("handledUntil"))
+        await annotate(kube, "nightly", "1")
+        await eventually(lambda: len(runs(cluster)) == 1)
+        await eventually(lambda: status(cluster).get("runNow") == "1")
+        await set_phase(kube, runs(cluster)[0], "Succeeded")  # Forbid would skip a run-now beside it
+        clock.move(MIN)
+        await annotate(kube, "nightly", "2")
+        await eventually(lambda: len(runs(cluster)) == 2)
+    async with scheduler():  # a restart does not fire the handled value again
+        clock.move(MIN)
+        await eventually(lambda: status(cluster).get("handledUntil", "") >= "2026-01-05T06:02:30Z")
+    assert len(runs(cluster)) == 2 and all(n.startswith("nightly-now-") for n in runs(cluster))
+
+
+async def test_suspend_and_spec_change_fire_nothing(cluster, kube, scheduler, clock):
+    async with scheduler():
+        await create(kube, schedule(suspend=True))
+        await eventually(lambda: status(cluster).get("handledUntil"))
+        assert status(cluster)["nextScheduleTimes"] == []
+        clock.move(3 * MIN)  # three slots pass while suspended
+        await asyncio.sleep(0.5)
+        assert runs(cluster) == []
+        await kube.merge_patch(path(API, "pipelineschedules", NAMESPACE, "nightly"),
+                               {"spec": {"suspend": False, "schedule": {"cron": "*/10 * * * *"}}})
+        await eventually(lambda: events(cluster, "SpecChanged"))
+        await eventually(lambda: status(cluster).get("nextScheduleTime") == "2026-01-05T06:10:00Z")
+        assert runs(cluster) == []
+        clock.move(7 * MIN)
+        await eventually(lambda: runs(cluster) == ["nightly-202601050610"])
+
+
+async def test_invalid_schedule_says_field_and_fix(cluster, kube, scheduler, clock):
+    async with scheduler():
+        await create(kube, schedule(cron="0 25 * * *"))
+        st = await eventually(lambda: status(cluster).get("conditions") and status(cluster))
+    invalid = next(c for c in st["conditions"] if c["type"] == "InvalidSchedule")
+    assert invalid["status"] == "True" and invalid["message"].startswith("spec.schedule.cron: ")
+
+
+async def test_two_replicas_make_one_run_per_slot(cluster, kube, operator, clock):
+    async with operator(schedule_clock=clock), operator(schedule_clock=clock):
+        await create(kube, schedule(concurrencyPolicy="Allow"))
+        await eventually(lambda: status(cluster).get("handledUntil"))
+        for _ in range(3):
+            clock.move(MIN)
+            await eventually(lambda: len(runs(cluster)) == _ + 1)
+    assert runs(cluster) == ["nightly-202601050601", "nightly-202601050602", "nightly-202601050603"]
+    assert all(cluster.creations["pipelineruns", n] == 1 for n in runs(cluster))
+
+
+async def test_restart_between_create_and_status_adopts(cluster, kube, scheduler, clock):
+    async with scheduler():
+        await create(kube, schedule())
+        await eventually(lambda: status(cluster).get("handledUntil"))
+        fault = cluster.refuse("patch", "pipelineschedules/status", status=503, reason="ServiceUnavailable",
+                               message="down")
+        clock.move(MIN)
+        await eventually(lambda: runs(cluster) == ["nightly-202601050601"] and fault.hits)
+    cluster.faults.clear()
+    assert status(cluster).get("lastScheduleTime") is None  # the memory did not move
+    async with scheduler():
+        await eventually(lambda: status(cluster).get("lastScheduleTime") == "2026-01-05T06:01:00Z"
+                         or status(cluster).get("handledUntil", "") >= "2026-01-05T06:01:30Z")
+    assert runs(cluster) == ["nightly-202601050601"] and cluster.creations["pipelineruns", "nightly-202601050601"] == 1
+
+
+async def test_trigger_command_sets_run_now_through_the_api(cluster, kube, scheduler, clock, tmp_path):
+    from parallelrun.cli import main
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: emu, cluster: {{server: "{cluster.url}"}}}}]
+users: [{{name: me, user: {{token: tests}}}}]
+contexts: [{{name: emu, context: {{cluster: emu, user: me, namespace: {NAMESPACE}}}}}]
+current-context: emu
+""")
+    async with scheduler():
+        await create(kube, schedule(cron=None))
+        await eventually(lambda: status(cluster).get("handledUntil"))
+        assert await asyncio.to_thread(main, ["trigger", "psched/nightly", "--kubeconfig", str(kubeconfig)]) == 0
+        await eventually(lambda: len(runs(cluster)) == 1)
+        assert runs(cluster)[0].startswith("nightly-now-")
+        assert await asyncio.to_thread(main, ["trigger", "psched/absent", "--kubeconfig", str(kubeconfig)]) == 2
