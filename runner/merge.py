@@ -164,9 +164,26 @@ def _write_text(fs, layout: Layout, fmt: str, parts, schemas, schema, out) -> No
             if fmt == "csv":
                 f.readline()
             if fmt == "jsonl" or k is None or same_names[k]:
-                shutil.copyfileobj(f, out, _COPY_BUFFER)
+                _copy_rest(f, out)
             else:
                 out.write(_realigned_text(f.read(), schemas[k].names, schema, delimiter))
+
+
+def _copy_rest(f, out) -> None:
+    """The rest of `f` onto `out`: by the kernel (os.sendfile) where both are local files,
+    else in blocks through this process."""
+    try:
+        source, target = f.fileno(), out.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):  # a stored object
+        shutil.copyfileobj(f, out, _COPY_BUFFER)
+        return
+    out.flush()
+    offset, size = f.tell(), os.fstat(source).st_size
+    while offset < size:
+        sent = os.sendfile(target, source, offset, size - offset)
+        if not sent:
+            break
+        offset += sent
 
 
 def _header(schema) -> bytes:

@@ -417,7 +417,7 @@ def _local_listing(root: str, keep) -> Listing:
     entered where they sort: the walk yields the paths in sorted order without sorting
     them all at the end."""
     listing = Listing([], [], [])
-    rels, sizes, versions = listing.rels, listing.sizes, listing.versions
+    add_rel, add_size, add_version = listing.rels.append, listing.sizes.append, listing.versions.append
     stack = [("", frozenset({_identity(os.stat(root))}), iter(_sorted_entries(root)))]  # folder, above it, entries
     while stack:
         folder, above, entries = stack[-1]
@@ -434,9 +434,13 @@ def _local_listing(root: str, keep) -> Listing:
             try:
                 stat = entry.stat()
             except FileNotFoundError:  # a dangling link: listed, as fsspec does, and fails when read
-                rels.append(rel), sizes.append(0), versions.append(None)
+                add_rel(rel)
+                add_size(0)
+                add_version(None)
                 continue
-            rels.append(rel), sizes.append(stat.st_size), versions.append(stat.st_mtime_ns)
+            add_rel(rel)
+            add_size(stat.st_size)
+            add_version(stat.st_mtime_ns)
         else:
             stack.pop()
     return listing
