@@ -168,3 +168,13 @@ def test_local_mode_scores_the_manifest_in_its_order_and_names_a_listed_file_tha
     (job.root / "todo.txt").write_text("data/item_0004.txt\n")
     with pytest.raises(PlanError, match="spec.input.manifest: .*item_0004.txt does not exist"):
         run_local(str(path), console=Console(file=io.StringIO()))
+
+
+def test_validate_checks_that_the_manifest_is_there(tmp_path):
+    from parallelrun.runner.preflight import missing_files
+
+    spec = spec_for(tmp_path / "absent.txt")
+    assert missing_files(spec) == [f"spec.input.manifest: {tmp_path}/absent.txt does not exist; "
+                                   "fix the path of the input manifest"]
+    (tmp_path / "absent.txt").write_text("x.png\n")
+    assert missing_files(spec) == []
