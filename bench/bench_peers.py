@@ -94,8 +94,10 @@ def run_ray(data: str, model_dir: str, out: str) -> None:
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     files = sorted(str(p) for p in Path(data).glob("*.parquet"))
-    (ray.data.read_parquet(files)
-        .map_batches(Scorer, concurrency=2, batch_format="pandas", batch_size=100_000)
+    (ray.data.read_parquet(files, override_num_blocks=8)  # blocks for both actors, whatever the file count
+        # 2 actors of half a CPU each: whole ones would take both CPUs and starve the read and write tasks
+        .map_batches(Scorer, compute=ray.data.ActorPoolStrategy(size=2), num_cpus=0.5, batch_format="pandas",
+                     batch_size=100_000)
         .write_csv(out))
 
 
