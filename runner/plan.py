@@ -262,7 +262,7 @@ def _manifest_input(manifest: str, env: Mapping[str, str] | None) -> tuple[str, 
     fs, path = filesystem(manifest, env)
     try:
         with fs.open(path, "rb") as f:
-            text = f.read().decode("utf-8")
+            text = f.read().decode("utf-8-sig")  # a byte order mark, as some editors write, is no path
     except FileNotFoundError:
         raise PlanError(f"spec.input.manifest: {manifest} does not exist") from None
     except (OSError, UnicodeDecodeError) as e:

@@ -42,7 +42,7 @@ def test_entries_in_order_relative_to_the_manifest_blank_lines_skipped():
 def test_plan_is_exactly_the_listed_files_in_manifest_order(tmp_path):
     files(tmp_path / "in", "c.png", "a.png", "_b.png", "sub/d.png", "other.png")
     manifest = tmp_path / "in" / "list.txt"
-    manifest.write_text("c.png\n_b.png\nsub/d.png\n" + f"file://{tmp_path}/in/a.png\n")
+    manifest.write_bytes(("\ufeffc.png\r\n_b.png\nsub/d.png\n" + f"file://{tmp_path}/in/a.png\n").encode())
     plan = make_plan(spec_for(manifest, miniBatchSize=2))
     assert plan.input_uri == f"{tmp_path}/in/"
     assert [mb.files for mb in plan.mini_batches] == [("c.png", "_b.png"), ("sub/d.png", "a.png")]
