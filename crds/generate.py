@@ -257,8 +257,15 @@ def job_spec_schema() -> dict:
                     "format": string("txt: AML's space-separated rows; csv, parquet and jsonl "
                                      "keep column names.",
                                      enum=["txt", "csv", "parquet", "jsonl"], default="txt"),
+                    "layout": string("file (default): one output file; dataset (parquet only): fileName "
+                                     "is a folder of ordered parts part-00000.parquet, part-00001.parquet... "
+                                     "and a _SUCCESS marker written last, as Spark and Ray write them.",
+                                     enum=["file", "dataset"]),
                 },
                 required=["uri"],
+                rules=[rule("!has(self.layout) || self.layout == 'file' || (has(self.format) && self.format == 'parquet')",
+                            "output.layout dataset is for parquet output; use format parquet or layout file",
+                            field=".layout")],
             ),
             "nodeCount": integer("[node_count] Scoring pods, one per node.", minimum=1, default=1),
             "processCountPerNode": integer(

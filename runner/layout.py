@@ -17,7 +17,7 @@ from __future__ import annotations
 from .spec import JobSpec
 from .storage import join
 
-PART_EXTENSIONS = {"txt": "txt", "csv": "csv", "jsonl": "jsonl", "parquet": "arrow"}
+PART_EXTENSIONS = {"txt": "txt", "csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
 
 
 def run_id_for(spec: JobSpec, salt: bytes = b"") -> str:

@@ -9,7 +9,9 @@ mini-batch returned, in the order they first appear in plan order; a mini-batch
 without a column leaves it empty. In Parquet, a column's types are unified (ints and
 floats: floats); types that cannot be (a string in one mini-batch, a number in
 another) fail the run, naming the column and both mini-batches. Text formats keep
-values as run() wrote them. Parts whose columns already match are concatenated as bytes.
+values as run() wrote them. Parts whose columns already match are concatenated as bytes
+(Parquet: their row groups copied, not decoded). `output.layout: dataset` keeps a Parquet
+output as a folder of the parts in plan order instead of one file.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .storage import open_atomic, remove_stale_temporaries, write_atomic
 
 _COPY_BUFFER = 8 * 2**20
 PREVIOUS_SUFFIX = ".previous"  # where a failed run moves an earlier run's final file
+DATASET_MARKER = "_SUCCESS"  # written last into a dataset folder, as Spark does: the folder is whole
 
 
 class MergeError(PermanentError, RuntimeError):
@@ -125,10 +128,13 @@ def _aligned(table, target):
 
 
 def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan,
-                 results: list[ShardResult]) -> int:
-    """Write the parts of `results` into `target` in plan order; returns its size in bytes."""
+                 results: list[ShardResult], output_layout: str = "file") -> int:
+    """Write the parts of `results` into `target` (a file, or the folder of a dataset) in plan
+    order; returns its size in bytes."""
     parts, schemas, first_of = _parts(plan, results)
     schema = _target_schema(schemas, first_of, typed=output_format == "parquet")
+    if output_layout == "dataset":
+        return _write_dataset(fs, layout, parts, schemas, schema, target)
     remove_stale_temporaries(fs, os.path.dirname(target), os.path.basename(target))
     with open_atomic(fs, target) as out:
         if output_format == "parquet":
@@ -158,9 +164,26 @@ def _write_text(fs, layout: Layout, fmt: str, parts, schemas, schema, out) -> No
             if fmt == "csv":
                 f.readline()
             if fmt == "jsonl" or k is None or same_names[k]:
-                shutil.copyfileobj(f, out, _COPY_BUFFER)
+                _copy_rest(f, out)
             else:
                 out.write(_realigned_text(f.read(), schemas[k].names, schema, delimiter))
+
+
+def _copy_rest(f, out) -> None:
+    """The rest of `f` onto `out`: by the kernel (os.sendfile) where both are local files,
+    else in blocks through this process."""
+    try:
+        source, target = f.fileno(), out.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):  # a stored object
+        shutil.copyfileobj(f, out, _COPY_BUFFER)
+        return
+    out.flush()
+    offset, size = f.tell(), os.fstat(source).st_size
+    while offset < size:
+        sent = os.sendfile(target, source, offset, size - offset)
+        if not sent:
+            break
+        offset += sent
 
 
 def _header(schema) -> bytes:
@@ -184,33 +207,65 @@ def _realigned_text(data: bytes, names: list[str], schema, delimiter: str) -> by
     return write_csv(_aligned(table, schema), False, delimiter)
 
 
-def _write_parquet(fs, layout: Layout, parts, schemas, schema, out) -> None:
+def _parquet_parts(fs, layout: Layout, parts, schemas, schema):
+    """Each part as Parquet bytes with the output's columns, in plan order, and the function
+    that encodes it anew (for a part the joiner refuses). A part whose columns are the
+    output's is its bytes as the worker wrote them; others are decoded, aligned, encoded."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    writer = None
-    try:
-        for mb, _ in parts:
-            with _open_part(fs, layout, mb) as f:
-                try:
-                    table = pa.ipc.open_stream(f).read_all()
-                except pa.ArrowInvalid as e:
-                    raise MergeError(f"mini-batch {mb}: its part {layout.part(mb)} is not readable ({e}); "
-                                     "rerun with --fresh") from e
-            if schema is None:  # parts committed before their schemas were recorded: the first one's
-                schema = table.schema.remove_metadata()
-            if writer is None:
-                first = table.schema
-                writer = pq.ParquetWriter(out, schema.with_metadata(first.metadata)
-                                          if first.remove_metadata() == schema else schema)
-            if table.schema.remove_metadata() != schema:
-                table = _aligned(table, schema)
-            writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
-        if writer is None:
-            pq.write_table(pa.table({}), out)
-    finally:
-        if writer is not None:
-            writer.close()
+    from .outputs import write_parquet
+
+    def realigned(mb: int, data: bytes) -> bytes:
+        try:
+            table = pq.read_table(pa.py_buffer(data))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise MergeError(f"mini-batch {mb}: its part {layout.part(mb)} is not readable ({e}); "
+                             "rerun with --fresh") from e
+        return write_parquet(_aligned(table, schema) if schema is not None else table)
+
+    same = [schema is None or s == schema for s in schemas]
+    for mb, k in parts:
+        with _open_part(fs, layout, mb) as f:
+            data = f.read()
+        yield mb, data if k is None or same[k] else realigned(mb, data), lambda mb=mb, data=data: realigned(mb, data)
+
+
+def _write_parquet(fs, layout: Layout, parts, schemas, schema, out) -> None:
+    """One Parquet file: the parts' row groups copied as bytes (runner/parquetjoin.py)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .parquetjoin import Joiner, NotJoinable
+
+    joiner = Joiner(out)
+    for mb, data, encoded_anew in _parquet_parts(fs, layout, parts, schemas, schema):
+        try:
+            joiner.add(data)
+        except NotJoinable:  # e.g. a part written by another pyarrow: its columns through Arrow
+            try:
+                joiner.add(encoded_anew())
+            except NotJoinable as e:
+                raise MergeError(f"mini-batch {mb}: its part {layout.part(mb)} cannot join the output ({e}); "
+                                 "rerun with --fresh") from e
+    if joiner.head is None:
+        pq.write_table(pa.table({}) if schema is None else schema.empty_table(), out)
+    else:
+        joiner.close()
+
+
+def _write_dataset(fs, layout: Layout, parts, schemas, schema, folder: str) -> int:
+    """A folder of Parquet files in plan order (part-00000.parquet, ...), then `_SUCCESS`;
+    an earlier folder of that name is removed first. Returns the bytes written."""
+    if fs.exists(folder):
+        fs.rm(folder, recursive=True)
+    fs.makedirs(folder, exist_ok=True)
+    size = 0
+    for i, (_, data, _) in enumerate(_parquet_parts(fs, layout, parts, schemas, schema)):
+        write_atomic(fs, f"{folder}/part-{i:05d}.parquet", data)
+        size += len(data)
+    write_atomic(fs, f"{folder}/{DATASET_MARKER}", b"")
+    return size
 
 
 # -- the merge --------------------------------------------------------------------------
@@ -247,7 +302,7 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     if write_final and not exceeded and spec.output.action == "appendRow":
         _check_complete(plan, results)
         try:
-            size = write_output(fs, layout, spec.output.format, final, plan, results)
+            size = write_output(fs, layout, spec.output.format, final, plan, results, spec.output.layout)
         except MergeError:
             _move_aside(fs, final)
             raise
@@ -298,7 +353,7 @@ def _move_aside(fs, final: str) -> str | None:
     if not fs.exists(final):
         return None
     previous = final + PREVIOUS_SUFFIX
-    fs.mv(final, previous)
+    fs.mv(final, previous, recursive=fs.isdir(final))  # a dataset is a folder
     return previous
 
 

@@ -3,7 +3,7 @@
 A result is a list (each element one succeeded item) or a DataFrame (each row one).
 Parts are written so that the merge only concatenates: txt/jsonl parts are plain
 lines, csv parts carry their header line (the merge keeps the first), parquet parts
-are Arrow IPC streams that the merge writes into one Parquet file.
+are Parquet files whose row groups the merge copies into one file (runner/parquetjoin.py).
 """
 
 from __future__ import annotations
@@ -73,6 +73,15 @@ def write_csv(table: pa.Table, header: bool, delimiter: str) -> bytes:
     return buf.getvalue()
 
 
+def write_parquet(table: pa.Table) -> bytes:
+    """A whole Parquet file, encoded here (in parallel workers) so that the merge only copies row groups."""
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
 def encode_part(result, fmt: str) -> EncodedPart:
     if fmt in ("txt", "jsonl") and isinstance(result, (list, tuple)):
         if fmt == "txt":
@@ -87,8 +96,5 @@ def encode_part(result, fmt: str) -> EncodedPart:
         return EncodedPart("".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist()).encode(),
                            table.schema)
     if fmt == "parquet":
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return EncodedPart(sink.getvalue().to_pybytes(), table.schema)
+        return EncodedPart(write_parquet(table), table.schema)
     raise ValueError(fmt)

@@ -43,6 +43,7 @@ InputType = Literal["tabular", "files"]
 InputFormat = Literal["parquet", "csv", "jsonl"]
 OutputAction = Literal["appendRow", "summaryOnly"]
 OutputFormat = Literal["txt", "csv", "parquet", "jsonl"]
+OutputLayout = Literal["file", "dataset"]  # one file, or (parquet) a folder of ordered parts
 SizeUnit = Literal["count", "rows", "bytes"]  # files, rows, or bytes on disk
 LoggingLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -116,6 +117,7 @@ class OutputSpec:
     action: OutputAction = "appendRow"
     file_name: str = "parallel_run_step.txt"
     format: OutputFormat = "txt"
+    layout: OutputLayout = "file"
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,9 @@ class JobSpec:
             "miniBatchErrorThreshold": self.mini_batch_error_threshold,
             "allowedFailedPercent": self.allowed_failed_percent,
             "output": {"uri": self.output.uri, "action": self.output.action,
-                       "fileName": self.output.file_name, "format": self.output.format},
+                       "fileName": self.output.file_name, "format": self.output.format,
+                       # only when not the default: the fingerprint (and run id) of every other spec stays as it was
+                       **({"layout": self.output.layout} if self.output.layout != "file" else {})},
             "nodeCount": self.node_count,
             "runInvocationTimeout": self.run_invocation_timeout,
             "initTimeout": self.init_timeout,
@@ -432,17 +436,23 @@ class _Loader:
                          manifest=self.uri("spec.input.manifest", value.get("manifest"), required=False))
 
     def output(self, value: Any) -> OutputSpec | None:
-        value = self.mapping("spec.output", value, ("uri", "action", "fileName", "format"), required=True)
+        value = self.mapping("spec.output", value, ("uri", "action", "fileName", "format", "layout"), required=True)
         if value is None:
             return None
         file_name = self.string("spec.output.fileName", value.get("fileName"), default="parallel_run_step.txt")
         if file_name and ("/" in file_name or file_name.startswith(("_", "."))):
             self.fail("spec.output.fileName", f"{file_name!r} must be a plain file name, not a path nor starting with _ or .")
+        fmt = self.choice("spec.output.format", value.get("format"), get_args(OutputFormat), "txt")
+        layout = self.choice("spec.output.layout", value.get("layout"), get_args(OutputLayout), "file")
+        if layout == "dataset" and fmt != "parquet":
+            self.fail("spec.output.layout", "dataset (a folder of ordered parts) is for parquet output; "
+                      "use format: parquet or layout: file")
         return OutputSpec(
             uri=self.uri("spec.output.uri", value.get("uri")),
             action=self.choice("spec.output.action", value.get("action"), get_args(OutputAction), "appendRow"),
             file_name=file_name,
-            format=self.choice("spec.output.format", value.get("format"), get_args(OutputFormat), "txt"),
+            format=fmt,
+            layout=layout,
         )
 
     def code(self, value: Any) -> CodeSpec | None:

@@ -106,6 +106,7 @@ VALID_JOBS = {
                                           miniBatchSize="0.5GB"),
     "files, count": files_job(miniBatchSize=10),
     "files, defaults": files_job(),
+    "parquet dataset": job(output={"uri": "az://out/", "format": "parquet", "fileName": "scored", "layout": "dataset"}),
     "files from a manifest": job(input={"manifest": "az://data/incoming/manifest.txt", "type": "files"}),
     "tabular from a manifest": job(input={"manifest": "/data/lists/iris.txt", "type": "tabular", "format": "csv"}),
     "code baked into the image": job(code={"entryScript": "/app/score.py"}),
@@ -146,6 +147,8 @@ INVALID_JOBS = [
             "input.uri or input.manifest is required"),
     Invalid("input uri and manifest", changed(job(), "spec.input.manifest", "az://data/list.txt"),
             "spec.input.manifest", "exclusive"),
+    Invalid("dataset layout of csv output", job(output={"uri": "az://out/", "format": "csv", "layout": "dataset"}),
+            "spec.output.layout", "dataset is for parquet output"),
     Invalid("manifest with a pattern", changed(files_job(), "spec.input", {
         "manifest": "az://data/list.txt", "type": "files", "pattern": "*.png"}), "spec.input.pattern",
             "a manifest lists exactly the files"),

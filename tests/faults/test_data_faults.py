@@ -381,7 +381,7 @@ def test_a_merge_pod_fails_on_a_missing_part_and_on_clashing_columns(job, tmp_pa
     job.script(ECHO)
     assert pod("plan", spec, "r3", log).returncode == 0
     assert pod("score", spec, "r3", log, ["--shard", "0"]).returncode == 0
-    os.remove(job.output / "_parallelrun" / "r3" / "parts" / "000000002.arrow")
+    os.remove(job.output / "_parallelrun" / "r3" / "parts" / "000000002.parquet")
     assert pod("merge", spec, "r3", log).returncode == 2
     assert "mini-batch 2 was committed with results" in json.loads(log.read_text())["reason"]
     assert not job.final("out.parquet").exists()

@@ -42,7 +42,7 @@ def test_entries_in_order_relative_to_the_manifest_blank_lines_skipped():
 def test_plan_is_exactly_the_listed_files_in_manifest_order(tmp_path):
     files(tmp_path / "in", "c.png", "a.png", "_b.png", "sub/d.png", "other.png")
     manifest = tmp_path / "in" / "list.txt"
-    manifest.write_text("c.png\n_b.png\nsub/d.png\n" + f"file://{tmp_path}/in/a.png\n")
+    manifest.write_bytes(("\ufeffc.png\r\n_b.png\nsub/d.png\n" + f"file://{tmp_path}/in/a.png\n").encode())
     plan = make_plan(spec_for(manifest, miniBatchSize=2))
     assert plan.input_uri == f"{tmp_path}/in/"
     assert [mb.files for mb in plan.mini_batches] == [("c.png", "_b.png"), ("sub/d.png", "a.png")]
@@ -168,3 +168,13 @@ def test_local_mode_scores_the_manifest_in_its_order_and_names_a_listed_file_tha
     (job.root / "todo.txt").write_text("data/item_0004.txt\n")
     with pytest.raises(PlanError, match="spec.input.manifest: .*item_0004.txt does not exist"):
         run_local(str(path), console=Console(file=io.StringIO()))
+
+
+def test_validate_checks_that_the_manifest_is_there(tmp_path):
+    from parallelrun.runner.preflight import missing_files
+
+    spec = spec_for(tmp_path / "absent.txt")
+    assert missing_files(spec) == [f"spec.input.manifest: {tmp_path}/absent.txt does not exist; "
+                                   "fix the path of the input manifest"]
+    (tmp_path / "absent.txt").write_text("x.png\n")
+    assert missing_files(spec) == []

@@ -40,8 +40,8 @@ def tabular(job):
 
 
 def spec(fmt, **extra):
-    return dict(input={"type": "tabular", "format": "parquet"}, miniBatchSize=10, nodeCount=2,
-                output={"format": fmt, "fileName": f"out.{fmt}"}, **extra)
+    return {"input": {"type": "tabular", "format": "parquet"}, "miniBatchSize": 10, "nodeCount": 2,
+            "output": {"format": fmt, "fileName": f"out.{fmt}"}, **extra}
 
 
 def test_txt_is_amls_space_separated_rows(tabular):
@@ -63,6 +63,42 @@ def test_parquet(tabular):
     quiet_run(tabular.write(**spec("parquet")))
     table = pq.read_table(tabular.final("out.parquet"))
     assert table.column_names == ["name", "v", "double"] and table["v"].to_pylist() == list(range(300))
+
+
+def test_parquet_row_groups_are_copied_from_the_parts_and_mixed_columns_realigned(tabular):
+    tabular.script("""
+def run(df):
+    if df["v"].iloc[0] >= 150:  # later mini-batches add a column and return floats
+        return df.assign(v=df["v"] * 1.0, extra="x")
+    return df
+""")
+    quiet_run(tabular.write(**spec("parquet")))
+    meta = pq.ParquetFile(tabular.final("out.parquet")).metadata
+    assert meta.num_row_groups == 30 and meta.num_rows == 300  # one row group per mini-batch, none re-cut
+    table = pq.read_table(tabular.final("out.parquet"))
+    assert table.column_names == ["name", "v", "extra"] and str(table.schema.field("v").type) == "double"
+    assert table["v"].to_pylist() == list(range(300))
+    assert table["extra"].to_pylist() == [None] * 150 + ["x"] * 150
+
+
+def test_parquet_dataset_is_a_folder_of_ordered_parts(tabular):
+    summary = quiet_run(tabular.write(**spec("parquet", output={"format": "parquet", "fileName": "scored",
+                                                                 "layout": "dataset"})))
+    folder = tabular.final("scored")
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["_SUCCESS"] + [f"part-{i:05d}.parquet" for i in range(30)]
+    assert summary["output"]["bytes"] == sum(p.stat().st_size for p in folder.iterdir())
+    assert pq.read_table(folder)["double"].to_pylist() == [2 * v for v in range(300)]
+    quiet_run(tabular.write(**spec("parquet", miniBatchSize=100, output={
+        "format": "parquet", "fileName": "scored", "layout": "dataset"})))  # a rerun replaces the folder
+    assert len(list(folder.glob("part-*.parquet"))) == 3
+
+
+def test_dataset_layout_is_for_parquet(tabular):
+    from parallelrun.runner.spec import SpecError
+
+    with pytest.raises(SpecError, match="spec.output.layout: dataset .* is for parquet output"):
+        quiet_run(tabular.write(**spec("csv", output={"format": "csv", "layout": "dataset"})))
 
 
 def test_jsonl(tabular):

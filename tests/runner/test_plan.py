@@ -56,6 +56,22 @@ def test_local_listing_is_what_fsspec_lists(tmp_path):
         generic + [(("dangling.bin",), 0), (("linked/b/c.bin",), 9)])
 
 
+def test_the_walk_yields_paths_in_sorted_order_and_the_plan_lines_are_the_mini_batches_json(tmp_path):
+    """Folders are entered where `name/` sorts among their siblings: no sort of every path at the end."""
+    names = ["a", "a-b", "a.txt", "a/x", "a/y/z", "a0", "ab/c", "b", "é", "A/q", 'quote"d']
+    for name in names:
+        path = tmp_path / (name + ".f" if name in ("a", "ab") else name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    plan = make_plan(spec_for(str(tmp_path), nodeCount=3))
+    rels = [mb.files[0] for mb in plan.mini_batches]
+    assert rels == sorted(rels) and len(rels) == len(names)
+    assert plan.mini_batches.lines(0, len(rels)) == "".join(mb.to_json() + "\n" for mb in plan.mini_batches)
+    by_three = make_plan(spec_for(str(tmp_path), miniBatchSize=3))
+    assert [mb.files for mb in by_three.mini_batches] == [tuple(rels[i:i + 3]) for i in range(0, len(rels), 3)]
+    assert [s.items for s in by_three.shards] == [len(rels)] and by_three.mini_batches[-1].items == len(rels) % 3
+
+
 def test_no_input_is_a_plan_error(tmp_path):
     with pytest.raises(PlanError, match=r"spec.input.uri: no input files matching '\*.png'"):
         make_plan(spec_for(str(tmp_path), input={"pattern": "*.png"}))
