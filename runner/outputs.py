@@ -78,7 +78,7 @@ def write_parquet(table: pa.Table) -> bytes:
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, write_page_index=False)  # no absolute offsets but the footer's (parquetjoin)
     return sink.getvalue().to_pybytes()
 
 

@@ -22,7 +22,8 @@ _STOP, _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _M
 _FILE_SCHEMA, _FILE_NUM_ROWS, _FILE_ROW_GROUPS, _FILE_ENCRYPTION, _FILE_SIGNING_KEY = 2, 3, 4, 8, 9
 _RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
 _CC_FILE_PATH, _CC_META, _CC_CRYPTO, _CC_ENCRYPTED_META = 1, 3, 8, 9
-_CC_OFFSETS = (2, 4, 6)  # file_offset, offset_index_offset, column_index_offset
+_CC_FILE_OFFSET = 2
+_CC_PAGE_INDEX = (4, 6)  # offset_index_offset, column_index_offset: their page locations are absolute
 _META_OFFSETS = (9, 10, 11, 14)  # data_page, index_page, dictionary_page, bloom_filter offsets
 
 
@@ -186,7 +187,9 @@ def _moved_row_group(row_group: list[Field], delta: int, ordinal: int) -> list[F
 def _moved_chunk(chunk: list[Field], delta: int) -> list[Field]:
     if any(f.id in (_CC_FILE_PATH, _CC_CRYPTO, _CC_ENCRYPTED_META) for f in chunk):
         raise NotJoinable("a column chunk is in another file or encrypted")
-    chunk = _shifted(chunk, _CC_OFFSETS, delta)
+    if any(f.id in _CC_PAGE_INDEX for f in chunk):  # the page locations inside the index would need moving too
+        raise NotJoinable("a column chunk has a page index")
+    chunk = _shifted(chunk, (_CC_FILE_OFFSET,), delta)
     return [f._replace(value=_shifted(f.value, _META_OFFSETS, delta)) if f.id == _CC_META else f for f in chunk]
 
 

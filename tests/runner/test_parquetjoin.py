@@ -39,7 +39,7 @@ def test_footer_decodes_and_encodes_to_the_same_bytes():
 
 
 def test_joined_file_has_every_row_group_in_order_readable_and_filterable():
-    files = [parquet(frame(0), row_group_size=400), parquet(frame(1000), row_group_size=400, write_page_index=True),
+    files = [parquet(frame(0), row_group_size=400), parquet(frame(1000), row_group_size=400),
              parquet(frame(2000, 10))]
     data = joined(*files)
     pf = pq.ParquetFile(io.BytesIO(data))
@@ -73,6 +73,13 @@ def test_another_schema_or_no_parquet_is_refused_before_anything_is_written():
     assert len(out.getvalue()) == size
     joiner.close()
     assert pq.read_table(io.BytesIO(out.getvalue())).num_rows == 1000
+
+
+def test_a_page_index_is_refused_its_page_locations_would_point_into_the_wrong_file():
+    joiner = Joiner(io.BytesIO())
+    joiner.add(parquet(frame(0)))
+    with pytest.raises(NotJoinable, match="page index"):
+        joiner.add(parquet(frame(1000), write_page_index=True))
 
 
 def test_nothing_to_join():
