@@ -1,21 +1,15 @@
 """`parallelrun`: run a job here, validate a resource, or start the operator.
 
 The one place that knows both halves: the runner (local mode, validation) and the
-operator, imported only for `parallelrun operator` (kopf is an extra).
+operator, imported only for `parallelrun operator` (kopf is an extra). Everything is
+imported where a command needs it: a worker process, which imports this module again
+(multiprocessing's spawn), and `--help` start without rich, yaml or the runner.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
-
-from rich.console import Console
-from rich.logging import RichHandler
-
-from parallelrun.runner.contract import PermanentError
-from parallelrun.runner.spec import SpecError, load_spec_file
 
 
 EXIT_CODES = """exit codes:
@@ -36,7 +30,13 @@ def _version() -> str:
         return "unknown"
 
 
-def _run(args, console: Console) -> int:
+def _run(args, console) -> int:
+    import logging
+    import signal
+
+    from rich.logging import RichHandler
+
+    from parallelrun.runner.contract import PermanentError
     from parallelrun.runner.local import LocalRunError, run_local
     from parallelrun.runner.lock import RunLocked
     from parallelrun.runner.plan import PlanError
@@ -68,8 +68,9 @@ def _run(args, console: Console) -> int:
     return 0
 
 
-def _validate(args, console: Console) -> int:
+def _validate(args, console) -> int:
     from parallelrun.runner.preflight import missing_files
+    from parallelrun.runner.spec import SpecError, load_spec_file
 
     status = 0
     for path in args.job:
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                           help="check the spec alone, without looking for its files (no storage access)")
     commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)")
     args = parser.parse_args(argv)
+    from rich.console import Console
+
     console = Console(stderr=True, soft_wrap=True)  # a reason or a path stays on one line
     return {"run": _run, "validate": _validate}[args.command](args, console)
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import fsspec
-import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
 from .contract import PermanentError
@@ -409,6 +408,8 @@ def _text_batches_by_rows(f, rel: str, start: int, size: int, rows: int) -> Iter
     """Cut after every `rows` rows; a blank line is no row (the readers skip it too)."""
     f.seek(start)
     pos = start
+    import numpy as np  # here, not at the top: a worker imports this module too
+
     ends: list[np.ndarray] = []
     while True:
         block = f.read(_SCAN_BLOCK)
@@ -470,6 +471,8 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
     empty ones come last (see shards_with_work).
     """
     n = len(mini_batches)
+    import numpy as np
+
     sizes = np.fromiter((max(b.size, 1) for b in mini_batches), dtype=np.float64, count=n)
     cumulative = np.cumsum(sizes)
     total = cumulative[-1] if n else 0.0

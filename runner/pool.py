@@ -1,11 +1,16 @@
 """A pool of worker processes that survives its workers.
 
-The pool starts `size` workers, hands a mini-batch to an idle one, and turns every way
-an attempt can end into an event: a result, an error raised by run(), a call that
+The pool starts `size` workers and keeps each fed with up to `1 + prefetch`
+mini-batches (the worker reads the next ones while run() computes), and turns every
+way an attempt can end into an event: a result, an error raised by run(), a call that
 overran `timeout` (the worker is killed), or a worker that died (segfault,
 `os._exit`, the OOM killer). A killed or dead worker is replaced at once; its
 replacement runs init() again. A worker whose init() does not report ready within
 `init_timeout` fails the pool with InitError, as a failing init() does.
+
+A succeeded attempt's part is written later, with its worker's group (commits.py):
+a Placed event says where. What a killed or dead worker held and had not yet run, or
+had run but not yet written, comes back as Returned: to be run again, no attempt spent.
 
 The workers and every process they start share a process group that dies with the
 pool, however the pool's process ends (processes.py).
@@ -18,14 +23,17 @@ import multiprocessing
 import os
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
+from typing import NamedTuple
 
 from .contract import PermanentError
 from .plan import MiniBatch
 from .processes import ProcessGroup
 from .storage import StorageRefused, StorageUnavailable
-from .worker import AttemptFailed, InitFailed, Message, Ok, Ready, StorageFailed, WorkerConfig, worker_main
+from .worker import (AttemptFailed, InitFailed, Message, Ok, PartsWritten, Ready, StorageFailed, WorkerConfig,
+                     worker_main)
 
 
 class InitError(PermanentError, RuntimeError):
@@ -46,6 +54,27 @@ class Outcome:
     schema: str | None = None  # the committed part's columns (outputs.schema_to_text)
     error: str | None = None
     traceback: str | None = None
+    part_pending: bool = False  # its part comes with a later Placed event
+
+
+class Placed(NamedTuple):
+    """The part of succeeded mini-batch `id` is written: `file` in the parts folder, at `offset`, `length` bytes."""
+
+    id: int
+    file: str
+    offset: int
+    length: int
+
+
+class Returned(NamedTuple):
+    """A mini-batch whose worker was lost before it ran it, or before it wrote its part:
+    to be run again. `ran`: its attempt had been reported (as an Outcome)."""
+
+    mini_batch: MiniBatch
+    ran: bool
+
+
+Event = Outcome | Placed | Returned
 
 
 def _describe_exit(code: int | None) -> str:
@@ -69,8 +98,9 @@ class _Worker:
         child.close()
         self.started = time.monotonic()
         self.ready = False
-        self.task: MiniBatch | None = None
-        self.deadline = 0.0
+        self.tasks: deque[MiniBatch] = deque()  # sent, not yet ended; the first one runs
+        self.unwritten: dict[int, MiniBatch] = {}  # ran, its part not yet written
+        self.deadline = 0.0  # of the first task
 
     def dump_stacks(self) -> None:
         """Before killing a hung worker: its threads' stacks go to its log (see join_pool)."""
@@ -92,7 +122,8 @@ class WorkerPool:
     """`configs[k]` is worker k's config (its env carries its GPUs).
 
     At most `max_workers` workers start (the first configs): no more than there are
-    mini-batches to run. A worker's init() has `init_timeout` seconds to report ready.
+    mini-batches to run. A worker's init() has `init_timeout` seconds to report ready;
+    each run() `timeout` seconds, counted from when the worker's previous one ended.
     """
 
     def __init__(self, configs: list[WorkerConfig], timeout: float, max_init_crashes: int = 3, *,
@@ -100,6 +131,7 @@ class WorkerPool:
         self._ctx = multiprocessing.get_context("spawn")
         if max_workers is not None:
             configs = configs[:max(1, max_workers)]
+        self._depth = 1 + max((c.prefetch for c in configs), default=0)
         self._timeout = timeout
         self._init_timeout = init_timeout
         self._init_crashes = 0
@@ -122,25 +154,28 @@ class WorkerPool:
 
     @property
     def busy(self) -> bool:
-        return any(w.task is not None for w in self._workers)
+        """Whether a mini-batch is running, waiting in a worker, or has its part still to be written."""
+        return any(w.tasks or w.unwritten for w in self._workers)
 
-    def idle(self) -> list[_Worker]:
-        return [w for w in self._workers if w.ready and w.task is None]
+    def feed(self, pending: deque) -> None:
+        """Hand mini-batches from the left of `pending` to the ready workers, up to 1 + prefetch each."""
+        for w in self._workers:
+            while pending and w.ready and len(w.tasks) < self._depth:
+                mb = pending.popleft()
+                if not w.tasks:
+                    w.deadline = time.monotonic() + self._timeout
+                w.tasks.append(mb)
+                w.conn.send(mb.to_json())
 
-    def submit(self, worker: _Worker, mb: MiniBatch) -> None:
-        worker.task = mb
-        worker.deadline = time.monotonic() + self._timeout
-        worker.conn.send(mb.to_json())
-
-    def wait(self, timeout: float) -> list[Outcome]:
-        """Outcomes of the attempts that ended within `timeout` seconds."""
-        outcomes: list[Outcome] = []
+    def wait(self, timeout: float) -> list[Event]:
+        """What happened within `timeout` seconds: attempts that ended, parts written, mini-batches returned."""
+        outcomes: list[Event] = []
         dead = self._listen(self._until_next_deadline(timeout), outcomes)
         now = time.monotonic()
         for w in self._workers:
             if w in dead:
                 self._bury(w, outcomes)
-            elif w.task is not None and now >= w.deadline:
+            elif w.tasks and now >= w.deadline:
                 self._time_out(w, outcomes)
             elif not w.ready and now >= w.started + self._init_timeout:
                 w.dump_stacks()
@@ -151,13 +186,13 @@ class WorkerPool:
 
     def _until_next_deadline(self, timeout: float) -> float:
         """`timeout`, shortened to the first run() or init() deadline."""
-        deadlines = [w.deadline for w in self._workers if w.task is not None]
+        deadlines = [w.deadline for w in self._workers if w.tasks]
         deadlines += [w.started + self._init_timeout for w in self._workers if not w.ready]
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
         return timeout
 
-    def _listen(self, timeout: float, outcomes: list[Outcome]) -> set[_Worker]:
+    def _listen(self, timeout: float, outcomes: list[Event]) -> set[_Worker]:
         """Take what the workers send within `timeout`; returns the workers that died."""
         handles = {}
         for w in self._workers:
@@ -179,7 +214,7 @@ class WorkerPool:
                 dead.add(w)
         return dead
 
-    def _receive(self, w: _Worker, message: Message, outcomes: list[Outcome]) -> None:
+    def _receive(self, w: _Worker, message: Message, outcomes: list[Event]) -> None:
         match message:
             case Ready():
                 w.ready = True
@@ -187,33 +222,48 @@ class WorkerPool:
                 raise InitError(error, tb)
             case StorageFailed(text, transient):
                 raise (StorageUnavailable if transient else StorageRefused)(text)
-            case Ok(_, items, returned, schema):
-                outcomes.append(Outcome(w.task, items, returned=returned, schema=schema))
-                w.task = None
+            case Ok(_, items, returned, schema, pending):
+                mb = self._ended(w)
+                if pending:
+                    w.unwritten[mb.id] = mb
+                outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending))
             case AttemptFailed(_, items, error, tb):
-                outcomes.append(Outcome(w.task, items, error=error, traceback=tb))
-                w.task = None
+                outcomes.append(Outcome(self._ended(w), items, error=error, traceback=tb))
+            case PartsWritten(file, entries):
+                for mb_id, offset, length in entries:
+                    del w.unwritten[mb_id]
+                    outcomes.append(Placed(mb_id, file, offset, length))
 
-    def _bury(self, w: _Worker, outcomes: list[Outcome]) -> None:
+    def _ended(self, w: _Worker) -> MiniBatch:
+        """The worker's running mini-batch ended: the next one runs, its timeout counted from now."""
+        mb = w.tasks.popleft()
+        w.deadline = time.monotonic() + self._timeout
+        return mb
+
+    def _bury(self, w: _Worker, outcomes: list[Event]) -> None:
         """A worker that died: its attempt failed (or its init() crashed); a new one takes its place."""
         w.process.join(1)
-        if w.task is not None:
-            outcomes.append(Outcome(w.task, None, error=_describe_exit(w.process.exitcode)))
+        if w.tasks:
+            outcomes.append(Outcome(w.tasks.popleft(), None, error=_describe_exit(w.process.exitcode)))
         elif not w.ready:
             self._init_crashes += 1
             if self._init_crashes >= self._max_init_crashes:
                 raise InitError(f"init() crashed: {_describe_exit(w.process.exitcode)}", "")
-        self._replace(w)
+        self._replace(w, outcomes)
 
-    def _time_out(self, w: _Worker, outcomes: list[Outcome]) -> None:
+    def _time_out(self, w: _Worker, outcomes: list[Event]) -> None:
         """A run() call that overran the timeout: the attempt failed; the worker is killed and replaced."""
-        outcomes.append(Outcome(w.task, None, error=f"TimeoutError: run() did not return within "
-                                                    f"runInvocationTimeout ({self._timeout:g} s)"))
+        outcomes.append(Outcome(w.tasks.popleft(), None, error=f"TimeoutError: run() did not return within "
+                                                               f"runInvocationTimeout ({self._timeout:g} s)"))
         w.dump_stacks()
-        self._replace(w)
+        self._replace(w, outcomes)
 
-    def _replace(self, w: _Worker) -> None:
-        w.task = None
+    def _replace(self, w: _Worker, outcomes: list[Event]) -> None:
+        """Kill `w` and start its successor; what it held comes back (Returned)."""
+        outcomes.extend(Returned(mb, True) for mb in w.unwritten.values())
+        outcomes.extend(Returned(mb, False) for mb in w.tasks)
+        w.tasks.clear()
+        w.unwritten.clear()
         w.kill()
         self._workers[w.index] = _Worker(self._ctx, w.index, self._configs[w.index])
 
@@ -223,7 +273,7 @@ class WorkerPool:
         process they started. Idempotent."""
         stopping = []
         for w in self._workers:
-            if graceful and w.ready and w.task is None and w.process.is_alive():
+            if graceful and w.ready and not w.tasks and not w.unwritten and w.process.is_alive():
                 try:
                     w.conn.send(None)
                     stopping.append(w)

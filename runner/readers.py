@@ -6,12 +6,14 @@ import io
 import os
 import shutil
 from collections.abc import Mapping
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from .formats import arrow_dataset, csv_options, has_header
 from .plan import MiniBatch, Plan, file_version
 from .storage import filesystem, is_local
+
+if TYPE_CHECKING:  # imported where a table is read: a files job never loads pyarrow
+    import pyarrow as pa
 
 
 class InputChangedError(RuntimeError):
