@@ -26,6 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
+from collections.abc import Callable
 from typing import NamedTuple
 
 from .contract import PermanentError
@@ -34,6 +35,10 @@ from .processes import ProcessGroup
 from .storage import StorageRefused, StorageUnavailable
 from .worker import (AttemptFailed, InitFailed, Message, Ok, PartsWritten, Ready, StorageFailed, WorkerConfig,
                      worker_main)
+
+
+QUEUE_SECONDS = 0.05  # a worker is sent about this much work at a time, by its pace so far
+MAX_QUEUE = 256  # mini-batches sent to a worker and not yet ended, at most
 
 
 class InitError(PermanentError, RuntimeError):
@@ -101,6 +106,19 @@ class _Worker:
         self.tasks: deque[MiniBatch] = deque()  # sent, not yet ended; the first one runs
         self.unwritten: dict[int, MiniBatch] = {}  # ran, its part not yet written
         self.deadline = 0.0  # of the first task
+        self.first_queue = self.queue = 1 + config.prefetch  # how many tasks it may hold, by its pace
+        self.seconds_per_task: float | None = None
+        self.reported = 0.0  # when it last reported
+
+    def paced(self, ended: int) -> None:
+        """`ended` tasks ended since its last report: its queue follows its pace."""
+        now = time.monotonic()
+        if self.reported and ended:
+            pace = (now - self.reported) / ended
+            self.seconds_per_task = pace if self.seconds_per_task is None else 0.7 * self.seconds_per_task + 0.3 * pace
+            wanted = int(QUEUE_SECONDS / max(self.seconds_per_task, 1e-6))
+            self.queue = max(self.first_queue, min(MAX_QUEUE, wanted))
+        self.reported = now
 
     def dump_stacks(self) -> None:
         """Before killing a hung worker: its threads' stacks go to its log (see join_pool)."""
@@ -131,7 +149,6 @@ class WorkerPool:
         self._ctx = multiprocessing.get_context("spawn")
         if max_workers is not None:
             configs = configs[:max(1, max_workers)]
-        self._depth = 1 + max((c.prefetch for c in configs), default=0)
         self._timeout = timeout
         self._init_timeout = init_timeout
         self._init_crashes = 0
@@ -157,15 +174,26 @@ class WorkerPool:
         """Whether a mini-batch is running, waiting in a worker, or has its part still to be written."""
         return any(w.tasks or w.unwritten for w in self._workers)
 
-    def feed(self, pending: deque) -> None:
-        """Hand mini-batches from the left of `pending` to the ready workers, up to 1 + prefetch each."""
+    def feed(self, pending: deque, line_of: Callable[[MiniBatch], str] = MiniBatch.to_json) -> None:
+        """Hand mini-batches from the left of `pending` to the ready workers, each in one message.
+
+        A worker holds up to 1 + prefetch of them, more where they are quick (its queue
+        covers about QUEUE_SECONDS of run() calls, at most MAX_QUEUE): fewer messages. It
+        never holds more than its share of what is left, so a slow or hanging run() delays
+        few others, and every worker has some to the end. `line_of` gives a mini-batch's
+        JSON (its line of the plan)."""
+        left = len(pending) + sum(len(w.tasks) for w in self._workers)
+        share = -(-left // len(self._workers))
         for w in self._workers:
-            while pending and w.ready and len(w.tasks) < self._depth:
-                mb = pending.popleft()
-                if not w.tasks:
-                    w.deadline = time.monotonic() + self._timeout
-                w.tasks.append(mb)
-                w.conn.send(mb.to_json())
+            room = min(w.queue, share) - len(w.tasks) if w.ready else 0
+            if room <= 0 or not pending:
+                continue
+            batch = [pending.popleft() for _ in range(min(room, len(pending)))]
+            if not w.tasks:
+                w.deadline = w.reported = time.monotonic()
+                w.deadline += self._timeout
+            w.tasks.extend(batch)
+            w.conn.send([line_of(mb) for mb in batch])
 
     def wait(self, timeout: float) -> list[Event]:
         """What happened within `timeout` seconds: attempts that ended, parts written, mini-batches returned."""
@@ -214,7 +242,12 @@ class WorkerPool:
                 dead.add(w)
         return dead
 
-    def _receive(self, w: _Worker, message: Message, outcomes: list[Event]) -> None:
+    def _receive(self, w: _Worker, message: Message | list[Message], outcomes: list[Event]) -> None:
+        if isinstance(message, list):  # the results of a run of quick mini-batches
+            for m in message:
+                self._receive(w, m, outcomes)
+            w.paced(len(message))
+            return
         match message:
             case Ready():
                 w.ready = True

@@ -19,7 +19,7 @@ from .accounting import Counts, spec_threshold_exceeded
 from .commits import CommitLog, read_commits
 from .contract import CODE_DIR, CODE_DIR_ENV, PermanentError
 from .layout import Layout
-from .plan import MiniBatch, Plan, changed_sources, read_shard
+from .plan import MiniBatch, Plan, changed_sources
 from .pool import Outcome, Placed, Returned, WorkerPool
 from .readers import Reader
 from .records import DoneRecord, ShardResult
@@ -54,6 +54,7 @@ class ShardRunner:
         self._log = CommitLog(fs, layout, index)
         self._awaiting: dict[int, tuple[MiniBatch, DoneRecord]] = {}  # succeeded, its part not yet written
         self._urgent = False  # something staged that should not wait for its group to fill
+        self._lines: dict[int, str] = {}  # each mini-batch's line of the plan
 
     # -- set-up ----------------------------------------------------------------
 
@@ -134,6 +135,8 @@ class ShardRunner:
                 self._count(committed[mb.id])
             else:
                 pending.append(mb)
+        if self.counts.mini_batches:
+            self.on_progress(self.index, self.counts)
         if len(pending) < len(mini_batches):
             log.info("shard %d: resuming, %d of %d mini-batches already committed",
                      self.index, len(mini_batches) - len(pending), len(mini_batches))
@@ -142,7 +145,10 @@ class ShardRunner:
     # -- the loop --------------------------------------------------------------
 
     def run(self) -> ShardResult:
-        mini_batches = read_shard(self.fs, self.layout, self.index)
+        # The plan's lines go to the workers as they are (no encoding again per mini-batch).
+        lines = self.fs.cat_file(self.layout.plan_shard(self.index)).decode().splitlines()
+        mini_batches = [MiniBatch.from_json(line) for line in lines if line.strip()]
+        self._lines = {mb.id: line for mb, line in zip(mini_batches, (line for line in lines if line.strip()))}
         pending = deque(self._resume(mini_batches))
         self.resumed = Counts(**vars(self.counts))  # committed by an earlier attempt
         exceeded = self._exceeded()
@@ -173,7 +179,7 @@ class ShardRunner:
                 if self.should_stop():
                     pool.close(graceful=False)
                     return None
-                pool.feed(pending)
+                pool.feed(pending, lambda mb: self._lines[mb.id])
                 for event in pool.wait(timeout=self._log.max_seconds):
                     if isinstance(event, Placed):
                         _, done = self._awaiting.pop(event.id)
@@ -191,24 +197,25 @@ class ShardRunner:
                         if event.error is not None:
                             log.error("mini-batch %d failed after %d attempts: %s", mb.id, attempts[mb.id],
                                       event.error)
-                        self._finish(mb, event, attempts[mb.id])
+                        if self._finish(mb, event, attempts[mb.id]):  # failed items: the thresholds count them now
+                            self._commit_staged()
+                            if exceeded := self._exceeded():
+                                pool.close(graceful=False)
+                                return exceeded
                     else:
                         log.warning("mini-batch %d attempt %d/%d failed: %s", mb.id, attempts[mb.id],
                                     self.spec.run_max_try, event.error)
                         pending.appendleft(mb)
                 if self._log.due() or self._urgent:
                     self._commit_staged()
-                exceeded = self._exceeded()
-                if exceeded:
-                    pool.close(graceful=False)
-                    return exceeded
         return None
 
     def _exceeded(self) -> str | None:
         return spec_threshold_exceeded(self.spec, self.counts, self.plan.total_mini_batches)
 
-    def _finish(self, mb: MiniBatch, outcome: Outcome, attempts: int) -> None:
-        """A mini-batch's last attempt ended: its record is staged, once its part is written if it has one."""
+    def _finish(self, mb: MiniBatch, outcome: Outcome, attempts: int) -> bool:
+        """A mini-batch's last attempt ended: its record is staged, once its part is written if it has
+        one. Returns whether it has failed items."""
         # The plan's count where it has one: rows that vanished from the input are failed items.
         items = mb.items if mb.items is not None else outcome.items if outcome.items is not None else self._items_of(mb)
         if outcome.error is not None:
@@ -227,18 +234,22 @@ class ShardRunner:
             self._awaiting[mb.id] = (mb, done)
         else:
             self._stage(done)
+        return done.failed > 0
 
     def _stage(self, done: DoneRecord) -> None:
-        """Committed with its group: at once with a worker's group of parts, or when it has
-        failed items (the thresholds count them), else when the group is full or old."""
+        """Committed with its group: at once with a worker's group of parts, else when the
+        group is full or old (or at once, by the caller, when it has failed items)."""
         self._log.stage(done)
-        self._urgent = self._urgent or done.part is not None or done.failed > 0
+        self._urgent = self._urgent or done.part is not None
 
     def _commit_staged(self) -> None:
         """Commit what is staged; it counts from now on."""
-        for done in self._log.write():
+        committed = self._log.write()
+        for done in committed:
             self._count(done)
         self._urgent = False
+        if committed:
+            self.on_progress(self.index, self.counts)
 
     def _count(self, done: DoneRecord) -> None:
         self.counts.add(done.counts)
@@ -248,7 +259,6 @@ class ShardRunner:
             self.without_part.append(done.id)
         elif done.schema:  # one string per distinct schema, however many mini-batches share it
             self._schemas[done.id] = self._distinct.setdefault(done.schema, done.schema)
-        self.on_progress(self.index, self.counts)
 
     def _items_of(self, mb: MiniBatch) -> int:
         """Items of a mini-batch that failed before it was read (a crash, a timeout)."""

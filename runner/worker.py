@@ -8,12 +8,16 @@ messages cross the pipe to the shard process:
                      AttemptFailed(id, items or None, error, traceback)
                      PartsWritten(file, [(id, offset, length), ...]): parts of Ok mini-batches
                      StorageFailed(message, transient): writing parts failed, the run stops
-    shard → worker   a mini-batch as JSON, or None to stop
+    shard → worker   a list of mini-batches as JSON, or None to stop
 
-The shard sends a worker up to 1 + `prefetch` mini-batches at a time: a fetcher thread
-reads the next ones (remote files fetched concurrently) while run() computes the
-current one. Parts are kept in a PartGroup (commits.py) and written a group at a time:
-when it is full or old, or when no mini-batch waits for more than IDLE_FLUSH_SECONDS.
+Ok and AttemptFailed travel in lists: a worker reports its results when it has no
+mini-batch at hand, before it writes parts, and else within REPORT_SECONDS (a reporter
+thread sends what waits longer, so a result never waits behind a long run() call):
+quick mini-batches share a message. Where the input is remote, a fetcher thread reads up to `prefetch`
+mini-batches ahead (their files fetched concurrently) while run() computes the current
+one; input on a local disk is read when its turn comes (no wait to hide). Parts are kept in a
+PartGroup (commits.py) and written a group at a time: when it is full or old, or when
+no mini-batch comes within IDLE_FLUSH_SECONDS.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -36,9 +41,10 @@ from .plan import MiniBatch, Plan
 from .processes import join_pool
 from .readers import Reader
 from .spec import LoggingLevel, OutputFormat
-from .storage import StorageError, filesystem
+from .storage import StorageError, filesystem, is_local
 
 IDLE_FLUSH_SECONDS = 0.02  # a worker with no mini-batch waiting writes its parts after this long
+REPORT_SECONDS = 0.02  # results are reported at least this often
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,87 @@ def worker_main(conn, config: WorkerConfig) -> None:
 _STOP = object()
 
 
+def _receive(conn) -> list[str] | None:
+    """The next mini-batches from the shard; None: stop."""
+    try:
+        return conn.recv()
+    except (EOFError, OSError):
+        return None
+
+
+def _read(reader: Reader, mb: MiniBatch):
+    """(payload, items), or the exception reading raised: the attempt fails in order."""
+    try:
+        return reader.read(mb)
+    except BaseException as e:  # noqa: BLE001 - reported as the attempt's failure
+        return e
+
+
+class _Inline:
+    """Mini-batches read when their turn comes: input on a local disk has no fetch to overlap."""
+
+    def __init__(self, conn, reader: Reader):
+        self.conn, self.reader, self.lines = conn, reader, deque()
+
+    def at_hand(self) -> bool:
+        return bool(self.lines)
+
+    def wait(self, timeout: float) -> bool:
+        return bool(self.lines) or self.conn.poll(timeout)
+
+    def take(self):
+        if not self.lines:
+            message = _receive(self.conn)
+            if message is None:
+                return _STOP
+            self.lines.extend(message)
+        mb = MiniBatch.from_json(self.lines.popleft())
+        return mb, _read(self.reader, mb)
+
+    def done(self) -> None:
+        pass
+
+
+class _Prefetch:
+    """A fetcher thread reads up to `prefetch` mini-batches ahead while run() computes."""
+
+    def __init__(self, conn, reader: Reader, prefetch: int):
+        self.conn, self.reader = conn, reader
+        self.ready: queue.SimpleQueue = queue.SimpleQueue()  # (mini-batch, read), in order; _STOP last
+        self.slots = threading.Semaphore(1 + prefetch)  # read or running: the current one + prefetch
+        self.received = self.taken = 0
+        self.peeked = None
+        threading.Thread(target=self._fetch, name="parallelrun-prefetch", daemon=True).start()
+
+    def at_hand(self) -> bool:
+        return self.received > self.taken
+
+    def wait(self, timeout: float) -> bool:
+        if self.peeked is None:
+            try:
+                self.peeked = self.ready.get(timeout=timeout)
+            except queue.Empty:
+                return False
+        return True
+
+    def take(self):
+        item, self.peeked = (self.peeked if self.peeked is not None else self.ready.get()), None
+        self.taken += item is not _STOP
+        return item
+
+    def done(self) -> None:
+        self.slots.release()
+
+    def _fetch(self) -> None:
+        while (message := _receive(self.conn)) is not None:
+            self.received += len(message)
+            for line in message:
+                mb = MiniBatch.from_json(line)
+                self.slots.acquire()
+                self.ready.put((mb, _read(self.reader, mb)))
+        self.ready.put(_STOP)
+
+
 class _Worker:
     def __init__(self, conn, config: WorkerConfig, module):
         self.conn, self.config, self.module = conn, config, module
@@ -174,44 +261,53 @@ class _Worker:
         out_fs, out_path = filesystem(config.output_uri)
         layout = Layout(out_path, config.run_id, config.output_format)
         self.group = PartGroup(out_fs, layout, config.worker.replace(".", "-"))
-        self.ready: queue.SimpleQueue = queue.SimpleQueue()  # (mini-batch, (payload, items) or exception)
+        self.results: list[Ok | AttemptFailed] = []  # not yet reported
+        self.first_result = 0.0  # when the oldest of them came
+        self.sending = threading.Lock()  # results and the pipe, shared with the reporter thread
         self.refused = False  # the output refused a group of parts: nothing more is written
+        remote = not is_local(self.reader.fs)
+        self.source = (_Prefetch(conn, self.reader, config.prefetch) if remote and config.prefetch
+                       else _Inline(conn, self.reader))
 
     def serve(self) -> None:
         """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
-        threading.Thread(target=self._fetch, name="parallelrun-prefetch", daemon=True).start()
+        threading.Thread(target=self._reporter, name="parallelrun-reporter", daemon=True).start()
         while (item := self._next()) is not _STOP:
             self._run(*item)
+            self.source.done()
             if self.group.due() and not self._write_parts():
                 return
         self._write_parts()
+        self._report()
+
+    def _result(self, result: Ok | AttemptFailed) -> None:
+        with self.sending:
+            if not self.results:
+                self.first_result = time.monotonic()
+            self.results.append(result)
+
+    def _report(self, older_than: float = 0.0) -> None:
+        """Send the results not yet reported (those waiting longer than `older_than` seconds)."""
+        with self.sending:
+            if self.results and time.monotonic() - self.first_result >= older_than:
+                self.conn.send(self.results)
+                self.results = []
+
+    def _reporter(self) -> None:
+        while True:
+            time.sleep(REPORT_SECONDS / 2)
+            self._report(older_than=REPORT_SECONDS)
 
     def _next(self):
-        """The next read mini-batch; parts held are written first when none comes soon."""
-        if self.group.count:
-            try:
-                return self.ready.get(timeout=max(0.0, min(IDLE_FLUSH_SECONDS,
-                                                           self.group.deadline() - time.monotonic())))
-            except queue.Empty:
-                if not self._write_parts():
+        """The next read mini-batch. With none at hand, the results are reported first, and
+        the parts held written if no mini-batch comes within IDLE_FLUSH_SECONDS."""
+        if not self.source.at_hand():
+            self._report()
+            if self.group.count:
+                timeout = max(0.0, min(IDLE_FLUSH_SECONDS, self.group.deadline() - time.monotonic()))
+                if not self.source.wait(timeout) and not self._write_parts():
                     return _STOP
-        return self.ready.get()
-
-    def _fetch(self) -> None:
-        """The fetcher thread: receive mini-batches and read them, in order."""
-        while True:
-            try:
-                message = self.conn.recv()
-            except (EOFError, OSError):
-                message = None
-            if message is None:
-                self.ready.put(_STOP)
-                return
-            mb = MiniBatch.from_json(message)
-            try:
-                self.ready.put((mb, self.reader.read(mb)))
-            except BaseException as e:  # noqa: BLE001 - reading failed: the attempt fails in order
-                self.ready.put((mb, e))
+        return self.source.take()
 
     def _run(self, mb: MiniBatch, read) -> None:
         items = None
@@ -230,9 +326,9 @@ class _Worker:
                 part = encode_part(result, self.config.output_format)
                 self.group.add(mb.id, part.data)
                 schema = schema_to_text(part.schema) if part.schema is not None else None
-            self.conn.send(Ok(mb.id, items, returned, schema, pending))
+            self._result(Ok(mb.id, items, returned, schema, pending))
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
-            self.conn.send(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc()))
+            self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc()))
         finally:
             self.reader.cleanup(mb)
 
@@ -240,10 +336,13 @@ class _Worker:
         """Publish the group of parts held; False when the output cannot take it (reported)."""
         if self.refused or not self.group.count:
             return not self.refused
+        self._report()  # the shard learns of the mini-batches before where their parts are
         try:
-            self.conn.send(PartsWritten(*self.group.write()))
+            written = PartsWritten(*self.group.write())
         except StorageError as e:  # the output cannot take the parts: no attempt can succeed
-            self.conn.send(StorageFailed(str(e), e.transient))
+            written = StorageFailed(str(e), e.transient)
             self.refused = True
+        with self.sending:
+            self.conn.send(written)
         return not self.refused
 

@@ -59,7 +59,8 @@ def test_a_crashed_shard_resumes_and_the_merge_has_no_gap_nor_duplicate(job, pod
     committed = committed_ids(job.output / "_parallelrun/r1")
     assert 0 < len(committed) < 20 and len(set(committed)) == len(committed)
     progress = job.output / "_parallelrun/r1/progress/00000.json"  # published at once, then every 10 s
-    assert json.loads(progress.read_text())["miniBatches"] == {"succeeded": 1, "failed": 0}
+    published = json.loads(progress.read_text())["miniBatches"]  # with the first group committed
+    assert 1 <= published["succeeded"] <= len(committed) and published["failed"] == 0
     runner("score", "--spec", path, "--run-id", "r1", env={"JOB_COMPLETION_INDEX": "0"}, check=0)
     message = json.loads(log.read_text())
     assert message == {"miniBatches": {"succeeded": 20, "failed": 0}, "items": {"succeeded": 40, "failed": 0}}
