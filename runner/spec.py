@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-import yaml
 
 from .contract import URI_SCHEME, PermanentError
 
@@ -198,6 +197,8 @@ def load_spec_file(path: str, overrides: list[str] = ()) -> JobSpec:
     `overrides` are `key.path=value` strings applied to `spec`; a value is read as YAML
     (`2`, `true`, `[a, b]`) or, where it is not valid YAML, taken as a string.
     """
+    import yaml  # here: a worker process, which imports this module, reads no YAML
+
     try:
         with open(path, encoding="utf-8") as f:
             doc = yaml.safe_load(f)
@@ -213,6 +214,8 @@ def load_spec_file(path: str, overrides: list[str] = ()) -> JobSpec:
 
 
 def _apply_override(doc: dict, item: str) -> None:
+    import yaml
+
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise SpecError([f"--set {item!r}: expected key=value, e.g. --set nodeCount=2"])
