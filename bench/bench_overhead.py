@@ -8,6 +8,9 @@ loop's median are printed, with the targets (under 2 s at miniBatchSize 1, under
 at 100, start-up included) and the CPU seconds each used (user + system, children
 included: a figure that shared machines disturb less than wall time).
 
+parallelrun's modules are byte-compiled first (as an installed package is; here
+PYTHONDONTWRITEBYTECODE may be set, and every process would compile them again).
+
 Last, it lists the heavy modules a worker loads before its first mini-batch (a files
 job must not pay for pandas, pyarrow, numpy, rich or adlfs).
 
@@ -113,6 +116,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="default: a folder under the system's temp dir, kept")
     args = parser.parse_args()
 
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "runner"), str(root / "parallelrun")],
+                   check=True)
     workdir = (args.workdir or Path(tempfile.gettempdir()) / "parallelrun-bench-small").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     data = prepare(workdir, args.files)

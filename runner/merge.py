@@ -85,10 +85,10 @@ def _global_index(texts: list[str], first_of: list, text: str) -> int:
 def _target_schema(schemas: list, first_of: list[int], typed: bool):
     """Every column of every part, in order of first appearance, with unified types
     (`typed`) or as text."""
+    if not schemas:  # plain lines: no pyarrow to load
+        return None
     import pyarrow as pa
 
-    if not schemas:
-        return None
     if not typed:
         names = list(dict.fromkeys(name for schema in schemas for name in schema.names))
         return pa.schema([(name, pa.string()) for name in names])
