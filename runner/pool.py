@@ -97,7 +97,8 @@ class _Worker:
     def __init__(self, ctx, index: int, config: WorkerConfig):
         self.index = index
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, args=(child, config), daemon=True,
+        self.running = ctx.RawValue("q", -1)  # the mini-batch in run() now (-1: none), set by the worker
+        self.process = ctx.Process(target=worker_main, args=(child, config, self.running), daemon=True,
                                    name=f"parallelrun-worker-{index}")
         self.process.start()
         child.close()
@@ -277,7 +278,7 @@ class WorkerPool:
         """A worker that died: its attempt failed (or its init() crashed); a new one takes its place."""
         w.process.join(1)
         if w.tasks:
-            outcomes.append(Outcome(w.tasks.popleft(), None, error=_describe_exit(w.process.exitcode)))
+            self._fail_running(w, _describe_exit(w.process.exitcode), outcomes)
         elif not w.ready:
             self._init_crashes += 1
             if self._init_crashes >= self._max_init_crashes:
@@ -286,10 +287,19 @@ class WorkerPool:
 
     def _time_out(self, w: _Worker, outcomes: list[Event]) -> None:
         """A run() call that overran the timeout: the attempt failed; the worker is killed and replaced."""
-        outcomes.append(Outcome(w.tasks.popleft(), None, error=f"TimeoutError: run() did not return within "
-                                                               f"runInvocationTimeout ({self._timeout:g} s)"))
+        self._fail_running(w, f"TimeoutError: run() did not return within runInvocationTimeout "
+                              f"({self._timeout:g} s)", outcomes)
         w.dump_stacks()
         self._replace(w, outcomes)
+
+    def _fail_running(self, w: _Worker, error: str, outcomes: list[Event]) -> None:
+        """The attempt of the mini-batch `w` was running failed. Results come in lists, so the
+        ones before it may have ended unreported: they come back (Returned) to run again."""
+        running = w.running.value
+        if any(mb.id == running for mb in w.tasks):
+            while w.tasks[0].id != running:
+                outcomes.append(Returned(w.tasks.popleft(), False))
+        outcomes.append(Outcome(w.tasks.popleft(), None, error=error))
 
     def _replace(self, w: _Worker, outcomes: list[Event]) -> None:
         """Kill `w` and start its successor; what it held comes back (Returned)."""

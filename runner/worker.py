@@ -144,8 +144,9 @@ def _failure(e: BaseException, where: str) -> str:
     return f"{type(e).__name__}{f': {e}' if str(e) else ''} raised by {where}"
 
 
-def worker_main(conn, config: WorkerConfig) -> None:
-    """Entry point of a worker process; `config` is built by the shard, completed by the pool."""
+def worker_main(conn, config: WorkerConfig, running=None) -> None:
+    """Entry point of a worker process; `config` is built by the shard, completed by the pool.
+    `running` (a shared integer) shows the pool the mini-batch in run(), should this process die."""
     join_pool(config.pgid, config.parent_pid)  # dies with the pool, whatever ends it
     if config.log_path:
         _redirect_output(config.log_path)
@@ -165,7 +166,7 @@ def worker_main(conn, config: WorkerConfig) -> None:
         conn.send(InitFailed(_failure(e, where), traceback.format_exc()))
         return
     conn.send(Ready())
-    _Worker(conn, config, module).serve()
+    _Worker(conn, config, module, running).serve()
     if callable(getattr(module, "shutdown", None)):
         module.shutdown()
 
@@ -255,8 +256,9 @@ class _Prefetch:
 
 
 class _Worker:
-    def __init__(self, conn, config: WorkerConfig, module):
+    def __init__(self, conn, config: WorkerConfig, module, running=None):
         self.conn, self.config, self.module = conn, config, module
+        self.running = running
         self.reader = Reader(Plan.from_header(config.plan), config.scratch)
         out_fs, out_path = filesystem(config.output_uri)
         layout = Layout(out_path, config.run_id, config.output_format)
@@ -311,6 +313,8 @@ class _Worker:
 
     def _run(self, mb: MiniBatch, read) -> None:
         items = None
+        if self.running is not None:
+            self.running.value = mb.id
         try:
             if isinstance(read, BaseException):
                 raise read
