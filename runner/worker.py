@@ -275,9 +275,11 @@ class _Worker:
         """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
         threading.Thread(target=self._reporter, name="parallelrun-reporter", daemon=True).start()
         while (item := self._next()) is not _STOP:
+            started = time.monotonic()
             self._run(*item)
             self.source.done()
-            if self.group.due() and not self._write_parts():
+            slow = time.monotonic() - started >= self.group.max_seconds  # its part is not kept behind the next
+            if (slow or self.group.due()) and not self._write_parts():
                 return
         self._write_parts()
         self._report()
