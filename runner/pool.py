@@ -24,9 +24,9 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from collections.abc import Callable
 from typing import NamedTuple
 
 from .contract import PermanentError
@@ -35,7 +35,6 @@ from .processes import ProcessGroup
 from .storage import StorageRefused, StorageUnavailable
 from .worker import (AttemptFailed, InitFailed, Message, Ok, PartsWritten, Ready, StorageFailed, WorkerConfig,
                      worker_main)
-
 
 QUEUE_SECONDS = 0.05  # a worker is sent about this much work at a time, by its pace so far
 MAX_QUEUE = 256  # mini-batches sent to a worker and not yet ended, at most
