@@ -14,8 +14,11 @@ PYTHONDONTWRITEBYTECODE may be set, and every process would compile them again).
 Last, it lists the heavy modules a worker loads before its first mini-batch (a files
 job must not pay for pandas, pyarrow, numpy, rich or adlfs).
 
+With `--before COMMIT` (e.g. a338ea8, before group commits), that version of parallelrun
+runs each job too, in the same rounds (bench/earlier.py).
+
     python bench/bench_overhead.py                       # 20,000 files, miniBatchSize 100, 10, 1
-    python bench/bench_overhead.py --batches 1 --repeat 5
+    python bench/bench_overhead.py --batches 1 --repeat 5 --before a338ea8
 
 Run by hand; never part of CI.
 """
@@ -31,6 +34,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from earlier import pythonpath  # noqa: E402
 
 TARGETS = {1: 2.0, 100: 0.6}  # seconds, on the issue's 2-core machine
 
@@ -83,11 +89,11 @@ spec:
     return path
 
 
-def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the command and its children)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -114,6 +120,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, help="default: a folder under the system's temp dir, kept")
+    parser.add_argument("--before", metavar="COMMIT", help="also run parallelrun as of this commit")
     args = parser.parse_args()
 
     root = Path(__file__).resolve().parent.parent
@@ -127,14 +134,17 @@ def main() -> None:
     print("baseline:", " ".join(plain[:2]), "<plain loop>", *plain[3:])
     print("parallelrun:", " ".join([*parallelrun_command(), "run", str(jobs[args.batches[0]]), "--fresh"]))
 
-    runs: dict[str, list[tuple[float, float]]] = {"plain": [], **{f"mbs {b}": [] for b in args.batches}}
+    names = [f"mbs {b}" for b in args.batches] + ([f"before {b}" for b in args.batches] if args.before else [])
+    runs: dict[str, list[tuple[float, float]]] = {"plain": [], **{name: [] for name in names}}
+    before_env = dict(os.environ, PYTHONPATH=pythonpath(args.before)) if args.before else None
     for i in range(args.repeat):
-        order = [("plain", plain)] + [(f"mbs {b}", [*parallelrun_command(), "run", str(jobs[b]), "--fresh"])
-                                      for b in args.batches]
+        order = [("plain", plain)] + [(name, [*parallelrun_command(), "run", str(jobs[int(name.split()[1])]), "--fresh"])
+                                      for name in names]
         if i % 2:
             order.reverse()
         for name, cmd in order:
-            runs[name].append(timed(cmd))
+            early = name.startswith("before")  # not from the repository: PYTHONPATH counts
+            runs[name].append(timed(cmd, before_env if early else None, workdir if early else None))
             print(f"round {i + 1}: {name:<8} {runs[name][-1][0]:6.2f} s wall {runs[name][-1][1]:6.2f} CPU-s",
                   flush=True)
     out = (workdir / "out-1" / "parallel_run_step.txt") if 1 in args.batches else None
@@ -144,13 +154,15 @@ def main() -> None:
     base = statistics.median(w for w, _ in runs["plain"])
     base_cpu = statistics.median(c for _, c in runs["plain"])
     print(f"\n{args.files:,} files, {args.processes} processes, median of {args.repeat}:")
-    print(f"  plain loop        {base:6.2f} s wall  {base_cpu:5.2f} CPU-s")
-    for b in args.batches:
-        wall = statistics.median(w for w, _ in runs[f"mbs {b}"])
-        cpu = statistics.median(c for _, c in runs[f"mbs {b}"])
-        target = TARGETS.get(b)
+    print(f"  {'plain loop':<28}{base:6.2f} s wall  {base_cpu:5.2f} CPU-s")
+    for name in names:
+        b = int(name.split()[1])
+        wall = statistics.median(w for w, _ in runs[name])
+        cpu = statistics.median(c for _, c in runs[name])
+        target = TARGETS.get(b) if name.startswith("mbs") else None
         verdict = "" if target is None else f"  target < {target} s: {'PASS' if wall < target else 'MISS'}"
-        print(f"  miniBatchSize {b:<4}{wall:6.2f} s wall  {cpu:5.2f} CPU-s  ratio {wall / base:5.2f}x wall, "
+        label = f"miniBatchSize {b}" + (f" ({args.before})" if name.startswith("before") else "")
+        print(f"  {label:<28}{wall:6.2f} s wall  {cpu:5.2f} CPU-s  ratio {wall / base:5.2f}x wall, "
               f"{cpu / base_cpu:5.2f}x CPU{verdict}")
     print(f"heavy modules a worker loads before run(): {worker_imports() or 'none'} (of {', '.join(HEAVY)})")
 

@@ -3,13 +3,14 @@
 `pythonpath(commit)` extracts the commit (git archive) under the temp dir once and lays
 out a `parallelrun` package there (its cli.py, `runner` and `operator` linked in), so a
 process started with PYTHONPATH set to the returned folder imports that version instead
-of the installed (editable) one.
+of the installed (editable) one. Its modules are byte-compiled, as an installed package's are.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,4 +30,5 @@ def pythonpath(commit: str) -> str:
         shutil.copytree(base / "src" / "parallelrun", package)
         for name in ("runner", "operator"):
             os.symlink(base / "src" / name, package / name)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(base / "src")], check=True)  # as installed
     return str(base / "path")
