@@ -330,8 +330,8 @@ class _Worker:
             pending = self.config.append_row and returned > 0
             if pending:
                 part = encode_part(result, self.config.output_format)
-                self.group.add(mb.id, part.data)
                 schema = schema_to_text(part.schema) if part.schema is not None else None
+                self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
             self._result(Ok(mb.id, items, returned, schema, pending))
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
             self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc()))
