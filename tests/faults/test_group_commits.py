@@ -145,3 +145,39 @@ def test_a_commit_file_is_one_request_on_object_storage(tmp_path):
     finally:
         del fs.pipe_file
         fs.rm(layout.output_path, recursive=True)
+
+
+# Each call is logged; the shard process (the pods' main process, the pool's parent) is killed
+# the first time a worker meets `item_0150`, some groups committed, others staged or held.
+KILLS_THE_SHARD = """
+import os, signal, time
+from pathlib import Path
+
+def run(mini_batch):
+    time.sleep(0.02)
+    for path in mini_batch:
+        with open(os.environ["CALLS_LOG"], "a") as f:
+            f.write(Path(path).name + "\\n")
+        marker = Path(os.environ["CALLS_LOG"] + ".killed")
+        if Path(path).name == "item_0150.txt" and not marker.exists():
+            marker.touch()
+            os.kill(os.getppid(), signal.SIGKILL)
+    return [Path(p).read_text().strip() for p in mini_batch]
+"""
+
+
+def test_sigkill_of_the_shard_mid_group_resumes_without_loss_or_double(job, calls):
+    job.files(200)
+    job.script(KILLS_THE_SHARD)
+    path = job.write(miniBatchSize=1, processCountPerNode=2)
+    assert pod("plan", path).returncode == 0
+    assert pod("score", path, "--shard", "0").returncode == -9
+    root = job.output / "_parallelrun" / "r"
+    committed = [json.loads(line)["id"] for p in root.glob("commits/*/*.jsonl") for line in p.read_text().splitlines()]
+    assert 0 < len(committed) < 200 and len(set(committed)) == len(committed)
+    assert pod("score", path, "--shard", "0").returncode == 0
+    assert pod("merge", path).returncode == 0
+    assert job.final().read_text().split() == [str(i) for i in range(200)]
+    seen = calls.read_text().split()
+    assert all(seen.count(f"item_{mb:04d}.txt") == 1 for mb in committed)  # committed: never run again
+    assert set(seen) == {f"item_{i:04d}.txt" for i in range(200)}
