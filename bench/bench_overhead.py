@@ -1,37 +1,24 @@
-"""Per-mini-batch overhead of the runner: the digits example with a run() that does nothing.
+"""Small mini-batches (issue 9, point 2): 20,000 files of 600 B, a run() that reads each file
+and returns one line, 2 processes, against a plain Python loop doing the same.
 
-Issue 2, point 9: the overhead per mini-batch must stay under 2 ms.
+Each round runs the plain loop (`python -c`, one process: start-up included) and
+`parallelrun run job.yaml --fresh` once per miniBatchSize (default 100, 10 and 1), in
+alternating order, `--repeat` rounds; the medians and each median's ratio to the plain
+loop's median are printed, with the targets (under 2 s at miniBatchSize 1, under 0.6 s
+at 100, start-up included) and the CPU seconds each used (user + system, children
+included: a figure that shared machines disturb less than wall time).
 
-Method. The digits PNGs (examples/digits/prepare.py) are hard-linked over and over into
-one folder until there are `--files` of them (default 10,000), and a no-op scoring
-script is written next to them: init() does nothing, run() returns each file's name
-(one string per file, so every item succeeds and every mini-batch commits a part, as
-with the real script). Two jobs are then run with `parallelrun run
-examples/digits/job.yaml`, overriding input, code, model and output, miniBatchSize
-(`--batch`, default 5) and processCountPerNode (`--processes`, default 2):
+parallelrun's modules are byte-compiled first (as an installed package is; here
+PYTHONDONTWRITEBYTECODE may be set, and every process would compile them again).
 
-  tiny  `--batch` × `--processes` files: one mini-batch per worker, i.e. the fixed
-        cost (interpreter and worker start-up, planning, pool shutdown, merge);
-  big   all the files: N = files / batch mini-batches.
+Last, it lists the heavy modules a worker loads before its first mini-batch (a files
+job must not pay for pandas, pyarrow, numpy, rich or adlfs).
 
-Both are timed as subprocesses (wall clock, launch to exit), alternately, `--repeat`
-times; the best of each is kept. Since run() costs nothing, everything the big job
-spends beyond the tiny one is per-mini-batch cost of the runner:
+With `--before COMMIT` (e.g. a338ea8, before group commits), that version of parallelrun
+runs each job too, in the same rounds (bench/earlier.py).
 
-  overhead per mini-batch (wall)  = (T_big - T_tiny) / (N_big - N_tiny)
-
-This is what a mini-batch adds to a job's wall time with `--processes` workers (the
-issue's figure). Multiplied by the processes it gives the process time a mini-batch
-costs (read the mini-batch from the pipe, list the paths, call run(), write its part
-and its `done/` marker, report back, account in the shard): the figure to use when
-all cores are busy. Both are printed; with `--processes 1` they are the same. The
-listing of the extra files during planning is included (it is per file, not per
-mini-batch, and small); the planning and scoring+merge times parallelrun prints are
-shown separately.
-
-    python bench/bench_overhead.py                        # 10,000 files, miniBatchSize 5
-    python bench/bench_overhead.py --batch 1 --files 5000  # stress: one file per mini-batch
-    python bench/bench_overhead.py --processes 1
+    python bench/bench_overhead.py                       # 20,000 files, miniBatchSize 100, 10, 1
+    python bench/bench_overhead.py --batches 1 --repeat 5 --before a338ea8
 
 Run by hand; never part of CI.
 """
@@ -39,109 +26,145 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "digits"
-TARGET_MS = 2.0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from earlier import pythonpath  # noqa: E402
 
-NOOP = '''"""No-op scoring script of bench_overhead.py: one string per file, nothing else."""
-import os
+TARGETS = {1: 2.0, 100: 0.6}  # seconds, on the issue's 2-core machine
 
-
-def init():
-    pass
-
-
+SCORE = '''
 def run(mini_batch):
-    return [os.path.basename(path) for path in mini_batch]
+    out = []
+    for path in mini_batch:
+        with open(path, "rb") as f:
+            out.append(f"{path.rsplit('/', 1)[-1]} {len(f.read())}")
+    return out
 '''
 
+PLAIN = '''
+import os, sys
+folder, target = sys.argv[1], sys.argv[2]
+out = []
+for name in sorted(os.listdir(folder)):
+    with open(os.path.join(folder, name), "rb") as f:
+        out.append(f"{name} {len(f.read())}\\n")
+with open(target, "w") as f:
+    f.write("".join(out))
+'''
 
-def prepare(workdir: Path, files: int, tiny: int) -> tuple[Path, Path, Path, Path]:
-    source, model, code = workdir / "source", workdir / "model", workdir / "code"
-    if not (model / "model.joblib").exists() or not any(source.glob("digit_*.png")):
-        subprocess.run([sys.executable, str(EXAMPLE / "prepare.py"), "--data-dir", str(source),
-                        "--model-dir", str(model)], check=True, stdout=subprocess.DEVNULL)
-    code.mkdir(exist_ok=True)
-    (code / "noop.py").write_text(NOOP)
-    pngs = sorted(source.glob("digit_*.png"))
-    big, small = workdir / f"data-{files}", workdir / f"data-{tiny}"
-    for folder, count in ((big, files), (small, tiny)):
-        if folder.exists() and len(list(folder.iterdir())) == count:
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir()
-        for i in range(count):
-            os.link(pngs[i % len(pngs)], folder / f"f{i:07d}_{pngs[i % len(pngs)].name}")
-    return big, small, code, model
+HEAVY = ("pandas", "pyarrow", "numpy", "rich", "adlfs", "azure", "kopf", "kubernetes")
+
+
+def prepare(workdir: Path, files: int) -> Path:
+    data = workdir / f"data-{files}"
+    if not data.exists() or len(os.listdir(data)) != files:
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        for i in range(files):
+            (data / f"f{i:07d}.txt").write_bytes(b"x" * 599 + b"\n")
+    (workdir / "score.py").write_text(SCORE)
+    return data
+
+
+def job_file(workdir: Path, data: Path, batch: int, processes: int) -> Path:
+    path = workdir / f"job-{batch}.yaml"
+    path.write_text(f"""apiVersion: parallelrun.dev/v1alpha1
+kind: BatchInferenceJob
+metadata: {{name: small-{batch}}}
+spec:
+  input: {{uri: {data}/, type: files}}
+  code: {{uri: {workdir}/, entryScript: score.py}}
+  output: {{uri: {workdir}/out-{batch}/}}
+  miniBatchSize: {batch}
+  processCountPerNode: {processes}
+""")
+    return path
+
+
+def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def parallelrun_command() -> list[str]:
-    exe = Path(sys.executable).with_name("parallelrun")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "parallelrun.cli"]
+    return [sys.executable, "-m", "parallelrun.cli"]
 
 
-def run_job(data: Path, code: Path, model: Path, out: Path, batch: int, processes: int) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
-    cmd = [*parallelrun_command(), "run", str(EXAMPLE / "job.yaml"), "--fresh",
-           "--set", f"input.uri={data}/", "--set", f"code.uri={code}/", "--set", "code.entryScript=noop.py",
-           "--set", f"model.uri={model}/", "--set", f"output.uri={out}/", "--set", f"miniBatchSize={batch}",
-           "--set", f"processCountPerNode={processes}", "--set", "errorThreshold=-1"]
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, COLUMNS="200"))
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-3000:]}")
-    planned = re.search(r"Planned ([\d,]+) mini-batches .* in ([\d.]+)s", done.stderr)
-    scored = re.search(r"time: ([\d.]+)s", done.stderr)
-    return {"wall": seconds, "mini_batches": int(planned.group(1).replace(",", "")),
-            "planning": float(planned.group(2)), "scoring": float(scored.group(1)), "cmd": cmd}
+def worker_imports() -> list[str]:
+    """Heavy modules a worker process has loaded before its first mini-batch: what spawn
+    imports again (parallelrun.cli as __mp_main__) and the worker module."""
+    code = ("import sys, parallelrun.cli, parallelrun.runner.worker; "
+            f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=10_000)
-    parser.add_argument("--batch", type=int, default=5, help="miniBatchSize (default 5, as the example)")
-    parser.add_argument("--processes", type=int, default=2, help="processCountPerNode (default 2)")
+    parser.add_argument("--files", type=int, default=20_000)
+    parser.add_argument("--batches", type=int, nargs="+", default=[100, 10, 1], help="miniBatchSize values")
+    parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, help="default: a folder under the system's temp dir, kept")
+    parser.add_argument("--before", metavar="COMMIT", help="also run parallelrun as of this commit")
     args = parser.parse_args()
 
-    workdir = (args.workdir or Path(tempfile.gettempdir()) / "parallelrun-bench-digits").resolve()
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "runner"), str(root / "parallelrun")],
+                   check=True)
+    workdir = (args.workdir or Path(tempfile.gettempdir()) / "parallelrun-bench-small").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    tiny_files = args.batch * args.processes
-    big, small, code, model = prepare(workdir, args.files, tiny_files)
-    out = workdir / "out"
+    data = prepare(workdir, args.files)
+    jobs = {b: job_file(workdir, data, b, args.processes) for b in args.batches}
+    plain = [sys.executable, "-c", PLAIN, str(data), str(workdir / "plain.txt")]
+    print("baseline:", " ".join(plain[:2]), "<plain loop>", *plain[3:])
+    print("parallelrun:", " ".join([*parallelrun_command(), "run", str(jobs[args.batches[0]]), "--fresh"]))
 
-    runs: dict[str, list[dict]] = {"tiny": [], "big": []}
+    names = [f"mbs {b}" for b in args.batches] + ([f"before {b}" for b in args.batches] if args.before else [])
+    runs: dict[str, list[tuple[float, float]]] = {"plain": [], **{name: [] for name in names}}
+    before_env = dict(os.environ, PYTHONPATH=pythonpath(args.before)) if args.before else None
     for i in range(args.repeat):
-        for name, data in (("tiny", small), ("big", big)):
-            r = run_job(data, code, model, out, args.batch, args.processes)
-            runs[name].append(r)
-            if i == 0 and name == "big":
-                print("command:", " ".join(r["cmd"]))
-            print(f"run {i + 1}: {name:<4} {r['mini_batches']:6,} mini-batches  {r['wall']:6.2f} s wall "
-                  f"(planning {r['planning']:.1f} s, scoring + merge {r['scoring']:.2f} s)", flush=True)
+        order = [("plain", plain)] + [(name, [*parallelrun_command(), "run", str(jobs[int(name.split()[1])]), "--fresh"])
+                                      for name in names]
+        if i % 2:
+            order.reverse()
+        for name, cmd in order:
+            early = name.startswith("before")  # not from the repository: PYTHONPATH counts
+            runs[name].append(timed(cmd, before_env if early else None, workdir if early else None))
+            print(f"round {i + 1}: {name:<8} {runs[name][-1][0]:6.2f} s wall {runs[name][-1][1]:6.2f} CPU-s",
+                  flush=True)
+    out = (workdir / "out-1" / "parallel_run_step.txt") if 1 in args.batches else None
+    if out is not None and sorted(out.read_text().splitlines()) != sorted((workdir / "plain.txt").read_text().splitlines()):
+        sys.exit("the outputs differ")
 
-    tiny = min(runs["tiny"], key=lambda r: r["wall"])
-    best = min(runs["big"], key=lambda r: r["wall"])
-    n = best["mini_batches"] - tiny["mini_batches"]
-    wall_ms = 1000 * (best["wall"] - tiny["wall"]) / n
-    scoring_ms = 1000 * (best["scoring"] - tiny["scoring"]) / n
-    print(f"\n{args.files:,} files, miniBatchSize {args.batch}, {args.processes} process(es), best of {args.repeat}:")
-    print(f"  tiny job ({tiny['mini_batches']} mini-batches): {tiny['wall']:.2f} s   "
-          f"big job ({best['mini_batches']:,}): {best['wall']:.2f} s")
-    print(f"  overhead per mini-batch: {wall_ms:.2f} ms of wall time (scoring + merge only: {scoring_ms:.2f} ms), "
-          f"{wall_ms * args.processes:.2f} ms of process time (x {args.processes} processes); "
-          f"target < {TARGET_MS} ms")
-    print("PASS" if wall_ms < TARGET_MS else "MISS")
+    base = statistics.median(w for w, _ in runs["plain"])
+    base_cpu = statistics.median(c for _, c in runs["plain"])
+    print(f"\n{args.files:,} files, {args.processes} processes, median of {args.repeat}:")
+    print(f"  {'plain loop':<28}{base:6.2f} s wall  {base_cpu:5.2f} CPU-s")
+    for name in names:
+        b = int(name.split()[1])
+        wall = statistics.median(w for w, _ in runs[name])
+        cpu = statistics.median(c for _, c in runs[name])
+        target = TARGETS.get(b) if name.startswith("mbs") else None
+        verdict = "" if target is None else f"  target < {target} s: {'PASS' if wall < target else 'MISS'}"
+        label = f"miniBatchSize {b}" + (f" ({args.before})" if name.startswith("before") else "")
+        print(f"  {label:<28}{wall:6.2f} s wall  {cpu:5.2f} CPU-s  ratio {wall / base:5.2f}x wall, "
+              f"{cpu / base_cpu:5.2f}x CPU{verdict}")
+    print(f"heavy modules a worker loads before run(): {worker_imports() or 'none'} (of {', '.join(HEAVY)})")
 
 
 if __name__ == "__main__":

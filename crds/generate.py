@@ -276,6 +276,8 @@ def job_spec_schema() -> dict:
             "initTimeout": integer("Seconds a worker's init() may take (loading a model, say) before the "
                                    "run fails as one whose user code cannot load.", minimum=1, default=600),
             "runMaxTry": integer("[run_max_try] Attempts per mini-batch.", minimum=1, default=3),
+            "prefetchMiniBatches": integer("Mini-batches each worker reads ahead (remote files fetched) while "
+                                           "run() computes; 0 reads each when its turn comes.", minimum=0, default=2),
             "loggingLevel": string("[logging_level] The runner's and the entry script's log level.",
                                    enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                                    default="INFO"),

@@ -2,8 +2,10 @@
 
     <output.uri>/<fileName>                              final output, in plan order
     <output.uri>/_parallelrun/<run-id>/plan/             plan.json + one shard-NNNNN.jsonl per shard
-    <output.uri>/_parallelrun/<run-id>/parts/NNNNNNNNN.<ext>   a committed mini-batch's rows
-    <output.uri>/_parallelrun/<run-id>/done/NNNNNNNNN.json     its counts: the commit point
+    <output.uri>/_parallelrun/<run-id>/parts/g-<shard>-<worker>-<token>.<ext>  a group of mini-batches' rows
+    <output.uri>/_parallelrun/<run-id>/commits/NNNNN/<token>.jsonl  a group of commit records: the commit point
+    <output.uri>/_parallelrun/<run-id>/parts/NNNNNNNNN.<ext>, done/NNNNNNNNN.json  the same, one per
+                                                         mini-batch, as runs before group commits wrote them
     <output.uri>/_parallelrun/<run-id>/shards/NNNNN.json       a finished shard's counts and errors
     <output.uri>/_parallelrun/<run-id>/progress/NNNNN.json     a scoring pod's counts so far (for the operator)
     <output.uri>/_parallelrun/<run-id>/summary.json, errors.jsonl
@@ -34,6 +36,13 @@ class Layout:
         self.run_id = run_id
         self.root = join(output_path, "_parallelrun", run_id)
         self.part_ext = PART_EXTENSIONS[output_format]
+        self.parts = None  # where each committed part lies (commits.Parts), for the merge
+
+    def with_parts(self, parts) -> "Layout":
+        """This layout, whose part(id) and parts.open(id) find each committed part (commits.Parts)."""
+        layout = Layout(self.output_path, self.run_id)
+        layout.part_ext, layout.parts = self.part_ext, parts
+        return layout
 
     @classmethod
     def uris(cls, spec: JobSpec, run_id: str) -> "Layout":
@@ -56,7 +65,17 @@ class Layout:
         return join(self.root, "parts")
 
     def part(self, mini_batch_id: int) -> str:
+        """Where a mini-batch's part is: its group file where the commits are known, else its own file."""
+        if self.parts is not None:
+            return self.parts.path(mini_batch_id)
         return join(self.parts_dir, f"{mini_batch_id:09d}.{self.part_ext}")
+
+    def commits_dir(self, shard: int) -> str:
+        return join(self.root, "commits", f"{shard:05d}")
+
+    @property
+    def all_commits_dir(self) -> str:
+        return join(self.root, "commits")
 
     @property
     def done_dir(self) -> str:

@@ -154,7 +154,7 @@ def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, console:
             while any(t.is_alive() for t in threads):
                 # Not t.join(0.2): on CPython < 3.13 a join that Ctrl-C/SIGTERM interrupts marks the
                 # still-running thread stopped, and the run would exit with its workers still busy.
-                time.sleep(0.2)
+                time.sleep(0.05)  # a finished run is noticed soon: it counts in small jobs
                 report.show()
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (processes.Terminated, exit code 143)
         tally.stop("interrupted")

@@ -23,6 +23,7 @@ import os
 import shutil
 
 from .accounting import Counts, spec_threshold_exceeded
+from .commits import Parts, read_commits
 from .contract import PermanentError
 from .layout import Layout
 from .plan import Plan
@@ -87,10 +88,10 @@ def _global_index(texts: list[str], first_of: list, text: str) -> int:
 def _target_schema(schemas: list, first_of: list[int], typed: bool):
     """Every column of every part, in order of first appearance, with unified types
     (`typed`) or as text."""
+    if not schemas:  # plain lines: no pyarrow to load
+        return None
     import pyarrow as pa
 
-    if not schemas:
-        return None
     if not typed:
         names = list(dict.fromkeys(name for schema in schemas for name in schema.names))
         return pa.schema([(name, pa.string()) for name in names])
@@ -128,9 +129,10 @@ def _aligned(table, target):
 
 
 def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan,
-                 results: list[ShardResult], output_layout: str = "file") -> int:
-    """Write the parts of `results` into `target` (a file, or the folder of a dataset) in plan
-    order; returns its size in bytes."""
+                 results: list[ShardResult], committed: dict[int, DoneRecord], output_layout: str = "file") -> int:
+    """Write the parts of `results` (`committed` says where each lies) into `target` (a file, or
+    the folder of a dataset) in plan order; returns its size in bytes."""
+    layout = layout.with_parts(Parts(fs, layout, committed))
     parts, schemas, first_of = _parts(plan, results)
     schema = _target_schema(schemas, first_of, typed=output_format == "parquet")
     if output_layout == "dataset":
@@ -146,7 +148,7 @@ def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan
 
 def _open_part(fs, layout: Layout, mb: int):
     try:
-        return fs.open(layout.part(mb), "rb")
+        return layout.parts.open(mb)
     except FileNotFoundError:
         raise MergeError(f"mini-batch {mb} was committed with results, but its part {layout.part(mb)} is missing: "
                          "the work folder was changed after scoring; rerun with --fresh") from None
@@ -291,18 +293,18 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     exceeded = next((r.threshold_reason for r in results if r.threshold_reason), None)
     exceeded = exceeded or spec_threshold_exceeded(spec, counts, plan.total_mini_batches)
 
+    committed = _committed(fs, layout, plan)
     with open_atomic(fs, layout.errors) as out:
         for mb_id in sorted(failed_ids):
-            with fs.open(layout.done(mb_id), "rb") as f:
-                for record in DoneRecord.from_dict(json.load(f)).errors:
-                    out.write((json.dumps(record) + "\n").encode())
+            for record in committed[mb_id].errors:
+                out.write((json.dumps(record) + "\n").encode())
 
     uris = Layout.uris(spec, layout.run_id)
     output, final = None, layout.final_output(spec.output.file_name)
     if write_final and not exceeded and spec.output.action == "appendRow":
         _check_complete(plan, results)
         try:
-            size = write_output(fs, layout, spec.output.format, final, plan, results, spec.output.layout)
+            size = write_output(fs, layout, spec.output.format, final, plan, results, committed, spec.output.layout)
         except MergeError:
             _move_aside(fs, final)
             raise
@@ -332,6 +334,15 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     return summary
 
 
+def _committed(fs, layout: Layout, plan: Plan) -> dict[int, DoneRecord]:
+    """Every shard's commit records, by mini-batch."""
+    committed: dict[int, DoneRecord] = {}
+    for s in plan.shards:
+        if s.count:
+            committed.update(read_commits(fs, layout, s.index, s.mini_batch_ids))
+    return committed
+
+
 def read_summary(fs, layout: Layout) -> dict | None:
     try:
         with fs.open(layout.summary, "rb") as f:
@@ -358,7 +369,7 @@ def _move_aside(fs, final: str) -> str | None:
 
 
 def _remove_parts(fs, layout: Layout) -> None:
-    """Parts and commit markers are only needed until the output is published."""
-    for folder in (layout.parts_dir, layout.done_dir):
+    """Parts and commit records are only needed until the output is published."""
+    for folder in (layout.parts_dir, layout.all_commits_dir, layout.done_dir):
         if fs.exists(folder):
             fs.rm(folder, recursive=True)

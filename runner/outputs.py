@@ -4,6 +4,9 @@ A result is a list (each element one succeeded item) or a DataFrame (each row on
 Parts are written so that the merge only concatenates: txt/jsonl parts are plain
 lines, csv parts carry their header line (the merge keeps the first), parquet parts
 are Parquet files whose row groups the merge copies into one file (runner/parquetjoin.py).
+
+pyarrow and pandas are imported only for a result that needs them: a job whose run()
+returns lists written as lines loads neither.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-from typing import NamedTuple
+import sys
+from typing import TYPE_CHECKING, NamedTuple
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class ResultError(TypeError):
@@ -33,20 +38,28 @@ def schema_to_text(schema: pa.Schema) -> str:
 
 
 def schema_from_text(text: str) -> pa.Schema:
+    import pyarrow as pa
+
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 def result_length(result) -> int:
-    import pandas as pd
-
-    if isinstance(result, (list, tuple, pd.DataFrame, pa.Table)):
+    if isinstance(result, (list, tuple)) or _is_table(result):
         return len(result)
     raise ResultError(f"run() returned {type(result).__name__}; return a list or a pandas DataFrame "
                       "(one element or row per succeeded item)")
 
 
+def _is_table(result) -> bool:
+    """A pandas DataFrame or an Arrow table (whose module, if so, is loaded already)."""
+    pd, pa = sys.modules.get("pandas"), sys.modules.get("pyarrow")
+    return (pd is not None and isinstance(result, pd.DataFrame)) or (pa is not None and isinstance(result, pa.Table))
+
+
 def _table(result) -> pa.Table:
     """A DataFrame as it is; a list of dicts as records; any other list as one `result` column."""
+    import pyarrow as pa
+
     if isinstance(result, pa.Table):
         return result
     if isinstance(result, (list, tuple)):
@@ -61,6 +74,7 @@ def _table(result) -> pa.Table:
 
 def write_csv(table: pa.Table, header: bool, delimiter: str) -> bytes:
     """Unquoted where no value needs quotes (as pandas writes), RFC 4180 quoting otherwise."""
+    import pyarrow as pa
     import pyarrow.csv as csv
 
     buf = io.BytesIO()
@@ -75,6 +89,7 @@ def write_csv(table: pa.Table, header: bool, delimiter: str) -> bytes:
 
 def write_parquet(table: pa.Table) -> bytes:
     """A whole Parquet file, encoded here (in parallel workers) so that the merge only copies row groups."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import fsspec
-import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
 from .contract import URI_SCHEME, PermanentError
@@ -505,6 +504,8 @@ class FileBatches(Sequence):
     straight from them: a million MiniBatch objects would double planning's time."""
 
     def __init__(self, listing: Listing, count: int):
+        import numpy as np
+
         self.listing, self.count = listing, count
         n = len(listing)
         self.sizes = np.add.reduceat(np.asarray(listing.sizes, dtype=np.int64), np.arange(0, n, count)) if n \
@@ -617,6 +618,8 @@ def _text_batches_by_rows(f, rel: str, start: int, size: int, rows: int) -> Iter
     """Cut after every `rows` rows; a blank line is no row (the readers skip it too)."""
     f.seek(start)
     pos = start
+    import numpy as np  # here, not at the top: a worker imports this module too
+
     ends: list[np.ndarray] = []
     while True:
         block = f.read(_SCAN_BLOCK)
@@ -678,6 +681,8 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
     empty ones come last (see shards_with_work).
     """
     n = len(mini_batches)
+    import numpy as np
+
     if isinstance(mini_batches, FileBatches):
         sizes, items = mini_batches.sizes, mini_batches.items
     else:

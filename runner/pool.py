@@ -1,11 +1,16 @@
 """A pool of worker processes that survives its workers.
 
-The pool starts `size` workers, hands a mini-batch to an idle one, and turns every way
-an attempt can end into an event: a result, an error raised by run(), a call that
+The pool starts `size` workers and keeps each fed with up to `1 + prefetch`
+mini-batches (the worker reads the next ones while run() computes), and turns every
+way an attempt can end into an event: a result, an error raised by run(), a call that
 overran `timeout` (the worker is killed), or a worker that died (segfault,
 `os._exit`, the OOM killer). A killed or dead worker is replaced at once; its
 replacement runs init() again. A worker whose init() does not report ready within
 `init_timeout` fails the pool with InitError, as a failing init() does.
+
+A succeeded attempt's part is written later, with its worker's group (commits.py):
+a Placed event says where. What a killed or dead worker held and had not yet run, or
+had run but not yet written, comes back as Returned: to be run again, no attempt spent.
 
 The workers and every process they start share a process group that dies with the
 pool, however the pool's process ends (processes.py).
@@ -18,14 +23,21 @@ import multiprocessing
 import os
 import signal
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
+from typing import NamedTuple
 
 from .contract import PermanentError
 from .plan import MiniBatch
 from .processes import ProcessGroup
 from .storage import StorageRefused, StorageUnavailable
-from .worker import AttemptFailed, InitFailed, Message, Ok, Ready, StorageFailed, WorkerConfig, worker_main
+from .worker import (AttemptFailed, InitFailed, Message, Ok, PartsWritten, Ready, StorageFailed, WorkerConfig,
+                     worker_main)
+
+QUEUE_SECONDS = 0.05  # a worker is sent about this much work at a time, by its pace so far
+MAX_QUEUE = 256  # mini-batches sent to a worker and not yet ended, at most
 
 
 class InitError(PermanentError, RuntimeError):
@@ -46,6 +58,27 @@ class Outcome:
     schema: str | None = None  # the committed part's columns (outputs.schema_to_text)
     error: str | None = None
     traceback: str | None = None
+    part_pending: bool = False  # its part comes with a later Placed event
+
+
+class Placed(NamedTuple):
+    """The part of succeeded mini-batch `id` is written: `file` in the parts folder, at `offset`, `length` bytes."""
+
+    id: int
+    file: str
+    offset: int
+    length: int
+
+
+class Returned(NamedTuple):
+    """A mini-batch whose worker was lost before it ran it, or before it wrote its part:
+    to be run again. `ran`: its attempt had been reported (as an Outcome)."""
+
+    mini_batch: MiniBatch
+    ran: bool
+
+
+Event = Outcome | Placed | Returned
 
 
 def _describe_exit(code: int | None) -> str:
@@ -63,14 +96,29 @@ class _Worker:
     def __init__(self, ctx, index: int, config: WorkerConfig):
         self.index = index
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, args=(child, config), daemon=True,
+        self.running = ctx.RawValue("q", -1)  # the mini-batch in run() now (-1: none), set by the worker
+        self.process = ctx.Process(target=worker_main, args=(child, config, self.running), daemon=True,
                                    name=f"parallelrun-worker-{index}")
         self.process.start()
         child.close()
         self.started = time.monotonic()
         self.ready = False
-        self.task: MiniBatch | None = None
-        self.deadline = 0.0
+        self.tasks: deque[MiniBatch] = deque()  # sent, not yet ended; the first one runs
+        self.unwritten: dict[int, MiniBatch] = {}  # ran, its part not yet written
+        self.deadline = 0.0  # of the first task
+        self.first_queue = self.queue = 1 + config.prefetch  # how many tasks it may hold, by its pace
+        self.seconds_per_task: float | None = None
+        self.reported = 0.0  # when it last reported
+
+    def paced(self, ended: int) -> None:
+        """`ended` tasks ended since its last report: its queue follows its pace."""
+        now = time.monotonic()
+        if self.reported and ended:
+            pace = (now - self.reported) / ended
+            self.seconds_per_task = pace if self.seconds_per_task is None else 0.7 * self.seconds_per_task + 0.3 * pace
+            wanted = int(QUEUE_SECONDS / max(self.seconds_per_task, 1e-6))
+            self.queue = max(self.first_queue, min(MAX_QUEUE, wanted))
+        self.reported = now
 
     def dump_stacks(self) -> None:
         """Before killing a hung worker: its threads' stacks go to its log (see join_pool)."""
@@ -92,7 +140,8 @@ class WorkerPool:
     """`configs[k]` is worker k's config (its env carries its GPUs).
 
     At most `max_workers` workers start (the first configs): no more than there are
-    mini-batches to run. A worker's init() has `init_timeout` seconds to report ready.
+    mini-batches to run. A worker's init() has `init_timeout` seconds to report ready;
+    each run() `timeout` seconds, counted from when the worker's previous one ended.
     """
 
     def __init__(self, configs: list[WorkerConfig], timeout: float, max_init_crashes: int = 3, *,
@@ -122,25 +171,39 @@ class WorkerPool:
 
     @property
     def busy(self) -> bool:
-        return any(w.task is not None for w in self._workers)
+        """Whether a mini-batch is running, waiting in a worker, or has its part still to be written."""
+        return any(w.tasks or w.unwritten for w in self._workers)
 
-    def idle(self) -> list[_Worker]:
-        return [w for w in self._workers if w.ready and w.task is None]
+    def feed(self, pending: deque, line_of: Callable[[MiniBatch], str] = MiniBatch.to_json) -> None:
+        """Hand mini-batches from the left of `pending` to the ready workers, each in one message.
 
-    def submit(self, worker: _Worker, mb: MiniBatch) -> None:
-        worker.task = mb
-        worker.deadline = time.monotonic() + self._timeout
-        worker.conn.send(mb.to_json())
+        A worker holds up to 1 + prefetch of them, more where they are quick (its queue
+        covers about QUEUE_SECONDS of run() calls, at most MAX_QUEUE): fewer messages. It
+        never holds more than its share of what is left, so a slow or hanging run() delays
+        few others, and every worker has some to the end. `line_of` gives a mini-batch's
+        JSON (its line of the plan)."""
+        left = len(pending) + sum(len(w.tasks) for w in self._workers)
+        share = -(-left // len(self._workers))
+        for w in self._workers:
+            room = min(w.queue, share) - len(w.tasks) if w.ready else 0
+            if room <= 0 or not pending:
+                continue
+            batch = [pending.popleft() for _ in range(min(room, len(pending)))]
+            if not w.tasks:
+                w.deadline = w.reported = time.monotonic()
+                w.deadline += self._timeout
+            w.tasks.extend(batch)
+            w.conn.send([line_of(mb) for mb in batch])
 
-    def wait(self, timeout: float) -> list[Outcome]:
-        """Outcomes of the attempts that ended within `timeout` seconds."""
-        outcomes: list[Outcome] = []
+    def wait(self, timeout: float) -> list[Event]:
+        """What happened within `timeout` seconds: attempts that ended, parts written, mini-batches returned."""
+        outcomes: list[Event] = []
         dead = self._listen(self._until_next_deadline(timeout), outcomes)
         now = time.monotonic()
         for w in self._workers:
             if w in dead:
                 self._bury(w, outcomes)
-            elif w.task is not None and now >= w.deadline:
+            elif w.tasks and now >= w.deadline:
                 self._time_out(w, outcomes)
             elif not w.ready and now >= w.started + self._init_timeout:
                 w.dump_stacks()
@@ -151,13 +214,13 @@ class WorkerPool:
 
     def _until_next_deadline(self, timeout: float) -> float:
         """`timeout`, shortened to the first run() or init() deadline."""
-        deadlines = [w.deadline for w in self._workers if w.task is not None]
+        deadlines = [w.deadline for w in self._workers if w.tasks]
         deadlines += [w.started + self._init_timeout for w in self._workers if not w.ready]
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
         return timeout
 
-    def _listen(self, timeout: float, outcomes: list[Outcome]) -> set[_Worker]:
+    def _listen(self, timeout: float, outcomes: list[Event]) -> set[_Worker]:
         """Take what the workers send within `timeout`; returns the workers that died."""
         handles = {}
         for w in self._workers:
@@ -179,7 +242,12 @@ class WorkerPool:
                 dead.add(w)
         return dead
 
-    def _receive(self, w: _Worker, message: Message, outcomes: list[Outcome]) -> None:
+    def _receive(self, w: _Worker, message: Message | list[Message], outcomes: list[Event]) -> None:
+        if isinstance(message, list):  # the results of a run of quick mini-batches
+            for m in message:
+                self._receive(w, m, outcomes)
+            w.paced(len(message))
+            return
         match message:
             case Ready():
                 w.ready = True
@@ -187,33 +255,57 @@ class WorkerPool:
                 raise InitError(error, tb)
             case StorageFailed(text, transient):
                 raise (StorageUnavailable if transient else StorageRefused)(text)
-            case Ok(_, items, returned, schema):
-                outcomes.append(Outcome(w.task, items, returned=returned, schema=schema))
-                w.task = None
+            case Ok(_, items, returned, schema, pending):
+                mb = self._ended(w)
+                if pending:
+                    w.unwritten[mb.id] = mb
+                outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending))
             case AttemptFailed(_, items, error, tb):
-                outcomes.append(Outcome(w.task, items, error=error, traceback=tb))
-                w.task = None
+                outcomes.append(Outcome(self._ended(w), items, error=error, traceback=tb))
+            case PartsWritten(file, entries):
+                for mb_id, offset, length in entries:
+                    del w.unwritten[mb_id]
+                    outcomes.append(Placed(mb_id, file, offset, length))
 
-    def _bury(self, w: _Worker, outcomes: list[Outcome]) -> None:
+    def _ended(self, w: _Worker) -> MiniBatch:
+        """The worker's running mini-batch ended: the next one runs, its timeout counted from now."""
+        mb = w.tasks.popleft()
+        w.deadline = time.monotonic() + self._timeout
+        return mb
+
+    def _bury(self, w: _Worker, outcomes: list[Event]) -> None:
         """A worker that died: its attempt failed (or its init() crashed); a new one takes its place."""
         w.process.join(1)
-        if w.task is not None:
-            outcomes.append(Outcome(w.task, None, error=_describe_exit(w.process.exitcode)))
+        if w.tasks:
+            self._fail_running(w, _describe_exit(w.process.exitcode), outcomes)
         elif not w.ready:
             self._init_crashes += 1
             if self._init_crashes >= self._max_init_crashes:
                 raise InitError(f"init() crashed: {_describe_exit(w.process.exitcode)}", "")
-        self._replace(w)
+        self._replace(w, outcomes)
 
-    def _time_out(self, w: _Worker, outcomes: list[Outcome]) -> None:
+    def _time_out(self, w: _Worker, outcomes: list[Event]) -> None:
         """A run() call that overran the timeout: the attempt failed; the worker is killed and replaced."""
-        outcomes.append(Outcome(w.task, None, error=f"TimeoutError: run() did not return within "
-                                                    f"runInvocationTimeout ({self._timeout:g} s)"))
+        self._fail_running(w, f"TimeoutError: run() did not return within runInvocationTimeout "
+                              f"({self._timeout:g} s)", outcomes)
         w.dump_stacks()
-        self._replace(w)
+        self._replace(w, outcomes)
 
-    def _replace(self, w: _Worker) -> None:
-        w.task = None
+    def _fail_running(self, w: _Worker, error: str, outcomes: list[Event]) -> None:
+        """The attempt of the mini-batch `w` was running failed. Results come in lists, so the
+        ones before it may have ended unreported: they come back (Returned) to run again."""
+        running = w.running.value
+        if any(mb.id == running for mb in w.tasks):
+            while w.tasks[0].id != running:
+                outcomes.append(Returned(w.tasks.popleft(), False))
+        outcomes.append(Outcome(w.tasks.popleft(), None, error=error))
+
+    def _replace(self, w: _Worker, outcomes: list[Event]) -> None:
+        """Kill `w` and start its successor; what it held comes back (Returned)."""
+        outcomes.extend(Returned(mb, True) for mb in w.unwritten.values())
+        outcomes.extend(Returned(mb, False) for mb in w.tasks)
+        w.tasks.clear()
+        w.unwritten.clear()
         w.kill()
         self._workers[w.index] = _Worker(self._ctx, w.index, self._configs[w.index])
 
@@ -223,7 +315,7 @@ class WorkerPool:
         process they started. Idempotent."""
         stopping = []
         for w in self._workers:
-            if graceful and w.ready and w.task is None and w.process.is_alive():
+            if graceful and w.ready and not w.tasks and not w.unwritten and w.process.is_alive():
                 try:
                     w.conn.send(None)
                     stopping.append(w)

@@ -6,12 +6,14 @@ import io
 import os
 import shutil
 from collections.abc import Mapping
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from .formats import arrow_dataset, csv_options, has_header
 from .plan import MiniBatch, Plan, file_version
 from .storage import filesystem, is_local
+
+if TYPE_CHECKING:  # imported where a table is read: a files job never loads pyarrow
+    import pyarrow as pa
 
 
 class InputChangedError(RuntimeError):
@@ -89,9 +91,10 @@ class Reader:
         target = os.path.join(self.scratch, "files", str(mb.id))
         shutil.rmtree(target, ignore_errors=True)
         paths = [os.path.join(target, r) for r in mb.files]
+        for folder in {os.path.dirname(local) for local in paths}:
+            os.makedirs(folder, exist_ok=True)
+        self.fs.get([self.path(rel) for rel in mb.files], paths)  # concurrently, on an async store (adlfs, s3fs)
         for rel, local, stamp in zip(mb.files, paths, mb.file_stamps()):
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            self.fs.get_file(self.path(rel), local)
             if stamp is not None:
                 self._compare(rel, stamp, os.path.getsize(local), None)  # the size: no extra request
         return paths

@@ -1,7 +1,8 @@
 """The records a run writes and reads back, as types: one place for their JSON shapes.
 
     ShardRange  plan/plan.json "shards": which mini-batches a shard runs
-    DoneRecord  done/NNNNNNNNN.json: a committed mini-batch, its counts and errors.jsonl lines
+    DoneRecord  a line of commits/NNNNN/*.jsonl (done/NNNNNNNNN.json before group commits): a
+                committed mini-batch, its counts, errors.jsonl lines and where its part lies
     ShardResult shards/NNNNN.json: a finished shard, for the merge
 
 `to_dict()` writes the keys runs have always written, and `from_dict()` reads runs
@@ -46,7 +47,9 @@ class DoneRecord:
     """A committed mini-batch: from the moment its record exists it is never run again.
 
     `errors` are its errors.jsonl lines; `schema` its part's columns (outputs.schema_to_text),
-    None for a part of plain lines or no part."""
+    None for a part of plain lines or no part; `part` where its part lies: (file in the
+    parts folder, offset, length), None where it has none or where it is the part file
+    of its own that runs before group commits wrote."""
 
     id: int
     status: Literal["succeeded", "failed"]
@@ -56,6 +59,7 @@ class DoneRecord:
     attempts: int
     errors: list[dict] = field(default_factory=list)
     schema: str | None = None
+    part: tuple[str, int, int] | None = None
 
     @property
     def counts(self) -> Counts:
@@ -64,12 +68,14 @@ class DoneRecord:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "status": self.status, "items": self.items, "attempts": self.attempts,
-                "errors": self.errors, "schema": self.schema, "succeeded": self.succeeded, "failed": self.failed}
+                "errors": self.errors, "schema": self.schema, "succeeded": self.succeeded, "failed": self.failed, "part": self.part}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DoneRecord":
+        part = d.get("part")
         return cls(id=d["id"], status=d["status"], items=d["items"], succeeded=d["succeeded"], failed=d["failed"],
-                   attempts=d.get("attempts", 1), errors=d.get("errors", []), schema=d.get("schema"))
+                   attempts=d.get("attempts", 1), errors=d.get("errors", []), schema=d.get("schema"),
+                   part=tuple(part) if part else None)
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Fetches the model, side inputs and code once, resumes from what is committed, feeds
 its mini-batches to the worker pool, retries failed attempts up to `runMaxTry`,
-commits each finished mini-batch (its `done/` marker), holds the counts against the
-thresholds, and finally writes the shard's result for the merge.
+commits finished mini-batches a group at a time (commits.py: a succeeded one once its
+part is written), holds the counts against the thresholds, and finally writes the
+shard's result for the merge.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections import deque
 from collections.abc import Callable
 
 from .accounting import Counts, spec_threshold_exceeded
+from .commits import CommitLog, read_commits
 from .contract import CODE_DIR, CODE_DIR_ENV, PermanentError
 from .layout import Layout
-from .plan import MiniBatch, Plan, changed_sources, read_shard
-from .pool import Outcome, WorkerPool
+from .plan import MiniBatch, Plan, changed_sources
+from .pool import Outcome, Placed, Returned, WorkerPool
 from .readers import Reader
 from .records import DoneRecord, ShardResult
 from .resources import available_cpus, gpu_assignment, process_count
@@ -49,6 +51,10 @@ class ShardRunner:
         self._schemas: dict[int, str] = {}  # mini-batch → its part's schema
         self._distinct: dict[str, str] = {}
         self._reader = Reader(plan, scratch)
+        self._log = CommitLog(fs, layout, index)
+        self._awaiting: dict[int, tuple[MiniBatch, DoneRecord]] = {}  # succeeded, its part not yet written
+        self._urgent = False  # something staged that should not wait for its group to fill
+        self._lines: dict[int, str] = {}  # each mini-batch's line of the plan
 
     # -- set-up ----------------------------------------------------------------
 
@@ -113,6 +119,7 @@ class ShardRunner:
                 plan=self.plan.header(), scratch=os.path.join(self.scratch, f"worker-{k}"),
                 output_uri=self.spec.output.uri, run_id=self.layout.run_id,
                 output_format=self.spec.output.format, append_row=self.spec.output.action == "appendRow",
+                prefetch=self.spec.prefetch_mini_batches,
                 log_path=os.path.join(self.log_dir, f"shard-{self.index}-worker-{k}.log") if self.log_dir else None,
             ))
         return configs
@@ -121,18 +128,15 @@ class ShardRunner:
 
     def _resume(self, mini_batches: list[MiniBatch]) -> list[MiniBatch]:
         """Count what an earlier attempt committed; the rest is still to do."""
-        try:
-            names = {os.path.basename(p) for p in self.fs.ls(self.layout.done_dir, detail=False)}
-        except FileNotFoundError:
-            names = set()
+        committed = read_commits(self.fs, self.layout, self.index, (mb.id for mb in mini_batches))
         pending = []
         for mb in mini_batches:
-            if os.path.basename(self.layout.done(mb.id)) not in names:
+            if mb.id in committed:
+                self._count(committed[mb.id])
+            else:
                 pending.append(mb)
-                continue
-            with self.fs.open(self.layout.done(mb.id), "rb") as f:
-                done = DoneRecord.from_dict(json.load(f))
-            self._count(mb, done)
+        if self.counts.mini_batches:
+            self.on_progress(self.index, self.counts)
         if len(pending) < len(mini_batches):
             log.info("shard %d: resuming, %d of %d mini-batches already committed",
                      self.index, len(mini_batches) - len(pending), len(mini_batches))
@@ -141,7 +145,10 @@ class ShardRunner:
     # -- the loop --------------------------------------------------------------
 
     def run(self) -> ShardResult:
-        mini_batches = read_shard(self.fs, self.layout, self.index)
+        # The plan's lines go to the workers as they are (no encoding again per mini-batch).
+        lines = self.fs.cat_file(self.layout.plan_shard(self.index)).decode().splitlines()
+        mini_batches = [MiniBatch.from_json(line) for line in lines if line.strip()]
+        self._lines = {mb.id: line for mb, line in zip(mini_batches, (line for line in lines if line.strip()))}
         pending = deque(self._resume(mini_batches))
         self.resumed = Counts(**vars(self.counts))  # committed by an earlier attempt
         exceeded = self._exceeded()
@@ -158,42 +165,57 @@ class ShardRunner:
         return result
 
     def _score(self, pending: deque) -> str | None:
+        """Run `pending` to the end (None), or until a threshold is exceeded (why) or the run stops."""
+        try:
+            return self._score_all(pending)
+        finally:
+            self._commit_staged()  # what is staged is whole: committed even when the run stops
+
+    def _score_all(self, pending: deque) -> str | None:
         attempts: dict[int, int] = {}
-        last_error: dict[int, Outcome] = {}
         with WorkerPool(self.worker_configs(), self.spec.run_invocation_timeout,
                         init_timeout=self.spec.init_timeout, max_workers=len(pending)) as pool:
             while pending or pool.busy:
                 if self.should_stop():
                     pool.close(graceful=False)
                     return None
-                for worker in pool.idle():
-                    if not pending:
-                        break
-                    pool.submit(worker, pending.popleft())
-                for outcome in pool.wait(timeout=1.0):
-                    mb = outcome.mini_batch
-                    attempts[mb.id] = attempts.get(mb.id, 0) + 1
-                    if outcome.error is None:
-                        self._commit(mb, outcome, attempts[mb.id])
-                    elif attempts[mb.id] < self.spec.run_max_try:
-                        log.warning("mini-batch %d attempt %d/%d failed: %s", mb.id, attempts[mb.id],
-                                    self.spec.run_max_try, outcome.error)
-                        last_error[mb.id] = outcome
+                pool.feed(pending, lambda mb: self._lines[mb.id])
+                for event in pool.wait(timeout=self._log.max_seconds):
+                    if isinstance(event, Placed):
+                        _, done = self._awaiting.pop(event.id)
+                        done.part = (event.file, event.offset, event.length)
+                        self._stage(done)
+                        continue
+                    mb = event.mini_batch
+                    if isinstance(event, Returned):  # its worker was lost: run it again, no attempt spent
+                        attempts[mb.id] = attempts.get(mb.id, 0) - event.ran
+                        self._awaiting.pop(mb.id, None)
                         pending.appendleft(mb)
+                        continue
+                    attempts[mb.id] = attempts.get(mb.id, 0) + 1
+                    if event.error is None or attempts[mb.id] >= self.spec.run_max_try:
+                        if event.error is not None:
+                            log.error("mini-batch %d failed after %d attempts: %s", mb.id, attempts[mb.id],
+                                      event.error)
+                        if self._finish(mb, event, attempts[mb.id]):  # failed items: the thresholds count them now
+                            self._commit_staged()
+                            if exceeded := self._exceeded():
+                                pool.close(graceful=False)
+                                return exceeded
                     else:
-                        log.error("mini-batch %d failed after %d attempts: %s", mb.id, attempts[mb.id], outcome.error)
-                        self._commit(mb, outcome, attempts[mb.id])
-                    exceeded = self._exceeded()
-                    if exceeded:
-                        pool.close(graceful=False)
-                        return exceeded
+                        log.warning("mini-batch %d attempt %d/%d failed: %s", mb.id, attempts[mb.id],
+                                    self.spec.run_max_try, event.error)
+                        pending.appendleft(mb)
+                if self._log.due() or self._urgent:
+                    self._commit_staged()
         return None
 
     def _exceeded(self) -> str | None:
         return spec_threshold_exceeded(self.spec, self.counts, self.plan.total_mini_batches)
 
-    def _commit(self, mb: MiniBatch, outcome: Outcome, attempts: int) -> None:
-        """Write the mini-batch's `done/` marker: from now on it is never run again."""
+    def _finish(self, mb: MiniBatch, outcome: Outcome, attempts: int) -> bool:
+        """A mini-batch's last attempt ended: its record is staged, once its part is written if it has
+        one. Returns whether it has failed items."""
         # The plan's count where it has one: rows that vanished from the input are failed items.
         items = mb.items if mb.items is not None else outcome.items if outcome.items is not None else self._items_of(mb)
         if outcome.error is not None:
@@ -208,20 +230,35 @@ class ShardRunner:
                 done.errors = [self._error_record(
                     mb, None, items - succeeded, attempts,
                     f"run() returned {outcome.returned:,} results for {items:,} items", None)]
-        if not done.succeeded and self.fs.exists(self.layout.part(mb.id)):
-            self.fs.rm(self.layout.part(mb.id))  # left by an attempt that died after writing it
-        write_atomic(self.fs, self.layout.done(mb.id), json.dumps(done.to_dict()).encode())
-        self._count(mb, done)
+        if outcome.part_pending:
+            self._awaiting[mb.id] = (mb, done)
+        else:
+            self._stage(done)
+        return done.failed > 0
 
-    def _count(self, mb: MiniBatch, done: DoneRecord) -> None:
+    def _stage(self, done: DoneRecord) -> None:
+        """Committed with its group: at once with a worker's group of parts, else when the
+        group is full or old (or at once, by the caller, when it has failed items)."""
+        self._log.stage(done)
+        self._urgent = self._urgent or done.part is not None
+
+    def _commit_staged(self) -> None:
+        """Commit what is staged; it counts from now on."""
+        committed = self._log.write()
+        for done in committed:
+            self._count(done)
+        self._urgent = False
+        if committed:
+            self.on_progress(self.index, self.counts)
+
+    def _count(self, done: DoneRecord) -> None:
         self.counts.add(done.counts)
         if done.failed:
-            self.failed_ids.append(mb.id)
+            self.failed_ids.append(done.id)
         if not done.succeeded:
-            self.without_part.append(mb.id)
+            self.without_part.append(done.id)
         elif done.schema:  # one string per distinct schema, however many mini-batches share it
-            self._schemas[mb.id] = self._distinct.setdefault(done.schema, done.schema)
-        self.on_progress(self.index, self.counts)
+            self._schemas[done.id] = self._distinct.setdefault(done.schema, done.schema)
 
     def _items_of(self, mb: MiniBatch) -> int:
         """Items of a mini-batch that failed before it was read (a crash, a timeout)."""

@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-import yaml
 
 from .contract import URI_SCHEME, PermanentError
 
@@ -33,6 +32,7 @@ _SPEC_FIELDS = (
     "input", "sideInputs", "model", "code", "arguments", "miniBatchSize", "partitionKeys",
     "errorThreshold", "miniBatchErrorThreshold", "allowedFailedPercent", "output",
     "nodeCount", "processCountPerNode", "runInvocationTimeout", "initTimeout", "runMaxTry",
+    "prefetchMiniBatches",
     "loggingLevel", "environment", "storage", "allowReuse",
 )
 _ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
@@ -147,6 +147,7 @@ class JobSpec:
     run_invocation_timeout: int = 60
     init_timeout: int = 600
     run_max_try: int = 3
+    prefetch_mini_batches: int = 2  # read ahead by each worker while run() computes
     logging_level: LoggingLevel = "INFO"
     environment: dict = field(default_factory=dict)  # pod-side fields, as written (camelCase)
     gpu: GpuSpec | None = None
@@ -185,6 +186,8 @@ class JobSpec:
             out["partitionKeys"] = list(self.partition_keys)
         if self.process_count_per_node is not None:
             out["processCountPerNode"] = self.process_count_per_node
+        if self.prefetch_mini_batches != 2:  # only where set: run ids of earlier specs stay the same
+            out["prefetchMiniBatches"] = self.prefetch_mini_batches
         if self.environment:
             out["environment"] = self.environment
         if self.storage:
@@ -203,6 +206,8 @@ def _prune(d: dict) -> dict:
 
 def read_yaml(path: str, error: type[SpecError] = SpecError) -> Any:
     """The document of a YAML file; a missing or invalid file raises `error` in one line."""
+    import yaml  # here: a worker process, which imports this module, reads no YAML
+
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)
@@ -227,6 +232,8 @@ def load_spec_file(path: str, overrides: list[str] = ()) -> JobSpec:
 
 
 def _apply_override(doc: dict, item: str) -> None:
+    import yaml
+
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise SpecError([f"--set {item!r}: expected key=value, e.g. --set nodeCount=2"])
@@ -399,6 +406,7 @@ class _Loader:
             run_invocation_timeout=self.integer("spec.runInvocationTimeout", spec.get("runInvocationTimeout"), 60, 1),
             init_timeout=self.integer("spec.initTimeout", spec.get("initTimeout"), 600, 1),
             run_max_try=self.integer("spec.runMaxTry", spec.get("runMaxTry"), 3, 1),
+            prefetch_mini_batches=self.integer("spec.prefetchMiniBatches", spec.get("prefetchMiniBatches"), 2, 0),
             logging_level=self.choice("spec.loggingLevel", spec.get("loggingLevel"), get_args(LoggingLevel), "INFO"),
             environment=environment,
             gpu=self.gpu(environment.get("gpu")),

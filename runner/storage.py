@@ -115,13 +115,15 @@ def join(*parts: str) -> str:
     return posixpath.join(*parts)
 
 
-def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, durable: bool = False) -> None:
     """Publish `data` at `path` whole or not at all.
 
-    An object store's single put is atomic already; on a local or mounted disk the
-    bytes go to a temporary name in the same folder and are renamed into place. A
-    failed write leaves no temporary file behind; a storage fault is raised as a
-    StorageError naming `path` (chained to the original exception).
+    An object store's single put is atomic (and durable) already: one request; on a
+    local or mounted disk the bytes go to a temporary name in the same folder and are
+    renamed into place, `durable`: fsynced first, so that a machine that crashes keeps
+    the file whole once it was published. A failed write leaves no temporary file
+    behind; a storage fault is raised as a StorageError naming `path` (chained to the
+    original exception).
     """
     try:
         if is_local(fs):
@@ -130,6 +132,9 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
             try:
                 with open(tmp, "wb") as f:
                     f.write(data)
+                    if durable:
+                        f.flush()
+                        os.fsync(f.fileno())
                 os.replace(tmp, path)
             except BaseException:
                 _discard_local(tmp)

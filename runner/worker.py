@@ -1,12 +1,23 @@
 """The worker process: imports the entry script, calls init() once, then run() per mini-batch.
 
-It reads its mini-batches itself and commits their output part itself, so only small
+It reads its mini-batches itself and writes their output parts itself, so only small
 messages cross the pipe to the shard process:
 
     worker → shard   Ready()  InitFailed(error, traceback)
-                     Ok(id, items, returned, schema or None)  AttemptFailed(id, items or None, error, traceback)
-                     StorageFailed(message, transient): writing the part failed, the run stops
-    shard → worker   a mini-batch as JSON, or None to stop
+                     Ok(id, items, returned, schema, part_pending)
+                     AttemptFailed(id, items or None, error, traceback)
+                     PartsWritten(file, [(id, offset, length), ...]): parts of Ok mini-batches
+                     StorageFailed(message, transient): writing parts failed, the run stops
+    shard → worker   a list of mini-batches as JSON, or None to stop
+
+Ok and AttemptFailed travel in lists: a worker reports its results when it has no
+mini-batch at hand, before it writes parts, and else within REPORT_SECONDS (a reporter
+thread sends what waits longer, so a result never waits behind a long run() call):
+quick mini-batches share a message. Where the input is remote, a fetcher thread reads up to `prefetch`
+mini-batches ahead (their files fetched concurrently) while run() computes the current
+one; input on a local disk is read when its turn comes (no wait to hide). Parts are kept in a
+PartGroup (commits.py) and written a group at a time: when it is full or old, or when
+no mini-batch comes within IDLE_FLUSH_SECONDS.
 """
 
 from __future__ import annotations
@@ -14,18 +25,26 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import queue
 import sys
+import threading
+import time
 import traceback
+from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .commits import PartGroup
 from .layout import Layout
 from .outputs import ResultError, encode_part, result_length, schema_to_text
 from .plan import MiniBatch, Plan
 from .processes import join_pool
 from .readers import Reader
 from .spec import LoggingLevel, OutputFormat
-from .storage import StorageError, filesystem, write_atomic
+from .storage import StorageError, filesystem, is_local
+
+IDLE_FLUSH_SECONDS = 0.02  # a worker with no mini-batch waiting writes its parts after this long
+REPORT_SECONDS = 0.02  # results are reported at least this often
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,7 @@ class WorkerConfig:
     run_id: str
     output_format: OutputFormat
     append_row: bool
+    prefetch: int = 2  # mini-batches read ahead while run() computes (spec.prefetchMiniBatches)
     log_path: str | None = None  # its stdout and stderr, else the shard's
     pgid: int | None = None  # the pool's process group (processes.join_pool), set by the pool
     parent_pid: int | None = None
@@ -60,12 +80,21 @@ class InitFailed(NamedTuple):
 
 
 class Ok(NamedTuple):
-    """run() returned `returned` results for `items` items; the part (if any) is committed."""
+    """run() returned `returned` results for `items` items; `part_pending`: its part waits
+    in the worker's group, a later PartsWritten says where it lies."""
 
     id: int
     items: int
     returned: int
     schema: str | None
+    part_pending: bool
+
+
+class PartsWritten(NamedTuple):
+    """A group of parts is published in `file` (in the parts folder): (mini-batch, offset, length) each."""
+
+    file: str
+    entries: list[tuple[int, int, int]]
 
 
 class AttemptFailed(NamedTuple):
@@ -78,13 +107,13 @@ class AttemptFailed(NamedTuple):
 
 
 class StorageFailed(NamedTuple):
-    """The part could not be written: no attempt can succeed."""
+    """Parts could not be written: no attempt can succeed."""
 
     message: str
     transient: bool
 
 
-Message = Ready | InitFailed | Ok | AttemptFailed | StorageFailed
+Message = Ready | InitFailed | Ok | AttemptFailed | PartsWritten | StorageFailed
 
 
 def load_entry_script(path: str):
@@ -115,8 +144,9 @@ def _failure(e: BaseException, where: str) -> str:
     return f"{type(e).__name__}{f': {e}' if str(e) else ''} raised by {where}"
 
 
-def worker_main(conn, config: WorkerConfig) -> None:
-    """Entry point of a worker process; `config` is built by the shard, completed by the pool."""
+def worker_main(conn, config: WorkerConfig, running=None) -> None:
+    """Entry point of a worker process; `config` is built by the shard, completed by the pool.
+    `running` (a shared integer) shows the pool the mini-batch in run(), should this process die."""
     join_pool(config.pgid, config.parent_pid)  # dies with the pool, whatever ends it
     if config.log_path:
         _redirect_output(config.log_path)
@@ -136,39 +166,189 @@ def worker_main(conn, config: WorkerConfig) -> None:
         conn.send(InitFailed(_failure(e, where), traceback.format_exc()))
         return
     conn.send(Ready())
+    _Worker(conn, config, module, running).serve()
+    if callable(getattr(module, "shutdown", None)):
+        module.shutdown()
 
-    plan = Plan.from_header(config.plan)
-    reader = Reader(plan, config.scratch)
-    out_fs, out_path = filesystem(config.output_uri)
-    layout = Layout(out_path, config.run_id, config.output_format)
-    append = config.append_row
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            break
-        if message is None:
-            break
-        mb = MiniBatch.from_json(message)
+
+_STOP = object()
+
+
+def _receive(conn) -> list[str] | None:
+    """The next mini-batches from the shard; None: stop."""
+    try:
+        return conn.recv()
+    except (EOFError, OSError):
+        return None
+
+
+def _read(reader: Reader, mb: MiniBatch):
+    """(payload, items), or the exception reading raised: the attempt fails in order."""
+    try:
+        return reader.read(mb)
+    except BaseException as e:  # noqa: BLE001 - reported as the attempt's failure
+        return e
+
+
+class _Inline:
+    """Mini-batches read when their turn comes: input on a local disk has no fetch to overlap."""
+
+    def __init__(self, conn, reader: Reader):
+        self.conn, self.reader, self.lines = conn, reader, deque()
+
+    def at_hand(self) -> bool:
+        return bool(self.lines)
+
+    def wait(self, timeout: float) -> bool:
+        return bool(self.lines) or self.conn.poll(timeout)
+
+    def take(self):
+        if not self.lines:
+            message = _receive(self.conn)
+            if message is None:
+                return _STOP
+            self.lines.extend(message)
+        mb = MiniBatch.from_json(self.lines.popleft())
+        return mb, _read(self.reader, mb)
+
+    def done(self) -> None:
+        pass
+
+
+class _Prefetch:
+    """A fetcher thread reads up to `prefetch` mini-batches ahead while run() computes."""
+
+    def __init__(self, conn, reader: Reader, prefetch: int):
+        self.conn, self.reader = conn, reader
+        self.ready: queue.SimpleQueue = queue.SimpleQueue()  # (mini-batch, read), in order; _STOP last
+        self.slots = threading.Semaphore(1 + prefetch)  # read or running: the current one + prefetch
+        self.received = self.taken = 0
+        self.peeked = None
+        threading.Thread(target=self._fetch, name="parallelrun-prefetch", daemon=True).start()
+
+    def at_hand(self) -> bool:
+        return self.received > self.taken
+
+    def wait(self, timeout: float) -> bool:
+        if self.peeked is None:
+            try:
+                self.peeked = self.ready.get(timeout=timeout)
+            except queue.Empty:
+                return False
+        return True
+
+    def take(self):
+        item, self.peeked = (self.peeked if self.peeked is not None else self.ready.get()), None
+        self.taken += item is not _STOP
+        return item
+
+    def done(self) -> None:
+        self.slots.release()
+
+    def _fetch(self) -> None:
+        while (message := _receive(self.conn)) is not None:
+            self.received += len(message)
+            for line in message:
+                mb = MiniBatch.from_json(line)
+                self.slots.acquire()
+                self.ready.put((mb, _read(self.reader, mb)))
+        self.ready.put(_STOP)
+
+
+class _Worker:
+    def __init__(self, conn, config: WorkerConfig, module, running=None):
+        self.conn, self.config, self.module = conn, config, module
+        self.running = running
+        self.reader = Reader(Plan.from_header(config.plan), config.scratch)
+        out_fs, out_path = filesystem(config.output_uri)
+        layout = Layout(out_path, config.run_id, config.output_format)
+        self.group = PartGroup(out_fs, layout, config.worker.replace(".", "-"))
+        self.results: list[Ok | AttemptFailed] = []  # not yet reported
+        self.first_result = 0.0  # when the oldest of them came
+        self.sending = threading.Lock()  # results and the pipe, shared with the reporter thread
+        self.refused = False  # the output refused a group of parts: nothing more is written
+        remote = not is_local(self.reader.fs)
+        self.source = (_Prefetch(conn, self.reader, config.prefetch) if remote and config.prefetch
+                       else _Inline(conn, self.reader))
+
+    def serve(self) -> None:
+        """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
+        threading.Thread(target=self._reporter, name="parallelrun-reporter", daemon=True).start()
+        while (item := self._next()) is not _STOP:
+            started = time.monotonic()
+            self._run(*item)
+            self.source.done()
+            slow = time.monotonic() - started >= self.group.max_seconds  # its part is not kept behind the next
+            if (slow or self.group.due()) and not self._write_parts():
+                return
+        self._write_parts()
+        self._report()
+
+    def _result(self, result: Ok | AttemptFailed) -> None:
+        with self.sending:
+            if not self.results:
+                self.first_result = time.monotonic()
+            self.results.append(result)
+
+    def _report(self, older_than: float = 0.0) -> None:
+        """Send the results not yet reported (those waiting longer than `older_than` seconds)."""
+        with self.sending:
+            if self.results and time.monotonic() - self.first_result >= older_than:
+                self.conn.send(self.results)
+                self.results = []
+
+    def _reporter(self) -> None:
+        while True:
+            time.sleep(REPORT_SECONDS / 2)
+            self._report(older_than=REPORT_SECONDS)
+
+    def _next(self):
+        """The next read mini-batch. With none at hand, the results are reported first, and
+        the parts held written if no mini-batch comes within IDLE_FLUSH_SECONDS."""
+        if not self.source.at_hand():
+            self._report()
+            if self.group.count:
+                timeout = max(0.0, min(IDLE_FLUSH_SECONDS, self.group.deadline() - time.monotonic()))
+                if not self.source.wait(timeout) and not self._write_parts():
+                    return _STOP
+        return self.source.take()
+
+    def _run(self, mb: MiniBatch, read) -> None:
         items = None
+        if self.running is not None:
+            self.running.value = mb.id
         try:
-            payload, items = reader.read(mb)
-            result = module.run(payload)
+            if isinstance(read, BaseException):
+                raise read
+            payload, items = read
+            result = self.module.run(payload)
             returned = result_length(result)
             if returned > items:
                 raise ResultError(f"run() returned {returned:,} results for {items:,} items; return at most "
                                   "one element or row per item")
             schema = None
-            if append and returned:
-                part = encode_part(result, config.output_format)
-                write_atomic(out_fs, layout.part(mb.id), part.data)
+            pending = self.config.append_row and returned > 0
+            if pending:
+                part = encode_part(result, self.config.output_format)
                 schema = schema_to_text(part.schema) if part.schema is not None else None
-            conn.send(Ok(mb.id, items, returned, schema))
-        except StorageError as e:  # the output cannot take the part: no attempt can succeed
-            conn.send(StorageFailed(str(e), e.transient))
+                self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
+            self._result(Ok(mb.id, items, returned, schema, pending))
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
-            conn.send(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc()))
+            self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc()))
         finally:
-            reader.cleanup(mb)
-    if callable(getattr(module, "shutdown", None)):
-        module.shutdown()
+            self.reader.cleanup(mb)
+
+    def _write_parts(self) -> bool:
+        """Publish the group of parts held; False when the output cannot take it (reported)."""
+        if self.refused or not self.group.count:
+            return not self.refused
+        self._report()  # the shard learns of the mini-batches before where their parts are
+        try:
+            written = PartsWritten(*self.group.write())
+        except StorageError as e:  # the output cannot take the parts: no attempt can succeed
+            written = StorageFailed(str(e), e.transient)
+            self.refused = True
+        with self.sending:
+            self.conn.send(written)
+        return not self.refused
+

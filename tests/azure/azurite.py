@@ -119,14 +119,17 @@ class Azurite:
                 f"BlobEndpoint={self.blob_endpoint};")
 
     @classmethod
-    def start(cls, binary: str, location: Path, attempts: int = 5, in_memory: bool = False) -> "Azurite":
+    def start(cls, binary: str, location: Path, attempts: int = 5, in_memory: bool = False,
+              debug_log: Path | None = None) -> "Azurite":
         """Start azurite-blob on a free port; retry on another port if that one was taken meanwhile.
 
         in_memory: keep no data on disk, `location` holds only the log (Azurite rewrites its
-        whole database file as it grows, which makes writing tens of thousands of blobs slow)."""
+        whole database file as it grows, which makes writing tens of thousands of blobs slow).
+        debug_log: Azurite's debug log, a line `RequestMethod=... RequestURL=...` per request."""
         location.mkdir(parents=True, exist_ok=True)
         extra = ["--disableTelemetry"] if _has_telemetry(binary) else []
         extra += ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
+        extra += ["--debug", str(debug_log)] if debug_log else []
         last = ""
         for _ in range(attempts):
             port = free_port()

@@ -53,9 +53,14 @@ def test_rerun_keeps_committed_mini_batches(az_job, tmp_path):
     runner("score", "--shard", "0")
     assert sorted(calls.read_text().split(), key=int) == ["0", "10", "20", "30", "40"]
 
-    # Mini-batch 3 (rows 30-39) lost its commit, as if the pod had died before publishing it:
-    # a rerun scores only mini-batch 3, and the merge has every row once, in order.
-    az_job.fs.rm([az_job.blob(p) for p in (f"{run_dir}/done/000000003.json", f"{run_dir}/parts/000000003.txt")])
+    # Mini-batch 3 (rows 30-39) lost its commit record, as if the pod had died before publishing
+    # its group (its part, written, is left without one): a rerun scores only mini-batch 3, and
+    # the merge has every row once, in order.
+    commits = az_job.fs.ls(az_job.blob(f"{run_dir}/commits/00000"), detail=False)
+    assert commits, "the shard committed its mini-batches in commits/"
+    for path in commits:
+        lines = az_job.fs.cat_file(path).decode().splitlines()
+        az_job.fs.pipe_file(path, "".join(f"{line}\n" for line in lines if json.loads(line)["id"] != 3).encode())
     runner("score", "--shard", "0")
     assert calls.read_text().split()[5:] == ["30"]
     # The pod that resumed reports its whole shard, committed before or now.
@@ -65,5 +70,6 @@ def test_rerun_keeps_committed_mini_batches(az_job, tmp_path):
     assert az_job.read("out/parallel_run_step.txt").decode() == "".join(f"{i} {i * i}\n" for i in range(50))
     summary = json.loads(az_job.read(f"{run_dir}/summary.json"))
     assert summary["status"] == "Succeeded" and summary["items"] == {"succeeded": 50, "failed": 0}
-    assert not az_job.exists(f"{run_dir}/parts/000000000.txt"), "parts are deleted once the output is published"
+    assert not az_job.exists(f"{run_dir}/parts") and not az_job.exists(f"{run_dir}/commits"), \
+        "parts and commits are deleted once the output is published"
     assert summary["miniBatches"] == {"succeeded": 5, "failed": 0, "total": 5}

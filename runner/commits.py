@@ -1,0 +1,194 @@
+"""Group commits: how a finished mini-batch becomes permanent, a group at a time.
+
+A worker keeps the parts of the mini-batches it ran in a PartGroup and writes them as
+one file (`parts/g-<shard>-<worker>-<token>.<ext>`, the parts back to back), then
+tells the shard where each part lies. The shard keeps each mini-batch's DoneRecord
+(with its part's file, offset and length) in a CommitLog and writes a group of them
+as one file (`commits/<shard>/<token>.jsonl`): that file is the commit. Each file is
+published whole (storage.write_atomic: one PUT on an object store, temp + fsync +
+rename on a disk), so a crash leaves whole groups or nothing, never a torn record.
+
+A part is written before the record that points at it, so a committed mini-batch
+always has its part; a part whose record was never written is garbage, ignored (and
+deleted with the parts folder after the merge). A mini-batch's record is written once:
+the shard, the one writer of its commits, never stages a committed mini-batch again.
+
+Runs scored before group commits left one `done/NNNNNNNNN.json` per mini-batch, its
+part at `parts/NNNNNNNNN.<ext>`: read_commits reads those too, so such a run resumes
+and merges.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from .layout import Layout
+from .records import DoneRecord
+from .storage import write_atomic
+
+# A group is written once it holds this many mini-batches, bytes or seconds (whichever first).
+GROUP_MINI_BATCHES = 1000
+GROUP_BYTES = 8 * 2**20
+GROUP_SECONDS = 1.0
+
+
+class _Group:
+    """What a group's size limits have in common: count, bytes, age."""
+
+    def __init__(self, max_items: int, max_bytes: int, max_seconds: float):
+        self.max_items, self.max_bytes, self.max_seconds = max_items, max_bytes, max_seconds
+        self.count = 0
+        self.bytes = 0
+        self.started = 0.0
+
+    def _added(self, size: int) -> None:
+        if not self.count:
+            self.started = time.monotonic()
+        self.count += 1
+        self.bytes += size
+
+    def deadline(self) -> float | None:
+        """When the group is due by age (time.monotonic()); None when empty."""
+        return self.started + self.max_seconds if self.count else None
+
+    def due(self) -> bool:
+        return bool(self.count) and (self.count >= self.max_items or self.bytes >= self.max_bytes
+                                     or time.monotonic() >= self.started + self.max_seconds)
+
+
+class PartGroup(_Group):
+    """A worker's parts not yet written: one file per group."""
+
+    def __init__(self, fs, layout: Layout, owner: str, max_parts: int = GROUP_MINI_BATCHES,
+                 max_bytes: int = GROUP_BYTES, max_seconds: float = GROUP_SECONDS):
+        super().__init__(max_parts, max_bytes, max_seconds)
+        self.fs, self.layout, self.owner = fs, layout, owner
+        self._chunks: list[bytes] = []
+        self._entries: list[tuple[int, int, int]] = []
+
+    def add(self, mini_batch_id: int, data: bytes) -> None:
+        self._entries.append((mini_batch_id, self.bytes, len(data)))
+        self._chunks.append(data)
+        self._added(len(data))
+
+    def write(self) -> tuple[str, list[tuple[int, int, int]]]:
+        """Publish the group as one file; returns its name (in the parts folder) and
+        (mini-batch, offset, length) of each part in it. The group is empty afterwards."""
+        name = f"g-{self.owner}-{uuid.uuid4().hex[:12]}.{self.layout.part_ext}"
+        write_atomic(self.fs, posixpath.join(self.layout.parts_dir, name), b"".join(self._chunks), durable=True)
+        entries = self._entries
+        self._chunks, self._entries, self.count, self.bytes = [], [], 0, 0
+        return name, entries
+
+
+class CommitLog(_Group):
+    """A shard's staged commits, written as one file per group."""
+
+    def __init__(self, fs, layout: Layout, shard: int, max_records: int = GROUP_MINI_BATCHES,
+                 max_seconds: float = GROUP_SECONDS):
+        super().__init__(max_records, 2**62, max_seconds)
+        self.fs, self.layout, self.shard = fs, layout, shard
+        self._lines: list[str] = []
+        self._records: list[DoneRecord] = []
+
+    def stage(self, record: DoneRecord) -> None:
+        self._lines.append(json.dumps(record.to_dict(), separators=(",", ":")))
+        self._records.append(record)
+        self._added(0)
+
+    def write(self) -> list[DoneRecord]:
+        """Commit the staged records (nothing when none); returns them."""
+        if not self._records:
+            return []
+        path = posixpath.join(self.layout.commits_dir(self.shard), f"{uuid.uuid4().hex}.jsonl")
+        write_atomic(self.fs, path, ("\n".join(self._lines) + "\n").encode(), durable=True)
+        records = self._records
+        self._lines, self._records, self.count = [], [], 0
+        return records
+
+
+def read_commits(fs, layout: Layout, shard: int, ids: Iterable[int]) -> dict[int, DoneRecord]:
+    """The committed records of shard `shard` (whose mini-batches are `ids`), by mini-batch:
+    its commit files, and the `done/` records of a run scored before group commits."""
+    wanted = set(ids)
+    records: dict[int, DoneRecord] = {}
+    for path in _listing(fs, layout.commits_dir(shard)):
+        if not path.endswith(".jsonl") or posixpath.basename(path).startswith("."):  # a write cut short
+            continue
+        lines = [line for line in fs.cat_file(path).decode().splitlines() if line.strip()]
+        for d in json.loads(f"[{','.join(lines)}]"):  # one parse for the file: merges read thousands
+            records.setdefault(d["id"], DoneRecord.from_dict(d))
+    for path in _listing(fs, layout.done_dir):
+        name = posixpath.basename(path)
+        if name.endswith(".json") and name[:-5].isdigit() and int(name[:-5]) in wanted \
+                and int(name[:-5]) not in records:
+            record = DoneRecord.from_dict(json.loads(fs.cat_file(path)))
+            records[record.id] = record
+    return {k: v for k, v in records.items() if k in wanted}
+
+
+def _listing(fs, folder: str) -> list[str]:
+    try:
+        return fs.ls(folder, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+class Parts:
+    """The merge's view of committed parts: mini-batch → its bytes, whatever the layout.
+
+    Group files are read whole, once, and kept while their parts are read (the few most
+    recent, up to CACHE_BYTES); a part of a larger file is read by its range."""
+
+    CACHE_BYTES = 256 * 2**20
+
+    def __init__(self, fs, layout: Layout, records: dict[int, DoneRecord]):
+        self.fs, self.layout, self.records = fs, layout, records
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cached = 0
+        self._extent: dict[str, int] = {}  # a group file's committed bytes: its size, without asking
+        for record in records.values():
+            if record.part is not None:
+                name, offset, length = record.part
+                self._extent[name] = max(self._extent.get(name, 0), offset + length)
+
+    def path(self, mini_batch_id: int) -> str:
+        record = self.records.get(mini_batch_id)
+        if record is None or record.part is None:  # a run scored before group commits
+            return posixpath.join(self.layout.parts_dir, f"{mini_batch_id:09d}.{self.layout.part_ext}")
+        return posixpath.join(self.layout.parts_dir, record.part[0])
+
+    def open(self, mini_batch_id: int):
+        """The part as a binary file; FileNotFoundError when it is not there."""
+        record = self.records.get(mini_batch_id)
+        if record is None or record.part is None:
+            return self.fs.open(self.path(mini_batch_id), "rb")
+        name, offset, length = record.part
+        path = self.path(mini_batch_id)
+        data = self._whole(path, self._extent[name])
+        if data is None:
+            data = self.fs.cat_file(path, offset, offset + length)
+            offset = 0
+        if len(data) < offset + length:
+            raise FileNotFoundError(f"{path} is shorter than its committed parts")
+        return io.BytesIO(memoryview(data)[offset:offset + length])
+
+    def _whole(self, path: str, size: int) -> bytes | None:
+        if path in self._cache:
+            self._cache.move_to_end(path)
+            return self._cache[path]
+        if size > self.CACHE_BYTES // 4:
+            return None
+        data = self.fs.cat_file(path)
+        self._cache[path] = data
+        self._cached += len(data)
+        while self._cached > self.CACHE_BYTES:
+            self._cached -= len(self._cache.popitem(last=False)[1])
+        return data
+
