@@ -26,8 +26,8 @@ Decisions:
   in the fingerprints of the steps it needs (`upstream`): an output's URI stays the same
   when the step that writes it runs again with other inputs, its content does not.
 - `${{schedule.scheduledTime}}` and `${{trigger.manifest}}` are substituted by the
-  PipelineSchedule that makes the run; one left in a step is a ResolveError, as is a
-  component input of the wrong type once substituted.
+  PipelineSchedule that makes the run (load_pipeline refuses them in a PipelineRun). A
+  component input of the wrong type once substituted is a ResolveError.
 """
 
 from __future__ import annotations
@@ -126,9 +126,6 @@ def resolve_step(spec: PipelineSpec, step: Step, finished_outputs: Mapping[str, 
 
 
 def _unresolved(key: str) -> str:
-    if key.startswith(("schedule.", "trigger.")):
-        return (f"${{{{{key}}}}} has a value only in a run made by a PipelineSchedule; "
-                "use a parameter for runs started by hand")
     if key.startswith("steps."):
         return f"${{{{{key}}}}} has no value: that step did not succeed, so its outputs do not exist"
     return f"${{{{{key}}}}} has no value here"

@@ -145,13 +145,26 @@ def _upload(local: str, uri: str, kind: str) -> None:
 
 
 def _execute(argv: list[str], cwd: str, env: Mapping[str, str]) -> int:
-    """Run the command, passing SIGTERM on; its exit status (128 + N for signal N)."""
+    """Run the command, passing SIGTERM on (one that comes while it starts included); its exit
+    status (128 + N for signal N)."""
+    started: list[subprocess.Popen] = []
+    stopped: list[bool] = []
+
+    def forward(*_) -> None:
+        if started:
+            started[0].send_signal(signal.SIGTERM)
+        else:
+            stopped.append(True)
+
+    previous = signal.signal(signal.SIGTERM, forward)
     try:
-        child = subprocess.Popen(argv, cwd=cwd, env=dict(env))
-    except OSError as error:
-        raise StepError(f"cannot start {argv[0]}: {error.strerror}") from None
-    previous = signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
-    try:
+        try:
+            child = subprocess.Popen(argv, cwd=cwd, env=dict(env))
+        except OSError as error:
+            raise StepError(f"cannot start {argv[0]}: {error.strerror}") from None
+        started.append(child)
+        if stopped:
+            child.send_signal(signal.SIGTERM)
         while True:
             try:
                 status = child.wait()

@@ -6,11 +6,12 @@ import shlex
 import subprocess
 
 import pytest
+
 from parallelrun.runner.pipelines.component import Component, Input
 from parallelrun.runner.pipelines.resolve import (
     ResolvedStep, ResolveError, component_base_dir, component_outputs, resolve_step,
 )
-from parallelrun.runner.pipelines.spec import ComponentRef, load_pipeline
+from parallelrun.runner.pipelines.spec import ComponentRef, PipelineSpecError, load_pipeline
 
 TRAIN = Component("train_iris", "1.2", "command",
                   inputs={"data": Input("uri_folder"), "max_iter": Input("integer", 100),
@@ -115,9 +116,8 @@ def test_what_has_no_value_yet_is_one_error_each():
         resolve_step(spec, step(spec, "score"), {})
     assert caught.value.errors == ["steps.score.batchInference.model.uri: ${{steps.train.outputs.model}} has no "
                                    "value: that step did not succeed, so its outputs do not exist"]
-    scheduled = pipeline(inputs={"data": "az://in/${{schedule.scheduledTime}}/"})
-    with pytest.raises(ResolveError, match="only in a run made by a PipelineSchedule"):
-        resolve_step(scheduled, step(scheduled, "train"), {})
+    with pytest.raises(PipelineSpecError, match="set by a PipelineSchedule when it creates the run"):
+        pipeline(inputs={"data": "az://in/${{schedule.scheduledTime}}/"})
 
 
 def test_a_parallel_component_becomes_a_job_with_its_declared_outputs():
