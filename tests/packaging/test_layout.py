@@ -41,3 +41,13 @@ def test_the_runner_never_imports_the_operator_or_kopf():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_runner_and_operator_package_is_in_the_wheel():
+    """setuptools' package list is explicit (package-dir maps runner/ and operator/): a new
+    subpackage missing there works in a source checkout and is absent from an installed wheel."""
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"parallelrun." + ".".join(init.parent.relative_to(ROOT).parts)
+             for top in ("runner", "operator") for init in (ROOT / top).rglob("__init__.py")}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
