@@ -172,6 +172,7 @@ class WorkerPool:
         """The plan is ready: each worker started without it gets its header (replacements
         get it in their config), and the workers beyond `max_workers` (at least one) stop."""
         keep = max(1, max_workers)
+        self._listen(0.0, [])  # which have reported ready (no task was sent: no other event can come)
         for w in self._workers[keep:]:
             if w.ready:  # it runs shutdown() and exits (close() waits for it)
                 self._leaving.append(w)
