@@ -183,8 +183,11 @@ class WorkerPool:
         self._configs = [dataclasses.replace(c, plan=header) for c in self._configs[:keep]]
         for w in self._workers:
             if not w.planned:
-                w.conn.send(header)
-                w.planned = True
+                try:
+                    w.conn.send(header)
+                    w.planned = True
+                except OSError:  # it died while the run was planned: wait() replaces it (with the header)
+                    pass
 
     def __enter__(self) -> "WorkerPool":
         return self
