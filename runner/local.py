@@ -2,7 +2,9 @@
 
 Each shard is the same ShardRunner a scoring pod runs, here on a thread of its own
 (the work happens in the worker processes). The shards share one tally, so a
-threshold stops every shard at once, as the operator stops the Job.
+threshold stops every shard at once, as the operator stops the Job. Each shard's
+workers start before the run is planned: importing the entry script and init()
+overlap planning (WorkerPool.plan).
 """
 
 from __future__ import annotations
