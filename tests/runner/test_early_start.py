@@ -54,6 +54,7 @@ def plan_after_init(life, monkeypatch):
         while len(life("init")) < 2:
             assert time.monotonic() < deadline, "init() did not run while planning"
             time.sleep(0.02)
+        time.sleep(0.3)  # their Ready messages follow init() at once
         return plan(*args, **kw)
 
     monkeypatch.setattr(local, "ensure_plan", slow_plan)
