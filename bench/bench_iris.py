@@ -27,6 +27,7 @@ row groups differ: parallelrun writes one per mini-batch).
 
     python bench/bench_iris.py                       # 10M rows, 5 pairs, csv and parquet
     python bench/bench_iris.py --rows 1000000 --repeat 3 --formats parquet --workdir /tmp/iris-bench
+    python bench/bench_iris.py --repeat 3 --before 1874df3    # an earlier commit too, in the same rounds
 
 The data (examples/iris/prepare.py) is made once per --workdir and reused while its
 row count matches. Run by hand; never part of CI.
@@ -48,6 +49,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from earlier import pythonpath  # noqa: E402
 EXAMPLE = ROOT / "examples" / "iris"
 TARGET = 0.65
 
@@ -99,13 +102,17 @@ def parallelrun_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "parallelrun.cli"]
 
 
-def timed(cmd: list[str], log: Path) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (user + sys of the process and the children it waited for)."""
+def timed(cmd: list[str], log: Path, pythonpath: str | None = None) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + sys of the process and the children it waited for);
+    `pythonpath`: an earlier parallelrun's (bench/earlier.py), run from the log's folder."""
     env = dict(os.environ, COLUMNS="200")  # rich: one line per message in the log
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, "wb") as f:
         start = time.perf_counter()
-        done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                              cwd=log.parent if pythonpath else None)
         seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -177,20 +184,25 @@ def compare(fmt: str, args, workdir: Path, data: Path, model: Path) -> float:
     print(f"\n== {fmt} output")
     print(f"baseline:    {' '.join(base_cmd)}")
     print(f"parallelrun: {' '.join(pr_cmd)}", flush=True)
-    times: dict[str, list[float]] = {"baseline": [], "parallelrun": []}
-    cpus: dict[str, list[float]] = {"baseline": [], "parallelrun": []}
+    runs = [("baseline", base_cmd), ("parallelrun", pr_cmd)]
+    if args.before:  # the same job through an earlier commit, in the same rounds
+        runs.append((args.before, [sys.executable, "-m", "parallelrun.cli", *pr_cmd[len(parallelrun_command()):]]))
+    earlier = pythonpath(args.before) if args.before else None
+    times: dict[str, list[float]] = {name: [] for name, _ in runs}
+    cpus: dict[str, list[float]] = {name: [] for name, _ in runs}
     for i in range(args.repeat):
-        for name, cmd in (("baseline", base_cmd), ("parallelrun", pr_cmd)):
+        for name, cmd in (runs if i % 2 == 0 else runs[::-1]):
             if name == "baseline":
                 base_out.unlink(missing_ok=True)
             else:
                 shutil.rmtree(pr_dir, ignore_errors=True)
-            seconds, cpu = timed(cmd, workdir / f"{name}.log")
+            log = workdir / ("parallelrun.log" if name != "baseline" else "baseline.log")
+            seconds, cpu = timed(cmd, log, earlier if name == args.before else None)
             times[name].append(seconds)
             cpus[name].append(cpu)
             extra = ""
-            if name == "parallelrun":
-                log = (workdir / "parallelrun.log").read_text()
+            if name != "baseline":
+                log = log.read_text()
                 planned = re.search(r"Planned .* in ([\d.]+)s", log)
                 scored = re.search(r"time: ([\d.]+)s", log)
                 if planned and scored:
@@ -198,13 +210,19 @@ def compare(fmt: str, args, workdir: Path, data: Path, model: Path) -> float:
             print(f"{fmt} run {i + 1}: {name:<11} {seconds:7.2f} s wall, {cpu:6.2f} s CPU{extra}", flush=True)
         print(f"{fmt} run {i + 1}: ratio       {times['parallelrun'][-1] / times['baseline'][-1]:7.3f}", flush=True)
         if i == 0:
-            print(f"{fmt} outputs: {same_output(fmt, base_out, pr_out)}")
+            print(f"{fmt} outputs: {same_output(fmt, base_out, pr_out)}")  # the last run's output, either version
     ratios = [p / b for p, b in zip(times["parallelrun"], times["baseline"])]
     ratio = median(ratios)
     print(f"{fmt}: {args.rows:,} rows, {args.repeat} pairs: baseline median {median(times['baseline']):.2f} s "
           f"(CPU {median(cpus['baseline']):.2f} s), parallelrun median {median(times['parallelrun']):.2f} s "
           f"(CPU {median(cpus['parallelrun']):.2f} s); median pair ratio {ratio:.3f} (target <= {TARGET}); "
           f"pair ratios {', '.join(f'{r:.3f}' for r in sorted(ratios))}")
+    if args.before:
+        early = [e / b for e, b in zip(times[args.before], times["baseline"])]
+        print(f"{fmt}: {args.before} median {median(times[args.before]):.2f} s (CPU {median(cpus[args.before]):.2f} s); "
+              f"median pair ratio {median(early):.3f}; this code / {args.before}: "
+              f"{median([p / e for p, e in zip(times['parallelrun'], times[args.before])]):.3f} wall, "
+              f"{median([p / e for p, e in zip(cpus['parallelrun'], cpus[args.before])]):.3f} CPU")
     return ratio
 
 
@@ -216,6 +234,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="data, model and outputs (default: a folder under the "
                                                      "system's temp dir, kept for reuse)")
     parser.add_argument("--processes", type=int, default=2, help="processCountPerNode (default 2)")
+    parser.add_argument("--before", metavar="COMMIT", help="also run parallelrun as of this commit, in the same rounds")
     parser.add_argument("--baseline", nargs=3, metavar=("DATA", "MODEL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline:

@@ -32,6 +32,8 @@ from .layout import Layout
 from .records import DoneRecord
 from .storage import write_atomic
 
+_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps with options makes an encoder per call
+
 # A group is written once it holds this many mini-batches, bytes or seconds (whichever first).
 GROUP_MINI_BATCHES = 1000
 GROUP_BYTES = 8 * 2**20
@@ -98,7 +100,7 @@ class CommitLog(_Group):
         self._records: list[DoneRecord] = []
 
     def stage(self, record: DoneRecord) -> None:
-        self._lines.append(json.dumps(record.to_dict(), separators=(",", ":")))
+        self._lines.append(_JSON.encode(record.to_dict()))
         self._records.append(record)
         self._added(0)
 

@@ -2,7 +2,9 @@
 
 Each shard is the same ShardRunner a scoring pod runs, here on a thread of its own
 (the work happens in the worker processes). The shards share one tally, so a
-threshold stops every shard at once, as the operator stops the Job.
+threshold stops every shard at once, as the operator stops the Job. Each shard's
+workers start before the run is planned: importing the entry script and init()
+overlap planning (WorkerPool.plan).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -22,9 +25,9 @@ from .layout import Layout, run_id_for
 from .lock import RunLock
 from .merge import MergeError, merge, read_summary
 from .plan import Plan, PlanError, ensure_plan, input_changes, read_plan
-from .pool import InitError
+from .pool import InitError, WorkerPool
 from .resources import available_cpus, process_count
-from .shard import ShardRunner
+from .shard import ShardRunner, start_pool
 from .spec import JobSpec, load_spec_file
 from .storage import filesystem, is_local, remove_stale_temporaries, storage_error
 
@@ -88,9 +91,20 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
     if spec.allow_reuse and not fresh and (reused := reusable(spec, fs, layout)) is not None:
         console.print(f"[bold]allowReuse[/]: run {layout.run_id} already succeeded on this input; reusing its output")
         return reused
-    plan = _plan(spec, fs, layout, fresh, console)
+    if fs.exists(layout.root) and (fresh or fs.exists(layout.summary)):
+        fs.rm(layout.root, recursive=True)
     log_dir = os.path.join(layout.root, "logs") if is_local(fs) else tempfile.mkdtemp(prefix="parallelrun-logs-")
-    stopped, started = _score(spec, plan, fs, layout, log_dir, console)
+    scratch = tempfile.mkdtemp(prefix="parallelrun-")
+    with ExitStack() as pools:
+        # The workers import the entry script and run init() while this process plans.
+        try:
+            shard_pools = [pools.enter_context(start_pool(spec, layout, k, scratch=os.path.join(scratch, str(k)),
+                                                          log_dir=log_dir, plan_header=None))
+                           for k in range(spec.node_count)]
+        except Exception as e:  # noqa: BLE001 - a missing entry script or model: as a shard would report it
+            raise _shard_failure(e, log_dir, console) from e
+        plan = _plan(spec, fs, layout, console)
+        stopped, started = _score(spec, plan, fs, layout, log_dir, scratch, shard_pools, console)
     with console.status("Merging the output..."):
         try:
             summary = merge(spec, plan, fs, layout, write_final=stopped is None)
@@ -104,11 +118,9 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
     return summary
 
 
-def _plan(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> Plan:
-    """The run's plan: a finished run (or, with --fresh, any) starts over; an interrupted one resumes."""
-    if fs.exists(layout.root) and (fresh or fs.exists(layout.summary)):
-        fs.rm(layout.root, recursive=True)
-    elif fs.exists(layout.plan_header):
+def _plan(spec: JobSpec, fs, layout: Layout, console: Console) -> Plan:
+    """The run's plan: a new one, or an interrupted run's (it resumes)."""
+    if fs.exists(layout.plan_header):
         console.print(f"Resuming run {layout.run_id} (committed mini-batches are kept)")
 
     with console.status("Planning: listing the input..."):
@@ -122,14 +134,15 @@ def _plan(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> P
     return plan
 
 
-def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, console: Console) -> tuple[str | None, float]:
-    """Every shard with work on a thread of its own, with progress shown meanwhile.
+def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch: str, pools: list[WorkerPool],
+           console: Console) -> tuple[str | None, float]:
+    """Every shard with work on a thread of its own, with its pool (`pools[k]`, started before
+    planning), and progress shown meanwhile; the pools of shards without work are left unused.
 
     Returns why the shards were stopped (a threshold; None: they all finished) and when
     scoring started; raises LocalRunError when a shard failed or the run was interrupted."""
     tally = _Tally(spec, plan)
     errors = []
-    scratch = tempfile.mkdtemp(prefix="parallelrun-")
 
     def run_shard(runner: ShardRunner) -> None:
         try:
@@ -143,8 +156,8 @@ def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, console:
 
     runners = [ShardRunner(spec, plan, fs, layout, s.index, scratch=os.path.join(scratch, str(s.index)),
                            log_dir=log_dir, on_progress=tally.update,
-                           should_stop=lambda: tally.stop_reason is not None)
-               for s in plan.shards if s.count]  # a shard without work starts no thread and no worker
+                           should_stop=lambda: tally.stop_reason is not None, pool=pools[s.index])
+               for s in plan.shards if s.count]  # a shard without work starts no thread
     threads = [threading.Thread(target=run_shard, args=(r,), daemon=True) for r in runners]
     report = _Reporter(console, plan, runners, tally)
     try:

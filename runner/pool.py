@@ -103,6 +103,7 @@ class _Worker:
         child.close()
         self.started = time.monotonic()
         self.ready = False
+        self.planned = config.plan is not None  # else the plan's header is its first message (WorkerPool.plan)
         self.tasks: deque[MiniBatch] = deque()  # sent, not yet ended; the first one runs
         self.unwritten: dict[int, MiniBatch] = {}  # ran, its part not yet written
         self.deadline = 0.0  # of the first task
@@ -142,6 +143,9 @@ class WorkerPool:
     At most `max_workers` workers start (the first configs): no more than there are
     mini-batches to run. A worker's init() has `init_timeout` seconds to report ready;
     each run() `timeout` seconds, counted from when the worker's previous one ended.
+
+    A pool may start before its run is planned (configs without the plan's header: the
+    workers import the entry script and run init() meanwhile); `plan()` then completes it.
     """
 
     def __init__(self, configs: list[WorkerConfig], timeout: float, max_init_crashes: int = 3, *,
@@ -156,12 +160,34 @@ class WorkerPool:
         self._group = ProcessGroup()
         self._configs = [dataclasses.replace(c, pgid=self._group.pgid, parent_pid=os.getpid()) for c in configs]
         self._workers: list[_Worker] = []
+        self._leaving: list[_Worker] = []  # told to stop by plan()
         try:
             for k, c in enumerate(self._configs):
                 self._workers.append(_Worker(self._ctx, k, c))
         except BaseException:
             self.close(graceful=False)
             raise
+
+    def plan(self, header: dict, max_workers: int) -> None:
+        """The plan is ready: each worker started without it gets its header (replacements
+        get it in their config), and the workers beyond `max_workers` (at least one) stop."""
+        keep = max(1, max_workers)
+        self._listen(0.0, [])  # which have reported ready (no task was sent: no other event can come)
+        for w in self._workers[keep:]:
+            if w.ready:  # it runs shutdown() and exits (close() waits for it)
+                self._leaving.append(w)
+                w.conn.send(None)
+            else:
+                w.kill()
+        del self._workers[keep:]
+        self._configs = [dataclasses.replace(c, plan=header) for c in self._configs[:keep]]
+        for w in self._workers:
+            if not w.planned:
+                try:
+                    w.conn.send(header)
+                    w.planned = True
+                except OSError:  # it died while the run was planned: wait() replaces it (with the header)
+                    pass
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -313,7 +339,8 @@ class WorkerPool:
         """Stop the workers: when graceful, idle ones run shutdown() and exit; the rest
         (busy, still in init(), or all when not graceful) are killed, and so is every
         process they started. Idempotent."""
-        stopping = []
+        leaving, self._leaving = self._leaving, []
+        stopping = list(leaving)
         for w in self._workers:
             if graceful and w.ready and not w.tasks and not w.unwritten and w.process.is_alive():
                 try:
@@ -324,6 +351,6 @@ class WorkerPool:
         deadline = time.monotonic() + 10
         for w in stopping:
             w.process.join(max(0.0, deadline - time.monotonic()))
-        for w in self._workers:
+        for w in self._workers + leaving:
             w.kill()
         self._group.close()

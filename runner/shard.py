@@ -38,8 +38,10 @@ class ConfigError(PermanentError, RuntimeError):
 class ShardRunner:
     def __init__(self, spec: JobSpec, plan: Plan, fs, layout: Layout, index: int, *, scratch: str,
                  log_dir: str | None = None, on_progress: Callable[[int, Counts], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None, pool: WorkerPool | None = None):
+        """`pool`: workers started before the plan was ready (start_pool); else the shard starts them."""
         self.spec, self.plan, self.fs, self.layout, self.index = spec, plan, fs, layout, index
+        self._pool = pool
         self.scratch = scratch
         self.log_dir = log_dir
         self.on_progress = on_progress or (lambda index, counts: None)
@@ -56,73 +58,12 @@ class ShardRunner:
         self._urgent = False  # something staged that should not wait for its group to fill
         self._lines: dict[int, str] = {}  # each mini-batch's line of the plan
 
-    # -- set-up ----------------------------------------------------------------
-
-    def _resolve_code(self) -> str:
-        code = self.spec.code
-        if code.uri:
-            try:
-                directory = fetch(code.uri, os.path.join(self.scratch, "code"))
-            except FileNotFoundError:
-                raise ConfigError(f"spec.code.uri: {code.uri} does not exist; give the folder that holds "
-                                  f"{code.entry_script}") from None
-            if os.path.isfile(directory):
-                directory = os.path.dirname(directory)
-        elif code.config_map:
-            directory = os.environ.get(CODE_DIR_ENV, CODE_DIR)
-        else:
-            directory = os.getcwd()  # baked into the image, relative to its working directory
-        script = os.path.join(directory, code.entry_script)
-        if not os.path.isfile(script):
-            raise ConfigError(f"spec.code.entryScript: {code.entry_script} not found in {directory}")
-        return os.path.abspath(script)
-
-    def _shared_env(self) -> dict:
-        """Paths of the model and side inputs, fetched once for the whole shard."""
-        env = {"PARALLELRUN_SHARD_INDEX": str(self.index), "PARALLELRUN_RUN_ID": self.layout.run_id}
-        self._check_sources()
-        try:
-            if self.spec.model_uri:
-                model = fetch(self.spec.model_uri, os.path.join(self.scratch, "model"))
-                env["PARALLELRUN_MODEL_DIR"] = env["AZUREML_MODEL_DIR"] = model
-            for side in self.spec.side_inputs:
-                env[side.env_var] = fetch(side.uri, os.path.join(self.scratch, "side", side.name))
-        except FileNotFoundError as e:
-            raise ConfigError(str(e)) from e
-        return env
-
     def _check_sources(self) -> None:
         """Every shard scores with the model and side inputs the run was planned with."""
         changed = changed_sources(self.spec, self.plan.sources)
         if changed:
             raise ConfigError(f"{' and '.join(changed)} changed since run {self.layout.run_id} was planned; "
                               "scoring with it would mix versions: start a new run (--fresh in local mode)")
-
-    def worker_configs(self) -> list[WorkerConfig]:
-        workers = process_count(self.spec)
-        script = self._resolve_code()
-        env = self._shared_env()
-        threads = str(max(1, available_cpus() // workers))
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            if var not in os.environ:  # N processes × all cores of BLAS threads would oversubscribe
-                env[var] = threads
-        gpus = (gpu_assignment(workers, self.spec.gpu.count, os.environ.get("CUDA_VISIBLE_DEVICES"))
-                if self.spec.gpu else None)
-        configs = []
-        for k in range(workers):
-            worker_env = dict(env, PARALLELRUN_WORKER_INDEX=str(k))
-            if gpus is not None:
-                worker_env["CUDA_VISIBLE_DEVICES"] = gpus[k]
-            configs.append(WorkerConfig(
-                worker=f"{self.index}.{k}", env=worker_env, entry_script=script,
-                arguments=list(self.spec.arguments), logging_level=self.spec.logging_level,
-                plan=self.plan.header(), scratch=os.path.join(self.scratch, f"worker-{k}"),
-                output_uri=self.spec.output.uri, run_id=self.layout.run_id,
-                output_format=self.spec.output.format, append_row=self.spec.output.action == "appendRow",
-                prefetch=self.spec.prefetch_mini_batches,
-                log_path=os.path.join(self.log_dir, f"shard-{self.index}-worker-{k}.log") if self.log_dir else None,
-            ))
-        return configs
 
     # -- resume ----------------------------------------------------------------
 
@@ -145,6 +86,13 @@ class ShardRunner:
     # -- the loop --------------------------------------------------------------
 
     def run(self) -> ShardResult:
+        try:
+            return self._run()
+        finally:
+            if self._pool is not None:  # unused when nothing was left to do
+                self._pool.close()
+
+    def _run(self) -> ShardResult:
         # The plan's lines go to the workers as they are (no encoding again per mini-batch).
         lines = self.fs.cat_file(self.layout.plan_shard(self.index)).decode().splitlines()
         mini_batches = [MiniBatch.from_json(line) for line in lines if line.strip()]
@@ -173,8 +121,14 @@ class ShardRunner:
 
     def _score_all(self, pending: deque) -> str | None:
         attempts: dict[int, int] = {}
-        with WorkerPool(self.worker_configs(), self.spec.run_invocation_timeout,
-                        init_timeout=self.spec.init_timeout, max_workers=len(pending)) as pool:
+        self._check_sources()
+        if self._pool is None:
+            pool = start_pool(self.spec, self.layout, self.index, scratch=self.scratch, log_dir=self.log_dir,
+                              plan_header=self.plan.header(), max_workers=len(pending))
+        else:
+            pool = self._pool
+            pool.plan(self.plan.header(), len(pending))
+        with pool:
             while pending or pool.busy:
                 if self.should_stop():
                     pool.close(graceful=False)
@@ -292,3 +246,72 @@ class ShardRunner:
         return {"miniBatch": mb.id, "item": item, "source": self._source(mb), "items": items,
                 "attempts": attempts, "error": error, "traceback": tb}
 
+
+def start_pool(spec: JobSpec, layout: Layout, index: int, *, scratch: str, log_dir: str | None,
+               plan_header: dict | None, max_workers: int | None = None) -> WorkerPool:
+    """Shard `index`'s workers. Without `plan_header` they start before the run is planned:
+    they import the entry script and run init() meanwhile (WorkerPool.plan completes them)."""
+    return WorkerPool(worker_configs(spec, layout, index, scratch, log_dir, plan_header),
+                      spec.run_invocation_timeout, init_timeout=spec.init_timeout, max_workers=max_workers)
+
+
+def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_dir: str | None,
+                   plan_header: dict | None) -> list[WorkerConfig]:
+    workers = process_count(spec)
+    script = _resolve_code(spec, scratch)
+    env = _shared_env(spec, layout, index, scratch)
+    threads = str(max(1, available_cpus() // workers))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        if var not in os.environ:  # N processes × all cores of BLAS threads would oversubscribe
+            env[var] = threads
+    gpus = (gpu_assignment(workers, spec.gpu.count, os.environ.get("CUDA_VISIBLE_DEVICES"))
+            if spec.gpu else None)
+    configs = []
+    for k in range(workers):
+        worker_env = dict(env, PARALLELRUN_WORKER_INDEX=str(k))
+        if gpus is not None:
+            worker_env["CUDA_VISIBLE_DEVICES"] = gpus[k]
+        configs.append(WorkerConfig(
+            worker=f"{index}.{k}", env=worker_env, entry_script=script,
+            arguments=list(spec.arguments), logging_level=spec.logging_level,
+            plan=plan_header, scratch=os.path.join(scratch, f"worker-{k}"),
+            output_uri=spec.output.uri, run_id=layout.run_id,
+            output_format=spec.output.format, append_row=spec.output.action == "appendRow",
+            prefetch=spec.prefetch_mini_batches,
+            log_path=os.path.join(log_dir, f"shard-{index}-worker-{k}.log") if log_dir else None,
+        ))
+    return configs
+
+
+def _resolve_code(spec: JobSpec, scratch: str) -> str:
+    code = spec.code
+    if code.uri:
+        try:
+            directory = fetch(code.uri, os.path.join(scratch, "code"))
+        except FileNotFoundError:
+            raise ConfigError(f"spec.code.uri: {code.uri} does not exist; give the folder that holds "
+                              f"{code.entry_script}") from None
+        if os.path.isfile(directory):
+            directory = os.path.dirname(directory)
+    elif code.config_map:
+        directory = os.environ.get(CODE_DIR_ENV, CODE_DIR)
+    else:
+        directory = os.getcwd()  # baked into the image, relative to its working directory
+    script = os.path.join(directory, code.entry_script)
+    if not os.path.isfile(script):
+        raise ConfigError(f"spec.code.entryScript: {code.entry_script} not found in {directory}")
+    return os.path.abspath(script)
+
+
+def _shared_env(spec: JobSpec, layout: Layout, index: int, scratch: str) -> dict:
+    """Paths of the model and side inputs, fetched once for the whole shard."""
+    env = {"PARALLELRUN_SHARD_INDEX": str(index), "PARALLELRUN_RUN_ID": layout.run_id}
+    try:
+        if spec.model_uri:
+            model = fetch(spec.model_uri, os.path.join(scratch, "model"))
+            env["PARALLELRUN_MODEL_DIR"] = env["AZUREML_MODEL_DIR"] = model
+        for side in spec.side_inputs:
+            env[side.env_var] = fetch(side.uri, os.path.join(scratch, "side", side.name))
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from e
+    return env
