@@ -219,7 +219,10 @@ class WorkerPool:
                 w.deadline = w.reported = time.monotonic()
                 w.deadline += self._timeout
             w.tasks.extend(batch)
-            w.conn.send([line_of(mb) for mb in batch])
+            try:
+                w.conn.send([line_of(mb) for mb in batch])
+            except OSError:  # it died since it last reported: wait() buries it, and these come back
+                pass
 
     def wait(self, timeout: float) -> list[Event]:
         """What happened within `timeout` seconds: attempts that ended, parts written, mini-batches returned."""
