@@ -77,6 +77,7 @@ async def login(memo: kopf.Memo, **kwargs) -> kopf.ConnectionInfo:
     if info is None:
         raise kopf.LoginError("no credentials: neither in a cluster nor a kubeconfig")
     await memo.services.api.connect(info)
+    await memo.schedule_creates.api.connect(info)  # the schedules' own client for creates (schedule.py)
     return info
 
 

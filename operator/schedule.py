@@ -84,19 +84,22 @@ def owner_uid(body: Mapping) -> str | None:
 
 
 class CreatesFirst:
-    """Creates under way in one operator: other writes wait for them (up to a bound), so that when a
-    thousand schedules fire at once their runs are created before any status or Event is written."""
+    """The runs' creates of one operator, through a client of their own (`api`, logged in with the
+    operator's): they never queue behind the operator's other calls for a connection. Status writes
+    wait for them (up to a bound), so that when a thousand schedules fire at once their runs are
+    created before any status is written."""
 
     def __init__(self, patience: float = 10.0):
+        self.api = KubeApi()
         self.pending, self.patience = 0, patience
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def creating(self, create):
+    async def create(self, url_path: str, body: dict) -> dict:
         self.pending += 1
         self._idle.clear()
         try:
-            return await create
+            return await self.api.create(url_path, body)
         finally:
             self.pending -= 1
             if not self.pending:
@@ -127,11 +130,10 @@ class _Recent:
 
 
 class ScheduleLoop:
-    def __init__(self, body, api: KubeApi, runs: Callable[[], Iterable[Run]], clock: Clock,
-                 logger: logging.LoggerAdapter | logging.Logger | None = None, creates: CreatesFirst | None = None):
+    def __init__(self, body, api: KubeApi, creates: CreatesFirst, runs: Callable[[], Iterable[Run]], clock: Clock,
+                 logger: logging.LoggerAdapter | logging.Logger | None = None):
         self.body = body  # kopf's live view: spec, annotations and generation stay current
-        self.api, self.clock, self._runs = api, clock, runs
-        self.creates = creates or CreatesFirst()
+        self.api, self.creates, self.clock, self._runs = api, creates, clock, runs
         self.logger = logger or logging.getLogger(__name__)
         meta = body["metadata"]
         self.namespace, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
@@ -272,7 +274,7 @@ class ScheduleLoop:
                          watermark=watermark.text() if data and watermark else None)
         body["metadata"]["namespace"] = self.namespace
         try:
-            created = await self.creates.creating(self.api.create(path(API_VERSION, RUNS, self.namespace), body))
+            created = await self.creates.create(path(API_VERSION, RUNS, self.namespace), body)
             adopted = False
         except ApiError as e:
             if e.status != 409:

@@ -29,7 +29,12 @@ def configure_schedules(memo: kopf.Memo, **_) -> None:
     memo.schedule_seen = {}  # uid -> (generation, run-now value) last seen
     memo.run_phases = {}  # run uid -> phase last seen
     memo.setdefault("schedule_clock", Clock())
-    memo.schedule_creates = CreatesFirst()
+    memo.schedule_creates = CreatesFirst()  # its client is logged in by handlers.login
+
+
+@kopf.on.cleanup()
+async def close_schedules(memo: kopf.Memo, **_) -> None:
+    await memo.schedule_creates.api.close()
 
 
 @kopf.index(GROUP, VERSION, RUNS, labels=SCHEDULED)
@@ -67,8 +72,8 @@ async def schedule_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
 async def run_schedule(body: kopf.Body, memo: kopf.Memo, runs_by_schedule: kopf.Index, logger: kopf.Logger,
                        **_) -> None:
     uid = body["metadata"]["uid"]
-    loop = ScheduleLoop(body, memo.services.api, lambda: runs_by_schedule.get(uid, ()), memo.schedule_clock,
-                        logger, memo.schedule_creates)
+    loop = ScheduleLoop(body, memo.services.api, memo.schedule_creates, lambda: runs_by_schedule.get(uid, ()),
+                        memo.schedule_clock, logger)
     try:
         await loop.drive(memo.schedule_wakeups.event(uid))
     finally:
