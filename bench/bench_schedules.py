@@ -5,9 +5,10 @@ Target: 1,000 schedules of `* * * * *`, every run created within 2 s of its slot
 Method: kmock's emulator and the real kopf operator in one process, as bench_operator.py
 starts them (its `emulated_cluster`, forgetting each served request, and
 `running_operator`). `--schedules` PipelineSchedules (concurrencyPolicy Allow, a
-one-step template) are created, 50 at a time; once every one has status.handledUntil
-(its loop is running), the bench waits for `--slots` minute boundaries plus
-`--grace` seconds. Each run's lag is its creationTimestamp, set by the emulator when
+one-step template) are created, 50 at a time, starting just after a minute boundary
+(so that no slot passes while they are created and the measured slots are alike); once
+every one has status.handledUntil (its loop is running), the bench waits for `--slots`
+minute boundaries plus `--grace` seconds. Each run's lag is its creationTimestamp, set by the emulator when
 the create call arrives, minus its slot (the parallelrun.dev/scheduled-time
 annotation). Printed: runs expected and found, lag median / p99 / max, and how many
 were created within 2 s. The emulator, the operator and the bench share one process
@@ -110,6 +111,7 @@ async def run(args: argparse.Namespace) -> int:
     from parallelrun.operator.kube import path
 
     async with emulated_cluster(False) as (cluster, api), running_operator(cluster):
+        await asyncio.sleep((61 - time.time() % 60) % 60)
         started = time.monotonic()
         for first in range(0, args.schedules, 50):
             await asyncio.gather(*(api.create(path(API, "pipelineschedules", NAMESPACE), schedule(i))
