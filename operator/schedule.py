@@ -2,9 +2,9 @@
 
 Each look: load the spec (invalid: the InvalidSchedule condition, and wait for a new
 one), poll the data trigger when due (off the event loop), let `policy.decide` say
-what to do, delete and create the runs, post the Events, then set the status, the
-memory included. The loop's writer persists the status behind it (`StatusWriter`):
-once no create of the operator is under way, only the latest, never blocking the next
+what to do, delete and create the runs, then set the status, the memory included. The
+loop's writer posts its Events and persists the status behind it (`StatusWriter`): once
+no create of the operator is under way, only the latest status, never blocking the next
 slot. Runs are created before the memory moves, and a slot's run has one name, so a
 restart or a second replica in between meets 409 and adopts the run: never two runs
 for one slot. A data-arrival run carries the watermark it moves to (an
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import logging
 import time
@@ -301,7 +302,7 @@ class ScheduleLoop:
         self.recent.created.pop(name, None)
 
     def _event(self, type_: str, reason: str, message: str) -> None:
-        kopf.event(self.body, type=type_, reason=reason, message=message)
+        self.writer.event(functools.partial(kopf.event, self.body, type=type_, reason=reason, message=message))
         self.logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, message)
 
     def _write(self, status: dict) -> None:
@@ -311,15 +312,21 @@ class ScheduleLoop:
 
 
 class StatusWriter:
-    """Persists a loop's latest status behind it: waits until no create of the operator is under
-    way (`CreatesFirst`), then patches what differs from what was written; a failed patch is
-    retried, a newer status replacing the one that failed. The loop never waits for it."""
+    """Persists a loop's latest status behind it, and posts its Events: waits until no create of
+    the operator is under way (`CreatesFirst`), posts the Events, then patches what differs from
+    what was written; a failed patch is retried, a newer status replacing the one that failed.
+    The loop never waits for it."""
 
     def __init__(self, api: KubeApi, url_path: str, written: dict, creates: CreatesFirst,
                  logger: logging.LoggerAdapter | logging.Logger):
         self.api, self.url_path, self.creates, self.logger = api, url_path, creates, logger
         self.written, self.wanted = written, written
+        self._events: list[Callable[[], None]] = []
         self._dirty = asyncio.Event()
+
+    def event(self, post: Callable[[], None]) -> None:
+        self._events.append(post)
+        self._dirty.set()
 
     def want(self, status: dict) -> None:
         self.wanted = status
@@ -337,6 +344,9 @@ class StatusWriter:
             await self._dirty.wait()
             await self.creates.wait()
             self._dirty.clear()
+            events, self._events = self._events, []
+            for post in events:
+                post()
             wanted, patch = self.wanted, self.patch()
             try:
                 if patch:
