@@ -77,6 +77,7 @@ async def login(memo: kopf.Memo, **kwargs) -> kopf.ConnectionInfo:
     if info is None:
         raise kopf.LoginError("no credentials: neither in a cluster nor a kubeconfig")
     await memo.services.api.connect(info)
+    await memo.schedule_creates.api.connect(info)  # the schedules' own client for creates (schedule.py)
     return info
 
 
@@ -129,7 +130,7 @@ async def run(body: kopf.Body, memo: kopf.Memo, pods_by_owner: kopf.Index, jobs_
 
 
 @kopf.index("batch", "v1", "jobs", labels=STEP_CHILDREN)
-def step_jobs_by_run(body: kopf.Body, labels: kopf.Labels, **_):
+async def step_jobs_by_run(body: kopf.Body, labels: kopf.Labels, **_):
     return {labels[LABEL_RUN_UID]: job_child(body)}
 
 
@@ -139,13 +140,13 @@ def step_pods_by_run(body: kopf.Body, labels: kopf.Labels, **_):
 
 
 @kopf.index(GROUP, VERSION, PLURAL, labels=STEP_CHILDREN)
-def step_batch_jobs_by_run(body: kopf.Body, labels: kopf.Labels, **_):
+async def step_batch_jobs_by_run(body: kopf.Body, labels: kopf.Labels, **_):
     return {labels[LABEL_RUN_UID]: batch_job_child(body)}
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=STEP_CHILDREN)
 @kopf.on.event(GROUP, VERSION, PLURAL, labels=STEP_CHILDREN)
-def step_child_changed(labels: kopf.Labels, memo: kopf.Memo, **_) -> None:
+async def step_child_changed(labels: kopf.Labels, memo: kopf.Memo, **_) -> None:
     memo.wakeups.wake(labels[LABEL_RUN_UID])
 
 

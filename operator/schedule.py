@@ -2,10 +2,12 @@
 
 Each look: load the spec (invalid: the InvalidSchedule condition, and wait for a new
 one), poll the data trigger when due (off the event loop), let `policy.decide` say
-what to do, delete and create the runs, post the Events, then write the status, the
-memory included. Runs are created before the memory moves, and a slot's run has one
-name, so a restart or a second replica in between meets 409 and adopts the run: never
-two runs for one slot. A data-arrival run carries the watermark it moves to (an
+what to do, delete and create the runs, then set the status, the memory included. The
+loop's writer posts its Events and persists the status behind it (`StatusWriter`): once
+no create of the operator is under way, only the latest status, never blocking the next
+slot. Runs are created before the memory moves, and a slot's run has one name, so a
+restart or a second replica in between meets 409 and adopts the run: never two runs
+for one slot. A data-arrival run carries the watermark it moves to (an
 annotation), so adopting it moves the watermark as far as its own files reached.
 
 Then it sleeps until the next slot or poll, or until woken: a change of the schedule
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import logging
 import time
@@ -82,19 +85,22 @@ def owner_uid(body: Mapping) -> str | None:
 
 
 class CreatesFirst:
-    """Creates under way in one operator: other writes wait for them (up to a bound), so that when a
-    thousand schedules fire at once their runs are created before any status or Event is written."""
+    """The runs' creates of one operator, through a client of their own (`api`, logged in with the
+    operator's): they never queue behind the operator's other calls for a connection. Status writes
+    wait for them (up to a bound), so that when a thousand schedules fire at once their runs are
+    created before any status is written."""
 
     def __init__(self, patience: float = 10.0):
+        self.api = KubeApi()
         self.pending, self.patience = 0, patience
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def creating(self, create):
+    async def create(self, url_path: str, body: dict) -> dict:
         self.pending += 1
         self._idle.clear()
         try:
-            return await create
+            return await self.api.create(url_path, body)
         finally:
             self.pending -= 1
             if not self.pending:
@@ -125,15 +131,16 @@ class _Recent:
 
 
 class ScheduleLoop:
-    def __init__(self, body, api: KubeApi, runs: Callable[[], Iterable[Run]], clock: Clock,
-                 logger: logging.LoggerAdapter | logging.Logger | None = None, creates: CreatesFirst | None = None):
+    def __init__(self, body, api: KubeApi, creates: CreatesFirst, runs: Callable[[], Iterable[Run]], clock: Clock,
+                 logger: logging.LoggerAdapter | logging.Logger | None = None):
         self.body = body  # kopf's live view: spec, annotations and generation stay current
-        self.api, self.clock, self._runs = api, clock, runs
-        self.creates = creates or CreatesFirst()
+        self.api, self.creates, self.clock, self._runs = api, creates, clock, runs
         self.logger = logger or logging.getLogger(__name__)
         meta = body["metadata"]
         self.namespace, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
         self.status = copy.deepcopy(dict(body.get("status") or {}))
+        self.writer = StatusWriter(api, path(API_VERSION, PLURAL, self.namespace, self.name, "status"), self.status,
+                                   self.creates, self.logger)
         self.updates: dict = {}  # status fields this look changed besides the decision's (watermark, poll)
         self.recent = _Recent()
         self.next_poll: datetime | None = None
@@ -151,16 +158,20 @@ class ScheduleLoop:
         return self._spec[1]
 
     async def drive(self, wake: asyncio.Event) -> None:
-        while True:
-            wake.clear()
-            try:
-                when = await self.look()
-            except ApiError as e:
-                if e.permanent:
-                    self._event("Warning", "Failed", e.explain())
-                self.logger.warning(f"{e}; next look in {RETRY_SECONDS}s")
-                when = self.clock.now() + timedelta(seconds=RETRY_SECONDS)
-            await self.clock.sleep_until(when, wake)
+        writer = asyncio.create_task(self.writer.run())
+        try:
+            while True:
+                wake.clear()
+                try:
+                    when = await self.look()
+                except ApiError as e:
+                    if e.permanent:
+                        self._event("Warning", "Failed", e.explain())
+                    self.logger.warning(f"{e}; next look in {RETRY_SECONDS}s")
+                    when = self.clock.now() + timedelta(seconds=RETRY_SECONDS)
+                await self.clock.sleep_until(when, wake)
+        finally:
+            writer.cancel()
 
     async def look(self) -> datetime | None:
         """One look; returns when the next one is due (None: only when woken)."""
@@ -171,7 +182,7 @@ class ScheduleLoop:
         except ScheduleSpecError as e:
             if self.status.get("observedGeneration") != generation or not _invalid(self.status):
                 self._event("Warning", "InvalidSchedule", "; ".join(e.errors))
-            await self._write(invalid_status(self.status, e.errors, generation, now))
+            self._write(invalid_status(self.status, e.errors, generation, now))
             return None
         runs = self.recent.merge(self._runs())
         run_now = (self.meta.get("annotations") or {}).get(RUN_NOW)
@@ -187,7 +198,6 @@ class ScheduleLoop:
         for name in decision.delete:
             await self._delete(name)
         started = [firing for firing in decision.create if await self._create(spec, firing, watermark)]
-        await self.creates.wait()
         for firing in started:
             what = {"schedule": f"slot {rfc3339(firing.slot)}", "manual": "run-now",
                     "data": f"new files ({self._manifest(spec, firing.name)})"}[firing.trigger]
@@ -204,7 +214,7 @@ class ScheduleLoop:
         runs = self.recent.merge(self._runs())
         status = schedule_status(self.status, spec, decision, runs, self.clock.now(), generation)
         self.updates, status = {}, {**status, **self.updates}
-        await self._write(status)
+        self._write(status)
         wake_at = [t for t in (decision.upcoming[:1] + ((self.next_poll,) if spec.trigger and not spec.suspend
                                                          else ())) if t is not None]
         return min(wake_at) if wake_at else None
@@ -265,7 +275,7 @@ class ScheduleLoop:
                          watermark=watermark.text() if data and watermark else None)
         body["metadata"]["namespace"] = self.namespace
         try:
-            created = await self.creates.creating(self.api.create(path(API_VERSION, RUNS, self.namespace), body))
+            created = await self.creates.create(path(API_VERSION, RUNS, self.namespace), body)
             adopted = False
         except ApiError as e:
             if e.status != 409:
@@ -292,16 +302,60 @@ class ScheduleLoop:
         self.recent.created.pop(name, None)
 
     def _event(self, type_: str, reason: str, message: str) -> None:
-        kopf.event(self.body, type=type_, reason=reason, message=message)
+        self.writer.event(functools.partial(kopf.event, self.body, type=type_, reason=reason, message=message))
         self.logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, message)
 
-    async def _write(self, status: dict) -> None:
-        """Patch what changed (a None removes a field)."""
-        patch = {k: v for k, v in status.items() if self.status.get(k) != v}
-        if patch:
-            await self.api.merge_patch(path(API_VERSION, PLURAL, self.namespace, self.name, "status"),
-                                       {"status": patch})
+    def _write(self, status: dict) -> None:
+        """The status from now on (a None removes a field); the writer persists it."""
         self.status = {k: v for k, v in status.items() if v is not None}
+        self.writer.want(self.status)
+
+
+class StatusWriter:
+    """Persists a loop's latest status behind it, and posts its Events: waits until no create of
+    the operator is under way (`CreatesFirst`), posts the Events, then patches what differs from
+    what was written; a failed patch is retried, a newer status replacing the one that failed.
+    The loop never waits for it."""
+
+    def __init__(self, api: KubeApi, url_path: str, written: dict, creates: CreatesFirst,
+                 logger: logging.LoggerAdapter | logging.Logger):
+        self.api, self.url_path, self.creates, self.logger = api, url_path, creates, logger
+        self.written, self.wanted = written, written
+        self._events: list[Callable[[], None]] = []
+        self._dirty = asyncio.Event()
+
+    def event(self, post: Callable[[], None]) -> None:
+        self._events.append(post)
+        self._dirty.set()
+
+    def want(self, status: dict) -> None:
+        self.wanted = status
+        if status != self.written:
+            self._dirty.set()
+
+    def patch(self) -> dict:
+        """What differs from what was written (a None removes a field)."""
+        wanted, written = self.wanted, self.written
+        return {**{k: v for k, v in wanted.items() if written.get(k) != v},
+                **{k: None for k in written if k not in wanted}}
+
+    async def run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await self.creates.wait()
+            self._dirty.clear()
+            events, self._events = self._events, []
+            for post in events:
+                post()
+            wanted, patch = self.wanted, self.patch()
+            try:
+                if patch:
+                    await self.api.merge_patch(self.url_path, {"status": patch})
+                self.written = wanted
+            except ApiError as e:
+                self.logger.warning(f"{e}; status written again in {RETRY_SECONDS}s")
+                self._dirty.set()
+                await asyncio.sleep(RETRY_SECONDS)
 
 
 def _invalid(status: dict) -> bool:

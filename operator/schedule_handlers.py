@@ -5,6 +5,8 @@
     event       a schedule's change (spec, run-now annotation) or one of its runs' wakes its loop;
                 the loop's own status writes do not (they would wake it again and again)
 
+The index and event handlers are coroutines: kopf runs a plain function in a thread,
+a hop that costs more than these handlers' own work when a thousand runs appear at once.
 handlers.py imports this module; the API client and login are handlers.py's.
 """
 
@@ -27,17 +29,22 @@ def configure_schedules(memo: kopf.Memo, **_) -> None:
     memo.schedule_seen = {}  # uid -> (generation, run-now value) last seen
     memo.run_phases = {}  # run uid -> phase last seen
     memo.setdefault("schedule_clock", Clock())
-    memo.schedule_creates = CreatesFirst()
+    memo.schedule_creates = CreatesFirst()  # its client is logged in by handlers.login
+
+
+@kopf.on.cleanup()
+async def close_schedules(memo: kopf.Memo, **_) -> None:
+    await memo.schedule_creates.api.close()
 
 
 @kopf.index(GROUP, VERSION, RUNS, labels=SCHEDULED)
-def runs_by_schedule(body: kopf.Body, **_):
+async def runs_by_schedule(body: kopf.Body, **_):
     uid = owner_uid(body)
     return {uid: run_of(body)} if uid else None
 
 
 @kopf.on.event(GROUP, VERSION, RUNS, labels=SCHEDULED)
-def run_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def run_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """A run's phase changed, or it is gone: its schedule may start or prune runs (a new run
     changes nothing: its schedule made it)."""
     uid, run_uid, phase = owner_uid(body), body["metadata"]["uid"], (body.get("status") or {}).get("phase")
@@ -51,7 +58,7 @@ def run_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_) -> 
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def schedule_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def schedule_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     meta = body["metadata"]
     uid, seen = meta["uid"], (meta.get("generation"), (meta.get("annotations") or {}).get(RUN_NOW))
     if event["type"] == "DELETED":
@@ -65,8 +72,8 @@ def schedule_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_
 async def run_schedule(body: kopf.Body, memo: kopf.Memo, runs_by_schedule: kopf.Index, logger: kopf.Logger,
                        **_) -> None:
     uid = body["metadata"]["uid"]
-    loop = ScheduleLoop(body, memo.services.api, lambda: runs_by_schedule.get(uid, ()), memo.schedule_clock,
-                        logger, memo.schedule_creates)
+    loop = ScheduleLoop(body, memo.services.api, memo.schedule_creates, lambda: runs_by_schedule.get(uid, ()),
+                        memo.schedule_clock, logger)
     try:
         await loop.drive(memo.schedule_wakeups.event(uid))
     finally:
