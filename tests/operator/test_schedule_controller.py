@@ -41,8 +41,18 @@ class FakeClock:
             await asyncio.sleep(0.005)
 
 
+WORKDIR = {}
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path):
+    """Each test's runs use a workdir of their own: a reuse index left by another test would
+    let the PipelineRun controller reuse a step instead of running its Job."""
+    WORKDIR["path"] = f"{tmp_path}/work/"
+
+
 def schedule(name: str = "nightly", cron: str | None = "* * * * *", **spec) -> dict:
-    body = {"template": {"spec": {"workdir": "/tmp/work/", "steps": [{"name": "report", "container": {
+    body = {"template": {"spec": {"workdir": WORKDIR["path"], "steps": [{"name": "report", "container": {
         "image": "busybox", "command": ["echo", "${{schedule.scheduledTime}}"]}}]}}, **spec}
     if cron:
         body["schedule"] = {"cron": cron}
@@ -78,8 +88,15 @@ def events(cluster, reason: str | None = None) -> list[str]:
             if resource.plural == "events" and not obj.deleted and reason in (None, obj.raw.get("reason"))]
 
 
-async def set_phase(kube, run: str, phase: str) -> None:
-    await kube.merge_patch(path(API, "pipelineruns", NAMESPACE, run, "status"), {"status": {"phase": phase}})
+async def set_phase(cluster, kubelet, run: str, phase: str) -> None:
+    """Bring `run` to `phase` (Running or Succeeded) as a cluster would: the operator's PipelineRun
+    controller runs its one step's Job and writes the run's phase; the test plays the Job."""
+    job = f"{run}-report"
+    await eventually(lambda: cluster.get("jobs", job), timeout=20)
+    if phase == "Succeeded":
+        await kubelet.job_condition(job, "Complete", "Completed", succeeded=1)
+    await eventually(lambda: ((cluster.get("pipelineruns", run) or {}).get("status") or {}).get("phase") == phase,
+                     timeout=20)
 
 
 async def annotate(kube, name: str, value: str) -> None:
@@ -132,43 +149,43 @@ async def test_missed_slots_after_downtime_run_the_latest_and_are_reported(clust
     assert sample("parallelrun_schedule_missed_slots_total") >= 5
 
 
-async def test_forbid_skips_then_history_prunes(cluster, kube, scheduler, clock):
+async def test_forbid_skips_then_history_prunes(cluster, kube, kubelet, scheduler, clock):
     async with scheduler():
         await create(kube, schedule(concurrencyPolicy="Forbid", successfulRunsHistoryLimit=1))
         await eventually(lambda: status(cluster).get("handledUntil"))
         clock.move(MIN)
         await eventually(lambda: runs(cluster) == ["nightly-202601050601"])
-        await set_phase(kube, "nightly-202601050601", "Running")
+        await set_phase(cluster, kubelet, "nightly-202601050601", "Running")
         clock.move(MIN)
         await eventually(lambda: events(cluster, "Skipped"))
         assert runs(cluster) == ["nightly-202601050601"]
-        await set_phase(kube, "nightly-202601050601", "Succeeded")
+        await set_phase(cluster, kubelet, "nightly-202601050601", "Succeeded")
         await eventually(lambda: status(cluster).get("lastSuccessfulTime"))
         clock.move(MIN)
         await eventually(lambda: "nightly-202601050603" in runs(cluster))
-        await set_phase(kube, "nightly-202601050603", "Succeeded")
+        await set_phase(cluster, kubelet, "nightly-202601050603", "Succeeded")
         await eventually(lambda: runs(cluster) == ["nightly-202601050603"])  # one succeeded run kept
 
 
-async def test_replace_deletes_the_running_run(cluster, kube, scheduler, clock):
+async def test_replace_deletes_the_running_run(cluster, kube, kubelet, scheduler, clock):
     async with scheduler():
         await create(kube, schedule(concurrencyPolicy="Replace"))
         await eventually(lambda: status(cluster).get("handledUntil"))
         clock.move(MIN)
         await eventually(lambda: runs(cluster) == ["nightly-202601050601"])
-        await set_phase(kube, "nightly-202601050601", "Running")
+        await set_phase(cluster, kubelet, "nightly-202601050601", "Running")
         clock.move(MIN)
         await eventually(lambda: runs(cluster) == ["nightly-202601050602"])
 
 
-async def test_run_now_fires_once_per_value_even_when_suspended(cluster, kube, scheduler, clock):
+async def test_run_now_fires_once_per_value_even_when_suspended(cluster, kube, kubelet, scheduler, clock):
     async with scheduler():
         await create(kube, schedule(cron=None, suspend=True))
         await eventually(lambda: status(cluster).get("handledUntil"))
         await annotate(kube, "nightly", "1")
         await eventually(lambda: len(runs(cluster)) == 1)
         await eventually(lambda: status(cluster).get("runNow") == "1")
-        await set_phase(kube, runs(cluster)[0], "Succeeded")  # Forbid would skip a run-now beside it
+        await set_phase(cluster, kubelet, runs(cluster)[0], "Succeeded")  # Forbid would skip a run-now beside it
         clock.move(MIN)
         await annotate(kube, "nightly", "2")
         await eventually(lambda: len(runs(cluster)) == 2)
