@@ -43,16 +43,8 @@ sys.path.insert(0, str(ROOT / "tests" / "azure"))
 from azurite import Azurite, azurite_blob  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+from bench_overhead import SCORE  # noqa: E402  (the same run(): each file read, one line each)
 from earlier import pythonpath  # noqa: E402
-
-SCORE = '''
-def run(mini_batch):
-    out = []
-    for path in mini_batch:
-        with open(path, "rb") as f:
-            out.append(f"{path.rsplit('/', 1)[-1]} {len(f.read())}")
-    return out
-'''
 
 PLAIN = '''
 import os, sys

@@ -50,3 +50,23 @@ class JobFolder:
         """The summary.json of the one run in output/."""
         [path] = self.output.glob("_parallelrun/*/summary.json")
         return json.loads(path.read_text())
+
+
+def killing_script(item: str, victim: str, sleep: float = 0.0) -> str:
+    """A scoring script that logs each item it meets to $CALLS_LOG and, the first time it meets
+    `item`, kills `victim` with SIGKILL: "os.getpid()" (its worker) or "os.getppid()" (the shard)."""
+    pause = f"    time.sleep({sleep})\n" if sleep else ""
+    return f"""
+import os, signal, time
+from pathlib import Path
+
+def run(mini_batch):
+{pause}    for path in mini_batch:
+        with open(os.environ["CALLS_LOG"], "a") as f:
+            f.write(Path(path).name + "\\n")
+        marker = Path(os.environ["CALLS_LOG"] + ".killed")
+        if Path(path).name == "{item}" and not marker.exists():
+            marker.touch()
+            os.kill({victim}, signal.SIGKILL)
+    return [Path(p).read_text().strip() for p in mini_batch]
+"""

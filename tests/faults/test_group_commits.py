@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from jobfolder import killing_script
 from rich.console import Console
 
 from parallelrun.runner.commits import CommitLog, PartGroup, Parts, read_commits
@@ -22,20 +23,7 @@ from parallelrun.runner.storage import filesystem
 
 # Every call is logged; the worker that meets `item_0040` first kills itself (SIGKILL):
 # the parts it ran but had not written yet are lost with it, the mini-batches it held too.
-KILLS_ITS_WORKER = """
-import os, signal
-from pathlib import Path
-
-def run(mini_batch):
-    for path in mini_batch:
-        with open(os.environ["CALLS_LOG"], "a") as f:
-            f.write(Path(path).name + "\\n")
-        marker = Path(os.environ["CALLS_LOG"] + ".killed")
-        if Path(path).name == "item_0040.txt" and not marker.exists():
-            marker.touch()
-            os.kill(os.getpid(), signal.SIGKILL)
-    return [Path(p).read_text().strip() for p in mini_batch]
-"""
+KILLS_ITS_WORKER = killing_script("item_0040.txt", "os.getpid()")
 
 LOGGED = """
 import os
@@ -149,21 +137,7 @@ def test_a_commit_file_is_one_request_on_object_storage(tmp_path):
 
 # Each call is logged; the shard process (the pods' main process, the pool's parent) is killed
 # the first time a worker meets `item_0150`, some groups committed, others staged or held.
-KILLS_THE_SHARD = """
-import os, signal, time
-from pathlib import Path
-
-def run(mini_batch):
-    time.sleep(0.02)
-    for path in mini_batch:
-        with open(os.environ["CALLS_LOG"], "a") as f:
-            f.write(Path(path).name + "\\n")
-        marker = Path(os.environ["CALLS_LOG"] + ".killed")
-        if Path(path).name == "item_0150.txt" and not marker.exists():
-            marker.touch()
-            os.kill(os.getppid(), signal.SIGKILL)
-    return [Path(p).read_text().strip() for p in mini_batch]
-"""
+KILLS_THE_SHARD = killing_script("item_0150.txt", "os.getppid()", sleep=0.02)
 
 
 def test_sigkill_of_the_shard_mid_group_resumes_without_loss_or_double(job, calls):

@@ -6,24 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from jobfolder import killing_script
 
 # Kills the shard process (the pod's main process) the first time it meets `item_0030`, some
 # seconds in: after a group of commits was written (commits.GROUP_SECONDS), before the last.
-CRASHING = """
-import os, signal, time
-from pathlib import Path
-
-def run(mini_batch):
-    time.sleep(0.15)
-    for path in mini_batch:
-        with open(os.environ["CALLS_LOG"], "a") as f:
-            f.write(Path(path).name + "\\n")
-        marker = Path(os.environ["CALLS_LOG"] + ".crashed")
-        if Path(path).name == "item_0030.txt" and not marker.exists():
-            marker.touch()
-            os.kill(os.getppid(), signal.SIGKILL)
-    return [Path(p).read_text().strip() for p in mini_batch]
-"""
+CRASHING = killing_script("item_0030.txt", "os.getppid()", sleep=0.15)
 
 
 def committed_ids(root) -> list[int]:
