@@ -31,7 +31,7 @@ import kopf
 from parallelrun.runner.schedules import arrival
 from parallelrun.runner.schedules.policy import Firing, Memory, Run, decide
 from parallelrun.runner.schedules.runs import (LABEL_TRIGGER, RUN_NOW, SCHEDULED_TIME, WATERMARK, build_run,
-                                               data_run_name, rfc3339)
+                                               data_run_name, parse_rfc3339, rfc3339)
 from parallelrun.runner.schedules.spec import ScheduleSpec, ScheduleSpecError, load_schedule
 
 from . import metrics
@@ -64,16 +64,12 @@ class Clock:
                 pass
 
 
-def parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
 def run_of(body: Mapping) -> Run:
     """A PipelineRun as the policy engine sees it (what the index keeps)."""
     meta = body.get("metadata") or {}
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-    return Run(meta["name"], labels.get(LABEL_TRIGGER, "schedule"), parse_time(annotations.get(SCHEDULED_TIME)),
-               (body.get("status") or {}).get("phase"), parse_time(meta.get("creationTimestamp")))
+    return Run(meta["name"], labels.get(LABEL_TRIGGER, "schedule"), parse_rfc3339(annotations.get(SCHEDULED_TIME)),
+               (body.get("status") or {}).get("phase"), parse_rfc3339(meta.get("creationTimestamp")))
 
 
 def owner_uid(body: Mapping) -> str | None:
@@ -186,9 +182,9 @@ class ScheduleLoop:
             return None
         runs = self.recent.merge(self._runs())
         run_now = (self.meta.get("annotations") or {}).get(RUN_NOW)
-        memory = Memory(parse_time(self.status.get("handledUntil")), self.status.get("observedGeneration"),
+        memory = Memory(parse_rfc3339(self.status.get("handledUntil")), self.status.get("observedGeneration"),
                         self.status.get("runNow"))
-        created = parse_time(self.meta.get("creationTimestamp"))
+        created = parse_rfc3339(self.meta.get("creationTimestamp"))
         data, watermark = None, None
         if spec.trigger is not None and not spec.suspend:
             forced = run_now is not None and run_now != memory.run_now and spec.uses_manifest

@@ -23,17 +23,13 @@ from typing import Callable
 from ..storage import filesystem, write_atomic
 from . import arrival
 from .policy import Firing, Memory, Run, decide
-from .runs import build_run, data_run_name, rfc3339
+from .runs import build_run, data_run_name, parse_rfc3339, rfc3339
 from .spec import ScheduleSpec
 
 UTC = timezone.utc
 IDLE_SECONDS = 60  # the longest sleep between looks
 
 RunPipeline = Callable[[dict, str], str]  # (PipelineRun resource, run name) -> final phase
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 @dataclass
@@ -54,9 +50,9 @@ class State:
     @classmethod
     def from_dict(cls, d: dict) -> State:
         m = d.get("memory") or {}
-        return cls(_time(d["created"]), Memory(_time(m.get("handledUntil")), m.get("generation")),
-                   [Run(r["name"], r["trigger"], _time(r.get("slot")), r.get("phase"), _time(r.get("created")))
-                    for r in d.get("runs") or []],
+        return cls(parse_rfc3339(d["created"]), Memory(parse_rfc3339(m.get("handledUntil")), m.get("generation")),
+                   [Run(r["name"], r["trigger"], parse_rfc3339(r.get("slot")), r.get("phase"),
+                        parse_rfc3339(r.get("created"))) for r in d.get("runs") or []],
                    arrival.Watermark.from_dict(d.get("watermark")))
 
 

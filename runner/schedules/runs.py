@@ -61,6 +61,11 @@ def rfc3339(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_rfc3339(text: str | None) -> datetime | None:
+    """A timestamp as the API server and rfc3339() write it (None: absent)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
 def build_run(spec: ScheduleSpec, name: str, slot: datetime, trigger: str, *, manifest: str | None = None,
               watermark: str | None = None, owner: dict | None = None) -> dict:
     """The PipelineRun of one firing: the template, `${{schedule.scheduledTime}}` = the slot, and
