@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from parallelrun.runner.local import run_local
+from parallelrun.runner.storage import filesystem
 
 # For each mini-batch, whether the next one's files were already fetched while this run()
 # computed (after a pause long enough for a small blob), and the greatest number of
@@ -71,3 +72,36 @@ def test_worker_scratch_is_left_clean(az_job, tmp_path, monkeypatch):
     run_local(str(az_job.write(miniBatchSize=1, processCountPerNode=1)), console=Console(file=io.StringIO()))
     assert list(scratch.rglob("worker-0/files")), "the worker fetched into its scratch folder"
     assert not [p for p in scratch.rglob("worker-0/files/*/*")]
+
+
+# The first mini-batch's run() deletes the blob of the fourth, which the prefetching thread reads
+# only once the first one is done (1 + prefetch mini-batches at a time): a fetch that failed
+# is reported in plan order, as the failure of that mini-batch alone.
+DELETING = """
+import os
+from pathlib import Path
+from adlfs import AzureBlobFileSystem
+
+def run(mini_batch):
+    if Path(mini_batch[0]).name == "f0.txt":
+        fs = AzureBlobFileSystem(connection_string=os.environ["AZURE_STORAGE_CONNECTION_STRING"])
+        fs.rm_file(os.environ["DOOMED_BLOB"])
+    return [Path(p).read_text().strip() for p in mini_batch]
+"""
+
+
+def test_a_blob_gone_before_its_fetch_fails_its_items_with_the_error(az_job, connection_string, monkeypatch):
+    monkeypatch.setenv("DOOMED_BLOB", az_job.blob("in/f3.txt"))
+    for i in range(6):
+        az_job.upload(f"in/f{i}.txt", f"{i}\n")
+    az_job.script(DELETING)
+    path = az_job.write(miniBatchSize=1, processCountPerNode=1, prefetchMiniBatches=2,
+                        errorThreshold=-1, runMaxTry=1)
+    summary = run_local(str(path), console=Console(file=io.StringIO()))
+    assert summary["items"] == {"succeeded": 5, "failed": 1}
+    assert az_job.read("out/parallel_run_step.txt").decode().split() == ["0", "1", "2", "4", "5"]
+    fs, errors = filesystem(summary["errors"])
+    [error] = [json.loads(line) for line in fs.cat_file(errors).decode().splitlines()]
+    assert error["item"].endswith("f3.txt") and "f3.txt" in error["error"], error
+    assert "in local_files" in error["traceback"], "the traceback is the fetch's, raised where run() would be"
+
