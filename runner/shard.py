@@ -30,6 +30,10 @@ from .worker import WorkerConfig
 
 log = logging.getLogger("parallelrun")
 
+# What the pool's zygote imports for its workers, by input type (zygote.py): each worker
+# then pays for none of it. A files job's workers need our modules alone.
+PRELOAD = {"files": (), "tabular": ("pandas", "pyarrow", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet")}
+
 
 class ConfigError(PermanentError, RuntimeError):
     """The job cannot start for a reason retrying will not fix (missing entry script, model...)."""
@@ -252,7 +256,8 @@ def start_pool(spec: JobSpec, layout: Layout, index: int, *, scratch: str, log_d
     """Shard `index`'s workers. Without `plan_header` they start before the run is planned:
     they import the entry script and run init() meanwhile (WorkerPool.plan completes them)."""
     return WorkerPool(worker_configs(spec, layout, index, scratch, log_dir, plan_header),
-                      spec.run_invocation_timeout, init_timeout=spec.init_timeout, max_workers=max_workers)
+                      spec.run_invocation_timeout, init_timeout=spec.init_timeout, max_workers=max_workers,
+                      preload=PRELOAD[spec.input.type])
 
 
 def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_dir: str | None,

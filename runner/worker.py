@@ -51,7 +51,7 @@ REPORT_SECONDS = 0.02  # results are reported at least this often
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """What a worker process needs, all plain data (it crosses to a spawned process)."""
+    """What a worker process needs, all plain data (it crosses to the zygote that forks it)."""
 
     worker: str  # "<shard>.<k>", for its log lines
     env: dict[str, str]  # model and side-input paths, its GPUs, thread counts
@@ -148,7 +148,7 @@ def _failure(e: BaseException, where: str) -> str:
 
 def worker_main(conn, config: WorkerConfig, running=None) -> None:
     """Entry point of a worker process; `config` is built by the shard, completed by the pool.
-    `running` (a shared integer) shows the pool the mini-batch in run(), should this process die."""
+    `running` (its `.value` in shared memory) shows the pool the mini-batch in run(), should this process die."""
     join_pool(config.pgid, config.parent_pid)  # dies with the pool, whatever ends it
     if config.log_path:
         _redirect_output(config.log_path)
