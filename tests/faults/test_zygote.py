@@ -1,0 +1,89 @@
+"""Workers are forked from a zygote (runner/zygote.py): what it imported is theirs, what is
+each worker's own stays its own, and a zygote that dies is replaced with nothing lost."""
+
+import io
+import json
+import os
+
+from rich.console import Console
+
+from parallelrun.runner.local import run_local
+
+from .conftest import alive
+
+# Records, as the entry script is imported, what the worker has loaded and who its parent is.
+RECORDING = """
+import json, os, sys
+from pathlib import Path
+
+SEEN = {"pandas": "pandas" in sys.modules, "pid": os.getpid(), "parent": os.getppid(),
+        "pgid": os.getpgid(0), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+def init():
+    import numpy
+    SEEN["random"] = int(numpy.random.randint(1 << 62))
+    with open(Path(os.environ["PIDS_DIR"]) / f"seen-{os.getpid()}", "w") as f:
+        json.dump(SEEN, f)
+
+def run(mini_batch):
+    return [str(x) for x in (mini_batch["x"] if hasattr(mini_batch, "columns") else mini_batch)]
+"""
+
+
+def _seen(pids) -> list[dict]:
+    return [json.loads(p.read_text()) for p in pids.root.glob("seen-*")]
+
+
+def quiet_run(path, **kw):
+    return run_local(str(path), console=Console(file=io.StringIO()), **kw)
+
+
+def test_a_files_job_forks_workers_without_pandas_each_with_its_gpus(job, pids):
+    job.files(4)
+    job.script(RECORDING)
+    summary = quiet_run(job.write(miniBatchSize=1, environment={"gpu": {"count": 2}}))
+    assert summary["items"] == {"succeeded": 4, "failed": 0}
+    seen = _seen(pids)
+    assert len(seen) == 2
+    assert not any(s["pandas"] for s in seen)  # nothing a files job does not use
+    assert sorted(s["cuda"] for s in seen) == ["0", "1"]  # set before the entry script was imported
+    [zygote] = {s["parent"] for s in seen}  # one parent, not this process: the zygote
+    assert zygote != os.getpid() and not alive(zygote)
+    assert len({s["pgid"] for s in seen}) == 1  # the pool's group
+
+
+def test_a_tabular_job_forks_workers_with_pandas_loaded_and_their_own_random_numbers(job, pids):
+    (job.data / "x.csv").write_text("x\n" + "".join(f"{i}\n" for i in range(8)))
+    job.script(RECORDING)
+    summary = quiet_run(job.write(input={"type": "tabular", "format": "csv"}, miniBatchSize=2))
+    assert summary["items"] == {"succeeded": 8, "failed": 0}
+    seen = _seen(pids)
+    assert len(seen) == 2 and all(s["pandas"] for s in seen)  # imported once, by the zygote
+    assert seen[0]["random"] != seen[1]["random"]  # numpy's generator reseeded in each worker
+
+
+def test_a_killed_zygote_is_replaced_and_every_item_accounted(job, pids):
+    """Its workers die with it (PR_SET_PDEATHSIG); the pool starts another zygote, whose
+    workers run what was lost, the attempts that were running counted as failed ones."""
+    job.files(10)
+    job.script("""
+        import os, signal
+        from pathlib import Path
+
+        def init():
+            (Path(os.environ["PIDS_DIR"]) / f"init-{os.getpid()}").touch()
+
+        def run(mini_batch):
+            for path in mini_batch:
+                marker = Path(path + ".killed")
+                if path.endswith("item_0003.txt") and not marker.exists():
+                    marker.touch()
+                    os.kill(os.getppid(), signal.SIGKILL)  # the zygote
+                    signal.pause()  # until it dies with it
+            return [Path(p).name for p in mini_batch]
+    """)
+    summary = quiet_run(job.write(miniBatchSize=1, runMaxTry=3))
+    assert summary["items"] == {"succeeded": 10, "failed": 0}
+    assert (job.data / "item_0003.txt.killed").exists()
+    assert len(pids.inits()) >= 3  # the first two, then the new zygote's
+    assert not [pid for pid in pids.inits() if alive(pid)]
