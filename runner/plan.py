@@ -19,9 +19,12 @@ import os
 import posixpath
 import re
 from stat import S_ISDIR
+from array import array
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, repeat
 from typing import NamedTuple
 
 import fsspec
@@ -504,13 +507,13 @@ class FileBatches(Sequence):
     straight from them: a million MiniBatch objects would double planning's time."""
 
     def __init__(self, listing: Listing, count: int):
-        import numpy as np
-
         self.listing, self.count = listing, count
-        n = len(listing)
-        self.sizes = np.add.reduceat(np.asarray(listing.sizes, dtype=np.int64), np.arange(0, n, count)) if n \
-            else np.empty(0, dtype=np.int64)
-        self.items = np.minimum(count, n - np.arange(0, n, count))
+        sizes = listing.sizes
+        self.sizes = sizes if count == 1 else [sum(sizes[a:a + count]) for a in range(0, len(sizes), count)]
+
+    def items_between(self, start: int, stop: int) -> int:
+        """The files of mini-batches start..stop-1."""
+        return min(stop * self.count, len(self.listing)) - min(start * self.count, len(self.listing))
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -681,27 +684,25 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
     empty ones come last (see shards_with_work).
     """
     n = len(mini_batches)
-    import numpy as np
-
     if isinstance(mini_batches, FileBatches):
-        sizes, items = mini_batches.sizes, mini_batches.items
+        sizes, items_between = mini_batches.sizes, mini_batches.items_between
     else:
-        sizes = np.fromiter((b.size for b in mini_batches), dtype=np.int64, count=n)
-        items = np.fromiter((-1 if b.items is None else b.items for b in mini_batches), dtype=np.int64, count=n)
-    cumulative = np.cumsum(np.maximum(sizes, 1), dtype=np.float64)
-    total = cumulative[-1] if n else 0.0
+        sizes = [b.size for b in mini_batches]
+        items = [b.items for b in mini_batches]
+
+        def items_between(a: int, b: int) -> int | None:
+            return None if None in items[a:b] else sum(items[a:b])
+    weights = sizes if 0 not in sizes else list(map(max, sizes, repeat(1)))  # an empty file weighs 1
+    cumulative = array("q", accumulate(weights))  # no numpy: a files job does not load it
+    total = cumulative[-1] if n else 0
     bounds = [0]
     for k in range(1, count):
-        balanced = int(np.searchsorted(cumulative, total * k / count, side="left")) + 1 if n else 0
+        balanced = bisect_left(cumulative, total * k / count) + 1 if n else 0
         # at least one mini-batch for this shard, and one left for each later shard while there are any
         bounds.append(min(max(balanced, bounds[-1] + 1), max(n - (count - k), bounds[-1] + 1), n))
     bounds.append(n)
-    shards = []
-    for k in range(count):
-        a, b = bounds[k], bounds[k + 1]
-        chosen = items[a:b]
-        shards.append(ShardRange(k, a, b - a, None if (chosen < 0).any() else int(chosen.sum()), int(sizes[a:b].sum())))
-    return shards
+    return [ShardRange(k, a, b - a, items_between(a, b), sum(sizes[a:b]))
+            for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
 
 
 def shards_with_work(total_mini_batches: int, node_count: int) -> int:
