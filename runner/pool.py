@@ -99,7 +99,7 @@ class _Worker:
     def __init__(self, zygote: Zygote, index: int, config: WorkerConfig):
         self.index = index
         self.zygote = zygote
-        self._ticket = zygote.fork(config, index)
+        self.ticket = zygote.fork(config, index)
         self._forked: tuple[Connection, ForkedProcess] | None = None
         self.started = time.monotonic()
         self.ready = False
@@ -110,6 +110,7 @@ class _Worker:
         self.first_queue = self.queue = 1 + config.prefetch  # how many tasks it may hold, by its pace
         self.seconds_per_task: float | None = None
         self.reported = 0.0  # when it last reported
+        self.told_no_more = False  # that no more mini-batches come for now (feed)
 
     @property
     def conn(self) -> Connection:
@@ -126,7 +127,7 @@ class _Worker:
 
     def _attach(self) -> tuple[Connection, ForkedProcess]:
         if self._forked is None:
-            self._forked = self.zygote.forked(self._ticket)
+            self._forked = self.zygote.forked(self.ticket)
         return self._forked
 
     def running(self) -> int:
@@ -155,7 +156,7 @@ class _Worker:
     def kill(self) -> None:
         """Kill it; one not yet forked is not forked."""
         if not self.attached:
-            self.zygote.cancel(self._ticket)
+            self.zygote.cancel(self.ticket)
             return
         conn, process = self._forked
         process.kill()
@@ -211,10 +212,10 @@ class WorkerPool:
         """The plan is ready: each worker started without it gets its header (replacements
         get it in their config), and the workers beyond `max_workers` (at least one) stop."""
         keep = max(1, max_workers)
-        for w in self._workers[keep:]:
-            if not w.attached:  # not forked yet, maybe: it will not be
-                w.kill()
-        self._workers[keep:] = [w for w in self._workers[keep:] if w.attached]
+        unforked = [w for w in self._workers[keep:] if not w.zygote.answered(w.ticket)]
+        for w in unforked:  # it will not be forked
+            w.kill()
+        self._workers[keep:] = [w for w in self._workers[keep:] if w not in unforked]
         self._listen(0.0, [])  # which have reported ready (no task was sent: no other event can come)
         for w in self._workers[keep:]:
             if w.ready:  # it runs shutdown() and exits (close() waits for it)
@@ -250,7 +251,8 @@ class WorkerPool:
         covers about QUEUE_SECONDS of run() calls, at most MAX_QUEUE): fewer messages. It
         never holds more than its share of what is left, so a slow or hanging run() delays
         few others, and every worker has some to the end. `line_of` gives a mini-batch's
-        JSON (its line of the plan)."""
+        JSON (its line of the plan). Once none is pending, each worker holding some is told
+        (an empty list): it writes its parts as soon as it ran them, without waiting for more."""
         left = len(pending) + sum(len(w.tasks) for w in self._workers)
         share = -(-left // len(self._workers))
         for w in self._workers:
@@ -262,10 +264,18 @@ class WorkerPool:
                 w.deadline = w.reported = time.monotonic()
                 w.deadline += self._timeout
             w.tasks.extend(batch)
+            w.told_no_more = False
             try:
                 w.conn.send([line_of(mb) for mb in batch])
             except OSError:  # it died since it last reported: wait() buries it, and these come back
                 pass
+        for w in self._workers:
+            if not pending and w.ready and (w.tasks or w.unwritten) and not w.told_no_more:
+                w.told_no_more = True  # it writes its parts once its tasks are done, without waiting for more
+                try:
+                    w.conn.send([])
+                except OSError:
+                    pass
 
     def wait(self, timeout: float) -> list[Event]:
         """What happened within `timeout` seconds: attempts that ended, parts written, mini-batches returned."""

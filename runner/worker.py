@@ -8,8 +8,9 @@ messages cross the pipe to the shard process:
                      AttemptFailed(id, items or None, error, traceback)
                      PartsWritten(file, [(id, offset, length), ...]): parts of Ok mini-batches
                      StorageFailed(message, transient): writing parts failed, the run stops
-    shard → worker   a list of mini-batches as JSON, or None to stop; first, the plan's
-                     header, where the worker started before the run was planned
+    shard → worker   a list of mini-batches as JSON (an empty one: no more for now), or
+                     None to stop; first, the plan's header, where the worker started
+                     before the run was planned
 
 Ok and AttemptFailed travel in lists: a worker reports its results when it has no
 mini-batch at hand, before it writes parts, and else within REPORT_SECONDS (a reporter
@@ -17,8 +18,9 @@ thread sends what waits longer, so a result never waits behind a long run() call
 quick mini-batches share a message. Where the input is remote, a fetcher thread reads up to `prefetch`
 mini-batches ahead (their files fetched concurrently) while run() computes the current
 one; input on a local disk is read when its turn comes (no wait to hide). Parts are kept in a
-PartGroup (commits.py) and written a group at a time: when it is full or old, or when
-no mini-batch comes within IDLE_FLUSH_SECONDS.
+PartGroup (commits.py) and written a group at a time: when it is full or old, when
+no mini-batch comes within IDLE_FLUSH_SECONDS, or at once when the shard said that no
+more are coming for now (its last ones are not kept waiting).
 """
 
 from __future__ import annotations
@@ -189,6 +191,7 @@ def _exit() -> None:
 
 
 _STOP = object()
+_FLUSH = object()  # the shard has no more mini-batches for now: write the parts held
 
 
 def _receive(conn) -> list[str] | None:
@@ -224,6 +227,8 @@ class _Inline:
             message = _receive(self.conn)
             if message is None:
                 return _STOP
+            if not message:
+                return _FLUSH
             self.lines.extend(message)
         mb = MiniBatch.from_json(self.lines.popleft())
         return mb, _read(self.reader, mb)
@@ -256,7 +261,7 @@ class _Prefetch:
 
     def take(self):
         item, self.peeked = (self.peeked if self.peeked is not None else self.ready.get()), None
-        self.taken += item is not _STOP
+        self.taken += item is not _STOP and item is not _FLUSH
         return item
 
     def done(self) -> None:
@@ -264,6 +269,8 @@ class _Prefetch:
 
     def _fetch(self) -> None:
         while (message := _receive(self.conn)) is not None:
+            if not message:
+                self.ready.put(_FLUSH)
             self.received += len(message)
             for line in message:
                 mb = MiniBatch.from_json(line)
@@ -292,6 +299,10 @@ class _Worker:
         """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
         threading.Thread(target=self._reporter, name="parallelrun-reporter", daemon=True).start()
         while (item := self._next()) is not _STOP:
+            if item is _FLUSH:
+                if not self._write_parts():
+                    return
+                continue
             started = time.monotonic()
             self._run(*item)
             self.source.done()

@@ -137,26 +137,35 @@ class Zygote:
             except OSError:  # the zygote died: nothing to fork
                 pass
 
+    def answered(self, ticket: int) -> bool:
+        """Whether the zygote forked the worker of `ticket` already (forked() returns at once)."""
+        try:
+            while self._read < ticket and self._control.poll():
+                self._read_answer()
+        except (EOFError, OSError):
+            return True  # lost: forked() says so at once
+        return self._read >= ticket
+
     def forked(self, ticket: int) -> tuple[Connection, ForkedProcess]:
         """The worker of fork request `ticket`, once the zygote forked it; a dead one (its
         pipe closed, its exit code SIGKILL) when the zygote died first."""
         try:
             while self._read < ticket:
-                pid = self._control.recv()
-                self._read += 1
-                if pid is None:  # cancelled before it was forked
-                    continue
-                answer = Connection(recv_handle(self._control)), ForkedProcess(pid, recv_handle(self._control))
-                if self._read in self._cancelled:
-                    _kill(*answer)
-                else:
-                    self._answers[self._read] = answer
+                self._read_answer()
         except (EOFError, OSError):
             return _lost()
-        return self._answers.pop(ticket)
+        return self._answers.pop(ticket) if ticket in self._answers else _lost()
 
-    def alive(self) -> bool:
-        return self._process.poll() is None
+    def _read_answer(self) -> None:
+        pid = self._control.recv()
+        self._read += 1
+        if pid is None:  # cancelled before it was forked
+            return
+        answer = Connection(recv_handle(self._control)), ForkedProcess(pid, recv_handle(self._control))
+        if self._read in self._cancelled:
+            _kill(*answer)
+        else:
+            self._answers[self._read] = answer
 
     def close(self) -> None:
         """Stop the zygote (its workers are the pool's to stop: those left die with it). Idempotent."""

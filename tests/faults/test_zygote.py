@@ -11,27 +11,32 @@ from parallelrun.runner.local import run_local
 
 from .conftest import alive
 
-# Records, as the entry script is imported, what the worker has loaded and who its parent is.
+# Records, as the entry script is imported, what the worker has loaded and who its parent is;
+# init() waits for the other worker (one could otherwise score everything alone), then draws
+# a random number.
 RECORDING = """
-import json, os, sys
+import json, os, sys, time
 from pathlib import Path
 
+PIDS = Path(os.environ["PIDS_DIR"])
 SEEN = {"pandas": "pandas" in sys.modules, "pid": os.getpid(), "parent": os.getppid(),
         "pgid": os.getpgid(0), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
+(PIDS / f"seen-{os.getpid()}").write_text(json.dumps(SEEN))
 
 def init():
+    deadline = time.monotonic() + 20
+    while len(list(PIDS.glob("seen-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     import numpy
-    SEEN["random"] = int(numpy.random.randint(1 << 62))
-    with open(Path(os.environ["PIDS_DIR"]) / f"seen-{os.getpid()}", "w") as f:
-        json.dump(SEEN, f)
+    (PIDS / f"random-{os.getpid()}").write_text(str(numpy.random.randint(1 << 62)))
 
 def run(mini_batch):
     return [str(x) for x in (mini_batch["x"] if hasattr(mini_batch, "columns") else mini_batch)]
 """
 
 
-def _seen(pids) -> list[dict]:
-    return [json.loads(p.read_text()) for p in pids.root.glob("seen-*")]
+def _seen(pids, name: str = "seen") -> list:
+    return [json.loads(p.read_text()) for p in pids.root.glob(f"{name}-*")]
 
 
 def quiet_run(path, **kw):
@@ -59,7 +64,8 @@ def test_a_tabular_job_forks_workers_with_pandas_loaded_and_their_own_random_num
     assert summary["items"] == {"succeeded": 8, "failed": 0}
     seen = _seen(pids)
     assert len(seen) == 2 and all(s["pandas"] for s in seen)  # imported once, by the zygote
-    assert seen[0]["random"] != seen[1]["random"]  # numpy's generator reseeded in each worker
+    first, second = _seen(pids, "random")
+    assert first != second  # numpy's generator reseeded in each worker
 
 
 def test_a_killed_zygote_is_replaced_and_every_item_accounted(job, pids):
