@@ -330,24 +330,25 @@ class WorkerPool:
                 self._receive(w, m, outcomes)
             w.paced(len(message))
             return
-        match message:
+        match message:  # the frequent ones first: a case is an isinstance() check
+            case Ok(_, items, returned, schema, pending):
+                mb = self._ended(w)
+                if pending:
+                    w.unwritten[mb.id] = mb
+                outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending))
+            case PartsWritten(file, entries):
+                unwritten = w.unwritten
+                for mb_id, offset, length in entries:
+                    del unwritten[mb_id]
+                    outcomes.append(Placed(mb_id, file, offset, length))
+            case AttemptFailed(_, items, error, tb):
+                outcomes.append(Outcome(self._ended(w), items, error=error, traceback=tb))
             case Ready():
                 w.ready = True
             case InitFailed(error, tb):
                 raise InitError(error, tb)
             case StorageFailed(text, transient):
                 raise (StorageUnavailable if transient else StorageRefused)(text)
-            case Ok(_, items, returned, schema, pending):
-                mb = self._ended(w)
-                if pending:
-                    w.unwritten[mb.id] = mb
-                outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending))
-            case AttemptFailed(_, items, error, tb):
-                outcomes.append(Outcome(self._ended(w), items, error=error, traceback=tb))
-            case PartsWritten(file, entries):
-                for mb_id, offset, length in entries:
-                    del w.unwritten[mb_id]
-                    outcomes.append(Placed(mb_id, file, offset, length))
 
     def _ended(self, w: _Worker) -> MiniBatch:
         """The worker's running mini-batch ended: the next one runs, its timeout counted from now."""

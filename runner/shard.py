@@ -98,9 +98,10 @@ class ShardRunner:
 
     def _run(self) -> ShardResult:
         # The plan's lines go to the workers as they are (no encoding again per mini-batch).
-        lines = self.fs.cat_file(self.layout.plan_shard(self.index)).decode().splitlines()
-        mini_batches = [MiniBatch.from_json(line) for line in lines if line.strip()]
-        self._lines = {mb.id: line for mb, line in zip(mini_batches, (line for line in lines if line.strip()))}
+        lines = [line for line in self.fs.cat_file(self.layout.plan_shard(self.index)).decode().splitlines()
+                 if line.strip()]
+        mini_batches = MiniBatch.many_from_json(lines)
+        self._lines = {mb.id: line for mb, line in zip(mini_batches, lines)}
         pending = deque(self._resume(mini_batches))
         self.resumed = Counts(**vars(self.counts))  # committed by an earlier attempt
         exceeded = self._exceeded()

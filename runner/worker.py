@@ -214,23 +214,23 @@ class _Inline:
     """Mini-batches read when their turn comes: input on a local disk has no fetch to overlap."""
 
     def __init__(self, conn, reader: Reader):
-        self.conn, self.reader, self.lines = conn, reader, deque()
+        self.conn, self.reader, self.batches = conn, reader, deque()  # mini-batches received, not yet taken
 
     def at_hand(self) -> bool:
-        return bool(self.lines)
+        return bool(self.batches)
 
     def wait(self, timeout: float) -> bool:
-        return bool(self.lines) or self.conn.poll(timeout)
+        return bool(self.batches) or self.conn.poll(timeout)
 
     def take(self):
-        if not self.lines:
+        if not self.batches:
             message = _receive(self.conn)
             if message is None:
                 return _STOP
             if not message:
                 return _FLUSH
-            self.lines.extend(message)
-        mb = MiniBatch.from_json(self.lines.popleft())
+            self.batches.extend(MiniBatch.many_from_json(message))
+        mb = self.batches.popleft()
         return mb, _read(self.reader, mb)
 
     def done(self) -> None:
@@ -272,8 +272,7 @@ class _Prefetch:
             if not message:
                 self.ready.put(_FLUSH)
             self.received += len(message)
-            for line in message:
-                mb = MiniBatch.from_json(line)
+            for mb in MiniBatch.many_from_json(message):
                 self.slots.acquire()
                 self.ready.put((mb, _read(self.reader, mb)))
         self.ready.put(_STOP)

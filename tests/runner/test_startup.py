@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from parallelrun.runner.plan import FileBatches, Listing, shard
+from parallelrun.runner.commits import record_line
+from parallelrun.runner.plan import FileBatches, Listing, MiniBatch, shard
+from parallelrun.runner.records import DoneRecord
 
 HEAVY = ("numpy", "pandas", "pyarrow")
 
@@ -47,3 +49,26 @@ def test_files_shard_as_their_mini_batches_would(count, shards):
     batches = FileBatches(listing, count)
     assert shard(batches, shards) == shard(list(batches), shards)
     assert sum(s.items for s in shard(batches, shards)) == 37
+
+
+def test_plan_lines_parse_at_once_as_one_by_one():
+    batches = [MiniBatch(id=0, size=10, items=2, files=("a", "b/c"), stamps=(4, 17, 6, "etag")),
+               MiniBatch(id=1, size=99, items=None, file="x.csv", bytes=(0, 99), stamps=(99, None)),
+               MiniBatch(id=2, size=5, items=5, file="y.parquet", rows=(10, 15)),
+               MiniBatch(id=3, size=1, items=1, files=("k",), key={"species": "setosa"})]
+    lines = [mb.to_json() for mb in batches]
+    assert MiniBatch.many_from_json(lines) == [MiniBatch.from_json(line) for line in lines] == batches
+
+
+@pytest.mark.parametrize("record", [
+    DoneRecord(7, "succeeded", 3, 3, 0, 1, part=("g-0-1-0123456789ab.txt", 120, 45)),
+    DoneRecord(8, "succeeded", 2, 1, 1, 2, part=("g-0-1-0123456789ab.parquet", 0, 9)),
+    DoneRecord(9, "succeeded", 4, 0, 4, 1),  # no part: run() returned nothing
+    DoneRecord(10, "failed", 1, 0, 1, 3, errors=[{"error": 'ValueError: "quoted" \\ and ünïcode'}]),
+    DoneRecord(11, "succeeded", 1, 1, 0, 1, schema="x: int64", part=("g-0-0-aa.csv", 5, 6)),
+    DoneRecord(12, "succeeded", 1, 1, 0, 1, part=('odd "name".txt', 0, 1)),
+])
+def test_a_commit_line_is_the_record_as_json(record):
+    line = record_line(record)
+    assert json.loads(line) == json.loads(json.dumps(record.to_dict()))
+    assert DoneRecord.from_dict(json.loads(line)) == record
