@@ -106,9 +106,9 @@ def parallelrun_command() -> list[str]:
 
 
 def worker_imports() -> list[str]:
-    """Heavy modules a worker process has loaded before its first mini-batch: what spawn
-    imports again (parallelrun.cli as __mp_main__) and the worker module."""
-    code = ("import sys, parallelrun.cli, parallelrun.runner.worker; "
+    """Heavy modules a worker process has loaded before its first mini-batch: what the
+    zygote that forks it imports for a files job (runner/zygote.py)."""
+    code = ("import sys, parallelrun.runner.zygote, parallelrun.runner.worker; "
             f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
 
