@@ -27,15 +27,12 @@ from dataclasses import dataclass
 from itertools import accumulate, repeat
 from typing import NamedTuple
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
 from .contract import URI_SCHEME, PermanentError
 from .formats import arrow_dataset, has_header
 from .layout import Layout
 from .records import ShardRange
 from .spec import InputFormat, InputType, JobSpec
-from .storage import filesystem, protocol_of, write_atomic
+from .storage import filesystem, is_local, protocol_of, strip_protocol, write_atomic
 
 PLAN_VERSION = 1
 _SCAN_BLOCK = 16 * 2**20  # bytes read at a time when counting lines
@@ -194,14 +191,14 @@ def _list(spec: JobSpec, env: Mapping[str, str] | None) -> tuple[str, Listing]:
     keep = _keep(spec, root)
     try:
         if fs.isfile(root):
-            if isinstance(fs, LocalFileSystem):  # the version a reader compares: mtime in ns
+            if is_local(fs):  # the version a reader compares: mtime in ns
                 stat = os.stat(root)
                 size, version = stat.st_size, stat.st_mtime_ns
             else:
                 info = fs.info(root)
                 size, version = int(info.get("size") or 0), file_version(info)
             return _parent_uri(uri), Listing([posixpath.basename(root)], [size], [version])
-        if isinstance(fs, LocalFileSystem):
+        if is_local(fs):
             listing = _local_listing(root, keep)
         else:
             listing = Listing.of(sorted(f for f in _found_files(fs, root) if keep is None or keep(f.rel)))
@@ -287,7 +284,7 @@ def _manifest_input(manifest: str, env: Mapping[str, str] | None) -> tuple[str, 
             raise PlanError(f"spec.input.manifest: {entries[line - 1]} is listed twice (lines {seen[rel]} and "
                             f"{line}); each file is one input")
     fs, base = filesystem(root, env)
-    stamps = _local_stamps if isinstance(fs, LocalFileSystem) else _remote_stamps
+    stamps = _local_stamps if is_local(fs) else _remote_stamps
     files = []
     for entry, rel, stamp in zip(entries, rels, stamps(fs, [f"{base}/{rel}" for rel in rels])):
         if isinstance(stamp, str):
@@ -349,7 +346,7 @@ def _own_output(spec: JobSpec, input_root: str):
     protocol = protocol_of(spec.output.uri)
     if _store(protocol) != _store(protocol_of(spec.input.uri)):
         return None
-    out = fsspec.get_filesystem_class(protocol)._strip_protocol(spec.output.uri).rstrip("/")
+    out = strip_protocol(spec.output.uri).rstrip("/")
     base = input_root.rstrip("/")
     if out == base:
         names = {spec.output.file_name, spec.output.file_name + ".previous"}

@@ -1,5 +1,6 @@
 """A files job starts cheaply: neither the local-mode process nor its workers load the
-tabular stack (numpy, pandas, pyarrow), and planning without numpy shards as before."""
+tabular stack (numpy, pandas, pyarrow) or fsspec (local paths are served by LocalFS, as
+fsspec would), and planning without numpy shards as before."""
 
 import json
 import subprocess
@@ -11,7 +12,7 @@ from parallelrun.runner.commits import record_line
 from parallelrun.runner.plan import FileBatches, Listing, MiniBatch, shard
 from parallelrun.runner.records import DoneRecord
 
-HEAVY = ("numpy", "pandas", "pyarrow")
+HEAVY = ("numpy", "pandas", "pyarrow", "fsspec")
 
 # A local run in a process of its own; prints the heavy modules it loaded.
 RUN = """
@@ -30,7 +31,7 @@ def test_a_files_job_loads_no_tabular_module(job):
         from pathlib import Path
 
         def run(mini_batch):
-            return [f"{Path(p).name} {[m for m in ('numpy', 'pandas', 'pyarrow') if m in sys.modules]}"
+            return [f"{Path(p).name} {[m for m in ('numpy', 'pandas', 'pyarrow', 'fsspec') if m in sys.modules]}"
                     for p in mini_batch]
     """)
     done = subprocess.run([sys.executable, "-c", RUN % (HEAVY,), str(job.write(miniBatchSize=2))],
