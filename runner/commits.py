@@ -175,12 +175,14 @@ class Parts:
             if record.part is not None:
                 name, offset, length = record.part
                 self._extent[name] = max(self._extent.get(name, 0), offset + length)
+        parts_dir = layout.parts_dir
+        self._paths = {name: posixpath.join(parts_dir, name) for name in self._extent}  # a group file's path
 
     def path(self, mini_batch_id: int) -> str:
         record = self.records.get(mini_batch_id)
         if record is None or record.part is None:  # a run scored before group commits
             return posixpath.join(self.layout.parts_dir, f"{mini_batch_id:09d}.{self.layout.part_ext}")
-        return posixpath.join(self.layout.parts_dir, record.part[0])
+        return self._paths[record.part[0]]
 
     def open(self, mini_batch_id: int):
         """The part as a binary file; FileNotFoundError when it is not there."""
@@ -188,7 +190,7 @@ class Parts:
         if record is None or record.part is None:
             return self.fs.open(self.path(mini_batch_id), "rb")
         name, offset, length = record.part
-        path = self.path(mini_batch_id)
+        path = self._paths[name]
         data = self._whole(path, self._extent[name])
         if data is None:
             data = self.fs.cat_file(path, offset, offset + length)
