@@ -40,14 +40,15 @@ import os, signal
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
-os.setpgid(0, 0)
-os.write(1, b"ready\\n")
 try:
     while os.read(0, 4096):
         pass
 finally:
     os.killpg(0, signal.SIGKILL)
 """
+
+# The reaper leads a new group from before its exec: the group exists once Popen returned.
+_NEW_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
 
 
 class ProcessGroup:
@@ -56,12 +57,7 @@ class ProcessGroup:
 
     def __init__(self):
         self._reaper = subprocess.Popen([sys.executable, "-I", "-S", "-c", _REAPER], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, close_fds=True)
-        ready = self._reaper.stdout.readline()  # the group exists once it says so
-        self._reaper.stdout.close()
-        if ready != b"ready\n":
-            self.close()
-            raise RuntimeError(f"cannot start the process-group reaper (exit code {self._reaper.returncode})")
+                                        close_fds=True, **_NEW_GROUP)
         self.pgid = self._reaper.pid
 
     def close(self, timeout: float = 5.0) -> None:
