@@ -4,7 +4,9 @@ each worker's own stays its own, and a zygote that dies is replaced with nothing
 import io
 import json
 import os
+from pathlib import Path
 
+from jobfolder import killing_script
 from rich.console import Console
 
 from parallelrun.runner.local import run_local
@@ -68,28 +70,14 @@ def test_a_tabular_job_forks_workers_with_pandas_loaded_and_their_own_random_num
     assert first != second  # numpy's generator reseeded in each worker
 
 
-def test_a_killed_zygote_is_replaced_and_every_item_accounted(job, pids):
+def test_a_killed_zygote_is_replaced_and_every_item_accounted(job, tmp_path, monkeypatch):
     """Its workers die with it (PR_SET_PDEATHSIG); the pool starts another zygote, whose
     workers run what was lost, the attempts that were running counted as failed ones."""
-    job.files(10)
-    job.script("""
-        import os, signal
-        from pathlib import Path
-
-        def init():
-            (Path(os.environ["PIDS_DIR"]) / f"init-{os.getpid()}").touch()
-
-        def run(mini_batch):
-            for path in mini_batch:
-                marker = Path(path + ".killed")
-                if path.endswith("item_0003.txt") and not marker.exists():
-                    marker.touch()
-                    os.kill(os.getppid(), signal.SIGKILL)  # the zygote
-                    signal.pause()  # until it dies with it
-            return [Path(p).name for p in mini_batch]
-    """)
+    calls = tmp_path / "calls.log"
+    monkeypatch.setenv("CALLS_LOG", str(calls))
+    names = job.files(10)
+    job.script(killing_script("item_0003.txt", "os.getppid()"))  # its parent: the zygote
     summary = quiet_run(job.write(miniBatchSize=1, runMaxTry=3))
     assert summary["items"] == {"succeeded": 10, "failed": 0}
-    assert (job.data / "item_0003.txt.killed").exists()
-    assert len(pids.inits()) >= 3  # the first two, then the new zygote's
-    assert not [pid for pid in pids.inits() if alive(pid)]
+    assert sorted(job.final().read_text().split()) == sorted(str(i) for i in range(10))
+    assert Path(f"{calls}.killed").exists() and set(calls.read_text().split()) == set(names)
