@@ -13,9 +13,9 @@ then imports the entry script (worker.worker_main).
 
 Pool side, per worker: its pipe (a Connection) and a ForkedProcess, which has what the
 pool used of a multiprocessing.Process (pid, sentinel, is_alive, join, kill, exitcode):
-the zygote waits for each child (a pidfd each) and writes its exit code to a status
-pipe whose read end the pool holds. `running` is shared memory (a memfd, one int64 a
-worker slot) where a worker shows the mini-batch in run().
+the zygote reaps its children as SIGCHLD wakes it and writes each one's exit code to
+a status pipe whose read end the pool holds. `running` is shared memory (a memfd, one
+int64 a worker slot) where a worker shows the mini-batch in run().
 
 A worker's parent is the zygote, the zygote's the pool's process: PR_SET_PDEATHSIG
 chains (the pool's process dies → the zygote → its workers), and all of them are in
@@ -30,6 +30,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import traceback
 from multiprocessing.connection import Connection, Pipe, wait
 from multiprocessing.reduction import recv_handle, send_handle
@@ -93,7 +94,7 @@ class Zygote:
     asks for a worker, forked() takes the answers in order (waiting for the imports)."""
 
     def __init__(self, pgid: int | None, env: dict[str, str], preload: tuple[str, ...], slots: int):
-        fd = os.memfd_create("parallelrun-running")
+        fd = _shared_memory_fd()
         try:
             os.ftruncate(fd, 8 * max(1, slots))
             self._map = mmap.mmap(fd, 8 * max(1, slots))
@@ -178,6 +179,15 @@ class Zygote:
             self._process.wait()
 
 
+def _shared_memory_fd() -> int:
+    """A file for the `running` slots: anonymous memory on Linux, an unlinked temporary file elsewhere."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("parallelrun-running")
+    fd, path = tempfile.mkstemp(prefix="parallelrun-running-")
+    os.unlink(path)
+    return fd
+
+
 def _kill(conn: Connection, process: ForkedProcess) -> None:
     process.kill()
     process.join(5)
@@ -214,27 +224,53 @@ def serve(control_fd: int, running_fd: int) -> None:
     for name in boot.preload:
         try:
             importlib.import_module(name)
-        except ImportError:  # an optional library: the workers that need it import it (and fail) themselves
+        except Exception:  # noqa: BLE001 - missing or broken: the workers that need it import it (and fail) themselves
             pass
-    children: dict[int, tuple[int, int]] = {}  # pidfd → (pid, status write end)
+    woken_r, woken_w = os.pipe()  # a byte comes when a worker ended (SIGCHLD)
+    os.set_blocking(woken_r, False)
+    os.set_blocking(woken_w, False)
+    signal.set_wakeup_fd(woken_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: dict[int, int] = {}  # pid → the write end of its status pipe
     while True:
-        for ready in wait([control, *children], None):
+        for ready in wait([control, woken_r], None):
             if ready is not control:
-                pid, status = children.pop(ready)
-                os.close(ready)
-                _, code = os.waitpid(pid, 0)
-                try:
-                    os.write(status, str(os.waitstatus_to_exitcode(code)).encode())
-                except BrokenPipeError:  # the pool no longer waits for it
-                    pass
-                os.close(status)
+                _drain(woken_r)
+                _reap(children)
                 continue
             for ticket, config, slot in _requests(control):
                 if config is None:
                     control.send(None)
                     continue
-                pidfd, pid, status = _fork(control, config, running, slot, children, worker.worker_main)
-                children[pidfd] = (pid, status)
+                inherited = (woken_r, woken_w, *children.values())  # the worker closes them
+                pid, status = _fork(control, config, running, slot, inherited, worker.worker_main)
+                children[pid] = status
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _reap(children: dict[int, int]) -> None:
+    """Wait for the workers that ended; write each one's exit code to its status pipe."""
+    while children:
+        try:
+            pid, code = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        status = children.pop(pid, None)
+        if status is not None:
+            try:
+                os.write(status, str(os.waitstatus_to_exitcode(code)).encode())
+            except BrokenPipeError:  # the pool no longer waits for it
+                pass
+            os.close(status)
 
 
 def _requests(control: Connection) -> list[tuple]:
@@ -271,17 +307,20 @@ class _Slot:
         self._running[self._slot] = v
 
 
-def _fork(control: Connection, config, running: memoryview, slot: int, children: dict, worker_main):
-    """Fork one worker; hand its pipe and status pipe to the pool. Returns (pidfd, pid, status write end)."""
+def _fork(control: Connection, config, running: memoryview, slot: int, inherited: tuple[int, ...], worker_main):
+    """Fork one worker, which closes the zygote's `inherited` files; hand its pipe and
+    status pipe to the pool. Returns (pid, the status pipe's write end)."""
     ours, theirs = Pipe()
     status_r, status_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             control.close()
             ours.close()
-            for fd in (status_r, status_w, *children, *(s for _, s in children.values())):
+            for fd in (status_r, status_w, *inherited):
                 os.close(fd)
             _reseed()
             worker_main(theirs, config, _Slot(running, slot))
@@ -293,13 +332,12 @@ def _fork(control: Connection, config, running: memoryview, slot: int, children:
             sys.stderr.flush()
             os._exit(code)
     theirs.close()
-    pidfd = os.pidfd_open(pid)
     control.send(pid)
     send_handle(control, ours.fileno(), os.getppid())
     send_handle(control, status_r, os.getppid())
     ours.close()
     os.close(status_r)
-    return pidfd, pid, status_w
+    return pid, status_w
 
 
 def _reseed() -> None:
