@@ -119,8 +119,9 @@ _LOCAL = LocalFS()
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     """Whether `fs` is the local disk: a LocalFS, or fsspec's LocalFileSystem."""
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    return isinstance(fs, LocalFS) or protocols == LOCAL_PROTOCOLS
+    if isinstance(fs, LocalFS):  # asked per file by readers: the common answer first
+        return True
+    return ((fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)) == LOCAL_PROTOCOLS
 
 
 def as_fsspec(fs):
