@@ -90,15 +90,16 @@ class ForkedProcess:
 
 
 class Zygote:
-    """The pool's side: start() returns at once (the zygote imports meanwhile); fork()
-    asks for a worker, forked() takes the answers in order (waiting for the imports)."""
+    """The pool's side. Made at once (the zygote imports meanwhile); fork() asks for a
+    worker, forked() waits for it (the answers come in order), cancel() takes a request
+    back. `running` holds the mini-batch each slot's worker has in run() (-1: none)."""
 
     def __init__(self, pgid: int | None, env: dict[str, str], preload: tuple[str, ...], slots: int):
         fd = _shared_memory_fd()
         try:
             os.ftruncate(fd, 8 * max(1, slots))
             self._map = mmap.mmap(fd, 8 * max(1, slots))
-            self.running = memoryview(self._map).cast("q")  # the mini-batch in run() per slot, -1: none
+            self.running = memoryview(self._map).cast("q")
             for k in range(len(self.running)):
                 self.running[k] = -1
             self._control, theirs = Pipe()
