@@ -22,7 +22,8 @@ from pathlib import Path
 
 PIDS = Path(os.environ["PIDS_DIR"])
 SEEN = {"pandas": "pandas" in sys.modules, "pid": os.getpid(), "parent": os.getppid(),
-        "pgid": os.getpgid(0), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
+        "pgid": os.getpgid(0), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "parent_threads": len(os.listdir(f"/proc/{os.getppid()}/task"))}
 (PIDS / f"seen-{os.getpid()}").write_text(json.dumps(SEEN))
 
 def init():
@@ -56,6 +57,7 @@ def test_a_files_job_forks_workers_without_pandas_each_with_its_gpus(job, pids):
     assert sorted(s["cuda"] for s in seen) == ["0", "1"]  # set before the entry script was imported
     [zygote] = {s["parent"] for s in seen}  # one parent, not this process: the zygote
     assert zygote != os.getpid() and not alive(zygote)
+    assert {s["parent_threads"] for s in seen} == {1}  # it forks with no other thread running
     assert len({s["pgid"] for s in seen}) == 1  # the pool's group
 
 
