@@ -12,7 +12,7 @@ parallelrun's modules are byte-compiled first (as an installed package is; here
 PYTHONDONTWRITEBYTECODE may be set, and every process would compile them again).
 
 Last, it lists the heavy modules a worker loads before its first mini-batch (a files
-job must not pay for pandas, pyarrow, numpy, rich or adlfs).
+job must not pay for pandas, pyarrow, numpy, fsspec, rich or adlfs).
 
 With `--before COMMIT` (e.g. a338ea8, before group commits), that version of parallelrun
 runs each job too, in the same rounds (bench/earlier.py).
@@ -60,7 +60,7 @@ with open(target, "w") as f:
     f.write("".join(out))
 '''
 
-HEAVY = ("pandas", "pyarrow", "numpy", "rich", "adlfs", "azure", "kopf", "kubernetes")
+HEAVY = ("pandas", "pyarrow", "numpy", "fsspec", "rich", "adlfs", "azure", "kopf", "kubernetes")
 
 
 def prepare(workdir: Path, files: int) -> Path:
@@ -106,9 +106,9 @@ def parallelrun_command() -> list[str]:
 
 
 def worker_imports() -> list[str]:
-    """Heavy modules a worker process has loaded before its first mini-batch: what spawn
-    imports again (parallelrun.cli as __mp_main__) and the worker module."""
-    code = ("import sys, parallelrun.cli, parallelrun.runner.worker; "
+    """Heavy modules a worker process has loaded before its first mini-batch: what the
+    zygote that forks it imports for a files job (runner/zygote.py)."""
+    code = ("import sys, parallelrun.runner.zygote, parallelrun.runner.worker; "
             f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -100,7 +101,7 @@ class CommitLog(_Group):
         self._records: list[DoneRecord] = []
 
     def stage(self, record: DoneRecord) -> None:
-        self._lines.append(_JSON.encode(record.to_dict()))
+        self._lines.append(record_line(record))
         self._records.append(record)
         self._added(0)
 
@@ -113,6 +114,21 @@ class CommitLog(_Group):
         records = self._records
         self._lines, self._records, self.count = [], [], 0
         return records
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")  # a part file's name as JSON needs no escaping
+
+
+def record_line(record: DoneRecord) -> str:
+    """A record's line of a commit file: its to_dict() as JSON. One without errors or schema
+    (most of them: its fields are numbers and plain names) is formatted here, in a third of
+    the encoder's time."""
+    part = record.part
+    if record.errors or record.schema is not None or (part is not None and not _PLAIN_NAME.fullmatch(part[0])):
+        return _JSON.encode(record.to_dict())
+    part_json = "null" if part is None else f'["{part[0]}",{part[1]},{part[2]}]'
+    return (f'{{"id":{record.id},"status":"{record.status}","items":{record.items},"attempts":{record.attempts},'
+            f'"errors":[],"schema":null,"succeeded":{record.succeeded},"failed":{record.failed},"part":{part_json}}}')
 
 
 def read_commits(fs, layout: Layout, shard: int, ids: Iterable[int]) -> dict[int, DoneRecord]:
@@ -159,12 +175,14 @@ class Parts:
             if record.part is not None:
                 name, offset, length = record.part
                 self._extent[name] = max(self._extent.get(name, 0), offset + length)
+        parts_dir = layout.parts_dir
+        self._paths = {name: posixpath.join(parts_dir, name) for name in self._extent}  # a group file's path
 
     def path(self, mini_batch_id: int) -> str:
         record = self.records.get(mini_batch_id)
         if record is None or record.part is None:  # a run scored before group commits
             return posixpath.join(self.layout.parts_dir, f"{mini_batch_id:09d}.{self.layout.part_ext}")
-        return posixpath.join(self.layout.parts_dir, record.part[0])
+        return self._paths[record.part[0]]
 
     def open(self, mini_batch_id: int):
         """The part as a binary file; FileNotFoundError when it is not there."""
@@ -172,7 +190,7 @@ class Parts:
         if record is None or record.part is None:
             return self.fs.open(self.path(mini_batch_id), "rb")
         name, offset, length = record.part
-        path = self.path(mini_batch_id)
+        path = self._paths[name]
         data = self._whole(path, self._extent[name])
         if data is None:
             data = self.fs.cat_file(path, offset, offset + length)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .storage import filesystem
+from .storage import as_fsspec, filesystem
 
 
 def has_header(spec_or_options) -> bool:
@@ -41,5 +41,5 @@ def arrow_dataset(root: str, rels: list[str], fmt: str, options: dict, env: Mapp
         file_format = ds.CsvFileFormat(read_options=read, parse_options=parse, convert_options=convert)
     else:
         file_format = {"parquet": "parquet", "jsonl": "json"}[fmt]
-    return ds.dataset([f"{base}/{r}" for r in rels], filesystem=fs, format=file_format,
+    return ds.dataset([f"{base}/{r}" for r in rels], filesystem=as_fsspec(fs), format=file_format,
                       partitioning="hive", partition_base_dir=base)

@@ -16,7 +16,6 @@ import time
 from contextlib import ExitStack
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .accounting import Counts, spec_threshold_exceeded
@@ -143,6 +142,8 @@ def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch:
     scoring started; raises LocalRunError when a shard failed or the run was interrupted."""
     tally = _Tally(spec, plan)
     errors = []
+    running = []  # the shards still running; `finished` is set when none is
+    finished = threading.Event()
 
     def run_shard(runner: ShardRunner) -> None:
         try:
@@ -153,21 +154,27 @@ def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch:
         except BaseException as e:  # noqa: BLE001 - reported below, after the other shards stop
             errors.append(e)
             tally.stop(f"{type(e).__name__}: {e}")
+        finally:
+            running.remove(runner)
+            if not running:
+                finished.set()
 
     runners = [ShardRunner(spec, plan, fs, layout, s.index, scratch=os.path.join(scratch, str(s.index)),
                            log_dir=log_dir, on_progress=tally.update,
                            should_stop=lambda: tally.stop_reason is not None, pool=pools[s.index])
                for s in plan.shards if s.count]  # a shard without work starts no thread
     threads = [threading.Thread(target=run_shard, args=(r,), daemon=True) for r in runners]
+    running.extend(runners)
+    if not runners:
+        finished.set()
     report = _Reporter(console, plan, runners, tally)
     try:
         with report:
             for t in threads:
                 t.start()
-            while any(t.is_alive() for t in threads):
-                # Not t.join(0.2): on CPython < 3.13 a join that Ctrl-C/SIGTERM interrupts marks the
-                # still-running thread stopped, and the run would exit with its workers still busy.
-                time.sleep(0.05)  # a finished run is noticed soon: it counts in small jobs
+            # Not t.join(0.05): on CPython < 3.13 a join that Ctrl-C/SIGTERM interrupts marks the
+            # still-running thread stopped, and the run would exit with its workers still busy.
+            while not finished.wait(0.05):  # the end is noticed at once: it counts in small jobs
                 report.show()
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (processes.Terminated, exit code 143)
         tally.stop("interrupted")
@@ -231,7 +238,10 @@ class _Reporter:
         self.started = time.monotonic()
         self._last_line = self.started
         self._progress = None
-        if console.is_terminal:
+        if console.is_terminal:  # rich.progress is imported where it shows
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                       TimeElapsedColumn)
+
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                       MofNCompleteColumn(), TextColumn("mini-batches"), TextColumn("{task.fields[items]}"),
                                       TextColumn("[red]{task.fields[failed]}"), TimeElapsedColumn(),

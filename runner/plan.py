@@ -19,20 +19,20 @@ import os
 import posixpath
 import re
 from stat import S_ISDIR
+from array import array
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, repeat
 from typing import NamedTuple
-
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 from .contract import URI_SCHEME, PermanentError
 from .formats import arrow_dataset, has_header
 from .layout import Layout
 from .records import ShardRange
 from .spec import InputFormat, InputType, JobSpec
-from .storage import filesystem, protocol_of, write_atomic
+from .storage import filesystem, is_local, protocol_of, strip_protocol, write_atomic
 
 PLAN_VERSION = 1
 _SCAN_BLOCK = 16 * 2**20  # bytes read at a time when counting lines
@@ -84,7 +84,15 @@ class MiniBatch:
 
     @classmethod
     def from_json(cls, line: str) -> "MiniBatch":
-        d = json.loads(line)
+        return cls._from_dict(json.loads(line))
+
+    @classmethod
+    def many_from_json(cls, lines: list[str]) -> list["MiniBatch"]:
+        """Lines of a plan, parsed at once as one JSON array (half the time of a parse each)."""
+        return [cls._from_dict(d) for d in json.loads(f"[{','.join(lines)}]")]
+
+    @classmethod
+    def _from_dict(cls, d: dict) -> "MiniBatch":
         d.setdefault("items", None)  # unknown until read: to_json leaves it out
         for name in ("files", "rows", "bytes"):
             if name in d:
@@ -183,14 +191,14 @@ def _list(spec: JobSpec, env: Mapping[str, str] | None) -> tuple[str, Listing]:
     keep = _keep(spec, root)
     try:
         if fs.isfile(root):
-            if isinstance(fs, LocalFileSystem):  # the version a reader compares: mtime in ns
+            if is_local(fs):  # the version a reader compares: mtime in ns
                 stat = os.stat(root)
                 size, version = stat.st_size, stat.st_mtime_ns
             else:
                 info = fs.info(root)
                 size, version = int(info.get("size") or 0), file_version(info)
             return _parent_uri(uri), Listing([posixpath.basename(root)], [size], [version])
-        if isinstance(fs, LocalFileSystem):
+        if is_local(fs):
             listing = _local_listing(root, keep)
         else:
             listing = Listing.of(sorted(f for f in _found_files(fs, root) if keep is None or keep(f.rel)))
@@ -276,7 +284,7 @@ def _manifest_input(manifest: str, env: Mapping[str, str] | None) -> tuple[str, 
             raise PlanError(f"spec.input.manifest: {entries[line - 1]} is listed twice (lines {seen[rel]} and "
                             f"{line}); each file is one input")
     fs, base = filesystem(root, env)
-    stamps = _local_stamps if isinstance(fs, LocalFileSystem) else _remote_stamps
+    stamps = _local_stamps if is_local(fs) else _remote_stamps
     files = []
     for entry, rel, stamp in zip(entries, rels, stamps(fs, [f"{base}/{rel}" for rel in rels])):
         if isinstance(stamp, str):
@@ -338,7 +346,7 @@ def _own_output(spec: JobSpec, input_root: str):
     protocol = protocol_of(spec.output.uri)
     if _store(protocol) != _store(protocol_of(spec.input.uri)):
         return None
-    out = fsspec.get_filesystem_class(protocol)._strip_protocol(spec.output.uri).rstrip("/")
+    out = strip_protocol(spec.output.uri).rstrip("/")
     base = input_root.rstrip("/")
     if out == base:
         names = {spec.output.file_name, spec.output.file_name + ".previous"}
@@ -504,13 +512,13 @@ class FileBatches(Sequence):
     straight from them: a million MiniBatch objects would double planning's time."""
 
     def __init__(self, listing: Listing, count: int):
-        import numpy as np
-
         self.listing, self.count = listing, count
-        n = len(listing)
-        self.sizes = np.add.reduceat(np.asarray(listing.sizes, dtype=np.int64), np.arange(0, n, count)) if n \
-            else np.empty(0, dtype=np.int64)
-        self.items = np.minimum(count, n - np.arange(0, n, count))
+        sizes = listing.sizes
+        self.sizes = sizes if count == 1 else [sum(sizes[a:a + count]) for a in range(0, len(sizes), count)]
+
+    def items_between(self, start: int, stop: int) -> int:
+        """The files of mini-batches start..stop-1."""
+        return min(stop * self.count, len(self.listing)) - min(start * self.count, len(self.listing))
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -681,27 +689,25 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
     empty ones come last (see shards_with_work).
     """
     n = len(mini_batches)
-    import numpy as np
-
     if isinstance(mini_batches, FileBatches):
-        sizes, items = mini_batches.sizes, mini_batches.items
+        sizes, items_between = mini_batches.sizes, mini_batches.items_between
     else:
-        sizes = np.fromiter((b.size for b in mini_batches), dtype=np.int64, count=n)
-        items = np.fromiter((-1 if b.items is None else b.items for b in mini_batches), dtype=np.int64, count=n)
-    cumulative = np.cumsum(np.maximum(sizes, 1), dtype=np.float64)
-    total = cumulative[-1] if n else 0.0
+        sizes = [b.size for b in mini_batches]
+        items = [b.items for b in mini_batches]
+
+        def items_between(a: int, b: int) -> int | None:
+            return None if None in items[a:b] else sum(items[a:b])
+    weights = sizes if 0 not in sizes else list(map(max, sizes, repeat(1)))  # an empty file weighs 1
+    cumulative = array("q", accumulate(weights))  # no numpy: a files job does not load it
+    total = cumulative[-1] if n else 0
     bounds = [0]
     for k in range(1, count):
-        balanced = int(np.searchsorted(cumulative, total * k / count, side="left")) + 1 if n else 0
+        balanced = bisect_left(cumulative, total * k / count) + 1 if n else 0
         # at least one mini-batch for this shard, and one left for each later shard while there are any
         bounds.append(min(max(balanced, bounds[-1] + 1), max(n - (count - k), bounds[-1] + 1), n))
     bounds.append(n)
-    shards = []
-    for k in range(count):
-        a, b = bounds[k], bounds[k + 1]
-        chosen = items[a:b]
-        shards.append(ShardRange(k, a, b - a, None if (chosen < 0).any() else int(chosen.sum()), int(sizes[a:b].sum())))
-    return shards
+    return [ShardRange(k, a, b - a, items_between(a, b), sum(sizes[a:b]))
+            for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
 
 
 def shards_with_work(total_mini_batches: int, node_count: int) -> int:
@@ -734,7 +740,7 @@ def read_plan(fs, layout: Layout) -> Plan | None:
 
 def read_shard(fs, layout: Layout, index: int) -> list[MiniBatch]:
     with fs.open(layout.plan_shard(index), "rt") as f:
-        return [MiniBatch.from_json(line) for line in f if line.strip()]
+        return MiniBatch.many_from_json([line for line in f if line.strip()])
 
 
 def ensure_plan(spec: JobSpec, fs, layout: Layout, env: Mapping[str, str] | None = None) -> Plan:

@@ -12,29 +12,30 @@ A succeeded attempt's part is written later, with its worker's group (commits.py
 a Placed event says where. What a killed or dead worker held and had not yet run, or
 had run but not yet written, comes back as Returned: to be run again, no attempt spent.
 
-The workers and every process they start share a process group that dies with the
-pool, however the pool's process ends (processes.py).
+The workers are forked from the pool's zygote, which imported their modules (and
+`preload`, e.g. pandas for tabular input) once (zygote.py). They and every process they
+start share a process group that dies with the pool, however the pool's process ends
+(processes.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import signal
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from typing import NamedTuple
 
 from .contract import PermanentError
 from .plan import MiniBatch
 from .processes import ProcessGroup
 from .storage import StorageRefused, StorageUnavailable
-from .worker import (AttemptFailed, InitFailed, Message, Ok, PartsWritten, Ready, StorageFailed, WorkerConfig,
-                     worker_main)
+from .worker import AttemptFailed, InitFailed, Message, Ok, PartsWritten, Ready, StorageFailed, WorkerConfig
+from .zygote import ForkedProcess, Zygote, ZygoteLost
 
 QUEUE_SECONDS = 0.05  # a worker is sent about this much work at a time, by its pace so far
 MAX_QUEUE = 256  # mini-batches sent to a worker and not yet ended, at most
@@ -93,14 +94,13 @@ def _describe_exit(code: int | None) -> str:
 
 
 class _Worker:
-    def __init__(self, ctx, index: int, config: WorkerConfig):
+    """Worker `index`, forked by `zygote`: its pipe and process come once the zygote forked it."""
+
+    def __init__(self, zygote: Zygote, index: int, config: WorkerConfig):
         self.index = index
-        self.conn, child = ctx.Pipe()
-        self.running = ctx.RawValue("q", -1)  # the mini-batch in run() now (-1: none), set by the worker
-        self.process = ctx.Process(target=worker_main, args=(child, config, self.running), daemon=True,
-                                   name=f"parallelrun-worker-{index}")
-        self.process.start()
-        child.close()
+        self.zygote = zygote
+        self.ticket = zygote.fork(config, index)
+        self._forked: tuple[Connection, ForkedProcess] | None = None
         self.started = time.monotonic()
         self.ready = False
         self.planned = config.plan is not None  # else the plan's header is its first message (WorkerPool.plan)
@@ -110,6 +110,29 @@ class _Worker:
         self.first_queue = self.queue = 1 + config.prefetch  # how many tasks it may hold, by its pace
         self.seconds_per_task: float | None = None
         self.reported = 0.0  # when it last reported
+        self.told_no_more = False  # that no more mini-batches come for now (feed)
+
+    @property
+    def conn(self) -> Connection:
+        return self._attach()[0]
+
+    @property
+    def process(self) -> ForkedProcess:
+        return self._attach()[1]
+
+    @property
+    def attached(self) -> bool:
+        """Whether its pipe and process are here (the zygote forked it)."""
+        return self._forked is not None
+
+    def _attach(self) -> tuple[Connection, ForkedProcess]:
+        if self._forked is None:
+            self._forked = self.zygote.forked(self.ticket)
+        return self._forked
+
+    def running(self) -> int:
+        """The mini-batch in its run() now (-1: none), as the worker shows it."""
+        return self.zygote.running[self.index]
 
     def paced(self, ended: int) -> None:
         """`ended` tasks ended since its last report: its queue follows its pace."""
@@ -131,10 +154,15 @@ class _Worker:
             time.sleep(0.2)
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(5)
-        self.conn.close()
+        """Kill it; one not yet forked is not forked."""
+        if not self.attached:
+            self.zygote.cancel(self.ticket)
+            return
+        conn, process = self._forked
+        process.kill()
+        process.join(5)
+        process.close()
+        conn.close()
 
 
 class WorkerPool:
@@ -146,32 +174,48 @@ class WorkerPool:
 
     A pool may start before its run is planned (configs without the plan's header: the
     workers import the entry script and run init() meanwhile); `plan()` then completes it.
+    `preload`: modules the zygote imports for the workers.
     """
 
     def __init__(self, configs: list[WorkerConfig], timeout: float, max_init_crashes: int = 3, *,
-                 init_timeout: float = 600, max_workers: int | None = None):
-        self._ctx = multiprocessing.get_context("spawn")
+                 init_timeout: float = 600, max_workers: int | None = None, preload: tuple[str, ...] = ()):
         if max_workers is not None:
             configs = configs[:max(1, max_workers)]
         self._timeout = timeout
         self._init_timeout = init_timeout
         self._init_crashes = 0
         self._max_init_crashes = max_init_crashes
-        self._group = ProcessGroup()
-        self._configs = [dataclasses.replace(c, pgid=self._group.pgid, parent_pid=os.getpid()) for c in configs]
+        self._preload = preload
         self._workers: list[_Worker] = []
         self._leaving: list[_Worker] = []  # told to stop by plan()
+        self._zygotes: list[Zygote] = []  # the last one forks; earlier ones died
+        self._group = ProcessGroup()
+        self._configs = [dataclasses.replace(c, pgid=self._group.pgid) for c in configs]
         try:
-            for k, c in enumerate(self._configs):
-                self._workers.append(_Worker(self._ctx, k, c))
+            for k in range(len(self._configs)):
+                self._workers.append(self._start(k))
         except BaseException:
             self.close(graceful=False)
             raise
+
+    def _start(self, k: int) -> _Worker:
+        """Worker k, forked by the zygote (a new one where there is none, or it died)."""
+        if self._zygotes:
+            try:
+                return _Worker(self._zygotes[-1], k, self._configs[k])
+            except ZygoteLost:
+                pass
+        self._zygotes.append(Zygote(self._group.pgid, _shared_env(self._configs), self._preload, len(self._configs)))
+        return _Worker(self._zygotes[-1], k, self._configs[k])
 
     def plan(self, header: dict, max_workers: int) -> None:
         """The plan is ready: each worker started without it gets its header (replacements
         get it in their config), and the workers beyond `max_workers` (at least one) stop."""
         keep = max(1, max_workers)
+        unforked = [w for w in self._workers[keep:] if not w.zygote.answered(w.ticket)]
+        for w in unforked:  # it will not be forked
+            w.kill()
+        self._workers[keep:] = [w for w in self._workers[keep:] if w not in unforked]
         self._listen(0.0, [])  # which have reported ready (no task was sent: no other event can come)
         for w in self._workers[keep:]:
             if w.ready:  # it runs shutdown() and exits (close() waits for it)
@@ -207,7 +251,8 @@ class WorkerPool:
         covers about QUEUE_SECONDS of run() calls, at most MAX_QUEUE): fewer messages. It
         never holds more than its share of what is left, so a slow or hanging run() delays
         few others, and every worker has some to the end. `line_of` gives a mini-batch's
-        JSON (its line of the plan)."""
+        JSON (its line of the plan). Once none is pending, each worker holding some is told
+        (an empty list): it writes its parts as soon as it ran them, without waiting for more."""
         left = len(pending) + sum(len(w.tasks) for w in self._workers)
         share = -(-left // len(self._workers))
         for w in self._workers:
@@ -219,10 +264,18 @@ class WorkerPool:
                 w.deadline = w.reported = time.monotonic()
                 w.deadline += self._timeout
             w.tasks.extend(batch)
+            w.told_no_more = False
             try:
                 w.conn.send([line_of(mb) for mb in batch])
             except OSError:  # it died since it last reported: wait() buries it, and these come back
                 pass
+        for w in self._workers:
+            if not pending and w.ready and (w.tasks or w.unwritten) and not w.told_no_more:
+                w.told_no_more = True  # it writes its parts once its tasks are done, without waiting for more
+                try:
+                    w.conn.send([])
+                except OSError:
+                    pass
 
     def wait(self, timeout: float) -> list[Event]:
         """What happened within `timeout` seconds: attempts that ended, parts written, mini-batches returned."""
@@ -272,29 +325,33 @@ class WorkerPool:
         return dead
 
     def _receive(self, w: _Worker, message: Message | list[Message], outcomes: list[Event]) -> None:
-        if isinstance(message, list):  # the results of a run of quick mini-batches
+        if type(message) is list:  # the results of a run of quick mini-batches
             for m in message:
                 self._receive(w, m, outcomes)
             w.paced(len(message))
             return
-        match message:
-            case Ready():
-                w.ready = True
-            case InitFailed(error, tb):
-                raise InitError(error, tb)
-            case StorageFailed(text, transient):
-                raise (StorageUnavailable if transient else StorageRefused)(text)
-            case Ok(_, items, returned, schema, pending):
-                mb = self._ended(w)
-                if pending:
-                    w.unwritten[mb.id] = mb
-                outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending))
-            case AttemptFailed(_, items, error, tb):
-                outcomes.append(Outcome(self._ended(w), items, error=error, traceback=tb))
-            case PartsWritten(file, entries):
-                for mb_id, offset, length in entries:
-                    del w.unwritten[mb_id]
-                    outcomes.append(Placed(mb_id, file, offset, length))
+        kind = type(message)  # the frequent ones first; tuples unpacked (a match by class pattern costs more)
+        if kind is Ok:
+            _, items, returned, schema, pending = message
+            mb = self._ended(w)
+            if pending:
+                w.unwritten[mb.id] = mb
+            outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending))
+        elif kind is PartsWritten:
+            file, entries = message
+            unwritten = w.unwritten
+            for mb_id, offset, length in entries:
+                del unwritten[mb_id]
+                outcomes.append(Placed(mb_id, file, offset, length))
+        elif kind is AttemptFailed:
+            _, items, error, tb = message
+            outcomes.append(Outcome(self._ended(w), items, error=error, traceback=tb))
+        elif kind is Ready:
+            w.ready = True
+        elif kind is InitFailed:
+            raise InitError(message.error, message.traceback)
+        elif kind is StorageFailed:
+            raise (StorageUnavailable if message.transient else StorageRefused)(message.message)
 
     def _ended(self, w: _Worker) -> MiniBatch:
         """The worker's running mini-batch ended: the next one runs, its timeout counted from now."""
@@ -323,7 +380,7 @@ class WorkerPool:
     def _fail_running(self, w: _Worker, error: str, outcomes: list[Event]) -> None:
         """The attempt of the mini-batch `w` was running failed. Results come in lists, so the
         ones before it may have ended unreported: they come back (Returned) to run again."""
-        running = w.running.value
+        running = w.running()
         if any(mb.id == running for mb in w.tasks):
             while w.tasks[0].id != running:
                 outcomes.append(Returned(w.tasks.popleft(), False))
@@ -336,7 +393,7 @@ class WorkerPool:
         w.tasks.clear()
         w.unwritten.clear()
         w.kill()
-        self._workers[w.index] = _Worker(self._ctx, w.index, self._configs[w.index])
+        self._workers[w.index] = self._start(w.index)
 
     def close(self, graceful: bool = True) -> None:
         """Stop the workers: when graceful, idle ones run shutdown() and exit; the rest
@@ -356,4 +413,14 @@ class WorkerPool:
             w.process.join(max(0.0, deadline - time.monotonic()))
         for w in self._workers + leaving:
             w.kill()
+        for z in self._zygotes:
+            z.close()
         self._group.close()
+
+
+def _shared_env(configs: list[WorkerConfig]) -> dict[str, str]:
+    """What every worker's environment has (thread counts, model paths), for the zygote:
+    never CUDA_VISIBLE_DEVICES, which is each worker's own."""
+    first = configs[0].env
+    return {k: v for k, v in first.items()
+            if k != "CUDA_VISIBLE_DEVICES" and all(c.env.get(k) == v for c in configs)}

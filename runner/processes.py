@@ -7,20 +7,22 @@ SIGKILLed (`kill -9`, the OOM killer), when no code of ours runs any more. So:
 
 - Each pool has a *reaper* (ProcessGroup): a tiny process, leader of a process group of
   its own, holding on its stdin the read end of a pipe whose only write end the pool's
-  process holds. Every worker joins that group first thing (join_pool), so the
-  processes the user's code starts inherit it. When the reaper's stdin hits EOF — the
-  pool closed it, or the pool's process ended in any way, SIGKILL included, since the
-  kernel closes a dead process's files — it SIGKILLs its whole group, itself included.
-- Each worker also asks the kernel for SIGKILL when its parent dies (Linux
-  PR_SET_PDEATHSIG), should the reaper be gone.
+  process holds. The pool's zygote (zygote.py) and every worker it forks join that
+  group first thing (join_pool), so the processes the user's code starts inherit it.
+  When the reaper's stdin hits EOF — the pool closed it, or the pool's process ended in
+  any way, SIGKILL included, since the kernel closes a dead process's files — it
+  SIGKILLs its whole group, itself included.
+- The zygote and each worker also ask the kernel for SIGKILL when their parent dies
+  (Linux PR_SET_PDEATHSIG), should the reaper be gone: the pool's process → the zygote
+  → its workers.
 
 Being in a group of their own, the workers no longer receive the terminal's Ctrl-C
 (SIGINT goes to the foreground group): the main process gets it and stops the pool.
 
 Limits: a process that leaves the group on purpose (setsid, setpgid: a daemon) is not
-followed. PR_SET_PDEATHSIG fires when the *thread* that started the worker ends, so a
-pool starts and replaces its workers from one thread that outlives them (ShardRunner
-does). The processes a worker started stay until the pool closes when that worker
+followed. PR_SET_PDEATHSIG fires when the *thread* that started the process ends, so a
+pool starts its zygote (and a new one should it die) from one thread that outlives it
+(ShardRunner does; the zygote has a single thread). The processes a worker started stay until the pool closes when that worker
 alone is killed (a run() timeout).
 """
 
@@ -40,14 +42,15 @@ import os, signal
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
-os.setpgid(0, 0)
-os.write(1, b"ready\\n")
 try:
     while os.read(0, 4096):
         pass
 finally:
     os.killpg(0, signal.SIGKILL)
 """
+
+# The reaper leads a new group from before its exec: the group exists once Popen returned.
+_NEW_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
 
 
 class ProcessGroup:
@@ -56,12 +59,7 @@ class ProcessGroup:
 
     def __init__(self):
         self._reaper = subprocess.Popen([sys.executable, "-I", "-S", "-c", _REAPER], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, close_fds=True)
-        ready = self._reaper.stdout.readline()  # the group exists once it says so
-        self._reaper.stdout.close()
-        if ready != b"ready\n":
-            self.close()
-            raise RuntimeError(f"cannot start the process-group reaper (exit code {self._reaper.returncode})")
+                                        close_fds=True, **_NEW_GROUP)
         self.pgid = self._reaper.pid
 
     def close(self, timeout: float = 5.0) -> None:

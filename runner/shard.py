@@ -30,6 +30,10 @@ from .worker import WorkerConfig
 
 log = logging.getLogger("parallelrun")
 
+# What the pool's zygote imports for its workers, by input type (zygote.py): each worker
+# then pays for none of it. A files job's workers need our modules alone.
+PRELOAD = {"files": (), "tabular": ("pandas", "pyarrow", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet")}
+
 
 class ConfigError(PermanentError, RuntimeError):
     """The job cannot start for a reason retrying will not fix (missing entry script, model...)."""
@@ -94,9 +98,10 @@ class ShardRunner:
 
     def _run(self) -> ShardResult:
         # The plan's lines go to the workers as they are (no encoding again per mini-batch).
-        lines = self.fs.cat_file(self.layout.plan_shard(self.index)).decode().splitlines()
-        mini_batches = [MiniBatch.from_json(line) for line in lines if line.strip()]
-        self._lines = {mb.id: line for mb, line in zip(mini_batches, (line for line in lines if line.strip()))}
+        lines = [line for line in self.fs.cat_file(self.layout.plan_shard(self.index)).decode().splitlines()
+                 if line.strip()]
+        mini_batches = MiniBatch.many_from_json(lines)
+        self._lines = {mb.id: line for mb, line in zip(mini_batches, lines)}
         pending = deque(self._resume(mini_batches))
         self.resumed = Counts(**vars(self.counts))  # committed by an earlier attempt
         exceeded = self._exceeded()
@@ -252,7 +257,8 @@ def start_pool(spec: JobSpec, layout: Layout, index: int, *, scratch: str, log_d
     """Shard `index`'s workers. Without `plan_header` they start before the run is planned:
     they import the entry script and run init() meanwhile (WorkerPool.plan completes them)."""
     return WorkerPool(worker_configs(spec, layout, index, scratch, log_dir, plan_header),
-                      spec.run_invocation_timeout, init_timeout=spec.init_timeout, max_workers=max_workers)
+                      spec.run_invocation_timeout, init_timeout=spec.init_timeout, max_workers=max_workers,
+                      preload=PRELOAD[spec.input.type])
 
 
 def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_dir: str | None,

@@ -27,10 +27,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
+from .localfs import LOCAL_PROTOCOLS, LocalFS, local_path
+
+if TYPE_CHECKING:
+    import fsspec
 
 from .contract import EXIT_CONFIG, PermanentError
 
@@ -93,8 +96,12 @@ def filesystem(uri: str, env: Mapping[str, str] | None = None) -> tuple[fsspec.A
     this process's environment (a pod, local mode)."""
     if env is not None:
         _check_isolated(uri, env)
+    if (path := local_path(uri)) is not None:  # without importing fsspec (localfs.py)
+        return _LOCAL, path
     options = storage_options(uri, env)
     _remember_secrets(options)
+    import fsspec
+
     try:
         fs, path = fsspec.core.url_to_fs(uri, **options)
     except ValueError as e:  # adlfs: no or malformed credentials
@@ -107,8 +114,29 @@ def filesystem(uri: str, env: Mapping[str, str] | None = None) -> tuple[fsspec.A
     return fs, path.rstrip("/") or path
 
 
+_LOCAL = LocalFS()
+
+
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    return isinstance(fs, LocalFileSystem)
+    """Whether `fs` is the local disk: a LocalFS, or fsspec's LocalFileSystem."""
+    if isinstance(fs, LocalFS):  # asked per file by readers: the common answer first
+        return True
+    return ((fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)) == LOCAL_PROTOCOLS
+
+
+def as_fsspec(fs):
+    """`fs` as an fsspec filesystem, for a library that takes one (pyarrow's datasets):
+    a LocalFS is fsspec's LocalFileSystem there."""
+    return fs.fsspec() if isinstance(fs, LocalFS) else fs
+
+
+def strip_protocol(uri: str) -> str:
+    """The path of `uri` inside its filesystem, as filesystem() gives it."""
+    if (path := local_path(uri)) is not None:
+        return path
+    import fsspec
+
+    return fsspec.get_filesystem_class(protocol_of(uri))._strip_protocol(uri)
 
 
 def join(*parts: str) -> str:

@@ -8,8 +8,9 @@ messages cross the pipe to the shard process:
                      AttemptFailed(id, items or None, error, traceback)
                      PartsWritten(file, [(id, offset, length), ...]): parts of Ok mini-batches
                      StorageFailed(message, transient): writing parts failed, the run stops
-    shard → worker   a list of mini-batches as JSON, or None to stop; first, the plan's
-                     header, where the worker started before the run was planned
+    shard → worker   a list of mini-batches as JSON (an empty one: no more for now), or
+                     None to stop; first, the plan's header, where the worker started
+                     before the run was planned
 
 Ok and AttemptFailed travel in lists: a worker reports its results when it has no
 mini-batch at hand, before it writes parts, and else within REPORT_SECONDS (a reporter
@@ -17,8 +18,9 @@ thread sends what waits longer, so a result never waits behind a long run() call
 quick mini-batches share a message. Where the input is remote, a fetcher thread reads up to `prefetch`
 mini-batches ahead (their files fetched concurrently) while run() computes the current
 one; input on a local disk is read when its turn comes (no wait to hide). Parts are kept in a
-PartGroup (commits.py) and written a group at a time: when it is full or old, or when
-no mini-batch comes within IDLE_FLUSH_SECONDS.
+PartGroup (commits.py) and written a group at a time: when it is full or old, when
+no mini-batch comes within IDLE_FLUSH_SECONDS, or at once when the shard said that no
+more are coming for now (its last ones are not kept waiting).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ REPORT_SECONDS = 0.02  # results are reported at least this often
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """What a worker process needs, all plain data (it crosses to a spawned process)."""
+    """What a worker process needs, all plain data (it crosses to the zygote that forks it)."""
 
     worker: str  # "<shard>.<k>", for its log lines
     env: dict[str, str]  # model and side-input paths, its GPUs, thread counts
@@ -148,7 +150,7 @@ def _failure(e: BaseException, where: str) -> str:
 
 def worker_main(conn, config: WorkerConfig, running=None) -> None:
     """Entry point of a worker process; `config` is built by the shard, completed by the pool.
-    `running` (a shared integer) shows the pool the mini-batch in run(), should this process die."""
+    `running` (its `.value` in shared memory) shows the pool the mini-batch in run(), should this process die."""
     join_pool(config.pgid, config.parent_pid)  # dies with the pool, whatever ends it
     if config.log_path:
         _redirect_output(config.log_path)
@@ -189,6 +191,7 @@ def _exit() -> None:
 
 
 _STOP = object()
+_FLUSH = object()  # the shard has no more mini-batches for now: write the parts held
 
 
 def _receive(conn) -> list[str] | None:
@@ -211,21 +214,23 @@ class _Inline:
     """Mini-batches read when their turn comes: input on a local disk has no fetch to overlap."""
 
     def __init__(self, conn, reader: Reader):
-        self.conn, self.reader, self.lines = conn, reader, deque()
+        self.conn, self.reader, self.batches = conn, reader, deque()  # mini-batches received, not yet taken
 
     def at_hand(self) -> bool:
-        return bool(self.lines)
+        return bool(self.batches)
 
     def wait(self, timeout: float) -> bool:
-        return bool(self.lines) or self.conn.poll(timeout)
+        return bool(self.batches) or self.conn.poll(timeout)
 
     def take(self):
-        if not self.lines:
+        if not self.batches:
             message = _receive(self.conn)
             if message is None:
                 return _STOP
-            self.lines.extend(message)
-        mb = MiniBatch.from_json(self.lines.popleft())
+            if not message:
+                return _FLUSH
+            self.batches.extend(MiniBatch.many_from_json(message))
+        mb = self.batches.popleft()
         return mb, _read(self.reader, mb)
 
     def done(self) -> None:
@@ -256,7 +261,7 @@ class _Prefetch:
 
     def take(self):
         item, self.peeked = (self.peeked if self.peeked is not None else self.ready.get()), None
-        self.taken += item is not _STOP
+        self.taken += item is not _STOP and item is not _FLUSH
         return item
 
     def done(self) -> None:
@@ -264,9 +269,10 @@ class _Prefetch:
 
     def _fetch(self) -> None:
         while (message := _receive(self.conn)) is not None:
+            if not message:
+                self.ready.put(_FLUSH)
             self.received += len(message)
-            for line in message:
-                mb = MiniBatch.from_json(line)
+            for mb in MiniBatch.many_from_json(message):
                 self.slots.acquire()
                 self.ready.put((mb, _read(self.reader, mb)))
         self.ready.put(_STOP)
@@ -292,6 +298,10 @@ class _Worker:
         """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
         threading.Thread(target=self._reporter, name="parallelrun-reporter", daemon=True).start()
         while (item := self._next()) is not _STOP:
+            if item is _FLUSH:
+                if not self._write_parts():
+                    return
+                continue
             started = time.monotonic()
             self._run(*item)
             self.source.done()

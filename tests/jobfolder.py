@@ -52,9 +52,13 @@ class JobFolder:
         return json.loads(path.read_text())
 
 
+# In a worker, the pid of the shard's process: its parent's parent (the pool's zygote forked it).
+THE_SHARD = 'int(open(f"/proc/{os.getppid()}/stat").read().rsplit(")", 1)[1].split()[1])'
+
+
 def killing_script(item: str, victim: str, sleep: float = 0.0) -> str:
     """A scoring script that logs each item it meets to $CALLS_LOG and, the first time it meets
-    `item`, kills `victim` with SIGKILL: "os.getpid()" (its worker) or "os.getppid()" (the shard)."""
+    `item`, kills `victim` with SIGKILL: "os.getpid()" (its worker) or THE_SHARD."""
     pause = f"    time.sleep({sleep})\n" if sleep else ""
     return f"""
 import os, signal, time

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from jobfolder import killing_script
+from jobfolder import THE_SHARD, killing_script
 from rich.console import Console
 
 from parallelrun.runner.commits import CommitLog, PartGroup, Parts, read_commits
@@ -137,7 +137,7 @@ def test_a_commit_file_is_one_request_on_object_storage(tmp_path):
 
 # Each call is logged; the shard process (the pods' main process, the pool's parent) is killed
 # the first time a worker meets `item_0150`, some groups committed, others staged or held.
-KILLS_THE_SHARD = killing_script("item_0150.txt", "os.getppid()", sleep=0.02)
+KILLS_THE_SHARD = killing_script("item_0150.txt", THE_SHARD, sleep=0.02)
 
 
 def test_sigkill_of_the_shard_mid_group_resumes_without_loss_or_double(job, calls):

@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
-from jobfolder import killing_script
+from jobfolder import THE_SHARD, killing_script
 
 # Kills the shard process (the pod's main process) the first time it meets `item_0030`, some
 # seconds in: after a group of commits was written (commits.GROUP_SECONDS), before the last.
-CRASHING = killing_script("item_0030.txt", "os.getppid()", sleep=0.15)
+CRASHING = killing_script("item_0030.txt", THE_SHARD, sleep=0.15)
 
 
 def committed_ids(root) -> list[int]:
