@@ -25,7 +25,7 @@ from .readers import Reader
 from .records import DoneRecord, ShardResult
 from .resources import available_cpus, gpu_assignment, process_count
 from .spec import JobSpec
-from .storage import fetch, write_atomic
+from .storage import fetch, filesystem_modules, write_atomic
 from .worker import WorkerConfig
 
 log = logging.getLogger("parallelrun")
@@ -258,7 +258,12 @@ def start_pool(spec: JobSpec, layout: Layout, index: int, *, scratch: str, log_d
     they import the entry script and run init() meanwhile (WorkerPool.plan completes them)."""
     return WorkerPool(worker_configs(spec, layout, index, scratch, log_dir, plan_header),
                       spec.run_invocation_timeout, init_timeout=spec.init_timeout, max_workers=max_workers,
-                      preload=PRELOAD[spec.input.type])
+                      preload=PRELOAD[spec.input.type] + preload_storage(spec))
+
+
+def preload_storage(spec: JobSpec) -> tuple[str, ...]:
+    """What the workers' filesystems of the input and output import (adlfs for Azure Blob)."""
+    return tuple(dict.fromkeys(m for uri in (spec.input.uri, spec.input.manifest, spec.output.uri) if uri for m in filesystem_modules(uri)))
 
 
 def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_dir: str | None,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+
+from rich.console import Console
 
 from parallelrun.runner.local import run_local
 
@@ -89,3 +92,21 @@ def test_files_run_from_azure_gets_local_paths(az_job, tmp_path):
     assert [line.split(" ", 1)[1] for line in lines] == [f"content {i}" for i in range(6)]
     # run() got local copies (not az:// URLs) that keep their relative folders, e.g. .../sub/img_5.txt.
     assert all(p.startswith("/") and p.endswith("/" + name) for p, name in zip(paths, names))
+
+
+def test_workers_of_an_azure_run_have_adlfs_before_the_plan_arrives(az_job):
+    """Their zygote imported it (shard.preload_storage) while the run was planned: a worker
+    does not import the Azure SDK (0.7-1 s) after the plan, on the way to its first fetch."""
+    for i in range(4):
+        az_job.upload(f"in/f{i}.txt", f"{i}\n")
+    az_job.script("""
+        import sys
+
+        LOADED = "adlfs" in sys.modules  # as the entry script is imported, before init() and the plan
+
+        def run(mini_batch):
+            return [f"{LOADED}" for _ in mini_batch]
+        """)
+    summary = run_local(str(az_job.write(miniBatchSize=1, processCountPerNode=2)), console=Console(file=io.StringIO()))
+    assert summary["items"] == {"succeeded": 4, "failed": 0}
+    assert az_job.read("out/parallel_run_step.txt").decode().split() == ["True"] * 4
