@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=375)
     parser.add_argument("--model", default="resnet50", help="a torchvision.models function")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pinning-only", action="store_true", help="the pinning check alone")
     parser.add_argument("--no-serial", action="store_true", help="leave out the serial job (prefetch 0)")
     parser.add_argument("--before", help="an earlier commit, or the folder earlier.pythonpath() made for it")
     args = parser.parse_args()
@@ -197,6 +198,9 @@ def main() -> None:
     (workdir / "score.py").write_text(MODEL_SCORE)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_STORAGE_")}
     pinned = check_pinning(workdir, env, gpus)
+    if args.pinning_only:
+        print(f"pinning: {'PASS' if pinned else 'FAIL'}")
+        sys.exit(0 if pinned else 1)
 
     server = Azurite.start(azurite_blob(), workdir / "azurite", in_memory=True)
     try:
