@@ -1,4 +1,5 @@
 """Parquet files joined into one by copying their row groups as bytes: nothing decoded or encoded.
+Also the row counts of a file's row groups from its footer alone, for the planner (no pyarrow).
 
 A Parquet file is `PAR1`, its column chunks (and page indexes), a Thrift footer
 (FileMetaData), the footer's length and `PAR1`. Files of one schema are joined by
@@ -20,7 +21,8 @@ _STOP, _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _M
 
 # Field ids of parquet.thrift used here.
 _FILE_SCHEMA, _FILE_NUM_ROWS, _FILE_ROW_GROUPS, _FILE_ENCRYPTION, _FILE_SIGNING_KEY = 2, 3, 4, 8, 9
-_RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
+_RG_COLUMNS, _RG_NUM_ROWS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 3, 5, 7
+_TAIL = 64 * 2**10  # bytes read from a file's end at first: its footer, mostly
 _CC_FILE_PATH, _CC_META, _CC_CRYPTO, _CC_ENCRYPTED_META = 1, 3, 8, 9
 _CC_FILE_OFFSET = 2
 _CC_PAGE_INDEX = (4, 6)  # offset_index_offset, column_index_offset: their page locations are absolute
@@ -158,6 +160,29 @@ def footer(data: bytes) -> tuple[list[Field], int]:
     if start < 4:
         raise NotJoinable("not a Parquet file: its footer is longer than the file")
     return _Reader(data[start:len(data) - 8]).struct(), start
+
+
+def read_footer(f) -> tuple[list[Field], int]:
+    """The FileMetaData of the Parquet file open as `f` (seekable, binary) and its length in
+    bytes, from the file's tail: one read for a footer of up to 64 KiB, two for a longer one."""
+    end = f.seek(0, 2)
+    if end < 12:
+        raise NotJoinable("not a Parquet file")
+    f.seek(max(0, end - _TAIL))
+    tail = f.read()
+    length = struct.unpack_from("<I", tail, len(tail) - 8)[0]
+    if tail[-4:] != MAGIC or length > end - 12:
+        raise NotJoinable("not a Parquet file")
+    if length + 8 > len(tail):
+        f.seek(end - 8 - length)
+        tail = f.read(length + 8)
+    return _Reader(tail[len(tail) - 8 - length:len(tail) - 8]).struct(), length
+
+
+def row_group_rows(meta: list[Field]) -> list[int]:
+    """The number of rows of each row group, from a FileMetaData (footer, read_footer)."""
+    groups = _get(meta, _FILE_ROW_GROUPS)
+    return [_get(g, _RG_NUM_ROWS) for g in groups[1]] if groups is not None else []
 
 
 def _get(fields: list[Field], field_id: int):

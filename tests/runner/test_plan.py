@@ -1,5 +1,8 @@
 """Planning: deterministic mini-batches from any fsspec URL, balanced shards, plan round trip."""
 
+import subprocess
+import sys
+
 import fsspec
 import numpy as np
 import pandas as pd
@@ -8,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from parallelrun.runner.layout import Layout
+from parallelrun.runner.parquetjoin import read_footer
 from parallelrun.runner.plan import (MiniBatch, PlanError, make_plan, read_plan, read_shard, shard,
                                      shards_with_work, write_plan)
 from parallelrun.runner.readers import Reader
@@ -110,6 +114,47 @@ def test_parquet_large_row_group_is_split_and_read_exactly(tmp_path):
     assert [mb.rows for mb in plan.mini_batches] == [(0, 250), (250, 500), (500, 750), (750, 1000), (0, 10)]
     got = read_all(plan, tmp_path)["x"].tolist()
     assert got == list(range(1000)) + list(range(10))
+
+
+def test_parquet_is_planned_from_the_footers_without_loading_pyarrow(tmp_path):
+    write_parquet(tmp_path / "a.parquet", 1000, 100)
+    code = f"""
+import sys
+from parallelrun.runner.plan import make_plan
+from parallelrun.runner.spec import load_spec
+spec = load_spec({{"spec": {{"input": {{"uri": {str(tmp_path)!r}, "type": "tabular", "format": "parquet"}},
+                 "code": {{"entryScript": "s.py"}}, "output": {{"uri": "/tmp/o/"}}, "miniBatchSize": 250}}}})
+print([mb.rows for mb in make_plan(spec).mini_batches], sorted(m for m in sys.modules if m.startswith("pyarrow")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[(0, 200), (200, 400), (400, 600), (600, 800), (800, 1000)] []"
+
+
+def test_past_its_budget_of_footer_bytes_pyarrow_reads_them_with_the_same_plan(tmp_path, monkeypatch):
+    import parallelrun.runner.plan as planning
+
+    for name, rows, group in (("a", 1000, 100), ("b", 1000, 1000), ("c", 10, 3)):
+        write_parquet(tmp_path / f"{name}.parquet", rows, group)
+    spec = spec_for(str(tmp_path), "tabular", input={"format": "parquet"}, miniBatchSize=300)
+    in_python = make_plan(spec).mini_batches
+    made = []
+
+    class OneFooterInPython(planning._RowGroupRows):
+        def __init__(self):
+            super().__init__(python_bytes=1)
+            made.append(self)
+
+    monkeypatch.setattr(planning, "_RowGroupRows", OneFooterInPython)
+    assert make_plan(spec).mini_batches == in_python
+    with open(tmp_path / "a.parquet", "rb") as f:  # the first file's footer; b's and c's went to pyarrow
+        assert made[0].parsed == read_footer(f)[1]
+
+
+def test_a_parquet_file_that_is_none_fails_planning_naming_it(tmp_path):
+    write_parquet(tmp_path / "a.parquet", 10, 10)
+    (tmp_path / "b.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(PlanError, match=r"cannot read .*b\.parquet as parquet"):
+        make_plan(spec_for(str(tmp_path), "tabular", input={"format": "parquet"}))
 
 
 def write_csv(path, rows):
