@@ -2,6 +2,7 @@
 
 import io
 import json
+import sys
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -57,6 +58,38 @@ def test_csv_has_one_header_and_plan_order(tabular):
     df = pd.read_csv(tabular.final("out.csv"))
     assert list(df.columns) == ["name", "v", "double"]
     assert df["v"].tolist() == list(range(300)) and df["double"].tolist() == [2 * v for v in range(300)]
+
+
+def test_csv_header_is_unquoted_when_the_first_parts_values_needed_quotes(tabular):
+    tabular.script("""
+def run(df):
+    if df["v"].iloc[0] == 0:  # this part is written with quotes, its header too
+        df["name"] = df["name"].str.replace(" ", ",")
+    return df.assign(double=df["v"] * 2)
+""")
+    quiet_run(tabular.write(**spec("csv")))
+    text = tabular.final("out.csv").read_text()
+    assert text.startswith('name,v,double\n"n,0,0",0,0\n') and "\nn 0 10,10,20\n" in text
+    assert pd.read_csv(io.StringIO(text))["v"].tolist() == list(range(300))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_merge_of_parts_of_one_schema_loads_no_pyarrow(tabular, monkeypatch, fmt):
+    from parallelrun.runner import local
+
+    merge = local.merge
+
+    def without_pyarrow(*args, **kwargs):
+        with monkeypatch.context() as m:
+            for name in [n for n in sys.modules if n == "pyarrow" or n.startswith("pyarrow.")]:
+                m.setitem(sys.modules, name, None)  # importing it raises ImportError
+            return merge(*args, **kwargs)
+
+    monkeypatch.setattr(local, "merge", without_pyarrow)
+    quiet_run(tabular.write(**spec(fmt)))
+    out = tabular.final(f"out.{fmt}")
+    frame = pd.read_csv(out) if fmt == "csv" else pq.read_table(out).to_pandas()
+    assert frame["double"].tolist() == [2 * v for v in range(300)]
 
 
 def test_parquet(tabular):
