@@ -10,10 +10,12 @@ of mini-batches of about equal bytes.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import fnmatch
 import functools
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -709,27 +711,31 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
     empty ones come last (see shards_with_work).
     """
     n = len(mini_batches)
-    import numpy as np
+    if isinstance(mini_batches, FileBatches):  # numpy columns already (a million files): summed by numpy
+        import numpy as np
 
-    if isinstance(mini_batches, FileBatches):
         sizes, items = mini_batches.sizes, mini_batches.items
-    else:
-        sizes = np.fromiter((b.size for b in mini_batches), dtype=np.int64, count=n)
-        items = np.fromiter((-1 if b.items is None else b.items for b in mini_batches), dtype=np.int64, count=n)
-    cumulative = np.cumsum(np.maximum(sizes, 1), dtype=np.float64)
-    total = cumulative[-1] if n else 0.0
+        weights = np.cumsum(np.maximum(sizes, 1))
+
+        def totals(a: int, b: int) -> tuple[int | None, int]:
+            return int(items[a:b].sum()), int(sizes[a:b].sum())
+    else:  # in Python: the process that plans a tabular input never loads numpy
+        sizes = [b.size for b in mini_batches]
+        items = [-1 if b.items is None else b.items for b in mini_batches]
+        weights = list(itertools.accumulate(map(max, sizes, itertools.repeat(1))))
+
+        def totals(a: int, b: int) -> tuple[int | None, int]:
+            chosen = items[a:b]
+            return None if min(chosen, default=0) < 0 else sum(chosen), sum(sizes[a:b])
+    total = int(weights[-1]) if n else 0
     bounds = [0]
     for k in range(1, count):
-        balanced = int(np.searchsorted(cumulative, total * k / count, side="left")) + 1 if n else 0
+        balanced = bisect.bisect_left(weights, total * k / count) + 1 if n else 0
         # at least one mini-batch for this shard, and one left for each later shard while there are any
         bounds.append(min(max(balanced, bounds[-1] + 1), max(n - (count - k), bounds[-1] + 1), n))
     bounds.append(n)
-    shards = []
-    for k in range(count):
-        a, b = bounds[k], bounds[k + 1]
-        chosen = items[a:b]
-        shards.append(ShardRange(k, a, b - a, None if (chosen < 0).any() else int(chosen.sum()), int(sizes[a:b].sum())))
-    return shards
+    return [ShardRange(k, bounds[k], bounds[k + 1] - bounds[k], *totals(bounds[k], bounds[k + 1]))
+            for k in range(count)]
 
 
 def shards_with_work(total_mini_batches: int, node_count: int) -> int:

@@ -1,5 +1,6 @@
 """Planning: deterministic mini-batches from any fsspec URL, balanced shards, plan round trip."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.parquetjoin import read_footer
-from parallelrun.runner.plan import (MiniBatch, PlanError, make_plan, read_plan, read_shard, shard,
+from parallelrun.runner.plan import (FileBatches, Listing, MiniBatch, PlanError, make_plan, read_plan, read_shard, shard,
                                      shards_with_work, write_plan)
 from parallelrun.runner.readers import Reader
 from parallelrun.runner.spec import load_spec
@@ -116,7 +117,7 @@ def test_parquet_large_row_group_is_split_and_read_exactly(tmp_path):
     assert got == list(range(1000)) + list(range(10))
 
 
-def test_parquet_is_planned_from_the_footers_without_loading_pyarrow(tmp_path):
+def test_parquet_is_planned_from_the_footers_without_loading_pyarrow_or_numpy(tmp_path):
     write_parquet(tmp_path / "a.parquet", 1000, 100)
     code = f"""
 import sys
@@ -124,7 +125,7 @@ from parallelrun.runner.plan import make_plan
 from parallelrun.runner.spec import load_spec
 spec = load_spec({{"spec": {{"input": {{"uri": {str(tmp_path)!r}, "type": "tabular", "format": "parquet"}},
                  "code": {{"entryScript": "s.py"}}, "output": {{"uri": "/tmp/o/"}}, "miniBatchSize": 250}}}})
-print([mb.rows for mb in make_plan(spec).mini_batches], sorted(m for m in sys.modules if m.startswith("pyarrow")))
+print([mb.rows for mb in make_plan(spec).mini_batches], [m for m in sys.modules if m in ("pyarrow", "numpy", "pandas")])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[(0, 200), (200, 400), (400, 600), (600, 800), (800, 1000)] []"
@@ -231,6 +232,17 @@ def test_shards_are_contiguous_balanced_and_cover_everything():
     assert [s.count for s in few] == [1, 1, 0, 0] and shards_with_work(2, 4) == 2
     skewed = shard([MiniBatch(id=i, size=s, items=1, files=(str(i),)) for i, s in enumerate([100, 1, 1, 1])], 4)
     assert [s.count for s in skewed] == [1, 1, 1, 1]  # no shard left idle while there is work
+
+
+@pytest.mark.parametrize("count", [1, 3, 7, 40])
+def test_files_and_tabular_plans_are_sharded_alike(count):
+    """A files plan is sharded from its numpy columns, a tabular one in Python: the same cuts."""
+    sizes = [0, 7, 1, 1, 300, 2, 0, 0, 5, 64, 1, 1, 9, 30, 2, 2, 2, 8, 0, 1]
+    listing = Listing([f"f{i}" for i in range(len(sizes))], sizes, [None] * len(sizes))
+    files = FileBatches(listing, 2)
+    assert shard(files, count) == shard(list(files), count)
+    unknown = [dataclasses.replace(mb, items=None) if mb.id % 3 else mb for mb in files]  # csv cut by size
+    assert [s.items for s in shard(unknown, 2)] == [None, None]
 
 
 def test_plan_is_deterministic_and_round_trips(tmp_path):
