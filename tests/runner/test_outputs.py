@@ -4,12 +4,15 @@ import io
 import json
 import sys
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
 from parallelrun.runner.local import run_local
+from parallelrun.runner.outputs import from_pandas
 
 TABULAR = """
 def run(df):
@@ -161,3 +164,27 @@ def test_list_results_as_csv_get_a_result_column(job):
     job.script(LIST)
     quiet_run(job.write(output={"format": "csv"}))
     assert job.final().read_text().splitlines() == ["result", "0", "1", "2", "3"]
+
+
+FRAMES = {
+    "floats and a categorical": lambda: pd.DataFrame({"x": [0.5, 1.5, -2.0], "y": [1.0, 2.0, 3.0]}).assign(
+        label=pd.Categorical.from_codes([0, 1, 0], ["a", "b"])),
+    "NaN and float32, ints, bools": lambda: pd.DataFrame({"a": [1.0, float("nan"), 3.0], "b": np.float32([1, 2, 3]),
+                                                          "i": [1, 2, 3], "t": [True, False, True]}),
+    "inf and a zoned time": lambda: pd.DataFrame({"a": [float("inf"), -float("inf"), 0.0], "ts": pd.to_datetime(
+        ["2020-01-01", None, "2021-01-01"], utc=True)}),
+    "text, an object column": lambda: pd.DataFrame({"a": [1.0, 2.0], "s": ["x", "y"], "o": [{"k": 1}, None]}),
+    "nullable dtypes, an index": lambda: pd.DataFrame({"a": [1.0, 2.0], "n": pd.array([1, None], dtype="Int64"),
+                                                       "f": pd.array([1.5, None], dtype="Float64")}, index=[5, 7]),
+    "no rows": lambda: pd.DataFrame({"a": np.array([], dtype=float)}),
+    "names that are no text": lambda: pd.DataFrame({0: [1.0], 1: [2.0]}),
+}
+
+
+@pytest.mark.parametrize("name", FRAMES)
+def test_a_result_frame_becomes_the_table_pyarrow_makes_of_it(name):
+    """outputs.from_pandas skips pyarrow's NaN scan of floats without NaN: the same table and metadata."""
+    frame = FRAMES[name]()
+    expected = pa.Table.from_pandas(frame, preserve_index=False)
+    table = from_pandas(frame)
+    assert table.equals(expected) and table.schema.equals(expected.schema, check_metadata=True)
