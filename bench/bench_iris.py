@@ -246,6 +246,9 @@ def main() -> None:
         baseline(*args.baseline)
         return
 
+    # byte-compiled, as an installed package is (and as bench/earlier.py lays out --before)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(ROOT / d) for d in ("runner", "parallelrun", "examples/iris"))],
+                   check=True)
     workdir = (args.workdir or Path(tempfile.gettempdir()) / f"parallelrun-bench-iris-{args.rows}").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     data, model = prepare(workdir, args.rows)
