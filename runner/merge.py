@@ -205,11 +205,7 @@ def _copy_part(fs, layout: Layout, mb: int, out, skip_header: bool) -> None:
     """A part's bytes onto `out` (without its first line: `skip_header`): by the kernel
     (os.sendfile) from its range of its group file where both are local files, else
     through this process."""
-    try:
-        target = out.fileno()
-    except (AttributeError, OSError, io.UnsupportedOperation):  # a stored object
-        target = None
-    with _local_part(fs if target is not None else None, layout, mb) as local:
+    with _local_part(fs if _fileno(out) is not None else None, layout, mb) as local:
         if local is None:
             with _open_part(fs, layout, mb) as f:
                 if skip_header:
@@ -221,12 +217,24 @@ def _copy_part(fs, layout: Layout, mb: int, out, skip_header: bool) -> None:
             f.seek(offset)
             skipped = len(f.readline(length))
             offset, length = offset + skipped, length - skipped
-        out.flush()
-        while length > 0:
-            sent = os.sendfile(target, f.fileno(), offset, length)
-            if not sent:
-                raise _missing(layout, mb)
-            offset, length = offset + sent, length - sent
+        _send(out, f, offset, length, layout, mb)
+
+
+def _fileno(out) -> int | None:
+    try:
+        return out.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):  # a stored object
+        return None
+
+
+def _send(out, f, offset: int, length: int, layout: Layout, mb: int) -> None:
+    """Bytes offset..offset+length of local file `f` onto local file `out`, by the kernel."""
+    out.flush()
+    while length > 0:
+        sent = os.sendfile(out.fileno(), f.fileno(), offset, length)
+        if not sent:
+            raise _missing(layout, mb)
+        offset, length = offset + sent, length - sent
 
 
 @contextlib.contextmanager
@@ -297,11 +305,14 @@ def _parquet_parts(fs, layout: Layout, parts, schemas, schema):
 
 
 def _write_parquet(fs, layout: Layout, parts, schemas, schema, texts: list[str], out) -> None:
-    """One Parquet file: the parts' row groups copied as bytes (runner/parquetjoin.py)."""
+    """One Parquet file: the parts' row groups copied as bytes (runner/parquetjoin.py). Where
+    every part has the output's columns and all are local files, a part's body goes by the
+    kernel and only its footer is read here."""
     from .parquetjoin import Joiner, NotJoinable
 
     joiner = Joiner(out)
-    for mb, data, encoded_anew in _parquet_parts(fs, layout, parts, schemas, schema):
+
+    def join(mb: int, data: bytes, encoded_anew) -> None:
         try:
             joiner.add(data)
         except NotJoinable:  # e.g. a part written by another pyarrow: its columns through Arrow
@@ -310,6 +321,14 @@ def _write_parquet(fs, layout: Layout, parts, schemas, schema, texts: list[str],
             except NotJoinable as e:
                 raise MergeError(f"mini-batch {mb}: its part {layout.part(mb)} cannot join the output ({e}); "
                                  "rerun with --fresh") from e
+
+    if schemas or _fileno(out) is None or not is_local(fs):
+        for part in _parquet_parts(fs, layout, parts, schemas, schema):
+            join(*part)
+    else:
+        for mb, _ in parts:
+            if not _send_parquet(joiner, fs, layout, mb, out):  # refused, nothing written: as bytes
+                join(*next(_parquet_parts(fs, layout, [(mb, None)], [], None)))
     if joiner.head is not None:
         joiner.close()
         return
@@ -321,6 +340,24 @@ def _write_parquet(fs, layout: Layout, parts, schemas, schema, texts: list[str],
     if schema is None and texts:
         schema = schema_from_text(texts[0])
     pq.write_table(pa.table({}) if schema is None else schema.empty_table(), out)
+
+
+def _send_parquet(joiner, fs, layout: Layout, mb: int, out) -> bool:
+    """Join a part in a local file by reading its footer and sending its body; False where
+    the joiner refuses it (nothing written then)."""
+    from .parquetjoin import MAGIC, NotJoinable, read_footer
+
+    with _local_part(fs, layout, mb) as (f, offset, length):
+        try:
+            meta, footer_length = read_footer(f, offset, offset + length)
+            f.seek(offset)
+            if f.read(len(MAGIC)) != MAGIC:
+                raise NotJoinable("not a Parquet file")
+            body = length - len(MAGIC) - footer_length - 8
+            joiner.add_body(meta, body, lambda out: _send(out, f, offset + len(MAGIC), body, layout, mb))
+        except NotJoinable:
+            return False
+    return True
 
 
 def _write_dataset(fs, layout: Layout, parts, schemas, schema, folder: str) -> int:

@@ -162,16 +162,17 @@ def footer(data: bytes) -> tuple[list[Field], int]:
     return _Reader(data[start:len(data) - 8]).struct(), start
 
 
-def read_footer(f) -> tuple[list[Field], int]:
-    """The FileMetaData of the Parquet file open as `f` (seekable, binary) and its length in
-    bytes, from the file's tail: one read for a footer of up to 64 KiB, two for a longer one."""
-    end = f.seek(0, 2)
-    if end < 12:
+def read_footer(f, start: int = 0, end: int | None = None) -> tuple[list[Field], int]:
+    """The FileMetaData of the Parquet file open as `f` (seekable, binary; the file is bytes
+    start..end of it, by default all of it) and its length in bytes, from the file's tail:
+    one read for a footer of up to 64 KiB, two for a longer one."""
+    end = f.seek(0, 2) if end is None else end
+    if end - start < 12:
         raise NotJoinable("not a Parquet file")
-    f.seek(max(0, end - _TAIL))
-    tail = f.read()
+    f.seek(max(start, end - _TAIL))
+    tail = f.read(end - f.tell())
     length = struct.unpack_from("<I", tail, len(tail) - 8)[0]
-    if tail[-4:] != MAGIC or length > end - 12:
+    if tail[-4:] != MAGIC or length > end - start - 12:
         raise NotJoinable("not a Parquet file")
     if length + 8 > len(tail):
         f.seek(end - 8 - length)
@@ -235,20 +236,25 @@ class Joiner:
 
     def add(self, data: bytes) -> None:
         meta, end = footer(data)
+        self.add_body(meta, end - len(MAGIC), lambda out: out.write(memoryview(data)[len(MAGIC):end]))
+
+    def add_body(self, meta: list[Field], size: int, write_body) -> None:
+        """A file given by its FileMetaData and the size of its body (its bytes between its
+        leading PAR1 and its footer); `write_body(out)` writes that body onto `out`."""
         schema = _value(_LIST, _get(meta, _FILE_SCHEMA))
         if _get(meta, _FILE_ENCRYPTION) is not None or _get(meta, _FILE_SIGNING_KEY) is not None:
             raise NotJoinable("an encrypted Parquet file")
+        if self.head is not None and schema != self.schema:
+            raise NotJoinable("another Parquet schema")
+        delta = self.position - len(MAGIC) if self.head is not None else 0
+        groups = [_moved_row_group(g, delta, len(self.row_groups) + i)
+                  for i, g in enumerate(_get(meta, _FILE_ROW_GROUPS)[1])]
         if self.head is None:
             self.head, self.schema = meta, schema
             self.out.write(MAGIC)
             self.position = len(MAGIC)
-        elif schema != self.schema:
-            raise NotJoinable("another Parquet schema")
-        delta = self.position - len(MAGIC)
-        groups = [_moved_row_group(g, delta, len(self.row_groups) + i)
-                  for i, g in enumerate(_get(meta, _FILE_ROW_GROUPS)[1])]
-        self.out.write(memoryview(data)[len(MAGIC):end])
-        self.position += end - len(MAGIC)
+        write_body(self.out)
+        self.position += size
         self.row_groups.extend(groups)
         self.rows += _get(meta, _FILE_NUM_ROWS)
 

@@ -3,6 +3,7 @@
 import io
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -115,6 +116,34 @@ def run(df):
     assert table.column_names == ["name", "v", "extra"] and str(table.schema.field("v").type) == "double"
     assert table["v"].to_pylist() == list(range(300))
     assert table["extra"].to_pylist() == [None] * 150 + ["x"] * 150
+
+
+def test_a_part_the_joiner_refuses_is_encoded_anew(tabular, monkeypatch):
+    """A part with a page index (its page locations would point into the wrong file) is not
+    sent as it is: decoded and encoded without one, in its place."""
+    from parallelrun.runner import local
+
+    merge = local.merge
+
+    def with_a_page_index(spec, plan, fs, layout, write_final=True):
+        root = Path(layout.root)
+        for commits in root.glob("commits/*/*.jsonl"):
+            records = [json.loads(line) for line in commits.read_text().splitlines()]
+            for r in records:
+                if r["id"] == 3:
+                    name, offset, length = r["part"]
+                    with open(root / "parts" / name, "rb") as f:
+                        f.seek(offset)
+                        table = pq.read_table(io.BytesIO(f.read(length)))
+                    pq.write_table(table, root / "parts" / "g-indexed.parquet", write_page_index=True)
+                    r["part"] = ["g-indexed.parquet", 0, (root / "parts" / "g-indexed.parquet").stat().st_size]
+            commits.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return merge(spec, plan, fs, layout, write_final)
+
+    monkeypatch.setattr(local, "merge", with_a_page_index)
+    quiet_run(tabular.write(**spec("parquet")))
+    out = pq.ParquetFile(tabular.final("out.parquet"))
+    assert out.metadata.num_row_groups == 30 and out.read()["double"].to_pylist() == [2 * v for v in range(300)]
 
 
 def test_parquet_dataset_is_a_folder_of_ordered_parts(tabular):
