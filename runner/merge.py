@@ -59,7 +59,7 @@ def shard_results(fs, layout: Layout, plan: Plan) -> list[ShardResult]:
 # -- which parts, with which columns --------------------------------------------------
 
 
-def _parts(results: list[ShardResult], plan: Plan) -> tuple[list[tuple[int, int | None]], list[str], list[int]]:
+def _parts(plan: Plan, results: list[ShardResult]) -> tuple[list[tuple[int, int | None]], list[str], list[int]]:
     """The mini-batches with a part, in plan order, each with the index of its schema
     (None: a plain list, no columns); the distinct schemas (outputs.schema_to_text's
     texts, parsed only where they differ); the first mini-batch of each."""
@@ -136,7 +136,7 @@ def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan
     Parts of one schema (the usual case) are copied as written, and the schema is not
     even parsed: a merge of such parts loads no pyarrow."""
     layout = layout.with_parts(Parts(fs, layout, committed))
-    parts, texts, first_of = _parts(results, plan)
+    parts, texts, first_of = _parts(plan, results)
     schemas, schema = [], None  # one schema or none: every part has the output's columns
     if len(texts) > 1:
         from .outputs import schema_from_text
