@@ -166,6 +166,10 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB, Python {platform.python_version()}"
 
 
+def load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     return (ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2
@@ -181,7 +185,7 @@ def compare(fmt: str, args, workdir: Path, data: Path, model: Path) -> float:
               "--set", f"input.uri={data}/", "--set", f"model.uri={model}/",
               "--set", f"output.uri={pr_dir}/", "--set", f"processCountPerNode={args.processes}",
               "--set", f"output.format={fmt}", "--set", f"output.fileName={pr_out.name}"]
-    print(f"\n== {fmt} output")
+    print(f"\n== {fmt} output (load average {load()})")
     print(f"baseline:    {' '.join(base_cmd)}")
     print(f"parallelrun: {' '.join(pr_cmd)}", flush=True)
     runs = [("baseline", base_cmd), ("parallelrun", pr_cmd)]
@@ -213,6 +217,7 @@ def compare(fmt: str, args, workdir: Path, data: Path, model: Path) -> float:
             print(f"{fmt} outputs: {same_output(fmt, base_out, pr_out)}")  # the last run's output, either version
     ratios = [p / b for p, b in zip(times["parallelrun"], times["baseline"])]
     ratio = median(ratios)
+    print(f"{fmt}: load average at the end {load()}")
     print(f"{fmt}: {args.rows:,} rows, {args.repeat} pairs: baseline median {median(times['baseline']):.2f} s "
           f"(CPU {median(cpus['baseline']):.2f} s), parallelrun median {median(times['parallelrun']):.2f} s "
           f"(CPU {median(cpus['parallelrun']):.2f} s); median pair ratio {ratio:.3f} (target <= {TARGET}); "
@@ -241,6 +246,9 @@ def main() -> None:
         baseline(*args.baseline)
         return
 
+    # byte-compiled, as an installed package is (and as bench/earlier.py lays out --before)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(ROOT / d) for d in ("runner", "parallelrun", "examples/iris"))],
+                   check=True)
     workdir = (args.workdir or Path(tempfile.gettempdir()) / f"parallelrun-bench-iris-{args.rows}").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     data, model = prepare(workdir, args.rows)

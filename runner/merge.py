@@ -16,6 +16,7 @@ output as a folder of the parts in plan order instead of one file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
@@ -29,7 +30,7 @@ from .layout import Layout
 from .plan import Plan
 from .records import DoneRecord, ShardResult
 from .spec import JobSpec
-from .storage import open_atomic, remove_stale_temporaries, write_atomic
+from .storage import is_local, open_atomic, remove_stale_temporaries, write_atomic
 
 _COPY_BUFFER = 8 * 2**20
 PREVIOUS_SUFFIX = ".previous"  # where a failed run moves an earlier run's final file
@@ -58,11 +59,10 @@ def shard_results(fs, layout: Layout, plan: Plan) -> list[ShardResult]:
 # -- which parts, with which columns --------------------------------------------------
 
 
-def _parts(plan: Plan, results: list[ShardResult]) -> tuple[list[tuple[int, int | None]], list, list[int]]:
+def _parts(plan: Plan, results: list[ShardResult]) -> tuple[list[tuple[int, int | None]], list[str], list[int]]:
     """The mini-batches with a part, in plan order, each with the index of its schema
-    (None: a plain list, no columns); the distinct schemas; the first mini-batch of each."""
-    from .outputs import schema_from_text
-
+    (None: a plain list, no columns); the distinct schemas (outputs.schema_to_text's
+    texts, parsed only where they differ); the first mini-batch of each."""
     texts: list[str] = []
     parts, first_of = [], []
     for s, r in zip(plan.shards, results):
@@ -75,7 +75,7 @@ def _parts(plan: Plan, results: list[ShardResult]) -> tuple[list[tuple[int, int 
             if k is not None and first_of[k] is None:
                 first_of[k] = mb
             parts.append((mb, k))
-    return parts, [schema_from_text(t) for t in texts], first_of
+    return parts, texts, first_of
 
 
 def _global_index(texts: list[str], first_of: list, text: str) -> int:
@@ -131,18 +131,26 @@ def _aligned(table, target):
 def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan,
                  results: list[ShardResult], committed: dict[int, DoneRecord], output_layout: str = "file") -> int:
     """Write the parts of `results` (`committed` says where each lies) into `target` (a file, or
-    the folder of a dataset) in plan order; returns its size in bytes."""
+    the folder of a dataset) in plan order; returns its size in bytes.
+
+    Parts of one schema (the usual case) are copied as written, and the schema is not
+    even parsed: a merge of such parts loads no pyarrow."""
     layout = layout.with_parts(Parts(fs, layout, committed))
-    parts, schemas, first_of = _parts(plan, results)
-    schema = _target_schema(schemas, first_of, typed=output_format == "parquet")
+    parts, texts, first_of = _parts(plan, results)
+    schemas, schema = [], None  # one schema or none: every part has the output's columns
+    if len(texts) > 1:
+        from .outputs import schema_from_text
+
+        schemas = [schema_from_text(t) for t in texts]
+        schema = _target_schema(schemas, first_of, typed=output_format == "parquet")
     if output_layout == "dataset":
         return _write_dataset(fs, layout, parts, schemas, schema, target)
     remove_stale_temporaries(fs, os.path.dirname(target), os.path.basename(target))
     with open_atomic(fs, target) as out:
         if output_format == "parquet":
-            _write_parquet(fs, layout, parts, schemas, schema, out)
+            _write_parquet(fs, layout, parts, schemas, schema, texts, out)
         else:
-            _write_text(fs, layout, output_format, parts, schemas, schema, out)
+            _write_text(fs, layout, output_format, parts, schemas, schema, texts, out)
     return fs.size(target)
 
 
@@ -150,42 +158,103 @@ def _open_part(fs, layout: Layout, mb: int):
     try:
         return layout.parts.open(mb)
     except FileNotFoundError:
-        raise MergeError(f"mini-batch {mb} was committed with results, but its part {layout.part(mb)} is missing: "
-                         "the work folder was changed after scoring; rerun with --fresh") from None
+        raise _missing(layout, mb) from None
 
 
-def _write_text(fs, layout: Layout, fmt: str, parts, schemas, schema, out) -> None:
+def _missing(layout: Layout, mb: int) -> MergeError:
+    return MergeError(f"mini-batch {mb} was committed with results, but its part {layout.part(mb)} is missing: "
+                      "the work folder was changed after scoring; rerun with --fresh")
+
+
+def _write_text(fs, layout: Layout, fmt: str, parts, schemas, schema, texts: list[str], out) -> None:
     """csv/txt: parts whose columns are the output's are copied (a csv part's header
     skipped); others are re-read as text and aligned. jsonl lines carry their names."""
     delimiter = "," if fmt == "csv" else " "
-    same_names = [s.names == schema.names for s in schemas]
-    if fmt == "csv" and schema is not None:
-        out.write(_header(schema))
+    same_names = [s.names == schema.names for s in schemas] if schema is not None else None
+    if fmt == "csv" and parts:
+        out.write(_header(schema) if schema is not None else _first_header(fs, layout, parts[0][0], texts[0]))
     for mb, k in parts:
+        if fmt == "jsonl" or k is None or same_names is None or same_names[k]:
+            _copy_part(fs, layout, mb, out, skip_header=fmt == "csv")
+            continue
         with _open_part(fs, layout, mb) as f:
             if fmt == "csv":
                 f.readline()
-            if fmt == "jsonl" or k is None or same_names[k]:
-                _copy_rest(f, out)
-            else:
-                out.write(_realigned_text(f.read(), schemas[k].names, schema, delimiter))
+            out.write(_realigned_text(f.read(), schemas[k].names, schema, delimiter))
 
 
-def _copy_rest(f, out) -> None:
-    """The rest of `f` onto `out`: by the kernel (os.sendfile) where both are local files,
-    else in blocks through this process."""
+def _first_header(fs, layout: Layout, mb: int, text: str) -> bytes:
+    """The csv output's header where every part has its columns: the first part's header
+    line, as _header would write it unless it is quoted (that part's values needed quotes)."""
+    with _local_part(fs, layout, mb) as local:
+        if local is not None:
+            f, offset, length = local
+            f.seek(offset)
+            line = f.readline(length)
+        else:
+            with _open_part(fs, layout, mb) as f:
+                line = f.readline()
+    if line.endswith(b"\n") and b'"' not in line:
+        return line
+    from .outputs import schema_from_text
+
+    return _header(schema_from_text(text))
+
+
+def _copy_part(fs, layout: Layout, mb: int, out, skip_header: bool) -> None:
+    """A part's bytes onto `out` (without its first line: `skip_header`): by the kernel
+    (os.sendfile) from its range of its group file where both are local files, else
+    through this process."""
+    with _local_part(fs if _fileno(out) is not None else None, layout, mb) as local:
+        if local is None:
+            with _open_part(fs, layout, mb) as f:
+                if skip_header:
+                    f.readline()
+                shutil.copyfileobj(f, out, _COPY_BUFFER)
+            return
+        f, offset, length = local
+        if skip_header:
+            f.seek(offset)
+            skipped = len(f.readline(length))
+            offset, length = offset + skipped, length - skipped
+        _send(out, f, offset, length, layout, mb)
+
+
+def _fileno(out) -> int | None:
     try:
-        source, target = f.fileno(), out.fileno()
+        return out.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):  # a stored object
-        shutil.copyfileobj(f, out, _COPY_BUFFER)
-        return
+        return None
+
+
+def _send(out, f, offset: int, length: int, layout: Layout, mb: int) -> None:
+    """Bytes offset..offset+length of local file `f` onto local file `out`, by the kernel."""
     out.flush()
-    offset, size = f.tell(), os.fstat(source).st_size
-    while offset < size:
-        sent = os.sendfile(target, source, offset, size - offset)
+    while length > 0:
+        sent = os.sendfile(out.fileno(), f.fileno(), offset, length)
         if not sent:
-            break
-        offset += sent
+            raise _missing(layout, mb)
+        offset, length = offset + sent, length - sent
+
+
+@contextlib.contextmanager
+def _local_part(fs, layout: Layout, mb: int):
+    """(its file opened, offset, length) for a part on a local disk (a range of a group file,
+    or a whole part file of a run scored before group commits); None elsewhere."""
+    if fs is None or not is_local(fs):
+        yield None
+        return
+    record = layout.parts.records.get(mb)
+    try:
+        f = open(layout.part(mb), "rb")
+    except FileNotFoundError:
+        raise _missing(layout, mb) from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        offset, length = record.part[1:] if record is not None and record.part else (0, size)
+        if size < offset + length:
+            raise _missing(layout, mb)
+        yield f, offset, length
 
 
 def _header(schema) -> bytes:
@@ -213,12 +282,13 @@ def _parquet_parts(fs, layout: Layout, parts, schemas, schema):
     """Each part as Parquet bytes with the output's columns, in plan order, and the function
     that encodes it anew (for a part the joiner refuses). A part whose columns are the
     output's is its bytes as the worker wrote them; others are decoded, aligned, encoded."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from .outputs import write_parquet
 
     def realigned(mb: int, data: bytes) -> bytes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .outputs import write_parquet
+
         try:
             table = pq.read_table(pa.py_buffer(data))
         except (pa.ArrowInvalid, OSError) as e:
@@ -230,18 +300,19 @@ def _parquet_parts(fs, layout: Layout, parts, schemas, schema):
     for mb, k in parts:
         with _open_part(fs, layout, mb) as f:
             data = f.read()
-        yield mb, data if k is None or same[k] else realigned(mb, data), lambda mb=mb, data=data: realigned(mb, data)
+        yield mb, data if k is None or not same or same[k] else realigned(mb, data), \
+            lambda mb=mb, data=data: realigned(mb, data)
 
 
-def _write_parquet(fs, layout: Layout, parts, schemas, schema, out) -> None:
-    """One Parquet file: the parts' row groups copied as bytes (runner/parquetjoin.py)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+def _write_parquet(fs, layout: Layout, parts, schemas, schema, texts: list[str], out) -> None:
+    """One Parquet file: the parts' row groups copied as bytes (runner/parquetjoin.py). Where
+    every part has the output's columns and all are local files, a part's body goes by the
+    kernel and only its footer is read here."""
     from .parquetjoin import Joiner, NotJoinable
 
     joiner = Joiner(out)
-    for mb, data, encoded_anew in _parquet_parts(fs, layout, parts, schemas, schema):
+
+    def join(mb: int, data: bytes, encoded_anew) -> None:
         try:
             joiner.add(data)
         except NotJoinable:  # e.g. a part written by another pyarrow: its columns through Arrow
@@ -250,10 +321,43 @@ def _write_parquet(fs, layout: Layout, parts, schemas, schema, out) -> None:
             except NotJoinable as e:
                 raise MergeError(f"mini-batch {mb}: its part {layout.part(mb)} cannot join the output ({e}); "
                                  "rerun with --fresh") from e
-    if joiner.head is None:
-        pq.write_table(pa.table({}) if schema is None else schema.empty_table(), out)
+
+    if schemas or _fileno(out) is None or not is_local(fs):
+        for part in _parquet_parts(fs, layout, parts, schemas, schema):
+            join(*part)
     else:
+        for mb, _ in parts:
+            if not _send_parquet(joiner, fs, layout, mb, out):  # refused, nothing written: as bytes
+                join(*next(_parquet_parts(fs, layout, [(mb, None)], [], None)))
+    if joiner.head is not None:
         joiner.close()
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .outputs import schema_from_text
+
+    if schema is None and texts:
+        schema = schema_from_text(texts[0])
+    pq.write_table(pa.table({}) if schema is None else schema.empty_table(), out)
+
+
+def _send_parquet(joiner, fs, layout: Layout, mb: int, out) -> bool:
+    """Join a part in a local file by reading its footer and sending its body; False where
+    the joiner refuses it (nothing written then)."""
+    from .parquetjoin import MAGIC, NotJoinable, read_footer
+
+    with _local_part(fs, layout, mb) as (f, offset, length):
+        try:
+            meta, footer_length = read_footer(f, offset, offset + length)
+            f.seek(offset)
+            if f.read(len(MAGIC)) != MAGIC:
+                raise NotJoinable("not a Parquet file")
+            body = length - len(MAGIC) - footer_length - 8
+            joiner.add_body(meta, body, lambda out: _send(out, f, offset + len(MAGIC), body, layout, mb))
+        except NotJoinable:
+            return False
+    return True
 
 
 def _write_dataset(fs, layout: Layout, parts, schemas, schema, folder: str) -> int:

@@ -69,7 +69,36 @@ def _table(result) -> pa.Table:
             return pa.table({"result": pa.array(list(result))})
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return pa.table({"result": [str(r) for r in result]})
-    return pa.Table.from_pandas(result, preserve_index=False)
+    return from_pandas(result)
+
+
+def from_pandas(frame) -> pa.Table:
+    """`pa.Table.from_pandas(frame, preserve_index=False)`, the same table (pandas metadata
+    included), faster where a float column holds no NaN: it is taken as it is, zero copy,
+    where pyarrow scans it value by value to make nulls of NaN (~1 ms per 250,000 rows and
+    column). Only for frames of unique text column names and no object column (whose
+    types only their values tell); others, and any error, go to pyarrow as they are."""
+    import numpy as np
+    import pyarrow as pa
+
+    dtypes = list(frame.dtypes)
+    floats = [isinstance(d, np.dtype) and d.kind == "f" for d in dtypes]
+    if not any(floats) or any(d == object for d in dtypes) or not frame.columns.is_unique \
+            or not all(isinstance(name, str) for name in frame.columns):
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    try:
+        schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)  # the types, by dtype alone
+        arrays = []
+        for i, (field, is_float) in enumerate(zip(schema, floats)):
+            column = frame.iloc[:, i]
+            values = column.to_numpy() if is_float else None
+            if values is not None and not np.isnan(values).any():
+                arrays.append(pa.array(values, type=field.type))
+            else:
+                arrays.append(pa.array(column, type=field.type, from_pandas=True))
+        return pa.Table.from_arrays(arrays, schema=schema)
+    except (pa.ArrowException, TypeError, ValueError):
+        return pa.Table.from_pandas(frame, preserve_index=False)  # pyarrow's own error, if any
 
 
 def write_csv(table: pa.Table, header: bool, delimiter: str) -> bytes:

@@ -1,4 +1,5 @@
 """Parquet files joined into one by copying their row groups as bytes: nothing decoded or encoded.
+Also the row counts of a file's row groups from its footer alone, for the planner (no pyarrow).
 
 A Parquet file is `PAR1`, its column chunks (and page indexes), a Thrift footer
 (FileMetaData), the footer's length and `PAR1`. Files of one schema are joined by
@@ -20,7 +21,8 @@ _STOP, _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _M
 
 # Field ids of parquet.thrift used here.
 _FILE_SCHEMA, _FILE_NUM_ROWS, _FILE_ROW_GROUPS, _FILE_ENCRYPTION, _FILE_SIGNING_KEY = 2, 3, 4, 8, 9
-_RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
+_RG_COLUMNS, _RG_NUM_ROWS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 3, 5, 7
+_TAIL = 64 * 2**10  # bytes read from a file's end at first: its footer, mostly
 _CC_FILE_PATH, _CC_META, _CC_CRYPTO, _CC_ENCRYPTED_META = 1, 3, 8, 9
 _CC_FILE_OFFSET = 2
 _CC_PAGE_INDEX = (4, 6)  # offset_index_offset, column_index_offset: their page locations are absolute
@@ -160,6 +162,30 @@ def footer(data: bytes) -> tuple[list[Field], int]:
     return _Reader(data[start:len(data) - 8]).struct(), start
 
 
+def read_footer(f, start: int = 0, end: int | None = None) -> tuple[list[Field], int]:
+    """The FileMetaData of the Parquet file open as `f` (seekable, binary; the file is bytes
+    start..end of it, by default all of it) and its length in bytes, from the file's tail:
+    one read for a footer of up to 64 KiB, two for a longer one."""
+    end = f.seek(0, 2) if end is None else end
+    if end - start < 12:
+        raise NotJoinable("not a Parquet file")
+    f.seek(max(start, end - _TAIL))
+    tail = f.read(end - f.tell())
+    length = struct.unpack_from("<I", tail, len(tail) - 8)[0]
+    if tail[-4:] != MAGIC or length > end - start - 12:
+        raise NotJoinable("not a Parquet file")
+    if length + 8 > len(tail):
+        f.seek(end - 8 - length)
+        tail = f.read(length + 8)
+    return _Reader(tail[len(tail) - 8 - length:len(tail) - 8]).struct(), length
+
+
+def row_group_rows(meta: list[Field]) -> list[int]:
+    """The number of rows of each row group, from a FileMetaData (footer, read_footer)."""
+    groups = _get(meta, _FILE_ROW_GROUPS)
+    return [_get(g, _RG_NUM_ROWS) for g in groups[1]] if groups is not None else []
+
+
 def _get(fields: list[Field], field_id: int):
     return next((f.value for f in fields if f.id == field_id), None)
 
@@ -210,20 +236,25 @@ class Joiner:
 
     def add(self, data: bytes) -> None:
         meta, end = footer(data)
+        self.add_body(meta, end - len(MAGIC), lambda out: out.write(memoryview(data)[len(MAGIC):end]))
+
+    def add_body(self, meta: list[Field], size: int, write_body) -> None:
+        """A file given by its FileMetaData and the size of its body (its bytes between its
+        leading PAR1 and its footer); `write_body(out)` writes that body onto `out`."""
         schema = _value(_LIST, _get(meta, _FILE_SCHEMA))
         if _get(meta, _FILE_ENCRYPTION) is not None or _get(meta, _FILE_SIGNING_KEY) is not None:
             raise NotJoinable("an encrypted Parquet file")
+        if self.head is not None and schema != self.schema:
+            raise NotJoinable("another Parquet schema")
+        delta = self.position - len(MAGIC) if self.head is not None else 0
+        groups = [_moved_row_group(g, delta, len(self.row_groups) + i)
+                  for i, g in enumerate(_get(meta, _FILE_ROW_GROUPS)[1])]
         if self.head is None:
             self.head, self.schema = meta, schema
             self.out.write(MAGIC)
             self.position = len(MAGIC)
-        elif schema != self.schema:
-            raise NotJoinable("another Parquet schema")
-        delta = self.position - len(MAGIC)
-        groups = [_moved_row_group(g, delta, len(self.row_groups) + i)
-                  for i, g in enumerate(_get(meta, _FILE_ROW_GROUPS)[1])]
-        self.out.write(memoryview(data)[len(MAGIC):end])
-        self.position += end - len(MAGIC)
+        write_body(self.out)
+        self.position += size
         self.row_groups.extend(groups)
         self.rows += _get(meta, _FILE_NUM_ROWS)
 

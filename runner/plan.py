@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import json
 import math
 import os
 import posixpath
 import re
-from stat import S_ISDIR
+import struct
 from array import array
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, repeat
+from stat import S_ISDIR
 from typing import NamedTuple
 
 from .contract import URI_SCHEME, PermanentError
@@ -487,7 +489,8 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
         batches = _partition_batches(spec, root, files, env)
     else:
         fs, base = filesystem(root, env)
-        cut = {"parquet": _parquet_batches, "csv": _text_batches, "jsonl": _text_batches}[spec.input.format]
+        cut = {"parquet": functools.partial(_parquet_batches, row_groups=_RowGroupRows()), "csv": _text_batches,
+               "jsonl": _text_batches}[spec.input.format]
         batches = []
         for f in files:
             try:
@@ -549,32 +552,57 @@ class FileBatches(Sequence):
             f'{v if type(v) is int else encode(v)}]}}\n' for i, v in zip(range(start, stop), versions[start:stop]))
 
 
-def _parquet_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator[MiniBatch]:
+def _parquet_batches(spec: JobSpec, fs, path: str, rel: str, size: int,
+                     row_groups: "_RowGroupRows") -> Iterator[MiniBatch]:
     """Whole row groups up to the target; a row group larger than it is cut in even slices."""
-    import pyarrow.parquet as pq
-
-    with fs.open(path, "rb") as f:
-        meta = pq.ParquetFile(f).metadata
-    if meta.num_rows == 0:
+    counts = row_groups(fs, path)
+    total = sum(counts)
+    if total == 0:
         return
-    target = _target_rows(spec, size / meta.num_rows)
+    target = _target_rows(spec, size / total)
     start = 0
     pending = 0  # rows of whole groups gathered since `start`
-    for g in range(meta.num_row_groups):
-        n = meta.row_group(g).num_rows
+    for n in counts:
         if pending and pending + n > target:
-            yield _rows(rel, start, start + pending, size, meta.num_rows)
+            yield _rows(rel, start, start + pending, size, total)
             start, pending = start + pending, 0
         if n > target:
             pieces = math.ceil(n / target)
             for k in range(pieces):
                 a, b = start + n * k // pieces, start + n * (k + 1) // pieces
-                yield _rows(rel, a, b, size, meta.num_rows)
+                yield _rows(rel, a, b, size, total)
             start += n
         else:
             pending += n
     if pending:
-        yield _rows(rel, start, start + pending, size, meta.num_rows)
+        yield _rows(rel, start, start + pending, size, total)
+
+
+class _RowGroupRows:
+    """The rows of each row group of a Parquet file, from its footer. Parsed in Python
+    (parquetjoin's Thrift reader) while the footers read so far are small: a planner of a
+    few files does without pyarrow (~0.3 s to import, in a process that needs it for
+    nothing else); past `python_bytes` of footers, or a footer it cannot read, by pyarrow."""
+
+    def __init__(self, python_bytes: int = 256 * 2**10):  # ~0.25 s of parsing, about pyarrow's import
+        self.python_bytes = python_bytes
+        self.parsed = 0
+
+    def __call__(self, fs, path: str) -> list[int]:
+        from .parquetjoin import NotJoinable, read_footer, row_group_rows
+
+        with fs.open(path, "rb") as f:
+            if self.parsed < self.python_bytes:
+                try:
+                    meta, length = read_footer(f)
+                    self.parsed += length
+                    return row_group_rows(meta)
+                except (NotJoinable, IndexError, struct.error):  # pyarrow's message says why
+                    f.seek(0)
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(f).metadata
+            return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
 
 
 def _rows(rel: str, a: int, b: int, file_size: int, file_rows: int) -> MiniBatch:

@@ -2,13 +2,18 @@
 
 import io
 import json
+import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
 from parallelrun.runner.local import run_local
+from parallelrun.runner.outputs import from_pandas
 
 TABULAR = """
 def run(df):
@@ -59,6 +64,38 @@ def test_csv_has_one_header_and_plan_order(tabular):
     assert df["v"].tolist() == list(range(300)) and df["double"].tolist() == [2 * v for v in range(300)]
 
 
+def test_csv_header_is_unquoted_when_the_first_parts_values_needed_quotes(tabular):
+    tabular.script("""
+def run(df):
+    if df["v"].iloc[0] == 0:  # this part is written with quotes, its header too
+        df["name"] = df["name"].str.replace(" ", ",")
+    return df.assign(double=df["v"] * 2)
+""")
+    quiet_run(tabular.write(**spec("csv")))
+    text = tabular.final("out.csv").read_text()
+    assert text.startswith('name,v,double\n"n,0,0",0,0\n') and "\nn 0 10,10,20\n" in text
+    assert pd.read_csv(io.StringIO(text))["v"].tolist() == list(range(300))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_merge_of_parts_of_one_schema_loads_no_pyarrow(tabular, monkeypatch, fmt):
+    from parallelrun.runner import local
+
+    merge = local.merge
+
+    def without_pyarrow(*args, **kwargs):
+        with monkeypatch.context() as m:
+            for name in [n for n in sys.modules if n == "pyarrow" or n.startswith("pyarrow.")]:
+                m.setitem(sys.modules, name, None)  # importing it raises ImportError
+            return merge(*args, **kwargs)
+
+    monkeypatch.setattr(local, "merge", without_pyarrow)
+    quiet_run(tabular.write(**spec(fmt)))
+    out = tabular.final(f"out.{fmt}")
+    frame = pd.read_csv(out) if fmt == "csv" else pq.read_table(out).to_pandas()
+    assert frame["double"].tolist() == [2 * v for v in range(300)]
+
+
 def test_parquet(tabular):
     quiet_run(tabular.write(**spec("parquet")))
     table = pq.read_table(tabular.final("out.parquet"))
@@ -79,6 +116,34 @@ def run(df):
     assert table.column_names == ["name", "v", "extra"] and str(table.schema.field("v").type) == "double"
     assert table["v"].to_pylist() == list(range(300))
     assert table["extra"].to_pylist() == [None] * 150 + ["x"] * 150
+
+
+def test_a_part_the_joiner_refuses_is_encoded_anew(tabular, monkeypatch):
+    """A part with a page index (its page locations would point into the wrong file) is not
+    sent as it is: decoded and encoded without one, in its place."""
+    from parallelrun.runner import local
+
+    merge = local.merge
+
+    def with_a_page_index(spec, plan, fs, layout, write_final=True):
+        root = Path(layout.root)
+        for commits in root.glob("commits/*/*.jsonl"):
+            records = [json.loads(line) for line in commits.read_text().splitlines()]
+            for r in records:
+                if r["id"] == 3:
+                    name, offset, length = r["part"]
+                    with open(root / "parts" / name, "rb") as f:
+                        f.seek(offset)
+                        table = pq.read_table(io.BytesIO(f.read(length)))
+                    pq.write_table(table, root / "parts" / "g-indexed.parquet", write_page_index=True)
+                    r["part"] = ["g-indexed.parquet", 0, (root / "parts" / "g-indexed.parquet").stat().st_size]
+            commits.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return merge(spec, plan, fs, layout, write_final)
+
+    monkeypatch.setattr(local, "merge", with_a_page_index)
+    quiet_run(tabular.write(**spec("parquet")))
+    out = pq.ParquetFile(tabular.final("out.parquet"))
+    assert out.metadata.num_row_groups == 30 and out.read()["double"].to_pylist() == [2 * v for v in range(300)]
 
 
 def test_parquet_dataset_is_a_folder_of_ordered_parts(tabular):
@@ -128,3 +193,27 @@ def test_list_results_as_csv_get_a_result_column(job):
     job.script(LIST)
     quiet_run(job.write(output={"format": "csv"}))
     assert job.final().read_text().splitlines() == ["result", "0", "1", "2", "3"]
+
+
+FRAMES = {
+    "floats and a categorical": lambda: pd.DataFrame({"x": [0.5, 1.5, -2.0], "y": [1.0, 2.0, 3.0]}).assign(
+        label=pd.Categorical.from_codes([0, 1, 0], ["a", "b"])),
+    "NaN and float32, ints, bools": lambda: pd.DataFrame({"a": [1.0, float("nan"), 3.0], "b": np.float32([1, 2, 3]),
+                                                          "i": [1, 2, 3], "t": [True, False, True]}),
+    "inf and a zoned time": lambda: pd.DataFrame({"a": [float("inf"), -float("inf"), 0.0], "ts": pd.to_datetime(
+        ["2020-01-01", None, "2021-01-01"], utc=True)}),
+    "text, an object column": lambda: pd.DataFrame({"a": [1.0, 2.0], "s": ["x", "y"], "o": [{"k": 1}, None]}),
+    "nullable dtypes, an index": lambda: pd.DataFrame({"a": [1.0, 2.0], "n": pd.array([1, None], dtype="Int64"),
+                                                       "f": pd.array([1.5, None], dtype="Float64")}, index=[5, 7]),
+    "no rows": lambda: pd.DataFrame({"a": np.array([], dtype=float)}),
+    "names that are no text": lambda: pd.DataFrame({0: [1.0], 1: [2.0]}),
+}
+
+
+@pytest.mark.parametrize("name", FRAMES)
+def test_a_result_frame_becomes_the_table_pyarrow_makes_of_it(name):
+    """outputs.from_pandas skips pyarrow's NaN scan of floats without NaN: the same table and metadata."""
+    frame = FRAMES[name]()
+    expected = pa.Table.from_pandas(frame, preserve_index=False)
+    table = from_pandas(frame)
+    assert table.equals(expected) and table.schema.equals(expected.schema, check_metadata=True)

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from parallelrun.runner.parquetjoin import Joiner, NotJoinable, _struct, footer
+from parallelrun.runner.parquetjoin import Joiner, NotJoinable, _struct, footer, read_footer, row_group_rows
 
 
 def parquet(frame: pd.DataFrame, **options) -> bytes:
@@ -85,3 +85,21 @@ def test_a_page_index_is_refused_its_page_locations_would_point_into_the_wrong_f
 def test_nothing_to_join():
     with pytest.raises(NotJoinable):
         Joiner(io.BytesIO()).close()
+
+
+@pytest.mark.parametrize("columns, row_group", [(1, 300), (20, 7)])  # a footer of ~1 KiB; of ~300 KiB: two reads
+def test_row_counts_come_from_the_footer_alone(columns, row_group):
+    data = parquet(pd.DataFrame({f"c{i}": np.arange(1000) for i in range(columns)}), row_group_size=row_group)
+    f = io.BytesIO(data)
+    meta, length = read_footer(f)
+    assert length == len(data) - 8 - footer(data)[1]
+    expected = pq.ParquetFile(io.BytesIO(data)).metadata
+    assert row_group_rows(meta) == [expected.row_group(g).num_rows for g in range(expected.num_row_groups)]
+    assert sum(row_group_rows(meta)) == 1000
+
+
+def test_row_counts_of_an_empty_file_and_of_no_parquet():
+    assert sum(row_group_rows(read_footer(io.BytesIO(parquet(frame(0, 0))))[0])) == 0
+    for data in (b"", b"PAR1", b"x" * 100, b"PAR1" + b"\xff\xff\xff\x7fPAR1"):
+        with pytest.raises(NotJoinable, match="not a Parquet file"):
+            read_footer(io.BytesIO(data))

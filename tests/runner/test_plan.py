@@ -1,5 +1,9 @@
 """Planning: deterministic mini-batches from any fsspec URL, balanced shards, plan round trip."""
 
+import dataclasses
+import subprocess
+import sys
+
 import fsspec
 import numpy as np
 import pandas as pd
@@ -8,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.plan import (MiniBatch, PlanError, make_plan, read_plan, read_shard, shard,
+from parallelrun.runner.parquetjoin import read_footer
+from parallelrun.runner.plan import (FileBatches, Listing, MiniBatch, PlanError, make_plan, read_plan, read_shard, shard,
                                      shards_with_work, write_plan)
 from parallelrun.runner.readers import Reader
 from parallelrun.runner.spec import load_spec
@@ -112,6 +117,47 @@ def test_parquet_large_row_group_is_split_and_read_exactly(tmp_path):
     assert got == list(range(1000)) + list(range(10))
 
 
+def test_parquet_is_planned_from_the_footers_without_loading_pyarrow_or_numpy(tmp_path):
+    write_parquet(tmp_path / "a.parquet", 1000, 100)
+    code = f"""
+import sys
+from parallelrun.runner.plan import make_plan
+from parallelrun.runner.spec import load_spec
+spec = load_spec({{"spec": {{"input": {{"uri": {str(tmp_path)!r}, "type": "tabular", "format": "parquet"}},
+                 "code": {{"entryScript": "s.py"}}, "output": {{"uri": "/tmp/o/"}}, "miniBatchSize": 250}}}})
+print([mb.rows for mb in make_plan(spec).mini_batches], [m for m in sys.modules if m in ("pyarrow", "numpy", "pandas")])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[(0, 200), (200, 400), (400, 600), (600, 800), (800, 1000)] []"
+
+
+def test_past_its_budget_of_footer_bytes_pyarrow_reads_them_with_the_same_plan(tmp_path, monkeypatch):
+    import parallelrun.runner.plan as planning
+
+    for name, rows, group in (("a", 1000, 100), ("b", 1000, 1000), ("c", 10, 3)):
+        write_parquet(tmp_path / f"{name}.parquet", rows, group)
+    spec = spec_for(str(tmp_path), "tabular", input={"format": "parquet"}, miniBatchSize=300)
+    in_python = make_plan(spec).mini_batches
+    made = []
+
+    class OneFooterInPython(planning._RowGroupRows):
+        def __init__(self):
+            super().__init__(python_bytes=1)
+            made.append(self)
+
+    monkeypatch.setattr(planning, "_RowGroupRows", OneFooterInPython)
+    assert make_plan(spec).mini_batches == in_python
+    with open(tmp_path / "a.parquet", "rb") as f:  # the first file's footer; b's and c's went to pyarrow
+        assert made[0].parsed == read_footer(f)[1]
+
+
+def test_a_parquet_file_that_is_none_fails_planning_naming_it(tmp_path):
+    write_parquet(tmp_path / "a.parquet", 10, 10)
+    (tmp_path / "b.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(PlanError, match=r"cannot read .*b\.parquet as parquet"):
+        make_plan(spec_for(str(tmp_path), "tabular", input={"format": "parquet"}))
+
+
 def write_csv(path, rows):
     pd.DataFrame({"id": range(rows), "text": [f"row {i}" for i in range(rows)]}).to_csv(path, index=False)
 
@@ -186,6 +232,17 @@ def test_shards_are_contiguous_balanced_and_cover_everything():
     assert [s.count for s in few] == [1, 1, 0, 0] and shards_with_work(2, 4) == 2
     skewed = shard([MiniBatch(id=i, size=s, items=1, files=(str(i),)) for i, s in enumerate([100, 1, 1, 1])], 4)
     assert [s.count for s in skewed] == [1, 1, 1, 1]  # no shard left idle while there is work
+
+
+@pytest.mark.parametrize("count", [1, 3, 7, 40])
+def test_files_and_tabular_plans_are_sharded_alike(count):
+    """A files plan is sharded from its numpy columns, a tabular one in Python: the same cuts."""
+    sizes = [0, 7, 1, 1, 300, 2, 0, 0, 5, 64, 1, 1, 9, 30, 2, 2, 2, 8, 0, 1]
+    listing = Listing([f"f{i}" for i in range(len(sizes))], sizes, [None] * len(sizes))
+    files = FileBatches(listing, 2)
+    assert shard(files, count) == shard(list(files), count)
+    unknown = [dataclasses.replace(mb, items=None) if mb.id % 3 else mb for mb in files]  # csv cut by size
+    assert [s.items for s in shard(unknown, 2)] == [None, None]
 
 
 def test_plan_is_deterministic_and_round_trips(tmp_path):
