@@ -20,9 +20,11 @@ rounds, with the same emulator and driver: both sets of rounds meet the same mac
 `--profile DIR` samples the operator process with py-spy during each measured window
 (`pip install py-spy`), writing collapsed stacks (DIR/round-N.txt) and the top functions.
 
-kmock finds the object of a get, patch or create by scanning every object it holds,
-so each call costs more than the one before. By default the emulator looks objects up
-by key instead, as an API server does; `--kmock-scan` keeps kmock's scan. `--floor`
+kmock finds the object of a get, patch or create by scanning every object it holds, and
+routes each request by passing every request in flight through each reaction's filters,
+so each call costs more than the one before and more the more calls are in flight. By
+default the emulator looks objects up by key and routes a request by its own fields, as an
+API server does; `--kmock-scan` keeps kmock's scans. `--floor`
 measures the emulator alone: `--schedules` PipelineRuns created at once by this process
 over HTTP, no operator, the time until each create was served.
 
@@ -103,11 +105,34 @@ def keyed_lookups() -> None:
     bench_operator.timed_cluster_class = lambda: KeyedCluster
 
 
+def direct_routing() -> None:
+    """Make kmock's routing ask whether a reaction takes a request from the request alone: its
+    reactions are filters over the handler, so a request is among a reaction's requests when
+    every filter of the chain accepts it; kmock finds out by filtering every request in flight."""
+    from kmock._internal import dsl, rendering
+
+    scanning = dsl.View.__contains__
+
+    def contains(view, item) -> bool:
+        if isinstance(item, rendering.Request):
+            node, criteria = view, []
+            while type(node) in (dsl.Filter, dsl.Priority):
+                if type(node) is dsl.Filter:
+                    criteria.append(node.criteria)
+                node = node._source
+            if isinstance(node, dsl.Root):  # a request being routed is in the handler's history
+                return all(criterion(item) for criterion in criteria)
+        return scanning(view, item)
+
+    dsl.View.__contains__ = contains
+
+
 async def serve_emulator(kmock_scan: bool) -> None:
     """Print the emulator's URL, then answer stdin: `mark` starts counting the API calls,
     `calls` prints those since the mark (JSON); end of input stops it."""
     if not kmock_scan:
         keyed_lookups()
+        direct_routing()
     async with bench_operator.emulated_cluster(False) as (cluster, _):
         print(cluster.url, flush=True)
         mark = 0
@@ -332,7 +357,7 @@ def main() -> int:
         logging.basicConfig(level=logging.WARNING, filename=LOGS / "emulator.log")
         asyncio.run(serve_emulator(args.kmock_scan))
         return 0
-    print(f"emulator: {'kmock scanning every object' if args.kmock_scan else 'objects looked up by key'}, "
+    print(f"emulator: {'kmock scanning' if args.kmock_scan else 'objects looked up by key, requests routed directly'}, "
           f"in its own process; operator in its own process; logs in {LOGS}")
     return asyncio.run(floor(args) if args.floor else rounds(args))
 
