@@ -13,7 +13,9 @@ status.handledUntil (its loop is running), the round waits for `--slots` minute
 boundaries plus `--grace` seconds. Each run's lag is its creationTimestamp, set by the
 emulator when the create call arrives, minus its slot (the parallelrun.dev/scheduled-time
 annotation). Printed per round: runs expected and found, lag median / p99 / max, how many
-were created within 2 s, the API calls the operator made meanwhile, and the load average.
+were created within 2 s, the CPU seconds the operator and the emulator used from the first
+slot to its last run and to the end (/proc, sampled every 0.1 s), the API calls the
+operator made meanwhile, and the load average.
 
 `--before COMMIT` runs the operator of an earlier commit (bench/earlier.py) in alternate
 rounds, with the same emulator and driver: both sets of rounds meet the same machine.
@@ -197,6 +199,29 @@ def operator_process(url: str, before: str | None, log: Path):
             process.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def sample_cpu(pids: tuple[int, int], until: float, every: float = 0.1) -> list[tuple[float, float, float]]:
+    """(time, CPU seconds of each of the two processes) every `every` seconds until `until`."""
+    samples = []
+    while time.time() < until:
+        samples.append((time.time(), *(cpu_seconds(pid) for pid in pids)))
+        await asyncio.sleep(every)
+    return samples
+
+
+def cpu_between(samples: list[tuple[float, float, float]], start: float, end: float) -> tuple[float, float]:
+    """The CPU seconds each process used between two times (the samples nearest to them)."""
+    first = min(samples, key=lambda s: abs(s[0] - start))
+    last = min(samples, key=lambda s: abs(s[0] - end))
+    return last[1] - first[1], last[2] - first[2]
+
+
 def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds) + 1), "--rate", "200",
@@ -255,19 +280,23 @@ async def one_round(args: argparse.Namespace, number: int, before: str | None) -
             profile = start_profile(operator.pid, end - time.time(), LOGS / f"round-{number}.txt") \
                 if args.profile else None
             load = os.getloadavg()[0]
-            await asyncio.sleep(end - time.time())
+            cpu = await sample_cpu((operator.pid, emulator.process.pid), end)
             calls = json.loads(emulator.ask("calls"))
-            lags = []
+            lags, last = [], first_slot
             for r in await listed(api, "pipelineruns"):
                 slot = parse(r["metadata"]["annotations"]["parallelrun.dev/scheduled-time"])
                 if slot.timestamp() >= first_slot:
-                    lags.append((parse(r["metadata"]["creationTimestamp"]) - slot).total_seconds())
+                    created = parse(r["metadata"]["creationTimestamp"]).timestamp()
+                    lags.append(created - slot.timestamp())
+                    last = max(last, created) if slot.timestamp() == first_slot else last
             if profile is not None:
                 profile.wait()
     finally:
         await api.close()
         emulator.close()
-    return {"code": before or "this code", "setup": setup, "lags": lags, "calls": calls, "load": load}
+    return {"code": before or "this code", "setup": setup, "lags": lags, "calls": calls, "load": load,
+            "cpu_burst": cpu_between(cpu, first_slot, last), "cpu_window": cpu_between(cpu, first_slot, end),
+            "burst": last - first_slot}
 
 
 def report(args: argparse.Namespace, number: int, r: dict) -> None:
@@ -276,6 +305,9 @@ def report(args: argparse.Namespace, number: int, r: dict) -> None:
     print(f"round {number} ({r['code']}), load average {r['load']:.1f}: {args.schedules} schedules running "
           f"{r['setup']:.1f} s after their creation began; runs: {len(lags)} of {expected}, created within 2 s of "
           f"the slot: {within} ({100 * within / max(expected, 1):.1f}%)" + (f"; lag {summary(lags)}" if lags else ""))
+    (op, emu), (op_all, emu_all) = r["cpu_burst"], r["cpu_window"]
+    print(f"  CPU seconds from the first slot to its last run ({r['burst']:.2f} s): operator {op:.2f}, emulator "
+          f"{emu:.2f}; to the end ({args.grace:.0f} s after the last slot): operator {op_all:.2f}, emulator {emu_all:.2f}")
     print("  operator's API calls while measured: " + ", ".join(f"{n} {k}" for k, n in r["calls"][:8]), flush=True)
     if args.profile and (LOGS / f"round-{number}.txt").exists():
         print("\n".join("  " + line for line in top_functions(LOGS / f"round-{number}.txt")), flush=True)
@@ -296,7 +328,9 @@ async def rounds(args: argparse.Namespace) -> int:
         worst = [max(r["lags"], default=float("nan")) for r in mine]
         print(f"{code or 'this code'}: {len(mine)} rounds; within 2 s: " + ", ".join(f"{100 * w:.1f}%" for w in within)
               + "; median lag " + ", ".join(f"{m:.2f}" for m in medians) + " s; max lag "
-              + ", ".join(f"{w:.2f}" for w in worst) + " s")
+              + ", ".join(f"{w:.2f}" for w in worst) + " s; operator CPU seconds from the slot to its last run "
+              + ", ".join(f"{r['cpu_burst'][0]:.2f}" for r in mine) + "; load average "
+              + ", ".join(f"{r['load']:.1f}" for r in mine))
         if code is None:
             ok = all(len(r["lags"]) == expected and max(r["lags"]) <= 2.0 for r in mine)
     print(f"{'PASS' if ok else 'MISS'}  every run of {args.schedules} schedules created within 2 s of its slot")

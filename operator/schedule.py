@@ -2,13 +2,14 @@
 
 Each look: load the spec (invalid: the InvalidSchedule condition, and wait for a new
 one), poll the data trigger when due (off the event loop), let `policy.decide` say
-what to do, delete and create the runs, then set the status, the memory included. The
-loop's writer posts its Events and persists the status behind it (`StatusWriter`): once
-no create of the operator is under way, only the latest status, never blocking the next
-slot. Runs are created before the memory moves, and a slot's run has one name, so a
-restart or a second replica in between meets 409 and adopts the run: never two runs
-for one slot. A data-arrival run carries the watermark it moves to (an
-annotation), so adopting it moves the watermark as far as its own files reached.
+what to do, delete and create the runs, then (once no create of the operator is under
+way: `CreatesFirst`) set the status, the memory included. The loop's writer posts its
+Events and persists the status behind it (`StatusWriter`): once no create of the
+operator is under way, only the latest status, never blocking the next slot. Runs are
+created before the memory moves, and a slot's run has one name, so a restart or a
+second replica in between meets 409 and adopts the run: never two runs for one slot. A
+data-arrival run carries the watermark it moves to (an annotation), so adopting it
+moves the watermark as far as its own files reached.
 
 Then it sleeps until the next slot or poll, or until woken: a change of the schedule
 (spec, run-now annotation) or of one of its runs. The clock is injectable (`Clock`).
@@ -138,6 +139,8 @@ class CreatesFirst:
             return await self.api.create(url_path, body)
 
     async def wait(self) -> None:
+        if self._idle.is_set():
+            return
         try:
             await asyncio.wait_for(self._idle.wait(), self.patience)
         except asyncio.TimeoutError:
@@ -229,6 +232,8 @@ class ScheduleLoop:
         for name in decision.delete:
             await self._delete(name)
         started = [firing for firing in decision.create if await self._create(spec, firing, watermark)]
+        if decision.create:
+            await self.creates.wait()  # the rest of the look after the creates of the other schedules' loops
         for firing in started:
             what = {"schedule": f"slot {rfc3339(firing.slot)}", "manual": "run-now",
                     "data": f"new files ({self._manifest(spec, firing.name)})"}[firing.trigger]
