@@ -86,11 +86,12 @@ class CreatesFirst:
     """The runs' creates of one operator go first: through a client of their own (`api`, logged in
     with the operator's by `connect`) on an event loop of their own, in a thread. Neither the
     operator's other calls nor kopf's reaction to a thousand new runs (on the operator's loop) queue
-    ahead of them, and the thread, waiting on the network most of the time, gets the interpreter
-    as soon as an answer arrives. Status writes and the new runs' reconcilers `wait` until no
-    create is under way (up to `patience`), so that when a thousand schedules fire at once their
-    runs are created first. At most `concurrency` creates are in flight at once; the rest queue
-    on the thread (an API server serves a few connections as fast as many)."""
+    ahead of them; the thread, waiting on the network most of the time, gets the interpreter
+    within the switch interval (5 ms) of an answer arriving. Status writes and the new runs'
+    reconcilers `wait` until no create is under way (up to `patience`), so that when a thousand
+    schedules fire at once their runs are created first. At most `concurrency` creates are in
+    flight at once; the rest queue on the thread (an API server serves a few connections as fast
+    as many)."""
 
     def __init__(self, patience: float = 10.0, concurrency: int = 16):
         self.api = KubeApi()
