@@ -20,7 +20,7 @@ import kopf
 
 from .aggregation import job_state, pod_state
 from .kube import KubeApi
-from .manifests import GROUP, LABEL_UID, PLURAL, VERSION
+from .manifests import FINALIZER, GROUP, LABEL_UID, PLURAL, VERSION
 from .metrics import PhaseGauge
 from .pipeline_manifests import LABEL_MANAGED_BY, LABEL_RUN_UID, MANAGED_BY
 from .pipeline_manifests import PLURAL as PIPELINE_PLURAL
@@ -46,7 +46,7 @@ class _QuietWakeUps(logging.Filter):
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
-    settings.persistence.finalizer = "parallelrun.dev/operator"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="parallelrun.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="parallelrun.dev")
     settings.posting.level = logging.WARNING  # Events: the reconciler's own, plus kopf's warnings and errors
@@ -77,7 +77,7 @@ async def login(memo: kopf.Memo, **kwargs) -> kopf.ConnectionInfo:
     if info is None:
         raise kopf.LoginError("no credentials: neither in a cluster nor a kubeconfig")
     await memo.services.api.connect(info)
-    await memo.schedule_creates.api.connect(info)  # the schedules' own client for creates (schedule.py)
+    await memo.schedule_creates.connect(info)  # the schedules' own client for creates (schedule.py)
     return info
 
 
@@ -162,6 +162,7 @@ async def run_pipeline(body: kopf.Body, memo: kopf.Memo, step_jobs_by_run: kopf.
                        step_batch_jobs_by_run: kopf.Index, step_pods_by_run: kopf.Index, logger: kopf.Logger,
                        **_) -> None:
     uid = body["metadata"]["uid"]
+    await memo.schedule_creates.wait()  # when many schedules fire at once, their runs are all created first
     reconciler = PipelineReconciler(
         body, memo.services, lambda: [*step_jobs_by_run.get(uid, ()), *step_batch_jobs_by_run.get(uid, ())],
         pods=lambda: step_pods_by_run.get(uid, ()), logger=logger)

@@ -29,6 +29,7 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 ANNOTATION_RUN_ID = "parallelrun.dev/run-id"
 ANNOTATION_SPEC_HASH = "parallelrun.dev/spec-hash"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+FINALIZER = "parallelrun.dev/operator"  # kopf's (handlers.configure); a schedule creates its runs with it
 
 SCORING, MERGE, SPEC = "scoring", "merge", "spec"
 CONTAINER = "runner"

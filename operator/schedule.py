@@ -2,13 +2,14 @@
 
 Each look: load the spec (invalid: the InvalidSchedule condition, and wait for a new
 one), poll the data trigger when due (off the event loop), let `policy.decide` say
-what to do, delete and create the runs, then set the status, the memory included. The
-loop's writer posts its Events and persists the status behind it (`StatusWriter`): once
-no create of the operator is under way, only the latest status, never blocking the next
-slot. Runs are created before the memory moves, and a slot's run has one name, so a
-restart or a second replica in between meets 409 and adopts the run: never two runs
-for one slot. A data-arrival run carries the watermark it moves to (an
-annotation), so adopting it moves the watermark as far as its own files reached.
+what to do, delete and create the runs, then (once no create of the operator is under
+way: `CreatesFirst`) set the status, the memory included. The loop's writer posts its
+Events and persists the status behind it (`StatusWriter`): once no create of the
+operator is under way, only the latest status, never blocking the next slot. Runs are
+created before the memory moves, and a slot's run has one name, so a restart or a
+second replica in between meets 409 and adopts the run: never two runs for one slot. A
+data-arrival run carries the watermark it moves to (an annotation), so adopting it
+moves the watermark as far as its own files reached.
 
 Then it sleeps until the next slot or poll, or until woken: a change of the schedule
 (spec, run-now annotation) or of one of its runs. The clock is injectable (`Clock`).
@@ -21,6 +22,7 @@ import copy
 import functools
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -36,7 +38,7 @@ from parallelrun.runner.schedules.spec import ScheduleSpec, ScheduleSpecError, l
 
 from . import metrics
 from .kube import ApiError, KubeApi, path
-from .manifests import GROUP, VERSION
+from .manifests import FINALIZER, GROUP, VERSION
 from .planning import secret_env
 from .schedule_status import invalid_status, schedule_status
 
@@ -81,28 +83,65 @@ def owner_uid(body: Mapping) -> str | None:
 
 
 class CreatesFirst:
-    """The runs' creates of one operator, through a client of their own (`api`, logged in with the
-    operator's): they never queue behind the operator's other calls for a connection. Status writes
-    wait for them (up to a bound), so that when a thousand schedules fire at once their runs are
-    created before any status is written."""
+    """The runs' creates of one operator go first: through a client of their own (`api`, logged in
+    with the operator's by `connect`) on an event loop of their own, in a thread. Neither the
+    operator's other calls nor kopf's reaction to a thousand new runs (on the operator's loop) queue
+    ahead of them; the thread, waiting on the network most of the time, gets the interpreter
+    within the switch interval (5 ms) of an answer arriving. Status writes and the new runs'
+    reconcilers `wait` until no create is under way (up to `patience`), so that when a thousand
+    schedules fire at once their runs are created first. At most `concurrency` creates are in
+    flight at once; the rest queue on the thread (an API server serves a few connections as fast
+    as many)."""
 
-    def __init__(self, patience: float = 10.0):
+    def __init__(self, patience: float = 10.0, concurrency: int = 16):
         self.api = KubeApi()
-        self.pending, self.patience = 0, patience
+        self.pending, self.patience, self.concurrency = 0, patience, concurrency
         self._idle = asyncio.Event()
         self._idle.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._slots: asyncio.Semaphore | None = None  # on the thread's loop
+
+    async def connect(self, info: kopf.ConnectionInfo) -> None:
+        """Log the client in (again: kopf logs in anew when the credentials expire)."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="schedule-creates", daemon=True)
+            self._thread.start()
+            self._slots = asyncio.Semaphore(self.concurrency)
+        await self._on_own_loop(self.api.connect(info))
+
+    async def close(self) -> None:
+        if self._loop is None:
+            return
+        await self._on_own_loop(self.api.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join)
+        self._loop.close()
+        self._loop = self._thread = None
+
+    def _on_own_loop(self, coroutine) -> asyncio.Future:
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
 
     async def create(self, url_path: str, body: dict) -> dict:
         self.pending += 1
         self._idle.clear()
         try:
-            return await self.api.create(url_path, body)
+            if self._loop is None:  # not logged in: the client says so
+                return await self.api.create(url_path, body)
+            return await self._on_own_loop(self._create(url_path, body))
         finally:
             self.pending -= 1
             if not self.pending:
                 self._idle.set()
 
+    async def _create(self, url_path: str, body: dict) -> dict:
+        async with self._slots:
+            return await self.api.create(url_path, body)
+
     async def wait(self) -> None:
+        if self._idle.is_set():
+            return
         try:
             await asyncio.wait_for(self._idle.wait(), self.patience)
         except asyncio.TimeoutError:
@@ -194,6 +233,8 @@ class ScheduleLoop:
         for name in decision.delete:
             await self._delete(name)
         started = [firing for firing in decision.create if await self._create(spec, firing, watermark)]
+        if decision.create:
+            await self.creates.wait()  # the rest of the look after the creates of the other schedules' loops
         for firing in started:
             what = {"schedule": f"slot {rfc3339(firing.slot)}", "manual": "run-now",
                     "data": f"new files ({self._manifest(spec, firing.name)})"}[firing.trigger]
@@ -270,6 +311,7 @@ class ScheduleLoop:
         body = build_run(spec, firing.name, firing.slot, firing.trigger, manifest=manifest, owner=owner,
                          watermark=watermark.text() if data and watermark else None)
         body["metadata"]["namespace"] = self.namespace
+        body["metadata"]["finalizers"] = [FINALIZER]  # kopf's: it adds it to a new run unless there (a PATCH a run)
         try:
             created = await self.creates.create(path(API_VERSION, RUNS, self.namespace), body)
             adopted = False

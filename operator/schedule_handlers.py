@@ -34,7 +34,7 @@ def configure_schedules(memo: kopf.Memo, **_) -> None:
 
 @kopf.on.cleanup()
 async def close_schedules(memo: kopf.Memo, **_) -> None:
-    await memo.schedule_creates.api.close()
+    await memo.schedule_creates.close()
 
 
 @kopf.index(GROUP, VERSION, RUNS, labels=SCHEDULED)

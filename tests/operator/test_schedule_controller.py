@@ -9,10 +9,12 @@ import asyncio
 import threading
 from datetime import datetime, timedelta, timezone
 
+import kmock
 import pytest
-from operator_harness import NAMESPACE, eventually
+from operator_harness import NAMESPACE, TEST_TOKEN, Cluster, eventually
 
 from parallelrun.operator.kube import path
+from parallelrun.operator.manifests import FINALIZER
 from parallelrun.runner.schedules.runs import RUN_NOW, SCHEDULED_TIME
 
 pytestmark = pytest.mark.timeout(60)
@@ -135,6 +137,39 @@ async def test_each_slot_creates_one_run_with_its_time(cluster, kube, scheduler,
     assert cluster.creations["pipelineruns", "nightly-202601050601"] == 1
     assert sample("parallelrun_schedule_runs_started_total", trigger="schedule") == started + 1
     assert sample("parallelrun_schedule_lag_seconds_count") == lags + 1
+
+
+async def test_runs_are_created_first_with_kopfs_finalizer(cluster, kube, scheduler, clock, monkeypatch):
+    """While a schedule's create is under way, a new PipelineRun's reconciler waits for it; the
+    schedule's run carries kopf's finalizer from its creation, so kopf has nothing to patch."""
+    release, held = asyncio.Event(), []
+    handle = Cluster._handle
+
+    async def hold_the_operators_run_creates(self, request):
+        if (request.action == kmock.action.CREATE and request.resource is not None
+                and request.resource.plural == "pipelineruns"
+                and request.headers.get("Authorization") != f"Bearer {TEST_TOKEN}"):
+            held.append(request.data["metadata"]["name"])
+            await release.wait()
+        return await handle(self, request)
+
+    monkeypatch.setattr(Cluster, "_handle", hold_the_operators_run_creates)
+    async with scheduler():
+        await create(kube, schedule())
+        await eventually(lambda: status(cluster).get("handledUntil"))
+        clock.move(MIN)
+        await eventually(lambda: held == ["nightly-202601050601"])
+        await kube.create(path(API, "pipelineruns", NAMESPACE), {
+            "apiVersion": API, "kind": "PipelineRun", "metadata": {"name": "manual", "namespace": NAMESPACE},
+            "spec": {"workdir": WORKDIR["path"], "steps": [{"name": "report", "container": {
+                "image": "busybox", "command": ["echo", "now"]}}]}})
+        await asyncio.sleep(1)
+        assert cluster.get("configmaps", "manual-spec") is None and cluster.get("jobs", "manual-report") is None
+        release.set()
+        await eventually(lambda: cluster.get("jobs", "manual-report"), timeout=20)
+        await eventually(lambda: cluster.get("jobs", "nightly-202601050601-report"), timeout=20)
+    assert cluster.get("pipelineruns", "nightly-202601050601")["metadata"]["finalizers"] == [FINALIZER]
+    assert not [p for m, p in cluster.writes if m == "PATCH" and p.endswith("/pipelineruns/nightly-202601050601")]
 
 
 async def test_missed_slots_after_downtime_run_the_latest_and_are_reported(cluster, kube, scheduler, clock):

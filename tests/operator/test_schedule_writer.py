@@ -1,14 +1,20 @@
-"""A schedule loop's StatusWriter on the emulator: the latest status is persisted, a removed
-field is removed, a refused patch is retried with the newest status, and creates go first."""
+"""A schedule loop's StatusWriter and CreatesFirst on the emulator: the latest status is
+persisted, a removed field is removed, a refused patch is retried with the newest status, and
+creates go first: from a thread of their own, a few at a time, while the operator's loop is busy."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
+import time
 
+import attrs
+import kmock
 import kopf
 import pytest
-from operator_harness import NAMESPACE, eventually
+from operator_harness import NAMESPACE, Cluster, eventually
 
 from parallelrun.operator import schedule
 from parallelrun.operator.kube import KubeApi, path
@@ -63,3 +69,70 @@ async def test_status_waits_for_the_creates_under_way(cluster, writer):
     writer.creates.pending = 0
     writer.creates._idle.set()
     await eventually(lambda: stored(cluster) == {"handledUntil": T1})
+
+
+@attrs.define(kw_only=True)
+class SlowCluster(Cluster):
+    """The emulator answering each create after `delay`; when each was answered, and the most in flight."""
+
+    delay: float = 0.02
+    in_flight: int = 0
+    most: int = 0
+    answered: list = attrs.field(factory=list)
+
+    async def _handle(self, request):
+        if request.action != kmock.action.CREATE:
+            return await super()._handle(request)
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+            return await super()._handle(request)
+        finally:
+            self.in_flight -= 1
+            self.answered.append(time.monotonic())
+
+
+@contextlib.contextmanager
+def served_from_a_thread(emulator: Cluster):
+    """The emulator on an event loop of its own, so that the test's loop can be kept busy; its URL."""
+    ready, box = threading.Event(), {}
+
+    async def serve() -> None:
+        async with emulator, kmock.Server(emulator):
+            emulator.resources.load_bundled()
+            box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
+            ready.set()
+            await box["stop"].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the emulator did not start"
+    try:
+        yield str(emulator.url)
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(10)
+
+
+async def test_creates_go_from_their_own_thread_a_few_at_a_time():
+    emulator = SlowCluster()
+    with served_from_a_thread(emulator) as url:
+        creates = CreatesFirst(concurrency=3)
+        await creates.connect(kopf.ConnectionInfo(server=url))
+        try:
+            tasks = [asyncio.create_task(creates.create(path("v1", "configmaps", NAMESPACE), {
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}", "namespace": NAMESPACE}}))
+                for i in range(12)]
+            await asyncio.sleep(0)  # each task hands its create over
+            assert creates.pending == 12
+            busy_until = time.monotonic() + 1.0
+            time.sleep(1.0)  # the operator's loop is busy (kopf reacting to a thousand new runs)
+            assert len(emulator.answered) == 12 and max(emulator.answered) < busy_until  # served meanwhile
+            assert emulator.most == 3
+            created = await asyncio.gather(*tasks)
+            assert [c["metadata"]["name"] for c in created] == [f"c{i}" for i in range(12)]
+            assert creates.pending == 0
+        finally:
+            await creates.close()
+    assert "schedule-creates" not in {t.name for t in threading.enumerate()}
