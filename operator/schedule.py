@@ -311,7 +311,7 @@ class ScheduleLoop:
         body = build_run(spec, firing.name, firing.slot, firing.trigger, manifest=manifest, owner=owner,
                          watermark=watermark.text() if data and watermark else None)
         body["metadata"]["namespace"] = self.namespace
-        body["metadata"]["finalizers"] = [FINALIZER]  # kopf's: it adds it to a new run unless there (a PATCH a run)
+        body["metadata"]["finalizers"] = [FINALIZER]  # kopf adds it to a new run that lacks it: a PATCH per run
         try:
             created = await self.creates.create(path(API_VERSION, RUNS, self.namespace), body)
             adopted = False

@@ -353,15 +353,11 @@ def _write_parquet(fs, layout: Layout, parts, schemas, schema, texts: list[str],
 def _send_parquet(joiner, fs, layout: Layout, mb: int, out) -> bool:
     """Join a part in a local file by reading its footer and sending its body; False where
     the joiner refuses it (nothing written then)."""
-    from .parquetjoin import MAGIC, NotJoinable, read_footer
+    from .parquetjoin import MAGIC, NotJoinable, read_file
 
     with _local_part(fs, layout, mb) as (f, offset, length):
         try:
-            meta, footer_length = read_footer(f, offset, offset + length)
-            f.seek(offset)
-            if f.read(len(MAGIC)) != MAGIC:
-                raise NotJoinable("not a Parquet file")
-            body = length - len(MAGIC) - footer_length - 8
+            meta, body = read_file(f, offset, offset + length)
             joiner.add_body(meta, body, lambda out: _send(out, f, offset + len(MAGIC), body, layout, mb))
         except NotJoinable:
             return False

@@ -11,6 +11,7 @@ fields this module does not know are kept as they are.
 
 from __future__ import annotations
 
+import io
 import struct
 from typing import NamedTuple
 
@@ -151,15 +152,15 @@ def _struct(fields: list[Field]) -> bytes:
 # -- joining -----------------------------------------------------------------------------
 
 
-def footer(data: bytes) -> tuple[list[Field], int]:
-    """A Parquet file's FileMetaData and where its footer starts (the end of its body)."""
-    if len(data) < 12 or data[:4] != MAGIC or data[-4:] != MAGIC:
+def read_file(f, start: int = 0, end: int | None = None) -> tuple[list[Field], int]:
+    """The FileMetaData of the Parquet file f[start:end] (as read_footer) and the size of its
+    body, the bytes between its leading PAR1 and its footer; both PAR1 checked."""
+    end = f.seek(0, 2) if end is None else end
+    meta, length = read_footer(f, start, end)
+    f.seek(start)
+    if f.read(len(MAGIC)) != MAGIC:
         raise NotJoinable("not a Parquet file")
-    length = struct.unpack_from("<I", data, len(data) - 8)[0]
-    start = len(data) - 8 - length
-    if start < 4:
-        raise NotJoinable("not a Parquet file: its footer is longer than the file")
-    return _Reader(data[start:len(data) - 8]).struct(), start
+    return meta, end - start - len(MAGIC) - length - 8
 
 
 def read_footer(f, start: int = 0, end: int | None = None) -> tuple[list[Field], int]:
@@ -172,8 +173,10 @@ def read_footer(f, start: int = 0, end: int | None = None) -> tuple[list[Field],
     f.seek(max(start, end - _TAIL))
     tail = f.read(end - f.tell())
     length = struct.unpack_from("<I", tail, len(tail) - 8)[0]
-    if tail[-4:] != MAGIC or length > end - start - 12:
+    if tail[-4:] != MAGIC:
         raise NotJoinable("not a Parquet file")
+    if length > end - start - 12:
+        raise NotJoinable("not a Parquet file: its footer is longer than the file")
     if length + 8 > len(tail):
         f.seek(end - 8 - length)
         tail = f.read(length + 8)
@@ -181,7 +184,7 @@ def read_footer(f, start: int = 0, end: int | None = None) -> tuple[list[Field],
 
 
 def row_group_rows(meta: list[Field]) -> list[int]:
-    """The number of rows of each row group, from a FileMetaData (footer, read_footer)."""
+    """The number of rows of each row group, from a FileMetaData (read_file, read_footer)."""
     groups = _get(meta, _FILE_ROW_GROUPS)
     return [_get(g, _RG_NUM_ROWS) for g in groups[1]] if groups is not None else []
 
@@ -235,8 +238,8 @@ class Joiner:
         self.position = 0
 
     def add(self, data: bytes) -> None:
-        meta, end = footer(data)
-        self.add_body(meta, end - len(MAGIC), lambda out: out.write(memoryview(data)[len(MAGIC):end]))
+        meta, body = read_file(io.BytesIO(data))
+        self.add_body(meta, body, lambda out: out.write(memoryview(data)[len(MAGIC):len(MAGIC) + body]))
 
     def add_body(self, meta: list[Field], size: int, write_body) -> None:
         """A file given by its FileMetaData and the size of its body (its bytes between its

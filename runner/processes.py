@@ -22,8 +22,8 @@ Being in a group of their own, the workers no longer receive the terminal's Ctrl
 Limits: a process that leaves the group on purpose (setsid, setpgid: a daemon) is not
 followed. PR_SET_PDEATHSIG fires when the *thread* that started the process ends, so a
 pool starts its zygote (and a new one should it die) from one thread that outlives it
-(ShardRunner does; the zygote has a single thread). The processes a worker started stay until the pool closes when that worker
-alone is killed (a run() timeout).
+(ShardRunner does; the zygote has a single thread). The processes a worker started
+stay until the pool closes when that worker alone is killed (a run() timeout).
 """
 
 from __future__ import annotations

@@ -263,7 +263,8 @@ def start_pool(spec: JobSpec, layout: Layout, index: int, *, scratch: str, log_d
 
 def preload_storage(spec: JobSpec) -> tuple[str, ...]:
     """What the workers' filesystems of the input and output import (adlfs for Azure Blob)."""
-    return tuple(dict.fromkeys(m for uri in (spec.input.uri, spec.input.manifest, spec.output.uri) if uri for m in filesystem_modules(uri)))
+    uris = [uri for uri in (spec.input.uri, spec.input.manifest, spec.output.uri) if uri]
+    return tuple(dict.fromkeys(module for uri in uris for module in filesystem_modules(uri)))
 
 
 def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_dir: str | None,

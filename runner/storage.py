@@ -30,12 +30,11 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from .contract import EXIT_CONFIG, PermanentError
 from .localfs import LOCAL_PROTOCOLS, LocalFS, local_path
 
 if TYPE_CHECKING:
     import fsspec
-
-from .contract import EXIT_CONFIG, PermanentError
 
 log = logging.getLogger("parallelrun.storage")
 

@@ -8,13 +8,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from parallelrun.runner.parquetjoin import Joiner, NotJoinable, _struct, footer, read_footer, row_group_rows
+from parallelrun.runner.parquetjoin import Joiner, NotJoinable, _struct, read_file, read_footer, row_group_rows
 
 
 def parquet(frame: pd.DataFrame, **options) -> bytes:
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, **options)
     return buf.getvalue()
+
+
+def footer(data: bytes) -> tuple[list, int]:
+    """A file's FileMetaData and where its footer starts (the end of its body)."""
+    meta, body = read_file(io.BytesIO(data))
+    return meta, 4 + body
 
 
 def frame(start: int, n: int = 1000) -> pd.DataFrame:
