@@ -28,6 +28,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from .layout import Layout
 from .records import DoneRecord
@@ -80,14 +81,27 @@ class PartGroup(_Group):
         self._chunks.append(data)
         self._added(len(data))
 
-    def write(self) -> tuple[str, list[tuple[int, int, int]]]:
-        """Publish the group as one file; returns its name (in the parts folder) and
-        (mini-batch, offset, length) of each part in it. The group is empty afterwards."""
+    def take(self) -> GroupFile:
+        """The parts held, as the file to publish (GroupFile.write); the group is empty afterwards."""
         name = f"g-{self.owner}-{uuid.uuid4().hex[:12]}.{self.layout.part_ext}"
-        write_atomic(self.fs, posixpath.join(self.layout.parts_dir, name), b"".join(self._chunks), durable=True)
-        entries = self._entries
+        group = GroupFile(self.fs, posixpath.join(self.layout.parts_dir, name), self._chunks, self._entries)
         self._chunks, self._entries, self.count, self.bytes = [], [], 0, 0
-        return name, entries
+        return group
+
+
+class GroupFile(NamedTuple):
+    """A group of parts taken from a PartGroup, to be published as one file."""
+
+    fs: object
+    path: str
+    chunks: list[bytes]
+    entries: list[tuple[int, int, int]]  # (mini-batch, offset, length) of each part
+
+    def write(self) -> tuple[str, list[tuple[int, int, int]]]:
+        """Publish the file (whole or not at all, durably); returns its name (in the parts
+        folder) and the entries."""
+        write_atomic(self.fs, self.path, self.chunks, durable=True)
+        return posixpath.basename(self.path), self.entries
 
 
 class CommitLog(_Group):

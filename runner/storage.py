@@ -150,8 +150,8 @@ def join(*parts: str) -> str:
     return posixpath.join(*parts)
 
 
-def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, durable: bool = False) -> None:
-    """Publish `data` at `path` whole or not at all.
+def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes | list[bytes], durable: bool = False) -> None:
+    """Publish `data` (bytes, or a list of them back to back) at `path` whole or not at all.
 
     An object store's single put is atomic (and durable) already: one request; on a
     local or mounted disk the bytes go to a temporary name in the same folder and are
@@ -166,7 +166,8 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, durable:
             tmp = temporary_name(path)
             try:
                 with open(tmp, "wb") as f:
-                    f.write(data)
+                    for chunk in [data] if isinstance(data, bytes) else data:  # a list is not joined first
+                        f.write(chunk)
                     if durable:
                         f.flush()
                         os.fsync(f.fileno())
@@ -175,7 +176,7 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, durable:
                 _discard_local(tmp)
                 raise
         else:
-            fs.pipe_file(path, data)
+            fs.pipe_file(path, data if isinstance(data, bytes) else b"".join(data))
     except Exception as e:  # noqa: BLE001 - classified, else raised unchanged
         _raise_classified(e, display_path(fs, path))
 

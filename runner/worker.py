@@ -20,7 +20,8 @@ mini-batches ahead (their files fetched concurrently) while run() computes the c
 one; input on a local disk is read when its turn comes (no wait to hide). Parts are kept in a
 PartGroup (commits.py) and written a group at a time: when it is full or old, when
 no mini-batch comes within IDLE_FLUSH_SECONDS, or at once when the shard said that no
-more are coming for now (its last ones are not kept waiting).
+more are coming for now (its last ones are not kept waiting); a writer thread publishes
+each group while run() goes on with the next mini-batches.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .commits import PartGroup
+from .commits import GroupFile, PartGroup
 from .layout import Layout
 from .outputs import ResultError, encode_part, result_length, schema_to_text
 from .plan import MiniBatch, Plan
@@ -288,8 +289,8 @@ class _Worker:
         self.group = PartGroup(out_fs, layout, config.worker.replace(".", "-"))
         self.results: list[Ok | AttemptFailed] = []  # not yet reported
         self.first_result = 0.0  # when the oldest of them came
-        self.sending = threading.Lock()  # results and the pipe, shared with the reporter thread
-        self.refused = False  # the output refused a group of parts: nothing more is written
+        self.sending = threading.Lock()  # results and the pipe, shared with the reporter and writer threads
+        self.writer = _PartWriter(self._send)
         remote = not is_local(self.reader.fs)
         self.source = (_Prefetch(conn, self.reader, config.prefetch) if remote and config.prefetch
                        else _Inline(conn, self.reader))
@@ -309,7 +310,12 @@ class _Worker:
             if (slow or self.group.due()) and not self._write_parts():
                 return
         self._write_parts()
+        self.writer.wait()
         self._report()
+
+    def _send(self, message: Message) -> None:
+        with self.sending:
+            self.conn.send(message)
 
     def _result(self, result: Ok | AttemptFailed) -> None:
         with self.sending:
@@ -366,16 +372,54 @@ class _Worker:
             self.reader.cleanup(mb)
 
     def _write_parts(self) -> bool:
-        """Publish the group of parts held; False when the output cannot take it (reported)."""
-        if self.refused or not self.group.count:
-            return not self.refused
-        self._report()  # the shard learns of the mini-batches before where their parts are
-        try:
-            written = PartsWritten(*self.group.write())
-        except StorageError as e:  # the output cannot take the parts: no attempt can succeed
-            written = StorageFailed(str(e), e.transient)
-            self.refused = True
-        with self.sending:
-            self.conn.send(written)
-        return not self.refused
+        """Hand the group of parts held to the writer; False when the output refused a group (reported)."""
+        if self.group.count and not self.writer.refused:
+            self._report()  # the shard learns of the mini-batches before where their parts are
+            self.writer.submit(self.group.take())
+        return not self.writer.refused
 
+
+class _PartWriter:
+    """Publishes a worker's groups of parts on a thread of its own, one at a time, while
+    run() computes the next mini-batches: writing a group (a disk's fsync, an object
+    store's PUT) no longer holds scoring up. A group waits while the one before it is
+    written (two in memory at most); a group the output refuses stops the writes
+    (StorageFailed is sent, `refused` set). An unexpected error is raised in the worker's
+    thread at its next submit() or wait(), as it would have been had it written the group."""
+
+    def __init__(self, send):
+        self.send = send
+        self.refused = False
+        self._groups: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._error: BaseException | None = None
+        threading.Thread(target=self._write, name="parallelrun-writer", daemon=True).start()
+
+    def submit(self, group: GroupFile) -> None:
+        self.wait()
+        if not self.refused:
+            self._idle.clear()
+            self._groups.put(group)
+
+    def wait(self) -> None:
+        """Until the group being written (if any) is published or refused."""
+        self._idle.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _write(self) -> None:
+        while True:
+            group = self._groups.get()
+            try:
+                try:
+                    written = PartsWritten(*group.write())
+                except StorageError as e:  # the output cannot take the parts: no attempt can succeed
+                    written = StorageFailed(str(e), e.transient)
+                    self.refused = True
+                self.send(written)
+            except BaseException as e:  # noqa: BLE001 - a bug, or the pipe closed: raised in the worker's thread
+                self._error = e
+                return
+            finally:
+                self._idle.set()

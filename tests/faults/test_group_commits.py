@@ -94,7 +94,7 @@ def test_a_commit_cut_short_is_ignored_and_a_part_without_commit_is_not_read(tmp
     group = PartGroup(fs, layout, "0-0")
     group.add(0, b"zero\n")
     group.add(1, b"one\n")
-    name, entries = group.write()
+    name, entries = group.take().write()
     assert entries == [(0, 0, 5), (1, 5, 4)] and group.count == 0
     log = CommitLog(fs, layout, 0)
     log.stage(DoneRecord(0, "succeeded", 1, 1, 0, 1, part=(name, 0, 5)))
@@ -121,7 +121,7 @@ def test_a_commit_file_is_one_request_on_object_storage(tmp_path):
         group = PartGroup(fs, layout, "0-0")
         for mb in range(50):
             group.add(mb, f"{mb}\n".encode())
-        name, entries = group.write()
+        name, entries = group.take().write()
         log = CommitLog(fs, layout, 0)
         for mb, offset, length in entries:
             log.stage(DoneRecord(mb, "succeeded", 1, 1, 0, 1, part=(name, offset, length)))
