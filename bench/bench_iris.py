@@ -21,9 +21,14 @@ imports included on both sides):
 For each output format the two are run alternately `--repeat` times (baseline,
 parallelrun, baseline, ...) so that load from other users of the machine hits both
 alike; each pair's ratio is printed, and the median of the pair ratios is judged.
-Outputs are removed before each run (untimed). After the first pair the outputs are
+Outputs are removed, and the disk synced, before each run (untimed). After the first pair the outputs are
 compared: CSV byte for byte (sha256), Parquet by content (the same rows and values;
 row groups differ: parallelrun writes one per mini-batch).
+
+Each round also times the baseline's start-up alone (its imports and init(), no data):
+every process pays it before it scores a row, so it is serial. That time plus the rest
+of the baseline split over the processes at no cost is the start-up floor, printed as a
+ratio: what no runner that starts cold can beat on this machine.
 
     python bench/bench_iris.py                       # 10M rows, 5 pairs, csv and parquet
     python bench/bench_iris.py --rows 1000000 --repeat 3 --formats parquet --workdir /tmp/iris-bench
@@ -57,7 +62,8 @@ TARGET = 0.65
 
 def baseline(data_dir: str, model_dir: str, out: str) -> None:
     """The plain pipeline (runs in its own process: `bench_iris.py --baseline ...`); the
-    output's format follows its file name (.csv or .parquet)."""
+    output's format follows its file name (.csv or .parquet); OUT "-": its imports and
+    init() only (the start-up floor)."""
     import importlib.util
 
     import pyarrow as pa
@@ -70,6 +76,8 @@ def baseline(data_dir: str, model_dir: str, out: str) -> None:
     score = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(score)
     score.init()
+    if out == "-":
+        return
 
     files = sorted(str(p) for p in Path(data_dir).glob("*.parquet"))
     df = pq.read_table(files).to_pandas()
@@ -188,7 +196,7 @@ def compare(fmt: str, args, workdir: Path, data: Path, model: Path) -> float:
     print(f"\n== {fmt} output (load average {load()})")
     print(f"baseline:    {' '.join(base_cmd)}")
     print(f"parallelrun: {' '.join(pr_cmd)}", flush=True)
-    runs = [("baseline", base_cmd), ("parallelrun", pr_cmd)]
+    runs = [("baseline", base_cmd), ("parallelrun", pr_cmd), ("start-up", [*base_cmd[:-1], "-"])]
     if args.before:  # the same job through an earlier commit, in the same rounds
         runs.append((args.before, [sys.executable, "-m", "parallelrun.cli", *pr_cmd[len(parallelrun_command()):]]))
     earlier = pythonpath(args.before) if args.before else None
@@ -198,14 +206,15 @@ def compare(fmt: str, args, workdir: Path, data: Path, model: Path) -> float:
         for name, cmd in (runs if i % 2 == 0 else runs[::-1]):
             if name == "baseline":
                 base_out.unlink(missing_ok=True)
-            else:
+            elif name != "start-up":
                 shutil.rmtree(pr_dir, ignore_errors=True)
-            log = workdir / ("parallelrun.log" if name != "baseline" else "baseline.log")
+            os.sync()  # the last run's output reaches the disk now, not while this one runs
+            log = workdir / ("baseline.log" if name in ("baseline", "start-up") else "parallelrun.log")
             seconds, cpu = timed(cmd, log, earlier if name == args.before else None)
             times[name].append(seconds)
             cpus[name].append(cpu)
             extra = ""
-            if name != "baseline":
+            if name not in ("baseline", "start-up"):
                 log = log.read_text()
                 planned = re.search(r"Planned .* in ([\d.]+)s", log)
                 scored = re.search(r"time: ([\d.]+)s", log)
@@ -217,11 +226,17 @@ def compare(fmt: str, args, workdir: Path, data: Path, model: Path) -> float:
             print(f"{fmt} outputs: {same_output(fmt, base_out, pr_out)}")  # the last run's output, either version
     ratios = [p / b for p, b in zip(times["parallelrun"], times["baseline"])]
     ratio = median(ratios)
+    # Amdahl: every process imports pandas, pyarrow and the model's library and runs init()
+    # before it scores a row, so that part is serial; the rest, split over the processes at no cost.
+    floors = [(s + (b - s) / args.processes) / b for s, b in zip(times["start-up"], times["baseline"])]
     print(f"{fmt}: load average at the end {load()}")
     print(f"{fmt}: {args.rows:,} rows, {args.repeat} pairs: baseline median {median(times['baseline']):.2f} s "
           f"(CPU {median(cpus['baseline']):.2f} s), parallelrun median {median(times['parallelrun']):.2f} s "
           f"(CPU {median(cpus['parallelrun']):.2f} s); median pair ratio {ratio:.3f} (target <= {TARGET}); "
           f"pair ratios {', '.join(f'{r:.3f}' for r in sorted(ratios))}")
+    print(f"{fmt}: start-up floor: the baseline's imports and init() alone median {median(times['start-up']):.2f} s; "
+          f"that serial, the rest split over {args.processes} processes at no cost: median ratio {median(floors):.3f} "
+          f"(the least any {args.processes}-process runner that starts cold can reach here)")
     if args.before:
         early = [e / b for e, b in zip(times[args.before], times["baseline"])]
         print(f"{fmt}: {args.before} median {median(times[args.before]):.2f} s (CPU {median(cpus[args.before]):.2f} s); "
