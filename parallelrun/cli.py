@@ -351,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)")
     _add_schedule_commands(commands)
     args = parser.parse_args(argv)
+    if args.command == "run":  # the workers' zygote imports our modules while this process reads the job
+        from parallelrun.runner.zygote import start_early
+
+        start_early()
     from rich.console import Console
 
     console = Console(stderr=True, soft_wrap=True)  # a reason or a path stays on one line

@@ -2,7 +2,8 @@
 
 Spawning each worker cost a new interpreter importing our modules (0.15 CPU-s) and, for
 tabular input, pandas and pyarrow (0.3-0.5 CPU-s more). A pool instead starts one
-zygote: a plain `python -c` process with the pool's `sys.path`, that joins the pool's
+zygote (or boots the one `parallelrun run` started first thing, start_early(): it has
+imported our modules meanwhile): a plain `python -c` process with the pool's `sys.path`, that joins the pool's
 process group (processes.join_pool), takes the environment the pool's workers share
 (thread counts, model paths; never a worker's own CUDA_VISIBLE_DEVICES), imports the
 worker module and the pool's `preload` modules, then forks a worker per request. The
@@ -38,8 +39,9 @@ from typing import NamedTuple
 
 # Run by `python -c`: the pool's sys.path first (from the repository root, `./operator`
 # would otherwise shadow the standard library's), then the zygote.
-_BOOT = ("import sys; sys.path[:] = sys.argv[3:]; from parallelrun.runner.zygote import serve; "
-         "serve(int(sys.argv[1]), int(sys.argv[2]))")
+# Ctrl-C is ignored until the zygote leaves the terminal's process group (serve()).
+_BOOT = ("import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); sys.path[:] = sys.argv[3:]; "
+         "from parallelrun.runner.zygote import serve; serve(int(sys.argv[1]), int(sys.argv[2]))")
 
 
 class Boot(NamedTuple):
@@ -95,20 +97,24 @@ class Zygote:
     back. `running` holds the mini-batch each slot's worker has in run() (-1: none)."""
 
     def __init__(self, pgid: int | None, env: dict[str, str], preload: tuple[str, ...], slots: int):
-        fd = _shared_memory_fd()
+        global _early
+        spawned, _early = _early, None
+        if spawned is None or spawned[1].poll() is not None:
+            if spawned is not None:
+                _close_spawned(spawned)
+            spawned = _spawn()
+        self._control, self._process, fd = spawned
         try:
             os.ftruncate(fd, 8 * max(1, slots))
             self._map = mmap.mmap(fd, 8 * max(1, slots))
-            self.running = memoryview(self._map).cast("q")
-            for k in range(len(self.running)):
-                self.running[k] = -1
-            self._control, theirs = Pipe()
-            with theirs:
-                self._process = subprocess.Popen(
-                    [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(fd), *sys.path],
-                    pass_fds=(theirs.fileno(), fd), stdin=subprocess.DEVNULL)
+        except BaseException:
+            _close_spawned(spawned)
+            raise
         finally:
             os.close(fd)
+        self.running = memoryview(self._map).cast("q")
+        for k in range(len(self.running)):
+            self.running[k] = -1
         self._control.send(Boot(pgid, os.getpid(), env, preload))
         self.pid = self._process.pid
         self._asked = 0  # fork requests sent; the zygote answers them in order
@@ -180,6 +186,42 @@ class Zygote:
             self._process.wait()
 
 
+_early: tuple[Connection, subprocess.Popen, int] | None = None  # start_early()'s zygote, not yet booted
+
+
+def start_early() -> None:
+    """Start the first pool's zygote now, before the run's spec is read: it imports our
+    modules while this process imports its own and plans (`parallelrun run` calls it
+    first thing). The first Zygote made in this process boots it; where none is made,
+    it exits when this process does."""
+    global _early
+    if _early is None:
+        _early = _spawn()
+
+
+def _spawn() -> tuple[Connection, subprocess.Popen, int]:
+    """A zygote process waiting for its Boot: (our end of its control pipe, the process, the
+    memory for its `running` slots, sized at boot)."""
+    fd = _shared_memory_fd()
+    try:
+        control, theirs = Pipe()
+        with theirs:
+            process = subprocess.Popen([sys.executable, "-c", _BOOT, str(theirs.fileno()), str(fd), *sys.path],
+                                       pass_fds=(theirs.fileno(), fd), stdin=subprocess.DEVNULL)
+    except BaseException:
+        os.close(fd)
+        raise
+    return control, process, fd
+
+
+def _close_spawned(spawned: tuple[Connection, subprocess.Popen, int]) -> None:
+    control, process, _ = spawned
+    control.close()
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 def _shared_memory_fd() -> int:
     """A file for the `running` slots: anonymous memory on Linux, an unlinked temporary file elsewhere."""
     if hasattr(os, "memfd_create"):
@@ -211,16 +253,20 @@ def _lost() -> tuple[Connection, ForkedProcess]:
 def serve(control_fd: int, running_fd: int) -> None:
     """The zygote's loop: fork a worker per request, report each one's exit code."""
     control = Connection(control_fd)
-    running = memoryview(mmap.mmap(running_fd, 0)).cast("q")
-    os.close(running_fd)
-    boot: Boot = control.recv()
-    from .processes import join_pool
-
-    join_pool(boot.pgid, boot.parent_pid)  # dies with the pool's process, in the reaper's group
-    os.environ.update(boot.env)
     import importlib
 
-    from . import worker
+    from . import worker  # before the Boot: a zygote started early imports while its pool is made
+    from .processes import join_pool
+
+    try:
+        boot: Boot = control.recv()
+    except EOFError:  # started early, and no pool came: the process that started it ended
+        os._exit(0)
+    running = memoryview(mmap.mmap(running_fd, 0)).cast("q")  # sized by the pool before the Boot
+    os.close(running_fd)
+    join_pool(boot.pgid, boot.parent_pid)  # dies with the pool's process, in the reaper's group
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the workers' as in any Python process
+    os.environ.update(boot.env)
 
     for name in boot.preload:
         try:

@@ -4,14 +4,17 @@ each worker's own stays its own, and a zygote that dies is replaced with nothing
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from jobfolder import killing_script
 from rich.console import Console
 
+from parallelrun.runner import zygote
 from parallelrun.runner.local import run_local
 
-from .conftest import alive
+from .conftest import alive, wait_until
 
 # Records, as the entry script is imported, what the worker has loaded and who its parent is;
 # init() waits for the other worker (one could otherwise score everything alone), then draws
@@ -83,3 +86,49 @@ def test_a_killed_zygote_is_replaced_and_every_item_accounted(job, tmp_path, mon
     assert summary["items"] == {"succeeded": 10, "failed": 0}
     assert sorted(job.final().read_text().split()) == sorted(str(i) for i in range(10))
     assert Path(f"{calls}.killed").exists() and set(calls.read_text().split()) == set(names)
+
+
+def test_the_zygote_started_first_thing_forks_the_first_pools_workers(job, pids):
+    """`parallelrun run` starts a zygote before it reads the job (zygote.start_early): it
+    imports meanwhile, and the first pool boots it instead of starting another."""
+    job.files(4)
+    job.script(RECORDING)
+    zygote.start_early()
+    early = zygote._early[1].pid
+    summary = quiet_run(job.write(miniBatchSize=1))
+    assert summary["items"] == {"succeeded": 4, "failed": 0}
+    assert {s["parent"] for s in _seen(pids)} == {early} and zygote._early is None
+    assert not alive(early)
+
+
+def test_an_early_zygote_that_died_is_replaced(job, pids):
+    job.files(4)
+    job.script(RECORDING)
+    zygote.start_early()
+    early = zygote._early[1]
+    early.kill()
+    early.wait()
+    summary = quiet_run(job.write(miniBatchSize=1))
+    assert summary["items"] == {"succeeded": 4, "failed": 0}
+    [parent] = {s["parent"] for s in _seen(pids)}
+    assert parent != early.pid and zygote._early is None
+
+
+def test_an_early_zygote_ignores_ctrl_c_and_ends_quietly_with_its_process(tmp_path):
+    """No pool came (the job file was invalid, a pipeline ran no scoring step): the zygote
+    ends when the process that started it does, without a word; Ctrl-C in the terminal
+    reaches it too, and leaves it waiting."""
+    code = ("import os, signal, time\n"
+            "from parallelrun.runner import zygote\n"
+            "zygote.start_early()\n"
+            "pid = zygote._early[1].pid\n"
+            "time.sleep(0.5)\n"
+            "os.kill(pid, signal.SIGINT)\n"
+            "time.sleep(0.3)\n"
+            "print(pid, zygote._early[1].poll(), flush=True)\n"
+            "os._exit(0)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    pid, status = done.stdout.split()
+    assert status == "None"  # alive after Ctrl-C
+    assert done.returncode == 0 and done.stderr == ""
+    wait_until(lambda: not alive(int(pid)), 10, "the early zygote ended")
