@@ -260,7 +260,7 @@ def serve(control_fd: int, running_fd: int) -> None:
 
     try:
         boot: Boot = control.recv()
-    except EOFError:  # started early, and no pool came: the process that started it ended
+    except (EOFError, OSError):  # started early, and no pool came: the process that started it ended
         os._exit(0)
     running = memoryview(mmap.mmap(running_fd, 0)).cast("q")  # sized by the pool before the Boot
     os.close(running_fd)
@@ -285,13 +285,16 @@ def serve(control_fd: int, running_fd: int) -> None:
                 _drain(woken_r)
                 _reap(children)
                 continue
-            for ticket, config, slot in _requests(control):
-                if config is None:
-                    control.send(None)
-                    continue
-                inherited = (woken_r, woken_w, *children.values())  # the worker closes them
-                pid, status = _fork(control, config, running, slot, inherited, worker.worker_main)
-                children[pid] = status
+            try:
+                for ticket, config, slot in _requests(control):
+                    if config is None:
+                        control.send(None)
+                        continue
+                    inherited = (woken_r, woken_w, *children.values())  # the worker closes them
+                    pid, status = _fork(control, config, running, slot, inherited, worker.worker_main)
+                    children[pid] = status
+            except OSError:  # the pool closed the pipe before an answer went: nobody waits for it
+                os._exit(0)
 
 
 def _drain(fd: int) -> None:
@@ -333,7 +336,7 @@ def _requests(control: Connection) -> list[tuple]:
                 requests.append(message)
             if not control.poll():
                 break
-    except EOFError:
+    except (EOFError, OSError):  # closed (a socket closed with our answers unread: ECONNRESET)
         os._exit(0)
     return [(t, None, None) if t in cancelled else (t, c, s) for t, c, s in requests]
 
