@@ -2,11 +2,12 @@
 
 Spawning each worker cost a new interpreter importing our modules (0.15 CPU-s) and, for
 tabular input, pandas and pyarrow (0.3-0.5 CPU-s more). A pool instead starts one
-zygote (or boots the one `parallelrun run` started first thing, start_early(): it has
-imported our modules meanwhile): a plain `python -c` process with the pool's `sys.path`, that joins the pool's
-process group (processes.join_pool), takes the environment the pool's workers share
-(thread counts, model paths; never a worker's own CUDA_VISIBLE_DEVICES), imports the
-worker module and the pool's `preload` modules, then forks a worker per request. The
+zygote (or boots the one that `parallelrun run` started first thing, start_early(), and
+that imported our modules meanwhile): a plain `python -c` process with the pool's
+`sys.path`, that joins the pool's process group (processes.join_pool), takes the
+environment the pool's workers share (thread counts, model paths; never a worker's own
+CUDA_VISIBLE_DEVICES), imports the pool's `preload` modules, then forks a worker per
+request. The
 zygote runs no thread of ours; a native library's idle pool (OpenBLAS, when numpy is
 preloaded) is sized by the shared thread counts and is fork-safe. Nothing of the user's
 code and nothing CUDA-related is imported there: each worker sets its own environment,
