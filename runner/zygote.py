@@ -7,9 +7,8 @@ that imported our modules meanwhile): a plain `python -c` process with the pool'
 `sys.path`, that joins the pool's process group (processes.join_pool), takes the
 environment the pool's workers share (thread counts, model paths; never a worker's own
 CUDA_VISIBLE_DEVICES), imports the pool's `preload` modules, then forks a worker per
-request. The
-zygote runs no thread of ours; a native library's idle pool (OpenBLAS, when numpy is
-preloaded) is sized by the shared thread counts and is fork-safe. Nothing of the user's
+request. The zygote runs no thread of ours; a native library's idle pool (OpenBLAS, when
+numpy is preloaded) is sized by the shared thread counts and is fork-safe. Nothing of the user's
 code and nothing CUDA-related is imported there: each worker sets its own environment,
 then imports the entry script (worker.worker_main).
 
