@@ -1,0 +1,72 @@
+"""The local walk's stamps and the plan lines of a files input, against plain references."""
+
+import os
+
+import pytest
+
+from parallelrun.runner.plan import FileBatches, Listing, PlanError, _local_listing, make_plan
+from parallelrun.runner.spec import load_spec
+
+
+def spec_for(uri, **extra):
+    return load_spec({"spec": {"input": {"uri": uri, "type": "files"}, "code": {"entryScript": "s.py"},
+                               "output": {"uri": "/tmp/o/"}, **extra}})
+
+
+def reference(root):
+    """(path under root, size, mtime in ns) of every file os.walk finds outside `_` and `.` names, sorted."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+        for name in files:
+            if not name.startswith(("_", ".")):
+                stat = os.stat(os.path.join(folder, name))
+                found.append((os.path.relpath(os.path.join(folder, name), root), stat.st_size, stat.st_mtime_ns))
+    return sorted(found)
+
+
+def test_the_walk_stamps_every_file_as_os_stat_does_in_path_order(tmp_path):
+    names = ["a", "a.txt", "b/c", "b/d/e", "b/d0", "b/_skip/f", "b/.git/g", "c", "d/x", "d/y", "e", "f/g/h/i"]
+    for k, name in enumerate(names):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * k)
+        os.utime(path, ns=(k * 10**9 + 123, k * 10**9 + 456))
+    listing = _local_listing(str(tmp_path), None)
+    assert list(zip(listing.rels, listing.sizes, listing.versions)) == reference(tmp_path)
+    kept = _local_listing(str(tmp_path), lambda rel: rel != "b/d/e" and not rel.startswith("d/"))
+    assert kept.rels == ["a", "a.txt", "b/c", "b/d0", "c", "e", "f/g/h/i"]
+    assert kept.sizes == [names.index(rel) for rel in kept.rels]
+
+
+@pytest.mark.parametrize("count", [2, 3, 7])
+def test_the_plan_lines_of_several_files_a_mini_batch_are_their_json(count):
+    sizes = [5, 0, 12, 7, 1, 3, 9]
+    versions = [1700000000123456789, None, "0x8DC0E1", 3, None, "etag", 10**20]
+    files = FileBatches(Listing([f"d/f{i}" for i in range(7)], sizes, versions), count)
+    assert files.lines(0, len(files)) == "".join(mb.to_json() + "\n" for mb in files)
+    assert files.lines(1, len(files)) == "".join(mb.to_json() + "\n" for mb in files[1:])
+
+
+def test_a_file_removed_after_its_folder_was_read_is_listed_unstamped(tmp_path):
+    for name in ("a.bin", "b.bin", "c.bin"):
+        (tmp_path / name).write_bytes(b"abc")
+
+    def keep(rel):  # called between reading the folder and stamping its files
+        if rel == "b.bin":
+            os.remove(tmp_path / rel)
+        return True
+
+    listing = _local_listing(str(tmp_path), keep)
+    assert listing.rels == ["a.bin", "b.bin", "c.bin"]
+    assert listing.sizes == [3, 0, 3] and listing.versions[1] is None and isinstance(listing.versions[2], int)
+
+
+def test_an_entry_that_cannot_be_stamped_fails_planning_and_leaves_no_folder_open(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "ok.bin").write_bytes(b"x")
+    (tmp_path / "a" / "b" / "zloop").symlink_to("zloop")  # ELOOP: neither a file nor a folder
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(PlanError, match=r"^spec.input.uri: cannot list .*zloop"):
+        make_plan(spec_for(str(tmp_path)))
+    assert len(os.listdir("/proc/self/fd")) == before
