@@ -19,7 +19,7 @@ from .accounting import Counts, spec_threshold_exceeded
 from .commits import CommitLog, read_commits
 from .contract import CODE_DIR, CODE_DIR_ENV, PermanentError
 from .layout import Layout
-from .plan import MiniBatch, Plan, changed_sources
+from .plan import MiniBatch, Plan, changed_sources, plan_lines
 from .pool import Outcome, Placed, Returned, WorkerPool
 from .readers import Reader
 from .records import DoneRecord, ShardResult
@@ -96,11 +96,20 @@ class ShardRunner:
             if self._pool is not None:  # unused when nothing was left to do
                 self._pool.close()
 
-    def _run(self) -> ShardResult:
-        # The plan's lines go to the workers as they are (no encoding again per mini-batch).
+    def _plan_lines(self) -> tuple[list[MiniBatch], list[str]]:
+        """This shard's mini-batches and their lines of the plan: from the plan itself where it
+        was made in this process (local mode: not read back and parsed), else from storage."""
+        if self.plan.mini_batches is not None:
+            s = self.plan.shards[self.index]
+            return (self.plan.mini_batches[s.first:s.first + s.count],
+                    plan_lines(self.plan.mini_batches, s.first, s.first + s.count))
         lines = [line for line in self.fs.cat_file(self.layout.plan_shard(self.index)).decode().splitlines()
                  if line.strip()]
-        mini_batches = MiniBatch.many_from_json(lines)
+        return MiniBatch.many_from_json(lines), lines
+
+    def _run(self) -> ShardResult:
+        # The plan's lines go to the workers as they are (no encoding again per mini-batch).
+        mini_batches, lines = self._plan_lines()
         self._lines = {mb.id: line for mb, line in zip(mini_batches, lines)}
         pending = deque(self._resume(mini_batches))
         self.resumed = Counts(**vars(self.counts))  # committed by an earlier attempt

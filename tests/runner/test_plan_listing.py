@@ -4,8 +4,12 @@ import os
 
 import pytest
 
-from parallelrun.runner.plan import FileBatches, Listing, PlanError, _local_listing, make_plan
+from parallelrun.runner.layout import Layout
+from parallelrun.runner.plan import (FileBatches, Listing, MiniBatch, PlanError, _local_listing, make_plan, read_plan,
+                                     write_plan)
+from parallelrun.runner.shard import ShardRunner
 from parallelrun.runner.spec import load_spec
+from parallelrun.runner.storage import filesystem
 
 
 def spec_for(uri, **extra):
@@ -44,8 +48,9 @@ def test_the_plan_lines_of_several_files_a_mini_batch_are_their_json(count):
     sizes = [5, 0, 12, 7, 1, 3, 9]
     versions = [1700000000123456789, None, "0x8DC0E1", 3, None, "etag", 10**20]
     files = FileBatches(Listing([f"d/f{i}" for i in range(7)], sizes, versions), count)
-    assert files.lines(0, len(files)) == "".join(mb.to_json() + "\n" for mb in files)
-    assert files.lines(1, len(files)) == "".join(mb.to_json() + "\n" for mb in files[1:])
+    assert files.json_lines(0, len(files)) == [mb.to_json() for mb in files]
+    assert files.json_lines(1, len(files)) == [mb.to_json() for mb in files[1:]]
+    assert [MiniBatch.from_json(line) for line in files.json_lines(0, len(files))] == list(files)
 
 
 def test_a_file_removed_after_its_folder_was_read_is_listed_unstamped(tmp_path):
@@ -70,3 +75,25 @@ def test_an_entry_that_cannot_be_stamped_fails_planning_and_leaves_no_folder_ope
     with pytest.raises(PlanError, match=r"^spec.input.uri: cannot list .*zloop"):
         make_plan(spec_for(str(tmp_path)))
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+@pytest.mark.parametrize("kind", ["files", "csv"])
+def test_a_shard_takes_the_plan_made_in_its_process_as_it_would_read_it_back(tmp_path, kind):
+    """Local mode: the shards' mini-batches and lines come from the plan in memory, not parsed back from storage."""
+    (tmp_path / "in").mkdir()
+    for i in range(11):
+        (tmp_path / "in" / f"f{i:02d}.csv").write_text("a\n" + "".join(f"{j}\n" for j in range(i + 1)))
+    extra = {"input": {"format": "csv"}, "miniBatchSize": "8B"} if kind == "csv" else {"miniBatchSize": 2}
+    spec = load_spec({"spec": {"input": {"uri": str(tmp_path / "in"), "type": "files" if kind == "files" else "tabular",
+                                         **extra.pop("input", {})}, "code": {"entryScript": "s.py"},
+                               "output": {"uri": str(tmp_path / "out")}, "nodeCount": 3, **extra}})
+    fs, out = filesystem(str(tmp_path / "out"))
+    layout = Layout(out, "run-1")
+    planned = make_plan(spec)
+    write_plan(planned, fs, layout)
+    read_back = read_plan(fs, layout)
+    assert read_back.mini_batches is None
+    for s in planned.shards:
+        here = ShardRunner(spec, planned, fs, layout, s.index, scratch=str(tmp_path / "s"))._plan_lines()
+        stored = ShardRunner(spec, read_back, fs, layout, s.index, scratch=str(tmp_path / "s"))._plan_lines()
+        assert here == stored and len(here[0]) == s.count > 0
