@@ -54,15 +54,7 @@ def _run(args, console) -> int:
     doc = _read_resource(args.job)
     if doc is not None and doc.get("kind") == "PipelineRun":
         return _run_pipeline(args, doc, console)
-    if doc is None:  # its loader says why
-        return _run_job(args, console)
-    from parallelrun.runner import zygote
-
-    zygote.prestart()  # the first pool's zygote imports the workers' modules while this process imports and plans
-    try:
-        return _run_job(args, console)
-    finally:
-        zygote.discard()
+    return _run_job(args, console)
 
 
 def _run_pipeline(args, doc: dict, console) -> int:

@@ -20,12 +20,6 @@ int64 a worker slot) where a worker shows the mini-batch in run().
 A worker's parent is the zygote, the zygote's the pool's process: PR_SET_PDEATHSIG
 chains (the pool's process dies → the zygote → its workers), and all of them are in
 the reaper's group.
-
-The zygote imports the worker module before the pool's first message (Boot), so one can
-start ahead of its pool: `parallelrun run` calls prestart() first thing, and the zygote
-imports while the command imports the runner, reads the job and plans; the first Zygote
-then made in that process adopts it (without, it was ready 0.03-0.07 s after a small
-job's plan, and scoring waited for it).
 """
 
 from __future__ import annotations
@@ -44,14 +38,15 @@ from typing import NamedTuple
 
 # Run by `python -c`: the pool's sys.path first (from the repository root, `./operator`
 # would otherwise shadow the standard library's), then the zygote.
-_BOOT = ("import sys; sys.path[:] = sys.argv[4:]; from parallelrun.runner.zygote import serve; "
-         "serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))")
+_BOOT = ("import sys; sys.path[:] = sys.argv[3:]; from parallelrun.runner.zygote import serve; "
+         "serve(int(sys.argv[1]), int(sys.argv[2]))")
 
 
 class Boot(NamedTuple):
     """The zygote's first message."""
 
     pgid: int | None
+    parent_pid: int
     env: dict[str, str]
     preload: tuple[str, ...]
 
@@ -100,19 +95,21 @@ class Zygote:
     back. `running` holds the mini-batch each slot's worker has in run() (-1: none)."""
 
     def __init__(self, pgid: int | None, env: dict[str, str], preload: tuple[str, ...], slots: int):
-        self._process, self._control, fd = _adopt() or _spawn()
+        fd = _shared_memory_fd()
         try:
-            os.ftruncate(fd, 8 * max(1, slots))  # before Boot: the zygote maps it once Boot came
+            os.ftruncate(fd, 8 * max(1, slots))
             self._map = mmap.mmap(fd, 8 * max(1, slots))
             self.running = memoryview(self._map).cast("q")
             for k in range(len(self.running)):
                 self.running[k] = -1
-            self._control.send(Boot(pgid, env, preload))
-        except BaseException:
-            _stop(self._process, self._control)
-            raise
+            self._control, theirs = Pipe()
+            with theirs:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(fd), *sys.path],
+                    pass_fds=(theirs.fileno(), fd), stdin=subprocess.DEVNULL)
         finally:
             os.close(fd)
+        self._control.send(Boot(pgid, os.getpid(), env, preload))
         self.pid = self._process.pid
         self._asked = 0  # fork requests sent; the zygote answers them in order
         self._read = 0  # answers read
@@ -183,61 +180,6 @@ class Zygote:
             self._process.wait()
 
 
-_early: tuple[list[str], subprocess.Popen, Connection, int] | None = None  # prestart()'s: sys.path, then _spawn()'s
-
-
-def prestart() -> None:
-    """Start a zygote now, ahead of the pool that will use it: it imports the workers'
-    modules while this process goes on. The next Zygote made in this process with the same
-    sys.path adopts it; discard() stops it if none did. Call it from the thread that will
-    make that pool's zygote or outlive it (the main thread): the zygote dies with it."""
-    global _early
-    discard()
-    _early = (list(sys.path), *_spawn())
-
-
-def discard() -> None:
-    """Stop the zygote prestart() started, if no pool adopted it."""
-    global _early
-    early, _early = _early, None
-    if early is not None:
-        _, process, control, fd = early
-        os.close(fd)
-        _stop(process, control)
-
-
-def _adopt() -> tuple[subprocess.Popen, Connection, int] | None:
-    """prestart()'s zygote, if there is one and it has this process's sys.path (else it is stopped)."""
-    global _early
-    if _early is None or _early[0] != sys.path:
-        discard()
-        return None
-    early, _early = _early[1:], None
-    return early
-
-
-def _spawn() -> tuple[subprocess.Popen, Connection, int]:
-    """A zygote process waiting for its Boot, its control pipe, and the `running` memory's
-    descriptor (the pool sizes it before Boot)."""
-    fd = _shared_memory_fd()
-    try:
-        control, theirs = Pipe()
-        with theirs:
-            process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(fd), str(os.getpid()), *sys.path],
-                pass_fds=(theirs.fileno(), fd), stdin=subprocess.DEVNULL)
-    except BaseException:
-        os.close(fd)
-        raise
-    return process, control, fd
-
-
-def _stop(process: subprocess.Popen, control: Connection) -> None:
-    control.close()
-    process.kill()
-    process.wait()
-
-
 def _shared_memory_fd() -> int:
     """A file for the `running` slots: anonymous memory on Linux, an unlinked temporary file elsewhere."""
     if hasattr(os, "memfd_create"):
@@ -266,23 +208,19 @@ def _lost() -> tuple[Connection, ForkedProcess]:
 # -- the zygote process ------------------------------------------------------------
 
 
-def serve(control_fd: int, running_fd: int, parent_pid: int) -> None:
+def serve(control_fd: int, running_fd: int) -> None:
     """The zygote's loop: fork a worker per request, report each one's exit code."""
     control = Connection(control_fd)
-    from .processes import join_pool
-
-    join_pool(None, parent_pid)  # dies with the pool's process
-    from . import worker  # before Boot: a zygote started ahead of its pool (prestart) imports meanwhile
-
-    try:
-        boot: Boot = control.recv()
-    except EOFError:  # its process ended, or discarded it, before a pool adopted it
-        os._exit(0)
     running = memoryview(mmap.mmap(running_fd, 0)).cast("q")
     os.close(running_fd)
-    join_pool(boot.pgid, None)  # in the reaper's group
+    boot: Boot = control.recv()
+    from .processes import join_pool
+
+    join_pool(boot.pgid, boot.parent_pid)  # dies with the pool's process, in the reaper's group
     os.environ.update(boot.env)
     import importlib
+
+    from . import worker
 
     for name in boot.preload:
         try:

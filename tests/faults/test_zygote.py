@@ -3,17 +3,12 @@ each worker's own stays its own, and a zygote that dies is replaced with nothing
 
 import io
 import json
-import logging
 import os
-import signal
 from pathlib import Path
 
-import pytest
 from jobfolder import killing_script
 from rich.console import Console
 
-from parallelrun import cli
-from parallelrun.runner import zygote
 from parallelrun.runner.local import run_local
 
 from .conftest import alive
@@ -88,67 +83,3 @@ def test_a_killed_zygote_is_replaced_and_every_item_accounted(job, tmp_path, mon
     assert summary["items"] == {"succeeded": 10, "failed": 0}
     assert sorted(job.final().read_text().split()) == sorted(str(i) for i in range(10))
     assert Path(f"{calls}.killed").exists() and set(calls.read_text().split()) == set(names)
-
-
-def _spawned(monkeypatch) -> list:
-    """The zygote processes started from now on, as zygote._spawn made them."""
-    made = []
-
-    def spawn():
-        made.append(real())
-        return made[-1]
-
-    real = zygote._spawn
-    monkeypatch.setattr(zygote, "_spawn", spawn)
-    return made
-
-
-def test_a_prestarted_zygote_forks_the_first_pools_workers(job, pids, monkeypatch):
-    """`parallelrun run` starts the zygote first thing (it imports while the job is read and planned)."""
-    made = _spawned(monkeypatch)
-    job.files(4)
-    job.script(RECORDING)
-    zygote.prestart()
-    summary = quiet_run(job.write(miniBatchSize=1))
-    assert summary["items"] == {"succeeded": 4, "failed": 0}
-    [(early, _, _)] = made  # the pool made none of its own
-    assert {s["parent"] for s in _seen(pids)} == {early.pid} and early.poll() is not None
-    assert zygote._early is None
-
-
-def test_a_prestarted_zygote_of_another_sys_path_is_stopped_not_adopted(job, pids, monkeypatch, tmp_path):
-    made = _spawned(monkeypatch)
-    job.files(2)
-    job.script(RECORDING)
-    zygote.prestart()
-    monkeypatch.syspath_prepend(str(tmp_path / "elsewhere"))
-    summary = quiet_run(job.write(miniBatchSize=1))
-    assert summary["items"] == {"succeeded": 2, "failed": 0}
-    [(early, _, _), (used, _, _)] = made
-    assert early.returncode is not None  # stopped (and reaped) when the pool was made
-    assert {s["parent"] for s in _seen(pids)} == {used.pid}
-
-
-@pytest.fixture
-def command_in_process():
-    """cli.main here: its SIGTERM handler and log handlers are undone afterwards."""
-    sigterm, handlers = signal.getsignal(signal.SIGTERM), logging.getLogger().handlers[:]
-    yield cli.main
-    signal.signal(signal.SIGTERM, sigterm)
-    logging.getLogger().handlers[:] = handlers
-
-
-@pytest.mark.parametrize("problem", ["invalid", "reused"])
-def test_the_command_stops_the_zygote_it_prestarted_when_no_pool_took_it(job, monkeypatch, capsys, problem,
-                                                                          command_in_process):
-    made = _spawned(monkeypatch)
-    job.files(2)
-    job.script("def run(mini_batch):\n    return list(mini_batch)\n")
-    path = job.write(miniBatchSize=0 if problem == "invalid" else 1, allowReuse=True)
-    if problem == "reused":
-        assert command_in_process(["run", str(path)]) == 0
-        made.clear()
-    assert command_in_process(["run", str(path)]) == (2 if problem == "invalid" else 0)
-    assert "allowReuse" in capsys.readouterr().err or problem == "invalid"
-    [(early, _, _)] = made
-    assert early.returncode is not None and zygote._early is None
