@@ -433,7 +433,7 @@ def _local_listing(root: str, keep) -> Listing:
             folder, fd, above, runs = stack[-1]
             for run in runs:
                 if type(run) is list:
-                    _stamp(run, fd, listing)
+                    _stamp(run, len(folder), fd, listing)
                     continue
                 identity = _identity(os.stat(run, dir_fd=fd))
                 if identity not in above:
@@ -483,12 +483,12 @@ def _runs(fd: int, folder: str, keep) -> list[list[str] | str]:
     return runs
 
 
-def _stamp(rels: list[str], fd: int, listing: Listing) -> None:
-    """Append files of the folder open as `fd` to the listing, with their size and mtime in ns.
-    A dangling link (or a file removed since it was listed) is listed, as fsspec does, with
-    size 0 and no version: reading it fails."""
-    stat, skip = os.stat, len(rels[0]) - len(rels[0].rpartition("/")[2]) if rels else 0
-    sizes, versions = listing.sizes, listing.versions
+def _stamp(rels: list[str], skip: int, fd: int, listing: Listing) -> None:
+    """Append files of the folder open as `fd` (their paths under the root, the folder's the
+    first `skip` characters) to the listing, with their size and mtime in ns. A dangling link
+    (or a file removed since it was listed) is listed, as fsspec does, with size 0 and no
+    version: reading it fails."""
+    stat, sizes, versions = os.stat, listing.sizes, listing.versions
     for rel in rels:
         try:
             found = stat(rel[skip:], dir_fd=fd)
@@ -569,7 +569,7 @@ class FileBatches(Sequence):
             if step != 1 or self.count != 1:
                 return [self[i] for i in range(start, stop, step)]
             rels, sizes, versions = self.listing.rels, self.listing.sizes, self.listing.versions
-            return [MiniBatch(i, size, 1, (rel,), None, None, None, None, (size, version))  # a shard's 20,000 in 0.03 s
+            return [MiniBatch(i, size, 1, (rel,), None, None, None, None, (size, version))  # in one pass
                     for i, rel, size, version in zip(range(start, stop), rels[start:stop], sizes[start:stop],
                                                       versions[start:stop])]
         if index < 0:
