@@ -805,11 +805,20 @@ def plan_lines(mini_batches: Sequence[MiniBatch], start: int, stop: int) -> list
     return [b.to_json() for b in mini_batches[start:stop]]
 
 
+def _text(lines: list[str]) -> bytes:
+    """Lines as a file's bytes, each ending with a newline; `lines` is emptied (its strings are
+    freed before the text is encoded: a million of them weigh as much as the text)."""
+    if lines:
+        lines[-1] += "\n"  # not text + "\n": one copy of the text less
+    text = "\n".join(lines)
+    lines.clear()
+    return text.encode()
+
+
 def write_plan(plan: Plan, fs, layout: Layout) -> None:
     """Write every shard's mini-batches, then the header: its presence commits the plan."""
     for s in plan.shards:
-        lines = plan_lines(plan.mini_batches, s.first, s.first + s.count)
-        write_atomic(fs, layout.plan_shard(s.index), ("\n".join(lines) + "\n" if lines else "").encode())
+        write_atomic(fs, layout.plan_shard(s.index), _text(plan_lines(plan.mini_batches, s.first, s.first + s.count)))
     write_atomic(fs, layout.plan_header, json.dumps(plan.header(), indent=1).encode())
 
 
