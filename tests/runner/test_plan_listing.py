@@ -7,7 +7,7 @@ import pytest
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.plan import (FileBatches, Listing, MiniBatch, PlanError, _local_listing, make_plan, read_plan,
                                      write_plan)
-from parallelrun.runner.shard import ShardRunner
+from parallelrun.runner.shard import ShardRunner, _Pending
 from parallelrun.runner.spec import load_spec
 from parallelrun.runner.storage import filesystem
 
@@ -78,12 +78,15 @@ def test_an_entry_that_cannot_be_stamped_fails_planning_and_leaves_no_folder_ope
 
 
 @pytest.mark.parametrize("kind", ["files", "csv"])
-def test_a_shard_takes_the_plan_made_in_its_process_as_it_would_read_it_back(tmp_path, kind):
-    """Local mode: the shards' mini-batches and lines come from the plan in memory, not parsed back from storage."""
+@pytest.mark.parametrize("chunk", [1, 3, 1024])
+def test_a_shard_takes_the_plan_made_in_its_process_as_it_would_read_it_back(tmp_path, kind, chunk, monkeypatch):
+    """Local mode: a shard's mini-batches and lines come from the plan in memory, made a chunk at
+    a time as they are taken, not parsed back from storage; one given back comes first again."""
+    monkeypatch.setattr(_Pending, "CHUNK", chunk)
     (tmp_path / "in").mkdir()
     for i in range(11):
         (tmp_path / "in" / f"f{i:02d}.csv").write_text("a\n" + "".join(f"{j}\n" for j in range(i + 1)))
-    extra = {"input": {"format": "csv"}, "miniBatchSize": "8B"} if kind == "csv" else {"miniBatchSize": 2}
+    extra = {"input": {"format": "csv"}, "miniBatchSize": "8B"} if kind == "csv" else {"miniBatchSize": 1}
     spec = load_spec({"spec": {"input": {"uri": str(tmp_path / "in"), "type": "files" if kind == "files" else "tabular",
                                          **extra.pop("input", {})}, "code": {"entryScript": "s.py"},
                                "output": {"uri": str(tmp_path / "out")}, "nodeCount": 3, **extra}})
@@ -94,6 +97,14 @@ def test_a_shard_takes_the_plan_made_in_its_process_as_it_would_read_it_back(tmp
     read_back = read_plan(fs, layout)
     assert read_back.mini_batches is None
     for s in planned.shards:
-        here = ShardRunner(spec, planned, fs, layout, s.index, scratch=str(tmp_path / "s"))._plan_lines()
-        stored = ShardRunner(spec, read_back, fs, layout, s.index, scratch=str(tmp_path / "s"))._plan_lines()
-        assert here == stored and len(here[0]) == s.count > 0
+        here = ShardRunner(spec, planned, fs, layout, s.index, scratch=str(tmp_path / "s"))
+        stored = ShardRunner(spec, read_back, fs, layout, s.index, scratch=str(tmp_path / "s"))
+        mine, theirs = here._pending(), stored._pending()
+        assert isinstance(mine, _Pending) and len(mine) == len(theirs) == s.count > 1
+        first = mine.popleft()
+        mine.appendleft(first)
+        taken = [mine.popleft() for _ in range(s.count)]
+        assert taken == list(theirs) and not mine and len(mine) == 0
+        assert [here._lines[mb.id] for mb in taken] == [stored._lines[mb.id] for mb in taken]
+        with pytest.raises(IndexError):
+            mine.popleft()
