@@ -14,11 +14,13 @@ PYTHONDONTWRITEBYTECODE may be set, and every process would compile them again).
 Last, it lists the heavy modules a worker loads before its first mini-batch (a files
 job must not pay for pandas, pyarrow, numpy, fsspec, rich or adlfs).
 
-With `--before COMMIT` (e.g. a338ea8, before group commits), that version of parallelrun
-runs each job too, in the same rounds (bench/earlier.py).
+With `--before COMMIT...` (e.g. a338ea8, before group commits), each of those versions of
+parallelrun runs each job too, in the same rounds (bench/earlier.py), and the medians of
+each one's ratios to this version's are printed.
 
     python bench/bench_overhead.py                       # 20,000 files, miniBatchSize 100, 10, 1
     python bench/bench_overhead.py --batches 1 --repeat 5 --before a338ea8
+    python bench/bench_overhead.py --batches 100 1 --repeat 7 --before main HEAD~3
 
 Run by hand; never part of CI.
 """
@@ -120,7 +122,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, help="default: a folder under the system's temp dir, kept")
-    parser.add_argument("--before", metavar="COMMIT", help="also run parallelrun as of this commit")
+    parser.add_argument("--before", metavar="COMMIT", nargs="+", default=[],
+                        help="also run parallelrun as of each of these commits")
     args = parser.parse_args()
 
     root = Path(__file__).resolve().parent.parent
@@ -134,17 +137,17 @@ def main() -> None:
     print("baseline:", " ".join(plain[:2]), "<plain loop>", *plain[3:])
     print("parallelrun:", " ".join([*parallelrun_command(), "run", str(jobs[args.batches[0]]), "--fresh"]))
 
-    names = [f"mbs {b}" for b in args.batches] + ([f"before {b}" for b in args.batches] if args.before else [])
+    names = [f"mbs {b}" for b in args.batches] + [f"{c} {b}" for c in args.before for b in args.batches]
     runs: dict[str, list[tuple[float, float]]] = {"plain": [], **{name: [] for name in names}}
-    before_env = dict(os.environ, PYTHONPATH=pythonpath(args.before)) if args.before else None
+    envs = {c: dict(os.environ, PYTHONPATH=pythonpath(c)) for c in args.before}
     for i in range(args.repeat):
         order = [("plain", plain)] + [(name, [*parallelrun_command(), "run", str(jobs[int(name.split()[1])]), "--fresh"])
                                       for name in names]
         if i % 2:
             order.reverse()
         for name, cmd in order:
-            early = name.startswith("before")  # not from the repository: PYTHONPATH counts
-            runs[name].append(timed(cmd, before_env if early else None, workdir if early else None))
+            commit = name.split()[0]  # an earlier version runs outside the repository: PYTHONPATH counts
+            runs[name].append(timed(cmd, envs.get(commit), workdir if commit in envs else None))
             print(f"round {i + 1}: {name:<8} {runs[name][-1][0]:6.2f} s wall {runs[name][-1][1]:6.2f} CPU-s",
                   flush=True)
     out = (workdir / "out-1" / "parallel_run_step.txt") if 1 in args.batches else None
@@ -161,7 +164,11 @@ def main() -> None:
         cpu = statistics.median(c for _, c in runs[name])
         target = TARGETS.get(b) if name.startswith("mbs") else None
         verdict = "" if target is None else f"  target < {target} s: {'PASS' if wall < target else 'MISS'}"
-        label = f"miniBatchSize {b}" + (f" ({args.before})" if name.startswith("before") else "")
+        if not name.startswith("mbs"):  # this version against that one, round by round
+            pairs = [(w / v, c / u) for (w, c), (v, u) in zip(runs[f"mbs {b}"], runs[name])]
+            verdict = (f"  this version / it: {statistics.median(w for w, _ in pairs):.2f}x wall, "
+                       f"{statistics.median(c for _, c in pairs):.2f}x CPU")
+        label = f"miniBatchSize {b}" + (f" ({name.split()[0]})" if not name.startswith("mbs") else "")
         print(f"  {label:<28}{wall:6.2f} s wall  {cpu:5.2f} CPU-s  ratio {wall / base:5.2f}x wall, "
               f"{cpu / base_cpu:5.2f}x CPU{verdict}")
     print(f"heavy modules a worker loads before run(): {worker_imports() or 'none'} (of {', '.join(HEAVY)})")

@@ -12,12 +12,14 @@ the 353 MiB planning added before.
 
 Each is timed in a process of its own (imports not timed), alternately `--repeat`
 times, wall and CPU seconds (on a shared machine CPU seconds vary less); memory is what the step adds to the process's peak resident set (VmHWM,
-reset before the step). The files are made once, in a cache folder on /dev/shm when
+reset before the step). With `--before COMMIT`, planning as of that commit (bench/earlier.py)
+runs in the same rounds too, and its figures and ratios are printed beside. The files are made once, in a cache folder on /dev/shm when
 it has room (tmpfs: the listing measures the planner, not the disk), else under the
 system's temp dir; the plan is written beside them.
 
     python bench/bench_plan.py                     # 1,000,000 files, 5 pairs
     python bench/bench_plan.py --files 100000 --repeat 3
+    python bench/bench_plan.py --repeat 3 --before main   # planning as of main too, in the same rounds
 
 Run by hand; never part of CI.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -36,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_operator import bare_listing, ensure_local_files, proc_status_kib, reset_peak  # noqa: E402
+from earlier import pythonpath  # noqa: E402
 
 TARGET_RATIO = 1.5
 TARGET_MIB = 353
@@ -72,10 +76,11 @@ def measure(step: str, data: str, work: str) -> dict:
     return {"seconds": seconds, "cpu": cpu, "mib": (proc_status_kib("VmHWM") - before) / 1024, "count": count}
 
 
-def run_step(step: str, data: Path, work: Path) -> dict:
+def run_step(step: str, data: Path, work: Path, env: dict | None = None) -> dict:
+    """One step in a process of its own; `env` with PYTHONPATH: an earlier commit's planning."""
     shutil.rmtree(work, ignore_errors=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", step, str(data) + "/", str(work) + "/"]
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}")
     return json.loads(done.stdout.splitlines()[-1])
@@ -87,6 +92,7 @@ def main() -> None:
     parser.add_argument("--per-folder", type=int, default=10_000, help="files per sub-folder (10,000)")
     parser.add_argument("--repeat", type=int, default=5, help="pairs of runs, alternating (default 5)")
     parser.add_argument("--workdir", type=Path, help="where the files are made once (default: see above)")
+    parser.add_argument("--before", metavar="COMMIT", help="also plan with parallelrun as of this commit")
     parser.add_argument("--measure", nargs=3, metavar=("STEP", "DATA", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -97,10 +103,11 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     data = ensure_local_files(workdir, args.files, args.per_folder)
     work = workdir / "plan-out"
-    results: dict[str, list[dict]] = {"bare": [], "planning": []}
+    results: dict[str, list[dict]] = {"bare": [], "planning": [], **({"before": []} if args.before else {})}
+    before_env = dict(os.environ, PYTHONPATH=pythonpath(args.before)) if args.before else None
     for i in range(args.repeat):
         for step in results:
-            r = run_step(step, data, work)
+            r = run_step("planning" if step == "before" else step, data, work, before_env if step == "before" else None)
             results[step].append(r)
             print(f"run {i + 1}: {step:<8} {r['seconds']:6.2f} s, {r['cpu']:6.2f} CPU-s, +{r['mib']:4.0f} MiB "
                   f"({r['count']:,})", flush=True)
@@ -114,6 +121,12 @@ def main() -> None:
           f"planning median {statistics.median(r['seconds'] for r in results['planning']):.2f} s, +{mib:.0f} MiB; "
           f"median pair ratio {ratio:.2f} (target <= {TARGET_RATIO}; CPU seconds: {cpu_ratio:.2f}); pair ratios "
           f"{', '.join(f'{r:.2f}' for r in sorted(ratios))}")
+    if args.before:
+        before = results["before"]
+        print(f"planning as of {args.before}: median {statistics.median(r['seconds'] for r in before):.2f} s, "
+              f"+{statistics.median(r['mib'] for r in before):.0f} MiB; this version against it, median pair ratio "
+              f"{statistics.median(p['seconds'] / b['seconds'] for p, b in zip(results['planning'], before)):.2f} "
+              f"wall, {statistics.median(p['cpu'] / b['cpu'] for p, b in zip(results['planning'], before)):.2f} CPU")
     print(f"time: {'PASS' if ratio <= TARGET_RATIO else 'MISS'}; memory: {'PASS' if mib <= TARGET_MIB else 'MISS'} "
           f"(target <= {TARGET_MIB} MiB)")
     shutil.rmtree(work, ignore_errors=True)

@@ -13,7 +13,7 @@ import os
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 
 from rich.console import Console
 from rich.table import Table
@@ -104,7 +104,7 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
             raise _shard_failure(e, log_dir, console) from e
         plan = _plan(spec, fs, layout, console)
         stopped, started = _score(spec, plan, fs, layout, log_dir, scratch, shard_pools, console)
-    with console.status("Merging the output..."):
+    with _status(console, "Merging the output..."):
         try:
             summary = merge(spec, plan, fs, layout, write_final=stopped is None)
         except MergeError as e:  # as a merge pod: not worth retrying (exit 2)
@@ -117,12 +117,18 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
     return summary
 
 
+def _status(console: Console, text: str):
+    """console.status(text) where it shows (a terminal, Jupyter); elsewhere rich shows nothing
+    of it, and its import and refresh thread are spared."""
+    return console.status(text) if console.is_terminal or console.is_jupyter else nullcontext()
+
+
 def _plan(spec: JobSpec, fs, layout: Layout, console: Console) -> Plan:
     """The run's plan: a new one, or an interrupted run's (it resumes)."""
     if fs.exists(layout.plan_header):
         console.print(f"Resuming run {layout.run_id} (committed mini-batches are kept)")
 
-    with console.status("Planning: listing the input..."):
+    with _status(console, "Planning: listing the input..."):
         started = time.monotonic()
         plan = ensure_plan(spec, fs, layout)
     items = f"{plan.total_items:,} items" if plan.total_items is not None else f"{plan.total_bytes:,} bytes"

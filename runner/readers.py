@@ -85,9 +85,14 @@ class Reader:
 
     def local_files(self, mb: MiniBatch) -> list[str]:
         if is_local(self.fs):
-            for rel, stamp in zip(mb.files, mb.file_stamps()):
-                self._check(rel, stamp)
-            return [os.path.abspath(self.path(r)) for r in mb.files]
+            # _check's comparison, inlined (a stat each): a small files job pays it per file.
+            paths, stamps, stat = [self.path(rel) for rel in mb.files], mb.stamps, os.stat
+            for k, path in enumerate(paths if stamps is not None else ()):
+                now = stat(path)
+                if now.st_size != stamps[2 * k] or now.st_mtime_ns != stamps[2 * k + 1]:  # _compare judges
+                    self._compare(mb.files[k], stamps[2 * k:2 * k + 2], now.st_size, now.st_mtime_ns)
+            # abspath's result without its cost where it is the path itself (absolute, no `.`, `..` or `//`)
+            return [p if p[:1] == "/" and "/." not in p and "//" not in p else os.path.abspath(p) for p in paths]
         target = os.path.join(self.scratch, "files", str(mb.id))
         shutil.rmtree(target, ignore_errors=True)
         paths = [os.path.join(target, r) for r in mb.files]

@@ -13,13 +13,13 @@ import json
 import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .accounting import Counts, spec_threshold_exceeded
 from .commits import CommitLog, read_commits
 from .contract import CODE_DIR, CODE_DIR_ENV, PermanentError
 from .layout import Layout
-from .plan import MiniBatch, Plan, changed_sources
+from .plan import MiniBatch, Plan, changed_sources, plan_lines
 from .pool import Outcome, Placed, Returned, WorkerPool
 from .readers import Reader
 from .records import DoneRecord, ShardResult
@@ -96,13 +96,24 @@ class ShardRunner:
             if self._pool is not None:  # unused when nothing was left to do
                 self._pool.close()
 
-    def _run(self) -> ShardResult:
-        # The plan's lines go to the workers as they are (no encoding again per mini-batch).
+    def _pending(self) -> deque | _Pending:
+        """The mini-batches still to run, in plan order, their lines of the plan in `_lines` (they
+        go to the workers as they are: no encoding again per mini-batch).
+
+        A plan made in this process (local mode) is new: none of it can be committed yet (scoring
+        starts once a plan is written), and it is taken as it is, not read back and parsed. Else
+        the shard's part of the plan is read, less what an earlier attempt committed."""
+        if self.plan.mini_batches is not None:
+            s = self.plan.shards[self.index]
+            return _Pending(self.plan.mini_batches, s.first, s.first + s.count, self._lines)
         lines = [line for line in self.fs.cat_file(self.layout.plan_shard(self.index)).decode().splitlines()
                  if line.strip()]
         mini_batches = MiniBatch.many_from_json(lines)
-        self._lines = {mb.id: line for mb, line in zip(mini_batches, lines)}
-        pending = deque(self._resume(mini_batches))
+        self._lines.update(zip((mb.id for mb in mini_batches), lines))
+        return deque(self._resume(mini_batches))
+
+    def _run(self) -> ShardResult:
+        pending = self._pending()
         self.resumed = Counts(**vars(self.counts))  # committed by an earlier attempt
         exceeded = self._exceeded()
         if pending and not exceeded:
@@ -117,14 +128,14 @@ class ShardRunner:
         write_atomic(self.fs, self.layout.shard_result(self.index), json.dumps(result.to_dict()).encode())
         return result
 
-    def _score(self, pending: deque) -> str | None:
+    def _score(self, pending: deque | _Pending) -> str | None:
         """Run `pending` to the end (None), or until a threshold is exceeded (why) or the run stops."""
         try:
             return self._score_all(pending)
         finally:
             self._commit_staged()  # what is staged is whole: committed even when the run stops
 
-    def _score_all(self, pending: deque) -> str | None:
+    def _score_all(self, pending: deque | _Pending) -> str | None:
         attempts: dict[int, int] = {}
         self._check_sources()
         if self._pool is None:
@@ -250,6 +261,33 @@ class ShardRunner:
         file (files input), `items` how many failed items the line stands for."""
         return {"miniBatch": mb.id, "item": item, "source": self._source(mb), "items": items,
                 "attempts": attempts, "error": error, "traceback": tb}
+
+
+class _Pending:
+    """A new plan's mini-batches still to run, made from it a chunk at a time as they are taken
+    (popleft, appendleft and len, as a deque's: all the shard and pool.feed use), each one's
+    line of the plan put in `lines`: the workers start on the first ones while the rest are made."""
+
+    CHUNK = 1024
+
+    def __init__(self, mini_batches: Sequence[MiniBatch], start: int, stop: int, lines: dict[int, str]):
+        self._plan, self._next, self._stop, self._lines = mini_batches, start, stop, lines
+        self._made: deque[MiniBatch] = deque()  # made, or given back (appendleft), not yet taken
+
+    def __len__(self) -> int:
+        return len(self._made) + self._stop - self._next
+
+    def popleft(self) -> MiniBatch:
+        if not self._made and self._next < self._stop:
+            end = min(self._next + self.CHUNK, self._stop)
+            made = self._plan[self._next:end]
+            self._lines.update(zip((mb.id for mb in made), plan_lines(self._plan, self._next, end)))
+            self._made.extend(made)
+            self._next = end
+        return self._made.popleft()
+
+    def appendleft(self, mb: MiniBatch) -> None:
+        self._made.appendleft(mb)
 
 
 def start_pool(spec: JobSpec, layout: Layout, index: int, *, scratch: str, log_dir: str | None,

@@ -71,7 +71,7 @@ def test_the_walk_yields_paths_in_sorted_order_and_the_plan_lines_are_the_mini_b
     plan = make_plan(spec_for(str(tmp_path), nodeCount=3))
     rels = [mb.files[0] for mb in plan.mini_batches]
     assert rels == sorted(rels) and len(rels) == len(names)
-    assert plan.mini_batches.lines(0, len(rels)) == "".join(mb.to_json() + "\n" for mb in plan.mini_batches)
+    assert plan.mini_batches.json_lines(0, len(rels)) == [mb.to_json() for mb in plan.mini_batches]
     by_three = make_plan(spec_for(str(tmp_path), miniBatchSize=3))
     assert [mb.files for mb in by_three.mini_batches] == [tuple(rels[i:i + 3]) for i in range(0, len(rels), 3)]
     assert [s.items for s in by_three.shards] == [len(rels)] and by_three.mini_batches[-1].items == len(rels) % 3

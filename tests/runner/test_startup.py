@@ -42,6 +42,17 @@ def test_a_files_job_loads_no_tabular_module(job):
     assert all(line.endswith(" []") for line in job.final().read_text().splitlines())  # each worker
 
 
+def test_off_a_terminal_no_status_line_is_set_up(job):
+    """rich shows a status (Planning..., Merging...) only on a terminal: elsewhere neither its
+    modules nor its refresh thread are paid for, and the output is the same."""
+    job.files(2)
+    job.script("def run(mini_batch):\n    return list(mini_batch)\n")
+    done = subprocess.run([sys.executable, "-c", RUN % (("rich.status", "rich.live"),), str(job.write())],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["loaded"] == []
+
+
 @pytest.mark.parametrize("count", [1, 3, 7])
 @pytest.mark.parametrize("shards", [1, 2, 3, 5, 40])
 def test_files_shard_as_their_mini_batches_would(count, shards):
