@@ -183,7 +183,9 @@ def test_full_disk_while_scoring_exits_2(job, tmpfs):
     tmpfs(job.output, "1m")
     result = job.run(path)
     last = assert_one_line(result, "no space left writing", str(job.output), "free space or choose another output.uri")
-    assert "/parts/" in last
+    # Whichever write found the disk full first: a worker's group of parts, or the shard's commit
+    # record of the parts before it (the parts are written on the workers' writer threads).
+    assert "/parts/" in last or "/commits/" in last
     assert job.temporaries() == []
 
 
