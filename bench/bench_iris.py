@@ -28,7 +28,8 @@ row groups differ: parallelrun writes one per mini-batch).
 Each round also times the baseline's start-up alone (its imports and init(), no data):
 every process pays it before it scores a row, so it is serial. That time plus the rest
 of the baseline split over the processes at no cost is the start-up floor, printed as a
-ratio: what no runner that starts cold can beat on this machine.
+ratio: the best that processes starting cold can do with the baseline's own work (only
+less work per row goes below it).
 
     python bench/bench_iris.py                       # 10M rows, 5 pairs, csv and parquet
     python bench/bench_iris.py --rows 1000000 --repeat 3 --formats parquet --workdir /tmp/iris-bench
@@ -236,7 +237,7 @@ def compare(fmt: str, args, workdir: Path, data: Path, model: Path) -> float:
           f"pair ratios {', '.join(f'{r:.3f}' for r in sorted(ratios))}")
     print(f"{fmt}: start-up floor: the baseline's imports and init() alone median {median(times['start-up']):.2f} s; "
           f"that serial, the rest split over {args.processes} processes at no cost: median ratio {median(floors):.3f} "
-          f"(the least any {args.processes}-process runner that starts cold can reach here)")
+          f"(Amdahl's bound for {args.processes} processes that start cold and do the baseline's work)")
     if args.before:
         early = [e / b for e, b in zip(times[args.before], times["baseline"])]
         print(f"{fmt}: {args.before} median {median(times[args.before]):.2f} s (CPU {median(cpus[args.before]):.2f} s); "
