@@ -45,7 +45,7 @@ def measure(case: str, connection_string: str, container: str, out: str) -> dict
     """One measurement, in this (fresh) process."""
     from adlfs import AzureBlobFileSystem
 
-    from parallelrun.operator.planning import plan_run
+    from parallelrun.operator.jobs.planning import plan_run
     from parallelrun.runner.spec import load_spec
 
     fs = AzureBlobFileSystem(connection_string=connection_string)

@@ -10,7 +10,7 @@ Method, in three parts (`--only` picks one; all three by default):
             made once in a local folder under `--workdir`, kept for reuse. Each case
             runs in a fresh process: `local` plans that folder, `memory` first fills
             fsspec's `memory://` with the same names and sizes, then plans it. The
-            process times `parallelrun.operator.planning.plan_run(spec, run_id, {})`,
+            process times `parallelrun.operator.jobs.planning.plan_run(spec, run_id, {})`,
             exactly as the operator's planner thread calls it (list, cut into
             mini-batches of `--batch` files, shard over `--nodes`, write the plan to the
             output's work directory), with a spec made by `load_spec` from a minimal
@@ -184,7 +184,7 @@ def timed(function, *args) -> tuple[float, object]:
 
 def measure_planning(uri: str, out: str, files: int, per_folder: int, batch: int, nodes: int) -> dict:
     """plan_run's time and memory, then the reference listings (the child's whole job)."""
-    from parallelrun.operator.planning import plan_run
+    from parallelrun.operator.jobs.planning import plan_run
 
     if uri.startswith("memory://"):
         fill_memory(uri.removeprefix("memory://").rstrip("/"), files, per_folder)
@@ -300,7 +300,7 @@ async def emulated_cluster(keep_history: bool):
     import yaml
     from operator_harness import crd_resource_info
 
-    from parallelrun.operator.kube import KubeApi
+    from parallelrun.operator.kit.kube import KubeApi
 
     async with timed_cluster_class()(keep_history=keep_history) as cluster, kmock.Server(cluster):
         cluster.resources.load_bundled()
@@ -397,7 +397,8 @@ def latency_part(args: argparse.Namespace, workdir: Path) -> list[tuple[str, boo
 
 
 def phases(cluster) -> dict[str, str | None]:
-    from parallelrun.operator.manifests import PLURAL
+    from parallelrun.runner.api import BATCH_INFERENCE_JOB
+    PLURAL = BATCH_INFERENCE_JOB.plural
 
     return {name: (obj.raw.get("status") or {}).get("phase")
             for (resource, _, name), obj in cluster.objects.items() if resource.plural == PLURAL and not obj.deleted}

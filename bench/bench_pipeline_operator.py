@@ -60,7 +60,7 @@ async def appears(cluster, kind: str, name: str, timeout: float = 30.0) -> float
 
 async def one_run(cluster, api, name: str, workdir: str) -> tuple[float, list[float]]:
     """(creation to first child, [a succeeded to b's Job, b succeeded to c's Job])."""
-    from parallelrun.operator.kube import path
+    from parallelrun.operator.kit.kube import path
 
     await api.create(path("parallelrun.dev/v1alpha1", "pipelineruns", NAMESPACE), pipeline(name, workdir))
     first = await appears(cluster, "jobs", f"{name}-a")

@@ -247,7 +247,7 @@ def top_functions(collapsed: Path, n: int = 15) -> list[str]:
 
 
 async def listed(api, plural: str) -> list[dict]:
-    from parallelrun.operator.kube import path
+    from parallelrun.operator.kit.kube import path
 
     return (await api.get(path(API, plural, NAMESPACE))).get("items") or []
 
@@ -256,7 +256,7 @@ async def one_round(args: argparse.Namespace, number: int, before: str | None) -
     """Fresh emulator and operator, the schedules, `--slots` slots; the lags and the calls."""
     import kopf
 
-    from parallelrun.operator.kube import KubeApi, path
+    from parallelrun.operator.kit.kube import KubeApi, path
 
     emulator = Emulator(args.kmock_scan)
     api = KubeApi()
@@ -341,7 +341,7 @@ async def floor(args: argparse.Namespace) -> int:
     """The emulator alone: N runs created at once over HTTP, as the operator's create calls would be."""
     import kopf
 
-    from parallelrun.operator.kube import KubeApi, path
+    from parallelrun.operator.kit.kube import KubeApi, path
     from parallelrun.runner.schedules.runs import build_run
     from parallelrun.runner.schedules.spec import load_schedule
 

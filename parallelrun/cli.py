@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 EXIT_CODES = """exit codes:
   0    the run succeeded (failed items within the thresholds are listed in errors.jsonl)
   1    the run failed: a threshold was exceeded, a part of it crashed, or a pipeline step failed
@@ -281,10 +280,11 @@ def _trigger(args, console) -> int:
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
 
-    from parallelrun.runner.schedules.runs import RUN_NOW
+    from parallelrun.runner.api import ANNOTATION_RUN_NOW as RUN_NOW
+    from parallelrun.runner.api import GROUP, PIPELINE_SCHEDULE, VERSION
 
     kind, _, name = args.target.partition("/")
-    if kind not in ("psched", "pipelineschedule", "pipelineschedules") or not name:
+    if kind not in PIPELINE_SCHEDULE.names or not name:
         console.print(f"{args.target}: name a schedule as psched/NAME", style="red", markup=False)
         return 2
     try:
@@ -294,7 +294,7 @@ def _trigger(args, console) -> int:
         namespace = args.namespace or context["context"].get("namespace") or "default"
         value = args.value or str(time.time_ns())
         client.CustomObjectsApi().patch_namespaced_custom_object(
-            "parallelrun.dev", "v1alpha1", namespace, "pipelineschedules", name,
+            GROUP, VERSION, namespace, PIPELINE_SCHEDULE.plural, name,
             {"metadata": {"annotations": {RUN_NOW: value}}})
     except ApiException as e:
         console.print(f"psched/{name}: the Kubernetes API answered {e.status} {e.reason}", style="red", markup=False)

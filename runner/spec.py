@@ -16,11 +16,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-
+from .api import API_VERSION, BATCH_INFERENCE_JOB
 from .contract import URI_SCHEME, PermanentError
 
-API_VERSION = "parallelrun.dev/v1alpha1"
-KIND = "BatchInferenceJob"
+KIND = BATCH_INFERENCE_JOB.kind
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -52,7 +51,7 @@ class SpecError(PermanentError, ValueError):
     """A resource with invalid fields; `.errors` has one "path: problem; fix" line each.
     Subclasses name what is invalid (`what`): a PipelineRun, a component."""
 
-    what = "BatchInferenceJob"
+    what = KIND
 
     def __init__(self, errors: list[str]):
         self.errors = errors

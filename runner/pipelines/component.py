@@ -26,13 +26,13 @@ from typing import Any
 
 import yaml
 
+from ..api import API_VERSION
 from ..spec import SpecError
 from . import batch
 from .expressions import Scope, locate, problem
 from .uris import join_uri
 from .values import SCALAR_TYPES, URI_TYPES, type_problem
 
-API_VERSION = "parallelrun.dev/v1alpha1"
 _FIELDS = ("$schema", "apiVersion", "kind", "type", "name", "version", "display_name", "description", "tags",
            "environment", "code", "inputs", "outputs", "command", "batchInference")
 _INPUT_FIELDS = ("type", "default", "optional", "description")

@@ -45,6 +45,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from ..api import API_VERSION, BATCH_INFERENCE_JOB
 from ..lock import RunLock
 from ..processes import ProcessGroup
 from ..storage import filesystem, is_local, storage_error
@@ -213,7 +214,7 @@ class _Run:
             return resolved.render(), resolved.retries + 1
         if resolved.kind == "batchInference":
             path = os.path.join(self.log_dir, f"{resolved.name}.job.yaml")
-            job = {"apiVersion": "parallelrun.dev/v1alpha1", "kind": "BatchInferenceJob",
+            job = {"apiVersion": API_VERSION, "kind": BATCH_INFERENCE_JOB.kind,
                    "metadata": {"name": f"{resolved.run}-{resolved.name}"}, "spec": resolved.job}
             with open(path, "w", encoding="utf-8") as f:
                 yaml.safe_dump(job, f, sort_keys=False)

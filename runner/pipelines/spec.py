@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api import API_VERSION, PIPELINE_RUN
 from ..spec import DNS_NAME, SpecError
 from . import batch
 from .component import Component, ComponentError, check_inputs
@@ -38,8 +39,7 @@ from .expressions import Scope, locate, problem, substitute
 from .uris import join_uri
 from .values import SCALAR_TYPES, from_text, type_problem
 
-API_VERSION = "parallelrun.dev/v1alpha1"
-KIND = "PipelineRun"
+KIND = PIPELINE_RUN.kind
 KINDS = ("batchInference", "container", "component")
 
 _SPEC_FIELDS = ("parameters", "workdir", "storage", "steps", "finally")
@@ -54,7 +54,7 @@ _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # DNS-1123 label
 class PipelineSpecError(SpecError):
     """An invalid PipelineRun; `.errors` has one "path: problem; fix" line each."""
 
-    what = "PipelineRun"
+    what = KIND
 
 
 @dataclass(frozen=True)

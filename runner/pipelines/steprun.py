@@ -77,7 +77,9 @@ def run_step(step: ResolvedStep, scratch: str) -> int:
 def _code(step: ResolvedStep, scratch: str) -> str:
     if not step.code:
         return step.cwd if step.cwd and os.path.isdir(step.cwd) else os.getcwd()
-    from ..storage import fetch  # fsspec only for steps that move data: a container step starts faster
+    from ..storage import (
+        fetch,  # fsspec only for steps that move data: a container step starts faster
+    )
 
     try:
         source = fetch(step.code, os.path.join(scratch, "fetched"))

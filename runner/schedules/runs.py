@@ -14,19 +14,21 @@ import hashlib
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from ..api import (
+    ANNOTATION_SCHEDULED_TIME,
+    ANNOTATION_WATERMARK,
+    API_VERSION,
+    LABEL_SCHEDULE,
+    LABEL_TRIGGER,
+    PIPELINE_RUN,
+)
 from ..firetimes import slot_name
 from ..pipelines.expressions import substitute
-from ..pipelines.spec import API_VERSION
 
 if TYPE_CHECKING:
     from .spec import ScheduleSpec
 
 MAX_RUN_NAME = 52
-LABEL_SCHEDULE = "parallelrun.dev/schedule"
-LABEL_TRIGGER = "parallelrun.dev/trigger"
-SCHEDULED_TIME = "parallelrun.dev/scheduled-time"
-WATERMARK = "parallelrun.dev/watermark"  # on a data-arrival run: the watermark once its files are handed over
-RUN_NOW = "parallelrun.dev/run-now"  # the schedule's annotation
 
 
 def _hash(text: str, n: int) -> str:
@@ -75,13 +77,13 @@ def build_run(spec: ScheduleSpec, name: str, slot: datetime, trigger: str, *, ma
         values["trigger.manifest"] = manifest
     meta = spec.template.get("metadata") or {}
     labels = {**meta.get("labels", {}), LABEL_SCHEDULE: schedule_label(spec.name), LABEL_TRIGGER: trigger}
-    annotations = {**meta.get("annotations", {}), SCHEDULED_TIME: rfc3339(slot)}
+    annotations = {**meta.get("annotations", {}), ANNOTATION_SCHEDULED_TIME: rfc3339(slot)}
     if watermark is not None:
-        annotations[WATERMARK] = watermark
+        annotations[ANNOTATION_WATERMARK] = watermark
     metadata: dict[str, Any] = {"name": name, "labels": labels, "annotations": annotations}
     if spec.namespace:
         metadata["namespace"] = spec.namespace
     if owner:
         metadata["ownerReferences"] = [owner]
-    return {"apiVersion": API_VERSION, "kind": "PipelineRun", "metadata": metadata,
+    return {"apiVersion": API_VERSION, "kind": PIPELINE_RUN.kind, "metadata": metadata,
             "spec": substitute(copy.deepcopy(dict(spec.template["spec"])), values)}

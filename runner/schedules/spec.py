@@ -19,12 +19,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from ..api import PIPELINE_SCHEDULE
 from ..firetimes import Schedule, ScheduleError, parse_schedule
 from ..pipelines.expressions import locate
-from ..pipelines.spec import API_VERSION, ComponentResolver, PipelineSpecError, load_pipeline
+from ..pipelines.spec import (
+    API_VERSION,
+    ComponentResolver,
+    PipelineSpecError,
+    load_pipeline,
+)
 from ..spec import DNS_NAME, SpecError, read_yaml
 
-KIND = "PipelineSchedule"
+KIND = PIPELINE_SCHEDULE.kind
 POLICIES = ("Forbid", "Allow", "Replace")
 MISSED_RUNS = ("RunLatest", "RunAll", "Skip")
 _SPEC_FIELDS = ("schedule", "trigger", "suspend", "concurrencyPolicy", "startingDeadlineSeconds", "missedRuns",
@@ -38,7 +44,7 @@ _METADATA_FIELDS = ("labels", "annotations")
 class ScheduleSpecError(SpecError):
     """An invalid PipelineSchedule; `.errors` has one "path: problem; fix" line each."""
 
-    what = "PipelineSchedule"
+    what = KIND
 
 
 @dataclass(frozen=True)

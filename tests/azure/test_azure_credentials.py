@@ -58,7 +58,8 @@ def test_explicit_secret_wins_over_the_process_env(azurite, azfs, container, mon
 
 def test_operator_plans_from_a_secret(azurite, azfs, container, no_env_credentials):
     """The operator's own planning step, given the Secret named by spec.storage.secretRef."""
-    from parallelrun.operator.planning import plan_run, secret_env
+    from parallelrun.operator.jobs.planning import plan_run
+    from parallelrun.operator.kit.credentials import secret_env
 
     azfs.pipe_file(f"{container}/in/data.csv", b"id\n" + b"".join(b"%d\n" % i for i in range(10)))
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "blob-creds"},

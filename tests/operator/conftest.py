@@ -21,10 +21,16 @@ import kmock
 import kopf
 import pytest
 import yaml
-from operator_harness import IMAGE, ROOT, TEST_TOKEN, Cluster, Kubelet, crd_resource_info
-
+from operator_harness import (
+    IMAGE,
+    ROOT,
+    TEST_TOKEN,
+    Cluster,
+    Kubelet,
+    crd_resource_info,
+)
 from parallelrun.operator import handlers  # noqa: F401  (registers the handlers with kopf)
-from parallelrun.operator.kube import KubeApi
+from parallelrun.operator.kit.kube import KubeApi
 
 sys.path.insert(0, str(ROOT / "tests" / "chart"))
 from crd_validation import CustomResourceValidator, load_documents  # noqa: E402

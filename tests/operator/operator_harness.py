@@ -17,9 +17,11 @@ import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
+from parallelrun.operator.kit.kube import KubeApi, path
+from parallelrun.operator.kit.observe import COMPLETION_INDEX
+from parallelrun.runner.api import BATCH_INFERENCE_JOB, GROUP, VERSION
 
-from parallelrun.operator.kube import KubeApi, path
-from parallelrun.operator.manifests import COMPLETION_INDEX, GROUP, PLURAL, VERSION
+PLURAL = BATCH_INFERENCE_JOB.plural
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "ns"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from operator_harness import ROOT
-
-from parallelrun.operator.pipeline_status import with_steps
-from parallelrun.operator.status import with_phase, with_progress
-from parallelrun.runner.pipelines import dag
-from parallelrun.runner.accounting import Counts
-
 from lupa import lua51  # Argo CD runs health checks with gopher-lua, a Lua 5.1
+from operator_harness import ROOT
+from parallelrun.operator.jobs.status import with_progress
+from parallelrun.operator.kit.conditions import with_phase
+from parallelrun.operator.pipelines.status import with_steps
+from parallelrun.runner.accounting import Counts
+from parallelrun.runner.pipelines import dag
+
 SCRIPT = (ROOT / "charts/parallelrun/files/argocd-health.lua").read_text()
 
 

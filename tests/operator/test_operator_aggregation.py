@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from parallelrun.operator.aggregation import (PodState, job_state, observe_merge, observe_scoring, pod_state,
-                                              shards)
+from parallelrun.operator.jobs.aggregation import observe_merge, observe_scoring, shards
+from parallelrun.operator.jobs.status import with_progress
+from parallelrun.operator.kit.conditions import with_phase, with_spec_check
+from parallelrun.operator.kit.observe import PodState, job_state, pod_state
 from parallelrun.operator.main import parser, run_options
-from parallelrun.operator.status import with_phase, with_progress, with_spec_check
 from parallelrun.runner.accounting import Counts
 from parallelrun.runner.spec import load_spec
 

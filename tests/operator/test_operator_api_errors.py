@@ -11,10 +11,11 @@ import logging
 
 import pytest
 from operator_harness import condition, create, eventually, report, resource, status_of
+from parallelrun.operator.kit.controller import Controller
+from parallelrun.operator.kit.kube import ApiError, Call, path
+from parallelrun.runner.api import BATCH_INFERENCE_JOB
 
-from parallelrun.operator import reconcile
-from parallelrun.operator.kube import ApiError, Call, path
-from parallelrun.operator.manifests import PLURAL
+PLURAL = BATCH_INFERENCE_JOB.plural
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,7 +38,7 @@ async def finished(cluster, name: str) -> dict:
 
 async def test_forbidden_job_create_fails_the_run_without_retrying(cluster, kube, operator, inputs, schema,
                                                                    monkeypatch):
-    monkeypatch.setattr(reconcile, "RETRY_SECONDS", 0.05)  # a retry loop, if there were one, would show
+    monkeypatch.setattr(Controller, "retry_seconds", 0.05)  # a retry loop, if there were one, would show
     refusal = cluster.refuse("create", "jobs", "forbid-score", status=403, reason="Forbidden", message=RBAC_FORBIDDEN)
     async with operator():
         await create(kube, resource("forbid", inputs))
@@ -77,7 +78,7 @@ async def test_invalid_merge_job_fails_with_the_rejected_fields(cluster, kube, k
 
 
 async def test_server_error_is_retried_and_the_run_succeeds(cluster, kube, kubelet, operator, inputs, monkeypatch):
-    monkeypatch.setattr(reconcile, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(Controller, "retry_seconds", 0.05)
     outage = cluster.refuse("create", "jobs", "flaky-score", status=500, reason="InternalError",
                             message="etcdserver: request timed out", times=1)
     async with operator():
@@ -106,7 +107,7 @@ async def test_too_many_requests_is_retried_after_retry_after(cluster, kube, ope
 
 
 async def test_forbidden_status_write_is_logged_not_retried(cluster, kube, operator, inputs, monkeypatch, caplog):
-    monkeypatch.setattr(reconcile, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(Controller, "retry_seconds", 0.05)
     refusal = cluster.refuse("patch", f"{PLURAL}/status", "mute", status=403, reason="Forbidden",
                              message='batchinferencejobs.parallelrun.dev "mute" is forbidden')
     with caplog.at_level(logging.ERROR):

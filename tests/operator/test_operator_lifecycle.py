@@ -8,11 +8,22 @@ import json
 from pathlib import Path
 
 import pytest
-from operator_harness import BIJ_API, NAMESPACE, condition, create, eventually, report, resource, status_of
+from operator_harness import (
+    BIJ_API,
+    NAMESPACE,
+    condition,
+    create,
+    eventually,
+    report,
+    resource,
+    status_of,
+)
+from parallelrun.operator.jobs import reconcile
+from parallelrun.operator.kit.controller import Controller
+from parallelrun.operator.kit.kube import path
+from parallelrun.runner.api import BATCH_INFERENCE_JOB
 
-from parallelrun.operator import reconcile
-from parallelrun.operator.kube import path
-from parallelrun.operator.manifests import PLURAL
+PLURAL = BATCH_INFERENCE_JOB.plural
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -254,7 +265,7 @@ async def test_spec_change_after_finish_is_refused(cluster, kube, operator, inpu
 
 
 async def test_waits_for_the_storage_secret(cluster, kube, operator, inputs, monkeypatch):
-    monkeypatch.setattr(reconcile, "RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(Controller, "retry_seconds", 0.2)
     async with operator():
         await create(kube, resource("secret", inputs, storage={"secretRef": {"name": "creds"}}))
         status = await eventually(lambda: status_of(cluster, "secret").get("phase") == "Pending"

@@ -8,13 +8,21 @@ import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import latest_version
 from operator_harness import ROOT
-
-from parallelrun.operator.manifests import (CONTAINER_SECURITY_CONTEXT, LABEL_UID, Owner, build_merge_job,
-                                            build_scoring_job, build_spec_configmap, child_name, cluster_errors,
-                                            label_value, spec_hash)
+from parallelrun.operator.jobs.manifests import (
+    build_merge_job,
+    build_scoring_job,
+    build_spec_configmap,
+    cluster_errors,
+    run_id,
+    spec_hash,
+)
+from parallelrun.operator.kit.children import Owner, child_name, label_value
+from parallelrun.operator.kit.pods import CONTAINER_SECURITY_CONTEXT
+from parallelrun.runner.api import BATCH_INFERENCE_JOB
+from parallelrun.runner.api import LABEL_JOB_UID as LABEL_UID
 from parallelrun.runner.spec import load_spec, load_spec_file
 
-OWNER = Owner("iris", "team-a", "0123456789abcdef-uid")
+OWNER = Owner(BATCH_INFERENCE_JOB, "iris", "team-a", "0123456789abcdef-uid")
 
 
 def spec(**fields):
@@ -146,7 +154,7 @@ def test_long_names_stay_within_limits():
     assert len(child_name(name, "score")) <= 52 and child_name(name, "score").endswith("-score")
     assert child_name(name, "score") != child_name(name[:-1] + "b", "score")
     assert len(label_value(name)) <= 63
-    assert Owner(name, "ns", "uid-12345678").run_id == name + "-uid-1234"
+    assert run_id(Owner(BATCH_INFERENCE_JOB, name, "ns", "uid-12345678")) == name + "-uid-1234"
 
 
 @pytest.mark.parametrize("fields, problem", [

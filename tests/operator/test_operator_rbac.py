@@ -13,10 +13,20 @@ import base64
 import sys
 
 import pytest
-from operator_harness import BIJ_API, NAMESPACE, ROOT, create, eventually, report, resource, status_of
+from operator_harness import (
+    BIJ_API,
+    NAMESPACE,
+    ROOT,
+    create,
+    eventually,
+    report,
+    resource,
+    status_of,
+)
+from parallelrun.operator.kit.kube import path
+from parallelrun.runner.api import BATCH_INFERENCE_JOB
 
-from parallelrun.operator.kube import path
-from parallelrun.operator.manifests import PLURAL
+PLURAL = BATCH_INFERENCE_JOB.plural
 
 sys.path.insert(0, str(ROOT / "tests" / "chart"))
 from rbac_needs import CLUSTER_NEEDS, NAMESPACED_NEEDS  # noqa: E402

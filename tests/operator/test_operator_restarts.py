@@ -7,10 +7,9 @@ import threading
 
 import pytest
 from operator_harness import create, eventually, report, resource, status_of
-
+from parallelrun.operator.jobs import planning
+from parallelrun.operator.kit import metrics
 from prometheus_client import REGISTRY
-
-from parallelrun.operator import metrics, planning
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,11 +8,16 @@ import sys
 
 import pytest
 from operator_harness import BIJ_API, NAMESPACE, ROOT, condition, eventually, report
+from parallelrun.operator.kit.controller import Controller
+from parallelrun.operator.kit.kube import path
+from parallelrun.operator.kit.pods import (
+    CONTAINER_SECURITY_CONTEXT,
+    POD_SECURITY_CONTEXT,
+)
+from parallelrun.operator.pipelines import reconcile as pipeline_reconcile
+from parallelrun.runner.api import PIPELINE_RUN
 
-from parallelrun.operator import pipeline_reconcile, reconcile
-from parallelrun.operator.kube import path
-from parallelrun.operator.manifests import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
-from parallelrun.operator.pipeline_manifests import PLURAL
+PLURAL = PIPELINE_RUN.plural
 
 sys.path.insert(0, str(ROOT / "tests" / "chart"))
 from rbac_needs import CLUSTER_NEEDS, NAMESPACED_NEEDS  # noqa: E402
@@ -374,7 +379,7 @@ async def test_reuse_index_faults_wait_or_cost_only_reuse(cluster, kube, kubelet
     def write_entry(fs, workdir, entry):
         raise answers.pop(0)
 
-    monkeypatch.setattr(pipeline_reconcile, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(Controller, "retry_seconds", 0.05)
     monkeypatch.setattr(pipeline_reconcile.reuse, "write_entry", write_entry)
     async with operator():
         await create_run(kube, pipeline("faulty", str(tmp_path), [container("a")]))
@@ -452,7 +457,7 @@ async def test_parallel_component_runs_as_a_batch_inference_job(cluster, kube, k
 
 async def test_a_child_of_another_run_is_not_adopted(cluster, kube, kubelet, operator, tmp_path, monkeypatch):
     """A Job of the same name left by an earlier run of the same name (still being deleted) is waited out."""
-    monkeypatch.setattr(reconcile, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(Controller, "retry_seconds", 0.05)
     old = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "twice-a", "labels": {
         "app.kubernetes.io/managed-by": "parallelrun-operator", "parallelrun.dev/pipelinerun-uid": "an-earlier-run",
         "parallelrun.dev/step": "a"}}, "spec": {"template": {"spec": {"containers": []}}}}

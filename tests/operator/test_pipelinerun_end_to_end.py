@@ -10,10 +10,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from operator_harness import BIJ_API, NAMESPACE, ProcessKubelet, condition, create, eventually, resource, status_of
+from operator_harness import (
+    BIJ_API,
+    NAMESPACE,
+    ProcessKubelet,
+    condition,
+    create,
+    eventually,
+    resource,
+    status_of,
+)
+from parallelrun.operator.kit.kube import path
+from parallelrun.runner.api import PIPELINE_RUN
 
-from parallelrun.operator.kube import path
-from parallelrun.operator.pipeline_manifests import PLURAL
+PLURAL = PIPELINE_RUN.plural
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,9 +8,8 @@ import re
 
 import yaml
 from operator_harness import ROOT
-
-from parallelrun.operator.pipeline_status import with_steps
-from parallelrun.operator.status import with_phase
+from parallelrun.operator.kit.conditions import with_phase
+from parallelrun.operator.pipelines.status import with_steps
 from parallelrun.runner.pipelines import dag
 
 DOC = (ROOT / "docs" / "interop.md").read_text()

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 
-from parallelrun.operator.manifests import Owner
-from parallelrun.operator.pipeline_manifests import (LABEL_RUN_UID, LABEL_STEP, child_annotations, cluster_errors,
-                                                      step_child_name, step_labels)
-from parallelrun.operator.pipeline_status import batch_job_child, job_child, step_states
+from parallelrun.operator.kit.children import Owner, child_name
+from parallelrun.operator.pipelines.manifests import (
+    child_annotations,
+    cluster_errors,
+    step_labels,
+)
+from parallelrun.operator.pipelines.status import (
+    batch_job_child,
+    job_child,
+    step_states,
+)
+from parallelrun.runner.api import LABEL_RUN_UID, LABEL_STEP, PIPELINE_RUN
 from parallelrun.runner.pipelines.resolved import ResolvedStep
 from parallelrun.runner.pipelines.spec import load_pipeline
 
@@ -15,13 +23,13 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def test_child_names_are_run_dash_step_and_stay_short_and_distinct():
-    assert step_child_name("iris", "score") == "iris-score"
+    assert child_name("iris", "score") == "iris-score"
     run, steps = "a-very-long-pipeline-run-name-made-by-a-schedule-202601310600", ["x" * 63, "x" * 62 + "y", "score"]
-    names = [step_child_name(run, s) for s in steps]
+    names = [child_name(run, s) for s in steps]
     assert len(set(names)) == 3
     assert all(len(n) <= 52 and _DNS_LABEL.match(n) for n in names)
-    assert names == [step_child_name(run, s) for s in steps]  # deterministic: a restart finds them
-    labels = step_labels(Owner(run * 2, "ns", "uid-1"), "x" * 63)
+    assert names == [child_name(run, s) for s in steps]  # deterministic: a restart finds them
+    labels = step_labels(Owner(PIPELINE_RUN, run * 2, "ns", "uid-1"), "x" * 63)
     assert len(labels["parallelrun.dev/pipelinerun"]) <= 63 and labels[LABEL_RUN_UID] == "uid-1"
 
 

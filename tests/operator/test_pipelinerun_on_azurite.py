@@ -11,9 +11,10 @@ import sys
 import fsspec
 import pytest
 from operator_harness import BIJ_API, NAMESPACE, ROOT, eventually
+from parallelrun.operator.kit.kube import path
+from parallelrun.runner.api import PIPELINE_RUN
 
-from parallelrun.operator.kube import path
-from parallelrun.operator.pipeline_manifests import PLURAL
+PLURAL = PIPELINE_RUN.plural
 
 sys.path.insert(0, str(ROOT / "tests" / "azure"))
 from azurite import CREDENTIAL_VARIABLES, start_for_tests  # noqa: E402

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta, timezone
 import kmock
 import pytest
 from operator_harness import NAMESPACE, TEST_TOKEN, Cluster, eventually
-
-from parallelrun.operator.kube import path
-from parallelrun.operator.manifests import FINALIZER
-from parallelrun.runner.schedules.runs import RUN_NOW, SCHEDULED_TIME
+from parallelrun.operator.kit.kube import path
+from parallelrun.runner.api import ANNOTATION_RUN_NOW as RUN_NOW
+from parallelrun.runner.api import ANNOTATION_SCHEDULED_TIME as SCHEDULED_TIME
+from parallelrun.runner.api import FINALIZER
 
 pytestmark = pytest.mark.timeout(60)
 

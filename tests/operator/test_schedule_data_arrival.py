@@ -10,8 +10,7 @@ import time
 
 import pytest
 from operator_harness import NAMESPACE, ROOT, eventually
-
-from parallelrun.operator.kube import path
+from parallelrun.operator.kit.kube import path
 
 sys.path.insert(0, str(ROOT / "tests" / "azure"))
 from azurite import start_for_tests  # noqa: E402

@@ -15,10 +15,10 @@ import kmock
 import kopf
 import pytest
 from operator_harness import NAMESPACE, Cluster, eventually
-
-from parallelrun.operator import schedule
-from parallelrun.operator.kube import KubeApi, path
-from parallelrun.operator.schedule import CreatesFirst, StatusWriter
+from parallelrun.operator.kit.creates import CreatesFirst
+from parallelrun.operator.kit.kube import KubeApi, path
+from parallelrun.operator.schedules import controller as schedule
+from parallelrun.operator.schedules.controller import StatusWriter
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -29,10 +29,10 @@ def test_a_virtual_environment_can_be_made_in_the_root(tmp_path):
 
 
 def test_the_operator_package_imports_from_anywhere(tmp_path):
-    result = subprocess.run([sys.executable, "-c", "import parallelrun.operator.manifests as m; print(m.__file__)"],
+    result = subprocess.run([sys.executable, "-c", "import parallelrun.operator.jobs.manifests as m; print(m.__file__)"],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(ROOT / "operator" / "manifests.py")
+    assert result.stdout.strip() == str(ROOT / "operator" / "jobs" / "manifests.py")
 
 
 def test_the_runner_never_imports_the_operator_or_kopf():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lupa import lua51
 
-from parallelrun.operator.schedule_status import invalid_status, schedule_status
+from parallelrun.operator.schedules.status import invalid_status, schedule_status
 from parallelrun.runner.schedules.policy import Memory, decide
 from parallelrun.runner.schedules.spec import load_schedule
 

@@ -13,217 +13,65 @@ read back once committed, and the counts are recomputed from the pods.
 
 from __future__ import annotations
 
-import abc
 import asyncio
-import contextlib
 import copy
 import json
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import kopf
-
 from parallelrun.runner.accounting import Counts
+from parallelrun.runner.api import BATCH_INFERENCE_JOB, LABEL_JOB_UID
 from parallelrun.runner.contract import PermanentError
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.plan import shards_with_work
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec, SpecError, load_spec
 
-from . import metrics
-from .aggregation import JobState, PodState, observe_merge, observe_scoring
-from .job_reuse import find_reusable, record_success, reuse_key
-from .kube import ApiError, KubeApi, path
-from .manifests import (LABEL_UID, MERGE, PLURAL, SCORING, SPEC, SPEC_FILE, Owner, build_merge_job,
-                        build_scoring_job, build_spec_configmap, cluster_errors)
-from .planning import Planner, secret_env
+from ..kit import metrics
+from ..kit.children import Owner
+from ..kit.conditions import (
+    FAILED,
+    MERGING,
+    PLANNING,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    with_phase,
+)
+from ..kit.controller import Controller, RunFailed, Services
+from ..kit.kube import ApiError, path
+from ..kit.observe import JobState, PodState
+from .aggregation import observe_merge, observe_scoring
+from .manifests import (
+    MERGE,
+    SCORING,
+    SPEC,
+    SPEC_FILE,
+    build_merge_job,
+    build_scoring_job,
+    build_spec_configmap,
+    cluster_errors,
+    run_id,
+)
+from .planning import Planner
 from .progress import read_progress
-from .status import (FAILED, MERGING, PENDING, PLANNING, RUNNING, SPEC_CHANGE_REFUSED, SUCCEEDED, TERMINAL, counts_of,
-                     with_phase, with_progress, with_spec_check)
+from .reuse import find_reusable, record_success, reuse_key
+from .status import counts_of, with_progress
 
-RESYNC_SECONDS = 60  # a look without any event, in case one was missed
 PROGRESS_READ_SECONDS = 15  # while scoring: how often the shards' progress files are read
-RETRY_SECONDS = 30  # after a passing fault: storage or API unreachable, secret not there yet
-_PLURALS = {"ConfigMap": ("v1", "configmaps"), "Job": ("batch/v1", "jobs"), KIND: (API_VERSION, PLURAL)}
-
-
-class RunFailed(kopf.PermanentError):
-    """The run cannot succeed; `reason` becomes the Failed condition's reason."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass
-class Services:
-    """What the operator shares between all resources (kept in kopf's memo)."""
-
-    api: KubeApi
-    planner: Planner
-    default_image: str | None = None
-
-
-class Wakeups:
-    """One event per running resource, set when its pods, Jobs or spec change."""
-
-    def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
-
-    def event(self, uid: str) -> asyncio.Event:
-        return self._events.setdefault(uid, asyncio.Event())
-
-    def wake(self, uid: str) -> None:
-        if uid in self._events:
-            self._events[uid].set()
-
-    def forget(self, uid: str) -> None:
-        self._events.pop(uid, None)
-
-
-class Controller(abc.ABC):
-    """What every resource's driver does alike: create or adopt children, write status, post Events.
-
-    A subclass names its resource's `plural` and the label (`uid_label`) that marks its children.
-    """
-
-    plural = PLURAL
-    uid_label = LABEL_UID
-
-    def __init__(self, body, services: Services, logger: logging.LoggerAdapter | None = None):
-        self.body = body  # kopf's live view: spec and generation stay current
-        self.logger = logger or logging.LoggerAdapter(logging.getLogger(__name__), {})
-        self.owner = Owner.of(body)
-        self.api, self.services = services.api, services
-        self.status = copy.deepcopy(dict(body.get("status") or {}))
-        self._written = copy.deepcopy(self.status)
-        self._spec_check: tuple[int | None, str | None] | None = None  # (generation, refusal)
-
-    @property
-    def generation(self) -> int | None:
-        return self.body["metadata"].get("generation")
-
-    async def drive(self, wake: asyncio.Event) -> None:
-        """Take the resource to Succeeded or Failed: `start`, then `step` at every wake-up (or
-        `pause` seconds) until it says done; raises kopf.TemporaryError to be retried."""
-        try:
-            await self.start()
-            while True:
-                wake.clear()
-                started = time.monotonic()
-                done = await self.step()
-                metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-                if done:
-                    return
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.pause())
-        except RunFailed as failure:
-            await self.fail(failure.reason, str(failure))
-        except ApiError as e:
-            if not e.permanent:  # unreachable, 429, 5xx...: the same request may pass later
-                raise _retry_later(e, "Kubernetes API") from e
-            await self.fail(e.failure_reason, e.explain())  # 403, 422...: it would fail the same way again
-
-    @abc.abstractmethod
-    async def start(self) -> None:
-        """Everything before the first look: the spec, credentials, what must exist first."""
-
-    @abc.abstractmethod
-    async def step(self) -> bool:
-        """One look at the resource; True when it has finished."""
-
-    def pause(self) -> float:
-        return RESYNC_SECONDS
-
-    @abc.abstractmethod
-    def _refusal(self) -> str | None:
-        """Why the spec as it is now is not run (it changed after the run started), or None."""
-
-    def _check_spec(self, status: dict) -> dict:
-        """`status` with SpecChangeRefused set while the spec differs from the run's."""
-        if self._spec_check is None or self._spec_check[0] != self.generation:
-            self._spec_check = (self.generation, self._refusal())
-        refusal = self._spec_check[1]
-        if refusal and not any(c.get("type") == SPEC_CHANGE_REFUSED for c in status.get("conditions") or []):
-            self._event("Warning", SPEC_CHANGE_REFUSED, refusal)
-        return with_spec_check(status, refusal, self.generation)
-
-    async def fail(self, reason: str, message: str) -> None:
-        """Failed with `reason`; where the API refuses that status for good, say so in the log and stop."""
-        self._event("Warning", reason, message)
-        try:
-            await self._write(with_phase(self.status, FAILED, reason, message, self.generation))
-        except ApiError as e:
-            if e.status == 404:  # the resource is gone (its namespace with it?): nobody to tell
-                self.logger.warning("the run failed (%s: %s), but the resource is gone", reason, message)
-                return
-            if not e.permanent:
-                raise _retry_later(e, "cannot write the Failed status yet") from e
-            refusal = e.explain()
-            self.logger.error(
-                "the run stopped, and its Failed status cannot be written: the resource will not show it, and "
-                "it is not retried. Fix this, then restart the operator: %s%s", refusal,
-                "" if refusal == message else f" (it failed with {reason}: {message})")
-
-    async def _credentials(self, storage: dict, wait: bool = True) -> dict[str, str] | None:
-        """The storage credentials of `storage`'s secretRef; never the operator's own.
-
-        A missing Secret: wait for it (Pending), or with wait=False, None.
-        """
-        name = (storage.get("secretRef") or {}).get("name")
-        if not name:
-            return {}
-        try:
-            return secret_env(await self.api.get(path("v1", "secrets", self.owner.namespace, name)))
-        except ApiError as e:
-            if e.status != 404:
-                raise
-        if not wait:
-            return None
-        message = f"waiting for Secret {name} (spec.storage.secretRef) to exist; next look in {RETRY_SECONDS}s"
-        await self._write(with_phase(self.status, PENDING, "WaitingForSecret", message, self.generation))
-        raise kopf.TemporaryError(message, delay=RETRY_SECONDS)
-
-    def _check_ours(self, child: dict) -> None:
-        if (child["metadata"].get("labels") or {}).get(self.uid_label) != self.owner.uid:
-            raise kopf.TemporaryError(
-                f"{child.get('kind', 'object')} {child['metadata']['name']} belongs to another resource "
-                "(an earlier one of the same name, still being deleted?); waiting for it to go", delay=RETRY_SECONDS)
-
-    async def _ensure(self, manifest: dict) -> dict:
-        """Create `manifest`, or adopt the one of the same name made earlier for this resource."""
-        api_version, plural = _PLURALS[manifest["kind"]]
-        collection = path(api_version, plural, self.owner.namespace)
-        try:
-            return await self.api.create(collection, manifest)
-        except ApiError as e:
-            if e.status != 409:
-                raise
-        existing = await self.api.get(f"{collection}/{manifest['metadata']['name']}")
-        self._check_ours(existing)
-        return existing
-
-    async def _write(self, status: dict) -> None:
-        self.status = status
-        if status == self._written:
-            return
-        await self.api.merge_patch(path(API_VERSION, self.plural, self.owner.namespace, self.owner.name, "status"),
-                                   {"status": status})
-        self._written = copy.deepcopy(status)
-
-    def _event(self, type_: str, reason: str, message: str) -> None:
-        """A Kubernetes Event, and the same in the operator's log (k8s_skip: not posted twice by kopf)."""
-        kopf.event(self.body, type=type_, reason=reason, message=message)
-        level = logging.INFO if type_ == "Normal" else logging.WARNING
-        self.logger.log(level, "%s: %s", reason, message, extra={"k8s_skip": True})
 
 
 class Reconciler(Controller):
-    def __init__(self, body, services: Services, pods: Callable[[], Iterable[PodState]],
+    kind = BATCH_INFERENCE_JOB
+    uid_label = LABEL_JOB_UID
+
+    def __init__(self, body, services: Services, planner: Planner, pods: Callable[[], Iterable[PodState]],
                  jobs: Callable[[], Iterable[JobState]], logger: logging.LoggerAdapter | None = None):
         super().__init__(body, services, logger)
+        self.planner = planner
         self._pods, self._jobs = pods, jobs
         self.spec: JobSpec | None = None  # the spec of record: the one the run started with
         self.total: int | None = (self.status.get("progress") or {}).get("miniBatches", {}).get("total")
@@ -238,9 +86,11 @@ class Reconciler(Controller):
 
     # -- the loop ----------------------------------------------------------------
 
-    def pause(self) -> float:
-        """The longest wait before the next look: shorter while scoring, for the progress files."""
-        return PROGRESS_READ_SECONDS if self.status.get("phase") == RUNNING else RESYNC_SECONDS
+    def next_look(self) -> datetime | None:
+        """Sooner while scoring, for the progress files."""
+        if self.status.get("phase") == RUNNING:
+            return self.clock.now() + timedelta(seconds=PROGRESS_READ_SECONDS)
+        return None
 
     async def start(self) -> None:
         self.spec = await self._spec_of_record()
@@ -257,13 +107,13 @@ class Reconciler(Controller):
                                          self.generation))
         started = time.monotonic()
         try:
-            plan = await self.services.planner.plan(self.spec, self.owner.run_id, env)
+            plan = await self.planner.plan(self.spec, run_id(self.owner), env)
         except PermanentError as e:  # nothing to plan, unreadable input, storage refusing: a user's to fix
             raise RunFailed("PlanFailed", str(e)) from e
         except Exception as e:  # storage unreachable...: retried, and said so
-            message = f"planning failed, retrying in {RETRY_SECONDS}s: {type(e).__name__}: {e}"
+            message = f"planning failed, retrying in {self.retry_seconds}s: {type(e).__name__}: {e}"
             await self._write(dict(self.status, message=message))
-            raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from e
+            raise kopf.TemporaryError(message, delay=self.retry_seconds) from e
         metrics.PLAN_SECONDS.observe(time.monotonic() - started)
         self.total = plan.total_mini_batches
         await self._ensure(build_spec_configmap(self.spec, self.owner))
@@ -276,7 +126,7 @@ class Reconciler(Controller):
         self._event("Normal", "Started", message)
         status = with_phase(self.status, RUNNING, "Scoring", message, self.generation)
         status = with_progress(status, self._counted, self.total, 0, 0, 0, nodes)
-        await self._write(dict(status, jobName=job["metadata"]["name"], runId=self.owner.run_id))
+        await self._write(dict(status, jobName=job["metadata"]["name"], runId=run_id(self.owner)))
 
     async def step(self) -> bool:
         """One look at the run; True when it has finished."""
@@ -320,7 +170,7 @@ class Reconciler(Controller):
         done = {p.index for p in pods if p.component == SCORING and p.phase == "Succeeded"}
         running = [i for i in range(self.shards_with_work) if i not in done]
         try:
-            live = await asyncio.to_thread(read_progress, self.spec, self.owner.run_id, self._env, running)
+            live = await asyncio.to_thread(read_progress, self.spec, run_id(self.owner), self._env, running)
         except Exception as e:  # noqa: BLE001 - storage is down: the pods' own reports still count
             self.logger.warning("cannot read the shards' progress: %s: %s", type(e).__name__, e)
             live = {}
@@ -384,7 +234,7 @@ class Reconciler(Controller):
         try:
             key = await self._reuse_key(self._env or {})
             if key:
-                await asyncio.to_thread(record_success, self.spec, key, self.owner.run_id, self.owner.name, output,
+                await asyncio.to_thread(record_success, self.spec, key, run_id(self.owner), self.owner.name, output,
                                         self._env or {})
         except Exception as e:  # noqa: BLE001
             self.logger.warning("allowReuse: cannot record this run for reuse: %s: %s", type(e).__name__, e)
@@ -447,26 +297,5 @@ class Reconciler(Controller):
 
 def output_uri(spec: JobSpec, owner: Owner) -> str:
     """What status.outputUri points to: the output file, or (summaryOnly) the run's summary.json."""
-    uris = Layout.uris(spec, owner.run_id)
+    uris = Layout.uris(spec, run_id(owner))
     return uris.final_output(spec.output.file_name) if spec.output.action == "appendRow" else uris.summary
-
-
-def _retry_later(e: ApiError, what: str) -> kopf.TemporaryError:
-    """A passing API fault, retried after the server's Retry-After (sooner when it did not answer)."""
-    return kopf.TemporaryError(f"{what}: {e}", delay=e.retry_delay(RETRY_SECONDS if e.status else 10))
-
-
-async def refuse_change_after_finish(body, api: KubeApi, plural: str = PLURAL) -> None:
-    """A finished run (a BatchInferenceJob, or a PipelineRun with `plural`) whose spec was edited:
-    say that nothing will run again."""
-    generation = body["metadata"].get("generation")
-    status = dict(body.get("status") or {})
-    if generation is None or status.get("observedGeneration") in (None, generation):
-        return
-    refusal = (f"the run is {status.get('phase')}; a changed spec is not run again. To run it, create a new "
-               f"{body.get('kind') or KIND}, or delete and re-create this one")
-    kopf.event(body, type="Warning", reason=SPEC_CHANGE_REFUSED, message=refusal)
-    owner = Owner.of(body)
-    await api.merge_patch(path(API_VERSION, plural, owner.namespace, owner.name, "status"),
-                          {"status": with_spec_check(status, refusal, generation)})
-

@@ -11,101 +11,63 @@ that restarts finds what it made instead of making it twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
-from dataclasses import dataclass
 
-from parallelrun.runner.contract import (CODE_DIR, CODE_DIR_ENV, EXIT_CONFIG, EXIT_THRESHOLD, SCRATCH_ENV,
-                                         TERMINATION_LOG, URI_SCHEME)
+from parallelrun.runner.api import (
+    ANNOTATION_RUN_ID,
+    ANNOTATION_SPEC_HASH,
+    BATCH_INFERENCE_JOB,
+    LABEL_COMPONENT,
+    LABEL_JOB,
+    LABEL_JOB_UID,
+)
+from parallelrun.runner.contract import (
+    CODE_DIR,
+    CODE_DIR_ENV,
+    EXIT_CONFIG,
+    EXIT_THRESHOLD,
+    URI_SCHEME,
+)
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec
 
-GROUP, VERSION = API_VERSION.split("/")
-PLURAL = "batchinferencejobs"
-
-LABEL_NAME = "parallelrun.dev/batchinferencejob"
-LABEL_UID = "parallelrun.dev/batchinferencejob-uid"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-ANNOTATION_RUN_ID = "parallelrun.dev/run-id"
-ANNOTATION_SPEC_HASH = "parallelrun.dev/spec-hash"
-COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
-FINALIZER = "parallelrun.dev/operator"  # kopf's (handlers.configure); a schedule creates its runs with it
+from ..kit.children import Owner
+from ..kit.pods import (
+    DISRUPTION_RULE,
+    SCRATCH_DIR,
+    SPEC_DIR,
+    exit_rule,
+    restricted_container,
+    restricted_pod,
+    scratch_env,
+    with_user_env,
+)
 
 SCORING, MERGE, SPEC = "scoring", "merge", "spec"
-CONTAINER = "runner"
-SPEC_DIR, SPEC_FILE = "/etc/parallelrun", "job.json"
-SCRATCH_DIR = "/scratch"
-
+SPEC_FILE = "job.json"
 MERGE_BACKOFF_LIMIT = 2
-NON_ROOT_ID = 65532  # the conventional "nonroot" user of distroless images
-
-_JOB_NAME_LIMIT = 52  # leaves room for "-<index>" in Indexed Job pod hostnames (63)
-_LABEL_VALUE_LIMIT = 63
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The BatchInferenceJob its children belong to."""
-
-    name: str
-    namespace: str
-    uid: str
-
-    @classmethod
-    def of(cls, body) -> "Owner":
-        meta = body["metadata"]
-        return cls(meta["name"], meta["namespace"], meta["uid"])
-
-    @property
-    def run_id(self) -> str:
-        """The run's id, and its work directory <output.uri>/_parallelrun/<run-id>/.
-
-        `<name>-<first 8 characters of the uid>`: the same for the life of the resource
-        (an operator restart resumes the same run), new for a re-created resource.
-        """
-        return f"{self.name[:200]}-{self.uid[:8]}"
-
-    def child_name(self, suffix: str) -> str:
-        return child_name(self.name, suffix)
-
-    def labels(self, component: str) -> dict:
-        return {
-            "app.kubernetes.io/name": "parallelrun",
-            "app.kubernetes.io/managed-by": "parallelrun-operator",
-            LABEL_COMPONENT: component,
-            LABEL_NAME: label_value(self.name),
-            LABEL_UID: self.uid,
-        }
-
-    def reference(self) -> dict:
-        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.name, "uid": self.uid,
-                "controller": True, "blockOwnerDeletion": True}
-
-    def metadata(self, suffix: str, component: str, spec: JobSpec) -> dict:
-        return {
-            "name": self.child_name(suffix),
-            "namespace": self.namespace,
-            "labels": self.labels(component),
-            "annotations": {ANNOTATION_RUN_ID: self.run_id, ANNOTATION_SPEC_HASH: spec_hash(spec)},
-            "ownerReferences": [self.reference()],
-        }
+def owner_of(body) -> Owner:
+    return Owner.of(BATCH_INFERENCE_JOB, body)
 
 
-def child_name(name: str, suffix: str) -> str:
-    """`<name>-<suffix>`, shortened with a hash of the name when it would be too long."""
-    full = f"{name}-{suffix}"
-    if len(full) <= _JOB_NAME_LIMIT:
-        return full
-    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
-    keep = name[:_JOB_NAME_LIMIT - len(suffix) - len(digest) - 2].rstrip("-.")
-    return f"{keep}-{digest}-{suffix}"
+def run_id(owner: Owner) -> str:
+    """The run's id, and its work directory <output.uri>/_parallelrun/<run-id>/.
+
+    `<name>-<first 8 characters of the uid>`: the same for the life of the resource
+    (an operator restart resumes the same run), new for a re-created resource.
+    """
+    return f"{owner.name[:200]}-{owner.uid[:8]}"
 
 
-def label_value(text: str) -> str:
-    if len(text) <= _LABEL_VALUE_LIMIT:
-        return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
-    return f"{text[:_LABEL_VALUE_LIMIT - 7].rstrip('-._')}-{digest}"
+def labels(owner: Owner, component: str) -> dict:
+    return owner.labels(component, LABEL_JOB, LABEL_JOB_UID)
+
+
+def metadata(owner: Owner, suffix: str, component: str, spec: JobSpec) -> dict:
+    return owner.metadata(owner.child_name(suffix), labels(owner, component),
+                          {ANNOTATION_RUN_ID: run_id(owner), ANNOTATION_SPEC_HASH: spec_hash(spec)})
 
 
 def spec_hash(spec: JobSpec) -> str:
@@ -143,7 +105,7 @@ def build_spec_configmap(spec: JobSpec, owner: Owner) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": owner.metadata(SPEC, SPEC, spec),
+        "metadata": metadata(owner, SPEC, SPEC, spec),
         "immutable": True,
         "data": {SPEC_FILE: json.dumps(resource_document(spec, owner), indent=1, sort_keys=True)},
     }
@@ -163,15 +125,15 @@ def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = N
     `nodes`: the shards that have work (fewer than nodeCount when the plan has fewer
     mini-batches), so no node, or GPU, is taken for an empty shard.
     """
-    template = _pod_template(spec, owner, SCORING, runner_command("score", owner.run_id), default_image, gpu=True)
+    template = _pod_template(spec, owner, SCORING, runner_command("score", run_id(owner)), default_image, gpu=True)
     template["spec"]["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
-        "labelSelector": {"matchLabels": {LABEL_UID: owner.uid, LABEL_COMPONENT: SCORING}},
+        "labelSelector": {"matchLabels": {LABEL_JOB_UID: owner.uid, LABEL_COMPONENT: SCORING}},
         "topologyKey": "kubernetes.io/hostname",
     }]}}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": owner.metadata("score", SCORING, spec),
+        "metadata": metadata(owner, "score", SCORING, spec),
         "spec": {
             "completionMode": "Indexed",
             "completions": nodes or spec.node_count,
@@ -195,40 +157,16 @@ def build_merge_job(spec: JobSpec, owner: Owner, default_image: str | None = Non
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": owner.metadata("merge", MERGE, spec),
+        "metadata": metadata(owner, "merge", MERGE, spec),
         "spec": {
             "completions": 1,
             "parallelism": 1,
             "backoffLimit": MERGE_BACKOFF_LIMIT,
             "podFailurePolicy": {"rules": [exit_rule("FailJob", [EXIT_CONFIG, EXIT_THRESHOLD]), DISRUPTION_RULE]},
-            "template": _pod_template(spec, owner, MERGE, runner_command("merge", owner.run_id), default_image,
+            "template": _pod_template(spec, owner, MERGE, runner_command("merge", run_id(owner)), default_image,
                                       gpu=False),
         },
     }
-
-
-def exit_rule(action: str, codes: list[int]) -> dict:
-    return {"action": action, "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": codes}}
-
-
-# A node drained or a pod preempted is nobody's fault: retried without counting.
-DISRUPTION_RULE = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
-
-POD_SECURITY_CONTEXT = {
-    "runAsNonRoot": True,
-    "runAsUser": NON_ROOT_ID,
-    "runAsGroup": NON_ROOT_ID,
-    "fsGroup": NON_ROOT_ID,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-CONTAINER_SECURITY_CONTEXT = {
-    "runAsNonRoot": True,
-    "privileged": False,
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
 
 
 def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str],
@@ -238,7 +176,7 @@ def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str
     pod = restricted_pod(_container(spec, command, mounts, default_image, gpu), volumes,
                          spec.environment.get("serviceAccountName"))
     pod.update(_placement(spec, spec.gpu if gpu else None))
-    return {"metadata": {"labels": owner.labels(component), "annotations": {ANNOTATION_RUN_ID: owner.run_id}},
+    return {"metadata": {"labels": labels(owner, component), "annotations": {ANNOTATION_RUN_ID: run_id(owner)}},
             "spec": pod}
 
 
@@ -275,58 +213,6 @@ def _env(spec: JobSpec) -> list[dict]:
     if spec.code.config_map:
         env.append({"name": CODE_DIR_ENV, "value": CODE_DIR})
     return with_user_env(env, spec.environment.get("env"))
-
-
-def scratch_env() -> list[dict]:
-    """Where a pod with a read-only root filesystem writes: its scratch volume."""
-    return [{"name": SCRATCH_ENV, "value": SCRATCH_DIR},
-            {"name": "TMPDIR", "value": SCRATCH_DIR},  # the root filesystem is read-only
-            {"name": "HOME", "value": SCRATCH_DIR},  # libraries that write ~/.cache, ~/.config
-            {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_DIR}/.cache"}]
-
-
-def with_user_env(env: list[dict], user_env: list[dict] | None) -> list[dict]:
-    """`env`, then the user's variables, which win."""
-    user_env = list(user_env or [])
-    user_names = {e.get("name") for e in user_env}
-    return [e for e in env if e["name"] not in user_names] + user_env
-
-
-def restricted_pod(container: dict, volumes: list[dict], service_account: str | None = None) -> dict:
-    """A pod spec under the restricted Pod Security Standard, run once (Kubernetes retries with a new pod)."""
-    pod = {
-        "restartPolicy": "Never",
-        "enableServiceLinks": False,
-        "securityContext": POD_SECURITY_CONTEXT,
-        "containers": [container],
-        "volumes": volumes,
-    }
-    if service_account:
-        pod["serviceAccountName"] = service_account
-    else:
-        pod["automountServiceAccountToken"] = False  # the runner never calls the API
-    return pod
-
-
-def restricted_container(image: str | None, command: list[str], env: list[dict], mounts: list[dict],
-                         env_from: list[dict], storage: dict) -> dict:
-    """The `runner` container: restricted, its termination message read back, storage credentials as env."""
-    container = {
-        "name": CONTAINER,
-        "image": image,
-        "command": command,
-        "env": env,
-        "volumeMounts": mounts,
-        "securityContext": CONTAINER_SECURITY_CONTEXT,
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    secret = (storage.get("secretRef") or {}).get("name")
-    if secret:
-        env_from = env_from + [{"secretRef": {"name": secret}}]
-    if env_from:
-        container["envFrom"] = env_from
-    return container
 
 
 def _placement(spec: JobSpec, gpu_spec) -> dict:

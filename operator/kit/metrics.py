@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from typing import get_args
 
+from parallelrun.runner.accounting import Counts
 from prometheus_client import Counter, Gauge, Histogram
 
-from parallelrun.runner.accounting import Counts
-
-from .status import PENDING, Phase
+from .conditions import PENDING, Phase
 
 JOBS = Gauge("parallelrun_jobs", "BatchInferenceJobs by phase.", ["phase"])
 ITEMS = Counter("parallelrun_items", "Items scored, by result.", ["result"])

@@ -8,7 +8,6 @@ for it, and a burst of new resources does not start a burst of listings.
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,11 +21,6 @@ def plan_run(spec: JobSpec, run_id: str, env: Mapping[str, str]) -> Plan:
     """The run's plan: written now, or the one committed before (an operator restart)."""
     fs, path = filesystem(spec.output.uri, env)
     return ensure_plan(spec, fs, Layout(path, run_id, spec.output.format), env)
-
-
-def secret_env(secret: Mapping) -> dict[str, str]:
-    """A Secret's data as the variables fsspec credentials are read from."""
-    return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
 
 
 class Planner:

@@ -1,26 +1,32 @@
-"""kopf handlers of PipelineSchedule: thin, the work is in schedule.py.
+"""kopf handlers of PipelineSchedule: thin, the work is in controller.py.
 
-    daemon      one per schedule: its ScheduleLoop, woken by the events below
+    daemon      one per schedule: its ScheduleController, woken by the events below
     index       the schedules' PipelineRuns by the uid of the schedule owning them
     event       a schedule's change (spec, run-now annotation) or one of its runs' wakes its loop;
                 the loop's own status writes do not (they would wake it again and again)
 
 The index and event handlers are coroutines: kopf runs a plain function in a thread,
 a hop that costs more than these handlers' own work when a thousand runs appear at once.
-handlers.py imports this module; the API client and login are handlers.py's.
 """
 
 from __future__ import annotations
 
 import kopf
+from parallelrun.runner.api import (
+    ANNOTATION_RUN_NOW,
+    GROUP,
+    LABEL_SCHEDULE,
+    PIPELINE_RUN,
+    PIPELINE_SCHEDULE,
+    VERSION,
+)
 
-from parallelrun.runner.schedules.runs import LABEL_SCHEDULE, RUN_NOW
-
-from .manifests import GROUP, VERSION
-from .reconcile import Wakeups
-from .schedule import PLURAL, RUNS, Clock, CreatesFirst, ScheduleLoop, owner_uid, run_of
+from ..kit.clock import Clock
+from ..kit.controller import Wakeups
+from .controller import ScheduleController, owner_uid, run_of
 
 SCHEDULED = {LABEL_SCHEDULE: kopf.PRESENT}
+PLURAL, RUNS = PIPELINE_SCHEDULE.plural, PIPELINE_RUN.plural
 
 
 @kopf.on.startup()
@@ -29,12 +35,6 @@ def configure_schedules(memo: kopf.Memo, **_) -> None:
     memo.schedule_seen = {}  # uid -> (generation, run-now value) last seen
     memo.run_phases = {}  # run uid -> phase last seen
     memo.setdefault("schedule_clock", Clock())
-    memo.schedule_creates = CreatesFirst()  # its client is logged in by handlers.login
-
-
-@kopf.on.cleanup()
-async def close_schedules(memo: kopf.Memo, **_) -> None:
-    await memo.schedule_creates.close()
 
 
 @kopf.index(GROUP, VERSION, RUNS, labels=SCHEDULED)
@@ -60,7 +60,7 @@ async def run_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def schedule_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     meta = body["metadata"]
-    uid, seen = meta["uid"], (meta.get("generation"), (meta.get("annotations") or {}).get(RUN_NOW))
+    uid, seen = meta["uid"], (meta.get("generation"), (meta.get("annotations") or {}).get(ANNOTATION_RUN_NOW))
     if event["type"] == "DELETED":
         memo.schedule_seen.pop(uid, None)
     elif memo.schedule_seen.get(uid) != seen:
@@ -72,9 +72,9 @@ async def schedule_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
 async def run_schedule(body: kopf.Body, memo: kopf.Memo, runs_by_schedule: kopf.Index, logger: kopf.Logger,
                        **_) -> None:
     uid = body["metadata"]["uid"]
-    loop = ScheduleLoop(body, memo.services.api, memo.schedule_creates, lambda: runs_by_schedule.get(uid, ()),
-                        memo.schedule_clock, logger)
+    controller = ScheduleController(body, memo.services, memo.creates, lambda: runs_by_schedule.get(uid, ()),
+                                    memo.schedule_clock, logger)
     try:
-        await loop.drive(memo.schedule_wakeups.event(uid))
+        await controller.drive(memo.schedule_wakeups.event(uid))
     finally:
         memo.schedule_wakeups.forget(uid)

@@ -1,4 +1,4 @@
-"""The status of a BatchInferenceJob, by the Kubernetes API conventions: pure functions.
+"""Status phases and conditions of every kind, by the Kubernetes API conventions: pure functions.
 
     phase       Pending → Planning → Running → Merging → Succeeded | Failed
     conditions  Running    True while planning, scoring or merging; False at the end
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import datetime
 from typing import Literal, get_args
-
-from parallelrun.runner.accounting import Counts
 
 Phase = Literal["Pending", "Planning", "Running", "Merging", "Succeeded", "Failed"]
 PENDING, PLANNING, RUNNING, MERGING, SUCCEEDED, FAILED = get_args(Phase)
@@ -74,27 +72,6 @@ def with_phase(status: dict, phase: Phase, reason: str, message: str, generation
             new.setdefault("startTime", at)
     new["conditions"] = conditions
     return new
-
-
-def with_progress(status: dict, counts: Counts, total: int | None, active: int, succeeded: int, failed: int,
-                  node_count: int) -> dict:
-    """`status` with the counts so far (a new dict)."""
-    mini_batches = {"succeeded": counts.mini_batches_succeeded, "failed": counts.mini_batches_failed}
-    if total is not None:
-        mini_batches["total"] = total
-    return dict(
-        status,
-        progress={"miniBatches": mini_batches,
-                  "items": {"succeeded": counts.items_succeeded, "failed": counts.items_failed}},
-        progressText=f"{counts.mini_batches}/{total if total is not None else '?'}",
-        nodes={"active": active, "succeeded": succeeded, "failed": failed},
-        nodesText=f"{active}/{node_count}",
-    )
-
-
-def counts_of(status: dict) -> Counts:
-    """The counts a status already reports (an operator restart starts from them)."""
-    return Counts.from_dict(status.get("progress") or {})
 
 
 def with_spec_check(status: dict, refusal: str | None, generation: int | None, at: str | None = None) -> dict:

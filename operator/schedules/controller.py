@@ -1,4 +1,4 @@
-"""The PipelineSchedule controller: one loop per schedule, the policy engine deciding.
+"""The PipelineSchedule controller: a kit controller per schedule, the policy engine deciding.
 
 Each look: load the spec (invalid: the InvalidSchedule condition, and wait for a new
 one), poll the data trigger when due (off the event loop), let `policy.decide` say
@@ -12,7 +12,7 @@ data-arrival run carries the watermark it moves to (an annotation), so adopting 
 moves the watermark as far as its own files reached.
 
 Then it sleeps until the next slot or poll, or until woken: a change of the schedule
-(spec, run-now annotation) or of one of its runs. The clock is injectable (`Clock`).
+(spec, run-now annotation) or of one of its runs. The clock is injectable (kit.clock).
 """
 
 from __future__ import annotations
@@ -22,130 +22,64 @@ import copy
 import functools
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable, Iterable, Mapping
 
 import kopf
-
+from parallelrun.runner.api import (
+    ANNOTATION_RUN_NOW,
+    ANNOTATION_SCHEDULED_TIME,
+    ANNOTATION_WATERMARK,
+    API_VERSION,
+    FINALIZER,
+    LABEL_SCHEDULE,
+    LABEL_TRIGGER,
+    PIPELINE_RUN,
+    PIPELINE_SCHEDULE,
+)
 from parallelrun.runner.schedules import arrival
 from parallelrun.runner.schedules.policy import Firing, Memory, Run, decide
-from parallelrun.runner.schedules.runs import (LABEL_TRIGGER, RUN_NOW, SCHEDULED_TIME, WATERMARK, build_run,
-                                               data_run_name, parse_rfc3339, rfc3339)
-from parallelrun.runner.schedules.spec import ScheduleSpec, ScheduleSpecError, load_schedule
+from parallelrun.runner.schedules.runs import (
+    build_run,
+    data_run_name,
+    parse_rfc3339,
+    rfc3339,
+)
+from parallelrun.runner.schedules.spec import (
+    ScheduleSpec,
+    ScheduleSpecError,
+    load_schedule,
+)
 
-from . import metrics
-from .kube import ApiError, KubeApi, path
-from .manifests import FINALIZER, GROUP, VERSION
-from .planning import secret_env
-from .schedule_status import invalid_status, schedule_status
+from ..kit import metrics
+from ..kit.children import Owner
+from ..kit.clock import Clock
+from ..kit.controller import Controller, Services
+from ..kit.creates import CreatesFirst
+from ..kit.credentials import secret_env
+from ..kit.kube import ApiError, KubeApi, path
+from .status import invalid_status, schedule_status
 
-PLURAL = "pipelineschedules"
-RUNS = "pipelineruns"
-API_VERSION = f"{GROUP}/{VERSION}"
-RESYNC_SECONDS = 60  # a look without any event, in case one was missed
 RETRY_SECONDS = 10  # after a passing fault
 _RECENT_SECONDS = 60  # how long a run this loop created or deleted outweighs the index that has not seen it
-
-
-class Clock:
-    """The wall clock; tests give another with the same two methods."""
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
-
-    async def sleep_until(self, when: datetime | None, wake: asyncio.Event) -> None:
-        """Until `when` (None: RESYNC_SECONDS) or `wake` is set, whichever is first."""
-        seconds = RESYNC_SECONDS if when is None else min(RESYNC_SECONDS, (when - self.now()).total_seconds())
-        if seconds > 0:
-            try:
-                await asyncio.wait_for(wake.wait(), seconds)
-            except asyncio.TimeoutError:
-                pass
 
 
 def run_of(body: Mapping) -> Run:
     """A PipelineRun as the policy engine sees it (what the index keeps)."""
     meta = body.get("metadata") or {}
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-    return Run(meta["name"], labels.get(LABEL_TRIGGER, "schedule"), parse_rfc3339(annotations.get(SCHEDULED_TIME)),
+    return Run(meta["name"], labels.get(LABEL_TRIGGER, "schedule"), parse_rfc3339(annotations.get(ANNOTATION_SCHEDULED_TIME)),
                (body.get("status") or {}).get("phase"), parse_rfc3339(meta.get("creationTimestamp")))
 
 
 def owner_uid(body: Mapping) -> str | None:
     """The uid of the PipelineSchedule owning a run, if one does."""
     for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("kind") == "PipelineSchedule":
+        if ref.get("kind") == PIPELINE_SCHEDULE.kind:
             return ref.get("uid")
     return None
-
-
-class CreatesFirst:
-    """The runs' creates of one operator go first: through a client of their own (`api`, logged in
-    with the operator's by `connect`) on an event loop of their own, in a thread. Neither the
-    operator's other calls nor kopf's reaction to a thousand new runs (on the operator's loop) queue
-    ahead of them; the thread, waiting on the network most of the time, gets the interpreter
-    within the switch interval (5 ms) of an answer arriving. Status writes and the new runs'
-    reconcilers `wait` until no create is under way (up to `patience`), so that when a thousand
-    schedules fire at once their runs are created first. At most `concurrency` creates are in
-    flight at once; the rest queue on the thread (an API server serves a few connections as fast
-    as many)."""
-
-    def __init__(self, patience: float = 10.0, concurrency: int = 16):
-        self.api = KubeApi()
-        self.pending, self.patience, self.concurrency = 0, patience, concurrency
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._slots: asyncio.Semaphore | None = None  # on the thread's loop
-
-    async def connect(self, info: kopf.ConnectionInfo) -> None:
-        """Log the client in (again: kopf logs in anew when the credentials expire)."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, name="schedule-creates", daemon=True)
-            self._thread.start()
-            self._slots = asyncio.Semaphore(self.concurrency)
-        await self._on_own_loop(self.api.connect(info))
-
-    async def close(self) -> None:
-        if self._loop is None:
-            return
-        await self._on_own_loop(self.api.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        await asyncio.to_thread(self._thread.join)
-        self._loop.close()
-        self._loop = self._thread = None
-
-    def _on_own_loop(self, coroutine) -> asyncio.Future:
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
-
-    async def create(self, url_path: str, body: dict) -> dict:
-        self.pending += 1
-        self._idle.clear()
-        try:
-            if self._loop is None:  # not logged in: the client says so
-                return await self.api.create(url_path, body)
-            return await self._on_own_loop(self._create(url_path, body))
-        finally:
-            self.pending -= 1
-            if not self.pending:
-                self._idle.set()
-
-    async def _create(self, url_path: str, body: dict) -> dict:
-        async with self._slots:
-            return await self.api.create(url_path, body)
-
-    async def wait(self) -> None:
-        if self._idle.is_set():
-            return
-        try:
-            await asyncio.wait_for(self._idle.wait(), self.patience)
-        except asyncio.TimeoutError:
-            pass
 
 
 @dataclass
@@ -165,21 +99,26 @@ class _Recent:
         return list(runs.values())
 
 
-class ScheduleLoop:
-    def __init__(self, body, api: KubeApi, creates: CreatesFirst, runs: Callable[[], Iterable[Run]], clock: Clock,
-                 logger: logging.LoggerAdapter | logging.Logger | None = None):
-        self.body = body  # kopf's live view: spec, annotations and generation stay current
-        self.api, self.creates, self.clock, self._runs = api, creates, clock, runs
-        self.logger = logger or logging.getLogger(__name__)
-        meta = body["metadata"]
-        self.namespace, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
-        self.status = copy.deepcopy(dict(body.get("status") or {}))
-        self.writer = StatusWriter(api, path(API_VERSION, PLURAL, self.namespace, self.name, "status"), self.status,
-                                   self.creates, self.logger)
+class ScheduleController(Controller):
+    """A schedule's controller: it never finishes; each look says when the next is due."""
+
+    kind = PIPELINE_SCHEDULE
+    uid_label = LABEL_SCHEDULE
+    retry_seconds = RETRY_SECONDS
+
+    def __init__(self, body, services: Services, creates: CreatesFirst, runs: Callable[[], Iterable[Run]],
+                 clock: Clock, logger: logging.LoggerAdapter | logging.Logger | None = None):
+        super().__init__(body, services, logger or logging.getLogger(__name__), clock)
+        self.creates, self._runs = creates, runs
+        self.namespace, self.name, self.uid = self.owner.namespace, self.owner.name, self.owner.uid
+        self.writer = StatusWriter(self.api, path(API_VERSION, PIPELINE_SCHEDULE.plural, self.namespace, self.name,
+                                                  "status"), self.status, self.creates, self.logger)
         self.updates: dict = {}  # status fields this look changed besides the decision's (watermark, poll)
         self.recent = _Recent()
         self.next_poll: datetime | None = None
+        self._due: datetime | None = None  # the next look, as the last one said
         self._spec: tuple[int | None, ScheduleSpec] | None = None  # the spec loaded for a generation
+        self._writing: asyncio.Task | None = None
 
     @property
     def meta(self) -> Mapping:
@@ -192,21 +131,26 @@ class ScheduleLoop:
             self._spec = (generation, load_schedule(doc))
         return self._spec[1]
 
-    async def drive(self, wake: asyncio.Event) -> None:
-        writer = asyncio.create_task(self.writer.run())
+    async def start(self) -> None:
+        self._writing = asyncio.create_task(self.writer.run())
+
+    async def stop(self) -> None:
+        if self._writing is not None:
+            self._writing.cancel()
+
+    async def step(self) -> bool:
+        """One look; an API fault is said and the next look comes after `retry_seconds`."""
         try:
-            while True:
-                wake.clear()
-                try:
-                    when = await self.look()
-                except ApiError as e:
-                    if e.permanent:
-                        self._event("Warning", "Failed", e.explain())
-                    self.logger.warning(f"{e}; next look in {RETRY_SECONDS}s")
-                    when = self.clock.now() + timedelta(seconds=RETRY_SECONDS)
-                await self.clock.sleep_until(when, wake)
-        finally:
-            writer.cancel()
+            self._due = await self.look()
+        except ApiError as e:
+            if e.permanent:
+                self._event("Warning", "Failed", e.explain())
+            self.logger.warning(f"{e}; next look in {self.retry_seconds}s")
+            self._due = self.clock.now() + timedelta(seconds=self.retry_seconds)
+        return False
+
+    def next_look(self) -> datetime | None:
+        return self._due
 
     async def look(self) -> datetime | None:
         """One look; returns when the next one is due (None: only when woken)."""
@@ -217,10 +161,10 @@ class ScheduleLoop:
         except ScheduleSpecError as e:
             if self.status.get("observedGeneration") != generation or not _invalid(self.status):
                 self._event("Warning", "InvalidSchedule", "; ".join(e.errors))
-            self._write(invalid_status(self.status, e.errors, generation, now))
+            self._want(invalid_status(self.status, e.errors, generation, now))
             return None
         runs = self.recent.merge(self._runs())
-        run_now = (self.meta.get("annotations") or {}).get(RUN_NOW)
+        run_now = (self.meta.get("annotations") or {}).get(ANNOTATION_RUN_NOW)
         memory = Memory(parse_rfc3339(self.status.get("handledUntil")), self.status.get("observedGeneration"),
                         self.status.get("runNow"))
         created = parse_rfc3339(self.meta.get("creationTimestamp"))
@@ -251,7 +195,7 @@ class ScheduleLoop:
         runs = self.recent.merge(self._runs())
         status = schedule_status(self.status, spec, decision, runs, self.clock.now(), generation)
         self.updates, status = {}, {**status, **self.updates}
-        self._write(status)
+        self._want(status)
         wake_at = [t for t in (decision.upcoming[:1] + ((self.next_poll,) if spec.trigger and not spec.suspend
                                                          else ())) if t is not None]
         return min(wake_at) if wake_at else None
@@ -282,12 +226,12 @@ class ScheduleLoop:
 
     async def _adopt_watermark(self, name: str) -> None:
         try:
-            run = await self.api.get(path(API_VERSION, RUNS, self.namespace, name))
+            run = await self.api.get(path(API_VERSION, PIPELINE_RUN.plural, self.namespace, name))
         except ApiError as e:
             if e.status == 404:
                 return
             raise
-        text = ((run.get("metadata") or {}).get("annotations") or {}).get(WATERMARK)
+        text = ((run.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_WATERMARK)
         if text:
             self.updates["watermark"] = json.loads(text)
 
@@ -306,14 +250,13 @@ class ScheduleLoop:
         """Create the run of a firing, or adopt it (409); whether it was created now."""
         data = firing.trigger == "data"
         manifest = self._manifest(spec, firing.name) if data else None
-        owner = {"apiVersion": API_VERSION, "kind": "PipelineSchedule", "name": self.name, "uid": self.uid,
-                 "controller": True, "blockOwnerDeletion": True}
+        owner = Owner(PIPELINE_SCHEDULE, self.name, self.namespace, self.uid).reference()
         body = build_run(spec, firing.name, firing.slot, firing.trigger, manifest=manifest, owner=owner,
                          watermark=watermark.text() if data and watermark else None)
         body["metadata"]["namespace"] = self.namespace
         body["metadata"]["finalizers"] = [FINALIZER]  # kopf adds it to a new run that lacks it: a PATCH per run
         try:
-            created = await self.creates.create(path(API_VERSION, RUNS, self.namespace), body)
+            created = await self.creates.create(path(API_VERSION, PIPELINE_RUN.plural, self.namespace), body)
             adopted = False
         except ApiError as e:
             if e.status != 409:
@@ -331,7 +274,7 @@ class ScheduleLoop:
 
     async def _delete(self, name: str) -> None:
         try:
-            await self.api.request("DELETE", path(API_VERSION, RUNS, self.namespace, name),
+            await self.api.request("DELETE", path(API_VERSION, PIPELINE_RUN.plural, self.namespace, name),
                                    {"propagationPolicy": "Background"})
         except ApiError as e:
             if e.status != 404:
@@ -343,7 +286,7 @@ class ScheduleLoop:
         self.writer.event(functools.partial(kopf.event, self.body, type=type_, reason=reason, message=message))
         self.logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, message)
 
-    def _write(self, status: dict) -> None:
+    def _want(self, status: dict) -> None:
         """The status from now on (a None removes a field); the writer persists it."""
         self.status = {k: v for k, v in status.items() if v is not None}
         self.writer.want(self.status)

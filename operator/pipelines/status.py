@@ -3,7 +3,7 @@
     status.steps.<step>   {phase, reused, child, startTime, completionTime, outputs, message}
                           phase Pending | Running | Succeeded | Failed | Skipped; a reused
                           step is Succeeded with reused: true and no child
-    phase, conditions     as a BatchInferenceJob's (status.with_phase): Running, Succeeded,
+    phase, conditions     every kind's (kit.conditions.with_phase): Running, Succeeded,
                           Failed (reason StepFailed or InvalidSpec), Reconciling, Stalled
     stepsDone/stepsTotal, progressText, currentStep    for `kubectl get prun`
 
@@ -17,12 +17,16 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from parallelrun.runner.api import (
+    ANNOTATION_FINGERPRINT,
+    ANNOTATION_OUTPUTS,
+    LABEL_STEP,
+)
 from parallelrun.runner.pipelines import dag
 from parallelrun.runner.pipelines.expressions import as_text
 
-from .aggregation import PodState, job_state, pod_state
-from .pipeline_manifests import ANNOTATION_FINGERPRINT, ANNOTATION_OUTPUTS, LABEL_STEP
-from .status import now, with_phase
+from ..kit.conditions import now, with_phase
+from ..kit.observe import PodState, job_state, pod_state
 
 OVER = (dag.SUCCEEDED, dag.FAILED, dag.SKIPPED)  # a step's phases that never change again
 

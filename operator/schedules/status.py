@@ -9,7 +9,7 @@ from parallelrun.runner.schedules.policy import Decision, Run
 from parallelrun.runner.schedules.runs import rfc3339
 from parallelrun.runner.schedules.spec import ScheduleSpec
 
-from .status import set_condition
+from ..kit.conditions import set_condition
 
 RECENT_RUNS = 10
 

@@ -1,7 +1,7 @@
 """The children of a PipelineRun as plain dicts: pure functions, no API calls.
 
-Each step's child is named `<run>-<step>` (`step_child_name`: deterministic, shortened
-with a hash when too long), carries the labels that tie it to its run and step, and an
+Each step's child is named `<run>-<step>` (kit.children.child_name: deterministic,
+shortened with a hash when too long), carries the labels that tie it to its run and step, and an
 owner reference, so `kubectl delete prun/x` deletes them all:
 
     batchInference step, parallel component    BatchInferenceJob  the step's resolved spec
@@ -12,71 +12,60 @@ owner reference, so `kubectl delete prun/x` deletes them all:
     the run                                    ConfigMap          <run>-spec: the spec it started with
 
 Job pods get the restricted security context, scratch volume and storage credentials
-of the scoring pods (manifests.restricted_pod / restricted_container). What a child
-needs to be judged later (its step's fingerprint and outputs) is in its annotations,
-so the run's state can be rebuilt from its children after an operator restart.
+of every pod (kit.pods). What a child needs to be judged later (its step's fingerprint
+and outputs) is in its annotations, so the run's state can be rebuilt from its children
+after an operator restart.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 
+from parallelrun.runner.api import (
+    ANNOTATION_FINGERPRINT,
+    ANNOTATION_OUTPUTS,
+    API_VERSION,
+    BATCH_INFERENCE_JOB,
+    LABEL_RUN,
+    LABEL_RUN_UID,
+    LABEL_STEP,
+    PIPELINE_RUN,
+)
 from parallelrun.runner.contract import EXIT_CONFIG, URI_SCHEME
 from parallelrun.runner.pipelines.resolved import ResolvedStep
-from parallelrun.runner.pipelines.spec import API_VERSION, KIND, PipelineSpec
-from parallelrun.runner.spec import KIND as BIJ_KIND
+from parallelrun.runner.pipelines.spec import PipelineSpec
 
-from .manifests import (DISRUPTION_RULE, SCRATCH_DIR, SPEC_DIR, Owner, exit_rule, label_value, restricted_container,
-                        restricted_pod, scratch_env, with_user_env)
+from ..kit.children import Owner, child_name
+from ..kit.pods import (
+    DISRUPTION_RULE,
+    SCRATCH_DIR,
+    SPEC_DIR,
+    exit_rule,
+    restricted_container,
+    restricted_pod,
+    scratch_env,
+    with_user_env,
+)
 
-PLURAL = "pipelineruns"
-LABEL_RUN = "parallelrun.dev/pipelinerun"
-LABEL_RUN_UID = "parallelrun.dev/pipelinerun-uid"
-LABEL_STEP = "parallelrun.dev/step"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGED_BY = "parallelrun-operator"
-ANNOTATION_FINGERPRINT = "parallelrun.dev/fingerprint"
-ANNOTATION_OUTPUTS = "parallelrun.dev/outputs"
 STEP_FILE, SPEC_FILE = "step.json", "pipeline.json"
 STEP_COMMAND = ["python", "-m", "parallelrun.runner", "step", "--step", f"{SPEC_DIR}/{STEP_FILE}"]
 
-_NAME_LIMIT = 52  # a Job's pods append "-<5 chars>"; a BatchInferenceJob's own children append "-score"
 
-
-def step_child_name(run: str, step: str) -> str:
-    """`<run>-<step>`, or when longer than 52 characters its start and a hash of the whole."""
-    full = f"{run}-{step}"
-    if len(full) <= _NAME_LIMIT:
-        return full
-    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
-    return f"{full[:_NAME_LIMIT - len(digest) - 1].rstrip('-.')}-{digest}"
+def owner_of(body) -> Owner:
+    return Owner.of(PIPELINE_RUN, body)
 
 
 def step_labels(owner: Owner, step: str | None) -> dict:
     """The labels of a step's children (and their pods), or with no step the run's spec: the run, its uid, the step."""
-    labels = {
-        "app.kubernetes.io/name": "parallelrun",
-        LABEL_MANAGED_BY: MANAGED_BY,
-        "app.kubernetes.io/component": "step" if step else "spec",
-        LABEL_RUN: label_value(owner.name),
-        LABEL_RUN_UID: owner.uid,
-    }
+    labels = owner.labels("step" if step else "spec", LABEL_RUN, LABEL_RUN_UID)
     if step:
         labels[LABEL_STEP] = step
     return labels
 
 
 def step_metadata(owner: Owner, step: str | None, name: str | None = None, annotations: dict | None = None) -> dict:
-    return {
-        "name": name or step_child_name(owner.name, step),
-        "namespace": owner.namespace,
-        "labels": step_labels(owner, step),
-        "annotations": dict(annotations or {}),
-        "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": owner.name, "uid": owner.uid,
-                             "controller": True, "blockOwnerDeletion": True}],
-    }
+    return owner.metadata(name or child_name(owner.name, step), step_labels(owner, step), annotations)
 
 
 def cluster_errors(spec: PipelineSpec, default_image: str | None) -> list[str]:
@@ -105,7 +94,7 @@ def _relative(uri: str) -> bool:
 
 
 def spec_configmap_name(owner: Owner) -> str:
-    return step_child_name(owner.name, "spec")
+    return child_name(owner.name, "spec")
 
 
 def build_spec_configmap(owner: Owner, document: dict) -> dict:
@@ -121,7 +110,7 @@ def child_annotations(step: ResolvedStep) -> dict:
 
 def build_step_batch_job(owner: Owner, step: ResolvedStep) -> dict:
     """A BatchInferenceJob running a batchInference step's (or a parallel component's) normalized spec."""
-    return {"apiVersion": API_VERSION, "kind": BIJ_KIND,
+    return {"apiVersion": API_VERSION, "kind": BATCH_INFERENCE_JOB.kind,
             "metadata": step_metadata(owner, step.name, annotations=child_annotations(step)), "spec": step.job}
 
 
@@ -135,7 +124,7 @@ def build_container_job(owner: Owner, step: ResolvedStep, default_image: str | N
 
 
 def step_configmap_name(owner: Owner, step: str) -> str:
-    return f"{step_child_name(owner.name, step)}-step"
+    return f"{child_name(owner.name, step)}-step"
 
 
 def build_step_configmap(owner: Owner, step: ResolvedStep) -> dict:

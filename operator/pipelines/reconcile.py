@@ -26,23 +26,36 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 
 import kopf
-
+from parallelrun.runner.api import LABEL_RUN_UID, PIPELINE_RUN
 from parallelrun.runner.contract import PermanentError
 from parallelrun.runner.pipelines import dag, owners, reuse
 from parallelrun.runner.pipelines.component import Component, load_component_text
 from parallelrun.runner.pipelines.resolve import component_base_dir, resolve_step
 from parallelrun.runner.pipelines.resolved import ResolveError
-from parallelrun.runner.pipelines.spec import API_VERSION, KIND, ComponentRef, PipelineSpec, Step, load_pipeline
+from parallelrun.runner.pipelines.spec import (
+    API_VERSION,
+    KIND,
+    ComponentRef,
+    PipelineSpec,
+    Step,
+    load_pipeline,
+)
 from parallelrun.runner.spec import SpecError
 from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_error
 
-from .aggregation import PodState
-from .kube import ApiError, path
-from .pipeline_manifests import (LABEL_RUN_UID, PLURAL, SPEC_FILE, build_spec_configmap, build_step_children,
-                                 cluster_errors, spec_configmap_name, step_child_name)
-from .pipeline_status import OVER, ChildState, failed_pod, skip_message, step_states, with_steps
-from .reconcile import RETRY_SECONDS, Controller, RunFailed, Services
-from .status import TERMINAL, now
+from ..kit.children import child_name
+from ..kit.conditions import TERMINAL, now
+from ..kit.controller import Controller, RunFailed, Services
+from ..kit.kube import ApiError, path
+from ..kit.observe import PodState
+from .manifests import (
+    SPEC_FILE,
+    build_spec_configmap,
+    build_step_children,
+    cluster_errors,
+    spec_configmap_name,
+)
+from .status import OVER, ChildState, failed_pod, skip_message, step_states, with_steps
 
 
 class _Unavailable(RuntimeError):
@@ -50,7 +63,7 @@ class _Unavailable(RuntimeError):
 
 
 class PipelineReconciler(Controller):
-    plural = PLURAL
+    kind = PIPELINE_RUN
     uid_label = LABEL_RUN_UID
 
     def __init__(self, body, services: Services, children: Callable[[], Iterable[ChildState]],
@@ -129,7 +142,7 @@ class PipelineReconciler(Controller):
         except SpecError as e:
             raise RunFailed("InvalidSpec", "\n".join(e.errors)) from e
         except _Unavailable as e:
-            raise kopf.TemporaryError(str(e), delay=RETRY_SECONDS) from e
+            raise kopf.TemporaryError(str(e), delay=self.retry_seconds) from e
         errors = cluster_errors(spec, self.services.default_image)
         if errors:
             raise RunFailed("InvalidSpec", "\n".join(errors))
@@ -215,8 +228,8 @@ class PipelineReconciler(Controller):
         except ApiError:
             raise
         except Exception as e:  # noqa: BLE001 - its code's storage did not answer: the step waits
-            message = f"cannot resolve step {step.name} yet, retrying in {RETRY_SECONDS}s: {type(e).__name__}: {e}"
-            raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from e
+            message = f"cannot resolve step {step.name} yet, retrying in {self.retry_seconds}s: {type(e).__name__}: {e}"
+            raise kopf.TemporaryError(message, delay=self.retry_seconds) from e
         needs_reused = all(states.get(need) == dag.REUSED for need in step.needs)
         entry = await self._storage(owners.reusable, resolved, needs_reused, self._env)
         if entry is not None:
@@ -227,7 +240,7 @@ class PipelineReconciler(Controller):
         await self._storage(owners.claim, resolved.outputs, self._execution(step.name))  # before anything writes
         for manifest in build_step_children(self.owner, resolved, self.services.default_image):
             await self._ensure(manifest)
-        child = step_child_name(self.owner.name, step.name)
+        child = child_name(self.owner.name, step.name)
         self._event("Normal", "StepStarted", f"step {step.name} started: {resolved.kind} {child}")
         return {"phase": dag.RUNNING, "child": child, "fingerprint": resolved.fingerprint, "startTime": started}
 
@@ -264,9 +277,9 @@ class PipelineReconciler(Controller):
                 self.logger.warning("the reuse index under %s is refused, so steps are neither reused nor recorded "
                                     "for reuse: %s", self.spec.workdir, fault)
                 return None
-            message = (f"the reuse index under {self.spec.workdir} is unreachable, retrying in {RETRY_SECONDS}s: "
+            message = (f"the reuse index under {self.spec.workdir} is unreachable, retrying in {self.retry_seconds}s: "
                        f"{fault or f'{type(e).__name__}: {e}'}")
-            raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from e
+            raise kopf.TemporaryError(message, delay=self.retry_seconds) from e
 
 
 def _on_workdir(function, workdir: str, env: Mapping[str, str], *args):

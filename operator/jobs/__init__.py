@@ -1,0 +1,1 @@
+"""BatchInferenceJob: plan, one Indexed scoring Job, counts against the thresholds, a merge Job."""
