@@ -6,7 +6,8 @@
 
 Run it with `parallelrun operator` (main.py) or `kopf run -m parallelrun.operator.handlers`.
 The operator-wide services live in kopf's memo; a caller may put `connection`
-(a kopf.ConnectionInfo) and `default_image` there before starting the operator.
+(a kopf.ConnectionInfo) and `default_image` there before starting the operator, and a
+test its own `wakeups` and `creates` to watch them.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     memo.setdefault("connection", None)
     memo.services = Services(api=KubeApi(),
                              default_image=memo.get("default_image") or os.environ.get("PARALLELRUN_JOB_IMAGE"))
-    memo.wakeups = Wakeups()
-    memo.creates = CreatesFirst()  # the schedules' runs are created first; logged in by `login`
+    memo.setdefault("wakeups", Wakeups())
+    memo.setdefault("creates", CreatesFirst())  # the schedules' runs are created first; logged in by `login`
 
 
 @kopf.on.cleanup()

@@ -71,7 +71,4 @@ async def run(body: kopf.Body, memo: kopf.Memo, pods_by_owner: kopf.Index, jobs_
     uid = body["metadata"]["uid"]
     reconciler = Reconciler(body, memo.services, memo.planner, pods=lambda: pods_by_owner.get(uid, ()),
                             jobs=lambda: jobs_by_owner.get(uid, ()), logger=logger)
-    try:
-        await reconciler.drive(memo.wakeups.event(uid))
-    finally:
-        memo.wakeups.forget(uid)
+    await memo.wakeups.drive(uid, reconciler)

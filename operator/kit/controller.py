@@ -2,16 +2,18 @@
 
 A kind's controller subclasses `Controller`: `start` once (the spec, credentials, what
 must exist first), then `step` at every wake-up or when `next_look` says, until the
-resource has finished; `stop` at the end, whatever ended it. The kit creates or adopts children (a second create meets 409
-and adopts the child of the same name, made before a restart), writes the status only
-when it changed, posts Events, and turns API faults into the resource's policy: a
-passing fault is retried (kopf.TemporaryError), a refusal fails the resource.
+resource has finished; `stop` at the end, whatever ended it. The kit creates or adopts
+children (a second create meets 409 and adopts the child of the same name, made before
+a restart), writes the status only when it changed, posts Events, and turns API faults
+into the resource's policy: a passing fault is retried (kopf.TemporaryError), a refusal
+fails the resource.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import copy
 import logging
 import time
@@ -55,20 +57,28 @@ class Services:
 
 
 class Wakeups:
-    """One event per running resource, set when its pods, Jobs or spec change."""
+    """One event per running resource, set when its pods, Jobs or spec change.
+
+    `ended` counts the drives that ended by uid, `finished` those that returned: a resource
+    whose drive returned has finished, and nothing of it runs again."""
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
-
-    def event(self, uid: str) -> asyncio.Event:
-        return self._events.setdefault(uid, asyncio.Event())
+        self.ended: collections.Counter[str] = collections.Counter()
+        self.finished: collections.Counter[str] = collections.Counter()
 
     def wake(self, uid: str) -> None:
         if uid in self._events:
             self._events[uid].set()
 
-    def forget(self, uid: str) -> None:
-        self._events.pop(uid, None)
+    async def drive(self, uid: str, controller: "Controller") -> None:
+        """Drive the resource's controller, woken by `wake(uid)`."""
+        try:
+            await controller.drive(self._events.setdefault(uid, asyncio.Event()))
+            self.finished[uid] += 1
+        finally:
+            self._events.pop(uid, None)
+            self.ended[uid] += 1
 
 
 class Controller(abc.ABC):
@@ -186,7 +196,8 @@ class Controller(abc.ABC):
         if (child["metadata"].get("labels") or {}).get(self.uid_label) != self.owner.uid:
             raise kopf.TemporaryError(
                 f"{child.get('kind', 'object')} {child['metadata']['name']} belongs to another resource "
-                "(an earlier one of the same name, still being deleted?); waiting for it to go", delay=self.retry_seconds)
+                "(an earlier one of the same name, still being deleted?); waiting for it to go",
+                delay=self.retry_seconds)
 
     async def _ensure(self, manifest: dict) -> dict:
         """Create `manifest`, or adopt the one of the same name made earlier for this resource."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 
 import kopf
@@ -24,6 +25,7 @@ class CreatesFirst:
     def __init__(self, patience: float = 10.0, concurrency: int = 16):
         self.api = KubeApi()
         self.pending, self.patience, self.concurrency = 0, patience, concurrency
+        self.waiting: collections.Counter[str] = collections.Counter()
         self._idle = asyncio.Event()
         self._idle.set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -67,10 +69,14 @@ class CreatesFirst:
         async with self._slots:
             return await self.api.create(url_path, body)
 
-    async def wait(self) -> None:
+    async def wait(self, who: str = "") -> None:
+        """Until no create is under way (`waiting` counts who waits meanwhile, by name)."""
         if self._idle.is_set():
             return
+        self.waiting[who] += 1
         try:
             await asyncio.wait_for(self._idle.wait(), self.patience)
         except asyncio.TimeoutError:
             pass
+        finally:
+            self.waiting[who] -= 1

@@ -62,11 +62,8 @@ async def run_pipeline(body: kopf.Body, memo: kopf.Memo, step_jobs_by_run: kopf.
                        step_batch_jobs_by_run: kopf.Index, step_pods_by_run: kopf.Index, logger: kopf.Logger,
                        **_) -> None:
     uid = body["metadata"]["uid"]
-    await memo.creates.wait()  # when many schedules fire at once, their runs are all created first
+    await memo.creates.wait(body["metadata"]["name"])  # when many schedules fire at once, their runs are created first
     reconciler = PipelineReconciler(
         body, memo.services, lambda: [*step_jobs_by_run.get(uid, ()), *step_batch_jobs_by_run.get(uid, ())],
         pods=lambda: step_pods_by_run.get(uid, ()), logger=logger)
-    try:
-        await reconciler.drive(memo.wakeups.event(uid))
-    finally:
-        memo.wakeups.forget(uid)
+    await memo.wakeups.drive(uid, reconciler)

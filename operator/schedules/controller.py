@@ -70,8 +70,9 @@ def run_of(body: Mapping) -> Run:
     """A PipelineRun as the policy engine sees it (what the index keeps)."""
     meta = body.get("metadata") or {}
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-    return Run(meta["name"], labels.get(LABEL_TRIGGER, "schedule"), parse_rfc3339(annotations.get(ANNOTATION_SCHEDULED_TIME)),
-               (body.get("status") or {}).get("phase"), parse_rfc3339(meta.get("creationTimestamp")))
+    return Run(meta["name"], labels.get(LABEL_TRIGGER, "schedule"),
+               parse_rfc3339(annotations.get(ANNOTATION_SCHEDULED_TIME)), (body.get("status") or {}).get("phase"),
+               parse_rfc3339(meta.get("creationTimestamp")))
 
 
 def owner_uid(body: Mapping) -> str | None:

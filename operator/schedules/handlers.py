@@ -74,7 +74,4 @@ async def run_schedule(body: kopf.Body, memo: kopf.Memo, runs_by_schedule: kopf.
     uid = body["metadata"]["uid"]
     controller = ScheduleController(body, memo.services, memo.creates, lambda: runs_by_schedule.get(uid, ()),
                                     memo.schedule_clock, logger)
-    try:
-        await controller.drive(memo.schedule_wakeups.event(uid))
-    finally:
-        memo.schedule_wakeups.forget(uid)
+    await memo.schedule_wakeups.drive(uid, controller)

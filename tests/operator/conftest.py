@@ -30,6 +30,8 @@ from operator_harness import (
     crd_resource_info,
 )
 from parallelrun.operator import handlers  # noqa: F401  (registers the handlers with kopf)
+from parallelrun.operator.kit.controller import Wakeups
+from parallelrun.operator.kit.creates import CreatesFirst
 from parallelrun.operator.kit.kube import KubeApi
 
 sys.path.insert(0, str(ROOT / "tests" / "chart"))
@@ -56,10 +58,12 @@ async def kube(cluster):
 
 @pytest.fixture
 def operator(cluster):
-    """`async with operator():` runs the operator until the block ends (a restart is two blocks).
+    """`async with operator() as memo:` runs the operator until the block ends (a restart is two blocks).
 
     It runs in a thread with its own event loop, as in a process of its own: kopf owns
-    every task of its loop (it waits for and cancels them all when it stops).
+    every task of its loop (it waits for and cancels them all when it stops). `memo` is its
+    memo: a test watches what the operator does through `memo.wakeups` (the drives that
+    ended) and `memo.creates` (who waits for the schedules' creates).
     """
 
     @contextlib.asynccontextmanager
@@ -67,13 +71,14 @@ def operator(cluster):
         stop, ready = threading.Event(), threading.Event()
         settings = kopf.OperatorSettings()
         settings.watching.reconnect_backoff = 0.1
+        memo = kopf.Memo(**{"connection": kopf.ConnectionInfo(server=str(cluster.url)), "default_image": IMAGE,
+                            "wakeups": Wakeups(), "creates": CreatesFirst(), **memo})
         thread = threading.Thread(name="operator", daemon=True, target=kopf.run, kwargs=dict(
-            clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready, settings=settings,
-            memo=kopf.Memo(**{"connection": kopf.ConnectionInfo(server=str(cluster.url)), "default_image": IMAGE, **memo})))
+            clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready, settings=settings, memo=memo))
         thread.start()
         assert await asyncio.to_thread(ready.wait, 10), "the operator did not start"
         try:
-            yield
+            yield memo
         finally:
             stop.set()
             await asyncio.to_thread(thread.join, 20)

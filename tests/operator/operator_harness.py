@@ -277,6 +277,10 @@ async def create(kube: KubeApi, body: dict) -> dict:
     return await kube.create(path(BIJ_API, PLURAL, NAMESPACE), body)
 
 
+def uid_of(cluster: Cluster, name: str, plural: str = PLURAL) -> str:
+    return cluster.get(plural, name)["metadata"]["uid"]
+
+
 def status_of(cluster: Cluster, name: str) -> dict:
     return (cluster.get(PLURAL, name) or {}).get("status") or {}
 

@@ -6,11 +6,10 @@ The emulator answers chosen requests of the operator with an error (Cluster.refu
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
-from operator_harness import condition, create, eventually, report, resource, status_of
+from operator_harness import condition, create, eventually, report, resource, status_of, uid_of
 from parallelrun.operator.kit.controller import Controller
 from parallelrun.operator.kit.kube import ApiError, Call, path
 from parallelrun.runner.api import BATCH_INFERENCE_JOB
@@ -40,10 +39,10 @@ async def test_forbidden_job_create_fails_the_run_without_retrying(cluster, kube
                                                                    monkeypatch):
     monkeypatch.setattr(Controller, "retry_seconds", 0.05)  # a retry loop, if there were one, would show
     refusal = cluster.refuse("create", "jobs", "forbid-score", status=403, reason="Forbidden", message=RBAC_FORBIDDEN)
-    async with operator():
+    async with operator() as memo:
         await create(kube, resource("forbid", inputs))
         status = await finished(cluster, "forbid")
-        await asyncio.sleep(0.3)
+        await eventually(lambda: memo.wakeups.finished[uid_of(cluster, "forbid")])  # its controller is done
         assert refusal.hits == 1  # asked once, never again
     failed = condition(status, "Failed")
     assert status["phase"] == "Failed" and failed["reason"] == "Forbidden"
@@ -111,10 +110,10 @@ async def test_forbidden_status_write_is_logged_not_retried(cluster, kube, opera
     refusal = cluster.refuse("patch", f"{PLURAL}/status", "mute", status=403, reason="Forbidden",
                              message='batchinferencejobs.parallelrun.dev "mute" is forbidden')
     with caplog.at_level(logging.ERROR):
-        async with operator():
+        async with operator() as memo:
             await create(kube, resource("mute", inputs))
             await eventually(lambda: refusal.hits == 2)  # Planning, then the Failed status saying why
-            await asyncio.sleep(0.3)
+            await eventually(lambda: memo.wakeups.finished[uid_of(cluster, "mute")])  # its controller is done
             assert refusal.hits == 2
     assert "its Failed status cannot be written" in caplog.text
     assert "refused to patch BatchInferenceJob mute (status) (403 Forbidden)" in caplog.text

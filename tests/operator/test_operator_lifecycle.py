@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from pathlib import Path
@@ -17,6 +16,7 @@ from operator_harness import (
     report,
     resource,
     status_of,
+    uid_of,
 )
 from parallelrun.operator.jobs import reconcile
 from parallelrun.operator.kit.controller import Controller
@@ -202,10 +202,10 @@ async def test_merge_failure(cluster, kube, kubelet, operator, inputs):
 
 async def test_invalid_spec_fails_with_every_field(cluster, kube, operator, inputs):
     body = resource("invalid", inputs, miniBatchSize="1XB", nodeCount=0, input={"uri": inputs["input"]})
-    async with operator():
+    async with operator() as memo:
         await create(kube, body)
         status = await finished(cluster, "invalid")
-        await asyncio.sleep(0.2)  # no retry loop: nothing more happens
+        await eventually(lambda: memo.wakeups.finished[uid_of(cluster, "invalid")])  # no retry loop: done
     failed = condition(status, "Failed")
     assert failed["reason"] == "InvalidSpec"
     for field in ("spec.input.type", "spec.nodeCount", "spec.miniBatchSize"):
@@ -282,7 +282,7 @@ async def test_waits_for_the_storage_secret(cluster, kube, operator, inputs, mon
 
 
 async def test_deletion_stops_the_run(cluster, kube, operator, inputs):
-    async with operator():
+    async with operator() as memo:
         await create(kube, resource("gone", inputs))
         await running(cluster, "gone")
         body = cluster.get(PLURAL, "gone")
@@ -290,7 +290,7 @@ async def test_deletion_stops_the_run(cluster, kube, operator, inputs):
         await kube.request("DELETE", path(BIJ_API, PLURAL, NAMESPACE, "gone"))
         await eventually(lambda: cluster.get(PLURAL, "gone") is None)  # the finalizer was released
         writes = len(cluster.writes)
-        await asyncio.sleep(0.3)
+        await eventually(lambda: memo.wakeups.ended[body["metadata"]["uid"]])  # its controller stopped
         assert cluster.writes[writes:] == []
     for plural, name in (("jobs", "gone-score"), ("configmaps", "gone-spec")):
         owners = cluster.get(plural, name)["metadata"]["ownerReferences"]

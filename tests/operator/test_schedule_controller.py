@@ -29,6 +29,7 @@ class FakeClock:
 
     def __init__(self, now: datetime):
         self._now, self._lock = now, threading.Lock()
+        self.sleeping: list[datetime | None] = []  # until when each sleeper sleeps (None: until woken)
 
     def now(self) -> datetime:
         with self._lock:
@@ -39,8 +40,12 @@ class FakeClock:
             self._now += delta
 
     async def sleep_until(self, when, wake) -> None:
-        while not wake.is_set() and (when is None or self.now() < when):
-            await asyncio.sleep(0.005)
+        self.sleeping.append(when)
+        try:
+            while not wake.is_set() and (when is None or self.now() < when):
+                await asyncio.sleep(0.005)
+        finally:
+            self.sleeping.remove(when)
 
 
 WORKDIR = {}
@@ -154,7 +159,7 @@ async def test_runs_are_created_first_with_kopfs_finalizer(cluster, kube, schedu
         return await handle(self, request)
 
     monkeypatch.setattr(Cluster, "_handle", hold_the_operators_run_creates)
-    async with scheduler():
+    async with scheduler() as memo:
         await create(kube, schedule())
         await eventually(lambda: status(cluster).get("handledUntil"))
         clock.move(MIN)
@@ -163,7 +168,7 @@ async def test_runs_are_created_first_with_kopfs_finalizer(cluster, kube, schedu
             "apiVersion": API, "kind": "PipelineRun", "metadata": {"name": "manual", "namespace": NAMESPACE},
             "spec": {"workdir": WORKDIR["path"], "steps": [{"name": "report", "container": {
                 "image": "busybox", "command": ["echo", "now"]}}]}})
-        await asyncio.sleep(1)
+        await eventually(lambda: memo.creates.waiting["manual"])  # its controller waits for the creates
         assert cluster.get("configmaps", "manual-spec") is None and cluster.get("jobs", "manual-report") is None
         release.set()
         await eventually(lambda: cluster.get("jobs", "manual-report"), timeout=20)
@@ -235,8 +240,8 @@ async def test_suspend_and_spec_change_fire_nothing(cluster, kube, scheduler, cl
         await create(kube, schedule(suspend=True))
         await eventually(lambda: status(cluster).get("handledUntil"))
         assert status(cluster)["nextScheduleTimes"] == []
+        await eventually(lambda: clock.sleeping == [None])  # nothing is due: it sleeps until woken
         clock.move(3 * MIN)  # three slots pass while suspended
-        await asyncio.sleep(0.5)
         assert runs(cluster) == []
         await kube.merge_patch(path(API, "pipelineschedules", NAMESPACE, "nightly"),
                                {"spec": {"suspend": False, "schedule": {"cron": "*/10 * * * *"}}})

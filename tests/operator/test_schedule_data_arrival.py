@@ -32,6 +32,10 @@ def runs(cluster) -> list[dict]:
     return sorted(found, key=lambda r: r["metadata"]["creationTimestamp"])
 
 
+def poll_time(cluster) -> str | None:
+    return ((cluster.get("pipelineschedules", "arrivals") or {}).get("status") or {}).get("lastPollTime")
+
+
 def watermark(cluster) -> dict:
     return ((cluster.get("pipelineschedules", "arrivals") or {}).get("status") or {}).get("watermark") or {}
 
@@ -58,7 +62,7 @@ async def test_new_files_start_one_run_each_batch_across_a_restart(azurite, clus
 
     async with operator():
         await kube.create(path(API, "pipelineschedules", NAMESPACE), schedule)
-        await eventually(lambda: (cluster.get("pipelineschedules", "arrivals") or {}).get("status", {}).get("lastPollTime"))
+        await eventually(lambda: poll_time(cluster))
         await asyncio.sleep(1.1)  # Azure's times have whole seconds: the files come after the schedule
         await asyncio.sleep(1.02 - time.time() % 1)  # and one batch has one second (a poll takes it whole)
         fs.pipe_file("data/in/a.csv", b"1\n")
@@ -74,7 +78,9 @@ async def test_new_files_start_one_run_each_batch_across_a_restart(azurite, clus
     cluster.faults.clear()
     async with operator():  # the watermark did not move; the run of c exists: adopted, not made again
         await eventually(lambda: watermark(cluster).get("names") == ["c.csv"], timeout=20)
-        await asyncio.sleep(2.5)  # more polls: nothing new
+        for _ in range(2):  # more polls: nothing new
+            polled = poll_time(cluster)
+            await eventually(lambda: poll_time(cluster) > polled, timeout=20)
         assert len(runs(cluster)) == 2
         fs.pipe_file("data/in/d.csv", b"4\n")
         await eventually(lambda: len(runs(cluster)) == 3, timeout=20)

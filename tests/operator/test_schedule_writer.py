@@ -64,7 +64,7 @@ async def test_status_waits_for_the_creates_under_way(cluster, writer):
     writer.creates.pending = 1  # a create under way
     writer.creates._idle.clear()
     writer.want({"handledUntil": T1})
-    await asyncio.sleep(0.3)
+    await eventually(lambda: writer.creates.waiting[""])  # the writer waits for it
     assert stored(cluster) == {}
     writer.creates.pending = 0
     writer.creates._idle.set()

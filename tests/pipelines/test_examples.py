@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 from crd_validation import CustomResourceValidator
 from parallelrun.runner.pipelines.component import Component, load_component_text
@@ -87,6 +88,7 @@ def test_every_example_pipeline_is_valid_against_the_crd():
         assert [str(v) for v in validator.validate(yaml.safe_load(path.read_text()))] == [], path
 
 
+@pytest.mark.slow
 def test_the_iris_pipeline_publishes_a_dated_csv_with_headers(tmp_path):
     folder = copy_examples(tmp_path) / "pipelines" / "iris"
     result = run(folder / "pipeline.yaml", "--set", "parameters.scoringDate=2025-01-31", "--set", "parameters.rows=3000")
@@ -98,6 +100,7 @@ def test_the_iris_pipeline_publishes_a_dated_csv_with_headers(tmp_path):
                                                  / "notify.log").read_text()
 
 
+@pytest.mark.slow
 def test_the_retrain_pipeline_registers_versions_and_reuses_training(tmp_path):
     folder = copy_examples(tmp_path) / "pipelines" / "retrain"
     first = run(folder / "pipeline.yaml", "--set", "parameters.rows=2000")
@@ -119,6 +122,7 @@ def test_the_retrain_pipeline_registers_versions_and_reuses_training(tmp_path):
     assert (models / "latest").read_text() == "2"
 
 
+@pytest.mark.slow
 def test_the_digits_pipeline_runs_a_parallel_component(tmp_path):
     folder = copy_examples(tmp_path) / "pipelines" / "digits"
     result = run(folder / "pipeline.yaml")

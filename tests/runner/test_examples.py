@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -26,6 +27,7 @@ def run_example(name, tmp_path, *extra):
     return json.loads(summary.read_text())
 
 
+@pytest.mark.slow
 def test_iris(tmp_path):
     summary = run_example("iris", tmp_path, "--rows", "700000", "--files", "2")
     assert summary["items"] == {"succeeded": 700000, "failed": 0}
@@ -37,6 +39,7 @@ def test_iris(tmp_path):
     assert (out["petal_length"] < 2.5).eq(out["Prediction"] == "setosa").mean() > 0.95
 
 
+@pytest.mark.slow
 def test_digits_counts_corrupt_images_as_failed_items(tmp_path):
     summary = run_example("digits", tmp_path)
     assert summary["status"] == "Succeeded"
