@@ -1,4 +1,4 @@
-"""Object storage (issue 9, point 3): requests and time of a run on Azurite, against a plain adlfs loop.
+"""Object storage: requests and time of a run on Azurite, against a plain adlfs loop.
 
 `--blobs` input blobs of 600 B (default 5,000) are uploaded into a new in-memory Azurite
 (tests/azure/azurite.py) started with its debug log, which has a line per request. Then,

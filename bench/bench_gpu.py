@@ -1,4 +1,4 @@
-"""GPU (issue 9, point 7): one worker process per GPU, pinned, and I/O overlapped with a real model.
+"""GPU: one worker process per GPU, pinned, and I/O overlapped with a real model.
 
 Needs CUDA GPUs, PyTorch with torchvision and Pillow, and Azurite (tests/azure/azurite.py finds
 `azurite-blob` on PATH or installs it with npm). Two checks:

@@ -1,6 +1,6 @@
 """Iris at scale: `parallelrun run` in local mode against the plain single-process pipeline.
 
-Issue 9, point 1: on 10,000,000 simulated iris rows (parquet in, the example's
+Target: on 10,000,000 simulated iris rows (parquet in, the example's
 logistic regression), local mode with `processCountPerNode: 2` must take at most
 0.65x the wall time of the plain pandas + pyarrow pipeline doing the same
 read -> predict -> write, for CSV and for Parquet output, measured side by side in

@@ -1,6 +1,6 @@
 """The operator at scale: planning a million files, creation-to-Job latency, a burst of resources.
 
-Issue 3: planning 1,000,000 files (local or `memory://`) into a plan in under 20 s and
+Target: planning 1,000,000 files (local or `memory://`) into a plan in under 20 s and
 under 1 GiB of memory; from resource creation to the scoring Job existing in under 1 s
 for a small input on the emulator; 200 resources created at once all reach Running.
 

@@ -1,4 +1,4 @@
-"""Small mini-batches (issue 9, point 2): 20,000 files of 600 B, a run() that reads each file
+"""Small mini-batches: 20,000 files of 600 B, a run() that reads each file
 and returns one line, 2 processes, against a plain Python loop doing the same.
 
 Each round runs the plain loop (`python -c`, one process: start-up included) and

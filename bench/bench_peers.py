@@ -1,6 +1,6 @@
 """The iris job through parallelrun's peers: Ray Data, Spark, plain pandas, and parallelrun.
 
-Issue 9, point 6: the same 10 M iris rows (bench_iris.py's data and model: parquet in,
+The same 10 M iris rows (bench_iris.py's data and model: parquet in,
 the example's logistic regression, CSV with a header out) scored four ways, run
 alternately `--repeat` times, each as a subprocess timed from launch to exit:
 

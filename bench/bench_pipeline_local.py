@@ -8,7 +8,7 @@ process per step.
 
     python bench/bench_pipeline_local.py [--repeat 5] [--seconds 0.2] [--component]
 
-Target (issue 7): under 2 s of overhead beyond the steps themselves.
+Target: under 2 s of overhead beyond the steps themselves.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The PipelineRun controller's reaction time: a step's child made after its dependency succeeded.
 
-Issue 7 (Speed): on the emulator, a step's child is created within 1 s of its
+Target: on the emulator, a step's child is created within 1 s of its
 dependencies succeeding.
 
 Method: kmock's Kubernetes emulator and the real kopf operator, started as

@@ -1,6 +1,6 @@
 """Planning a million local files against a bare `os.scandir` listing of the same folder.
 
-Issue 9, point 5: planning 1,000,000 local files (files input, one file a mini-batch,
+Target: planning 1,000,000 local files (files input, one file a mini-batch,
 4 shards) within 1.5x the wall time of a bare listing, adding no more memory than
 the 353 MiB planning added before.
 

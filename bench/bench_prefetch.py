@@ -1,4 +1,4 @@
-"""I/O overlapped with compute (issue 9, point 4): input on Azurite, a run() that sleeps a fixed
+"""I/O overlapped with compute: input on Azurite, a run() that sleeps a fixed
 time per mini-batch (a stand-in for a GPU).
 
 `--batches` mini-batches of `--files` blobs of `--size` bytes are uploaded into a new

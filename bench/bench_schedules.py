@@ -1,4 +1,4 @@
-"""PipelineSchedules at scale: N schedules with minute slots kept on time by one operator (issue 8, Speed).
+"""PipelineSchedules at scale: N schedules with minute slots kept on time by one operator.
 
 Target: 1,000 schedules of `* * * * *`, every run created within 2 s of its slot.
 

@@ -208,7 +208,7 @@ def _validate_job(path: str, args, console) -> int:
     return 0
 
 
-# -- PipelineSchedule (issue 8) -------------------------------------------------------
+# -- PipelineSchedule -------------------------------------------------------------
 
 
 def _validate_schedule(path: str, console) -> int:

@@ -1,4 +1,4 @@
-"""Azure storage faults end a local run with exit 2 and one line (issue 6, items 10 and 14).
+"""Azure storage faults end a local run with exit 2 and one line.
 
 A key Azure refuses (403: never retried, the key never printed), an endpoint where
 nothing listens (retried for PARALLELRUN_STORAGE_RETRY_SECONDS with a warning each

@@ -1,8 +1,7 @@
 """Storage faults on a real disk: an output that cannot be written, a full disk.
 
 Each ends `parallelrun run` with exit code 2 and one line naming the path, the cause
-and the fix (no traceback), and leaves no `.tmp-*` file behind (issue 6, items 10,
-14 and 15). Root ignores file modes, so as root a read-only or full disk is a small
+and the fix (no traceback), and leaves no `.tmp-*` file behind. Root ignores file modes, so as root a read-only or full disk is a small
 tmpfs mounted over the output folder (skipped where mounting is not permitted); the
 chmod variant runs as any other user.
 """
@@ -166,7 +165,7 @@ SCORING_FILLS_THE_DISK = "return ['x' * 200_000 for p in mini_batch]"
 
 
 def test_full_disk_while_scoring_leaves_no_partial_parts(job, tmpfs):
-    """Parts that no longer fit leave no `.tmp-*` litter and no half-written part (item 15)."""
+    """Parts that no longer fit leave no `.tmp-*` litter and no half-written part."""
     job.files(8)
     path = job.write(SCORING_FILLS_THE_DISK, miniBatchSize=1, runMaxTry=1)
     tmpfs(job.output, "1m")

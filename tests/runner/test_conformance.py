@@ -1,4 +1,4 @@
-"""The conformance matrix (issue 6): every tabular input format × batching × output
+"""The conformance matrix: every tabular input format × batching × output
 format end to end, and files input × every output format.
 
 Each case runs `run_local` on a job folder and checks the merged output's row count,
