@@ -34,13 +34,14 @@ a lookup (say recurrence monthDays [30] every 12th month from February) has none
 from __future__ import annotations
 
 import calendar
-import difflib
 import itertools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator, Protocol, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from .problems import did_you_mean, lines, unknown_fields
 
 UTC = timezone.utc
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
@@ -330,11 +331,7 @@ def parse_schedule(schedule: dict) -> Schedule:
 
 
 def _unknown_fields(path: str, value: dict, known: tuple[str, ...], errors: list[str]) -> None:
-    for key in value:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"did you mean {close[0]}?" if close else "known fields: " + ", ".join(known)
-            errors.append(f"{path}.{key}: unknown field; {hint}")
+    errors.extend(lines(unknown_fields(path, value, known)))
 
 
 def _parse_zone(name: Any, errors: list[str]) -> ZoneInfo | None:
@@ -343,8 +340,7 @@ def _parse_zone(name: Any, errors: list[str]) -> ZoneInfo | None:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
             pass
-    close = difflib.get_close_matches(str(name), sorted(available_timezones()), n=1)
-    hint = f"did you mean {close[0]}?" if close else "use an IANA name such as Europe/Berlin or UTC"
+    hint = did_you_mean(str(name), sorted(available_timezones()), "use an IANA name such as Europe/Berlin or UTC")
     errors.append(f"spec.schedule.timeZone: {name!r} is not a known time zone; {hint}")
     return None
 

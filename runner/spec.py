@@ -8,7 +8,6 @@ that is what the operator hands to the pods, and loading it again is lossless.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -18,6 +17,7 @@ from typing import Any, Literal, get_args
 
 from .api import API_VERSION, BATCH_INFERENCE_JOB
 from .contract import URI_SCHEME, PermanentError
+from .problems import Problems
 
 KIND = BATCH_INFERENCE_JOB.kind
 
@@ -253,15 +253,12 @@ def load_spec(doc: dict, base_dir: str | None = None) -> JobSpec:
     return _Loader(base_dir).load(doc)
 
 
-class _Loader:
+class _Loader(Problems):
     """Walks the resource once, collecting every error instead of stopping at the first."""
 
     def __init__(self, base_dir: str | None):
+        super().__init__()
         self.base_dir = base_dir
-        self.errors: list[str] = []
-
-    def fail(self, path: str, message: str) -> None:
-        self.errors.append(f"{path}: {message}")
 
     def load(self, doc: Any) -> JobSpec:
         if not isinstance(doc, dict):
@@ -290,13 +287,6 @@ class _Loader:
         return result
 
     # -- helpers ---------------------------------------------------------------
-
-    def unknown(self, path: str, value: dict, known: tuple[str, ...]) -> None:
-        for key in value:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f"did you mean {close[0]}?" if close else "known fields: " + ", ".join(known)
-                self.fail(f"{path}.{key}", f"unknown field; {hint}")
 
     def mapping(self, path: str, value: Any, known: tuple[str, ...], required: bool = False) -> dict | None:
         """The mapping at `path`, or None (reported if required) when it is missing or not a mapping."""

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from ..api import API_VERSION
+from ..problems import unknown_fields
 from ..spec import SpecError
 from . import batch
 from .expressions import Scope, locate, problem
@@ -92,9 +93,8 @@ def load_component(doc: Any, base_dir: str | None = None) -> Component:
     def fail(path: str, message: str) -> None:
         errors.append(f"{path}: {message}")
 
-    for key in doc:
-        if key not in _FIELDS:
-            fail(key, f"unknown field; known fields: {', '.join(_FIELDS)}")
+    for where, why in unknown_fields("", doc, _FIELDS):
+        fail(where, why)
     if doc.get("apiVersion", API_VERSION) != API_VERSION:
         fail("apiVersion", f"{doc['apiVersion']!r} is not served; use {API_VERSION}")
     if doc.get("kind", "Component") != "Component":
@@ -163,9 +163,8 @@ def _inputs(value: Any, fail: _Fail) -> dict[str, Input]:
         if not isinstance(spec, dict):
             fail(path, f"expected {{type: ..., default: ...}}, got {spec!r}")
             continue
-        for key in spec:
-            if key not in _INPUT_FIELDS:
-                fail(f"{path}.{key}", f"unknown field; known fields: {', '.join(_INPUT_FIELDS)}")
+        for where, why in unknown_fields(path, spec, _INPUT_FIELDS):
+            fail(where, why)
         kind = spec.get("type")
         if kind not in SCALAR_TYPES + URI_TYPES:
             fail(f"{path}.type", f"{kind!r} is not one of {', '.join(URI_TYPES + SCALAR_TYPES)}")

@@ -15,11 +15,12 @@ expression with no value stays as written, so a spec can be resolved in stages.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..problems import did_you_mean
 
 EXPRESSION = re.compile(r"\$\{\{\s*([^{}]*?)\s*\}\}")
 _NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
@@ -141,10 +142,7 @@ def problem(ref: Ref, scope: Scope) -> str | None:
 
 
 def _known(fix: str, name: str, known: Collection[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    if close:
-        return f"did you mean {close[0]}?"
-    return f"{fix} (known: {', '.join(known)})" if known else fix
+    return did_you_mean(name, known, f"{fix} (known: {', '.join(known)})" if known else fix)
 
 
 def as_text(value: Any) -> str:

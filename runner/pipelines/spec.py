@@ -24,13 +24,13 @@ Decisions the design leaves open:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..api import API_VERSION, PIPELINE_RUN
+from ..problems import Problems, did_you_mean
 from ..spec import DNS_NAME, SpecError
 from . import batch
 from .component import Component, ComponentError, check_inputs
@@ -135,21 +135,11 @@ class _Draft:
     depends_on: list[str]
 
 
-class _Loader:
+class _Loader(Problems):
     def __init__(self, base_dir: str | None, components: ComponentResolver | None):
+        super().__init__()
         self.base_dir = base_dir
         self.components = components
-        self.errors: list[str] = []
-
-    def fail(self, path: str, message: str) -> None:
-        self.errors.append(f"{path}: {message}")
-
-    def unknown(self, path: str, value: dict, known: tuple[str, ...]) -> None:
-        for key in value:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                self.fail(f"{path}.{key}", "unknown field; " + (f"did you mean {close[0]}?" if close
-                                                                 else "known fields: " + ", ".join(known)))
 
     # -- the resource ------------------------------------------------------------
 
@@ -232,8 +222,7 @@ class _Loader:
             values[name] = value
         for name in given:
             if name not in declared:
-                close = difflib.get_close_matches(str(name), list(declared), n=1)
-                hint = f"did you mean {close[0]}?" if close else "declare it under spec.parameters"
+                hint = did_you_mean(name, declared, "declare it under spec.parameters")
                 self.fail(f"parameters.{name}", f"not a parameter of this pipeline; {hint}")
         return values
 
@@ -426,5 +415,4 @@ class _Loader:
 
 
 def _suggest(name: str, known: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"did you mean {close[0]}?" if close else f"known steps: {', '.join(known)}"
+    return did_you_mean(name, known, f"known steps: {', '.join(known)}")

@@ -13,7 +13,6 @@ them. A template that takes `${{trigger.manifest}}` needs `trigger.dataArrival` 
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +27,7 @@ from ..pipelines.spec import (
     PipelineSpecError,
     load_pipeline,
 )
+from ..problems import lines, unknown_fields
 from ..spec import DNS_NAME, SpecError, read_yaml
 
 KIND = PIPELINE_SCHEDULE.kind
@@ -161,11 +161,7 @@ def _template_problems(spec: ScheduleSpec, components: ComponentResolver | None)
 
 
 def _unknown(path: str, value: dict, known: tuple[str, ...], errors: list[str]) -> None:
-    for key in value:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            errors.append(f"{path}.{key}: unknown field; " + (f"did you mean {close[0]}?" if close
-                                                              else "known fields: " + ", ".join(known)))
+    errors.extend(lines(unknown_fields(path, value, known)))
 
 
 def _choice(spec: dict, key: str, allowed: tuple, errors: list[str]) -> Any:
