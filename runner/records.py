@@ -4,6 +4,7 @@
     DoneRecord  a line of commits/NNNNN/*.jsonl (done/NNNNNNNNN.json before group commits): a
                 committed mini-batch, its counts, errors.jsonl lines and where its part lies
     ShardResult shards/NNNNN.json: a finished shard, for the merge
+    ReuseEntry  _parallelrun/cache/<fingerprint>.json: a succeeded step or run that a later one may reuse
 
 `to_dict()` writes the keys runs have always written, and `from_dict()` reads runs
 written before a key existed (a default for each key added since), so a run planned
@@ -102,3 +103,35 @@ class ShardResult:
                    failed_ids=list(d.get("failedMiniBatches", [])), without_part=list(d.get("withoutPart", [])),
                    schemas=list(d.get("schemas", [])),
                    schema_of={int(k): v for k, v in d.get("schemaOf", {}).items()})
+
+
+@dataclass(frozen=True)
+class ReuseEntry:
+    """A success a later step (or run, with allowReuse) of the same fingerprint may stand on:
+    its outputs, the run and step that made them, when, and (a pipeline step) the execution
+    that claimed its output places."""
+
+    fingerprint: str
+    outputs: dict[str, str]
+    run: str
+    step: str
+    finished_at: str  # RFC 3339, UTC
+    execution: str | None = None
+
+    def to_dict(self) -> dict:
+        d = {"fingerprint": self.fingerprint, "outputs": dict(self.outputs), "run": self.run, "step": self.step,
+             "finishedAt": self.finished_at}
+        if self.execution is not None:
+            d["execution"] = self.execution
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ReuseEntry":
+        """Raises ValueError for anything but an entry (a file half written, or another's)."""
+        if not isinstance(d, dict) or not isinstance(d.get("fingerprint"), str) or not isinstance(d.get("run"), str):
+            raise ValueError("not a reuse index entry")
+        outputs = d.get("outputs") or {}
+        if not isinstance(outputs, dict):
+            raise ValueError("not a reuse index entry")
+        return cls(d["fingerprint"], dict(outputs), d["run"], str(d.get("step") or ""), str(d.get("finishedAt") or ""),
+                   d.get("execution"))

@@ -38,9 +38,9 @@ def find_reusable(spec: JobSpec, key: str, env: Mapping[str, str]) -> dict | Non
     """The summary.json of a succeeded run with this key that can stand for this one, or None."""
     fs, out = filesystem(spec.output.uri, env)
     entry = reuse.read_entry(fs, out, key)
-    if entry is None or not isinstance(entry.get("run"), str):
+    if entry is None:
         return None
-    return reusable(spec, fs, Layout(out, entry["run"], spec.output.format))
+    return reusable(spec, fs, Layout(out, entry.run, spec.output.format))
 
 
 def record_success(spec: JobSpec, key: str, run_id: str, name: str, output: str, env: Mapping[str, str]) -> None:

@@ -200,8 +200,8 @@ class PipelineReconciler(Controller):
             step = next(s for s in self.spec.steps + self.spec.finally_steps if s.name == child.step)
             if step.reuse and child.fingerprint:
                 entry = reuse.index_entry(child.fingerprint, child.outputs, self.owner.name, child.step,
-                                          datetime.datetime.now(datetime.timezone.utc))
-                await self._storage(reuse.write_entry, {**entry, "execution": self._execution(child.step)})
+                                          datetime.datetime.now(datetime.timezone.utc), self._execution(child.step))
+                await self._storage(reuse.write_entry, entry)
             update.update(outputs=dict(child.outputs), reused=False, completionTime=now())
             self._event("Normal", "StepSucceeded", f"step {child.step} succeeded ({child.name})")
         elif child.phase == dag.FAILED:
@@ -233,9 +233,9 @@ class PipelineReconciler(Controller):
         needs_reused = all(states.get(need) == dag.REUSED for need in step.needs)
         entry = await self._storage(owners.reusable, resolved, needs_reused, self._env)
         if entry is not None:
-            message = f"reused the outputs of step {entry.get('step')} of run {entry.get('run')}"
+            message = f"reused the outputs of step {entry.step} of run {entry.run}"
             self._event("Normal", "StepReused", f"step {step.name}: {message}")
-            return {"phase": dag.SUCCEEDED, "reused": True, "outputs": dict(entry["outputs"]), "message": message,
+            return {"phase": dag.SUCCEEDED, "reused": True, "outputs": dict(entry.outputs), "message": message,
                     "fingerprint": resolved.fingerprint, "startTime": started, "completionTime": now()}
         await self._storage(owners.claim, resolved.outputs, self._execution(step.name))  # before anything writes
         for manifest in build_step_children(self.owner, resolved, self.services.default_image):

@@ -204,8 +204,8 @@ class _Run:
         if entry is None:
             return False
         record = self.records[step.name]
-        record.outputs, record.reused = dict(entry["outputs"]), True
-        self._set(step.name, dag.REUSED, message=f"from run {entry.get('run')}, {entry.get('finishedAt')}")
+        record.outputs, record.reused = dict(entry.outputs), True
+        self._set(step.name, dag.REUSED, message=f"from run {entry.run}, {entry.finished_at}")
         return True
 
     def _command(self, resolved: ResolvedStep) -> tuple[list[str], int]:

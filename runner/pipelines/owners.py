@@ -25,6 +25,7 @@ from datetime import datetime
 
 from fsspec import AbstractFileSystem
 
+from ..records import ReuseEntry
 from ..storage import filesystem
 from . import reuse
 from .resolved import ResolvedStep
@@ -59,13 +60,13 @@ def owned(fs: AbstractFileSystem, workdir: str, outputs: Mapping[str, str], exec
     return True
 
 
-def entry(step: ResolvedStep, outputs: Mapping[str, str], execution: str, finished_at: datetime) -> dict:
+def entry(step: ResolvedStep, outputs: Mapping[str, str], execution: str, finished_at: datetime) -> ReuseEntry:
     """The index entry of `execution` of `step`, which succeeded with `outputs`."""
-    return {**reuse.index_entry(step.fingerprint, outputs, step.run, step.name, finished_at), "execution": execution}
+    return reuse.index_entry(step.fingerprint, outputs, step.run, step.name, finished_at, execution)
 
 
 def reusable(fs: AbstractFileSystem, workdir: str, step: ResolvedStep, needs_reused: bool,
-             env: Mapping[str, str] | None = None) -> dict | None:
+             env: Mapping[str, str] | None = None) -> ReuseEntry | None:
     """The index entry `step` may reuse (its `outputs` are the step's outputs then), or None to run it.
 
     `fs` serves `workdir` (the pipeline's, where the index is); `needs_reused`: every
@@ -75,10 +76,10 @@ def reusable(fs: AbstractFileSystem, workdir: str, step: ResolvedStep, needs_reu
     if not step.reuse or (not step.outputs and not needs_reused):
         return None
     found = reuse.read_entry(fs, workdir, step.fingerprint)
-    outputs = (found or {}).get("outputs") or {}
+    outputs = found.outputs if found else {}
     if not reuse.decide(step.fingerprint, found, _exist(outputs, env), True):
         return None
-    return found if owned(fs, workdir, outputs, found.get("execution")) else None
+    return found if owned(fs, workdir, outputs, found.execution) else None
 
 
 def _exist(outputs: Mapping[str, str], env: Mapping[str, str] | None) -> bool:

@@ -2,8 +2,8 @@
 
 A step's fingerprint is the hash of its resolved spec (expressions substituted, so
 parameters, upstream outputs and `${{run.workdir}}` all count), its component file and
-its code. After a step succeeds, an entry `{fingerprint, outputs, run, step,
-finishedAt}` is written to `<workdir>/_parallelrun/cache/<fingerprint>.json`, where
+its code. After a step succeeds, an entry (records.ReuseEntry: fingerprint, outputs,
+run, step, finishedAt) is written to `<workdir>/_parallelrun/cache/<fingerprint>.json`, where
 local mode and the cluster both find it. A later step with the same fingerprint whose
 outputs still exist is not run: it is Reused, with the entry's outputs.
 
@@ -23,6 +23,8 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
+from ..records import ReuseEntry
+
 CACHE_FOLDER = "_parallelrun/cache"
 _FORMAT = 1  # bump when the fingerprint's inputs change, so old entries stop matching
 _NOT_RESULT_FIELDS = ("name", "dependsOn", "retries", "reuse")  # they do not change what a step produces
@@ -41,33 +43,33 @@ def fingerprint(resolved_step: Mapping[str, Any], component_text: bytes | None, 
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def decide(fingerprint: str, index_entry: Mapping[str, Any] | None, outputs_exist: bool, reuse: bool) -> bool:
+def decide(fingerprint: str, index_entry: ReuseEntry | None, outputs_exist: bool, reuse: bool) -> bool:
     """Whether to reuse: allowed, an entry for this very fingerprint, and its outputs still there."""
-    return reuse and index_entry is not None and index_entry.get("fingerprint") == fingerprint and outputs_exist
+    return reuse and index_entry is not None and index_entry.fingerprint == fingerprint and outputs_exist
 
 
 def index_path(workdir: str, fingerprint: str) -> str:
     return f"{workdir.rstrip('/')}/{CACHE_FOLDER}/{fingerprint}.json"
 
 
-def index_entry(fingerprint: str, outputs: Mapping[str, str], run: str, step: str, finished_at: datetime) -> dict:
-    return {"fingerprint": fingerprint, "outputs": dict(outputs), "run": run, "step": step,
-            "finishedAt": finished_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+def index_entry(fingerprint: str, outputs: Mapping[str, str], run: str, step: str, finished_at: datetime,
+                execution: str | None = None) -> ReuseEntry:
+    return ReuseEntry(fingerprint, dict(outputs), run, step,
+                      finished_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), execution)
 
 
-def read_entry(fs: AbstractFileSystem, workdir: str, fingerprint: str) -> dict | None:
+def read_entry(fs: AbstractFileSystem, workdir: str, fingerprint: str) -> ReuseEntry | None:
     """The index entry, or None when there is none or it is unreadable (then the step just runs)."""
     try:
-        entry = json.loads(fs.cat_file(index_path(workdir, fingerprint)))
+        return ReuseEntry.from_dict(json.loads(fs.cat_file(index_path(workdir, fingerprint))))
     except (FileNotFoundError, ValueError):
         return None
-    return entry if isinstance(entry, dict) else None
 
 
-def write_entry(fs: AbstractFileSystem, workdir: str, entry: Mapping[str, Any]) -> None:
-    path = index_path(workdir, entry["fingerprint"])
+def write_entry(fs: AbstractFileSystem, workdir: str, entry: ReuseEntry) -> None:
+    path = index_path(workdir, entry.fingerprint)
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    fs.pipe_file(path, json.dumps(entry, sort_keys=True, indent=1).encode())
+    fs.pipe_file(path, json.dumps(entry.to_dict(), sort_keys=True, indent=1).encode())
 
 
 def outputs_exist(fs: AbstractFileSystem, outputs: Mapping[str, str]) -> bool:

@@ -34,11 +34,11 @@ def test_the_reuse_decision_needs_the_entry_the_outputs_and_their_ownership():
     reuse.write_entry(fs, workdir, entry(step, outputs, done, now))
     assert reusable(fs, workdir, step, needs_reused=True) is None  # no outputs there
     fs.pipe_file(f"{workdir}/run/train/model/model.joblib", b"m")
-    assert reusable(fs, workdir, step, needs_reused=False)["outputs"] == outputs  # upstream reruns are fine
+    assert reusable(fs, workdir, step, needs_reused=False).outputs == outputs  # upstream reruns are fine
     assert reusable(fs, workdir, ResolvedStep(**{**vars(step), "reuse": False}), needs_reused=True) is None
     claim(fs, workdir, outputs, new_execution())  # the same step again, which failed halfway: no entry of its own
     assert reusable(fs, workdir, step, needs_reused=True) is None
     effects = ResolvedStep(name="publish", kind="container", run="run", outputs={}, fingerprint="f9", command=["true"])
     reuse.write_entry(fs, workdir, entry(effects, {}, new_execution(), now))
-    assert reusable(fs, workdir, effects, needs_reused=True)["step"] == "publish"
+    assert reusable(fs, workdir, effects, needs_reused=True).step == "publish"
     assert reusable(fs, workdir, effects, needs_reused=False) is None  # its effects may be stale after a rerun

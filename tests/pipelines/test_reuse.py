@@ -6,8 +6,16 @@ from datetime import datetime, timedelta, timezone
 import fsspec
 import pytest
 from parallelrun.runner.pipelines.reuse import (
-    decide, fingerprint, folder_digest, index_entry, index_path, outputs_exist, read_entry, write_entry,
+    decide,
+    fingerprint,
+    folder_digest,
+    index_entry,
+    index_path,
+    outputs_exist,
+    read_entry,
+    write_entry,
 )
+from parallelrun.runner.records import ReuseEntry
 
 STEP = {"name": "train", "component": {"uri": "az://c/train/component.yaml"},
         "inputs": {"data": "az://data/", "max_iter": 500, "options": {"a": 1, "b": [1, 2]}}}
@@ -46,12 +54,16 @@ def test_fingerprint_ignores_fields_that_do_not_change_the_result():
     assert fingerprint(same, COMPONENT, "abc") == fingerprint(STEP, COMPONENT, "abc")
 
 
+def _entry(fingerprint: str) -> ReuseEntry:
+    return ReuseEntry(fingerprint, {}, "run-1", "train", "2025-01-31T06:30:00Z")
+
+
 @pytest.mark.parametrize(("entry", "outputs_there", "reuse", "expected"), [
-    ({"fingerprint": "f1", "outputs": {}}, True, True, True),
-    ({"fingerprint": "f1", "outputs": {}}, True, False, False),  # reuse: false
-    ({"fingerprint": "f1", "outputs": {}}, False, True, False),  # outputs deleted since
+    (_entry("f1"), True, True, True),
+    (_entry("f1"), True, False, False),  # reuse: false
+    (_entry("f1"), False, True, False),  # outputs deleted since
     (None, True, True, False),  # never ran
-    ({"fingerprint": "f2", "outputs": {}}, True, True, False),  # an entry for another fingerprint
+    (_entry("f2"), True, True, False),  # an entry for another fingerprint
 ])
 def test_decide(entry, outputs_there, reuse, expected):
     assert decide("f1", entry, outputs_there, reuse) is expected
@@ -60,7 +72,7 @@ def test_decide(entry, outputs_there, reuse, expected):
 def test_index_layout():
     assert index_path("az://pipelines/iris/", "ab12") == "az://pipelines/iris/_parallelrun/cache/ab12.json"
     finished = datetime(2025, 1, 31, 7, 30, tzinfo=timezone(timedelta(hours=1)))
-    assert index_entry("ab12", {"model": "az://w/run-1/train/model/"}, "run-1", "train", finished) == {
+    assert index_entry("ab12", {"model": "az://w/run-1/train/model/"}, "run-1", "train", finished).to_dict() == {
         "fingerprint": "ab12", "outputs": {"model": "az://w/run-1/train/model/"}, "run": "run-1", "step": "train",
         "finishedAt": "2025-01-31T06:30:00Z"}
 
@@ -78,23 +90,24 @@ def test_a_later_run_reuses_through_the_index(memory):
     assert fs.exists(index_path(workdir, fp))
     found = read_entry(fs, workdir, fp)
     assert found == entry
-    assert decide(fp, found, outputs_exist(fs, found["outputs"]), reuse=True)
+    assert decide(fp, found, outputs_exist(fs, found.outputs), reuse=True)
 
     fs.rm(model, recursive=True)
-    assert not decide(fp, found, outputs_exist(fs, found["outputs"]), reuse=True)
+    assert not decide(fp, found, outputs_exist(fs, found.outputs), reuse=True)
 
 
 def test_an_unreadable_entry_means_run_again(memory):
     fs, workdir = memory
     fs.pipe_file(index_path(workdir, "bad"), b"{not json")
     fs.pipe_file(index_path(workdir, "list"), b"[1, 2]")
-    assert read_entry(fs, workdir, "bad") is None and read_entry(fs, workdir, "list") is None
+    fs.pipe_file(index_path(workdir, "other"), b'{"fingerprint": "other", "run": 3}')
+    assert all(read_entry(fs, workdir, name) is None for name in ("bad", "list", "other"))
 
 
 def test_the_index_works_on_a_local_folder(tmp_path):
     fs = fsspec.filesystem("file")
-    write_entry(fs, str(tmp_path / "work"), {"fingerprint": "f", "outputs": {}})
-    assert read_entry(fs, str(tmp_path / "work"), "f") == {"fingerprint": "f", "outputs": {}}
+    write_entry(fs, str(tmp_path / "work"), _entry("f"))
+    assert read_entry(fs, str(tmp_path / "work"), "f") == _entry("f")
 
 
 def test_folder_digest_follows_names_and_contents_but_not_caches(memory):
