@@ -22,10 +22,11 @@ from .accounting import Counts, spec_threshold_exceeded
 from .contract import PermanentError
 from .layout import Layout, run_id_for
 from .lock import RunLock
-from .merge import MergeError, merge, read_summary
-from .plan import Plan, PlanError, ensure_plan, input_changes, read_plan
+from .merge import MergeError, merge
+from .plan import Plan, ensure_plan
 from .pool import InitError, WorkerPool
 from .resources import available_cpus, process_count
+from .runs import reusable
 from .shard import ShardRunner, start_pool
 from .spec import JobSpec, load_spec_file
 from .storage import filesystem, is_local, remove_stale_temporaries, storage_error
@@ -206,21 +207,6 @@ def _shard_failure(e: BaseException, log_dir: str, console: Console) -> LocalRun
     if (fault := storage_error(e)) is not None:
         return LocalRunError(str(fault), fault.exit_code)
     return LocalRunError(f"a shard crashed: {type(e).__name__}: {e}")
-
-
-def reusable(spec: JobSpec, fs, layout: Layout) -> dict | None:
-    """The summary of a finished run that can stand for this one: it succeeded, its
-    output is still there, and its input, model and side inputs are unchanged."""
-    summary = read_summary(fs, layout)
-    plan = read_plan(fs, layout)
-    if summary is None or plan is None or summary["status"] != "Succeeded":
-        return None
-    if summary["output"] and not fs.exists(layout.final_output(spec.output.file_name)):
-        return None
-    try:
-        return None if input_changes(spec, plan, fs, layout) else summary
-    except PlanError:
-        return None
 
 
 def _warn_oversubscribed(console: Console, plan: Plan, workers: int) -> None:

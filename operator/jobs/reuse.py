@@ -1,5 +1,5 @@
 """`allowReuse` on the cluster: a BatchInferenceJob whose spec and code match a succeeded run is
-not run again (as in local mode, runner/local.py `reusable`).
+not run again (runner/runs.py `reusable`, as local mode).
 
 The key is the spec's fingerprint with a digest of its code (the ConfigMap's data, or the
 folder at code.uri). When a run with `allowReuse` succeeds, an entry of the reuse index
@@ -16,8 +16,8 @@ import datetime
 from collections.abc import Mapping
 
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.local import reusable
 from parallelrun.runner.pipelines import reuse
+from parallelrun.runner.runs import reusable
 from parallelrun.runner.spec import JobSpec
 from parallelrun.runner.storage import filesystem
 
