@@ -1,0 +1,147 @@
+"""One type per column for a whole csv or jsonl input, fixed when the job is planned.
+
+pyarrow infers a column's type from the rows it reads, so mini-batches read on their own
+would type a column by where the cuts fall (`007`, `008` numbers in one, text beside
+`A09` in the next). The planner infers the types once instead: from each file's first
+SAMPLE bytes (the whole file when it is smaller; files in plan order until BUDGET bytes
+are read), widened across files and under `input.options.columnTypes`, and records them
+in the plan header (`input.schema`). Every mini-batch is read with those types; one that
+holds a value or a column that does not fit fails with an error naming the column and
+`columnTypes`, never with other types.
+
+Widening: a column of one type keeps it; null (no value seen) takes the other's type;
+integers and floats give float64; anything else gives string (csv; jsonl has no such
+cast, so there it is a planning error). A csv column with no value in a sample that is
+not its whole file is string.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import TYPE_CHECKING
+
+from .formats import compression_of, csv_options, decompressed, quote_of
+from .outputs import schema_from_text, schema_to_text
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+SAMPLE = 2**20
+BUDGET = 64 * 2**20
+
+# The types `input.options.columnTypes` may declare (pyarrow's names for them).
+TYPE_NAMES = ("string", "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+              "float32", "float64", "date32", "timestamp[s]", "timestamp[ms]", "timestamp[us]", "timestamp[ns]")
+
+
+class SchemaMismatch(ValueError):
+    """A mini-batch holds a value or a column that the plan's types do not allow."""
+
+
+def infer(fmt: str, options: dict, fs, base: str, rels: list[str], sizes: list[int]) -> pa.Schema:
+    """The input's column types, as the module docstring says."""
+    import pyarrow as pa
+
+    columns: dict[str, tuple[pa.DataType, str]] = {}  # name → (type, the file it was first seen in)
+    read = 0
+    for rel, size in zip(rels, sizes):
+        if read >= BUDGET:
+            break
+        if size == 0:
+            continue
+        sample, whole = _head(fs, f"{base}/{rel}", rel, fmt, options)
+        read += min(size, SAMPLE)
+        for field in _sample_schema(fmt, options, sample):
+            kind = field.type
+            if fmt == "csv" and pa.types.is_null(kind) and not whole:
+                kind = pa.string()
+            if field.name not in columns:
+                columns[field.name] = (kind, rel)
+                continue
+            before, first = columns[field.name]
+            wider = _widen(before, kind)
+            if wider is None:
+                raise ValueError(f"column {field.name!r} is {before} in {first} but {kind} in {rel}, and jsonl "
+                                 "values are not converted; write the column alike in every file")
+            columns[field.name] = (wider, first)
+    schema = pa.schema([(name, kind) for name, (kind, _) in columns.items()])
+    for name, kind in declared(options).items():
+        index = schema.get_field_index(name)
+        schema = schema.set(index, pa.field(name, kind)) if index >= 0 else schema.append(pa.field(name, kind))
+    return schema
+
+
+def declared(options: dict) -> dict[str, pa.DataType]:
+    """`input.options.columnTypes` as pyarrow types (the spec checked the names)."""
+    import pyarrow as pa
+
+    return {name: pa.type_for_alias(kind) for name, kind in (options.get("columnTypes") or {}).items()}
+
+
+def _widen(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
+    import pyarrow as pa
+
+    if a == b or pa.types.is_null(b):
+        return a
+    if pa.types.is_null(a):
+        return b
+    if pa.types.is_integer(a) and pa.types.is_integer(b):
+        return pa.int64()
+    if (pa.types.is_integer(a) or pa.types.is_floating(a)) and (pa.types.is_integer(b) or pa.types.is_floating(b)):
+        return pa.float64()
+    return pa.string()
+
+
+def _head(fs, path: str, rel: str, fmt: str, options: dict) -> tuple[bytes, bool]:
+    """The file's first whole rows within SAMPLE bytes (decompressed), and whether that is all of it."""
+    from .rowends import Unsafe, row_ends
+
+    compression = compression_of(rel)
+    with fs.open(path, "rb") as raw:
+        f = decompressed(raw, compression) if compression else raw
+        head = f.read(SAMPLE + 1)
+    if len(head) <= SAMPLE:
+        return head, True
+    quote = quote_of(options) if fmt == "csv" else None
+    try:
+        ends = [e for block in row_ends(io.BytesIO(head), 0, quote, options.get("delimiter", ",").encode())
+                for e in block[-1:]]
+    except Unsafe:
+        ends = [head.rfind(b"\n") + 1]
+    return head[:int(ends[-1]) if ends else len(head)], False
+
+
+def _sample_schema(fmt: str, options: dict, sample: bytes) -> pa.Schema:
+    if fmt == "jsonl":
+        import pyarrow.json as pj
+
+        table = pj.read_json(io.BytesIO(sample))
+        columns = options.get("columns")
+        return table.select(columns).schema if columns else table.schema
+    import pyarrow.csv as csv
+
+    read, parse, convert = csv_options(options, newlines_in_values=True)
+    return csv.read_csv(io.BytesIO(sample), read_options=read, parse_options=parse, convert_options=convert).schema
+
+
+def to_header(schema: pa.Schema) -> dict:
+    """The plan header's record of the types: readable names, and the schema itself."""
+    return {"columns": {field.name: str(field.type) for field in schema}, "arrow": schema_to_text(schema)}
+
+
+def from_header(record: dict) -> pa.Schema:
+    return schema_from_text(record["arrow"])
+
+
+def mismatch(error: Exception, schema: pa.Schema, names: list[str] | None, where: str) -> SchemaMismatch:
+    """pyarrow's conversion error as one that names the column and the fix."""
+    found = re.search(r"column #(\d+)", str(error))
+    column = names[int(found.group(1))] if found and names and int(found.group(1)) < len(names) else None
+    found = re.search(r"Column\(/([^)]*)\)", str(error))
+    column = found.group(1) if found else column
+    planned = f"planned as {schema.field(column).type}" if column in schema.names else "not planned"
+    named = f"column {column!r} ({planned})" if column else "a column"
+    example = column or "code"
+    return SchemaMismatch(f"{where} does not fit the column types fixed when the job was planned: {named}: {error}. "
+                          f"Declare the type in spec.input.options.columnTypes, e.g. {{{example}: string}}")
