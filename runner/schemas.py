@@ -30,10 +30,6 @@ if TYPE_CHECKING:
 SAMPLE = 2**20
 BUDGET = 64 * 2**20
 
-# The types `input.options.columnTypes` may declare (pyarrow's names for them).
-TYPE_NAMES = ("string", "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-              "float32", "float64", "date32", "timestamp[s]", "timestamp[ms]", "timestamp[us]", "timestamp[ns]")
-
 
 class SchemaMismatch(ValueError):
     """A mini-batch holds a value or a column that the plan's types do not allow."""
@@ -73,7 +69,7 @@ def infer(fmt: str, options: dict, fs, base: str, rels: list[str], sizes: list[i
 
 
 def declared(options: dict) -> dict[str, pa.DataType]:
-    """`input.options.columnTypes` as pyarrow types (the spec checked the names)."""
+    """`input.options.columnTypes` as pyarrow types (the spec checked them: spec.COLUMN_TYPES)."""
     import pyarrow as pa
 
     return {name: pa.type_for_alias(kind) for name, kind in (options.get("columnTypes") or {}).items()}
