@@ -140,10 +140,11 @@ class Reader:
             quote = quote_of(options)  # pyarrow's blocks are then cut only outside quoted values
             read, parse, convert = csv_options(options, names, column_types=schema,
                                                newlines_in_values=quote is not None and quote in data)
+            names = names or read.column_names
             table = csv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
         except pa.ArrowInvalid as e:
             if schema is not None and re.search(r"conversion error|changed from|unexpected field", str(e)):
-                raise schemas.mismatch(e, schema, names or read.column_names, self._where(mb)) from None
+                raise schemas.mismatch(e, schema, names, self._where(mb)) from None
             raise
         unplanned = [name for name in table.column_names if schema is not None and name not in schema.names]
         if unplanned:

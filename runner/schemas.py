@@ -56,7 +56,7 @@ def infer(fmt: str, options: dict, fs, base: str, rels: list[str], sizes: list[i
                 columns[field.name] = (kind, rel)
                 continue
             before, first = columns[field.name]
-            wider = _widen(before, kind)
+            wider = _widen(before, kind, to_string=fmt == "csv")
             if wider is None:
                 raise ValueError(f"column {field.name!r} is {before} in {first} but {kind} in {rel}, and jsonl "
                                  "values are not converted; write the column alike in every file")
@@ -75,7 +75,8 @@ def declared(options: dict) -> dict[str, pa.DataType]:
     return {name: pa.type_for_alias(kind) for name, kind in (options.get("columnTypes") or {}).items()}
 
 
-def _widen(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
+def _widen(a: pa.DataType, b: pa.DataType, to_string: bool) -> pa.DataType | None:
+    """The type both fit (module docstring); None where only string would and `to_string` is off."""
     import pyarrow as pa
 
     if a == b or pa.types.is_null(b):
@@ -86,7 +87,7 @@ def _widen(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
         return pa.int64()
     if (pa.types.is_integer(a) or pa.types.is_floating(a)) and (pa.types.is_integer(b) or pa.types.is_floating(b)):
         return pa.float64()
-    return pa.string()
+    return pa.string() if to_string else None
 
 
 def _head(fs, path: str, rel: str, fmt: str, options: dict) -> tuple[bytes, bool]:
