@@ -703,16 +703,21 @@ def _text_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator
         if not by_rows and size - start <= spec.mini_batch_size.value:
             yield whole
             return
-        from .rowends import Unsafe, row_ends  # here: it loads numpy, which a files job does without
+        from .rowends import Unsafe, cuts, row_ends  # here: it loads numpy, which a files job does without
 
         quote = quote_of(options) if spec.input.format == "csv" else None
-        ends = row_ends(f, start, quote, options.get("delimiter", ",").encode())
-        try:  # whole before the first yield: a stray quote near the end makes every cut unsafe
-            cuts = list(_cuts_by_rows(f, ends, rel, start, size, spec.mini_batch_size.value) if by_rows
-                        else _cuts_by_size(ends, rel, start, size, spec.mini_batch_size.value))
+        delimiter = options.get("delimiter", ",").encode()
+        try:  # all cuts before the first yield: a stray quote met late makes every cut unsafe
+            if by_rows:
+                batches = list(_cuts_by_rows(f, row_ends(f, start, quote, delimiter), rel, start, size,
+                                             spec.mini_batch_size.value))
+            else:
+                points = [start, *cuts(f, start, size, spec.mini_batch_size.value, quote, delimiter), size]
+                batches = [MiniBatch(id=0, size=b - a, items=None, file=rel, bytes=(a, b))
+                           for a, b in zip(points, points[1:]) if b > a]
         except Unsafe:
-            cuts = [whole]
-        yield from cuts
+            batches = [whole]
+        yield from batches
 
 
 def _line_end(f, offset: int) -> int:
@@ -726,20 +731,6 @@ def _line_end(f, offset: int) -> int:
         if i >= 0:
             return offset + i + 1
         offset += len(block)
-
-
-def _cuts_by_size(ends: Iterator, rel: str, start: int, size: int, target: int) -> Iterator[MiniBatch]:
-    """Cut at the first row end past every `target` bytes."""
-    import numpy as np  # here, not at the top: a worker imports this module too
-
-    cut = start
-    for block in ends:
-        while cut + target < size and (i := int(np.searchsorted(block, cut + target, side="right"))) < len(block):
-            stop = int(block[i])
-            yield MiniBatch(id=0, size=stop - cut, items=None, file=rel, bytes=(cut, stop))
-            cut = stop
-    if cut < size:
-        yield MiniBatch(id=0, size=size - cut, items=None, file=rel, bytes=(cut, size))
 
 
 def _cuts_by_rows(f, ends: Iterator, rel: str, start: int, size: int, rows: int) -> Iterator[MiniBatch]:

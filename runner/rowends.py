@@ -51,6 +51,32 @@ def row_ends(f, start: int, quote: bytes | None, delimiter: bytes) -> Iterator[n
         raise Unsafe("a quoted value is not closed by the end of the file")
 
 
+def cuts(f, start: int, size: int, target: int, quote: bytes | None, delimiter: bytes) -> Iterator[int]:
+    """Where to cut `target` bytes at a time: just after the first row-ending newline at or
+    past each `target` bytes from the last cut. Reads up to the last cut; a block without a
+    quote is searched by bytes.find, not numpy (planning a large quote-free file by size)."""
+    f.seek(start)
+    pos, goal, inside, before, closing_at_end = start, start + target, False, b"\n", False
+    while goal < size and (block := f.read(BLOCK)):
+        if closing_at_end and block[:1] not in (delimiter, b"\r", b"\n", quote):
+            raise Unsafe(f"a quote at byte {pos - 1} is followed by {block[:1]!r}")
+        if quote is None or (not inside and block.count(quote) == 0):
+            closing_at_end = False
+            while goal < size and (i := block.find(b"\n", max(goal - pos, 0))) >= 0:
+                yield pos + i + 1
+                goal = pos + i + 1 + target
+        else:
+            data = np.frombuffer(block, dtype=np.uint8)
+            ends, inside, closing_at_end = _outside_quotes(data, np.flatnonzero(data == 10), inside, before, quote,
+                                                           delimiter, pos)
+            ends += pos + 1
+            while goal < size and (i := int(np.searchsorted(ends, goal, side="right"))) < len(ends):
+                yield int(ends[i])
+                goal = int(ends[i]) + target
+        pos += len(block)
+        before = block[-1:]
+
+
 def _outside_quotes(data: np.ndarray, newlines: np.ndarray, inside: bool, before: bytes, quote: bytes,
                     delimiter: bytes, pos: int) -> tuple[np.ndarray, bool, bool]:
     """The newlines of a block that lie outside quoted values, whether the block ends inside

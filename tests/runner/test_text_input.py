@@ -304,3 +304,17 @@ def test_a_run_returning_lists_in_a_column_writes_csv(job):
                                       output={"format": "csv"})), console=Console(file=io.StringIO()))
     assert summary["items"] == {"succeeded": 3, "failed": 0}
     assert [json.loads(b) for b in pd.read_csv(job.final())["boxes"]] == [[1, 2], [2, 3], [3, 4]]
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 64])
+def test_cuts_do_not_depend_on_where_the_scan_reads_its_blocks(tmp_path, monkeypatch, block):
+    """Quote state, CRLF and blank lines carried across block boundaries (runner/rowends.py)."""
+    from parallelrun.runner import rowends
+
+    REFERENCE.to_csv(tmp_path / "a.csv", index=False, lineterminator="\r\n", quoting=1)
+    expected = {size: [mb.bytes for mb in make_plan(spec_for(tmp_path, "csv", size)).mini_batches]
+                for size in (1, 2, "30B")}
+    monkeypatch.setattr(rowends, "BLOCK", block)
+    for size, cuts in expected.items():
+        assert [mb.bytes for mb in make_plan(spec_for(tmp_path, "csv", size)).mini_batches] == cuts
+    assert len(expected[1]) == len(REFERENCE)
