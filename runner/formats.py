@@ -6,6 +6,7 @@ readers (decoding a mini-batch), so both read a file the same way.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 
 from .storage import as_fsspec, filesystem
@@ -47,10 +48,10 @@ _CODEC_PACKAGES = {"zst": "zstandard", "lz4": "lz4", "snappy": "python-snappy", 
 def compression_of(rel: str) -> str | None:
     """The compression a file's extension names (fsspec's names: gzip, bz2, xz, zstd, zip...), or None.
     Raises ValueError for a compressed file that no installed codec reads."""
-    from fsspec.utils import infer_compression
+    from fsspec.utils import compressions  # extension → codec, of the codecs installed
 
-    found = infer_compression(rel)
-    extension = rel.rsplit(".", 1)[-1].lower()
+    extension = posixpath.splitext(rel)[1][1:].lower()
+    found = compressions.get(extension)
     if found is None and extension in _CODEC_PACKAGES:
         package = _CODEC_PACKAGES[extension]
         fix = f"install {package} where the job plans and runs" if package else \

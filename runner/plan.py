@@ -737,10 +737,12 @@ def _cuts_by_rows(f, ends: Iterator, rel: str, start: int, size: int, rows: int)
     """Cut after every `rows` rows; the last mini-batch runs to the end of the file."""
     import numpy as np
 
+    from .rowends import has_last_row
+
     row_ends = np.concatenate(list(ends) or [np.empty(0, dtype=np.int64)])
     last = int(row_ends[-1]) if len(row_ends) else start
-    f.seek(last)  # after the last row end: blank lines, then maybe a last row without a newline
-    count = len(row_ends) + (f.read(size - last).rsplit(b"\n", 1)[-1].strip(b"\r") != b"")
+    f.seek(last)
+    count = len(row_ends) + has_last_row(f.read(size - last))
     cut = start
     for i in range(rows - 1, count - 1, rows):
         stop = int(row_ends[i])

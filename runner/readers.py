@@ -130,9 +130,10 @@ class Reader:
             if self.plan.input_format == "jsonl":
                 import pyarrow.json as pj
 
-                parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error" if schema else "infer")
+                columns = options.get("columns")  # the plan's types are of these alone; other fields are not read
+                unexpected = "infer" if schema is None else "ignore" if columns else "error"
+                parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected)
                 table = pj.read_json(io.BytesIO(data), parse_options=parse)
-                columns = options.get("columns")
                 return table.select(columns) if columns else table
             import pyarrow.csv as csv
 
@@ -168,8 +169,10 @@ class Reader:
             return decompressed(f, compression).read()
 
     def count_lines(self, mb: MiniBatch) -> int:
-        """Items of a text mini-batch read as raw lines, for one that failed before parsing
-        (the file as it is now: a plan by size does not know its lines)."""
+        """Items of a text mini-batch that failed before it was parsed: its rows, counted as the
+        planner counts them (the file as it is now: a plan by size does not know its rows)."""
+        from .rowends import Unsafe, count
+
         start, stop = mb.bytes
         compression = compression_of(mb.file)
         with self.fs.open(self.path(mb.file), "rb") as f:
@@ -178,9 +181,14 @@ class Reader:
             else:
                 f.seek(start)
                 data = f.read(stop - start)
-        lines = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
-        header = compression and self.plan.input_format == "csv" and has_header(self.plan.options)
-        return max(lines - 1, 0) if header else lines
+        csv = self.plan.input_format == "csv"
+        try:
+            rows = count(data, quote_of(self.plan.options) if csv else None,
+                         self.plan.options.get("delimiter", ",").encode())
+        except Unsafe:  # a stray quote: pyarrow's rows are not known without parsing; its lines are
+            rows = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+        header = compression and csv and has_header(self.plan.options)
+        return max(rows - 1, 0) if header else rows
 
     def _read_range(self, mb: MiniBatch, start: int, stop: int) -> bytes:
         with self._open(mb, mb.file) as f:

@@ -96,3 +96,18 @@ def _outside_quotes(data: np.ndarray, newlines: np.ndarray, inside: bool, before
     odd = (np.searchsorted(quotes, newlines) + first) % 2 == 1  # inside a value at the newline
     closing_at_end = len(closings) > 0 and closings[-1] == len(data) - 1
     return newlines[~odd], (len(quotes) + first) % 2 == 1, closing_at_end
+
+
+def has_last_row(tail: bytes) -> bool:
+    """Whether the bytes after a file's last row end (blank lines, then maybe a row without
+    a newline) hold a row."""
+    return tail.rsplit(b"\n", 1)[-1].strip(b"\r") != b""
+
+
+def count(data: bytes, quote: bytes | None, delimiter: bytes) -> int:
+    """The rows of `data`, which starts where a row does; Unsafe as row_ends."""
+    import io
+
+    ends = [block for block in row_ends(io.BytesIO(data), 0, quote, delimiter) if len(block)]
+    last = int(ends[-1][-1]) if ends else 0
+    return sum(map(len, ends)) + has_last_row(data[last:])

@@ -21,7 +21,7 @@ import io
 import re
 from typing import TYPE_CHECKING
 
-from .formats import compression_of, csv_options, decompressed, quote_of
+from .formats import compression_of, csv_options, decompressed, has_header, quote_of
 from .outputs import schema_from_text, schema_to_text
 
 if TYPE_CHECKING:
@@ -39,7 +39,8 @@ def infer(fmt: str, options: dict, fs, base: str, rels: list[str], sizes: list[i
     """The input's column types, as the module docstring says."""
     import pyarrow as pa
 
-    columns: dict[str, tuple[pa.DataType, str]] = {}  # name → (type, the file it was first seen in)
+    columns = _Columns(fmt)
+    small = _SmallFiles(fmt, options, columns)
     read = 0
     for rel, size in zip(rels, sizes):
         if read >= BUDGET:
@@ -47,25 +48,80 @@ def infer(fmt: str, options: dict, fs, base: str, rels: list[str], sizes: list[i
         if size == 0:
             continue
         sample, whole = _head(fs, f"{base}/{rel}", rel, fmt, options)
-        read += min(size, SAMPLE)
-        for field in _sample_schema(fmt, options, sample):
-            kind = field.type
-            if fmt == "csv" and pa.types.is_null(kind) and not whole:
-                kind = pa.string()
-            if field.name not in columns:
-                columns[field.name] = (kind, rel)
-                continue
-            before, first = columns[field.name]
-            wider = _widen(before, kind, to_string=fmt == "csv")
-            if wider is None:
-                raise ValueError(f"column {field.name!r} is {before} in {first} but {kind} in {rel}, and jsonl "
-                                 "values are not converted; write the column alike in every file")
-            columns[field.name] = (wider, first)
-    schema = pa.schema([(name, kind) for name, (kind, _) in columns.items()])
+        read += len(sample)
+        if whole:
+            small.add(rel, sample)
+        else:
+            columns.add(_sample_schema(fmt, options, sample), rel, whole=False)
+    small.flush()
+    schema = pa.schema([(name, kind) for name, (kind, _) in columns.found.items()])
     for name, kind in declared(options).items():
         index = schema.get_field_index(name)
         schema = schema.set(index, pa.field(name, kind)) if index >= 0 else schema.append(pa.field(name, kind))
     return schema
+
+
+class _Columns:
+    """Each column's type so far, widened file by file, and the file it was first seen in."""
+
+    def __init__(self, fmt: str):
+        self.fmt = fmt
+        self.found: dict[str, tuple[pa.DataType, str]] = {}
+
+    def add(self, schema: pa.Schema, rel: str, whole: bool) -> None:
+        import pyarrow as pa
+
+        for field in schema:
+            kind = field.type
+            if self.fmt == "csv" and pa.types.is_null(kind) and not whole:
+                kind = pa.string()
+            if field.name not in self.found:
+                self.found[field.name] = (kind, rel)
+                continue
+            before, first = self.found[field.name]
+            wider = _widen(before, kind, to_string=self.fmt == "csv")
+            if wider is None:
+                raise ValueError(f"column {field.name!r} is {before} in {first} but {kind} in {rel}, and jsonl "
+                                 "values are not converted; write the column alike in every file")
+            self.found[field.name] = (wider, first)
+
+
+class _SmallFiles:
+    """Whole files parsed together, those of one header line at a time (pyarrow's inference
+    widens as _widen does): a call per file would cost ~0.2 ms each, most of the planning of
+    many small files. A group pyarrow cannot read as one is read file by file, to name them."""
+
+    def __init__(self, fmt: str, options: dict, columns: _Columns):
+        self.fmt, self.options, self.columns = fmt, options, columns
+        self.header = fmt == "csv" and has_header(options)
+        self.groups: dict[bytes, list[tuple[str, bytes]]] = {}
+        self.bytes: dict[bytes, int] = {}
+
+    def add(self, rel: str, data: bytes) -> None:
+        if self.header:
+            head, _, body = data.partition(b"\n")
+        else:
+            head, body = b"", data
+        self.groups.setdefault(head, []).append((rel, body))
+        self.bytes[head] = self.bytes.get(head, 0) + len(body)
+        if self.bytes[head] >= SAMPLE:
+            self._parse(head)
+
+    def flush(self) -> None:
+        for head in list(self.groups):
+            self._parse(head)
+
+    def _parse(self, head: bytes) -> None:
+        import pyarrow as pa
+
+        files, prefix = self.groups.pop(head), head + b"\n" if self.header else b""
+        self.bytes.pop(head)
+        together = prefix + b"".join(body if body.endswith(b"\n") or not body else body + b"\n" for _, body in files)
+        try:
+            self.columns.add(_sample_schema(self.fmt, self.options, together), files[0][0], whole=True)
+        except pa.ArrowInvalid:
+            for rel, body in files:
+                self.columns.add(_sample_schema(self.fmt, self.options, prefix + body), rel, whole=True)
 
 
 def declared(options: dict) -> dict[str, pa.DataType]:

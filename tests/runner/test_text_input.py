@@ -318,3 +318,30 @@ def test_cuts_do_not_depend_on_where_the_scan_reads_its_blocks(tmp_path, monkeyp
     for size, cuts in expected.items():
         assert [mb.bytes for mb in make_plan(spec_for(tmp_path, "csv", size)).mini_batches] == cuts
     assert len(expected[1]) == len(REFERENCE)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_the_columns_option_reads_those_columns_at_every_size(tmp_path, fmt):
+    if fmt == "csv":
+        JSONL_REFERENCE.to_csv(tmp_path / "a.csv", index=False)
+    else:
+        JSONL_REFERENCE.to_json(tmp_path / "a.jsonl", orient="records", lines=True, force_ascii=False)
+    rows = assert_same_at_every_size(tmp_path, fmt, tmp_path, columns=["code", "n"])
+    assert list(rows.columns) == ["code", "n"] and rows["code"].tolist() == REFERENCE["code"].tolist()
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.csv.gz", "a.jsonl", "a.jsonl.gz"])
+def test_a_mini_batch_that_failed_unread_counts_the_rows_it_holds(tmp_path, name):
+    """Its failed items are its rows: a quoted newline or a blank line is no item of its own."""
+    if ".csv" in name:
+        REFERENCE.to_csv(tmp_path / name, index=False, lineterminator="\r\n")
+    else:
+        REFERENCE.to_json(tmp_path / name, orient="records", lines=True, force_ascii=False)
+    with open(tmp_path / name, "ab") as f:
+        f.write(b"\r\n\n" if name.endswith((".csv", ".jsonl")) else b"")
+    fmt = "csv" if ".csv" in name else "jsonl"
+    for size in ("30B", "1MB"):
+        planned = make_plan(spec_for(tmp_path, fmt, size))
+        reader = Reader(planned, str(tmp_path / "scratch"))
+        assert [reader.count_lines(mb) for mb in planned.mini_batches] == \
+            [reader.read(mb)[1] for mb in planned.mini_batches]
