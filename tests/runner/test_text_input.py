@@ -8,6 +8,8 @@ decompressed, and the column types are fixed once per job when it is planned
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import io
 import json
 
@@ -345,3 +347,28 @@ def test_a_mini_batch_that_failed_unread_counts_the_rows_it_holds(tmp_path, name
         reader = Reader(planned, str(tmp_path / "scratch"))
         assert [reader.count_lines(mb) for mb in planned.mini_batches] == \
             [reader.read(mb)[1] for mb in planned.mini_batches]
+
+
+ARROW_COLUMNS = {
+    "binary": pa.array([b"ab", None], pa.binary()),
+    "large_string": pa.array(["x", None], pa.large_string()),
+    "dictionary": pa.array(["a", "b"]).dictionary_encode(),
+    "decimal": pa.array([decimal.Decimal("1.5"), None], pa.decimal128(5, 2)),
+    "duration": pa.array([1, None], pa.duration("s")),
+    "time": pa.array([datetime.time(1, 2), None]),
+    "timestamp_tz": pa.array([datetime.datetime(2020, 1, 1), None], pa.timestamp("ms", tz="UTC")),
+    "float16": pa.array([1.5, None], pa.float16()),
+    "null": pa.array([None, None]),
+    "large_list": pa.array([[1], None], pa.large_list(pa.int64())),
+    "list_view": pa.array([[1], None], pa.list_view(pa.int64())),
+    "fixed_size_list": pa.array([[1, 2], None], pa.list_(pa.int64(), 2)),
+    "map": pa.array([[("k", 1)], None], pa.map_(pa.string(), pa.int64())),
+    "interval": pa.array([pa.MonthDayNano([1, 2, 3]), None], pa.month_day_nano_interval()),
+}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "txt"])
+@pytest.mark.parametrize("name", sorted(ARROW_COLUMNS))
+def test_every_arrow_type_is_written_to_text_output(fmt, name):
+    text = encode_part(pa.table({"id": [1, 2], name: ARROW_COLUMNS[name]}), fmt).data.decode()
+    assert len([line for line in text.splitlines() if line]) == (3 if fmt == "csv" else 2)
