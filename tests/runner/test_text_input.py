@@ -372,3 +372,21 @@ ARROW_COLUMNS = {
 def test_every_arrow_type_is_written_to_text_output(fmt, name):
     text = encode_part(pa.table({"id": [1, 2], name: ARROW_COLUMNS[name]}), fmt).data.decode()
     assert len([line for line in text.splitlines() if line]) == (3 if fmt == "csv" else 2)
+
+
+def test_newlines_in_values_declared_gives_the_same_rows_at_every_size(tmp_path):
+    REFERENCE.to_csv(tmp_path / "a.csv", index=False)
+    assert_reference(assert_same_at_every_size(tmp_path, "csv", tmp_path, newlinesInValues=True))
+
+
+def test_a_run_whose_later_rows_do_not_fit_fails_those_items_naming_column_types(job, monkeypatch):
+    """Real workers: the mini-batch past the sample fails with the fix in errors.jsonl; the rest succeed."""
+    monkeypatch.setattr(schemas, "SAMPLE", 16)
+    (job.data / "a.csv").write_text("id,code\n" + "".join(f"{i},{i:03d}\n" for i in range(20)) + "20,A09\n")
+    job.script("def run(df):\n    return df\n")
+    summary = run_local(str(job.write(input={"type": "tabular", "format": "csv"}, miniBatchSize=5, runMaxTry=1,
+                                      output={"format": "csv"})), console=Console(file=io.StringIO()))
+    assert summary["items"] == {"succeeded": 20, "failed": 1} and summary["plan"]["items"] == 21
+    [error] = [json.loads(line) for line in next(job.output.glob("_parallelrun/*/errors.jsonl")).read_text().splitlines()]
+    assert "column 'code' (planned as int64)" in error["error"] and "columnTypes" in error["error"]
+    assert pd.read_csv(job.final())["code"].tolist() == list(range(20))
