@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -144,10 +143,11 @@ class Reader:
             names = names or read.column_names
             table = csv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
         except pa.ArrowInvalid as e:
-            if schema is not None and re.search(r"conversion error|changed from|unexpected field", str(e)):
-                raise schemas.mismatch(e, schema, names, self._where(mb)) from None
-            raise
-        unplanned = [name for name in table.column_names if schema is not None and name not in schema.names]
+            mismatch = schemas.mismatch(e, schema, names, self._where(mb)) if schema is not None else None
+            if mismatch is None:
+                raise
+            raise mismatch from None
+        unplanned = [] if schema is None else [name for name in table.column_names if name not in schema.names]
         if unplanned:
             raise schemas.SchemaMismatch(
                 f"{self._where(mb)} has column {unplanned[0]!r}, which the files sampled when the job was planned "

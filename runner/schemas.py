@@ -187,14 +187,17 @@ def from_header(record: dict) -> pa.Schema:
     return schema_from_text(record["arrow"])
 
 
-def mismatch(error: Exception, schema: pa.Schema, names: list[str] | None, where: str) -> SchemaMismatch:
-    """pyarrow's conversion error as one that names the column and the fix."""
-    found = re.search(r"column #(\d+)", str(error))
+def mismatch(error: Exception, schema: pa.Schema, names: list[str] | None, where: str) -> SchemaMismatch | None:
+    """pyarrow's error reading `where` as one that names the column and the fix; None when
+    it is no type mismatch (a malformed row, say)."""
+    text = str(error)
+    if not re.search(r"conversion error|changed from|unexpected field", text):
+        return None
+    found = re.search(r"column #(\d+)", text)
     column = names[int(found.group(1))] if found and names and int(found.group(1)) < len(names) else None
-    found = re.search(r"Column\(/([^)]*)\)", str(error))
+    found = re.search(r"Column\(/([^)]*)\)", text)
     column = found.group(1) if found else column
     planned = f"planned as {schema.field(column).type}" if column in schema.names else "not planned"
     named = f"column {column!r} ({planned})" if column else "a column"
-    example = column or "code"
     return SchemaMismatch(f"{where} does not fit the column types fixed when the job was planned: {named}: {error}. "
-                          f"Declare the type in spec.input.options.columnTypes, e.g. {{{example}: string}}")
+                          f"Declare the type in spec.input.options.columnTypes, e.g. {{{column or 'code'}: string}}")
