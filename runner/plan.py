@@ -709,8 +709,9 @@ def _text_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator
         delimiter = options.get("delimiter", ",").encode()
         try:  # all cuts before the first yield: a stray quote met late makes every cut unsafe
             if by_rows:
-                batches = list(_cuts_by_rows(f, row_ends(f, start, quote, delimiter), rel, start, size,
-                                             spec.mini_batch_size.value))
+                jsonl = spec.input.format == "jsonl"
+                batches = list(_cuts_by_rows(f, row_ends(f, start, quote, delimiter, jsonl), rel, start, size,
+                                             spec.mini_batch_size.value, jsonl))
             else:
                 points = [start, *cuts(f, start, size, spec.mini_batch_size.value, quote, delimiter), size]
                 batches = [MiniBatch(id=0, size=b - a, items=None, file=rel, bytes=(a, b))
@@ -733,7 +734,7 @@ def _line_end(f, offset: int) -> int:
         offset += len(block)
 
 
-def _cuts_by_rows(f, ends: Iterator, rel: str, start: int, size: int, rows: int) -> Iterator[MiniBatch]:
+def _cuts_by_rows(f, ends: Iterator, rel: str, start: int, size: int, rows: int, jsonl: bool) -> Iterator[MiniBatch]:
     """Cut after every `rows` rows; the last mini-batch runs to the end of the file."""
     import numpy as np
 
@@ -742,7 +743,7 @@ def _cuts_by_rows(f, ends: Iterator, rel: str, start: int, size: int, rows: int)
     row_ends = np.concatenate(list(ends) or [np.empty(0, dtype=np.int64)])
     last = int(row_ends[-1]) if len(row_ends) else start
     f.seek(last)
-    count = len(row_ends) + has_last_row(f.read(size - last))
+    count = len(row_ends) + has_last_row(f.read(size - last), jsonl)
     cut = start
     for i in range(rows - 1, count - 1, rows):
         stop = int(row_ends[i])

@@ -184,7 +184,7 @@ class Reader:
         csv = self.plan.input_format == "csv"
         try:
             rows = count(data, quote_of(self.plan.options) if csv else None,
-                         self.plan.options.get("delimiter", ",").encode())
+                         self.plan.options.get("delimiter", ",").encode(), jsonl=not csv)
         except Unsafe:  # a stray quote: pyarrow's rows are not known without parsing; its lines are
             rows = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
         header = compression and csv and has_header(self.plan.options)

@@ -22,14 +22,16 @@ class Unsafe(Exception):
     """A quote that neither opens nor closes a value: the file cannot be cut safely."""
 
 
-def row_ends(f, start: int, quote: bytes | None, delimiter: bytes) -> Iterator[np.ndarray]:
+def row_ends(f, start: int, quote: bytes | None, delimiter: bytes, jsonl: bool = False) -> Iterator[np.ndarray]:
     """Offsets just after each newline that ends a row, from `start` on, block by block
-    (int64 arrays, ascending). A blank line (`\\n` or `\\r\\n` alone) is no row, as the readers
-    skip it. `quote` None: no quoting (jsonl, or csv with quoteChar off). The end of a last
-    line without a newline is not among them."""
+    (int64 arrays, ascending). A blank line is no row, as the readers skip it: csv's is a
+    line end alone (`\\n`, `\\r\\n`), jsonl's (`jsonl`) one of only whitespace. `quote` None:
+    no quoting (jsonl, or csv with quoteChar off). The end of a last line without a newline
+    is not among them."""
     f.seek(start)
-    pos, last, inside, before = start, start, False, b"\n"  # last: the end of the last row; before: the byte ahead
+    pos, last, inside, before = start, start, False, b"\n"  # last: the end of the last line; before: the byte ahead
     closing_at_end = False  # the previous block ended on a closing quote: check what follows it
+    text_after_last = False  # jsonl: a byte other than whitespace since the last line end
     while block := f.read(BLOCK):
         if closing_at_end and block[:1] not in (delimiter, b"\r", b"\n", quote):
             raise Unsafe(f"a quote at byte {pos - 1} is followed by {block[:1]!r}")
@@ -39,16 +41,27 @@ def row_ends(f, start: int, quote: bytes | None, delimiter: bytes) -> Iterator[n
             ends, closing_at_end = newlines, False
         else:
             ends, inside, closing_at_end = _outside_quotes(data, newlines, inside, before, quote, delimiter, pos)
-        lengths = np.diff(ends, prepend=last - pos - 1)
-        carriage = (ends >= 1) & (data[np.maximum(ends - 1, 0)] == 13) | (ends == 0) & (before == b"\r")
-        rows = ends[(lengths > 2) | (lengths == 2) & ~carriage] + (pos + 1)
+        previous = np.concatenate(([last - pos - 1], ends[:-1]))  # the line end before each, in the block's offsets
+        if jsonl:
+            text = np.flatnonzero(~np.isin(data, _WHITESPACE))
+            rows = ends[(np.searchsorted(text, ends) > np.searchsorted(text, np.maximum(previous + 1, 0)))
+                        | (previous < 0) & text_after_last]
+            text_after_last = bool(len(text)) and text[-1] > (ends[-1] if len(ends) else -1) or \
+                (text_after_last and not len(ends))
+        else:
+            lengths = ends - previous
+            carriage = (ends >= 1) & (data[np.maximum(ends - 1, 0)] == 13) | (ends == 0) & (before == b"\r")
+            rows = ends[(lengths > 2) | (lengths == 2) & ~carriage]
         if len(ends):
             last = int(ends[-1]) + pos + 1
-        yield rows
+        yield rows + (pos + 1)
         pos += len(block)
         before = block[-1:]
     if inside:
         raise Unsafe("a quoted value is not closed by the end of the file")
+
+
+_WHITESPACE = np.frombuffer(b" \t\r\n", dtype=np.uint8)
 
 
 def cuts(f, start: int, size: int, target: int, quote: bytes | None, delimiter: bytes) -> Iterator[int]:
@@ -98,16 +111,17 @@ def _outside_quotes(data: np.ndarray, newlines: np.ndarray, inside: bool, before
     return newlines[~odd], (len(quotes) + first) % 2 == 1, closing_at_end
 
 
-def has_last_row(tail: bytes) -> bool:
+def has_last_row(tail: bytes, jsonl: bool = False) -> bool:
     """Whether the bytes after a file's last row end (blank lines, then maybe a row without
-    a newline) hold a row."""
-    return tail.rsplit(b"\n", 1)[-1].strip(b"\r") != b""
+    a newline) hold a row; `jsonl` as row_ends'."""
+    line = tail.rsplit(b"\n", 1)[-1]
+    return (line.strip() if jsonl else line.strip(b"\r")) != b""
 
 
-def count(data: bytes, quote: bytes | None, delimiter: bytes) -> int:
+def count(data: bytes, quote: bytes | None, delimiter: bytes, jsonl: bool = False) -> int:
     """The rows of `data`, which starts where a row does; Unsafe as row_ends."""
     import io
 
-    ends = [block for block in row_ends(io.BytesIO(data), 0, quote, delimiter) if len(block)]
+    ends = [block for block in row_ends(io.BytesIO(data), 0, quote, delimiter, jsonl) if len(block)]
     last = int(ends[-1][-1]) if ends else 0
-    return sum(map(len, ends)) + has_last_row(data[last:])
+    return sum(map(len, ends)) + has_last_row(data[last:], jsonl)

@@ -140,6 +140,20 @@ def test_a_stray_quote_keeps_the_file_whole_rather_than_cut_it_wrong(tmp_path):
         assert rows["txt"].tolist() == ['5" screen', "a\nb", "c"]
 
 
+@pytest.mark.parametrize("block", [2, 5, 2**20])
+def test_whitespace_lines_of_jsonl_are_no_rows_when_planning_by_rows(tmp_path, monkeypatch, block):
+    from parallelrun.runner import rowends
+
+    monkeypatch.setattr(rowends, "BLOCK", block)
+    (tmp_path / "a.jsonl").write_bytes(b'{"id": 1}\n \t \n{"id": 3}\r\n\r\n  {"id": 5}  \n\n{"id": 7}\n   ')
+    for rows in (1, 2, 3):
+        planned = make_plan(spec_for(tmp_path, "jsonl", rows))
+        assert planned.total_items == 4
+        reader = Reader(planned, str(tmp_path / "scratch"))
+        assert [reader.read(mb)[1] for mb in planned.mini_batches] == [mb.items for mb in planned.mini_batches]
+        assert pd.concat(reader.read(mb)[0] for mb in planned.mini_batches)["id"].tolist() == [1, 3, 5, 7]
+
+
 def test_blank_crlf_lines_are_no_rows_when_planning_by_rows(tmp_path):
     (tmp_path / "a.csv").write_bytes(b"id,x\r\n1,2\r\n\r\n3,4\r\n\r\n\r\n5,6\r\n7,8")
     for rows in (1, 2, 3):
