@@ -687,7 +687,7 @@ def _text_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator
     """csv/jsonl: byte ranges that start and end where rows do, never inside a quoted value.
 
     A file of more than one mini-batch is scanned once for its row ends (rowends; by rows,
-    items are then known). A file with no safe cut (a stray quote) is one mini-batch, and
+    items are then known); by size, one without quoting (jsonl) is read only at its cuts. A file with no safe cut (a stray quote) is one mini-batch, and
     so is a compressed one: its bytes cannot be cut (items unknown until read).
     """
     options = spec.input.options
@@ -713,7 +713,10 @@ def _text_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator
                 batches = list(_cuts_by_rows(f, row_ends(f, start, quote, delimiter, jsonl), rel, start, size,
                                              spec.mini_batch_size.value, jsonl))
             else:
-                points = [start, *cuts(f, start, size, spec.mini_batch_size.value, quote, delimiter), size]
+                target = spec.mini_batch_size.value
+                found = _line_cuts(f, start, size, target) if quote is None else \
+                    cuts(f, start, size, target, quote, delimiter)
+                points = [start, *found, size]
                 batches = [MiniBatch(id=0, size=b - a, items=None, file=rel, bytes=(a, b))
                            for a, b in zip(points, points[1:]) if b > a]
         except Unsafe:
@@ -732,6 +735,15 @@ def _line_end(f, offset: int) -> int:
         if i >= 0:
             return offset + i + 1
         offset += len(block)
+
+
+def _line_cuts(f, start: int, size: int, target: int) -> Iterator[int]:
+    """Cuts of a file without quoted values (jsonl; csv with quoteChar off): the line end
+    after every `target` bytes, read there alone."""
+    cut = start
+    while cut + target < size:
+        cut = _line_end(f, cut + target)
+        yield cut
 
 
 def _cuts_by_rows(f, ends: Iterator, rel: str, start: int, size: int, rows: int, jsonl: bool) -> Iterator[MiniBatch]:

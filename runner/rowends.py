@@ -64,7 +64,7 @@ def row_ends(f, start: int, quote: bytes | None, delimiter: bytes, jsonl: bool =
 _WHITESPACE = np.frombuffer(b" \t\r\n", dtype=np.uint8)
 
 
-def cuts(f, start: int, size: int, target: int, quote: bytes | None, delimiter: bytes) -> Iterator[int]:
+def cuts(f, start: int, size: int, target: int, quote: bytes, delimiter: bytes) -> Iterator[int]:
     """Where to cut `target` bytes at a time: just after the first row-ending newline at or
     past each `target` bytes from the last cut. Reads up to the last cut; a block without a
     quote is searched by bytes.find, not numpy (planning a large quote-free file by size)."""
@@ -73,7 +73,7 @@ def cuts(f, start: int, size: int, target: int, quote: bytes | None, delimiter: 
     while goal < size and (block := f.read(BLOCK)):
         if closing_at_end and block[:1] not in (delimiter, b"\r", b"\n", quote):
             raise Unsafe(f"a quote at byte {pos - 1} is followed by {block[:1]!r}")
-        if quote is None or (not inside and block.count(quote) == 0):
+        if not inside and block.count(quote) == 0:
             closing_at_end = False
             while goal < size and (i := block.find(b"\n", max(goal - pos, 0))) >= 0:
                 yield pos + i + 1
