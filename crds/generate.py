@@ -119,7 +119,8 @@ def input_schema() -> dict:
             "format": string("The file format of tabular input; required with type tabular.",
                              enum=["parquet", "csv", "jsonl"]),
             "pattern": string("Glob of the files to take under uri, e.g. \"*.parquet\".", minLength=1),
-            "options": free_object("Reader options, e.g. {delimiter: \";\", header: true}."),
+            "options": free_object("Reader options, e.g. {delimiter: \";\", header: true}; csv/jsonl: "
+                                   "columnTypes {column: string|int64|float64|bool|...} fixes a column's type."),
         },
         required=["type"],
         rules=[

@@ -30,7 +30,7 @@ from stat import S_ISDIR
 from typing import NamedTuple
 
 from .contract import URI_SCHEME, PermanentError
-from .formats import arrow_dataset, has_header
+from .formats import arrow_dataset, compression_of, has_header, quote_of
 from .layout import Layout
 from .records import ShardRange
 from .spec import InputFormat, InputType, JobSpec
@@ -128,10 +128,12 @@ class Plan:
     total_bytes: int
     mini_batches: Sequence[MiniBatch] | None = None  # a list, or FileBatches
     sources: dict | None = None  # {"model": version, "sideInputs": {name: version}} when planned
+    schema: dict | None = None  # csv/jsonl: the column types every mini-batch is read with (runner/schemas.py)
 
     def header(self) -> dict:
         return {"version": PLAN_VERSION, "input": {"uri": self.input_uri, "type": self.input_type,
-                                                    "format": self.input_format, "options": self.options},
+                                                    "format": self.input_format, "options": self.options,
+                                                    "schema": self.schema},
                 "totals": {"miniBatches": self.total_mini_batches, "items": self.total_items,
                            "bytes": self.total_bytes},
                 "shards": [s.to_dict() for s in self.shards], "sources": self.sources}
@@ -142,7 +144,7 @@ class Plan:
                    input_format=d["input"]["format"], options=d["input"]["options"],
                    shards=[ShardRange.from_dict(s) for s in d["shards"]],
                    total_mini_batches=d["totals"]["miniBatches"], total_items=d["totals"]["items"],
-                   total_bytes=d["totals"]["bytes"], sources=d.get("sources"))
+                   total_bytes=d["totals"]["bytes"], sources=d.get("sources"), schema=d["input"].get("schema"))
 
     def absolute(self, relative: str) -> str:
         """The URI of a mini-batch path."""
@@ -522,10 +524,13 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                     total_items=len(listing), total_bytes=sum(listing.sizes), mini_batches=mini_batches,
                     sources=source_versions(spec, env))
     files = listing.files()
+    schema = None
     if spec.partition_keys:
         batches = _partition_batches(spec, root, files, env)
     else:
         fs, base = filesystem(root, env)
+        if spec.input.format in ("csv", "jsonl"):
+            schema = _text_schema(spec, fs, root, base, listing)
         cut = {"parquet": functools.partial(_parquet_batches, row_groups=_RowGroupRows()), "csv": _text_batches,
                "jsonl": _text_batches}[spec.input.format]
         batches = []
@@ -542,7 +547,18 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                 options=dict(spec.input.options), shards=shard(mini_batches, spec.node_count),
                 total_mini_batches=len(mini_batches), total_items=items,
                 total_bytes=sum(b.size for b in mini_batches), mini_batches=mini_batches,
-                sources=source_versions(spec, env))
+                sources=source_versions(spec, env), schema=schema)
+
+
+def _text_schema(spec: JobSpec, fs, root: str, base: str, listing: Listing) -> dict:
+    """The column types of a csv/jsonl input, as the plan header records them."""
+    from . import schemas
+
+    try:
+        return schemas.to_header(schemas.infer(spec.input.format, spec.input.options, fs, base, listing.rels,
+                                               listing.sizes))
+    except (OSError, ValueError) as e:
+        raise PlanError(f"spec.input: cannot infer the column types of {root} as {spec.input.format}: {e}") from e
 
 
 class FileBatches(Sequence):
@@ -668,25 +684,44 @@ def _target_rows(spec: JobSpec, bytes_per_row: float) -> int:
 
 
 def _text_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator[MiniBatch]:
-    """csv/jsonl: byte ranges that start and end on line boundaries.
+    """csv/jsonl: byte ranges that start and end where rows do, never inside a quoted value.
 
-    By size, cut points are found by reading a little after each target offset;
-    by rows, the file is scanned once to count lines (then items are known).
+    A file of more than one mini-batch is scanned once for its row ends (rowends; by rows,
+    items are then known); by size, one without quoting (jsonl) is read only at its cuts. A file with no safe cut (a stray quote) is one mini-batch, and
+    so is a compressed one: its bytes cannot be cut (items unknown until read).
     """
+    options = spec.input.options
+    if compression_of(rel):
+        yield MiniBatch(id=0, size=size, items=None, file=rel, bytes=(0, size))
+        return
     with fs.open(path, "rb") as f:
         start = _line_end(f, 0) if spec.input.format == "csv" and has_header(spec) else 0
         if start >= size:
             return
-        if spec.input.options.get("newlinesInValues"):
-            yield MiniBatch(id=0, size=size - start, items=None, file=rel, bytes=(start, size))
-        elif spec.mini_batch_size.unit == "rows":
-            yield from _text_batches_by_rows(f, rel, start, size, spec.mini_batch_size.value)
-        else:
-            target = spec.mini_batch_size.value
-            while start < size:
-                stop = size if start + target >= size else _line_end(f, start + target)
-                yield MiniBatch(id=0, size=stop - start, items=None, file=rel, bytes=(start, stop))
-                start = stop
+        whole = MiniBatch(id=0, size=size - start, items=None, file=rel, bytes=(start, size))
+        by_rows = spec.mini_batch_size.unit == "rows"
+        if not by_rows and size - start <= spec.mini_batch_size.value:
+            yield whole
+            return
+        from .rowends import Unsafe, cuts, row_ends  # here: it loads numpy, which a files job does without
+
+        quote = quote_of(options) if spec.input.format == "csv" else None
+        delimiter = options.get("delimiter", ",").encode()
+        try:  # all cuts before the first yield: a stray quote met late makes every cut unsafe
+            if by_rows:
+                jsonl = spec.input.format == "jsonl"
+                batches = list(_cuts_by_rows(f, row_ends(f, start, quote, delimiter, jsonl), rel, start, size,
+                                             spec.mini_batch_size.value, jsonl))
+            else:
+                target = spec.mini_batch_size.value
+                found = _line_cuts(f, start, size, target) if quote is None else \
+                    cuts(f, start, size, target, quote, delimiter)
+                points = [start, *found, size]
+                batches = [MiniBatch(id=0, size=b - a, items=None, file=rel, bytes=(a, b))
+                           for a, b in zip(points, points[1:]) if b > a]
+        except Unsafe:
+            batches = [whole]
+        yield from batches
 
 
 def _line_end(f, offset: int) -> int:
@@ -702,32 +737,33 @@ def _line_end(f, offset: int) -> int:
         offset += len(block)
 
 
-def _text_batches_by_rows(f, rel: str, start: int, size: int, rows: int) -> Iterator[MiniBatch]:
-    """Cut after every `rows` rows; a blank line is no row (the readers skip it too)."""
-    f.seek(start)
-    pos = start
-    import numpy as np  # here, not at the top: a worker imports this module too
-
-    ends: list[np.ndarray] = []
-    while True:
-        block = f.read(_SCAN_BLOCK)
-        if not block:
-            break
-        ends.append(np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + pos + 1)
-        pos += len(block)
-    line_ends = np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
-    if pos > (line_ends[-1] if len(line_ends) else start):  # last line without a newline
-        line_ends = np.append(line_ends, pos)
-    line_starts = np.concatenate(([start], line_ends[:-1]))
-    row_ends = line_ends[line_ends - line_starts > 1]  # a line of just "\n" is blank
+def _line_cuts(f, start: int, size: int, target: int) -> Iterator[int]:
+    """Cuts of a file without quoted values (jsonl; csv with quoteChar off): the line end
+    after every `target` bytes, read there alone."""
     cut = start
-    for i in range(rows - 1, len(row_ends), rows):
+    while cut + target < size:
+        cut = _line_end(f, cut + target)
+        yield cut
+
+
+def _cuts_by_rows(f, ends: Iterator, rel: str, start: int, size: int, rows: int, jsonl: bool) -> Iterator[MiniBatch]:
+    """Cut after every `rows` rows; the last mini-batch runs to the end of the file."""
+    import numpy as np
+
+    from .rowends import has_last_row
+
+    row_ends = np.concatenate(list(ends) or [np.empty(0, dtype=np.int64)])
+    last = int(row_ends[-1]) if len(row_ends) else start
+    f.seek(last)
+    count = len(row_ends) + has_last_row(f.read(size - last), jsonl)
+    cut = start
+    for i in range(rows - 1, count - 1, rows):
         stop = int(row_ends[i])
         yield MiniBatch(id=0, size=stop - cut, items=rows, file=rel, bytes=(cut, stop))
         cut = stop
-    if len(row_ends) % rows:
-        stop = int(line_ends[-1])
-        yield MiniBatch(id=0, size=stop - cut, items=len(row_ends) % rows, file=rel, bytes=(cut, stop))
+    if count:
+        left = count - (count - 1) // rows * rows
+        yield MiniBatch(id=0, size=size - cut, items=left, file=rel, bytes=(cut, size))
 
 
 def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) -> list[MiniBatch]:

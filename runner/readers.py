@@ -8,7 +8,8 @@ import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from .formats import arrow_dataset, csv_options, has_header
+from . import schemas
+from .formats import arrow_dataset, compression_of, csv_options, decompressed, has_header, quote_of
 from .plan import MiniBatch, Plan, file_version
 from .storage import filesystem, is_local
 
@@ -34,6 +35,7 @@ class Reader:
         self.fs, self.base = filesystem(plan.input_uri, env)
         self._cache: tuple[tuple, pa.Table] | None = None
         self._headers: dict[str, list[str]] = {}
+        self._planned_schema: pa.Schema | None = None
 
     def path(self, rel: str) -> str:
         return f"{self.base}/{rel}"
@@ -109,32 +111,84 @@ class Reader:
             shutil.rmtree(os.path.join(self.scratch, "files", str(mb.id)), ignore_errors=True)
 
     def read_table(self, mb: MiniBatch) -> pa.Table:
-        fmt, options = self.plan.input_format, self.plan.options
+        fmt = self.plan.input_format
         if mb.key is not None:
             return self._read_partition(mb)
         if fmt == "parquet":
             return self._read_parquet_rows(mb, *mb.rows)
-        data = self._read_range(mb, *mb.bytes)
-        if fmt == "jsonl":
-            import pyarrow.json as pj
+        compression = compression_of(mb.file)
+        data = self._read_whole(mb, compression) if compression else self._read_range(mb, *mb.bytes)
+        return self._parse_text(mb, data, whole=bool(compression))
 
-            table = pj.read_json(io.BytesIO(data))
-            columns = options.get("columns")
-            return table.select(columns) if columns else table
-        import pyarrow.csv as csv
+    def _parse_text(self, mb: MiniBatch, data: bytes, whole: bool) -> pa.Table:
+        """A csv/jsonl mini-batch's bytes (`whole`: the whole file, header included) with the plan's column types."""
+        import pyarrow as pa
 
-        names = self._csv_header(mb.file) if has_header(options) else None
-        read, parse, convert = csv_options(options, names)
-        return csv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+        options, schema, names = self.plan.options, self._schema(), None
+        try:
+            if self.plan.input_format == "jsonl":
+                import pyarrow.json as pj
+
+                columns = options.get("columns")  # the plan's types are of these alone; other fields are not read
+                unexpected = "infer" if schema is None else "ignore" if columns else "error"
+                parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected)
+                table = pj.read_json(io.BytesIO(data), parse_options=parse)
+                return table.select(columns) if columns else table
+            import pyarrow.csv as csv
+
+            names = self._csv_header(mb.file) if has_header(options) and not whole else None
+            quote = quote_of(options)  # pyarrow's blocks are then cut only outside quoted values
+            read, parse, convert = csv_options(options, names, column_types=schema,
+                                               newlines_in_values=quote is not None and quote in data)
+            names = names or read.column_names
+            table = csv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+        except pa.ArrowInvalid as e:
+            mismatch = schemas.mismatch(e, schema, names, self._where(mb)) if schema is not None else None
+            if mismatch is None:
+                raise
+            raise mismatch from None
+        unplanned = [] if schema is None else [name for name in table.column_names if name not in schema.names]
+        if unplanned:
+            raise schemas.SchemaMismatch(
+                f"{self._where(mb)} has column {unplanned[0]!r}, which the files sampled when the job was planned "
+                f"do not have; declare its type in spec.input.options.columnTypes, e.g. {{{unplanned[0]}: string}}")
+        return table
+
+    def _schema(self) -> pa.Schema | None:
+        if self._planned_schema is None and self.plan.schema is not None:
+            self._planned_schema = schemas.from_header(self.plan.schema)
+        return self._planned_schema
+
+    def _where(self, mb: MiniBatch) -> str:
+        source = self.plan.absolute(mb.file)
+        return f"{source} (bytes {mb.bytes[0]:,}-{mb.bytes[1]:,})" if not compression_of(mb.file) else source
+
+    def _read_whole(self, mb: MiniBatch, compression: str) -> bytes:
+        """A compressed file's bytes, decompressed."""
+        with self._open(mb, mb.file) as f:
+            return decompressed(f, compression).read()
 
     def count_lines(self, mb: MiniBatch) -> int:
-        """Items of a text mini-batch read as raw lines, for one that failed before parsing
-        (the file as it is now: a plan by size does not know its lines)."""
+        """Items of a text mini-batch that failed before it was parsed: its rows, counted as the
+        planner counts them (the file as it is now: a plan by size does not know its rows)."""
+        from .rowends import Unsafe, count
+
         start, stop = mb.bytes
+        compression = compression_of(mb.file)
         with self.fs.open(self.path(mb.file), "rb") as f:
-            f.seek(start)
-            data = f.read(stop - start)
-        return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+            if compression:
+                data = decompressed(f, compression).read()
+            else:
+                f.seek(start)
+                data = f.read(stop - start)
+        csv = self.plan.input_format == "csv"
+        try:
+            rows = count(data, quote_of(self.plan.options) if csv else None,
+                         self.plan.options.get("delimiter", ",").encode(), jsonl=not csv)
+        except Unsafe:  # a stray quote: pyarrow's rows are not known without parsing; its lines are
+            rows = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+        header = compression and csv and has_header(self.plan.options)
+        return max(rows - 1, 0) if header else rows
 
     def _read_range(self, mb: MiniBatch, start: int, stop: int) -> bytes:
         with self._open(mb, mb.file) as f:

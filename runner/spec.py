@@ -24,6 +24,9 @@ KIND = BATCH_INFERENCE_JOB.kind
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+# The types `input.options.columnTypes` may give a csv/jsonl column (pyarrow's names for them).
+COLUMN_TYPES = ("string", "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                "float32", "float64", "date32", "timestamp[s]", "timestamp[ms]", "timestamp[us]", "timestamp[ns]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # Kubernetes' metadata.name (DNS-1123 subdomain)
 
@@ -421,6 +424,7 @@ class _Loader(Problems):
         if not isinstance(options, dict):
             self.fail("spec.input.options", "expected a mapping of reader options, e.g. {delimiter: ';'}")
             options = {}
+        self.column_types(options.get("columnTypes"))
         if value.get("uri") is None and value.get("manifest") is None:
             self.fail("spec.input.uri", "required; give input.uri (a folder or file) or input.manifest "
                       "(a text file listing the input files, one a line)")
@@ -431,6 +435,18 @@ class _Loader(Problems):
         return InputSpec(uri=self.uri("spec.input.uri", value.get("uri"), required=False), type=kind or "files",
                          format=fmt, pattern=self.string("spec.input.pattern", value.get("pattern")), options=options,
                          manifest=self.uri("spec.input.manifest", value.get("manifest"), required=False))
+
+    def column_types(self, value: Any) -> None:
+        """`input.options.columnTypes`: column name → one of the types a csv/jsonl column may be read as."""
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            self.fail("spec.input.options.columnTypes", "expected a mapping of column name to type, e.g. {code: string}")
+            return
+        for name, kind in value.items():
+            if kind not in COLUMN_TYPES:
+                self.fail(f"spec.input.options.columnTypes.{name}", f"{kind!r} is not a column type; use one of "
+                          f"{', '.join(COLUMN_TYPES)}")
 
     def output(self, value: Any) -> OutputSpec | None:
         value = self.mapping("spec.output", value, ("uri", "action", "fileName", "format", "layout"), required=True)
