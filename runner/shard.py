@@ -163,7 +163,7 @@ class ShardRunner:
                         pending.appendleft(mb)
                         continue
                     attempts[mb.id] = attempts.get(mb.id, 0) + 1
-                    if event.error is None or attempts[mb.id] >= self.spec.run_max_try:
+                    if event.error is None or not event.retry or attempts[mb.id] >= self.spec.run_max_try:
                         if event.error is not None:
                             log.error("mini-batch %d failed after %d attempts: %s", mb.id, attempts[mb.id],
                                       event.error)

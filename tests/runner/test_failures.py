@@ -142,3 +142,21 @@ def test_run_returning_none_is_a_failed_attempt(job):
     summary = quiet_run(job.write(runMaxTry=1))
     assert summary["items"]["failed"] == 2
     assert "return a list or a pandas DataFrame" in errors_of(summary)[0]["error"]
+
+
+@pytest.mark.parametrize("returned", ["None", "{'rows': b}", "len(b)", "'done'", "(p for p in b)", "set(b)"])
+def test_a_result_of_the_wrong_type_is_not_retried(job, tmp_path, returned):
+    """Neither a list nor a DataFrame: every attempt would return the same, so one attempt fails
+    the mini-batch, whatever runMaxTry; its items are failed items with the reason."""
+    calls = tmp_path / "calls.log"
+    job.files(4)
+    job.script(f"def run(b):\n    with open({str(calls)!r}, 'a') as f:\n        f.write('call\\n')\n"
+               f"    return {returned}\n")
+    summary = quiet_run(job.write(runMaxTry=3, miniBatchSize=2, processCountPerNode=1))
+    assert calls.read_text().count("call") == 2  # one attempt per mini-batch
+    assert summary["items"] == {"succeeded": 0, "failed": 4}
+    assert summary["miniBatches"]["failed"] == 2
+    errors = errors_of(summary)
+    assert len(errors) == 4 and {e["attempts"] for e in errors} == {1}
+    assert all("return a list or a pandas DataFrame" in e["error"] for e in errors)
+
