@@ -160,7 +160,8 @@ def _run_job(args, console) -> tuple[int, dict]:
         summary = run_local(args.job, args.set, fresh=args.fresh, console=console)
     except LocalRunError as e:  # the run did not succeed: its one-line reason
         console.print(f"failed: {e}", style="red", markup=False, highlight=False)
-        return e.exit_code, {"status": "Interrupted" if e.exit_code in (130, 143) else "Failed", "error": str(e)}
+        status = "Interrupted" if e.exit_code in (130, 143) else "Failed"
+        return e.exit_code, {**(e.summary or {}), "status": status, "error": str(e)}
     except PermanentError as e:  # an invalid spec, input that cannot be planned, the run already running...
         headline = "cannot plan: " if isinstance(e, PlanError) else "failed: " if isinstance(e, RunLocked) else ""
         console.print(f"{headline}{e}", style="red", markup=False, highlight=False)
@@ -237,7 +238,8 @@ def _check_pipeline(path: str, doc: dict, args) -> tuple[str, str]:
     from parallelrun.runner.pipelines.sources import ComponentFiles
     from parallelrun.runner.pipelines.spec import load_pipeline
 
-    spec = load_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(path)), parameters=_pipeline_parameters(args.set),
+    spec = load_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(path)),
+                         parameters=_pipeline_parameters(args.set),
                          components=None if args.no_check else ComponentFiles())
     checked = "" if args.no_check else ", its components are valid"
     return spec.name, f"{len(spec.steps)} steps, {len(spec.finally_steps)} finally{checked}"

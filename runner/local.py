@@ -32,11 +32,13 @@ from .storage import filesystem, is_local, remove_stale_temporaries, storage_err
 
 
 class LocalRunError(RuntimeError):
-    """The run did not succeed; the message is the one-line reason."""
+    """The run did not succeed; the message is the one-line reason, `summary` the run's
+    summary where it got as far as one."""
 
-    def __init__(self, message: str, exit_code: int = 1):
+    def __init__(self, message: str, exit_code: int = 1, summary: dict | None = None):
         super().__init__(message)
         self.exit_code = exit_code
+        self.summary = summary
 
 
 class _Tally:
@@ -113,7 +115,8 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
     summary["logs"] = log_dir
     _print_summary(console, summary)
     if summary["status"] != "Succeeded":
-        raise LocalRunError(f"stopped: {summary['reason'] or stopped}; details in {summary['errors']}")
+        raise LocalRunError(f"stopped: {summary['reason'] or stopped}; details in {summary['errors']}",
+                            summary=summary)
     return summary
 
 
