@@ -196,10 +196,10 @@ class ShardRunner:
             succeeded = outcome.returned  # the worker fails an attempt that returned more than its items
             done = DoneRecord(mb.id, "succeeded", items, succeeded=succeeded, failed=items - succeeded,
                               attempts=attempts, schema=outcome.schema)
-            if succeeded < items:
-                done.errors = [self._error_record(
-                    mb, None, items - succeeded, attempts,
-                    f"run() returned {outcome.returned:,} results for {items:,} items", None)]
+            if succeeded < items:  # which items failed is known only when none succeeded: then each file is named
+                error = f"run() returned {outcome.returned:,} results for {items:,} items"
+                done.errors = self._error_records(mb, items, error, None, attempts) if not succeeded else \
+                    [self._error_record(mb, None, items - succeeded, attempts, error, None)]
         if outcome.part_pending:
             self._awaiting[mb.id] = (mb, done)
         else:
