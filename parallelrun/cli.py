@@ -33,6 +33,10 @@ EXIT_CODES = """exit codes:
 """
 
 
+class _Usage(Exception):
+    """A command line that cannot be carried out: its one-line reason, exit 2."""
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -68,8 +72,17 @@ def _print_json(value) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
+def _existing(path: str, what: str) -> str:
+    """`path`, or a one-line usage error when there is no such file."""
+    import os
+
+    if not os.path.isfile(path):
+        raise _Usage(f"{path}: no such file; give the path of {what}")
+    return path
+
+
 def _run(args, console) -> int:
-    doc = _read_resource(args.job)
+    doc = _read_resource(_existing(args.job, "a BatchInferenceJob or PipelineRun YAML file"))
     kind = doc.get("kind") if doc is not None else None
     if kind == "PipelineRun":
         code, result = _run_pipeline(args, doc, console)
@@ -93,15 +106,16 @@ _NOT_RUN = {  # kinds `parallelrun run` refuses, and what runs them
 
 
 def _pipeline_parameters(items: list[str]) -> dict[str, str]:
-    """`--set parameters.NAME=VALUE` items as parameter values; raises SpecError for any other."""
-    from parallelrun.runner.spec import SpecError
+    """`--set parameters.NAME=VALUE` items as parameter values; raises PipelineSpecError for any other."""
+    from parallelrun.runner.pipelines.spec import PipelineSpecError
 
     parameters = {}
     for item in items:
         key, sep, value = item.partition("=")
         name = key.removeprefix("parameters.")
         if not sep or not key.startswith("parameters.") or not name:
-            raise SpecError([f"--set {item!r}: a pipeline takes parameter values, e.g. --set parameters.maxIter=500"])
+            raise PipelineSpecError([f"--set {item!r}: a pipeline takes parameter values, e.g. "
+                                     "--set parameters.maxIter=500"])
         parameters[name] = value
     return parameters
 
@@ -196,10 +210,6 @@ def _validate(args, console) -> int:
     return 0 if all(r["valid"] for r in results) else 2
 
 
-class _Usage(Exception):
-    """A command line that cannot be carried out: its one-line reason, exit 2."""
-
-
 def _yaml_files(paths: list[str]) -> list[str]:
     """The files given, a folder standing for the .yaml and .yml files under it, sorted
     (as `kubectl apply -f DIR -R`)."""
@@ -289,7 +299,7 @@ def _schedule(args, console) -> int:
     from parallelrun.runner.spec import SpecError
 
     try:
-        spec = load_schedule_file(args.file)
+        spec = load_schedule_file(_existing(args.file, "a PipelineSchedule YAML file"))
     except SpecError as e:
         console.print(f"{args.file}: {e}", style="red", markup=False, highlight=False)
         return 2
@@ -359,8 +369,7 @@ def _trigger(args, console) -> int:
     except config.ConfigException as e:
         console.print(f"no Kubernetes configuration: {e}", style="red", markup=False)
         return 2
-    console.print(f"psched/{name} in {namespace}: {RUN_NOW}={value}; the operator starts one run", markup=False,
-                  highlight=False)
+    print(f"psched/{name} in {namespace}: {RUN_NOW}={value}; the operator starts one run")
     return 0
 
 

@@ -133,6 +133,24 @@ def test_run_names_the_command_for_what_it_does_not_run(kind, example, fix):
     assert line.startswith(f"{EXAMPLES / example}: a {kind} ") and fix in line
 
 
+@pytest.mark.parametrize("command,what", [(["run"], "a BatchInferenceJob or PipelineRun YAML file"),
+                                          (["run", "-o", "json"], "a BatchInferenceJob or PipelineRun YAML file"),
+                                          (["schedule", "next"], "a PipelineSchedule YAML file"),
+                                          (["schedule", "run"], "a PipelineSchedule YAML file")])
+def test_a_file_that_is_not_there(tmp_path, command, what):
+    missing = tmp_path / "nope.yaml"
+    line = one_line_error(parallelrun(*command, str(missing)))
+    assert line == f"parallelrun: {missing}: no such file; give the path of {what}"
+
+
+def test_a_pipeline_takes_only_parameters_with_set():
+    result = parallelrun("run", str(EXAMPLES / "pipelines/iris/pipeline.yaml"), "--set", "maxIter=3")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"{EXAMPLES / 'pipelines/iris/pipeline.yaml'}: invalid PipelineRun:",
+                                          "  --set 'maxIter=3': a pipeline takes parameter values, e.g. "
+                                          "--set parameters.maxIter=500"]
+
+
 def test_validate_an_empty_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("no resource here")
     line = one_line_error(parallelrun("validate", str(tmp_path)))
