@@ -87,9 +87,9 @@ def _run(args, console) -> int:
     if kind == "PipelineRun":
         code, result = _run_pipeline(args, doc, console)
     elif kind in _NOT_RUN:
-        console.print(f"{args.job}: {_NOT_RUN[kind].format(file=args.job)}", style="red", markup=False,
-                      highlight=False)
-        code, result = 2, {"status": "Invalid", "errors": [_NOT_RUN[kind].format(file=args.job)]}
+        reason = _NOT_RUN[kind].format(file=args.job)
+        console.print(f"{args.job}: {reason}", style="red", markup=False, highlight=False)
+        code, result = 2, {"status": "Invalid", "errors": [reason]}
     else:
         code, result = _run_job(args, console)
     if args.output == "json":
@@ -199,15 +199,17 @@ def _run_job(args, console) -> tuple[int, dict]:
 def _validate(args, console) -> int:
     """Each file (each YAML file in a folder given) checked: valid ones on stdout, problems on stderr."""
     results = [_check(path, args) for path in _yaml_files(args.job)]
+    valid = all(r["valid"] for r in results)
     if args.output == "json":
-        _print_json({"valid": all(r["valid"] for r in results), "resources": results})
-    for r in results if args.output != "json" else ():
+        _print_json({"valid": valid, "resources": results})
+        return 0 if valid else 2
+    for r in results:
         if r["valid"]:
             print(f"{r['file']}: valid {r['kind']} {r['name']!r} ({r['detail']})")
         else:
             console.print(f"{r['file']}: invalid {r['kind']}:\n  " + "\n  ".join(r["errors"]), style="red",
                           markup=False, highlight=False)
-    return 0 if all(r["valid"] for r in results) else 2
+    return 0 if valid else 2
 
 
 def _yaml_files(paths: list[str]) -> list[str]:
@@ -311,9 +313,10 @@ def _schedule(args, console) -> int:
         _print_json({"name": spec.name, "schedule": spec.schedule_text, "timeZone": spec.time_zone,
                      "times": [{"local": t.astimezone(zone).isoformat(), "utc": f"{t:%Y-%m-%dT%H:%M:%SZ}"}
                                for t in times]})
-    elif spec.schedule is None:
+        return 0
+    if spec.schedule is None:
         print(f"{spec.name}: no schedule; runs {spec.schedule_text}")
-    for t in times if args.output != "json" else ():
+    for t in times:
         local = t.astimezone(zone)
         print(f"{local:%a %Y-%m-%d %H:%M %Z} ({spec.time_zone})   {t:%Y-%m-%dT%H:%M:%SZ} UTC")
     return 0
