@@ -395,8 +395,8 @@ def _add_output_option(parser) -> None:
 def _add_schedule_commands(commands) -> None:
     schedule = commands.add_parser(
         "schedule", help="a PipelineSchedule on this machine: its next fire times, or run it in the foreground",
-        description="A PipelineSchedule on this machine: print its coming fire times, or run it in the "
-                    "foreground as the operator would (state in the template's workdir).",
+        description="A PipelineSchedule on this machine: print its coming fire times, or run it in\n"
+                    "the foreground as the operator would (state in the template's workdir).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  parallelrun schedule next examples/schedules/nightly-scoring.yaml -n 5\n"
                "  parallelrun schedule run examples/schedules/nightly-scoring.yaml\n")
@@ -407,8 +407,9 @@ def _add_schedule_commands(commands) -> None:
     _add_output_option(schedule)
     trigger = commands.add_parser(
         "trigger", help="run a PipelineSchedule now on the cluster (sets its parallelrun.dev/run-now annotation)",
-        description="Run a PipelineSchedule now on the cluster: set its parallelrun.dev/run-now annotation, "
-                    "as `kubectl annotate` would; the operator starts one run. Needs the operator extra.",
+        description="Run a PipelineSchedule now on the cluster: set its parallelrun.dev/run-now\n"
+                    "annotation, as `kubectl annotate` would; the operator starts one run. Needs the\n"
+                    "operator extra.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  parallelrun trigger psched/iris-nightly -n team-a\n")
     trigger.add_argument("target", metavar="psched/NAME")
@@ -425,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a BatchInferenceJob or a PipelineRun on this machine (local mode)",
-                              description="Run a BatchInferenceJob or a PipelineRun on this machine: plan, score "
+                              description="Run a BatchInferenceJob or a PipelineRun on this machine: plan, score\n"
                                           "over worker processes, merge; an interrupted run resumes.",
                               formatter_class=argparse.RawDescriptionHelpFormatter,
                               epilog="examples:\n  parallelrun run examples/iris/job.yaml --set nodeCount=2\n"
@@ -441,9 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_option(run)
     validate = commands.add_parser(
         "validate", help="check BatchInferenceJob, PipelineRun, PipelineSchedule and Component files",
-        description="Check resource files, reporting every invalid field with its fix and, for a job, every "
-                    "input, code, model or side input that is not there and an entry script that does not "
-                    "compile. Valid files are listed on stdout, problems on stderr; exit 2 if any is invalid.",
+        description="Check resource files, reporting every invalid field with its fix and, for a job,\n"
+                    "every input, code, model or side input that is not there and an entry script that\n"
+                    "does not compile. Valid files are listed on stdout, problems on stderr; exit 2 if\n"
+                    "any is invalid.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  parallelrun validate examples/iris/job.yaml --set input.uri=data/\n"
                "  parallelrun validate examples/ --no-check\n")
