@@ -158,8 +158,6 @@ def _run_job(args, console) -> tuple[int, dict]:
     import logging
     import signal
 
-    from rich.logging import RichHandler
-
     from parallelrun.runner.contract import PermanentError
     from parallelrun.runner.local import LocalRunError, run_local
     from parallelrun.runner.lock import RunLocked
@@ -167,8 +165,14 @@ def _run_job(args, console) -> tuple[int, dict]:
     from parallelrun.runner.processes import raise_terminated
     from parallelrun.runner.spec import SpecError
 
-    # Warnings (retried attempts) print above the progress bar; worker output goes to log files.
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console)])
+    # Warnings (retried attempts) print above the progress bar on a terminal, as plain lines off it;
+    # worker output goes to log files.
+    if console.is_terminal:
+        from rich.logging import RichHandler
+
+        logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console)])
+    else:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, raise_terminated)  # stops the run as Ctrl-C does (workers stopped), exit 143
     try:
         summary = run_local(args.job, args.set, fresh=args.fresh, console=console)

@@ -301,3 +301,15 @@ def test_off_a_terminal_nothing_is_wrapped_at_80_columns(job):
     title = [line for line in result.stderr.splitlines() if line.startswith(f"run {name}-")]
     assert len(title) == 1 and title[0].endswith(": Succeeded"), result.stderr
     assert any(line.startswith("summary: ") and line.endswith("/summary.json") for line in result.stderr.splitlines())
+
+
+def test_off_a_terminal_warnings_are_plain_lines(job):
+    job.files(2)
+    job.script("def run(mini_batch):\n    raise ValueError('a reason long enough to pass the eightieth column of a terminal "
+               "that is not there')\n")
+    result = parallelrun("run", str(job.write(runMaxTry=2, processCountPerNode=1, miniBatchSize=2)))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "WARNING mini-batch 0 attempt 1/2 failed: ValueError: a reason long enough to pass the eightieth column " \
+           "of a terminal that is not there" in lines
+    assert [line for line in lines if line != line.rstrip() or len(line) > 1000] == []
