@@ -9,7 +9,7 @@
 FROM python:3.11-slim
 
 WORKDIR /opt/parallelrun
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY parallelrun/ parallelrun/
 COPY runner/ runner/
 COPY operator/ operator/

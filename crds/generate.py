@@ -5,7 +5,8 @@ The BatchInferenceJob spec schema is written once, here, and used twice: as the 
 of the BatchInferenceJob CRD and (open to `${{...}}` expressions) as a PipelineRun
 step's `batchInference`; the PipelineRun spec is also `spec.template.spec` of the
 PipelineSchedule CRD. This script writes the CRDs to crds/ and the same bytes to the Helm
-chart's crds/ folder.
+chart's crds/ folder, and from the same schemas (and the Component file's) the user
+reference docs/reference.md.
 
     python crds/generate.py          # write the files
     python crds/generate.py --check  # exit 1 if a written file is out of date
@@ -14,6 +15,7 @@ chart's crds/ folder.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -726,6 +728,175 @@ def pipeline_run_crd() -> dict:
     ])
 
 
+# --- the Component file and the user reference --------------------------------------------------
+
+
+def component_schema() -> dict:
+    """The Component file (Azure ML v2's command component shape; not a CRD): the reference's
+    source, checked against what runner/pipelines/component.py accepts."""
+    io_type = "The value's type."
+    return obj(
+        "A versioned, reusable step: a command or (type parallel) a BatchInferenceJob spec, with typed "
+        "inputs and outputs. Immutable once published under its version.",
+        {
+            "$schema": string("[$schema] Accepted and ignored (Azure ML's schema URL)."),
+            "apiVersion": string("parallelrun.dev/v1alpha1 when given."),
+            "kind": string("Component when given."),
+            "type": string("[type] command runs `command`; parallel runs `batchInference`.",
+                           enum=["command", "parallel"], default="command"),
+            "name": string("[name] Letters, digits, _, - and ., e.g. train_iris.",
+                           pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+            "version": string("[version] A version such as \"1.2\"; quote it, so that 1.10 stays 1.10."),
+            "display_name": string("[display_name] Accepted and ignored."),
+            "description": string("[description] What the component does."),
+            "tags": free_object("[tags] Accepted and ignored."),
+            "environment": obj("[environment] Where the command runs on a cluster.",
+                               {"image": string("[environment.image] The container image; it needs parallelrun "
+                                                "installed.", minLength=1)}),
+            "code": obj("[code] The code folder the command runs in; relative to the component file, or a URL "
+                        "(a plain path is accepted too).",
+                        {"uri": string("A folder path or URL.", minLength=1)}),
+            "inputs": {"type": "object", "description": "[inputs] Typed inputs by name, used as ${{inputs.NAME}}.",
+                       "additionalProperties": obj("An input.", {
+                           "type": string(io_type, enum=["uri_folder", "uri_file", "string", "integer", "number",
+                                                         "boolean"]),
+                           "default": any_value("The value when the step gives none."),
+                           "optional": boolean("The step may leave it out.", default=False),
+                           "description": string("What the input means."),
+                       }, required=["type"])},
+            "outputs": {"type": "object", "description": "[outputs] Outputs by name, used as ${{outputs.NAME}}; "
+                                                         "written under <workdir>/<run>/<step>/<output>/.",
+                        "additionalProperties": obj("An output.", {
+                            "type": string(io_type, enum=["uri_folder", "uri_file"]),
+                            "description": string("What the output holds."),
+                        }, required=["type"])},
+            "command": {"description": "[command] type command: a string run by sh -c from the code folder, or "
+                                       "a list of arguments; ${{inputs.X}} and ${{outputs.Y}} are substituted.",
+                        "anyOf": [{"type": "string"}, array("The arguments.", {"type": "string"})]},
+            "batchInference": {**with_expressions(job_spec_schema()),
+                               "description": "[parallel component's task] type parallel: a BatchInferenceJob "
+                                              "spec; ${{inputs.X}} and ${{outputs.Y}} are substituted."},
+        },
+        required=["name", "version"],
+    )
+
+
+REFERENCE = ROOT / "docs" / "reference.md"
+_AML = re.compile(r"\[([A-Za-z$][^\]]*)\]")  # "[node_count] ...": the AML name, first in a description or inline
+# Schemas described once: where one recurs, the reference links to it instead.
+_SHARED = {"BatchInferenceJob spec": "batchinferencejob-spec", "PipelineRun spec": "pipelinerun-spec"}
+# Azure ML's name of fields whose description does not start with it.
+AML_EQUIVALENTS = {
+    "BatchInferenceJob": {"spec.input": "inputs (input_data)", "spec.output": "outputs (output)",
+                          "spec.miniBatchErrorThreshold": "mini_batch_error_threshold"},
+    "PipelineRun": {"spec.parameters": "pipeline parameters (PipelineParameter)", "spec.steps": "pipeline steps",
+                    "spec.steps[].component": "a command component step", "spec.steps[].inputs": "inputs",
+                    "spec.steps[].reuse": "allow_reuse", "spec.workdir": "default datastore"},
+    "PipelineSchedule": {"spec.schedule.cron": "CronTrigger.expression", "spec.schedule.timeZone": "time_zone",
+                         "spec.schedule.startTime": "start_time", "spec.schedule.endTime": "end_time",
+                         "spec.schedule.recurrence.frequency": "frequency",
+                         "spec.schedule.recurrence.interval": "interval",
+                         "spec.schedule.recurrence.hours": "schedule.hours",
+                         "spec.schedule.recurrence.minutes": "schedule.minutes",
+                         "spec.schedule.recurrence.weekDays": "schedule.week_days",
+                         "spec.schedule.recurrence.monthDays": "schedule.month_days",
+                         "spec.template": "create_job (the published pipeline)"},
+}
+
+
+def _type_text(schema: dict, required: bool) -> str:
+    kind = schema.get("type")
+    if schema.get("x-kubernetes-int-or-string"):
+        text = "integer or string"
+    elif kind == "array":
+        item = _type_text(schema["items"], False)
+        text = f"list of {item}s" if item.isalpha() else f"list, each {item}"
+    elif "anyOf" in schema:
+        text = " or ".join(_type_text(choice, False) for choice in schema["anyOf"])
+    elif kind == "object" and "additionalProperties" in schema:
+        text = f"map of name to {_type_text(schema['additionalProperties'], False)}"
+    elif kind == "object":
+        text = "object" if "properties" in schema else "object (any fields)"
+    elif kind == "string" and schema.get("format") == "date-time":
+        text = "timestamp"
+    else:
+        text = kind or "any"
+    if "enum" in schema:
+        text += ": " + " \\| ".join(f"`{v}`" for v in schema["enum"])
+    bounds = [f"≥ {schema['minimum']}" if "minimum" in schema else "", f"≤ {schema['maximum']}" if "maximum" in schema else ""]
+    if any(bounds):
+        text += " " + ", ".join(b for b in bounds if b)
+    return text + (", required" if required else "")
+
+
+def reference_rows(schema: dict, path: str, shared: dict[str, str] | None = None):
+    """(path, type, default, meaning, AML name) of every field under `schema`, depth first; a
+    subtree listed in `shared` (path → section title) is one row pointing to that section."""
+    for name, child in schema.get("properties", {}).items():
+        yield from _rows(child, f"{path}.{name}" if path else name, name in schema.get("required", ()), shared or {})
+
+
+def _rows(schema: dict, path: str, required: bool, shared: dict[str, str]):
+    meaning = schema.get("description", "")
+    aml = ", ".join(_AML.findall(meaning))
+    if meaning.startswith(f"[{aml}]"):
+        meaning = meaning[len(aml) + 2:].lstrip()
+    default = f"`{yaml.safe_dump(schema['default'], default_flow_style=True).strip().removesuffix('...').strip()}`" \
+        if "default" in schema else ""
+    if path in shared:
+        meaning += f" See [{shared[path]}](#{_SHARED[shared[path]]})."
+    yield path, _type_text(schema, required), default, meaning, aml
+    if path in shared:
+        return
+    if "properties" in schema:
+        yield from reference_rows(schema, path, shared)
+    elif schema.get("type") == "array" and "properties" in schema["items"]:
+        yield from reference_rows(schema["items"], f"{path}[]", shared)
+    elif isinstance(schema.get("additionalProperties"), dict) and "properties" in schema["additionalProperties"]:
+        yield from reference_rows(schema["additionalProperties"], f"{path}.<name>", shared)
+
+
+def _table(rows, aml: dict[str, str]) -> str:
+    lines = ["| field | type | default | meaning | Azure ML |", "| --- | --- | --- | --- | --- |"]
+    for path, type_text, default, meaning, aml_name in rows:
+        meaning = re.sub(r"([|<*])", r"\\\1", meaning)  # literal in Markdown: no table cell, tag or emphasis
+        cells = [f"`{path}`", type_text, default or "—", meaning, aml_name or aml.get(path, "—")]
+        lines.append("| " + " | ".join(cell.replace("\n", " ") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def reference() -> str:
+    """docs/reference.md: every field of the three resources and the Component file."""
+    job, run, schedule = batch_inference_job_crd(), pipeline_run_crd(), pipeline_schedule_crd()
+    steps = {f"spec.{key}[].batchInference": "BatchInferenceJob spec" for key in ("steps", "finally")}
+    parts = [
+        "# Reference\n\n"
+        "<!-- Generated by crds/generate.py from the schemas of the CRDs; do not edit by hand. -->\n\n"
+        f"The fields of the resources of `{GROUP}/{VERSION}` and of the Component file: each one's type, "
+        "default, meaning and the Azure ML name it mirrors. `kubectl explain bij.spec.input` prints the same "
+        "descriptions; `parallelrun validate FILE` checks a file against them.\n",
+    ]
+    for title, crd_doc, spec_title, shared, status in [
+        ("BatchInferenceJob", job, "BatchInferenceJob spec", {}, True),
+        ("PipelineRun", run, "PipelineRun spec", steps, True),
+        ("PipelineSchedule", schedule, None, {"spec.template.spec": "PipelineRun spec"}, True),
+    ]:
+        names = crd_doc["spec"]["names"]
+        schema = crd_doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        parts.append(f"## {title}\n\n`kind: {title}`, short name `{names['shortNames'][0]}`. "
+                     f"{schema['description']}\n")
+        spec_rows = list(reference_rows({"properties": {"spec": schema["properties"]["spec"]}}, "", shared))[1:]
+        parts.append(f"### {spec_title or title + ' spec'}\n\n" + _table(spec_rows, AML_EQUIVALENTS.get(title, {})))
+        status_rows = list(reference_rows({"properties": {"status": schema["properties"]["status"]}}, ""))[1:]
+        parts.append(f"### {title} status\n\nWritten by the operator (and by local mode where it applies).\n\n"
+                     + _table(status_rows, {}))
+    component = component_schema()
+    parts.append("## Component file\n\n" + component["description"] + " Loaded from any fsspec URI or a "
+                 "ConfigMap by a PipelineRun step's `component`.\n\n"
+                 + _table(reference_rows(component, "", {"batchInference": "BatchInferenceJob spec"}), {}))
+    return "\n".join(parts)
+
+
 class _Dumper(yaml.SafeDumper):
     """Writes repeated sub-schemas in full: kubectl and helm users read these files."""
 
@@ -739,7 +910,8 @@ def render() -> dict[Path, str]:
             for doc in (batch_inference_job_crd(), pipeline_schedule_crd(), pipeline_run_crd())}
     texts = {name: HEADER + yaml.dump(doc, Dumper=_Dumper, sort_keys=True, width=100)
              for name, doc in docs.items()}
-    return {directory / name: text for directory in OUTPUT_DIRS for name, text in texts.items()}
+    files = {directory / name: text for directory in OUTPUT_DIRS for name, text in texts.items()}
+    return {**files, REFERENCE: reference()}
 
 
 def main(argv: list[str] | None = None) -> int:

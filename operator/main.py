@@ -1,8 +1,9 @@
-"""`parallelrun operator`: run the operator of BatchInferenceJobs and PipelineRuns.
+"""`parallelrun operator`: run the operator of BatchInferenceJobs, PipelineRuns and PipelineSchedules.
 
-    parallelrun operator --all-namespaces --standalone
-    parallelrun operator -n team-a -n team-b --peering parallelrun --liveness http://0.0.0.0:8081/healthz \\
-        --metrics-port 8080 --log-format json
+examples:
+  parallelrun operator --all-namespaces --standalone
+  parallelrun operator -n team-a -n team-b --peering parallelrun --liveness http://0.0.0.0:8081/healthz \\
+      --metrics-port 8080 --log-format json
 
 One replica runs --standalone; more replicas share a kopf peering object (--peering),
 so only one of them handles resources at a time and another takes over if it dies.
@@ -17,10 +18,7 @@ import logging
 import os
 import random
 
-import kopf
-from prometheus_client import start_http_server
-
-_LOG_FORMATS = {"full": kopf.LogFormat.FULL, "plain": kopf.LogFormat.PLAIN, "json": kopf.LogFormat.JSON}
+_LOG_FORMATS = ("full", "plain", "json")  # kopf.LogFormat's members; kopf is imported to run, not for --help
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--job-image", default=os.environ.get("PARALLELRUN_JOB_IMAGE") or None, metavar="IMAGE",
                    help="image of the scoring and merge pods when spec.environment.image is unset, and of "
                         "pipeline container and component steps that name none (default: $PARALLELRUN_JOB_IMAGE)")
-    p.add_argument("--log-format", choices=sorted(_LOG_FORMATS), default=os.environ.get("PARALLELRUN_LOG_FORMAT", "full"),
+    p.add_argument("--log-format", choices=_LOG_FORMATS, default=os.environ.get("PARALLELRUN_LOG_FORMAT", "full"),
                    help="json: one JSON object per line (default: $PARALLELRUN_LOG_FORMAT or full)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs (default level: $PARALLELRUN_LOG_LEVEL or INFO)")
     return p
@@ -50,8 +48,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    import kopf
+    from prometheus_client import start_http_server
+
     level = "DEBUG" if args.verbose else os.environ.get("PARALLELRUN_LOG_LEVEL", "INFO").upper()
-    kopf.configure(debug=level == "DEBUG", log_format=_LOG_FORMATS[args.log_format])
+    kopf.configure(debug=level == "DEBUG", log_format=kopf.LogFormat[args.log_format.upper()])
     logging.getLogger().setLevel(level)
 
     from . import handlers  # noqa: F401  (registers the handlers with kopf)

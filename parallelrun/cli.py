@@ -1,15 +1,28 @@
-"""`parallelrun`: run a job here, validate a resource, or start the operator.
+"""`parallelrun`: the command line of local mode, validation, schedules and the operator.
 
-The one place that knows both halves: the runner (local mode, validation) and the
-operator, imported only for `parallelrun operator` (kopf is an extra). Everything is
-imported where a command needs it: `--help` and `--version` start without rich, yaml or
-the runner, and a files job without numpy, pandas or pyarrow.
+Everything is imported where a command needs it: `--help` and `--version` start without
+rich, yaml or the runner, and a files job without numpy, pandas or pyarrow. An extra that
+is not installed (kopf for `operator`, kubernetes for `trigger`, adlfs for az://) is a
+one-line fix naming it, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+DESCRIPTION = """\
+Batch inference: run a scoring script's init() and run(mini_batch) over a dataset in
+parallel, on this machine or on Kubernetes, as Azure ML's ParallelRunStep does; with
+pipelines of steps around it and schedules that start them."""
+
+EXAMPLES = """examples:
+  parallelrun run examples/iris/job.yaml                  score a folder of data on this machine
+  parallelrun run pipeline.yaml --set parameters.maxIter=500
+  parallelrun validate examples/ --no-check               check every resource in a folder
+  parallelrun schedule next nightly.yaml -n 5 -o json     the coming fire times
+  parallelrun operator --help                             the Kubernetes operator's options
+"""
 
 EXIT_CODES = """exit codes:
   0    the run succeeded (failed items within the thresholds are listed in errors.jsonl)
@@ -18,6 +31,10 @@ EXIT_CODES = """exit codes:
        storage refused or unreachable, input changed since an interrupted run, run already running
   130  interrupted (Ctrl-C), 143 stopped by SIGTERM: run the same command again to resume
 """
+
+
+class _Usage(Exception):
+    """A command line that cannot be carried out: its one-line reason, exit 2."""
 
 
 def _version() -> str:
@@ -49,14 +66,61 @@ def _read_resource(path: str) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
+def _print_json(value) -> None:
+    import json
+
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _existing(path: str, what: str) -> str:
+    """`path`, or a one-line usage error when there is no such file."""
+    import os
+
+    if not os.path.isfile(path):
+        raise _Usage(f"{path}: no such file; give the path of {what}")
+    return path
+
+
 def _run(args, console) -> int:
-    doc = _read_resource(args.job)
-    if doc is not None and doc.get("kind") == "PipelineRun":
-        return _run_pipeline(args, doc, console)
-    return _run_job(args, console)
+    doc = _read_resource(_existing(args.job, "a BatchInferenceJob or PipelineRun YAML file"))
+    kind = doc.get("kind") if doc is not None else None
+    if kind == "PipelineRun":
+        code, result = _run_pipeline(args, doc, console)
+    elif kind in _NOT_RUN:
+        reason = _NOT_RUN[kind].format(file=args.job)
+        console.print(f"{args.job}: {reason}", style="red", markup=False, highlight=False)
+        code, result = 2, {"status": "Invalid", "errors": [reason]}
+    else:
+        code, result = _run_job(args, console)
+    if args.output == "json":
+        _print_json({"file": args.job, "kind": kind or "BatchInferenceJob", "exitCode": code, **result})
+    return code
 
 
-def _run_pipeline(args, doc: dict, console) -> int:
+_NOT_RUN = {  # kinds `parallelrun run` refuses, and what runs them
+    "PipelineSchedule": "a PipelineSchedule runs with `parallelrun schedule run {file}` (its fire times: "
+                        "`parallelrun schedule next {file}`)",
+    "Component": "a Component runs as a step of a PipelineRun (component: {{uri: {file}}}); check it with "
+                 "`parallelrun validate {file}`",
+}
+
+
+def _pipeline_parameters(items: list[str]) -> dict[str, str]:
+    """`--set parameters.NAME=VALUE` items as parameter values; raises PipelineSpecError for any other."""
+    from parallelrun.runner.pipelines.spec import PipelineSpecError
+
+    parameters = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        name = key.removeprefix("parameters.")
+        if not sep or not key.startswith("parameters.") or not name:
+            raise PipelineSpecError([f"--set {item!r}: a pipeline takes parameter values, e.g. "
+                                     "--set parameters.maxIter=500"])
+        parameters[name] = value
+    return parameters
+
+
+def _run_pipeline(args, doc: dict, console) -> tuple[int, dict]:
     """`parallelrun run pipeline.yaml`: the run's DAG here; exit 0 succeeded, 1 failed, 2 invalid, 130 stopped."""
     import os
     import signal
@@ -67,65 +131,64 @@ def _run_pipeline(args, doc: dict, console) -> int:
     from parallelrun.runner.spec import SpecError
     from parallelrun.runner.storage import storage_error
 
-    parameters = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        name = key.removeprefix("parameters.")
-        if not sep or not key.startswith("parameters.") or not name:
-            console.print(f"--set {item!r}: a pipeline takes parameter values, e.g. --set parameters.maxIter=500",
-                          style="red", markup=False, highlight=False)
-            return 2
-        parameters[name] = value
     signal.signal(signal.SIGTERM, raise_terminated)  # stops the running steps as Ctrl-C does, exit 143
     try:
-        phase = run_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(args.job)), parameters=parameters,
-                             console=console, fresh=args.fresh)
+        phase = run_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(args.job)),
+                             parameters=_pipeline_parameters(args.set), console=console, fresh=args.fresh)
     except SpecError as e:
         console.print(f"{args.job}: {e}", style="red", markup=False, highlight=False)
-        return e.exit_code
+        return e.exit_code, {"status": "Invalid", "errors": e.errors}
     except PermanentError as e:  # the run is running already
         console.print(f"failed: {e}", style="red", markup=False, highlight=False)
-        return e.exit_code
+        return e.exit_code, {"status": "Failed", "error": str(e)}
     except KeyboardInterrupt as e:
         console.print("interrupted: the running steps were stopped; run the same command again to go on "
                       "(finished steps are reused)", style="red", markup=False)
-        return getattr(e, "exit_code", 130)
+        return getattr(e, "exit_code", 130), {"status": "Interrupted"}
     except Exception as e:  # a storage fault (the workdir, a component file), in one line
         error = storage_error(e)
         if error is None:
             raise
         console.print(str(error), style="red", markup=False, highlight=False)
-        return error.exit_code
-    return 0 if phase == "Succeeded" else 1
+        return error.exit_code, {"status": "Failed", "error": str(error)}
+    return (0 if phase == "Succeeded" else 1), {"status": phase}
 
 
-def _run_job(args, console) -> int:
+def _run_job(args, console) -> tuple[int, dict]:
     import logging
     import signal
-
-    from rich.logging import RichHandler
 
     from parallelrun.runner.contract import PermanentError
     from parallelrun.runner.local import LocalRunError, run_local
     from parallelrun.runner.lock import RunLocked
     from parallelrun.runner.plan import PlanError
     from parallelrun.runner.processes import raise_terminated
+    from parallelrun.runner.spec import SpecError
 
-    # Warnings (retried attempts) print above the progress bar; worker output goes to log files.
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console)])
+    # Warnings (retried attempts) print above the progress bar on a terminal, as plain lines off it;
+    # worker output goes to log files.
+    if console.is_terminal:
+        from rich.logging import RichHandler
+
+        logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console)])
+    else:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, raise_terminated)  # stops the run as Ctrl-C does (workers stopped), exit 143
     try:
-        run_local(args.job, args.set, fresh=args.fresh, console=console)
+        summary = run_local(args.job, args.set, fresh=args.fresh, console=console)
     except LocalRunError as e:  # the run did not succeed: its one-line reason
         console.print(f"failed: {e}", style="red", markup=False, highlight=False)
-        return e.exit_code
+        status = "Interrupted" if e.exit_code in (130, 143) else "Failed"
+        return e.exit_code, {**(e.summary or {}), "status": status, "error": str(e)}
     except PermanentError as e:  # an invalid spec, input that cannot be planned, the run already running...
         headline = "cannot plan: " if isinstance(e, PlanError) else "failed: " if isinstance(e, RunLocked) else ""
         console.print(f"{headline}{e}", style="red", markup=False, highlight=False)
-        return e.exit_code
+        if isinstance(e, SpecError):
+            return e.exit_code, {"status": "Invalid", "errors": e.errors}
+        return e.exit_code, {"status": "Failed", "error": f"{headline}{e}"}
     except KeyboardInterrupt as e:  # while planning or merging: nothing is half-done that a rerun cannot finish
         console.print("interrupted; run the same command again to resume", style="red", markup=False)
-        return getattr(e, "exit_code", 130)
+        return getattr(e, "exit_code", 130), {"status": "Interrupted"}
     except Exception as e:  # a storage fault raised as it came (OSError, azure-core)
         from parallelrun.runner.storage import storage_error
 
@@ -133,98 +196,105 @@ def _run_job(args, console) -> int:
         if error is None:
             raise
         console.print(str(error), style="red", markup=False, highlight=False)
-        return error.exit_code
-    return 0
+        return error.exit_code, {"status": "Failed", "error": str(error)}
+    return 0, summary
 
 
 def _validate(args, console) -> int:
-    status = 0
-    for path in args.job:
-        doc = _read_resource(path)
-        kind = doc.get("kind") if doc is not None else None
-        if kind == "PipelineRun":
-            status = max(status, _validate_pipeline(path, doc, args.no_check, console))
-        elif kind == "Component":
-            status = max(status, _validate_component(path, console))
-        elif kind == "PipelineSchedule":
-            status = max(status, _validate_schedule(path, console))
+    """Each file (each YAML file in a folder given) checked: valid ones on stdout, problems on stderr."""
+    results = [_check(path, args) for path in _yaml_files(args.job)]
+    valid = all(r["valid"] for r in results)
+    if args.output == "json":
+        _print_json({"valid": valid, "resources": results})
+        return 0 if valid else 2
+    for r in results:
+        if r["valid"]:
+            print(f"{r['file']}: valid {r['kind']} {r['name']!r} ({r['detail']})")
         else:
-            status = max(status, _validate_job(path, args, console))
-    return status
+            console.print(f"{r['file']}: invalid {r['kind']}:\n  " + "\n  ".join(r["errors"]), style="red",
+                          markup=False, highlight=False)
+    return 0 if valid else 2
 
 
-def _validate_pipeline(path: str, doc: dict, no_check: bool, console) -> int:
-    """A PipelineRun with its component files (not read with --no-check): every problem at once."""
+def _yaml_files(paths: list[str]) -> list[str]:
+    """The files given, a folder standing for the .yaml and .yml files under it, sorted
+    (as `kubectl apply -f DIR -R`)."""
+    import os
+
+    files = []
+    for path in paths:
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        found = sorted(os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names
+                       if name.endswith((".yaml", ".yml")))
+        if not found:
+            raise _Usage(f"{path}: no .yaml or .yml file in this folder; give a resource file or a folder of them")
+        files += found
+    return files
+
+
+def _check(path: str, args) -> dict:
+    """One file validated: file, kind, name, valid, errors and (valid) a one-line detail."""
+    from parallelrun.runner.spec import SpecError
+
+    doc = _read_resource(path)
+    kind = doc.get("kind") if doc is not None and doc.get("kind") in _CHECKS else "BatchInferenceJob"
+    try:
+        name, detail = _CHECKS[kind](path, doc, args)
+    except SpecError as e:
+        return {"file": path, "kind": kind, "name": None, "valid": False, "errors": e.errors}
+    return {"file": path, "kind": kind, "name": name, "valid": True, "errors": [], "detail": detail}
+
+
+def _check_pipeline(path: str, doc: dict, args) -> tuple[str, str]:
+    """A PipelineRun with its component files (not read with --no-check)."""
     import os
 
     from parallelrun.runner.pipelines.sources import ComponentFiles
     from parallelrun.runner.pipelines.spec import load_pipeline
-    from parallelrun.runner.spec import SpecError
 
-    try:
-        spec = load_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(path)),
-                             components=None if no_check else ComponentFiles())
-    except SpecError as e:
-        console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
-        return 2
-    checked = "" if no_check else ", its components are valid"
-    console.print(f"{path}: valid PipelineRun {spec.name!r} ({len(spec.steps)} steps, "
-                  f"{len(spec.finally_steps)} finally{checked})", markup=False, highlight=False)
-    return 0
+    spec = load_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(path)),
+                         parameters=_pipeline_parameters(args.set),
+                         components=None if args.no_check else ComponentFiles())
+    checked = "" if args.no_check else ", its components are valid"
+    return spec.name, f"{len(spec.steps)} steps, {len(spec.finally_steps)} finally{checked}"
 
 
-def _validate_component(path: str, console) -> int:
+def _check_component(path: str, doc: dict, args) -> tuple[str, str]:
     import os
 
     from parallelrun.runner.pipelines.component import load_component_text
-    from parallelrun.runner.spec import SpecError
 
-    try:
-        with open(path, "rb") as f:
-            component = load_component_text(f.read(), base_dir=os.path.dirname(os.path.abspath(path)))
-    except SpecError as e:
-        console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
-        return 2
-    console.print(f"{path}: valid Component {component.name!r} version {component.version} ({component.type})",
-                  markup=False, highlight=False)
-    return 0
+    with open(path, "rb") as f:
+        component = load_component_text(f.read(), base_dir=os.path.dirname(os.path.abspath(path)))
+    return component.name, f"version {component.version}, {component.type}"
 
 
-def _validate_job(path: str, args, console) -> int:
-    from parallelrun.runner.preflight import missing_files
-    from parallelrun.runner.spec import SpecError, load_spec_file
-
-    try:
-        spec = load_spec_file(path)
-        problems = [] if args.no_check else missing_files(spec)
-        if problems:
-            raise SpecError(problems)
-    except SpecError as e:
-        console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
-        return 2
-    checked = "" if args.no_check else ", its files are there"
-    console.print(f"{path}: valid BatchInferenceJob {spec.name!r} ({spec.input.type} input{checked})",
-                  markup=False, highlight=False)
-    return 0
-
-
-# -- PipelineSchedule -------------------------------------------------------------
-
-
-def _validate_schedule(path: str, console) -> int:
+def _check_schedule(path: str, doc: dict, args) -> tuple[str, str]:
     """A PipelineSchedule, its template checked as a PipelineRun with its component files."""
     from parallelrun.runner.pipelines.sources import ComponentFiles
     from parallelrun.runner.schedules.spec import load_schedule_file
-    from parallelrun.runner.spec import SpecError
 
-    try:
-        spec = load_schedule_file(path, components=ComponentFiles())
-    except SpecError as e:
-        console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
-        return 2
-    console.print(f"{path}: valid PipelineSchedule {spec.name!r} ({spec.schedule_text})", markup=False,
-                  highlight=False)
-    return 0
+    spec = load_schedule_file(path, components=None if args.no_check else ComponentFiles())
+    return spec.name, spec.schedule_text
+
+
+def _check_job(path: str, doc: dict, args) -> tuple[str, str]:
+    """A BatchInferenceJob, and (unless --no-check) its files: there, and the entry script compiles."""
+    from parallelrun.runner.preflight import missing_files, script_problems
+    from parallelrun.runner.spec import SpecError, load_spec_file
+
+    spec = load_spec_file(path, args.set)
+    problems = [] if args.no_check else missing_files(spec) or script_problems(spec)
+    if problems:
+        raise SpecError(problems)
+    checked = "" if args.no_check else ", its files are there"
+    return spec.name, f"{spec.input.type} input{checked}"
+
+
+_CHECKS = {"BatchInferenceJob": _check_job, "PipelineRun": _check_pipeline, "PipelineSchedule": _check_schedule,
+           "Component": _check_component}
 
 
 def _schedule(args, console) -> int:
@@ -235,17 +305,22 @@ def _schedule(args, console) -> int:
     from parallelrun.runner.spec import SpecError
 
     try:
-        spec = load_schedule_file(args.file)
+        spec = load_schedule_file(_existing(args.file, "a PipelineSchedule YAML file"))
     except SpecError as e:
         console.print(f"{args.file}: {e}", style="red", markup=False, highlight=False)
         return 2
     if args.action == "run":
         return _schedule_run(spec, console)
-    if spec.schedule is None:
-        console.print(f"{spec.name}: no schedule; runs {spec.schedule_text}", markup=False, highlight=False)
-        return 0
+    times = spec.schedule.upcoming(datetime.now(timezone.utc), args.n) if spec.schedule is not None else []
     zone = ZoneInfo(spec.time_zone)
-    for t in spec.schedule.upcoming(datetime.now(timezone.utc), args.n):
+    if args.output == "json":
+        _print_json({"name": spec.name, "schedule": spec.schedule_text, "timeZone": spec.time_zone,
+                     "times": [{"local": t.astimezone(zone).isoformat(), "utc": f"{t:%Y-%m-%dT%H:%M:%SZ}"}
+                               for t in times]})
+        return 0
+    if spec.schedule is None:
+        print(f"{spec.name}: no schedule; runs {spec.schedule_text}")
+    for t in times:
         local = t.astimezone(zone)
         print(f"{local:%a %Y-%m-%d %H:%M %Z} ({spec.time_zone})   {t:%Y-%m-%dT%H:%M:%SZ} UTC")
     return 0
@@ -302,20 +377,46 @@ def _trigger(args, console) -> int:
     except config.ConfigException as e:
         console.print(f"no Kubernetes configuration: {e}", style="red", markup=False)
         return 2
-    console.print(f"psched/{name} in {namespace}: {RUN_NOW}={value}; the operator starts one run", markup=False,
-                  highlight=False)
+    print(f"psched/{name} in {namespace}: {RUN_NOW}={value}; the operator starts one run")
     return 0
 
 
+def _count(text: str) -> int:
+    """-n: a count of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count; use a whole number of at least 1, e.g. -n 10")
+    return value
+
+
+def _add_output_option(parser) -> None:
+    parser.add_argument("-o", "--output", choices=["text", "json"], default="text",
+                        help="json: the result as one JSON document on stdout (progress and problems stay on stderr)")
+
+
 def _add_schedule_commands(commands) -> None:
-    schedule = commands.add_parser("schedule", help="a PipelineSchedule on this machine: its next fire times, or "
-                                                    "run it in the foreground")
+    schedule = commands.add_parser(
+        "schedule", help="a PipelineSchedule on this machine: its next fire times, or run it in the foreground",
+        description="A PipelineSchedule on this machine: print its coming fire times, or run it in\n"
+                    "the foreground as the operator would (state in the template's workdir).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  parallelrun schedule next examples/schedules/nightly-scoring.yaml -n 5\n"
+               "  parallelrun schedule run examples/schedules/nightly-scoring.yaml\n")
     schedule.add_argument("action", choices=["next", "run"], help="next: print the coming fire times; run: run the "
                           "schedule here (state in the template's workdir)")
     schedule.add_argument("file", help="PipelineSchedule YAML file")
-    schedule.add_argument("-n", type=int, default=10, help="how many fire times `next` prints (default 10)")
-    trigger = commands.add_parser("trigger", help="run a PipelineSchedule now on the cluster (sets its "
-                                                  "parallelrun.dev/run-now annotation)")
+    schedule.add_argument("-n", type=_count, default=10, help="how many fire times `next` prints (default 10)")
+    _add_output_option(schedule)
+    trigger = commands.add_parser(
+        "trigger", help="run a PipelineSchedule now on the cluster (sets its parallelrun.dev/run-now annotation)",
+        description="Run a PipelineSchedule now on the cluster: set its parallelrun.dev/run-now\n"
+                    "annotation, as `kubectl annotate` would; the operator starts one run. Needs the\n"
+                    "operator extra.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  parallelrun trigger psched/iris-nightly -n team-a\n")
     trigger.add_argument("target", metavar="psched/NAME")
     trigger.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
     trigger.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
@@ -323,17 +424,19 @@ def _add_schedule_commands(commands) -> None:
     trigger.add_argument("--value", help="the annotation's value (default: the time in nanoseconds)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["operator"]:  # its own options; kopf is only needed here
-        from parallelrun.operator.main import main as operator_main
-
-        return operator_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="parallelrun", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, but `operator`'s own options (parallelrun.operator.main.parser)."""
+    parser = argparse.ArgumentParser(prog="parallelrun", description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a BatchInferenceJob or a PipelineRun on this machine (local mode)",
-                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES)
+                              description="Run a BatchInferenceJob or a PipelineRun on this machine: plan, score\n"
+                                          "over worker processes, merge; an interrupted run resumes.",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="examples:\n  parallelrun run examples/iris/job.yaml --set nodeCount=2\n"
+                                     "  parallelrun run examples/pipelines/iris/pipeline.yaml "
+                                     "--set parameters.scoringDate=2025-01-31\n\n" + EXIT_CODES)
     run.add_argument("job", help="BatchInferenceJob or PipelineRun YAML file")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec field, e.g. --set nodeCount=2 --set input.uri=data/; a relative "
@@ -341,24 +444,65 @@ def main(argv: list[str] | None = None) -> int:
                           "parameter values: --set parameters.maxIter=500")
     run.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run "
                                                           "(a pipeline: reuse no earlier step)")
-    validate = commands.add_parser("validate", help="check BatchInferenceJob, PipelineRun, PipelineSchedule and Component files, "
-                                                    "reporting every invalid field (and, for a job, every input, "
-                                                    "code, model or side input that is not there)")
-    validate.add_argument("job", nargs="+")
+    _add_output_option(run)
+    validate = commands.add_parser(
+        "validate", help="check BatchInferenceJob, PipelineRun, PipelineSchedule and Component files",
+        description="Check resource files, reporting every invalid field with its fix and, for a job,\n"
+                    "every input, code, model or side input that is not there and an entry script that\n"
+                    "does not compile. Valid files are listed on stdout, problems on stderr; exit 2 if\n"
+                    "any is invalid.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  parallelrun validate examples/iris/job.yaml --set input.uri=data/\n"
+               "  parallelrun validate examples/ --no-check\n")
+    validate.add_argument("job", nargs="+", metavar="FILE", help="a resource YAML file, or a folder: every .yaml "
+                                                                  "and .yml file under it")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="as for run: a spec field of a job, a parameter of a pipeline (--set parameters.X=V)")
     validate.add_argument("--no-check", action="store_true",
                           help="check the spec alone, without looking for its files or reading a pipeline's "
                                "components (no storage access)")
-    commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)")
+    _add_output_option(validate)
+    commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)",
+                        add_help=False)
     _add_schedule_commands(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    except _Usage as e:
+        print(f"parallelrun: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # an extra that is not installed: the one line that installs it
+        from parallelrun.runner.extras import install_hint
+
+        hint = install_hint(e, needed_for=f"`parallelrun {argv[0]}`" if argv else "")
+        if hint is None:
+            raise
+        print(f"parallelrun: {hint}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["operator"]:  # its own options; kopf is only needed to run it
+        from parallelrun.operator.main import main as operator_main
+
+        return operator_main(argv[1:])
+    args = build_parser().parse_args(argv)
     if args.command == "run":  # the workers' zygote imports our modules while this process reads the job
         from parallelrun.runner.zygote import start_early
 
         start_early()
     from rich.console import Console
 
-    console = Console(stderr=True, soft_wrap=True)  # a reason or a path stays on one line
+    # A reason or a path stays on one line; off a terminal a table is as wide as its content, not 80 columns.
+    console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else _UNWRAPPED)
     return {"run": _run, "validate": _validate, "schedule": _schedule, "trigger": _trigger}[args.command](args, console)
+
+
+_UNWRAPPED = 100_000
 
 
 def command() -> None:

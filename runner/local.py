@@ -33,11 +33,13 @@ from .storage import filesystem, is_local, remove_stale_temporaries, storage_err
 
 
 class LocalRunError(RuntimeError):
-    """The run did not succeed; the message is the one-line reason."""
+    """The run did not succeed; the message is the one-line reason, `summary` the run's
+    summary where it got as far as one."""
 
-    def __init__(self, message: str, exit_code: int = 1):
+    def __init__(self, message: str, exit_code: int = 1, summary: dict | None = None):
         super().__init__(message)
         self.exit_code = exit_code
+        self.summary = summary
 
 
 class _Tally:
@@ -114,7 +116,8 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
     summary["logs"] = log_dir
     _print_summary(console, summary)
     if summary["status"] != "Succeeded":
-        raise LocalRunError(f"stopped: {summary['reason'] or stopped}; details in {summary['errors']}")
+        raise LocalRunError(f"stopped: {summary['reason'] or stopped}; details in {summary['errors']}",
+                            summary=summary)
     return summary
 
 
@@ -174,7 +177,8 @@ def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch:
     running.extend(runners)
     if not runners:
         finished.set()
-    report = _Reporter(console, plan, runners, tally)
+    workers = sum(min(process_count(spec), s.count) for s in plan.shards if s.count)
+    report = _Reporter(console, plan, runners, tally, workers)
     try:
         with report:
             for t in threads:
@@ -221,12 +225,15 @@ def _warn_oversubscribed(console: Console, plan: Plan, workers: int) -> None:
 
 class _Reporter:
     """Progress while scoring: a live bar on a terminal, otherwise a line every PLAIN_SECONDS.
-    Rates and the ETA count only this attempt's work, not what a resumed run had committed."""
+    Until the first mini-batch ends it says that the workers start (their init() may load a
+    model for minutes). Rates and the ETA count only this attempt's work, not what a resumed
+    run had committed."""
 
     PLAIN_SECONDS = 5.0
 
-    def __init__(self, console: Console, plan: Plan, runners: list, tally: _Tally):
+    def __init__(self, console: Console, plan: Plan, runners: list, tally: _Tally, workers: int):
         self.console, self.plan, self.runners, self.tally = console, plan, runners, tally
+        self.starting = f"Starting {workers:,} worker{'s' if workers != 1 else ''} (init)…"
         self.started = time.monotonic()
         self._last_line = self.started
         self._progress = None
@@ -238,11 +245,14 @@ class _Reporter:
                                       MofNCompleteColumn(), TextColumn("mini-batches"), TextColumn("{task.fields[items]}"),
                                       TextColumn("[red]{task.fields[failed]}"), TimeElapsedColumn(),
                                       TextColumn("ETA {task.fields[eta]}"), console=console, transient=False)
-            self._task = self._progress.add_task("Scoring", total=plan.total_mini_batches, items="", failed="", eta="-")
+            self._task = self._progress.add_task(self.starting, total=plan.total_mini_batches, items="", failed="",
+                                                 eta="-")
 
     def __enter__(self) -> "_Reporter":
         if self._progress is not None:
             self._progress.start()
+        elif self.plan.total_mini_batches:
+            self.console.print(self.starting, markup=False, highlight=False)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -266,7 +276,9 @@ class _Reporter:
         failed = f"{counts.items_failed:,} failed" if counts.items_failed else ""
         items = f"{counts.items:,} items ({rate:,.0f}/s)"
         if self._progress is not None:
-            self._progress.update(self._task, completed=counts.mini_batches, items=items, failed=failed, eta=eta)
+            started = counts.mini_batches > resumed.mini_batches or final
+            self._progress.update(self._task, completed=counts.mini_batches, items=items, failed=failed, eta=eta,
+                                  description="Scoring" if started else self.starting)
         elif final or time.monotonic() - self._last_line >= self.PLAIN_SECONDS:
             self._last_line = time.monotonic()
             self.console.print(f"Scoring: {counts.mini_batches:,}/{self.plan.total_mini_batches:,} mini-batches, "

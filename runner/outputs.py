@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 
 class ResultError(TypeError):
-    """run() returned something that is neither a list nor a DataFrame."""
+    """run() returned something the output cannot take."""
+
+
+class ResultTypeError(ResultError):
+    """run() returned neither a list nor a DataFrame: every attempt would, so it is not retried."""
 
 
 class EncodedPart(NamedTuple):
@@ -46,7 +50,7 @@ def schema_from_text(text: str) -> pa.Schema:
 def result_length(result) -> int:
     if isinstance(result, (list, tuple)) or _is_table(result):
         return len(result)
-    raise ResultError(f"run() returned {type(result).__name__}; return a list or a pandas DataFrame "
+    raise ResultTypeError(f"run() returned {type(result).__name__}; return a list or a pandas DataFrame "
                       "(one element or row per succeeded item)")
 
 

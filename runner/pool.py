@@ -60,6 +60,7 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     part_pending: bool = False  # its part comes with a later Placed event
+    retry: bool = True  # False: a failed attempt that another would repeat (worker.AttemptFailed)
 
 
 class Placed(NamedTuple):
@@ -344,8 +345,8 @@ class WorkerPool:
                 del unwritten[mb_id]
                 outcomes.append(Placed(mb_id, file, offset, length))
         elif kind is AttemptFailed:
-            _, items, error, tb = message
-            outcomes.append(Outcome(self._ended(w), items, error=error, traceback=tb))
+            _, items, error, tb, retry = message
+            outcomes.append(Outcome(self._ended(w), items, error=error, traceback=tb, retry=retry))
         elif kind is Ready:
             w.ready = True
         elif kind is InitFailed:

@@ -1,4 +1,4 @@
-"""What `parallelrun validate` checks beyond the schema: that the job's files are there.
+"""What `parallelrun validate` checks beyond the schema: that the job's files are there and its script compiles.
 
 A spec can be valid and still unable to start (a typo in the input path, an entry
 script that is not in the code folder). Each problem is one "field: problem; fix" line,
@@ -33,3 +33,22 @@ def missing_files(spec: JobSpec) -> list[str]:
             cause = storage_error(e, uri) or f"{type(e).__name__}: {e}"
             problems.append(f"{field}: cannot check {uri}: {cause}; validate the spec alone with --no-check")
     return problems
+
+
+def script_problems(spec: JobSpec) -> list[str]:
+    """The entry script in code.uri compiled, as Python would when a worker imports it:
+    a syntax error is found before any worker starts."""
+    if not spec.code.uri:
+        return []  # a ConfigMap or the image: not readable here
+    uri = posixpath.join(spec.code.uri.rstrip("/"), spec.code.entry_script)
+    try:
+        fs, path = filesystem(uri)
+        source = fs.cat_file(path)
+    except Exception:  # noqa: BLE001 - missing_files() reports what cannot be read
+        return []
+    try:
+        compile(source, uri, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:
+        where = f" line {e.lineno}" if getattr(e, "lineno", None) else ""
+        return [f"spec.code.entryScript: {spec.code.entry_script}{where}: {getattr(e, 'msg', e)}; fix the script"]
+    return []

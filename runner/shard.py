@@ -163,7 +163,7 @@ class ShardRunner:
                         pending.appendleft(mb)
                         continue
                     attempts[mb.id] = attempts.get(mb.id, 0) + 1
-                    if event.error is None or attempts[mb.id] >= self.spec.run_max_try:
+                    if event.error is None or not event.retry or attempts[mb.id] >= self.spec.run_max_try:
                         if event.error is not None:
                             log.error("mini-batch %d failed after %d attempts: %s", mb.id, attempts[mb.id],
                                       event.error)
@@ -196,10 +196,10 @@ class ShardRunner:
             succeeded = outcome.returned  # the worker fails an attempt that returned more than its items
             done = DoneRecord(mb.id, "succeeded", items, succeeded=succeeded, failed=items - succeeded,
                               attempts=attempts, schema=outcome.schema)
-            if succeeded < items:
-                done.errors = [self._error_record(
-                    mb, None, items - succeeded, attempts,
-                    f"run() returned {outcome.returned:,} results for {items:,} items", None)]
+            if succeeded < items:  # which items failed is known only when none succeeded: then each file is named
+                error = f"run() returned {outcome.returned:,} results for {items:,} items"
+                done.errors = self._error_records(mb, items, error, None, attempts) if not succeeded else \
+                    [self._error_record(mb, None, items - succeeded, attempts, error, None)]
         if outcome.part_pending:
             self._awaiting[mb.id] = (mb, done)
         else:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from .contract import EXIT_CONFIG, PermanentError
+from .extras import install_hint
 from .localfs import LOCAL_PROTOCOLS, LocalFS, local_path
 
 if TYPE_CHECKING:
@@ -111,6 +112,8 @@ def filesystem(uri: str, env: Mapping[str, str] | None = None) -> tuple[fsspec.A
 
     try:
         fs, path = fsspec.core.url_to_fs(uri, **options)
+    except ImportError as e:  # the protocol's package (adlfs, s3fs...) is not installed
+        raise StorageRefused(install_hint(e, any_module=True, needed_for=f"{protocol_of(uri)}://") or str(e)) from e
     except ValueError as e:  # adlfs: no or malformed credentials
         error = storage_error(e, uri)
         if error is None:

@@ -5,7 +5,7 @@ messages cross the pipe to the shard process:
 
     worker → shard   Ready()  InitFailed(error, traceback)
                      Ok(id, items, returned, schema, part_pending)
-                     AttemptFailed(id, items or None, error, traceback)
+                     AttemptFailed(id, items or None, error, traceback, retry)
                      PartsWritten(file, [(id, offset, length), ...]): parts of Ok mini-batches
                      StorageFailed(message, transient): writing parts failed, the run stops
     shard → worker   a list of mini-batches as JSON (an empty one: no more for now), or
@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 from .commits import GroupFile, PartGroup
 from .layout import Layout
-from .outputs import ResultError, encode_part, result_length, schema_to_text
+from .outputs import ResultError, ResultTypeError, encode_part, result_length, schema_to_text
 from .plan import MiniBatch, Plan
 from .processes import join_pool
 from .readers import Reader
@@ -103,12 +103,14 @@ class PartsWritten(NamedTuple):
 
 
 class AttemptFailed(NamedTuple):
-    """An attempt failed: run() raised, or reading the mini-batch did (`items` None: not read)."""
+    """An attempt failed: run() raised, or reading the mini-batch did (`items` None: not read);
+    `retry` False: another attempt would fail the same way."""
 
     id: int
     items: int | None
     error: str
     traceback: str
+    retry: bool = True
 
 
 class StorageFailed(NamedTuple):
@@ -367,7 +369,8 @@ class _Worker:
                 self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
             self._result(Ok(mb.id, items, returned, schema, pending))
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
-            self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc()))
+            self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc(),
+                                       retry=not isinstance(e, ResultTypeError)))
         finally:
             self.reader.cleanup(mb)
 

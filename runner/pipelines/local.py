@@ -56,8 +56,9 @@ from .spec import PipelineSpec, Step, load_pipeline
 
 STEP_MODULE = "parallelrun.runner.pipelines.steprun"  # `python -m parallelrun.runner step` without the scoring imports
 STOP_SECONDS = 10.0  # how long stopped steps may take to end before they are killed
+INTERRUPTED = "Interrupted"  # shown for a step, and the run, that Ctrl-C or SIGTERM stopped (Failed to the DAG)
 _STYLE = {dag.PENDING: "dim", dag.RUNNING: "cyan", dag.SUCCEEDED: "green", dag.REUSED: "green",
-          dag.FAILED: "red", dag.SKIPPED: "yellow"}
+          dag.FAILED: "red", dag.SKIPPED: "yellow", INTERRUPTED: "yellow"}
 
 
 def run_pipeline(doc: dict, *, base_dir: str | None, parameters: Mapping[str, Any] = {}, name: str | None = None,
@@ -95,6 +96,12 @@ class StepRecord:
     log: str | None = None
     resolved: ResolvedStep | None = None
     execution: str = ""  # this run's execution of the step (owners.py)
+    failed_items: int | None = None  # a batchInference step's, from its run's summary
+    interrupted: bool = False  # it was running when the run was stopped
+
+    @property
+    def shown_state(self) -> str:
+        return INTERRUPTED if self.interrupted and self.state == dag.FAILED else self.state
 
     @property
     def fingerprint(self) -> str | None:
@@ -120,6 +127,7 @@ class _Run:
         self.lock = threading.Lock()
         self.processes: dict[str, subprocess.Popen] = {}
         self.threads: list[threading.Thread] = []
+        self.interrupted = False
 
     @property
     def states(self) -> dict[str, str]:
@@ -134,7 +142,8 @@ class _Run:
             if live:
                 live.start()
             self._drive(live)
-        except BaseException:
+        except BaseException as e:
+            self.interrupted = isinstance(e, KeyboardInterrupt)
             self._stop()
             raise
         finally:
@@ -189,9 +198,11 @@ class _Run:
             return
         record.log = os.path.join(self.log_dir, f"{name}.log")
         argv, attempts = self._command(resolved)
+        result = os.path.join(self.log_dir, f"{name}.result.json") if resolved.kind == "batchInference" else None
         env = {e["name"]: str(e["value"]) for e in resolved.env if "value" in e}
         self._set(name, dag.RUNNING)
-        thread = threading.Thread(target=self._execute, args=(name, argv, attempts, resolved.cwd, env), daemon=True)
+        thread = threading.Thread(target=self._execute, args=(name, argv, attempts, resolved.cwd, env, result),
+                                  daemon=True)
         self.threads.append(thread)
         thread.start()
 
@@ -218,14 +229,17 @@ class _Run:
                    "metadata": {"name": f"{resolved.run}-{resolved.name}"}, "spec": resolved.job}
             with open(path, "w", encoding="utf-8") as f:
                 yaml.safe_dump(job, f, sort_keys=False)
-            return [sys.executable, "-m", "parallelrun.cli", "run", path, *(["--fresh"] if self.fresh else [])], 1
+            return [sys.executable, "-m", "parallelrun.cli", "run", path, "-o", "json",
+                    *(["--fresh"] if self.fresh else [])], 1
         path = os.path.join(self.log_dir, f"{resolved.name}.step.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(resolved.to_dict(), f, indent=1)
         return [sys.executable, "-m", STEP_MODULE, "--step", path], resolved.retries + 1
 
-    def _execute(self, name: str, argv: list[str], attempts: int, cwd: str | None, env: dict[str, str]) -> None:
-        """On the step's thread: run its process until it succeeds or its attempts are spent."""
+    def _execute(self, name: str, argv: list[str], attempts: int, cwd: str | None, env: dict[str, str],
+                 result: str | None) -> None:
+        """On the step's thread: run its process until it succeeds or its attempts are spent.
+        `result`: where a batchInference step's `-o json` result goes (its stdout)."""
         log = self.records[name].log
         message = ""
         try:
@@ -236,7 +250,8 @@ class _Run:
                     with self.lock:
                         if self.stopping.is_set():
                             break
-                        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                        stdout = open(result, "w", encoding="utf-8") if result else out
+                        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=out,
                                                    cwd=cwd if cwd and os.path.isdir(cwd) else None,
                                                    env={**_environment(), **env},
                                                    process_group=self.group.pgid)
@@ -244,6 +259,9 @@ class _Run:
                     code = process.wait()
                     with self.lock:
                         del self.processes[name]
+                    if result:
+                        stdout.close()
+                        self.records[name].failed_items = _failed_items(result)
                 if code == 0:
                     self.events.put((name, dag.SUCCEEDED, ""))
                     return
@@ -278,7 +296,8 @@ class _Run:
         if not self.console.is_terminal:  # a terminal shows the live view instead
             ran = state in (dag.SUCCEEDED, dag.FAILED) and record.seconds is not None
             seconds = f" in {record.seconds:.1f}s" if ran else ""
-            self.console.print(f"step {name}: {state}{seconds}{': ' + message if message else ''}",
+            failed = f", {record.failed_items:,} failed items" if record.failed_items else ""
+            self.console.print(f"step {name}: {record.shown_state}{seconds}{failed}{': ' + message if message else ''}",
                                markup=False, highlight=False)
 
     # -- stopping and showing ---------------------------------------------------------
@@ -288,6 +307,8 @@ class _Run:
         with self.lock:
             self.stopping.set()
             running = list(self.processes.values())
+        for record in self.records.values():
+            record.interrupted = self.interrupted and record.state == dag.RUNNING
         for process in running:
             try:
                 process.send_signal(signal.SIGTERM)
@@ -310,19 +331,20 @@ class _Run:
         table = Table(box=None, show_header=False)
         for record in self.records.values():
             seconds = f"{record.seconds:.1f}s" if record.seconds is not None else ""
-            table.add_row(record.name, f"[{_STYLE[record.state]}]{record.state}", seconds)
+            table.add_row(record.name, f"[{_STYLE[record.shown_state]}]{record.shown_state}", seconds)
         return table
 
     def _print_table(self) -> None:
-        phase = dag.phase(self.spec.graph, self.states)
+        phase = INTERRUPTED if self.interrupted else dag.phase(self.spec.graph, self.states)
         table = Table(title=f"pipeline {self.spec.name}: {phase}")
-        for column in ("step", "state", "duration", "reused", "outputs", "log / message"):
+        for column in ("step", "state", "duration", "failed items", "reused", "outputs", "log / message"):
             table.add_column(column, overflow="fold")
         for record in self.records.values():
             seconds = f"{record.seconds:.1f}s" if record.seconds is not None and not record.reused else ""
             outputs = "\n".join(f"{k}: {v}" for k, v in record.outputs.items()) if record.state in dag.GOOD else ""
             note = "\n".join(x for x in (os.path.basename(record.log) if record.log else "", record.message) if x)
-            table.add_row(record.name, f"[{_STYLE[record.state]}]{record.state}", seconds,
+            failed = f"{record.failed_items:,}" if record.failed_items is not None else ""
+            table.add_row(record.name, f"[{_STYLE[record.shown_state]}]{record.shown_state}", seconds, failed,
                           "yes" if record.reused else "", outputs, note)
         self.console.print(table)
         self.console.print(f"step logs: {self.log_dir}", markup=False, highlight=False)
@@ -351,3 +373,10 @@ def _last_line(path: str) -> str:
     return lines[-1][:300] if lines and not lines[-1].startswith("--- attempt") else ""
 
 
+def _failed_items(result: str) -> int | None:
+    """A batchInference step's failed items, from its `parallelrun run -o json` result."""
+    try:
+        with open(result, encoding="utf-8") as f:
+            return json.load(f)["items"]["failed"]
+    except (OSError, ValueError, KeyError, TypeError):  # it ended before it had a summary
+        return None

@@ -76,10 +76,10 @@ def test_every_example_pipeline_and_component_validates():
     assert len(local) == 3 and len(components) == 6
     result = validate(*map(str, local + components))
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("its components are valid") == 3
+    assert result.stdout.count("its components are valid") == 3
     on_a_cluster = sorted((EXAMPLES / "pipelines").glob("*/pipeline-azure.yaml"))  # components on az://: unread
     result = validate("--no-check", *map(str, on_a_cluster))
-    assert result.returncode == 0 and result.stderr.count("valid PipelineRun") == 3, result.stderr
+    assert result.returncode == 0 and result.stdout.count("valid PipelineRun") == 3, result.stderr
 
 
 def test_every_example_pipeline_is_valid_against_the_crd():

@@ -162,7 +162,7 @@ def test_an_invalid_pipeline_reports_every_problem_and_runs_nothing(tmp_path):
                                str(tmp_path / "component" / "component.yaml")], capture_output=True, text=True)
     assert validate.returncode == 2
     assert "steps a → b → a form a cycle" in validate.stderr
-    assert "valid Component 'double' version 1 (command)" in validate.stderr
+    assert "valid Component 'double' (version 1, command)" in validate.stdout
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -184,6 +184,8 @@ def test_stopping_the_run_stops_its_steps(tmp_path, sig, code):
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == code
     assert "interrupted: the running steps were stopped" in stderr
+    assert "step hang: Interrupted" in stderr and "pipeline demo: Interrupted" in stderr
+    assert "Failed" not in stderr
     time.sleep(0.2)
     assert not [pid for pid in pids if _alive(pid)]
 
@@ -219,3 +221,35 @@ def test_a_step_that_cannot_start_fails_alone(tmp_path):
     assert result.returncode == 1
     assert states(result) == {"remote": "Failed", "aside": "Succeeded"}
     assert "step remote: Failed: no Azure Storage credentials for az://nowhere/src" in result.stderr
+
+
+SHORT = "def run(mini_batch):\n    return mini_batch[1:]\n"  # one failed item per mini-batch
+
+
+def test_the_table_shows_each_batch_steps_failed_items(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(6):
+        (data / f"{i}.txt").write_text(str(i))
+    (tmp_path / "score.py").write_text(SHORT)
+    job = {"input": {"uri": "data/", "type": "files"}, "code": {"uri": ".", "entryScript": "score.py"},
+           "output": {"uri": "${{run.workdir}}/score/"}, "miniBatchSize": 2, "processCountPerNode": 1}
+    path = write_pipeline(tmp_path, [{"name": "score", "batchInference": job},
+                                     {"name": "strict", "batchInference": {**job, "errorThreshold": 0,
+                                      "output": {"uri": "${{run.workdir}}/strict/"}}},
+                                     {"name": "plain", "container": py("")}])
+    result = run(path)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("step score: Succeeded in ") and line.endswith(", 3 failed items") for line in lines)
+    assert any(line.startswith("step strict: Failed in ") and ", 3 failed items: " in line for line in lines)
+    rows = {cells[0]: cells for cells in (_cells(line) for line in lines) if cells}
+    assert rows["step"][3] == "failed items"
+    assert (rows["score"][1], rows["score"][3]) == ("Succeeded", "3")
+    assert (rows["strict"][1], rows["strict"][3]) == ("Failed", "3")
+    assert (rows["plain"][1], rows["plain"][3]) == ("Succeeded", "")
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of a row of the summary table as rich draws it off a terminal."""
+    return [cell.strip() for cell in line.strip("│┃ ").split("│" if "│" in line else "┃")] if line[:1] in "│┃" else []

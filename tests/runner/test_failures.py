@@ -142,3 +142,39 @@ def test_run_returning_none_is_a_failed_attempt(job):
     summary = quiet_run(job.write(runMaxTry=1))
     assert summary["items"]["failed"] == 2
     assert "return a list or a pandas DataFrame" in errors_of(summary)[0]["error"]
+
+
+@pytest.mark.parametrize("returned", ["None", "{'rows': b}", "len(b)", "'done'", "(p for p in b)", "set(b)"])
+def test_a_result_of_the_wrong_type_is_not_retried(job, tmp_path, returned):
+    """Neither a list nor a DataFrame: every attempt would return the same, so one attempt fails
+    the mini-batch, whatever runMaxTry; its items are failed items with the reason."""
+    calls = tmp_path / "calls.log"
+    job.files(4)
+    job.script(f"def run(b):\n    with open({str(calls)!r}, 'a') as f:\n        f.write('call\\n')\n"
+               f"    return {returned}\n")
+    summary = quiet_run(job.write(runMaxTry=3, miniBatchSize=2, processCountPerNode=1))
+    assert calls.read_text().count("call") == 2  # one attempt per mini-batch
+    assert summary["items"] == {"succeeded": 0, "failed": 4}
+    assert summary["miniBatches"]["failed"] == 2
+    errors = errors_of(summary)
+    assert len(errors) == 4 and {e["attempts"] for e in errors} == {1}
+    assert all("return a list or a pandas DataFrame" in e["error"] for e in errors)
+
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_errors_jsonl_names_the_files_of_a_mini_batch_that_returned_nothing(scripted, size):
+    """run() returned no result for a files mini-batch: each of its files is a failed item, named
+    on a line of its own; a partly short one cannot say which failed and lists its files."""
+    actions = ["short", "short", "short", "ok", "short", "ok"]
+    summary = quiet_run(scripted(actions, miniBatchSize=size))
+    errors = errors_of(summary)
+    assert sum(e["items"] for e in errors) == summary["items"]["failed"] == 4
+    named = sorted(e["item"] for e in errors if e["item"] is not None)
+    if size == 1:
+        assert named == [str(scripted.job.data / f"item_{i:03d}.txt") for i in (0, 1, 2, 4)]
+    else:  # [short short short] returned nothing; [ok short ok] returned 2 of 3
+        assert named == [str(scripted.job.data / f"item_{i:03d}.txt") for i in (0, 1, 2)]
+        [partial] = [e for e in errors if e["item"] is None]
+        assert partial["items"] == 1 and len(partial["source"]["files"]) == 3
+    assert all(e["error"].startswith("run() returned ") for e in errors)

@@ -131,7 +131,7 @@ def test_cli_validate(job):
     (job.root / "bad.yaml").write_text("kind: BatchInferenceJob\nspec: {input: {uri: d, type: files}, nodeCount: -1}\n")
     result = cli("validate", str(good), str(job.root / "bad.yaml"))
     assert result.returncode == 2
-    assert "valid BatchInferenceJob 'test'" in result.stderr
+    assert "valid BatchInferenceJob 'test'" in result.stdout
     for expected in ("spec.nodeCount: -1 is below the minimum 1", "spec.output: required", "spec.code: required"):
         assert expected in result.stderr
 

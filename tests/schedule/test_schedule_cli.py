@@ -28,7 +28,7 @@ def test_there_are_three_examples():
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_each_example_validates(example, capsys):
     assert main(["validate", str(example)]) == 0
-    assert "valid PipelineSchedule" in capsys.readouterr().err
+    assert "valid PipelineSchedule" in capsys.readouterr().out
 
 
 def next_times(example: str, n: int) -> list[str]:
@@ -50,7 +50,7 @@ def test_schedule_next_shows_the_zone_and_utc():
 
 def test_schedule_next_of_a_trigger_only_schedule(capsys):
     assert main(["schedule", "next", str(ROOT / "examples/schedules/data-arrival.yaml")]) == 0
-    assert capsys.readouterr().err.strip() == "iris-arrivals: no schedule; runs on data: az://incoming/iris/"
+    assert capsys.readouterr().out.strip() == "iris-arrivals: no schedule; runs on data: az://incoming/iris/"
 
 
 def test_invalid_schedule_exits_2(tmp_path, capsys):
