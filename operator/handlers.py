@@ -8,7 +8,7 @@ and pipeline_reconcile.py.
 
 Run it with `parallelrun operator` (main.py) or `kopf run -m parallelrun.operator.handlers`.
 The operator-wide services live in kopf's memo; a caller may put `connection`
-(a kopf.ConnectionInfo) and `default_image` there before starting the operator.
+(a kopf.ConnectionInfo), `default_image` and `local_storage` there before starting the operator.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         objects.addFilter(_QuietWakeUps())
     memo.setdefault("connection", None)
     memo.services = Services(api=KubeApi(), planner=Planner(),
-                             default_image=memo.get("default_image") or os.environ.get("PARALLELRUN_JOB_IMAGE"))
+                             default_image=memo.get("default_image") or os.environ.get("PARALLELRUN_JOB_IMAGE"),
+                             local_storage=bool(memo.get("local_storage")))
     memo.wakeups = Wakeups()
     memo.phases = PhaseGauge()
 

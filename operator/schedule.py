@@ -41,6 +41,7 @@ from .kube import ApiError, KubeApi, path
 from .manifests import FINALIZER, GROUP, VERSION
 from .planning import secret_env
 from .schedule_status import invalid_status, schedule_status
+from .shared_storage import uri_problem
 
 PLURAL = "pipelineschedules"
 RUNS = "pipelineruns"
@@ -64,6 +65,18 @@ class Clock:
                 await asyncio.wait_for(wake.wait(), seconds)
             except asyncio.TimeoutError:
                 pass
+
+
+def cluster_checked(spec: ScheduleSpec, local_storage: bool) -> ScheduleSpec:
+    """`spec`, unless it names storage the operator cannot share with the pods: it lists the
+    data trigger's uri and writes manifests under the template's workdir itself."""
+    uris = {"spec.trigger.dataArrival.uri": spec.trigger.uri if spec.trigger else None,
+            "spec.template.spec.workdir": spec.template["spec"].get("workdir")}
+    errors = [problem for field, uri in uris.items()
+              if (problem := uri_problem(field, uri, operator_reads=True, local_storage=local_storage))]
+    if errors:
+        raise ScheduleSpecError(errors)
+    return spec
 
 
 def run_of(body: Mapping) -> Run:
@@ -167,8 +180,9 @@ class _Recent:
 
 class ScheduleLoop:
     def __init__(self, body, api: KubeApi, creates: CreatesFirst, runs: Callable[[], Iterable[Run]], clock: Clock,
-                 logger: logging.LoggerAdapter | logging.Logger | None = None):
+                 logger: logging.LoggerAdapter | logging.Logger | None = None, local_storage: bool = False):
         self.body = body  # kopf's live view: spec, annotations and generation stay current
+        self.local_storage = local_storage  # shared_storage.py
         self.api, self.creates, self.clock, self._runs = api, creates, clock, runs
         self.logger = logger or logging.getLogger(__name__)
         meta = body["metadata"]
@@ -189,7 +203,7 @@ class ScheduleLoop:
         if self._spec is None or self._spec[0] != generation:
             doc = copy.deepcopy({"apiVersion": self.body.get("apiVersion"), "kind": self.body.get("kind"),
                                  "metadata": dict(self.meta), "spec": self.body.get("spec")})
-            self._spec = (generation, load_schedule(doc))
+            self._spec = (generation, cluster_checked(load_schedule(doc), self.local_storage))
         return self._spec[1]
 
     async def drive(self, wake: asyncio.Event) -> None:

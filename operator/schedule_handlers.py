@@ -73,7 +73,7 @@ async def run_schedule(body: kopf.Body, memo: kopf.Memo, runs_by_schedule: kopf.
                        **_) -> None:
     uid = body["metadata"]["uid"]
     loop = ScheduleLoop(body, memo.services.api, memo.schedule_creates, lambda: runs_by_schedule.get(uid, ()),
-                        memo.schedule_clock, logger)
+                        memo.schedule_clock, logger, local_storage=memo.services.local_storage)
     try:
         await loop.drive(memo.schedule_wakeups.event(uid))
     finally:

@@ -52,6 +52,9 @@ async def kube(cluster):
 def operator(cluster):
     """`async with operator():` runs the operator until the block ends (a restart is two blocks).
 
+    Its storage is the tests' local folders, which the process kubelet's pods share
+    (--local-storage); `operator(local_storage=False)` is the default of a real cluster.
+
     It runs in a thread with its own event loop, as in a process of its own: kopf owns
     every task of its loop (it waits for and cancels them all when it stops).
     """
@@ -63,7 +66,8 @@ def operator(cluster):
         settings.watching.reconnect_backoff = 0.1
         thread = threading.Thread(name="operator", daemon=True, target=kopf.run, kwargs=dict(
             clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready, settings=settings,
-            memo=kopf.Memo(**{"connection": kopf.ConnectionInfo(server=str(cluster.url)), "default_image": IMAGE, **memo})))
+            memo=kopf.Memo(**{"connection": kopf.ConnectionInfo(server=str(cluster.url)), "default_image": IMAGE,
+                               "local_storage": True, **memo})))
         thread.start()
         assert await asyncio.to_thread(ready.wait, 10), "the operator did not start"
         try:
