@@ -111,7 +111,13 @@ def filesystem(uri: str, env: Mapping[str, str] | None = None) -> tuple[fsspec.A
 
     try:
         fs, path = fsspec.core.url_to_fs(uri, **options)
-    except ValueError as e:  # adlfs: no or malformed credentials
+    except ImportError as e:  # fsspec knows the scheme, its package is not installed here
+        raise StorageRefused(_not_installed(uri, e)) from e
+    except ValueError as e:  # adlfs: no or malformed credentials; fsspec: a scheme nobody serves
+        if str(e).startswith("Protocol not known"):
+            raise StorageRefused(f"{_public_name(uri)}: no storage is known for the scheme {protocol_of(uri)}://; use "
+                                 "a local path, file://, az:// or abfs:// (parallelrun[azure]), s3:// (s3fs), gs:// "
+                                 "(gcsfs) or another fsspec scheme") from e
         error = storage_error(e, uri)
         if error is None:
             raise
@@ -122,6 +128,18 @@ def filesystem(uri: str, env: Mapping[str, str] | None = None) -> tuple[fsspec.A
 
 
 _LOCAL = LocalFS()
+_EXTRAS = {protocol: "parallelrun[azure]" for protocol in _AZURE}
+
+
+def _not_installed(uri: str, e: ImportError) -> str:
+    """The fix of a scheme whose fsspec implementation is missing: the package, and where it must be installed."""
+    from fsspec.registry import known_implementations
+
+    known = known_implementations.get(protocol_of(uri), {})
+    package = _EXTRAS.get(protocol_of(uri)) or known.get("class", "").split(".")[0] or None
+    what = f'pip install "{package}"' if package else _first_line(str(e))
+    return (f"{_public_name(uri)}: the {protocol_of(uri)}:// scheme needs a package that is not installed "
+            f"({_first_line(str(e))}); {what}, here and, on Kubernetes, in the operator's and the scoring image")
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
