@@ -552,8 +552,9 @@ def step_schema(description: str) -> dict:
                     "uri": string("An fsspec URL or local path of the component YAML.", minLength=1),
                     "configMap": string("A ConfigMap in the run's namespace holding the component YAML.",
                                         minLength=1),
-                    "key": string("The ConfigMap key of the component YAML.", minLength=1,
-                                  default="component.yaml"),
+                    # No schema default: the API server would add it beside uri too, where a key means nothing.
+                    "key": string("The ConfigMap key of the component YAML (with configMap only); default "
+                                  "component.yaml.", minLength=1),
                 },
             ),
             "inputs": {"type": "object", "description": "A component step's inputs by name: strings, numbers, "

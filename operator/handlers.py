@@ -57,7 +57,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         objects.addFilter(_QuietWakeUps())
     memo.setdefault("connection", None)
     memo.services = Services(api=KubeApi(),
-                             default_image=memo.get("default_image") or os.environ.get("PARALLELRUN_JOB_IMAGE"))
+                             default_image=memo.get("default_image") or os.environ.get("PARALLELRUN_JOB_IMAGE"),
+                             local_storage=bool(memo.get("local_storage")))
     memo.setdefault("wakeups", Wakeups())
     memo.setdefault("creates", CreatesFirst())  # the schedules' runs are created first; logged in by `login`
 

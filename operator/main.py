@@ -40,6 +40,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--job-image", default=os.environ.get("PARALLELRUN_JOB_IMAGE") or None, metavar="IMAGE",
                    help="image of the scoring and merge pods when spec.environment.image is unset, and of "
                         "pipeline container and component steps that name none (default: $PARALLELRUN_JOB_IMAGE)")
+    p.add_argument("--local-storage", action="store_true",
+                   help="let specs name local paths and file:// for what the operator reads and writes itself (input, "
+                        "output, workdir...): only where the operator and the pods mount the same volume at the same "
+                        "path; by default they must name shared storage such as az://")
     p.add_argument("--log-format", choices=_LOG_FORMATS, default=os.environ.get("PARALLELRUN_LOG_FORMAT", "full"),
                    help="json: one JSON object per line (default: $PARALLELRUN_LOG_FORMAT or full)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs (default level: $PARALLELRUN_LOG_LEVEL or INFO)")
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.metrics_port:
         start_http_server(args.metrics_port)
-    kopf.run(**run_options(args), memo=kopf.Memo(default_image=args.job_image))
+    kopf.run(**run_options(args), memo=kopf.Memo(default_image=args.job_image, local_storage=args.local_storage))
     return 0
 
 

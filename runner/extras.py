@@ -38,10 +38,12 @@ def extra_of(module: str) -> str | None:
     return None
 
 
-def install_hint(e: BaseException, *, any_module: bool = False, needed_for: str = "") -> str | None:
+def install_hint(e: BaseException, *, any_module: bool = False, needed_for: str = "",
+                 module: str | None = None) -> str | None:
     """`e` as "NAME is not installed (needed for ...); pip install ..." when a module is
-    missing: one of an extra of parallelrun, or (`any_module`) any other. None otherwise."""
-    module = missing_module(e)
+    missing (`module` where `e` does not name it): one of an extra of parallelrun, or
+    (`any_module`) any other. None otherwise."""
+    module = missing_module(e) or module
     if module is None:
         return None
     extra = extra_of(module)

@@ -113,8 +113,14 @@ def filesystem(uri: str, env: Mapping[str, str] | None = None) -> tuple[fsspec.A
     try:
         fs, path = fsspec.core.url_to_fs(uri, **options)
     except ImportError as e:  # the protocol's package (adlfs, s3fs...) is not installed
-        raise StorageRefused(install_hint(e, any_module=True, needed_for=f"{protocol_of(uri)}://") or str(e)) from e
-    except ValueError as e:  # adlfs: no or malformed credentials
+        hint = (install_hint(e, any_module=True, needed_for=f"{protocol_of(uri)}://", module=_package_of(uri))
+                or _first_line(str(e)))
+        raise StorageRefused(f"{_public_name(uri)}: {hint}") from e
+    except ValueError as e:  # adlfs: no or malformed credentials; fsspec: a scheme nobody serves
+        if str(e).startswith("Protocol not known"):
+            raise StorageRefused(f"{_public_name(uri)}: no storage is known for the scheme {protocol_of(uri)}://; use "
+                                 "a local path, file://, az:// or abfs:// (parallelrun[azure]), s3:// (s3fs), gs:// "
+                                 "(gcsfs) or another fsspec scheme") from e
         error = storage_error(e, uri)
         if error is None:
             raise
@@ -125,6 +131,11 @@ def filesystem(uri: str, env: Mapping[str, str] | None = None) -> tuple[fsspec.A
 
 
 _LOCAL = LocalFS()
+def _package_of(uri: str) -> str | None:
+    """The package fsspec loads for the scheme of `uri` (s3fs for s3://), as its registry names it."""
+    from fsspec.registry import known_implementations
+
+    return known_implementations.get(protocol_of(uri), {}).get("class", "").split(".")[0] or None
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:

@@ -12,7 +12,6 @@ that restarts finds what it made instead of making it twice.
 from __future__ import annotations
 
 import json
-import posixpath
 
 from parallelrun.runner.api import (
     ANNOTATION_RUN_ID,
@@ -27,7 +26,6 @@ from parallelrun.runner.contract import (
     CODE_DIR_ENV,
     EXIT_CONFIG,
     EXIT_THRESHOLD,
-    URI_SCHEME,
 )
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec
 
@@ -42,6 +40,7 @@ from ..kit.pods import (
     scratch_env,
     with_user_env,
 )
+from ..kit.shared_storage import uri_problem
 
 SCORING, MERGE, SPEC = "scoring", "merge", "spec"
 SPEC_FILE = "job.json"
@@ -81,19 +80,24 @@ def resource_document(spec: JobSpec, owner: Owner) -> dict:
             "spec": spec.to_dict()}
 
 
-def cluster_errors(spec: JobSpec, default_image: str | None) -> list[str]:
-    """What a spec that is fine for local mode still lacks to run as pods."""
+def cluster_errors(spec: JobSpec, default_image: str | None, local_storage: bool = False) -> list[str]:
+    """What a spec that is fine for local mode still lacks to run as pods (shared_storage.py for its URIs)."""
     errors = []
     if not spec.environment.get("image") and not default_image:
         errors.append("spec.environment.image: required to run on Kubernetes; give the scoring image "
                       "(e.g. registry/scorer:1.0) that has parallelrun installed")
-    uris = {"spec.input.uri": spec.input.uri, "spec.input.manifest": spec.input.manifest, "spec.output.uri": spec.output.uri,
-            "spec.code.uri": spec.code.uri, "spec.model.uri": spec.model_uri}
-    uris.update({f"spec.sideInputs[{i}].uri": s.uri for i, s in enumerate(spec.side_inputs)})
-    for path, uri in uris.items():
-        if uri and not URI_SCHEME.match(uri) and not posixpath.isabs(uri):
-            errors.append(f"{path}: {uri!r} is a relative path, which means nothing inside a pod; "
-                          "use a URL such as az://container/path/ or an absolute path on a mounted volume")
+    # The operator plans from the input and writes under the output; with allowReuse it also
+    # fingerprints the code and checks the model and side inputs for changes.
+    own = {"spec.input.uri": spec.input.uri, "spec.input.manifest": spec.input.manifest,
+           "spec.output.uri": spec.output.uri}
+    pods = {"spec.code.uri": spec.code.uri, "spec.model.uri": spec.model_uri,
+            **{f"spec.sideInputs[{i}].uri": s.uri for i, s in enumerate(spec.side_inputs)}}
+    reuse = "; with allowReuse the operator reads it too" if spec.allow_reuse else ""
+    for fields, operator_reads, why in ((own, True, ""), (pods, spec.allow_reuse, reuse)):
+        for field, uri in fields.items():
+            problem = uri_problem(field, uri, operator_reads=operator_reads, local_storage=local_storage)
+            if problem:
+                errors.append(problem + why)
     return errors
 
 

@@ -29,6 +29,7 @@ from parallelrun.runner.contract import PermanentError
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.plan import shards_with_work
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec, SpecError, load_spec
+from parallelrun.runner.storage import storage_error
 
 from ..kit import metrics
 from ..kit.children import Owner
@@ -110,8 +111,11 @@ class Reconciler(Controller):
             plan = await self.planner.plan(self.spec, run_id(self.owner), env)
         except PermanentError as e:  # nothing to plan, unreadable input, storage refusing: a user's to fix
             raise RunFailed("PlanFailed", str(e)) from e
-        except Exception as e:  # storage unreachable...: retried, and said so
-            message = f"planning failed, retrying in {self.retry_seconds}s: {type(e).__name__}: {e}"
+        except Exception as e:  # storage refusing (a wrong key) fails; storage unreachable...: retried, and said so
+            fault = storage_error(e)
+            if isinstance(fault, PermanentError):
+                raise RunFailed("PlanFailed", str(fault)) from e
+            message = f"planning failed, retrying in {self.retry_seconds}s: {fault or f'{type(e).__name__}: {e}'}"
             await self._write(dict(self.status, message=message))
             raise kopf.TemporaryError(message, delay=self.retry_seconds) from e
         metrics.PLAN_SECONDS.observe(time.monotonic() - started)
@@ -250,7 +254,7 @@ class Reconciler(Controller):
             spec = load_spec(document)
         except SpecError as e:
             raise RunFailed("InvalidSpec", "\n".join(e.errors)) from e
-        errors = cluster_errors(spec, self.services.default_image)
+        errors = cluster_errors(spec, self.services.default_image, self.services.local_storage)
         if errors:
             raise RunFailed("InvalidSpec", "\n".join(errors))
         return spec

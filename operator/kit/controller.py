@@ -54,6 +54,7 @@ class Services:
 
     api: KubeApi
     default_image: str | None = None
+    local_storage: bool = False  # specs may name the operator's own filesystem (shared_storage.py)
 
 
 class Wakeups:

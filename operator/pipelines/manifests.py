@@ -20,7 +20,6 @@ after an operator restart.
 from __future__ import annotations
 
 import json
-import posixpath
 
 from parallelrun.runner.api import (
     ANNOTATION_FINGERPRINT,
@@ -32,7 +31,7 @@ from parallelrun.runner.api import (
     LABEL_STEP,
     PIPELINE_RUN,
 )
-from parallelrun.runner.contract import EXIT_CONFIG, URI_SCHEME
+from parallelrun.runner.contract import EXIT_CONFIG
 from parallelrun.runner.pipelines.resolved import ResolvedStep
 from parallelrun.runner.pipelines.spec import PipelineSpec
 
@@ -47,6 +46,7 @@ from ..kit.pods import (
     scratch_env,
     with_user_env,
 )
+from ..kit.shared_storage import uri_problem
 
 STEP_FILE, SPEC_FILE = "step.json", "pipeline.json"
 STEP_COMMAND = ["python", "-m", "parallelrun.runner", "step", "--step", f"{SPEC_DIR}/{STEP_FILE}"]
@@ -68,18 +68,20 @@ def step_metadata(owner: Owner, step: str | None, name: str | None = None, annot
     return owner.metadata(name or child_name(owner.name, step), step_labels(owner, step), annotations)
 
 
-def cluster_errors(spec: PipelineSpec, default_image: str | None) -> list[str]:
-    """What a pipeline that is fine for local mode still lacks to run on a cluster."""
+def cluster_errors(spec: PipelineSpec, default_image: str | None, local_storage: bool = False) -> list[str]:
+    """What a pipeline that is fine for local mode still lacks to run on a cluster.
+
+    The operator writes the reuse index under workdir and reads component files itself
+    (shared_storage.py); each batchInference step is judged as the BatchInferenceJob it becomes."""
     errors = []
-    if _relative(spec.workdir):
-        errors.append(f"spec.workdir: {spec.workdir!r} is a relative path, which means nothing on a cluster; use a "
-                      "URL such as az://container/pipelines/ or an absolute path on a volume the pods mount")
+    if problem := uri_problem("spec.workdir", spec.workdir, operator_reads=True, local_storage=local_storage):
+        errors.append(problem)
     for where, steps in (("spec.steps", spec.steps), ("spec.finally", spec.finally_steps)):
         for i, step in enumerate(steps):
             ref = step.component_ref
-            if ref is not None and ref.uri is not None and _relative(ref.uri):
-                errors.append(f"{where}[{i}].component.uri: {ref.uri!r} is a relative path, which means nothing on a "
-                              "cluster; use a URL, or put the component in a ConfigMap (component.configMap)")
+            if ref is not None and (problem := uri_problem(f"{where}[{i}].component.uri", ref.uri, operator_reads=True,
+                                                           local_storage=local_storage)):
+                errors.append(problem + ", or put the component in a ConfigMap (component.configMap)")
             image = (step.body or {}).get("image") if step.kind == "container" else (
                 step.component.image if step.component is not None and step.component.type == "command" else "")
             if image is None and not default_image:
@@ -87,10 +89,6 @@ def cluster_errors(spec: PipelineSpec, default_image: str | None) -> list[str]:
                 errors.append(f"{where}[{i}].{field}: required on a cluster (the operator has no --job-image); "
                               "give the image to run")
     return errors
-
-
-def _relative(uri: str) -> bool:
-    return not URI_SCHEME.match(uri) and not posixpath.isabs(uri)
 
 
 def spec_configmap_name(owner: Owner) -> str:

@@ -134,16 +134,22 @@ class PipelineReconciler(Controller):
                 f"{spec_configmap_name(self.owner)}). To run the new spec, create a new PipelineRun")
 
     async def _load(self, document: dict) -> PipelineSpec:
-        """The run's spec with its components loaded; every problem at once fails the run."""
-        config_maps = await self._component_config_maps(document["spec"])
+        """The run's spec with its components loaded; every problem at once fails the run.
+
+        The spec as written is judged first, so no component is read from where the operator must not read."""
         try:
+            self._cluster_check(load_pipeline(document))
+            config_maps = await self._component_config_maps(document["spec"])
             spec = await asyncio.to_thread(load_pipeline, document, None, None,
                                            lambda ref: self._component(ref, config_maps))
         except SpecError as e:
             raise RunFailed("InvalidSpec", "\n".join(e.errors)) from e
         except _Unavailable as e:
             raise kopf.TemporaryError(str(e), delay=self.retry_seconds) from e
-        errors = cluster_errors(spec, self.services.default_image)
+        return self._cluster_check(spec)
+
+    def _cluster_check(self, spec: PipelineSpec) -> PipelineSpec:
+        errors = cluster_errors(spec, self.services.default_image, self.services.local_storage)
         if errors:
             raise RunFailed("InvalidSpec", "\n".join(errors))
         return spec

@@ -61,9 +61,22 @@ from ..kit.creates import CreatesFirst
 from ..kit.credentials import secret_env
 from ..kit.kube import ApiError, KubeApi, path
 from .status import invalid_status, schedule_status
+from ..kit.shared_storage import uri_problem
 
 RETRY_SECONDS = 10  # after a passing fault
 _RECENT_SECONDS = 60  # how long a run this loop created or deleted outweighs the index that has not seen it
+
+
+def cluster_checked(spec: ScheduleSpec, local_storage: bool) -> ScheduleSpec:
+    """`spec`, unless it names storage the operator cannot share with the pods: it lists the
+    data trigger's uri and writes manifests under the template's workdir itself."""
+    uris = {"spec.trigger.dataArrival.uri": spec.trigger.uri if spec.trigger else None,
+            "spec.template.spec.workdir": spec.template["spec"].get("workdir")}
+    errors = [problem for field, uri in uris.items()
+              if (problem := uri_problem(field, uri, operator_reads=True, local_storage=local_storage))]
+    if errors:
+        raise ScheduleSpecError(errors)
+    return spec
 
 
 def run_of(body: Mapping) -> Run:
@@ -129,7 +142,7 @@ class ScheduleController(Controller):
         if self._spec is None or self._spec[0] != generation:
             doc = copy.deepcopy({"apiVersion": self.body.get("apiVersion"), "kind": self.body.get("kind"),
                                  "metadata": dict(self.meta), "spec": self.body.get("spec")})
-            self._spec = (generation, load_schedule(doc))
+            self._spec = (generation, cluster_checked(load_schedule(doc), self.services.local_storage))
         return self._spec[1]
 
     async def start(self) -> None:

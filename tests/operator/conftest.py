@@ -60,6 +60,9 @@ async def kube(cluster):
 def operator(cluster):
     """`async with operator() as memo:` runs the operator until the block ends (a restart is two blocks).
 
+    Its storage is the tests' local folders, which the process kubelet's pods share
+    (--local-storage); `operator(local_storage=False)` is the default of a real cluster.
+
     It runs in a thread with its own event loop, as in a process of its own: kopf owns
     every task of its loop (it waits for and cancels them all when it stops). `memo` is its
     memo: a test watches what the operator does through `memo.wakeups` (the drives that
@@ -72,7 +75,7 @@ def operator(cluster):
         settings = kopf.OperatorSettings()
         settings.watching.reconnect_backoff = 0.1
         memo = kopf.Memo(**{"connection": kopf.ConnectionInfo(server=str(cluster.url)), "default_image": IMAGE,
-                            "wakeups": Wakeups(), "creates": CreatesFirst(), **memo})
+                            "local_storage": True, "wakeups": Wakeups(), "creates": CreatesFirst(), **memo})
         thread = threading.Thread(name="operator", daemon=True, target=kopf.run, kwargs=dict(
             clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready, settings=settings, memo=memo))
         thread.start()

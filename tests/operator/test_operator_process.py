@@ -42,7 +42,7 @@ async def test_operator_process_serves_liveness_and_metrics(cluster, kube, input
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), PARALLELRUN_JOB_IMAGE="example.com/scorer:1")
     with open(log, "wb") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "parallelrun.cli", "operator", "--all-namespaces", "--standalone",
+            sys.executable, "-m", "parallelrun.cli", "operator", "--all-namespaces", "--standalone", "--local-storage",
             f"--liveness=http://127.0.0.1:{liveness}/healthz", f"--metrics-port={metrics}", "--log-format=json",
             env=env, stdout=out, stderr=asyncio.subprocess.STDOUT)
     try:
