@@ -45,7 +45,7 @@ def test_the_cluster_pipelines_validate_with_their_components_from_blob_storage(
     files = [str(p) for p in sorted((EXAMPLES / "pipelines").glob("*/pipeline-azure.yaml"))]
     result = cli(azure, "validate", *files, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("its components are valid") == 3
+    assert result.stdout.count("its components are valid") == 3
 
 
 def test_the_digits_pipeline_runs_on_blob_storage_and_reuses_there(azure, tmp_path):
