@@ -22,7 +22,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .formats import compression_of, csv_options, decompressed, has_header, quote_of
-from .outputs import schema_from_text, schema_to_text
+from .records import schema_from_text, schema_to_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
