@@ -291,13 +291,14 @@ def test_the_issue_leading_zeros_keep_their_text_in_csv_and_parquet_output(job):
     assert pd.read_parquet(job.final("out.parquet"))["code"].tolist() == ["007", "008", "A09"]
 
 
-@pytest.mark.parametrize("value, message", [
-    ({"code": "text"}, r"columnTypes\.code: 'text' is not a column type; use one of string, bool"),
-    (["code"], r"columnTypes: expected a mapping of column name to type"),
+@pytest.mark.parametrize("fmt, value, message", [
+    ("csv", {"code": "text"}, r"columnTypes\.code: 'text' is not a column type; use one of string, bool"),
+    ("jsonl", ["code"], r"columnTypes: expected a mapping of column name to type"),
+    ("parquet", {"code": "string"}, r"columnTypes: applies to csv and jsonl input only"),
 ])
-def test_column_types_are_checked_by_the_spec(value, message):
+def test_column_types_are_checked_by_the_spec(fmt, value, message):
     with pytest.raises(SpecError, match=message):
-        spec_for("/tmp/x", "csv", 1, columnTypes=value)
+        spec_for("/tmp/x", fmt, 1, columnTypes=value)
 
 
 # -- nested values in text output ------------------------------------------------------
