@@ -62,7 +62,7 @@ def shard_results(fs, layout: Layout, plan: Plan) -> list[ShardResult]:
 
 def _parts(plan: Plan, results: list[ShardResult]) -> tuple[list[tuple[int, int | None]], list[str], list[int]]:
     """The mini-batches with a part, in plan order, each with the index of its schema
-    (None: a plain list, no columns); the distinct schemas (outputs.schema_to_text's
+    (None: a plain list, no columns); the distinct schemas (records.schema_to_text's
     texts, parsed only where they differ); the first mini-batch of each."""
     texts: list[str] = []
     parts, first_of = [], []
@@ -140,7 +140,7 @@ def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan
     parts, texts, first_of = _parts(plan, results)
     schemas, schema = [], None  # one schema or none: every part has the output's columns
     if len(texts) > 1:
-        from .outputs import schema_from_text
+        from .records import schema_from_text
 
         schemas = [schema_from_text(t) for t in texts]
         schema = _target_schema(schemas, first_of, typed=output_format == "parquet")
@@ -197,7 +197,7 @@ def _first_header(fs, layout: Layout, mb: int, text: str) -> bytes:
                 line = f.readline()
     if line.endswith(b"\n") and b'"' not in line:
         return line
-    from .outputs import schema_from_text
+    from .records import schema_from_text
 
     return _header(schema_from_text(text))
 
@@ -343,7 +343,7 @@ def _write_parquet(fs, layout: Layout, parts, schemas, schema, texts: list[str],
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .outputs import schema_from_text
+    from .records import schema_from_text
 
     if schema is None and texts:
         schema = schema_from_text(texts[0])

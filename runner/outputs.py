@@ -11,7 +11,6 @@ returns lists written as lines loads neither.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import sys
@@ -34,17 +33,6 @@ class EncodedPart(NamedTuple):
 
     data: bytes
     schema: pa.Schema | None
-
-
-def schema_to_text(schema: pa.Schema) -> str:
-    """A schema as a short string for done records and shard results (no pandas metadata)."""
-    return base64.b64encode(schema.remove_metadata().serialize().to_pybytes()).decode()
-
-
-def schema_from_text(text: str) -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 def result_length(result) -> int:

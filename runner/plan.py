@@ -37,7 +37,6 @@ from .spec import InputFormat, InputType, JobSpec
 from .storage import filesystem, is_local, protocol_of, strip_protocol, write_atomic
 
 PLAN_VERSION = 1
-_SCAN_BLOCK = 16 * 2**20  # bytes read at a time when counting lines
 _JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps with options makes a new encoder per call
 
 
@@ -687,8 +686,9 @@ def _text_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator
     """csv/jsonl: byte ranges that start and end where rows do, never inside a quoted value.
 
     A file of more than one mini-batch is scanned once for its row ends (rowends; by rows,
-    items are then known); by size, one without quoting (jsonl) is read only at its cuts. A file with no safe cut (a stray quote) is one mini-batch, and
-    so is a compressed one: its bytes cannot be cut (items unknown until read).
+    items are then known); by size, one without quoting (jsonl) is read only at its cuts.
+    A file with no safe cut (a stray quote) is one mini-batch, and so is a compressed one:
+    its bytes cannot be cut (items unknown until read).
     """
     options = spec.input.options
     if compression_of(rel):

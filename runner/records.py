@@ -6,6 +6,8 @@
     ShardResult shards/NNNNN.json: a finished shard, for the merge
     ReuseEntry  _parallelrun/cache/<fingerprint>.json: a succeeded step or run that a later one may reuse
 
+A schema in these records and in the plan header is text: schema_to_text, schema_from_text.
+
 `to_dict()` writes the keys runs have always written, and `from_dict()` reads runs
 written before a key existed (a default for each key added since), so a run planned
 or scored by an earlier version still resumes and merges.
@@ -13,10 +15,25 @@ or scored by an earlier version still resumes and merges.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .accounting import Counts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    """A schema as a short string (no pandas metadata)."""
+    return base64.b64encode(schema.remove_metadata().serialize().to_pybytes()).decode()
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 @dataclass(frozen=True)
@@ -47,7 +64,7 @@ class ShardRange:
 class DoneRecord:
     """A committed mini-batch: from the moment its record exists it is never run again.
 
-    `errors` are its errors.jsonl lines; `schema` its part's columns (outputs.schema_to_text),
+    `errors` are its errors.jsonl lines; `schema` its part's columns (schema_to_text),
     None for a part of plain lines or no part; `part` where its part lies: (file in the
     parts folder, offset, length), None where it has none or where it is the part file
     of its own that runs before group commits wrote."""

@@ -22,7 +22,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .formats import compression_of, csv_options, decompressed, has_header, quote_of
-from .outputs import schema_from_text, schema_to_text
+from .records import schema_from_text, schema_to_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -147,22 +147,38 @@ def _widen(a: pa.DataType, b: pa.DataType, to_string: bool) -> pa.DataType | Non
 
 
 def _head(fs, path: str, rel: str, fmt: str, options: dict) -> tuple[bytes, bool]:
-    """The file's first whole rows within SAMPLE bytes (decompressed), and whether that is all of it."""
-    from .rowends import Unsafe, row_ends
-
+    """The file's first whole rows within SAMPLE bytes (decompressed; more where that holds no
+    row), and whether that is all of it."""
     compression = compression_of(rel)
+    header = 1 if fmt == "csv" and has_header(options) else 0
     with fs.open(path, "rb") as raw:
         f = decompressed(raw, compression) if compression else raw
-        head = f.read(SAMPLE + 1)
-    if len(head) <= SAMPLE:
-        return head, True
+        head, want = b"", SAMPLE + 1
+        while True:
+            head += f.read(want - len(head))
+            if len(head) < want:
+                return head, True
+            rows, last = _rows_in(head, fmt, options)
+            if rows > header:
+                return head[:last], False
+            want *= 2
+
+
+def _rows_in(head: bytes, fmt: str, options: dict) -> tuple[int, int]:
+    """How many rows the first bytes of a file end, and where the last ends; a quoted value
+    the bytes end in cuts them short."""
+    from .rowends import Unsafe, row_ends
+
     quote = quote_of(options) if fmt == "csv" else None
+    count, last = 0, 0
     try:
-        ends = [e for block in row_ends(io.BytesIO(head), 0, quote, options.get("delimiter", ",").encode())
-                for e in block[-1:]]
-    except Unsafe:
-        ends = [head.rfind(b"\n") + 1]
-    return head[:int(ends[-1]) if ends else len(head)], False
+        for block in row_ends(io.BytesIO(head), 0, quote, options.get("delimiter", ",").encode(), fmt == "jsonl"):
+            if len(block):
+                count, last = count + len(block), int(block[-1])
+    except Unsafe:  # the bytes end inside a quoted value (the rows so far hold), or a stray quote: lines
+        if not count:
+            count, last = head.count(b"\n"), head.rfind(b"\n") + 1
+    return count, last
 
 
 def _sample_schema(fmt: str, options: dict, sample: bytes) -> pa.Schema:

@@ -425,6 +425,9 @@ class _Loader(Problems):
             self.fail("spec.input.options", "expected a mapping of reader options, e.g. {delimiter: ';'}")
             options = {}
         self.column_types(options.get("columnTypes"))
+        if options.get("columnTypes") is not None and fmt not in ("csv", "jsonl"):
+            self.fail("spec.input.options.columnTypes", "applies to csv and jsonl input only (a Parquet file has "
+                      "its types); remove it")
         if value.get("uri") is None and value.get("manifest") is None:
             self.fail("spec.input.uri", "required; give input.uri (a folder or file) or input.manifest "
                       "(a text file listing the input files, one a line)")

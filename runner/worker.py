@@ -41,10 +41,11 @@ from typing import NamedTuple
 
 from .commits import GroupFile, PartGroup
 from .layout import Layout
-from .outputs import ResultError, ResultTypeError, encode_part, result_length, schema_to_text
+from .outputs import ResultError, ResultTypeError, encode_part, result_length
 from .plan import MiniBatch, Plan
 from .processes import join_pool
 from .readers import Reader
+from .records import schema_to_text
 from .spec import LoggingLevel, OutputFormat
 from .storage import StorageError, filesystem, is_local
 

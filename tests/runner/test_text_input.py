@@ -12,6 +12,7 @@ import datetime
 import decimal
 import io
 import json
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -228,7 +229,7 @@ def test_a_files_job_hands_a_gz_file_over_as_it_is(tmp_path):
     plan = make_plan(load_spec({"spec": {"input": {"uri": str(tmp_path), "type": "files"},
                                          "code": {"entryScript": "s.py"}, "output": {"uri": "/tmp/o/"}}}))
     paths, _ = Reader(plan, str(tmp_path / "scratch")).read(plan.mini_batches[0])
-    assert open(paths[0], "rb").read() == b"\x1f\x8b not read"
+    assert Path(paths[0]).read_bytes() == b"\x1f\x8b not read"
 
 
 # -- column types fixed at plan time ----------------------------------------------------
@@ -290,13 +291,14 @@ def test_the_issue_leading_zeros_keep_their_text_in_csv_and_parquet_output(job):
     assert pd.read_parquet(job.final("out.parquet"))["code"].tolist() == ["007", "008", "A09"]
 
 
-@pytest.mark.parametrize("value, message", [
-    ({"code": "text"}, r"columnTypes\.code: 'text' is not a column type; use one of string, bool"),
-    (["code"], r"columnTypes: expected a mapping of column name to type"),
+@pytest.mark.parametrize("fmt, value, message", [
+    ("csv", {"code": "text"}, r"columnTypes\.code: 'text' is not a column type; use one of string, bool"),
+    ("jsonl", ["code"], r"columnTypes: expected a mapping of column name to type"),
+    ("parquet", {"code": "string"}, r"columnTypes: applies to csv and jsonl input only"),
 ])
-def test_column_types_are_checked_by_the_spec(value, message):
+def test_column_types_are_checked_by_the_spec(fmt, value, message):
     with pytest.raises(SpecError, match=message):
-        spec_for("/tmp/x", "csv", 1, columnTypes=value)
+        spec_for("/tmp/x", fmt, 1, columnTypes=value)
 
 
 # -- nested values in text output ------------------------------------------------------
@@ -404,3 +406,11 @@ def test_a_run_whose_later_rows_do_not_fit_fails_those_items_naming_column_types
     [error] = [json.loads(line) for line in next(job.output.glob("_parallelrun/*/errors.jsonl")).read_text().splitlines()]
     assert "column 'code' (planned as int64)" in error["error"] and "columnTypes" in error["error"]
     assert pd.read_csv(job.final())["code"].tolist() == list(range(20))
+
+
+@pytest.mark.parametrize("sample", [20, 37, 60, 100])
+def test_a_sample_that_ends_inside_a_quoted_value_gives_the_same_types(tmp_path, monkeypatch, sample):
+    monkeypatch.setattr(schemas, "SAMPLE", sample)
+    REFERENCE.to_csv(tmp_path / "a.csv", index=False, quoting=1)
+    rows = assert_same_at_every_size(tmp_path, "csv", tmp_path, columnTypes={"code": "string"})
+    assert_reference(rows)
