@@ -184,6 +184,30 @@ async def test_missed_slots_after_downtime_run_the_latest_and_are_reported(clust
     assert sample("parallelrun_schedule_missed_slots_total") >= 5
 
 
+@pytest.mark.parametrize(("policy", "extra", "expected"), [
+    ("RunLatest", {}, ["nightly-202601050630"]),
+    ("RunAll", {"maxMissedRuns": 2}, ["nightly-202601050625", "nightly-202601050630"]),
+    ("RunAll", {}, [f"nightly-2026010506{m:02d}" for m in range(5, 35, 5)]),
+    ("Skip", {}, []),
+])
+async def test_every_missed_slot_is_reported_and_counted_whether_it_runs_late_or_not(
+        cluster, kube, scheduler, clock, policy, extra, expected):
+    """Down across six slots, back 2 minutes after the last: each of them is a MissedSchedule
+    Event and counts once in the metric, those run late as well as those dropped."""
+    missed = sample("parallelrun_schedule_missed_slots_total")
+    async with scheduler():
+        await create(kube, schedule(cron="*/5 * * * *", missedRuns=policy, concurrencyPolicy="Allow", **extra))
+        await eventually(lambda: status(cluster).get("handledUntil"))
+    clock.move(32 * MIN)
+    async with scheduler():
+        await eventually(lambda: len(events(cluster, "MissedSchedule")) == 6)
+        await eventually(lambda: runs(cluster) == expected)
+        await eventually(lambda: len(events(cluster, "Started")) == len(expected))
+    late = [m for m in events(cluster, "MissedSchedule") if ": run late as " in m]
+    assert sorted(m.split(" run late as ")[1].split()[0] for m in late) == expected
+    assert sample("parallelrun_schedule_missed_slots_total") - missed == 6
+
+
 async def test_forbid_skips_then_history_prunes(cluster, kube, kubelet, scheduler, clock):
     async with scheduler():
         await create(kube, schedule(concurrencyPolicy="Forbid", successfulRunsHistoryLimit=1))
