@@ -761,14 +761,14 @@ def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) ->
 
 
 def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
-    """Cut the plan into `count` contiguous shards of about equal bytes.
+    """Cut the plan into `count` contiguous shards of about equal bytes, never more shards
+    than mini-batches (one empty shard when there are none).
 
     Contiguous keeps a file's mini-batches together (a worker's row-group cache hits);
-    the merge follows plan order, so shard boundaries never change the output. Every
-    shard has work, except when there are fewer mini-batches than shards: then the
-    empty ones come last (see shards_with_work).
+    the merge follows plan order, so shard boundaries never change the output.
     """
     n = len(mini_batches)
+    count = max(1, min(count, n))
     if isinstance(mini_batches, FileBatches):
         sizes, items_between = mini_batches.sizes, mini_batches.items_between
     else:
@@ -791,8 +791,8 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
 
 
 def shards_with_work(total_mini_batches: int, node_count: int) -> int:
-    """How many shards of a plan have mini-batches: the first ones (shard() puts empty ones last)."""
-    return min(total_mini_batches, node_count)
+    """How many shards a plan has (shard()): one per mini-batch up to nodeCount; an empty plan's one."""
+    return max(1, min(total_mini_batches, node_count))
 
 
 # -- persistence -----------------------------------------------------------------
