@@ -327,7 +327,7 @@ current-context: emu
         assert await asyncio.to_thread(main, ["trigger", "psched/absent", "--kubeconfig", str(kubeconfig)]) == 2
 
 
-async def test_a_failed_data_run_gives_its_files_to_the_next_run(cluster, kube, kubelet, operator, tmp_path):
+async def test_a_failed_data_run_gives_its_files_to_the_next_run(cluster, kube, kubelet, operator, tmp_path, schema):
     """The operator's data arrival: a failed run's files go to the next data run, across a restart,
     even when history deletes failed runs at once; none is skipped, none in two runs."""
     import os
@@ -367,6 +367,7 @@ async def test_a_failed_data_run_gives_its_files_to_the_next_run(cluster, kube, 
         await kubelet.job_condition(f"{first}-report", "Failed", "BackoffLimitExceeded", failed=1)
         await eventually(lambda: events(cluster, "FilesGivenBack"), timeout=20)
         await eventually(lambda: len(status(cluster, "arrivals").get("watermark", {}).get("again", [])) == 2)
+        assert [str(v) for v in schema.validate(cluster.get("pipelineschedules", "arrivals"))] == []  # not pruned
     async with operator(schedule_clock=clock):  # a restart: its first poll offers the files given back
         await eventually(lambda: runs(cluster) and first not in runs(cluster), timeout=20)
         [second] = runs(cluster)  # failedRunsHistoryLimit 0: the failed run went once its files were given back
