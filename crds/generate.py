@@ -491,6 +491,9 @@ def schedule_status_schema() -> dict:
             "watermark": obj("Data arrival: the files handed over up to here.", {
                 "time": timestamp("The newest modification time handed over."),
                 "names": array("The files with exactly that time already handed over.", string("A path.")),
+                "again": array("Files given back by failed data runs: the next data run takes them.",
+                               string("A URI.")),
+                "returned": array("The failed data runs whose files were given back.", string("A run name.")),
             }),
             "lastPollTime": timestamp("When the data trigger last listed its uri."),
             "conditions": conditions_schema(),

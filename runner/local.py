@@ -2,9 +2,12 @@
 
 Each shard is the same ShardRunner a scoring pod runs, here on a thread of its own
 (the work happens in the worker processes). The shards share one tally, so a
-threshold stops every shard at once, as the operator stops the Job. Each shard's
-workers start before the run is planned: importing the entry script and init()
-overlap planning (WorkerPool.plan).
+threshold stops every shard at once, as the operator stops the Job. The shards share
+this machine too: at most PROCESSES_PER_CPU worker processes per CPU run at once (at
+least one shard), the other shards wait for a running one to end, so memory does not
+grow with nodeCount. The first shards' workers start before the run is planned:
+importing the entry script and init() overlap planning (WorkerPool.plan); the others
+start with their shard, no more workers than it has mini-batches.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from .runs import reusable
 from .shard import ShardRunner, start_pool
 from .spec import JobSpec, load_spec_file
 from .storage import filesystem, is_local, remove_stale_temporaries, storage_error
+
+
+PROCESSES_PER_CPU = 4  # worker processes that may run at once on one CPU of this machine
 
 
 class LocalRunError(RuntimeError):
@@ -99,14 +105,19 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
     scratch = tempfile.mkdtemp(prefix="parallelrun-")
     with ExitStack() as pools:
         # The workers import the entry script and run init() while this process plans.
+        workers = process_count(spec)
+        at_once = _shards_at_once(workers)
+        early = min(spec.node_count, at_once) if workers <= PROCESSES_PER_CPU * available_cpus() else 0
         try:
             shard_pools = [pools.enter_context(start_pool(spec, layout, k, scratch=os.path.join(scratch, str(k)),
                                                           log_dir=log_dir, plan_header=None))
-                           for k in range(spec.node_count)]
+                           for k in range(early)]
         except Exception as e:  # noqa: BLE001 - a missing entry script or model: as a shard would report it
             raise _shard_failure(e, log_dir, console) from e
-        plan = _plan(spec, fs, layout, console)
-        stopped, started = _score(spec, plan, fs, layout, log_dir, scratch, shard_pools, console)
+        plan = _plan(spec, fs, layout, console, at_once)
+        for pool in shard_pools[len([s for s in plan.shards if s.count]):]:
+            pool.close()  # no work for its shard
+        stopped, started = _score(spec, plan, fs, layout, log_dir, scratch, shard_pools, at_once, console)
     with _status(console, "Merging the output..."):
         try:
             summary = merge(spec, plan, fs, layout, write_final=stopped is None)
@@ -127,7 +138,12 @@ def _status(console: Console, text: str):
     return console.status(text) if console.is_terminal or console.is_jupyter else nullcontext()
 
 
-def _plan(spec: JobSpec, fs, layout: Layout, console: Console) -> Plan:
+def _shards_at_once(workers: int) -> int:
+    """How many local shards of `workers` processes each may run at once on this machine."""
+    return max(1, PROCESSES_PER_CPU * available_cpus() // workers)
+
+
+def _plan(spec: JobSpec, fs, layout: Layout, console: Console, at_once: int) -> Plan:
     """The run's plan: a new one, or an interrupted run's (it resumes)."""
     if fs.exists(layout.plan_header):
         console.print(f"Resuming run {layout.run_id} (committed mini-batches are kept)")
@@ -137,16 +153,18 @@ def _plan(spec: JobSpec, fs, layout: Layout, console: Console) -> Plan:
         plan = ensure_plan(spec, fs, layout)
     items = f"{plan.total_items:,} items" if plan.total_items is not None else f"{plan.total_bytes:,} bytes"
     workers = process_count(spec)
-    console.print(f"Planned {plan.total_mini_batches:,} mini-batches ({items}) over {spec.node_count} "
+    shards = sum(1 for s in plan.shards if s.count)
+    console.print(f"Planned {plan.total_mini_batches:,} mini-batches ({items}) over {shards:,} "
                   f"node(s) × {workers} process(es) in {time.monotonic() - started:.1f}s")
-    _warn_oversubscribed(console, plan, workers)
+    _warn_oversubscribed(console, spec, plan, workers, at_once)
     return plan
 
 
 def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch: str, pools: list[WorkerPool],
-           console: Console) -> tuple[str | None, float]:
-    """Every shard with work on a thread of its own, with its pool (`pools[k]`, started before
-    planning), and progress shown meanwhile; the pools of shards without work are left unused.
+           at_once: int, console: Console) -> tuple[str | None, float]:
+    """Every shard with work on a thread of its own, `at_once` of them running at a time, and
+    progress shown meanwhile. Shard k < len(pools) has its pool started before planning (they
+    run first); the others start theirs when their turn comes.
 
     Returns why the shards were stopped (a threshold; None: they all finished) and when
     scoring started; raises LocalRunError when a shard failed or the run was interrupted."""
@@ -155,8 +173,13 @@ def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch:
     running = []  # the shards still running; `finished` is set when none is
     finished = threading.Event()
 
+    early = [s.index for s in plan.shards if s.count and s.index < len(pools)]
+    turns = threading.Semaphore(at_once - len(early))  # the early shards hold their turns from the start
+
     def run_shard(runner: ShardRunner) -> None:
         try:
+            if runner.index not in early:
+                turns.acquire()
             runner.run()
         except PermanentError as e:
             errors.append(e)
@@ -165,13 +188,14 @@ def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch:
             errors.append(e)
             tally.stop(f"{type(e).__name__}: {e}")
         finally:
+            turns.release()
             running.remove(runner)
             if not running:
                 finished.set()
 
     runners = [ShardRunner(spec, plan, fs, layout, s.index, scratch=os.path.join(scratch, str(s.index)),
-                           log_dir=log_dir, on_progress=tally.update,
-                           should_stop=lambda: tally.stop_reason is not None, pool=pools[s.index])
+                           log_dir=log_dir, on_progress=tally.update, should_stop=lambda: tally.stop_reason is not None,
+                           pool=pools[s.index] if s.index < len(pools) else None)
                for s in plan.shards if s.count]  # a shard without work starts no thread
     threads = [threading.Thread(target=run_shard, args=(r,), daemon=True) for r in runners]
     running.extend(runners)
@@ -213,14 +237,19 @@ def _shard_failure(e: BaseException, log_dir: str, console: Console) -> LocalRun
     return LocalRunError(f"a shard crashed: {type(e).__name__}: {e}")
 
 
-def _warn_oversubscribed(console: Console, plan: Plan, workers: int) -> None:
-    """Local shards share this machine: many more processes than CPUs thrash, or run out of memory."""
-    started = sum(min(workers, s.count) for s in plan.shards)
+def _warn_oversubscribed(console: Console, spec: JobSpec, plan: Plan, workers: int, at_once: int) -> None:
+    """Local shards share this machine: a request beyond it is said, with what runs instead."""
+    shards = [s for s in plan.shards if s.count]
+    asked = spec.node_count * workers
     cpus = available_cpus()
-    if started > 4 * cpus:
-        console.print(f"[yellow]warning:[/] {started:,} worker processes on {cpus} CPU(s) "
-                      f"(nodeCount × processCountPerNode): each loads your model; expect memory pressure. "
-                      f"On one machine, nodeCount 1 and processCountPerNode ≈ CPUs is usually fastest")
+    if asked <= PROCESSES_PER_CPU * cpus:
+        return
+    started = sum(min(workers, s.count) for s in shards[:at_once])
+    console.print(f"[yellow]warning:[/] nodeCount {spec.node_count:,} × processCountPerNode {workers:,} asks for "
+                  f"{asked:,} worker processes on {cpus} CPU(s) and {plan.total_mini_batches:,} mini-batches: "
+                  f"{len(shards):,} shard(s) with work, at most {at_once:,} at once, {started:,} worker processes "
+                  f"at first (no more than their mini-batches). On one machine, nodeCount 1 and "
+                  f"processCountPerNode ≈ CPUs is usually fastest")
 
 
 class _Reporter:

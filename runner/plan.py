@@ -11,10 +11,12 @@ of mini-batches of about equal bytes.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fnmatch
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import posixpath
@@ -26,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, repeat
-from stat import S_ISDIR
+from stat import S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 from typing import NamedTuple
 
 from .contract import URI_SCHEME, PermanentError
@@ -37,6 +39,7 @@ from .spec import InputFormat, InputType, JobSpec
 from .storage import filesystem, is_local, protocol_of, strip_protocol, write_atomic
 
 PLAN_VERSION = 1
+log = logging.getLogger(__name__)
 _JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps with options makes a new encoder per call
 
 
@@ -463,9 +466,16 @@ def _runs(fd: int, folder: str, keep) -> list[list[str] | str]:
     """A folder's entries but `_` and `.` names, in sort order (a folder's name with `/` after it):
     runs of its files' paths under the root that `keep` keeps (lists), between the names of
     its folders (strings)."""
-    with os.scandir(fd) as found:
-        keys = [entry.name + "/" if entry.is_dir() else entry.name
-                for entry in found if not entry.name.startswith(("_", "."))]
+    try:
+        with os.scandir(fd) as found:
+            keys = [entry.name + "/" if entry.is_dir() else entry.name
+                    for entry in found if not entry.name.startswith(("_", "."))]
+    except OSError as e:  # a link in a loop: listed as a file (_stamp), the folder scanned again
+        if e.errno != errno.ELOOP:
+            raise
+        with os.scandir(fd) as found:
+            keys = [entry.name + "/" if _is_folder(entry) else entry.name
+                    for entry in found if not entry.name.startswith(("_", "."))]
     keys.sort()
     runs: list[list[str] | str] = []
     files: list[str] = []
@@ -484,16 +494,28 @@ def _runs(fd: int, folder: str, keep) -> list[list[str] | str]:
     return runs
 
 
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link in a loop
+        return False
+
+
 def _stamp(rels: list[str], skip: int, fd: int, listing: Listing) -> None:
     """Append files of the folder open as `fd` (their paths under the root, the folder's the
     first `skip` characters) to the listing, with their size and mtime in ns. A dangling link
     (or a file removed since it was listed) is listed, as fsspec does, with size 0 and no
-    version: reading it fails."""
+    version: reading it fails. So is a link in a loop, and an entry that is not a regular file
+    (a fifo, socket or device): each becomes a failed item, the run goes on."""
     stat, sizes, versions = os.stat, listing.sizes, listing.versions
     for rel in rels:
         try:
             found = stat(rel[skip:], dir_fd=fd)
-        except FileNotFoundError:
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ELOOP):
+                raise
+            found = None
+        if found is None or not S_ISREG(found.st_mode):
             sizes.append(0)
             versions.append(None)
             continue
@@ -522,7 +544,7 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                     shards=shard(mini_batches, spec.node_count), total_mini_batches=len(mini_batches),
                     total_items=len(listing), total_bytes=sum(listing.sizes), mini_batches=mini_batches,
                     sources=source_versions(spec, env))
-    files = listing.files()
+    files = _with_rows(root, listing.files(), env)
     schema = None
     if spec.partition_keys:
         batches = _partition_batches(spec, root, files, env)
@@ -558,6 +580,34 @@ def _text_schema(spec: JobSpec, fs, root: str, base: str, listing: Listing) -> d
                                                listing.sizes))
     except (OSError, ValueError) as e:
         raise PlanError(f"spec.input: cannot infer the column types of {root} as {spec.input.format}: {e}") from e
+
+
+def _with_rows(root: str, files: list[InputFile], env: Mapping[str, str] | None) -> list[InputFile]:
+    """Tabular input: the files that may hold rows. A local entry the listing could not stamp
+    (a dangling link, a link in a loop, a fifo, socket or device) holds none to cut: it is
+    skipped with a warning naming it, and the run goes on."""
+    if all(f.version is not None for f in files) or not is_local(filesystem(root, env)[0]):
+        return files
+    base = strip_protocol(root).rstrip("/")
+    for f in files:
+        if f.version is None:
+            log.warning("spec.input.uri: %s/%s skipped: %s, not a file with rows", base, f.rel,
+                        _odd_entry(f"{base}/{f.rel}"))
+    kept = [f for f in files if f.version is not None]
+    if not kept:
+        raise PlanError(f"spec.input.uri: no readable input files under {root}")
+    return kept
+
+
+def _odd_entry(path: str) -> str:
+    """What a local entry that is no regular file is, in words."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return "a link in a loop" if e.errno == errno.ELOOP else "a dangling link" if os.path.islink(path) \
+            else f"unreadable ({e.strerror})"
+    return "a fifo" if S_ISFIFO(mode) else "a socket" if S_ISSOCK(mode) else "a device" if not S_ISREG(mode) \
+        else "changed while listed"
 
 
 class FileBatches(Sequence):
@@ -797,14 +847,14 @@ def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) ->
 
 
 def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
-    """Cut the plan into `count` contiguous shards of about equal bytes.
+    """Cut the plan into `count` contiguous shards of about equal bytes, never more shards
+    than mini-batches (one empty shard when there are none).
 
     Contiguous keeps a file's mini-batches together (a worker's row-group cache hits);
-    the merge follows plan order, so shard boundaries never change the output. Every
-    shard has work, except when there are fewer mini-batches than shards: then the
-    empty ones come last (see shards_with_work).
+    the merge follows plan order, so shard boundaries never change the output.
     """
     n = len(mini_batches)
+    count = max(1, min(count, n))
     if isinstance(mini_batches, FileBatches):
         sizes, items_between = mini_batches.sizes, mini_batches.items_between
     else:
@@ -827,8 +877,8 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
 
 
 def shards_with_work(total_mini_batches: int, node_count: int) -> int:
-    """How many shards of a plan have mini-batches: the first ones (shard() puts empty ones last)."""
-    return min(total_mini_batches, node_count)
+    """How many shards a plan has (shard()): one per mini-batch up to nodeCount; an empty plan's one."""
+    return max(1, min(total_mini_batches, node_count))
 
 
 # -- persistence -----------------------------------------------------------------

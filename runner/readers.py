@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from stat import S_ISFIFO, S_ISREG, S_ISSOCK
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,17 @@ if TYPE_CHECKING:  # imported where a table is read: a files job never loads pya
 
 class InputChangedError(RuntimeError):
     """A file of the mini-batch is not the one that was planned: its items fail, none is read twice."""
+
+
+class NotAFileError(OSError):
+    """A planned input entry is a fifo, socket or device: nothing to read as a file."""
+
+
+def _regular(path: str, stat: os.stat_result) -> None:
+    """Refuse an entry that is not a regular file: opening a fifo would wait for a writer forever."""
+    if not S_ISREG(stat.st_mode):
+        kind = "a fifo" if S_ISFIFO(stat.st_mode) else "a socket" if S_ISSOCK(stat.st_mode) else "a device"
+        raise NotAFileError(f"{path} is {kind}, not a regular file; its items are failed, not read")
 
 
 class Reader:
@@ -92,6 +104,7 @@ class Reader:
             for k, path in enumerate(paths if stamps is not None else ()):
                 now = stat(path)
                 if now.st_size != stamps[2 * k] or now.st_mtime_ns != stamps[2 * k + 1]:  # _compare judges
+                    _regular(path, now)
                     self._compare(mb.files[k], stamps[2 * k:2 * k + 2], now.st_size, now.st_mtime_ns)
             # abspath's result without its cost where it is the path itself (absolute, no `.`, `..` or `//`)
             return [p if p[:1] == "/" and "/." not in p and "//" not in p else os.path.abspath(p) for p in paths]

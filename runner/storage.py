@@ -402,12 +402,28 @@ def _classify_os(e: OSError, where: str | None, writing: bool | None, fix: str |
     if e.errno == errno.EROFS:
         return StorageRefused(f"output not writable: {path or 'the output folder'} (read-only file system); "
                               f"{fix or 'choose another output.uri or fix its permissions'}")
+    blocker = _file_in_the_way(e.filename or where or "") if e.errno in (errno.ENOTDIR, errno.EEXIST) else None
+    if e.errno == errno.ENOTDIR or (e.errno == errno.EEXIST and writing is not False and blocker):
+        what = f"{_public_name(blocker)} is a file, not a folder" if blocker else "a part of it is a file, not a folder"
+        if writing is False:
+            return StorageRefused(f"cannot read {path or 'a folder'}: {what}; fix the path")
+        return StorageRefused(f"output not writable: {path or 'the output folder'} ({what}); "
+                              f"{fix or 'choose another output.uri, or move the file away'}")
     if e.errno in (errno.EACCES, errno.EPERM):
         if writing:
             return StorageRefused(f"output not writable: {path or 'the output folder'} (permission denied); "
                                   f"{fix or 'choose another output.uri or fix its permissions'}")
         return StorageRefused(f"permission denied: {path or 'a file or folder'}; "
                               f"{fix or 'fix its permissions, or choose another output.uri if it is the output'}")
+    return None
+
+
+def _file_in_the_way(path: str) -> str | None:
+    """The regular file at `path` or above it, where a folder was wanted (local paths)."""
+    while path and path not in ("/", "."):
+        if os.path.lexists(path) and not os.path.isdir(path):
+            return path
+        path = os.path.dirname(path)
     return None
 
 

@@ -183,13 +183,15 @@ class ScheduleController(Controller):
                         self.status.get("runNow"))
         created = parse_rfc3339(self.meta.get("creationTimestamp"))
         data, watermark = None, None
-        if spec.trigger is not None and not spec.suspend:
+        if spec.trigger is not None:
+            old = await self._give_back(spec, runs, created or now)
             forced = run_now is not None and run_now != memory.run_now and spec.uses_manifest
-            if forced or self.next_poll is None or now >= self.next_poll:
-                data, watermark = await self._poll(spec, created or now, now)
+            if not spec.suspend and (forced or self.next_poll is None or now >= self.next_poll):
+                data, watermark = await self._poll(spec, old, now)
         decision = decide(spec, memory, runs, now, generation=generation, created=created, run_now=run_now, data=data)
         for name in decision.delete:
-            await self._delete(name)
+            if name not in self._giving_back(runs):
+                await self._delete(name)
         started = [firing for firing in decision.create if await self._create(spec, firing, watermark)]
         if decision.create:
             await self.creates.wait()  # the rest of the look after the creates of the other schedules' loops
@@ -216,12 +218,35 @@ class ScheduleController(Controller):
 
     # -- data arrival -------------------------------------------------------------
 
-    async def _poll(self, spec: ScheduleSpec, created: datetime,
+    async def _give_back(self, spec: ScheduleSpec, runs: list[Run], created: datetime) -> arrival.Watermark:
+        """The watermark once every failed data run gave its files back to the next data run (each
+        once: the watermark names it until the run is gone); a change goes to the status."""
+        old = arrival.Watermark.from_dict(self.updates.get("watermark") or self.status.get("watermark")) \
+            or arrival.Watermark(created)
+        mark = arrival.forget(old, (r.name for r in runs))
+        for run in runs:
+            if run.trigger == "data" and run.phase == "Failed" and run.name not in mark.returned:
+                env = await self._credentials(spec)
+                files = await asyncio.to_thread(arrival.read_manifest, self._manifest(spec, run.name), env)
+                mark = arrival.give_back(mark, run.name, files)
+                self._event("Warning", "FilesGivenBack", f"run {run.name} failed: its {len(files)} files go to "
+                                                         "the next data run, at the next poll")
+        if mark != old:
+            self.updates["watermark"] = mark.to_dict()
+        return mark
+
+    def _giving_back(self, runs: list[Run]) -> set[str]:
+        """Failed data runs whose giving back is not written yet: deleting one now could lose its files."""
+        written = arrival.Watermark.from_dict(self.writer.written.get("watermark"))
+        done = set(written.returned) if written else set()
+        return {r.name for r in runs if r.trigger == "data" and r.phase == "Failed" and r.name not in done}
+
+    async def _poll(self, spec: ScheduleSpec, old: arrival.Watermark,
                     now: datetime) -> tuple[Firing | None, arrival.Watermark | None]:
-        """New settled files, as a firing and the watermark it moves to; None if there are none."""
+        """New settled files (and those given back), as a firing and the watermark it moves to; None
+        if there are none."""
         trigger = spec.trigger
         self.next_poll = now + timedelta(seconds=trigger.poll_seconds)
-        old = arrival.Watermark.from_dict(self.status.get("watermark")) or arrival.Watermark(created)
         try:
             env = await self._credentials(spec)
             files = await asyncio.to_thread(arrival.new_files, trigger.uri, trigger.pattern, old, env)
@@ -247,7 +272,7 @@ class ScheduleController(Controller):
             raise
         text = ((run.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_WATERMARK)
         if text:
-            self.updates["watermark"] = json.loads(text)
+            self.updates["watermark"] = arrival.Watermark.from_dict(json.loads(text)).to_dict()
 
     async def _credentials(self, spec: ScheduleSpec) -> dict[str, str]:
         name = ((spec.template["spec"].get("storage") or {}).get("secretRef") or {}).get("name")

@@ -7,6 +7,12 @@ only after the run that takes them exists (the caller's order). A file arriving 
 a poll lists is younger than the poll's start, so it is not settled yet: the next
 poll takes it. A file rewritten in place has a new time: it is new again.
 
+A data run that fails gives its files back: its manifest's files join the watermark's
+`again` (each failed run once: `returned` names them) and are offered, with any new
+files, to the next data run, at the next poll. So a file is offered until a run that
+took it succeeds; it is never in two runs at once, as it is given back only once its
+run has failed.
+
 Listing is paged on Azure (only new files are kept, not the whole listing) and
 blocking: the operator calls `new_files` from a thread.
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator, Mapping
 
@@ -37,18 +43,24 @@ class Arrived:
 class Watermark:
     time: datetime
     names: tuple[str, ...] = ()  # those with exactly `time`, already handed over
+    again: tuple[str, ...] = ()  # URIs given back by failed data runs, for the next run
+    returned: tuple[str, ...] = ()  # the failed data runs whose files were given back
 
     def to_dict(self) -> dict:
-        return {"time": self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"), "names": list(self.names)}
+        """Every field, empty ones too: a status merge patch of it replaces each."""
+        return {"time": self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"), "names": list(self.names),
+                "again": list(self.again), "returned": list(self.returned)}
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> Watermark | None:
         if not d or not d.get("time"):
             return None
-        return cls(datetime.fromisoformat(d["time"].replace("Z", "+00:00")), tuple(d.get("names") or ()))
+        return cls(datetime.fromisoformat(d["time"].replace("Z", "+00:00")), tuple(d.get("names") or ()),
+                   tuple(d.get("again") or ()), tuple(d.get("returned") or ()))
 
     def text(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        """The watermark as a data run's name hashes it (empty fields left out: names made before they existed stay)."""
+        return json.dumps({k: v for k, v in self.to_dict().items() if v or k == "names"}, sort_keys=True)
 
     def passed(self, f: Arrived) -> bool:
         """Whether `f` was handed over already (or is older than the watermark)."""
@@ -56,18 +68,35 @@ class Watermark:
 
 
 def select(files: Iterable[Arrived], watermark: Watermark, now: datetime,
-           settle_seconds: int) -> tuple[list[Arrived], Watermark]:
-    """The new files settled by `now`, by name, and the watermark once they are handed over."""
+           settle_seconds: int) -> tuple[list[str], Watermark]:
+    """The URIs the next data run takes, in order: those given back and the new files settled by
+    `now`; and the watermark once they are handed over."""
     settled_before = now - timedelta(seconds=settle_seconds)
-    chosen = sorted((f for f in files if not watermark.passed(f) and f.modified <= settled_before),
-                    key=lambda f: f.name)
-    if not chosen:
+    chosen = [f for f in files if not watermark.passed(f) and f.modified <= settled_before]
+    if not chosen and not watermark.again:
         return [], watermark
+    uris = sorted(set(watermark.again) | {f.uri for f in chosen})
+    if not chosen:
+        return uris, replace(watermark, again=())
     newest = max(f.modified for f in chosen)
     names = {f.name for f in chosen if f.modified == newest}
     if newest == watermark.time:
         names |= set(watermark.names)
-    return chosen, Watermark(newest, tuple(sorted(names)))
+    return uris, Watermark(newest, tuple(sorted(names)), (), watermark.returned)
+
+
+def give_back(watermark: Watermark, run: str, uris: Iterable[str]) -> Watermark:
+    """The watermark once failed data run `run` gave its files back (a second time changes nothing)."""
+    if run in watermark.returned:
+        return watermark
+    return replace(watermark, again=tuple(sorted(set(watermark.again) | set(uris))),
+                   returned=watermark.returned + (run,))
+
+
+def forget(watermark: Watermark, runs: Iterable[str]) -> Watermark:
+    """The watermark remembering given back only the runs of `runs` (those that still exist)."""
+    kept = set(runs)
+    return replace(watermark, returned=tuple(r for r in watermark.returned if r in kept))
 
 
 def new_files(uri: str, pattern: str, watermark: Watermark, env: Mapping[str, str] | None = None) -> list[Arrived]:
@@ -130,10 +159,19 @@ def manifest_uri(workdir: str, schedule: str, run: str) -> str:
     return f"{workdir.rstrip('/')}/_parallelrun/triggers/{schedule}/{run}.txt"
 
 
-def write_manifest(uri: str, files: list[Arrived], env: Mapping[str, str] | None = None) -> None:
+def write_manifest(uri: str, files: list[str], env: Mapping[str, str] | None = None) -> None:
     """The files' URIs, one a line, written whole (a restart rewrites it with the same or more files)."""
     fs, path = filesystem(uri, env)
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    write_atomic(fs, path, "".join(f"{f.uri}\n" for f in files).encode())
+    write_atomic(fs, path, "".join(f"{f}\n" for f in files).encode())
+
+
+def read_manifest(uri: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """The URIs a data run's manifest lists (none when it was never written)."""
+    fs, path = filesystem(uri, env)
+    try:
+        return fs.cat_file(path).decode().split()
+    except FileNotFoundError:
+        return []
 
 

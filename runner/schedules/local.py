@@ -8,7 +8,8 @@ runs it again under the same name (the pipeline runner resumes it), then decides
 slots after `handledUntil`: no slot is run twice or dropped. Runs here go one after
 another, so concurrencyPolicy meets no active run; history limits forget the oldest
 records (a run's outputs stay in the workdir). The template's workdir must be a local
-folder or a URI this machine can write.
+folder or a URI this machine can write. A data run that fails gives its files back
+(arrival.give_back, saved with its phase): the next poll offers them again.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class LocalScheduler:
         for notice in decision.notices:
             self.log(f"{notice.reason}: {notice.message}")
         state.runs = [r for r in state.runs if r.name not in decision.delete]
+        if state.watermark is not None:
+            state.watermark = arrival.forget(state.watermark, (r.name for r in state.runs))
         for firing in decision.create:
             state.runs.append(Run(firing.name, firing.trigger, firing.slot, "Running", now))
             if firing.trigger == "data":
@@ -123,7 +126,8 @@ class LocalScheduler:
             return None, None
         name = data_run_name(self.spec.name, old.text())
         arrival.write_manifest(self._manifest(name), chosen)
-        self.log(f"{len(chosen)} new files under {trigger.uri}: {self._manifest(name)}")
+        again = f" ({len(old.again)} given back by failed runs)" if old.again else ""
+        self.log(f"{len(chosen)} files under {trigger.uri}{again}: {self._manifest(name)}")
         return Firing(name, now, "data"), moved
 
     def _manifest(self, name: str) -> str:
@@ -141,4 +145,9 @@ class LocalScheduler:
         self.log(f"{firing.name}: {phase}")
         state.runs = [Run(r.name, r.trigger, r.slot, phase, r.created) if r.name == firing.name else r
                       for r in state.runs]
+        if manifest is not None and phase != "Succeeded":  # its files are not consumed: the next data run takes them
+            files = arrival.read_manifest(manifest)
+            state.watermark = arrival.give_back(state.watermark or arrival.Watermark(state.created), firing.name,
+                                                files)
+            self.log(f"{firing.name} failed: its {len(files)} files go to the next data run, at the next poll")
         self.save(state)

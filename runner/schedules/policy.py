@@ -17,8 +17,10 @@ The rules:
   time was missed (the scheduler was down). missedRuns `RunLatest` runs the latest
   missed slot unless a slot on time supersedes it, `RunAll` up to `maxMissedRuns` of the
   latest, `Skip` none. A slot older than startingDeadlineSeconds never runs. Every
-  missed slot is reported: the first `MISSED_EVENTS` one by one, the rest in one Event
-  with their count and range; nothing is dropped silently, whatever the number.
+  missed slot is reported and counted, whether it runs late or not at all: each one run
+  late in an Event of its own (it has a run too), those dropped the first
+  `MISSED_EVENTS` one by one, the rest in one Event with their count and range; nothing
+  is dropped silently, whatever the number.
 - concurrencyPolicy, counting the active runs and those created in this decision:
   `Allow` starts every run; `Forbid` skips a run while another is active; `Replace`
   deletes the active runs and starts the new one (of several due at once, the last).
@@ -99,12 +101,17 @@ class Decision:
 
 
 class _Missed:
-    """Missed slots, reported one by one up to MISSED_EVENTS, then summed up."""
+    """Missed slots: those run late each reported, those dropped one by one up to MISSED_EVENTS, then summed up."""
 
     def __init__(self) -> None:
         self.count, self.notices = 0, []
+        self.late: list[Notice] = []
         self.rest: list[datetime] = []  # first and last of those beyond MISSED_EVENTS
         self.rest_count = 0
+
+    def run_late(self, slot: datetime, why: str) -> None:
+        self.count += 1
+        self.late.append(Notice("Warning", "MissedSchedule", f"slot {rfc3339(slot)} missed: {why}"))
 
     def add(self, slot: datetime, why: str) -> None:
         self.count += 1
@@ -116,8 +123,8 @@ class _Missed:
 
     def all_notices(self) -> list[Notice]:
         if not self.rest_count:
-            return self.notices
-        return self.notices + [Notice("Warning", "MissedSchedule", f"{self.rest_count} more slots missed, from "
+            return self.notices + self.late
+        return self.notices + self.late + [Notice("Warning", "MissedSchedule", f"{self.rest_count} more slots missed, from "
                                       f"{rfc3339(self.rest[0])} to {rfc3339(self.rest[1])}")]
 
 
@@ -183,6 +190,8 @@ def _due(spec: ScheduleSpec, start: datetime, now: datetime, missed: _Missed) ->
         for slot in late:
             missed.add(slot, "a slot on time supersedes it (missedRuns RunLatest)")
         late = []
+    for slot in late:
+        missed.run_late(slot, f"run late as {slot_run_name(spec.name, slot)} (missedRuns {spec.missed_runs})")
     return [Firing(slot_run_name(spec.name, slot), slot, "schedule") for slot in late + on_time]
 
 

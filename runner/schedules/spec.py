@@ -5,6 +5,10 @@ problem as a "path: problem; fix" line of one ScheduleSpecError. The template is
 checked as the PipelineRun it becomes (`runs.build_run` with a sample slot), so an
 invalid template is found when the schedule is applied, not at its first firing.
 
+Relative paths are taken from `base_dir` (the file's folder), `template.spec.workdir`
+and `trigger.dataArrival.uri` included, as a PipelineRun's are: where the schedule is
+started from makes no difference.
+
 `${{schedule.scheduledTime}}` and `${{trigger.manifest}}` are substituted as text into
 the template when a run is created (they are known then); a PipelineRun never carries
 them. A template that takes `${{trigger.manifest}}` needs `trigger.dataArrival` and no
@@ -21,12 +25,8 @@ from typing import Any, Mapping
 from ..api import PIPELINE_SCHEDULE
 from ..firetimes import Schedule, ScheduleError, parse_schedule
 from ..pipelines.expressions import locate
-from ..pipelines.spec import (
-    API_VERSION,
-    ComponentResolver,
-    PipelineSpecError,
-    load_pipeline,
-)
+from ..pipelines.spec import API_VERSION, ComponentResolver, PipelineSpecError, load_pipeline
+from ..pipelines.uris import join_uri
 from ..problems import lines, unknown_fields
 from ..spec import DNS_NAME, SpecError, read_yaml
 
@@ -107,7 +107,7 @@ def load_schedule(doc: Any, base_dir: str | None = None, components: ComponentRe
             text, zone = schedule_text(spec["schedule"]), spec["schedule"].get("timeZone") or "UTC"
         except ScheduleError as e:
             errors += e.errors
-    trigger = _trigger(spec.get("trigger"), errors)
+    trigger = _trigger(spec.get("trigger"), errors, base_dir)
     if trigger is not None and not text:
         text = f"on data: {trigger.uri}"
     values = {
@@ -119,7 +119,7 @@ def load_schedule(doc: Any, base_dir: str | None = None, components: ComponentRe
         "successful_history": _count(spec, "successfulRunsHistoryLimit", 3, errors),
         "failed_history": _count(spec, "failedRunsHistoryLimit", 1, errors),
     }
-    template = _template(spec.get("template"), errors)
+    template = _template(spec.get("template"), errors, base_dir)
     result = ScheduleSpec(name=name, namespace=namespace, schedule=schedule, schedule_text=text or "run-now only",
                           template=template, trigger=trigger, base_dir=base_dir, time_zone=zone, raw=spec, **values)
     if template.get("spec") is not None:
@@ -183,7 +183,7 @@ def _count(spec: dict, key: str, default: int | None, errors: list[str], low: in
     return value
 
 
-def _trigger(value: Any, errors: list[str]) -> DataArrival | None:
+def _trigger(value: Any, errors: list[str], base_dir: str | None) -> DataArrival | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("dataArrival"), dict):
@@ -203,10 +203,12 @@ def _trigger(value: Any, errors: list[str]) -> DataArrival | None:
     path = "spec.trigger.dataArrival"
     poll = _count(arrival, "pollIntervalSeconds", 300, errors, low=1, path=path)
     settle = _count(arrival, "settleSeconds", 60, errors, low=1, path=path)
-    return DataArrival(uri, pattern, poll, settle)
+    return DataArrival(join_uri(base_dir, uri) if uri else uri, pattern, poll, settle)
 
 
-def _template(value: Any, errors: list[str]) -> dict:
+def _template(value: Any, errors: list[str], base_dir: str | None) -> dict:
+    """The template; a relative workdir taken from `base_dir`, as the run would take it, so the
+    schedule's state and manifests lie where its runs' outputs do, wherever it is started from."""
     if not isinstance(value, dict) or not isinstance(value.get("spec"), dict):
         errors.append("spec.template: expected {metadata: {labels, annotations}, spec: <a PipelineRun spec>}")
         return {}
@@ -219,7 +221,11 @@ def _template(value: Any, errors: list[str]) -> dict:
     for key in _METADATA_FIELDS:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in (meta.get(key) or {}).items()):
             errors.append(f"spec.template.metadata.{key}: expected a map of strings to strings")
-    return {"metadata": {k: dict(meta.get(k) or {}) for k in _METADATA_FIELDS}, "spec": value["spec"]}
+    spec = value["spec"]
+    workdir = spec.get("workdir")
+    if isinstance(workdir, str) and workdir and "${{" not in workdir:
+        spec = {**spec, "workdir": join_uri(base_dir, workdir)}
+    return {"metadata": {k: dict(meta.get(k) or {}) for k in _METADATA_FIELDS}, "spec": spec}
 
 
 def load_schedule_file(path: str, components: ComponentResolver | None = None) -> ScheduleSpec:

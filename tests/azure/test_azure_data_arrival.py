@@ -34,12 +34,11 @@ def test_new_settled_files_page_by_page_and_one_arriving_during_the_poll(azfs, c
     monkeypatch.setattr(arrival, "_azure_listing", listing_with_an_arrival)
     uri = f"az://{container}/in/"
     chosen, moved = poll(uri, start)
-    assert [f.name for f in chosen] == ["a.csv", "b.csv", "sub/c.csv"]
-    assert all(f.uri == f"{uri}{f.name}" for f in chosen) and moved.time > start.time
+    assert chosen == [f"{uri}{name}" for name in ("a.csv", "b.csv", "sub/c.csv")] and moved.time > start.time
     assert poll(uri, moved)[0] == []  # late.csv is not settled yet, the others are handed over
     time.sleep(1.1)
     chosen, moved_again = poll(uri, moved)
-    assert [f.name for f in chosen] == ["late.csv"] and moved_again.time >= moved.time
+    assert chosen == [f"{uri}late.csv"] and moved_again.time >= moved.time
 
     manifest = arrival.manifest_uri(f"az://{container}/work/", "s", "s-data-1")
     arrival.write_manifest(manifest, chosen)

@@ -135,6 +135,26 @@ def test_read_only_output_file_system(job, tmpfs):
     assert "choose another output.uri or fix its permissions" in last
 
 
+# -- an output under, or in place of, a regular file ------------------------------------------
+
+
+@pytest.mark.parametrize(("output", "blocker"), [
+    ("afile/out/", "afile"),  # a folder under a file
+    ("afile", "afile"),  # the output itself is a file
+    ("out/", "out/_parallelrun"),  # the run's folder is a file
+])
+def test_output_in_the_way_of_a_regular_file(job, output, blocker):
+    """One line naming the file in the way and output.uri, exit 2, no traceback."""
+    job.files(3)
+    (job.root / "afile").write_text("x\n")
+    (job.root / "out").mkdir()
+    (job.root / "out/_parallelrun").write_text("x\n")
+    result = job.run(job.write(output={"uri": output}))
+    last = assert_one_line(result, "output not writable: ", f"({job.root}/{blocker} is a file, not a folder)",
+                           "choose another output.uri, or move the file away")
+    assert (job.root / "afile").read_text() == "x\n"
+
+
 # -- a full disk --------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from parallelrun.operator.kit.kube import path
 from parallelrun.runner.api import ANNOTATION_RUN_NOW as RUN_NOW
 from parallelrun.runner.api import ANNOTATION_SCHEDULED_TIME as SCHEDULED_TIME
 from parallelrun.runner.api import FINALIZER
+from parallelrun.runner.schedules.runs import parse_rfc3339 as parse_time
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -189,6 +190,30 @@ async def test_missed_slots_after_downtime_run_the_latest_and_are_reported(clust
     assert sample("parallelrun_schedule_missed_slots_total") >= 5
 
 
+@pytest.mark.parametrize(("policy", "extra", "expected"), [
+    ("RunLatest", {}, ["nightly-202601050630"]),
+    ("RunAll", {"maxMissedRuns": 2}, ["nightly-202601050625", "nightly-202601050630"]),
+    ("RunAll", {}, [f"nightly-2026010506{m:02d}" for m in range(5, 35, 5)]),
+    ("Skip", {}, []),
+])
+async def test_every_missed_slot_is_reported_and_counted_whether_it_runs_late_or_not(
+        cluster, kube, scheduler, clock, policy, extra, expected):
+    """Down across six slots, back 2 minutes after the last: each of them is a MissedSchedule
+    Event and counts once in the metric, those run late as well as those dropped."""
+    missed = sample("parallelrun_schedule_missed_slots_total")
+    async with scheduler():
+        await create(kube, schedule(cron="*/5 * * * *", missedRuns=policy, concurrencyPolicy="Allow", **extra))
+        await eventually(lambda: status(cluster).get("handledUntil"))
+    clock.move(32 * MIN)
+    async with scheduler():
+        await eventually(lambda: len(events(cluster, "MissedSchedule")) == 6)
+        await eventually(lambda: runs(cluster) == expected)
+        await eventually(lambda: len(events(cluster, "Started")) == len(expected))
+    late = [m for m in events(cluster, "MissedSchedule") if ": run late as " in m]
+    assert sorted(m.split(" run late as ")[1].split()[0] for m in late) == expected
+    assert sample("parallelrun_schedule_missed_slots_total") - missed == 6
+
+
 async def test_forbid_skips_then_history_prunes(cluster, kube, kubelet, scheduler, clock):
     async with scheduler():
         await create(kube, schedule(concurrencyPolicy="Forbid", successfulRunsHistoryLimit=1))
@@ -305,3 +330,63 @@ current-context: emu
         await eventually(lambda: len(runs(cluster)) == 1)
         assert runs(cluster)[0].startswith("nightly-now-")
         assert await asyncio.to_thread(main, ["trigger", "psched/absent", "--kubeconfig", str(kubeconfig)]) == 2
+
+
+async def test_a_failed_data_run_gives_its_files_to_the_next_run(cluster, kube, kubelet, operator, tmp_path, schema):
+    """The operator's data arrival: a failed run's files go to the next data run, across a restart,
+    even when history deletes failed runs at once; none is skipped, none in two runs."""
+    import os
+
+    clock = FakeClock(datetime.now(timezone.utc).replace(microsecond=0))
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    body = schedule("arrivals", cron=None, trigger={"dataArrival": {
+        "uri": str(incoming), "pattern": "*.csv", "pollIntervalSeconds": 60, "settleSeconds": 1}},
+        failedRunsHistoryLimit=0, concurrencyPolicy="Allow")  # Allow: no run is held for the index to see a phase
+    body["spec"]["template"]["spec"]["steps"][0]["container"]["command"] = ["cat", "${{trigger.manifest}}"]
+
+    def arrive(name: str, created: datetime) -> None:
+        (incoming / name).write_text("x\n")
+        stamp = (created + timedelta(seconds=2)).timestamp()
+        os.utime(incoming / name, (stamp, stamp))
+
+    def data_runs() -> list[dict]:
+        found = [obj.raw for (resource, _, _), obj in cluster.objects.items()
+                 if resource.plural == "pipelineruns" and not obj.deleted]
+        return sorted(found, key=lambda r: r["metadata"]["creationTimestamp"])
+
+    def manifest(run: dict) -> list[str]:
+        return [os.path.basename(line) for line in open(run["spec"]["steps"][0]["container"]["command"][1])
+                .read().split()]
+
+    async with operator(schedule_clock=clock):
+        created = parse_time((await create(kube, body))["metadata"]["creationTimestamp"])
+        await eventually(lambda: status(cluster, "arrivals").get("lastPollTime"))
+        arrive("a.csv", created)
+        arrive("b.csv", created)
+        clock.move(2 * MIN)
+        await eventually(lambda: len(data_runs()) == 1, timeout=20)
+        first = data_runs()[0]["metadata"]["name"]
+        handed = [manifest(data_runs()[0])]
+        await eventually(lambda: cluster.get("jobs", f"{first}-report"), timeout=20)
+        await kubelet.job_condition(f"{first}-report", "Failed", "BackoffLimitExceeded", failed=1)
+        await eventually(lambda: events(cluster, "FilesGivenBack"), timeout=20)
+        await eventually(lambda: len(status(cluster, "arrivals").get("watermark", {}).get("again", [])) == 2)
+        assert [str(v) for v in schema.validate(cluster.get("pipelineschedules", "arrivals"))] == []  # not pruned
+    async with operator(schedule_clock=clock):  # a restart: its first poll offers the files given back
+        await eventually(lambda: runs(cluster) and first not in runs(cluster), timeout=20)
+        [second] = runs(cluster)  # failedRunsHistoryLimit 0: the failed run went once its files were given back
+        handed.append(manifest(data_runs()[0]))
+        await set_phase(cluster, kubelet, second, "Succeeded")
+        arrive("c.csv", created)
+        clock.move(2 * MIN)
+        await eventually(lambda: len(runs(cluster)) == 2, timeout=20)
+        third = [r for r in runs(cluster) if r != second][0]
+        handed.append(manifest(cluster.get("pipelineruns", third)))
+        await set_phase(cluster, kubelet, third, "Succeeded")
+        clock.move(2 * MIN)
+        polled = status(cluster, "arrivals").get("lastPollTime")
+        await eventually(lambda: status(cluster, "arrivals").get("lastPollTime") != polled, timeout=20)
+    assert handed == [["a.csv", "b.csv"], ["a.csv", "b.csv"], ["c.csv"]]
+    assert len(events(cluster, "FilesGivenBack")) == 1 and sorted(runs(cluster)) == sorted([second, third])
+    assert status(cluster, "arrivals")["watermark"]["again"] == []

@@ -228,8 +228,9 @@ def test_shards_are_contiguous_balanced_and_cover_everything():
     assert sum(s.count for s in shards) == 12
     assert all(shards[k].first + shards[k].count == shards[k + 1].first for k in range(2))
     assert max(s.bytes for s in shards) <= sum(sizes) / 3 + 5
-    few = shard(batches[:2], 4)  # more shards than work: the empty ones come last
-    assert [s.count for s in few] == [1, 1, 0, 0] and shards_with_work(2, 4) == 2
+    few = shard(batches[:2], 4)  # more shards asked than work: one shard per mini-batch
+    assert [s.count for s in few] == [1, 1] and shards_with_work(2, 4) == 2
+    assert [s.count for s in shard([], 4)] == [0] and shards_with_work(0, 4) == 1
     skewed = shard([MiniBatch(id=i, size=s, items=1, files=(str(i),)) for i, s in enumerate([100, 1, 1, 1])], 4)
     assert [s.count for s in skewed] == [1, 1, 1, 1]  # no shard left idle while there is work
 

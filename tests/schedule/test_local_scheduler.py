@@ -104,3 +104,58 @@ def test_data_arrival_hands_each_settled_file_to_one_run(tmp_path):
     clock.t += MIN
     scheduler.look()  # nothing new: no run
     assert handed == [["a.csv", "b.csv"], ["c.csv"]]
+
+
+def test_a_failed_data_run_gives_its_files_to_the_next_run(tmp_path):
+    """Through the real local pipeline runner: a data run that fails consumes none of its files; the
+    next poll offers them again with the new ones, across a restart, until a run that took them
+    succeeds; none is skipped, none is in two runs at once, each is scored once."""
+    from parallelrun.runner.pipelines.local import run_pipeline
+
+    incoming, scored = tmp_path / "in", tmp_path / "scored.txt"
+    incoming.mkdir()
+    failures = tmp_path / "failures"
+    failures.write_text("2")  # the first two runs fail
+    step = ('n=$(cat "$3"); if [ "$n" -gt 0 ]; then echo $((n - 1)) > "$3"; exit 1; fi; '
+            'for f in $(cat "$1"); do cat "$f" >> "$2"; done')
+    template = {"workdir": str(tmp_path / "work"), "steps": [{"name": "score", "container": {
+        "image": "busybox", "command": ["sh", "-c", step, "score", "${{trigger.manifest}}", str(scored),
+                                        str(failures)]}}]}
+    spec = load_schedule(schedule(schedule=None, template_spec=template, trigger={"dataArrival": {
+        "uri": str(incoming), "pattern": "*.csv", "pollIntervalSeconds": 60, "settleSeconds": 30}}))
+    clock, handed = Clock(), []
+
+    def run(doc, name):
+        manifest = doc["spec"]["steps"][0]["container"]["command"][4]
+        handed.append((name, sorted(os.path.basename(line) for line in open(manifest).read().split())))
+        return run_pipeline(doc, base_dir=str(tmp_path), name=name)
+
+    def arrive(name):
+        (incoming / name).write_text(f"{name}\n")
+        stamp = (clock.t - timedelta(seconds=40)).timestamp()
+        os.utime(incoming / name, (stamp, stamp))
+
+    def scheduler():
+        return LocalScheduler(spec, run, now=clock.now, sleep=clock.sleep, log=log.append)
+
+    log: list[str] = []
+    scheduler().look()
+    clock.t += MIN
+    arrive("a.csv")
+    arrive("b.csv")
+    scheduler().look()  # fails
+    clock.t += MIN
+    arrive("c.csv")
+    scheduler().look()  # a restart between: a and b again, with c; fails again
+    clock.t += MIN
+    scheduler().look()  # a, b and c once more, alone: succeeds
+    clock.t += MIN
+    scheduler().look()  # nothing left
+    assert [files for _, files in handed] == [["a.csv", "b.csv"], ["a.csv", "b.csv", "c.csv"],
+                                              ["a.csv", "b.csv", "c.csv"]]
+    assert len({name for name, _ in handed}) == 3  # three runs, none adopted in place of another
+    assert sorted(scored.read_text().split()) == ["a.csv", "b.csv", "c.csv"]
+    assert sum("go to the next data run" in line for line in log) == 2
+    state = json.loads((tmp_path / "work/_parallelrun/schedules/nightly/state.json").read_text())
+    assert [r["phase"] for r in state["runs"]] == ["Failed", "Succeeded"][-len(state["runs"]):]
+    assert state["watermark"]["again"] == []

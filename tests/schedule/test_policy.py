@@ -45,20 +45,48 @@ def test_restart_between_create_and_memory_adopts():
     assert d.create == () and d.adopted == ("nightly-202601050600",) and d.notices == ()
 
 
-@pytest.mark.parametrize(("policy", "extra", "expected_runs", "missed"), [
+@pytest.mark.parametrize(("policy", "extra", "expected_runs", "dropped"), [
     ("RunLatest", {}, ["202601050800"], 24),
     ("RunAll", {"maxMissedRuns": 3}, ["202601050750", "202601050755", "202601050800"], 22),
+    ("RunAll", {"maxMissedRuns": 30}, [f"20260105{h:02d}{m:02d}" for h in (6, 7) for m in range(0, 60, 5)]
+     + ["202601050800"], 0),
     ("Skip", {}, [], 25),
 ])
-def test_missed_runs_after_downtime(policy, extra, expected_runs, missed):
+def test_missed_runs_after_downtime(policy, extra, expected_runs, dropped):
+    """Every missed slot, run late or dropped, is an Event and counts in the metric."""
     # Down from 06:00 to 08:01:30: 25 slots of */5, the last one 90 s late.
     d = decide(spec(missedRuns=policy, concurrencyPolicy="Allow", schedule={"cron": "*/5 * * * *"}, **extra),
                Memory(T0 - MIN, 1), [], T0 + 121 * MIN + timedelta(seconds=30), generation=1)
-    assert slots(d) == expected_runs and d.missed == missed
-    reported = [n for n in d.notices if n.reason == "MissedSchedule"]
-    assert len(reported) == MISSED_EVENTS + 1  # one by one, then the rest summed up: none hidden
-    assert reported[0].message.startswith("slot 2026-01-05T06:00:00Z missed: ")
-    assert reported[-1].message.startswith(f"{missed - MISSED_EVENTS} more slots missed, from ")
+    assert slots(d) == expected_runs and d.missed == 25
+    reported = [n.message for n in d.notices if n.reason == "MissedSchedule"]
+    late = [m for m in reported if ": run late as " in m]
+    assert late == [f"slot {datetime.strptime(s, '%Y%m%d%H%M'):%Y-%m-%dT%H:%M:00Z} missed: run late as nightly-{s} "
+                    f"(missedRuns {policy})" for s in expected_runs]
+    one_by_one = min(dropped, MISSED_EVENTS)
+    summed = dropped - one_by_one
+    assert len(reported) == len(late) + one_by_one + (1 if summed else 0)  # none hidden
+    if dropped:
+        assert reported[0].startswith("slot 2026-01-05T06:00:00Z missed: ") and reported[0] not in late
+    if summed:
+        assert reported[-1].startswith(f"{summed} more slots missed, from ")
+
+
+def test_a_slot_seen_late_is_missed_though_it_runs():
+    """Down across one slot: it runs late, and is reported and counted as missed."""
+    for policy in ("RunLatest", "RunAll"):
+        d = decide(spec(missedRuns=policy, schedule={"cron": "17 21 * * *"}), Memory(T0, 1), [],
+                   T0.replace(hour=21, minute=30), generation=1)
+        assert slots(d) == ["202601052117"] and d.missed == 1
+        assert [n.message for n in d.notices] == [f"slot 2026-01-05T21:17:00Z missed: run late as "
+                                                  f"nightly-202601052117 (missedRuns {policy})"]
+    d = decide(spec(missedRuns="Skip", schedule={"cron": "17 21 * * *"}), Memory(T0, 1), [],
+               T0.replace(hour=21, minute=30), generation=1)
+    assert slots(d) == [] and d.missed == 1 and [n.reason for n in d.notices] == ["MissedSchedule"]
+
+
+def test_a_slot_on_time_is_not_missed():
+    d = decide(spec(missedRuns="RunAll"), Memory(T0 - MIN, 1), [], T0 + timedelta(seconds=59), generation=1)
+    assert slots(d) == ["202601050600"] and d.missed == 0 and d.notices == ()
 
 
 def test_a_slot_on_time_supersedes_missed_ones_with_run_latest():

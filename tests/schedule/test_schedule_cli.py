@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -94,3 +94,58 @@ def test_schedule_run_in_the_foreground_stops_on_sigterm(tmp_path):
     process.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT is ignored where tests run in the background)
     rest = process.communicate(timeout=30)[1]
     assert process.returncode == 143 and "no slot is run twice" in rest
+
+
+def test_relative_workdir_and_data_uri_are_taken_from_the_file_wherever_it_runs(tmp_path, monkeypatch):
+    """`schedule run` from another folder keeps its state, manifests and runs beside the file, and
+    its data runs score the files that arrived there (a relative uri), not paths of the shell's folder."""
+    import yaml
+
+    from parallelrun.runner.schedules.spec import load_schedule_file
+
+    folder, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (folder / "incoming").mkdir(parents=True)
+    elsewhere.mkdir()
+    doc = schedule(schedule=None, trigger={"dataArrival": {"uri": "incoming/", "pattern": "*.txt",
+                                                           "pollIntervalSeconds": 60, "settleSeconds": 1}},
+                   template_spec={"workdir": "work/", "steps": [{"name": "copy", "container": {
+                       "image": "busybox", "command": ["sh", "-c", 'cat $(cat "$1") > "$2"', "copy",
+                                                       "${{trigger.manifest}}", "${{run.workdir}}/scored.txt"]}}]})
+    (folder / "arrivals.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.chdir(elsewhere)
+    spec = load_schedule_file("../project/arrivals.yaml")
+    assert spec.template["spec"]["workdir"] == f"{folder}/work/" and spec.trigger.uri == f"{folder}/incoming/"
+    now = [datetime.now(timezone.utc)]
+    phases = []
+
+    def run(doc, name):
+        phases.append(run_pipeline(doc, base_dir=spec.base_dir, name=name))
+        return phases[-1]
+
+    scheduler = LocalScheduler(spec, run, now=lambda: now[0], log=lambda _: None)
+    assert scheduler.state_path == f"{folder}/work/_parallelrun/schedules/nightly/state.json"
+    scheduler.look()  # the schedule starts counting
+    (folder / "incoming/a.txt").write_text("scored a\n")
+    now[0] += timedelta(minutes=2)
+    scheduler.look()
+    assert phases == ["Succeeded"]
+    [out] = (folder / "work").glob("nightly-data-*/scored.txt")
+    assert out.read_text() == "scored a\n"
+    assert sorted(p.name for p in elsewhere.iterdir()) == []  # nothing where the shell stands
+
+
+def test_schedule_run_from_another_folder_keeps_its_state_beside_the_file(tmp_path):
+    import signal
+
+    import yaml
+
+    (tmp_path / "project").mkdir()
+    doc = schedule(template_spec={"workdir": "work", "steps": [{"name": "a", "container": {
+        "image": "busybox", "command": ["true"]}}]})
+    (tmp_path / "project/s.yaml").write_text(yaml.safe_dump(doc))
+    process = subprocess.Popen([sys.executable, "-m", "parallelrun.cli", "schedule", "run", "project/s.yaml"],
+                               cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    header = process.stderr.readline()
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert f"state in {tmp_path}/project/work/_parallelrun/schedules/nightly/state.json;" in header
