@@ -713,7 +713,8 @@ def pipeline_schedule_crd() -> dict:
         column("Schedule", ".status.scheduleText"),
         column("Suspend", ".spec.suspend", "boolean"),
         column("Last", ".status.lastScheduleTime", "date"),
-        column("Next", ".status.nextScheduleTime", "date"),
+        # Not a date: kubectl prints a date column as the time since, "<invalid>" for a time ahead.
+        column("Next", ".status.nextScheduleTime", description="The next scheduled run (UTC)"),
         column("Active", ".status.activeCount", "integer", description="Active runs"),
         AGE,
     ])

@@ -112,10 +112,11 @@ class ApiError(Exception):
         if self.status == 403 and any(c.get("type") == "NamespaceTerminating" for c in self.causes()):
             return f"{text}. Namespace {call.namespace} is being deleted"
         if self.status == 403:
+            chart = ("rbac.secretNamespaces, or rbac.secretsInAllNamespaces" if call.resource == "secrets" else
+                     "rbac.create, and watch.namespaces for the namespaced Roles")
             return (f"{text}. Check the operator's RBAC: its ServiceAccount needs '{call.verb}' on "
-                    f"{call.resource}{where} (with the Helm chart: rbac.create, and watch.namespaces for the "
-                    f"namespaced Roles), or a policy of the namespace that refuses it (a ResourceQuota, an "
-                    f"admission webhook)")
+                    f"{call.resource}{where} (with the Helm chart: {chart}), or a policy of the namespace that "
+                    f"refuses it (a ResourceQuota, an admission webhook)")
         if self.status == 422 and causes:
             return f"{text}. Rejected: " + "; ".join(causes[:_CAUSES_LIMIT]) + (
                 f"; and {len(causes) - _CAUSES_LIMIT} more" if len(causes) > _CAUSES_LIMIT else "")

@@ -14,7 +14,8 @@ from kubernetes_validate.utils import latest_version
 from chart_paths import CHART, NAMESPACE
 from crd_validation import CustomResourceValidator
 from parallelrun.operator.main import parser as operator_parser
-from rbac_needs import CLUSTER_NEEDS, NAMESPACED_NEEDS, PEERING_VERBS
+from rbac_needs import (CLUSTER_NEEDS, NAMESPACE_GRANTS, NAMESPACED_NEEDS, OWNER_REFERENCE_GRANTS, PEERING_VERBS,
+                        SECRET_NEED)
 
 Render = Callable[..., list[dict]]
 FULLNAME = "rel-parallelrun"
@@ -26,6 +27,8 @@ SCENARIOS = {
     "namespaced peered": ["--set", "watch.namespaces={team-a,team-b}", "--set", "replicaCount=3"],
     "service monitor": ["--set", "metrics.serviceMonitor.enabled=true"],
     "no metrics": ["--set", "metrics.enabled=false", "--set", "metrics.serviceMonitor.enabled=true"],
+    "secrets in two namespaces": ["--set", "rbac.secretNamespaces={ml,team-b}"],
+    "secrets everywhere": ["--set", "rbac.secretsInAllNamespaces=true"],
     "bring your own account": ["--set", "rbac.create=false", "--set", "serviceAccount.create=false",
                                "--set", "serviceAccount.name=ops-sa"],
 }
@@ -56,6 +59,17 @@ def allows(rules: list[dict], group: str, resource: str, verb: str) -> bool:
 
 def missing(rules: list[dict], needs: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     return [need for need in needs if not allows(rules, *need)]
+
+
+def grants(rules: list[dict]) -> set[tuple[str, str, str]]:
+    """Every (apiGroup, resource, verb) the rules grant; no wildcard is allowed."""
+    found = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert not [grant for grant in found if "*" in grant], "a wildcard grants more than the operator calls"
+    return found
+
+
+# Everything the operator does in a namespace but read Secrets, which the rbac values place.
+WORK = set(NAMESPACED_NEEDS) - {SECRET_NEED} | set(OWNER_REFERENCE_GRANTS)
 
 
 def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess:
@@ -114,7 +128,8 @@ def test_operator_accepts_the_rendered_command(render: Render, scenario: str) ->
     operator = container(objects)
     assert operator["command"] == ["parallelrun", "operator"]
     args = operator_parser().parse_args(operator["args"])
-    namespaces = [o["metadata"]["namespace"] for o in objects if o["kind"] == "RoleBinding"]
+    namespaces = [o["metadata"]["namespace"] for o in objects if o["kind"] == "RoleBinding"
+                  and o["metadata"]["name"] == FULLNAME]
     assert args.namespace == namespaces and args.all_namespaces == (not namespaces)
     replicas = one(objects, "Deployment")["spec"]["replicas"]
     assert (args.standalone, args.peering) == ((True, None) if replicas == 1 else (False, FULLNAME))
@@ -123,18 +138,31 @@ def test_operator_accepts_the_rendered_command(render: Render, scenario: str) ->
     assert args.liveness == f"http://0.0.0.0:{ports['health']}/healthz"
 
 
-def test_cluster_wide_rbac_covers_the_operator(render: Render) -> None:
+def test_cluster_wide_rbac_grants_exactly_the_operators_calls(render: Render) -> None:
     objects = render()
     rules = one(objects, "ClusterRole", FULLNAME)["rules"]
-    assert missing(rules, NAMESPACED_NEEDS + CLUSTER_NEEDS) == []
+    assert grants(rules) == WORK | set(CLUSTER_NEEDS), "no Secret anywhere by default"
+    assert not [o for o in objects if o["kind"] in ("Role", "RoleBinding")]
     assert not allows(rules, "kopf.dev", "clusterkopfpeerings", "get"), "standalone needs no peering"
     binding = one(objects, "ClusterRoleBinding", FULLNAME)
     assert binding["roleRef"]["name"] == FULLNAME
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
 
 
+def test_storage_secrets_are_read_only_where_the_values_say(render: Render) -> None:
+    objects = render(*SCENARIOS["secrets in two namespaces"])
+    assert SECRET_NEED not in grants(one(objects, "ClusterRole", FULLNAME)["rules"])
+    for namespace in ("ml", "team-b"):
+        assert grants(one(objects, "Role", f"{FULLNAME}-secrets", namespace)["rules"]) == {SECRET_NEED}
+        binding = one(objects, "RoleBinding", f"{FULLNAME}-secrets", namespace)
+        assert binding["roleRef"]["name"] == f"{FULLNAME}-secrets"
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+    everywhere = grants(one(render(*SCENARIOS["secrets everywhere"]), "ClusterRole", FULLNAME)["rules"])
+    assert everywhere == WORK | set(CLUSTER_NEEDS) | {SECRET_NEED}
+
+
 def test_secrets_are_only_read_one_by_one(render: Render) -> None:
-    for scenario in ("default", "namespaced"):
+    for scenario in ("default", "namespaced", "secrets in two namespaces", "secrets everywhere"):
         for obj in render(*SCENARIOS[scenario]):
             if obj["kind"] in ("ClusterRole", "Role"):
                 secret_verbs = {v for r in obj["rules"] if "secrets" in r["resources"] for v in r["verbs"]}
@@ -158,10 +186,9 @@ def test_namespaced_watch(render: Render) -> None:
     args = container(objects)["args"]
     assert args[:2] == ["--namespace=team-a", "--namespace=team-b"] and "--all-namespaces" not in args
     cluster_rules = one(objects, "ClusterRole", FULLNAME)["rules"]
-    assert missing(cluster_rules, CLUSTER_NEEDS) == []
-    assert not allows(cluster_rules, "batch", "jobs", "create"), "namespaced installs grant no cluster-wide writes"
+    assert grants(cluster_rules) == set(CLUSTER_NEEDS) | set(NAMESPACE_GRANTS), "no cluster-wide writes"
     for namespace in ("team-a", "team-b"):
-        assert missing(one(objects, "Role", FULLNAME, namespace)["rules"], NAMESPACED_NEEDS) == []
+        assert grants(one(objects, "Role", FULLNAME, namespace)["rules"]) == WORK | {SECRET_NEED}
         binding = one(objects, "RoleBinding", FULLNAME, namespace)
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": FULLNAME}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]

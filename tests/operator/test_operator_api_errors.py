@@ -155,3 +155,15 @@ def test_retry_after_and_namespace_terminating():
                            {"causes": [{"type": "NamespaceTerminating", "field": "metadata.namespace"}]})
     assert terminating.permanent and terminating.explain().endswith("Namespace ns is being deleted")
     assert "RBAC" not in terminating.explain()
+
+
+async def test_a_storage_secret_the_chart_does_not_grant_names_the_rbac_values(cluster, kube, operator, inputs):
+    """A cluster-wide install reads no Secret by default: the run fails naming the values that grant it."""
+    cluster.refuse("get", "secrets", "blob-creds", status=403, reason="Forbidden", message=RBAC_FORBIDDEN)
+    async with operator():
+        await create(kube, resource("nosecret", inputs, storage={"secretRef": {"name": "blob-creds"}}))
+        status = await finished(cluster, "nosecret")
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "Forbidden"
+    assert "'get' on secrets in namespace ns" in failed["message"]
+    assert "rbac.secretNamespaces, or rbac.secretsInAllNamespaces" in failed["message"]

@@ -11,7 +11,10 @@ from datetime import datetime, timedelta, timezone
 
 import kmock
 import pytest
-from operator_harness import NAMESPACE, TEST_TOKEN, Cluster, eventually
+import yaml
+from kubectl_columns import INVALID, row
+from operator_harness import NAMESPACE, ROOT, TEST_TOKEN, Cluster, eventually
+
 from parallelrun.operator.kit.kube import path
 from parallelrun.runner.api import ANNOTATION_RUN_NOW as RUN_NOW
 from parallelrun.runner.api import ANNOTATION_SCHEDULED_TIME as SCHEDULED_TIME
@@ -136,6 +139,10 @@ async def test_each_slot_creates_one_run_with_its_time(cluster, kube, scheduler,
         st = await eventually(lambda: status(cluster).get("lastScheduleTime") and status(cluster))
         assert st["lastScheduleTime"] == "2026-01-05T06:01:00Z" and st["active"] == ["nightly-202601050601"]
         assert st["nextScheduleTime"] == "2026-01-05T06:02:00Z"
+        crd = yaml.safe_load((ROOT / "crds" / "pipelineschedules.yaml").read_text())
+        cells = row(crd, cluster.get("pipelineschedules", "nightly"), clock.now())
+        del cells["Age"]  # the emulator stamps creation in real time; this clock is virtual
+        assert INVALID not in cells.values() and cells["Next"] == "2026-01-05T06:02:00Z", cells
         assert {c["type"]: c["status"] for c in st["conditions"]} == {
             "InvalidSchedule": "False", "Suspended": "False", "Ready": "True"}
         await eventually(lambda: events(cluster, "Started"))

@@ -57,48 +57,58 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
 
-{{/* Rules for the namespaced resources the operator reads and writes. */}}
+{{/* Rules for the namespaced resources: exactly the calls the operator makes
+     (tests/chart/rbac_needs.py; tests/operator/test_operator_rbac.py records them). */}}
 {{- define "parallelrun.namespacedRules" -}}
+# kopf watches the three kinds and patches their finalizers and annotations. A PipelineRun creates a
+# BatchInferenceJob per scoring step, a PipelineSchedule its PipelineRuns (get: adopt one made before a
+# restart); a schedule deletes the runs beyond its history limits.
 - apiGroups: [parallelrun.dev]
-  resources: [batchinferencejobs, pipelineschedules, pipelineruns]
-  verbs: [get, list, watch, create, update, patch, delete]
+  resources: [batchinferencejobs, pipelineruns]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [parallelrun.dev]
+  resources: [pipelineruns]
+  verbs: [delete]
+- apiGroups: [parallelrun.dev]
+  resources: [pipelineschedules]
+  verbs: [list, watch, patch]
 - apiGroups: [parallelrun.dev]
   resources: [batchinferencejobs/status, pipelineschedules/status, pipelineruns/status]
-  verbs: [get, update, patch]
-# Owner references with blockOwnerDeletion on the Jobs and runs it creates.
+  verbs: [patch]
+# Not a call: the API server asks it of owner references with blockOwnerDeletion on the children.
 - apiGroups: [parallelrun.dev]
   resources: [batchinferencejobs/finalizers, pipelineschedules/finalizers, pipelineruns/finalizers]
   verbs: [update]
+# Scoring, merge and step Jobs: created, watched, suspended (patch) when a run stops, adopted (get)
+# after a restart. Kubernetes' garbage collector deletes them with their owner.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, update, patch, delete]
-# PipelineSchedule: the runs it creates, adopts (get), watches and prunes.
-- apiGroups: [parallelrun.dev]
-  resources: [pipelineruns]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
+# A run's spec (created immutable), its code and its components (get).
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, list, watch, create, update, patch, delete]
-# Read to plan a job with its spec.storage.secretRef; never listed or copied.
+  verbs: [get, create]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{/* The Secret a resource names in spec.storage.secretRef: read one by one, never listed or copied. */}}
+{{- define "parallelrun.secretsRule" -}}
+# The Secret of spec.storage.secretRef, to plan and poll with its credentials; never listed or copied.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-- apiGroups: ["", events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
-- apiGroups: [coordination.k8s.io]
-  resources: [leases]
-  verbs: [get, list, watch, create, update, patch, delete]
 {{- end }}
 
 {{/* Rules for cluster-scoped resources: kopf discovers the CRDs it serves. */}}
 {{- define "parallelrun.clusterRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 {{- end }}
 
 {{- define "parallelrun.peeringRule" -}}
