@@ -1,12 +1,14 @@
-"""The PipelineSchedule controller: a kit controller per schedule, the policy engine deciding.
+"""The PipelineSchedule controller: a kit controller per schedule over the runner's look.
 
 Each look: load the spec (invalid: the InvalidSchedule condition, and wait for a new
-one), poll the data trigger when due (off the event loop), let `policy.decide` say
-what to do, delete and create the runs, then (once no create of the operator is under
-way: `CreatesFirst`) set the status, the memory included. The loop's writer posts its
-Events and persists the status behind it (`StatusWriter`): once no create of the
-operator is under way, only the latest status, never blocking the next slot. Runs are
-created before the memory moves, and a slot's run has one name, so a restart or a
+one), then one look of the runner's schedule engine (runner/schedules/engine.py: failed
+data runs give their files back, the data trigger is polled when due, the policy engine
+decides, runs are stopped and started), which this controller drives through the API:
+it lists and writes the trigger's files off the event loop, creates and deletes runs,
+posts Events. Then (once no create of the operator is under way: `CreatesFirst`) it sets
+the status, the memory included. Its writer posts the Events and persists the status
+behind it (`StatusWriter`): only the latest status, never blocking the next slot. Runs
+are created before the memory moves, and a slot's run has one name, so a restart or a
 second replica in between meets 409 and adopts the run: never two runs for one slot. A
 data-arrival run carries the watermark it moves to (an annotation), so adopting it
 moves the watermark as far as its own files reached.
@@ -40,18 +42,10 @@ from parallelrun.runner.api import (
     PIPELINE_SCHEDULE,
 )
 from parallelrun.runner.schedules import arrival
-from parallelrun.runner.schedules.policy import Firing, Memory, Run, decide
-from parallelrun.runner.schedules.runs import (
-    build_run,
-    data_run_name,
-    parse_rfc3339,
-    rfc3339,
-)
-from parallelrun.runner.schedules.spec import (
-    ScheduleSpec,
-    ScheduleSpecError,
-    load_schedule,
-)
+from parallelrun.runner.schedules.engine import ScheduleEngine
+from parallelrun.runner.schedules.policy import Firing, Memory, Run
+from parallelrun.runner.schedules.runs import build_run, parse_rfc3339, rfc3339
+from parallelrun.runner.schedules.spec import ScheduleSpec, ScheduleSpecError, load_schedule
 
 from ..kit import metrics
 from ..kit.children import Owner
@@ -60,8 +54,8 @@ from ..kit.controller import Controller, Services
 from ..kit.creates import CreatesFirst
 from ..kit.credentials import secret_env
 from ..kit.kube import ApiError, KubeApi, path
-from .status import invalid_status, schedule_status
 from ..kit.shared_storage import uri_problem
+from .status import invalid_status, schedule_status
 
 RETRY_SECONDS = 10  # after a passing fault
 _RECENT_SECONDS = 60  # how long a run this loop created or deleted outweighs the index that has not seen it
@@ -129,7 +123,9 @@ class ScheduleController(Controller):
                                                   "status"), self.status, self.creates, self.logger)
         self.updates: dict = {}  # status fields this look changed besides the decision's (watermark, poll)
         self.recent = _Recent()
-        self.next_poll: datetime | None = None
+        self.engine = ScheduleEngine(self)
+        self._spec_now: ScheduleSpec | None = None  # the spec of the look under way
+        self._adopted: list[str] = []  # data runs this look adopted (409)
         self._due: datetime | None = None  # the next look, as the last one said
         self._spec: tuple[int | None, ScheduleSpec] | None = None  # the spec loaded for a generation
         self._writing: asyncio.Task | None = None
@@ -167,7 +163,7 @@ class ScheduleController(Controller):
         return self._due
 
     async def look(self) -> datetime | None:
-        """One look; returns when the next one is due (None: only when woken)."""
+        """One look (the runner's schedules/engine.py); returns when the next one is due (None: only when woken)."""
         generation = self.meta.get("generation")
         now = self.clock.now()
         try:
@@ -178,90 +174,52 @@ class ScheduleController(Controller):
             self._want(invalid_status(self.status, e.errors, generation, now))
             return None
         runs = self.recent.merge(self._runs())
-        run_now = (self.meta.get("annotations") or {}).get(ANNOTATION_RUN_NOW)
         memory = Memory(parse_rfc3339(self.status.get("handledUntil")), self.status.get("observedGeneration"),
                         self.status.get("runNow"))
-        created = parse_rfc3339(self.meta.get("creationTimestamp"))
-        data, watermark = None, None
-        if spec.trigger is not None:
-            old = await self._give_back(spec, runs, created or now)
-            forced = run_now is not None and run_now != memory.run_now and spec.uses_manifest
-            if not spec.suspend and (forced or self.next_poll is None or now >= self.next_poll):
-                data, watermark = await self._poll(spec, old, now)
-        decision = decide(spec, memory, runs, now, generation=generation, created=created, run_now=run_now, data=data)
-        for name in decision.delete:
-            if name not in self._giving_back(runs):
-                await self._delete(name)
-        started = [firing for firing in decision.create if await self._create(spec, firing, watermark)]
-        if decision.create:
+        watermark = arrival.Watermark.from_dict(self.status.get("watermark"))
+        self._spec_now, self._adopted = spec, []
+        look = await self.engine.look(spec, now, memory, runs, watermark,
+                                      parse_rfc3339(self.meta.get("creationTimestamp")) or now,
+                                      generation=generation,
+                                      run_now=(self.meta.get("annotations") or {}).get(ANNOTATION_RUN_NOW),
+                                      keep=self._giving_back(runs))
+        if look.decision.create:
             await self.creates.wait()  # the rest of the look after the creates of the other schedules' loops
-        for firing in started:
-            what = {"schedule": f"slot {rfc3339(firing.slot)}", "manual": "run-now",
-                    "data": f"new files ({self._manifest(spec, firing.name)})"}[firing.trigger]
-            self._event("Normal", "Started", f"run {firing.name} for {what}")
-        for name in decision.adopted:
-            if data is not None and name == data.name:
-                await self._adopt_watermark(name)
-        if data is not None and data in started:  # a run adopted instead moved it as far as its own files
-            self.updates["watermark"] = watermark.to_dict()
-        for notice in decision.notices:
-            self._event(notice.type, notice.reason, notice.message)
-        if decision.missed:
-            metrics.SCHEDULE_MISSED.inc(decision.missed)
+        if look.watermark is not None and look.watermark != watermark:
+            self.updates["watermark"] = look.watermark.to_dict()
+        adopted = [n for n in look.decision.adopted if look.data is not None and n == look.data.name]
+        for name in adopted + self._adopted:  # an adopted data run moved it as far as its own files
+            await self._adopt_watermark(name)
+        if look.polled is not None:
+            self.updates["lastPollTime"] = rfc3339(look.polled)
+        if look.decision.missed:
+            metrics.SCHEDULE_MISSED.inc(look.decision.missed)
         runs = self.recent.merge(self._runs())
-        status = schedule_status(self.status, spec, decision, runs, self.clock.now(), generation)
+        status = schedule_status(self.status, spec, look.decision, runs, self.clock.now(), generation)
         self.updates, status = {}, {**status, **self.updates}
         self._want(status)
-        wake_at = [t for t in (decision.upcoming[:1] + ((self.next_poll,) if spec.trigger and not spec.suspend
-                                                         else ())) if t is not None]
-        return min(wake_at) if wake_at else None
+        return look.next
 
-    # -- data arrival -------------------------------------------------------------
+    # -- the engine's driver ---------------------------------------------------------
 
-    async def _give_back(self, spec: ScheduleSpec, runs: list[Run], created: datetime) -> arrival.Watermark:
-        """The watermark once every failed data run gave its files back to the next data run (each
-        once: the watermark names it until the run is gone); a change goes to the status."""
-        old = arrival.Watermark.from_dict(self.updates.get("watermark") or self.status.get("watermark")) \
-            or arrival.Watermark(created)
-        mark = arrival.forget(old, (r.name for r in runs))
-        for run in runs:
-            if run.trigger == "data" and run.phase == "Failed" and run.name not in mark.returned:
-                env = await self._credentials(spec)
-                files = await asyncio.to_thread(arrival.read_manifest, self._manifest(spec, run.name), env)
-                mark = arrival.give_back(mark, run.name, files)
-                self._event("Warning", "FilesGivenBack", f"run {run.name} failed: its {len(files)} files go to "
-                                                         "the next data run, at the next poll")
-        if mark != old:
-            self.updates["watermark"] = mark.to_dict()
-        return mark
+    async def new_files(self, trigger, old: arrival.Watermark) -> list[arrival.Arrived]:
+        env = await self._credentials(self._spec_now)
+        return await asyncio.to_thread(arrival.new_files, trigger.uri, trigger.pattern, old, env)
+
+    async def read_manifest(self, uri: str) -> list[str]:
+        return await asyncio.to_thread(arrival.read_manifest, uri, await self._credentials(self._spec_now))
+
+    async def write_manifest(self, uri: str, files: list[str]) -> None:
+        await asyncio.to_thread(arrival.write_manifest, uri, files, await self._credentials(self._spec_now))
+
+    def say(self, type_: str, reason: str, message: str) -> None:
+        self._event(type_, reason, message)
 
     def _giving_back(self, runs: list[Run]) -> set[str]:
         """Failed data runs whose giving back is not written yet: deleting one now could lose its files."""
         written = arrival.Watermark.from_dict(self.writer.written.get("watermark"))
         done = set(written.returned) if written else set()
         return {r.name for r in runs if r.trigger == "data" and r.phase == "Failed" and r.name not in done}
-
-    async def _poll(self, spec: ScheduleSpec, old: arrival.Watermark,
-                    now: datetime) -> tuple[Firing | None, arrival.Watermark | None]:
-        """New settled files (and those given back), as a firing and the watermark it moves to; None
-        if there are none."""
-        trigger = spec.trigger
-        self.next_poll = now + timedelta(seconds=trigger.poll_seconds)
-        try:
-            env = await self._credentials(spec)
-            files = await asyncio.to_thread(arrival.new_files, trigger.uri, trigger.pattern, old, env)
-        except Exception as e:  # no Secret yet, storage unreachable or refused, no folder yet: the next poll
-            self._event("Warning", "PollFailed", f"listing {trigger.uri}: {e}")
-            return None, None
-        self.updates["lastPollTime"] = rfc3339(now)
-        chosen, moved = arrival.select(files, old, now, trigger.settle_seconds)
-        if not chosen:
-            return None, None
-        name = data_run_name(spec.name, old.text())
-        manifest = self._manifest(spec, name)
-        if not any(r.name == name for r in self.recent.merge(self._runs())):
-            await asyncio.to_thread(arrival.write_manifest, manifest, chosen, env)
-        return Firing(name, now, "data"), moved
 
     async def _adopt_watermark(self, name: str) -> None:
         try:
@@ -282,13 +240,9 @@ class ScheduleController(Controller):
 
     # -- runs, events, status ------------------------------------------------------
 
-    def _manifest(self, spec: ScheduleSpec, run: str) -> str:
-        return arrival.manifest_uri(spec.template["spec"]["workdir"], spec.name, run)
-
-    async def _create(self, spec: ScheduleSpec, firing: Firing, watermark: arrival.Watermark | None) -> bool:
+    async def start_run(self, firing: Firing, manifest: str | None, watermark: arrival.Watermark | None) -> bool:
         """Create the run of a firing, or adopt it (409); whether it was created now."""
-        data = firing.trigger == "data"
-        manifest = self._manifest(spec, firing.name) if data else None
+        spec, data = self._spec_now, firing.trigger == "data"
         owner = Owner(PIPELINE_SCHEDULE, self.name, self.namespace, self.uid).reference()
         body = build_run(spec, firing.name, firing.slot, firing.trigger, manifest=manifest, owner=owner,
                          watermark=watermark.text() if data and watermark else None)
@@ -302,16 +256,18 @@ class ScheduleController(Controller):
                 raise
             created, adopted = body, True
             if data:
-                await self._adopt_watermark(firing.name)
+                self._adopted.append(firing.name)
         self.recent.created[firing.name] = (run_of(created), time.monotonic())
         if adopted:
             return False
         metrics.SCHEDULE_RUNS.labels(firing.trigger).inc()
         if firing.trigger == "schedule":
             metrics.SCHEDULE_LAG.observe(max((self.clock.now() - firing.slot).total_seconds(), 0.0))
+        what = {"schedule": f"slot {rfc3339(firing.slot)}", "manual": "run-now", "data": f"new files ({manifest})"}
+        self._event("Normal", "Started", f"run {firing.name} for {what[firing.trigger]}")
         return True
 
-    async def _delete(self, name: str) -> None:
+    async def stop_run(self, name: str) -> None:
         try:
             await self.api.request("DELETE", path(API_VERSION, PIPELINE_RUN.plural, self.namespace, name),
                                    {"propagationPolicy": "Background"})

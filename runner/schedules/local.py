@@ -1,4 +1,4 @@
-"""`parallelrun schedule run`: the policy engine in the foreground, its state in the workdir.
+"""`parallelrun schedule run`: a schedule's looks (engine.py) in the foreground, its state in the workdir.
 
 The state file `<workdir>/_parallelrun/schedules/<schedule>/state.json` holds what
 the operator keeps in status: the memory, the runs and the data watermark. A run is
@@ -8,23 +8,25 @@ runs it again under the same name (the pipeline runner resumes it), then decides
 slots after `handledUntil`: no slot is run twice or dropped. Runs here go one after
 another, so concurrencyPolicy meets no active run; history limits forget the oldest
 records (a run's outputs stay in the workdir). The template's workdir must be a local
-folder or a URI this machine can write. A data run that fails gives its files back
-(arrival.give_back, saved with its phase): the next poll offers them again.
+folder or a URI this machine can write. A data run that fails gives its files back at the
+next look, before its poll, which offers them again (engine.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Callable
 
 from ..storage import filesystem, write_atomic
 from . import arrival
-from .policy import Firing, Memory, Run, decide
-from .runs import build_run, data_run_name, parse_rfc3339, rfc3339
+from .engine import ScheduleEngine, manifest_of
+from .policy import Firing, Memory, Run
+from .runs import build_run, parse_rfc3339, rfc3339
 from .spec import ScheduleSpec
 
 UTC = timezone.utc
@@ -68,7 +70,9 @@ class LocalScheduler:
         # The spec's version: a changed file counts slots from now, as a new generation does.
         self.generation = int(hashlib.sha256(json.dumps(spec.raw, sort_keys=True, default=str).encode())
                               .hexdigest()[:12], 16)
-        self.next_poll: datetime | None = None
+        self.engine = ScheduleEngine(self)
+        self._stopped: set[str] = set()
+        self._started: list[Run] = []
 
     def load(self) -> State:
         if self.fs.exists(self.state_path):
@@ -89,52 +93,46 @@ class LocalScheduler:
             looks = None if looks is None else looks - 1
 
     def look(self) -> datetime | None:
-        """One look; returns when the next is due (None: in IDLE_SECONDS)."""
+        """One look (engine.py); returns when the next is due (None: in IDLE_SECONDS)."""
         state = self.load()
         for run in [r for r in state.runs if r.phase == "Running"]:  # interrupted by a restart: resume it
             self.log(f"resuming {run.name} (interrupted)")
             self._execute(state, Firing(run.name, run.slot, run.trigger))
         now = self.now()
-        data, moved = self._poll(state, now)
-        decision = decide(self.spec, state.memory, state.runs, now, generation=self.generation,
-                          created=state.created, data=data)
-        for notice in decision.notices:
-            self.log(f"{notice.reason}: {notice.message}")
-        state.runs = [r for r in state.runs if r.name not in decision.delete]
-        if state.watermark is not None:
-            state.watermark = arrival.forget(state.watermark, (r.name for r in state.runs))
-        for firing in decision.create:
-            state.runs.append(Run(firing.name, firing.trigger, firing.slot, "Running", now))
-            if firing.trigger == "data":
-                state.watermark = moved
-        state.memory = decision.memory
+        self._stopped, self._started = set(), []
+        look = asyncio.run(self.engine.look(self.spec, now, state.memory, state.runs, state.watermark, state.created,
+                                            generation=self.generation))
+        state.runs = [r for r in state.runs if r.name not in self._stopped] + self._started
+        state.watermark, state.memory = look.watermark, look.decision.memory
         self.save(state)  # the runs exist (Running) before any starts, with the memory past their slots
-        for firing in decision.create:
+        for firing in look.started:
             self._execute(state, firing)
-        wake = list(decision.upcoming[:1]) + ([self.next_poll] if self.spec.trigger and self.next_poll else [])
-        return min(wake) if wake else None
+        return look.next
 
-    def _poll(self, state: State, now: datetime) -> tuple[Firing | None, arrival.Watermark | None]:
-        trigger = self.spec.trigger
-        if trigger is None or self.spec.suspend or (self.next_poll is not None and now < self.next_poll):
-            return None, None
-        self.next_poll = now + timedelta(seconds=trigger.poll_seconds)
-        old = state.watermark or arrival.Watermark(state.created)
-        chosen, moved = arrival.select(arrival.new_files(trigger.uri, trigger.pattern, old), old, now,
-                                       trigger.settle_seconds)
-        if not chosen:
-            return None, None
-        name = data_run_name(self.spec.name, old.text())
-        arrival.write_manifest(self._manifest(name), chosen)
-        again = f" ({len(old.again)} given back by failed runs)" if old.again else ""
-        self.log(f"{len(chosen)} files under {trigger.uri}{again}: {self._manifest(name)}")
-        return Firing(name, now, "data"), moved
+    # -- the engine's driver ---------------------------------------------------------
 
-    def _manifest(self, name: str) -> str:
-        return arrival.manifest_uri(self.spec.template["spec"]["workdir"], self.spec.name, name)
+    async def new_files(self, trigger, old: arrival.Watermark) -> list[arrival.Arrived]:
+        return arrival.new_files(trigger.uri, trigger.pattern, old)
+
+    async def read_manifest(self, uri: str) -> list[str]:
+        return arrival.read_manifest(uri)
+
+    async def write_manifest(self, uri: str, files: list[str]) -> None:
+        arrival.write_manifest(uri, files)
+
+    async def start_run(self, firing: Firing, manifest: str | None, watermark: arrival.Watermark | None) -> bool:
+        """Recorded Running; it runs once the state that holds it is saved."""
+        self._started.append(Run(firing.name, firing.trigger, firing.slot, "Running", self.now()))
+        return True
+
+    async def stop_run(self, name: str) -> None:
+        self._stopped.add(name)
+
+    def say(self, type_: str, reason: str, message: str) -> None:
+        self.log(f"{reason}: {message}")
 
     def _execute(self, state: State, firing: Firing) -> None:
-        manifest = self._manifest(firing.name) if firing.trigger == "data" else None
+        manifest = manifest_of(self.spec, firing.name) if firing.trigger == "data" else None
         doc = build_run(self.spec, firing.name, firing.slot, firing.trigger, manifest=manifest)
         self.log(f"starting {firing.name} ({firing.trigger}, scheduled {rfc3339(firing.slot)})")
         try:
@@ -145,9 +143,4 @@ class LocalScheduler:
         self.log(f"{firing.name}: {phase}")
         state.runs = [Run(r.name, r.trigger, r.slot, phase, r.created) if r.name == firing.name else r
                       for r in state.runs]
-        if manifest is not None and phase != "Succeeded":  # its files are not consumed: the next data run takes them
-            files = arrival.read_manifest(manifest)
-            state.watermark = arrival.give_back(state.watermark or arrival.Watermark(state.created), firing.name,
-                                                files)
-            self.log(f"{firing.name} failed: its {len(files)} files go to the next data run, at the next poll")
-        self.save(state)
+        self.save(state)  # a failed data run gives its files back at the next look (engine.py)

@@ -124,8 +124,8 @@ class _Missed:
     def all_notices(self) -> list[Notice]:
         if not self.rest_count:
             return self.notices + self.late
-        return self.notices + self.late + [Notice("Warning", "MissedSchedule", f"{self.rest_count} more slots missed, from "
-                                      f"{rfc3339(self.rest[0])} to {rfc3339(self.rest[1])}")]
+        rest = f"{self.rest_count} more slots missed, from {rfc3339(self.rest[0])} to {rfc3339(self.rest[1])}"
+        return self.notices + self.late + [Notice("Warning", "MissedSchedule", rest)]
 
 
 def decide(spec: ScheduleSpec, memory: Memory, runs: Iterable[Run], now: datetime, *,
