@@ -25,11 +25,12 @@ import time
 
 from .accounting import Counts
 from .contract import (EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_THRESHOLD, PROGRESS_PUBLISH_SECONDS, SCRATCH_ENV,
-                       TERMINATION_LOG, TERMINATION_MESSAGE_LIMIT, PermanentError)
+                       TERMINATION_LOG, PermanentError)
 from .layout import Layout
 from .merge import MergeError, merge
 from .plan import ensure_plan, read_plan
 from .pool import InitError
+from .records import TerminationMessage
 from .shard import ShardRunner
 from .spec import load_spec_file
 from .storage import filesystem, storage_error, write_atomic
@@ -38,13 +39,8 @@ log = logging.getLogger("parallelrun")
 
 
 def termination_message(counts: Counts | None, reason: str | None = None) -> str:
-    message = (counts or Counts()).to_dict()
-    if reason:
-        message["reason"] = reason
-        encoded = json.dumps(message)
-        if len(encoded.encode()) > TERMINATION_MESSAGE_LIMIT:
-            message["reason"] = reason[: len(reason) - (len(encoded.encode()) - TERMINATION_MESSAGE_LIMIT) - 3] + "..."
-    return json.dumps(message)
+    """A scoring pod's message: its counts (none yet: zeros) and why it failed."""
+    return TerminationMessage(counts or Counts(), reason).to_text()
 
 
 def _write_termination_log(text: str) -> None:
@@ -118,14 +114,15 @@ def _merge(args) -> int:
     spec, fs, layout = _context(args)
     plan = read_plan(fs, layout)
     if plan is None:
-        _write_termination_log(json.dumps({"reason": f"run {args.run_id} has no plan"}))
+        _write_termination_log(TerminationMessage(reason=f"run {args.run_id} has no plan").to_text())
         return EXIT_CONFIG
     try:
         summary = merge(spec, plan, fs, layout)
     except MergeError as e:  # the merge's message: its reason, no shard's counts
-        _write_termination_log(json.dumps({"reason": str(e)}))
+        _write_termination_log(TerminationMessage(reason=str(e)).to_text())
         return e.exit_code
-    _write_termination_log(json.dumps({k: summary[k] for k in ("status", "reason", "miniBatches", "items", "output")}))
+    _write_termination_log(TerminationMessage(Counts.from_dict(summary), summary["reason"], summary["status"],
+                                              summary["output"]).to_text())
     return EXIT_OK if summary["status"] == "Succeeded" else EXIT_THRESHOLD
 
 

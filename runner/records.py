@@ -5,6 +5,7 @@
                 committed mini-batch, its counts, errors.jsonl lines and where its part lies
     ShardResult shards/NNNNN.json: a finished shard, for the merge
     ReuseEntry  _parallelrun/cache/<fingerprint>.json: a succeeded step or run that a later one may reuse
+    TerminationMessage  /dev/termination-log: what a scoring or merge pod tells the operator
 
 A schema in these records and in the plan header is text: schema_to_text, schema_from_text.
 
@@ -16,10 +17,12 @@ or scored by an earlier version still resumes and merges.
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .accounting import Counts
+from .contract import TERMINATION_MESSAGE_LIMIT
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -152,3 +155,40 @@ class ReuseEntry:
             raise ValueError("not a reuse index entry")
         return cls(d["fingerprint"], dict(outputs), d["run"], str(d.get("step") or ""), str(d.get("finishedAt") or ""),
                    d.get("execution"))
+
+
+@dataclass(frozen=True)
+class TerminationMessage:
+    """What a pod leaves in its termination log for the operator (runner contract): a scoring
+    pod its shard's counts and, when it failed, why; the merge its status, reason and output.
+    Kubernetes keeps 4 KB of it: a long reason is cut to fit."""
+
+    counts: Counts | None = None
+    reason: str | None = None
+    status: str | None = None  # the merge's: Succeeded | Failed
+    output: dict | None = None  # the merge's output file
+
+    def to_text(self) -> str:
+        message = self.counts.to_dict() if self.counts is not None else {}
+        if self.status is not None:
+            message.update(status=self.status, reason=self.reason, output=self.output)
+        elif self.reason is not None:
+            message["reason"] = self.reason
+        encoded = json.dumps(message)
+        excess = len(encoded.encode()) - TERMINATION_MESSAGE_LIMIT
+        if excess > 0 and self.reason:
+            message["reason"] = self.reason[:len(self.reason) - excess - 3] + "..."
+            encoded = json.dumps(message)
+        return encoded
+
+    @classmethod
+    def from_text(cls, text: str | None) -> "TerminationMessage | None":
+        """The message a runner left, or None where the pod left something else (a log tail)."""
+        try:
+            d = json.loads(text or "")
+        except ValueError:
+            return None
+        if not isinstance(d, dict):
+            return None
+        counts = Counts.from_dict(d) if "miniBatches" in d or "items" in d else None
+        return cls(counts, d.get("reason"), d.get("status"), d.get("output"))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from parallelrun.runner.accounting import Counts
+from parallelrun.runner.records import TerminationMessage
 from parallelrun.runner.api import LABEL_COMPONENT
 
 from .pods import CONTAINER
@@ -36,23 +36,19 @@ class PodState:
         return self.phase in ("Succeeded", "Failed")
 
     @property
-    def report(self) -> dict | None:
-        """The runner's JSON termination message, if that is what the pod left."""
-        try:
-            report = json.loads(self.message or "")
-        except ValueError:
-            return None
-        return report if isinstance(report, dict) else None
+    def report(self) -> TerminationMessage | None:
+        """The runner's termination message, if that is what the pod left (else a log tail)."""
+        return TerminationMessage.from_text(self.message)
 
     @property
     def counts(self) -> Counts | None:
         report = self.report
-        return Counts.from_dict(report) if report and ("miniBatches" in report or "items" in report) else None
+        return report.counts if report else None
 
     def describe(self) -> str:
         """Why this pod ended, for a status message."""
         report = self.report
-        detail = (report or {}).get("reason") if report is not None else (self.message or "").strip()[-_MESSAGE_TAIL:]
+        detail = report.reason if report is not None else (self.message or "").strip()[-_MESSAGE_TAIL:]
         code = f"exit code {self.exit_code}" if self.exit_code is not None else "no exit code"
         head = f"pod {self.name} ended with {code}" + (f" ({self.reason})" if self.reason else "")
         return f"{head}: {detail}" if detail else head

@@ -152,3 +152,16 @@ def test_cli_validate_checks_the_files_it_can_reach(job):
 def test_cli_version_and_exit_codes_are_documented():
     assert cli("--version").stdout.startswith("parallelrun ")
     assert "143" in cli("run", "--help").stdout
+
+
+def test_termination_messages_read_back_as_written():
+    from parallelrun.runner.accounting import Counts
+    from parallelrun.runner.records import TerminationMessage
+
+    scoring = TerminationMessage(Counts(3, 1, 30, 10), "threshold")
+    assert TerminationMessage.from_text(scoring.to_text()) == scoring
+    merge = TerminationMessage(Counts(4, 0, 40, 0), None, "Succeeded", {"uri": "az://out/x.csv", "bytes": 9})
+    assert json.loads(merge.to_text())["reason"] is None and TerminationMessage.from_text(merge.to_text()) == merge
+    assert TerminationMessage.from_text('{"reason": "no plan"}') == TerminationMessage(reason="no plan")
+    assert TerminationMessage.from_text("Traceback (most recent call last): ...") is None  # a log tail
+    assert TerminationMessage.from_text("[1, 2]") is None
