@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from parallelrun.runner.firetimes import parse_schedule
+from parallelrun.runner.schedules.firetimes import parse_schedule
 
 UTC = timezone.utc
 YEAR = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))

@@ -22,7 +22,7 @@ from ..api import (
     LABEL_TRIGGER,
     PIPELINE_RUN,
 )
-from ..firetimes import slot_name
+from .firetimes import slot_name
 from ..pipelines.expressions import substitute
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from ..api import PIPELINE_SCHEDULE
-from ..firetimes import Schedule, ScheduleError, parse_schedule
+from .firetimes import Schedule, ScheduleError, parse_schedule
 from ..pipelines.expressions import locate
 from ..pipelines.spec import API_VERSION, ComponentResolver, PipelineSpecError, load_pipeline
 from ..pipelines.uris import join_uri

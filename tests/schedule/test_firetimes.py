@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from parallelrun.runner.firetimes import Schedule, ScheduleError, parse_schedule, slot_name
+from parallelrun.runner.schedules.firetimes import Schedule, ScheduleError, parse_schedule, slot_name
 
 UTC = timezone.utc
 

@@ -41,7 +41,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator, Protocol, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from .problems import did_you_mean, lines, unknown_fields
+from ..problems import did_you_mean, lines, unknown_fields
 
 UTC = timezone.utc
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
