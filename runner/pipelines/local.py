@@ -36,29 +36,24 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import yaml
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from ..api import API_VERSION, BATCH_INFERENCE_JOB
 from ..lock import RunLock
 from ..processes import ProcessGroup
 from ..storage import filesystem, is_local, storage_error
 from . import dag, owners, reuse
+from .progress import INTERRUPTED, PipelineView, StepRecord
 from .resolve import ResolvedStep, ResolveError, resolve_step
 from .sources import ComponentFiles, code_digest
 from .spec import PipelineSpec, Step, load_pipeline
 
 STEP_MODULE = "parallelrun.runner.pipelines.steprun"  # `python -m parallelrun.runner step` without the scoring imports
 STOP_SECONDS = 10.0  # how long stopped steps may take to end before they are killed
-INTERRUPTED = "Interrupted"  # shown for a step, and the run, that Ctrl-C or SIGTERM stopped (Failed to the DAG)
-_STYLE = {dag.PENDING: "dim", dag.RUNNING: "cyan", dag.SUCCEEDED: "green", dag.REUSED: "green",
-          dag.FAILED: "red", dag.SKIPPED: "yellow", INTERRUPTED: "yellow"}
 
 
 def run_pipeline(doc: dict, *, base_dir: str | None, parameters: Mapping[str, Any] = {}, name: str | None = None,
@@ -79,42 +74,12 @@ def run_pipeline(doc: dict, *, base_dir: str | None, parameters: Mapping[str, An
     spec = load_pipeline(doc, base_dir=base_dir, parameters=parameters, components=files)
     fs, workdir = filesystem(spec.workdir)
     with RunLock(fs, workdir, f"pipeline-{spec.name}"):  # two runs of one name would write the same places
-        return _Run(spec, files, console or Console(stderr=True), fresh).run()
-
-
-@dataclass
-class StepRecord:
-    """How one step of this run went."""
-
-    name: str
-    state: str = dag.PENDING
-    started: float | None = None
-    ended: float | None = None
-    reused: bool = False
-    outputs: dict[str, str] = field(default_factory=dict)
-    message: str = ""
-    log: str | None = None
-    resolved: ResolvedStep | None = None
-    execution: str = ""  # this run's execution of the step (owners.py)
-    failed_items: int | None = None  # a batchInference step's, from its run's summary
-    interrupted: bool = False  # it was running when the run was stopped
-
-    @property
-    def shown_state(self) -> str:
-        return INTERRUPTED if self.interrupted and self.state == dag.FAILED else self.state
-
-    @property
-    def fingerprint(self) -> str | None:
-        return self.resolved.fingerprint if self.resolved else None
-
-    @property
-    def seconds(self) -> float | None:
-        return None if self.started is None else (self.ended or time.monotonic()) - self.started
+        return _Run(spec, files, PipelineView(console or Console(stderr=True)), fresh).run()
 
 
 class _Run:
-    def __init__(self, spec: PipelineSpec, files: ComponentFiles, console: Console, fresh: bool):
-        self.spec, self.files, self.console, self.fresh = spec, files, console, fresh
+    def __init__(self, spec: PipelineSpec, files: ComponentFiles, view: PipelineView, fresh: bool):
+        self.spec, self.files, self.view, self.fresh = spec, files, view, fresh
         self.steps = {s.name: s for s in spec.steps + spec.finally_steps}
         self.records = {name: StepRecord(name) for name in self.steps}
         self.index_fs = filesystem(spec.workdir)[0]
@@ -134,26 +99,21 @@ class _Run:
         return {name: r.state for name, r in self.records.items() if r.state != dag.PENDING}
 
     def run(self) -> str:
-        self.console.print(f"pipeline {self.spec.name}: {len(self.records)} steps, workdir {self.spec.run_workdir}",
-                           markup=False, highlight=False)
         self.group = ProcessGroup()
-        live = Live(self._view(), console=self.console, transient=True) if self.console.is_terminal else None
+        self.view.begin(self.spec.name, self.spec.run_workdir, self.records)
         try:
-            if live:
-                live.start()
-            self._drive(live)
+            self._drive()
         except BaseException as e:
             self.interrupted = isinstance(e, KeyboardInterrupt)
             self._stop()
             raise
         finally:
-            if live:
-                live.stop()
             self.group.close()
-            self._print_table()
+            phase = INTERRUPTED if self.interrupted else dag.phase(self.spec.graph, self.states)
+            self.view.end(self.spec.name, phase, self.records, self.log_dir)
         return dag.phase(self.spec.graph, self.states)
 
-    def _drive(self, live: Live | None) -> None:
+    def _drive(self) -> None:
         graph = self.spec.graph
         while True:
             advance = dag.advance(graph, self.states)
@@ -173,8 +133,7 @@ class _Run:
                 self._set(name, state, message=message)
                 if state == dag.SUCCEEDED:
                     self._remember(name)
-            if live:
-                live.update(self._view())
+            self.view.refresh(self.records)
 
     # -- one step ----------------------------------------------------------------------
 
@@ -282,8 +241,7 @@ class _Run:
         try:
             reuse.write_entry(self.index_fs, self.spec.workdir, entry)
         except Exception as error:  # noqa: BLE001 - the step succeeded; only a later reuse is lost
-            self.console.print(f"warning: cannot write the reuse index entry of {name}: {_one_line(error)}",
-                               style="yellow", markup=False, highlight=False)
+            self.view.warn(f"cannot write the reuse index entry of {name}: {_one_line(error)}")
 
     def _set(self, name: str, state: str, message: str = "") -> None:
         record = self.records[name]
@@ -293,12 +251,7 @@ class _Run:
         elif state in dag.OVER and record.started is not None:
             record.ended = now
         record.state, record.message = state, message
-        if not self.console.is_terminal:  # a terminal shows the live view instead
-            ran = state in (dag.SUCCEEDED, dag.FAILED) and record.seconds is not None
-            seconds = f" in {record.seconds:.1f}s" if ran else ""
-            failed = f", {record.failed_items:,} failed items" if record.failed_items else ""
-            self.console.print(f"step {name}: {record.shown_state}{seconds}{failed}{': ' + message if message else ''}",
-                               markup=False, highlight=False)
+        self.view.changed(record)
 
     # -- stopping and showing ---------------------------------------------------------
 
@@ -326,28 +279,6 @@ class _Run:
         for record in self.records.values():
             if record.state == dag.RUNNING:
                 self._set(record.name, dag.FAILED, "stopped")
-
-    def _view(self) -> Table:
-        table = Table(box=None, show_header=False)
-        for record in self.records.values():
-            seconds = f"{record.seconds:.1f}s" if record.seconds is not None else ""
-            table.add_row(record.name, f"[{_STYLE[record.shown_state]}]{record.shown_state}", seconds)
-        return table
-
-    def _print_table(self) -> None:
-        phase = INTERRUPTED if self.interrupted else dag.phase(self.spec.graph, self.states)
-        table = Table(title=f"pipeline {self.spec.name}: {phase}")
-        for column in ("step", "state", "duration", "failed items", "reused", "outputs", "log / message"):
-            table.add_column(column, overflow="fold")
-        for record in self.records.values():
-            seconds = f"{record.seconds:.1f}s" if record.seconds is not None and not record.reused else ""
-            outputs = "\n".join(f"{k}: {v}" for k, v in record.outputs.items()) if record.state in dag.GOOD else ""
-            note = "\n".join(x for x in (os.path.basename(record.log) if record.log else "", record.message) if x)
-            failed = f"{record.failed_items:,}" if record.failed_items is not None else ""
-            table.add_row(record.name, f"[{_STYLE[record.shown_state]}]{record.shown_state}", seconds, failed,
-                          "yes" if record.reused else "", outputs, note)
-        self.console.print(table)
-        self.console.print(f"step logs: {self.log_dir}", markup=False, highlight=False)
 
 
 def _environment() -> dict[str, str]:
