@@ -18,7 +18,7 @@ import fsspec
 import pytest
 from jobfolder import JobFolder
 
-from parallelrun.runner import storage
+from parallelrun.runner.storage import atomic
 from parallelrun.runner.storage import StorageError, open_atomic, remove_stale_temporaries, storage_error, write_atomic
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -150,7 +150,7 @@ def test_output_in_the_way_of_a_regular_file(job, output, blocker):
     (job.root / "out").mkdir()
     (job.root / "out/_parallelrun").write_text("x\n")
     result = job.run(job.write(output={"uri": output}))
-    last = assert_one_line(result, "output not writable: ", f"({job.root}/{blocker} is a file, not a folder)",
+    assert_one_line(result, "output not writable: ", f"({job.root}/{blocker} is a file, not a folder)",
                            "choose another output.uri, or move the file away")
     assert (job.root / "afile").read_text() == "x\n"
 
@@ -231,7 +231,7 @@ class _FullDiskFile:
 def full_disk(monkeypatch):
     """write_atomic's and open_atomic's files are created, then every write fails with ENOSPC."""
     real_open = open
-    monkeypatch.setattr(storage, "open", lambda path, mode="r", *a, **k: _FullDiskFile(real_open(path, mode, *a, **k)),
+    monkeypatch.setattr(atomic, "open", lambda path, mode="r", *a, **k: _FullDiskFile(real_open(path, mode, *a, **k)),
                         raising=False)
 
 
