@@ -29,6 +29,7 @@ from .contract import PermanentError
 from .layout import Layout
 from .plan import Plan
 from .records import DoneRecord, ShardResult
+from .schemas import aligned
 from .spec import JobSpec
 from .storage import is_local, open_atomic, remove_stale_temporaries, write_atomic
 
@@ -115,15 +116,6 @@ def _target_schema(schemas: list, first_of: list[int], typed: bool):
                                  f"in mini-batch {mb}: run() must return the same type in every mini-batch "
                                  f"(e.g. convert it with df[{field.name!r}].astype(...))") from None
     raise MergeError("the columns of the mini-batches cannot be unified")
-
-
-def _aligned(table, target):
-    """`table` with `target`'s columns in its order: missing ones null, types cast."""
-    import pyarrow as pa
-
-    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
-               else pa.nulls(table.num_rows, f.type) for f in target]
-    return pa.Table.from_arrays(columns, schema=target)
 
 
 # -- writing the output ------------------------------------------------------------------
@@ -283,7 +275,7 @@ def _realigned_text(data: bytes, names: list[str], schema, delimiter: str) -> by
     table = csv.read_csv(io.BytesIO(data), read_options=csv.ReadOptions(column_names=names),
                          parse_options=csv.ParseOptions(delimiter=delimiter),
                          convert_options=csv.ConvertOptions(column_types={n: pa.string() for n in names}))
-    return write_csv(_aligned(table, schema), False, delimiter)
+    return write_csv(aligned(table, schema), False, delimiter)
 
 
 def _parquet_parts(fs, layout: Layout, parts, schemas, schema):
@@ -302,7 +294,7 @@ def _parquet_parts(fs, layout: Layout, parts, schemas, schema):
         except (pa.ArrowInvalid, OSError) as e:
             raise MergeError(f"mini-batch {mb}: its part {layout.part(mb)} is not readable ({e}); "
                              "rerun with --fresh") from e
-        return write_parquet(_aligned(table, schema) if schema is not None else table)
+        return write_parquet(aligned(table, schema) if schema is not None else table)
 
     same = [schema is None or s == schema for s in schemas]
     for mb, k in parts:

@@ -17,6 +17,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, NamedTuple
 
+from .schemas import schema_from_text, schema_to_text  # noqa: F401 - a part's columns as text
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -30,17 +32,6 @@ class EncodedPart(NamedTuple):
 
     data: bytes
     schema: pa.Schema | None
-
-
-def schema_to_text(schema: pa.Schema) -> str:
-    """A schema as a short string for done records and shard results (no pandas metadata)."""
-    return base64.b64encode(schema.remove_metadata().serialize().to_pybytes()).decode()
-
-
-def schema_from_text(text: str) -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 def result_length(result) -> int:

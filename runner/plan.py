@@ -10,6 +10,7 @@ of mini-batches of about equal bytes.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import fnmatch
 import functools
@@ -128,10 +129,13 @@ class Plan:
     total_bytes: int
     mini_batches: Sequence[MiniBatch] | None = None  # a list, or FileBatches
     sources: dict | None = None  # {"model": version, "sideInputs": {name: version}} when planned
+    schema: str | None = None  # the columns every table is read with (schemas.py), where the files differ
 
     def header(self) -> dict:
-        return {"version": PLAN_VERSION, "input": {"uri": self.input_uri, "type": self.input_type,
-                                                    "format": self.input_format, "options": self.options},
+        inp = {"uri": self.input_uri, "type": self.input_type, "format": self.input_format, "options": self.options}
+        if self.schema is not None:
+            inp["schema"] = self.schema
+        return {"version": PLAN_VERSION, "input": inp,
                 "totals": {"miniBatches": self.total_mini_batches, "items": self.total_items,
                            "bytes": self.total_bytes},
                 "shards": [s.to_dict() for s in self.shards], "sources": self.sources}
@@ -142,7 +146,7 @@ class Plan:
                    input_format=d["input"]["format"], options=d["input"]["options"],
                    shards=[ShardRange.from_dict(s) for s in d["shards"]],
                    total_mini_batches=d["totals"]["miniBatches"], total_items=d["totals"]["items"],
-                   total_bytes=d["totals"]["bytes"], sources=d.get("sources"))
+                   total_bytes=d["totals"]["bytes"], sources=d.get("sources"), schema=d["input"].get("schema"))
 
     def absolute(self, relative: str) -> str:
         """The URI of a mini-batch path."""
@@ -522,11 +526,13 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                     total_items=len(listing), total_bytes=sum(listing.sizes), mini_batches=mini_batches,
                     sources=source_versions(spec, env))
     files = listing.files()
+    schema = None
     if spec.partition_keys:
-        batches = _partition_batches(spec, root, files, env)
+        batches, schema = _partition_batches(spec, root, files, env)
     else:
         fs, base = filesystem(root, env)
-        cut = {"parquet": functools.partial(_parquet_batches, row_groups=_RowGroupRows()), "csv": _text_batches,
+        row_groups = _RowGroupRows()
+        cut = {"parquet": functools.partial(_parquet_batches, row_groups=row_groups), "csv": _text_batches,
                "jsonl": _text_batches}[spec.input.format]
         batches = []
         for f in files:
@@ -534,6 +540,8 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                 batches.extend(cut(spec, fs, f"{base}/{f.rel}", f.rel, f.size))
             except (OSError, ValueError) as e:
                 raise PlanError(f"spec.input: cannot read {root}{f.rel} as {spec.input.format}: {e}") from e
+        if spec.input.format == "parquet":
+            schema = row_groups.unified(fs, base, root)
     stamps = {f.rel: (f.size, f.version) for f in files}
     mini_batches = [dataclasses.replace(b, id=i, stamps=tuple(x for p in b.paths for x in stamps[p]))
                     for i, b in enumerate(batches)]
@@ -542,7 +550,7 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                 options=dict(spec.input.options), shards=shard(mini_batches, spec.node_count),
                 total_mini_batches=len(mini_batches), total_items=items,
                 total_bytes=sum(b.size for b in mini_batches), mini_batches=mini_batches,
-                sources=source_versions(spec, env))
+                sources=source_versions(spec, env), schema=schema)
 
 
 class FileBatches(Sequence):
@@ -634,27 +642,55 @@ class _RowGroupRows:
     """The rows of each row group of a Parquet file, from its footer. Parsed in Python
     (parquetjoin's Thrift reader) while the footers read so far are small: a planner of a
     few files does without pyarrow (~0.3 s to import, in a process that needs it for
-    nothing else); past `python_bytes` of footers, or a footer it cannot read, by pyarrow."""
+    nothing else); past `python_bytes` of footers, or a footer it cannot read, by pyarrow.
+    Notes each kind of schema met (its first file), for `unified`."""
 
     def __init__(self, python_bytes: int = 256 * 2**10):  # ~0.25 s of parsing, about pyarrow's import
         self.python_bytes = python_bytes
         self.parsed = 0
+        self.kinds: dict[tuple, str] = {}  # (Parquet schema, Arrow schema) → the first file of that kind
 
     def __call__(self, fs, path: str) -> list[int]:
-        from .parquetjoin import NotJoinable, read_footer, row_group_rows
+        from .parquetjoin import NotJoinable, read_footer, row_group_rows, schema_kind
 
         with fs.open(path, "rb") as f:
             if self.parsed < self.python_bytes:
                 try:
                     meta, length = read_footer(f)
                     self.parsed += length
+                    self.kinds.setdefault(schema_kind(meta), path)
                     return row_group_rows(meta)
                 except (NotJoinable, IndexError, struct.error):  # pyarrow's message says why
                     f.seek(0)
             import pyarrow.parquet as pq
 
             meta = pq.ParquetFile(f).metadata
+            self.kinds.setdefault((str(meta.schema).encode(), (meta.metadata or {}).get(b"ARROW:schema")), path)
             return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+
+    def unified(self, fs, base: str, root: str) -> str | None:
+        """The files' columns unified (schemas.py) as text; None where every file has the same."""
+        if len(self.kinds) < 2:
+            return None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .schemas import SchemaClash, schema_to_text, unify
+
+        found: dict[pa.Schema, str] = {}
+        for (_, arrow), path in self.kinds.items():
+            if arrow is not None:
+                schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(arrow)))
+            else:
+                with fs.open(path, "rb") as f:
+                    schema = pq.read_schema(f)
+            found.setdefault(schema.remove_metadata(), root + path[len(base) + 1:])
+        if len(found) < 2:
+            return None
+        try:
+            return schema_to_text(unify([(rel, schema) for schema, rel in found.items()]))
+        except SchemaClash as e:
+            raise PlanError(f"spec.input: {e}") from None
 
 
 def _rows(rel: str, a: int, b: int, file_size: int, file_rows: int) -> MiniBatch:
@@ -730,31 +766,66 @@ def _text_batches_by_rows(f, rel: str, start: int, size: int, rows: int) -> Iter
         yield MiniBatch(id=0, size=stop - cut, items=len(row_ends) % rows, file=rel, bytes=(cut, stop))
 
 
-def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) -> list[MiniBatch]:
-    """One mini-batch per value of `partitionKeys`, gathered across files.
+def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) -> tuple[list[MiniBatch], str]:
+    """One mini-batch per value of `partitionKeys`, gathered across files, in key order; and
+    the columns of every file unified (schemas.py, as text), which the reader reads them with.
 
     Keys may be columns of the data or hive-style folders (`species=setosa/`).
     """
+    import pyarrow as pa
+
+    from .schemas import SchemaClash, hive_fields, hive_keys, schema_to_text, unify
+
+    fmt, options, keys = spec.input.format, spec.input.options, list(spec.partition_keys)
     sizes = {f.rel: f.size for f in files}
+    try:
+        stored = {rel: arrow_dataset(root, [rel], fmt, options, env).schema for rel in sizes}
+        folders: dict[str, list] = defaultdict(list)
+        for rel in sizes:
+            for name, value in hive_keys(rel).items():
+                folders[name].append(value)
+        own = {name: s.field(name).type for s in stored.values() for name in folders if name in s.names}
+        schema = unify([(root + rel, s) for rel, s in stored.items()]
+                       + [("the folder names", pa.schema(hive_fields(folders, own)))])
+    except SchemaClash as e:
+        raise PlanError(f"spec.input: {e}") from None
+    missing = [k for k in keys if k not in schema.names]
+    if missing:
+        raise PlanError(f"spec.partitionKeys: {', '.join(missing)} not a column of {root}; "
+                        f"columns: {', '.join(schema.names)}")
     groups: dict[tuple, dict] = defaultdict(lambda: {"files": [], "items": 0, "size": 0})
     for rel in sizes:
-        dataset = arrow_dataset(root, [rel], spec.input.format, spec.input.options, env)
-        missing = [k for k in spec.partition_keys if k not in dataset.schema.names]
-        if missing:
-            raise PlanError(f"spec.partitionKeys: {', '.join(missing)} not a column of {root}{rel}; "
-                            f"columns: {', '.join(dataset.schema.names)}")
-        table = dataset.to_table(columns=list(spec.partition_keys))
-        counts = table.group_by(list(spec.partition_keys)).aggregate([([], "count_all")])
+        table = arrow_dataset(root, [rel], fmt, options, env, schema).to_table(columns=keys)
+        counts = table.group_by(keys).aggregate([([], "count_all")])
         total = table.num_rows or 1
-        for row in counts.to_pylist():
-            key = tuple(row[k] for k in spec.partition_keys)
+        columns = [counts.column(k) for k in keys]
+        for i, n in enumerate(counts.column("count_all").to_pylist()):
+            key = tuple(_key_json(k, c[i]) for k, c in zip(keys, columns))
             group = groups[key]
             group["files"].append(rel)
-            group["items"] += row["count_all"]
-            group["size"] += sizes[rel] * row["count_all"] // total
-    ordered = sorted(groups.items(), key=lambda kv: tuple((v is None, str(type(v)), v) for v in kv[0]))
+            group["items"] += n
+            group["size"] += sizes[rel] * n // total
+            group.setdefault("order", tuple(_key_order(c[i]) for c in columns))
+    ordered = sorted(groups.items(), key=lambda kv: kv[1]["order"])
     return [MiniBatch(id=0, size=g["size"], items=g["items"], files=tuple(g["files"]),
-                      key=dict(zip(spec.partition_keys, key))) for key, g in ordered]
+                      key=dict(zip(keys, key))) for key, g in ordered], schema_to_text(schema)
+
+
+def _key_json(column: str, value):
+    """A key value as the plan's JSON holds it (schemas.key_to_json)."""
+    from .schemas import SchemaClash, key_to_json
+
+    try:
+        return key_to_json(value)
+    except SchemaClash as e:
+        raise PlanError(f"spec.partitionKeys: {column} {e}") from None
+
+
+def _key_order(value) -> tuple:
+    """Where a key value sorts: by value, then NaN, then null."""
+    number = value.as_py()
+    nan = isinstance(number, float) and math.isnan(number)
+    return (number is None, nan, None if number is None or nan else number)
 
 
 # -- shards ----------------------------------------------------------------------

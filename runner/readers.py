@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .formats import arrow_dataset, csv_options, has_header
 from .plan import MiniBatch, Plan, file_version
+from .schemas import aligned, key_filter, schema_from_text
 from .storage import filesystem, is_local
 
 if TYPE_CHECKING:  # imported where a table is read: a files job never loads pyarrow
@@ -18,6 +19,10 @@ if TYPE_CHECKING:  # imported where a table is read: a files job never loads pya
 
 class InputChangedError(RuntimeError):
     """A file of the mini-batch is not the one that was planned: its items fail, none is read twice."""
+
+
+class PartitionMismatch(RuntimeError):
+    """A partition's files hold other than its planned rows although none of them changed."""
 
 
 class Reader:
@@ -34,6 +39,7 @@ class Reader:
         self.fs, self.base = filesystem(plan.input_uri, env)
         self._cache: tuple[tuple, pa.Table] | None = None
         self._headers: dict[str, list[str]] = {}
+        self.schema = _planned_schema(plan)
 
     def path(self, rel: str) -> str:
         return f"{self.base}/{rel}"
@@ -169,19 +175,29 @@ class Reader:
             key = (rel, tuple(groups))
             if self._cache is None or self._cache[0] != key:
                 self._cache = None  # let the previous groups go before decoding the next
-                self._cache = (key, pf.read_row_groups(groups, columns=self.plan.options.get("columns")))
+                table = pf.read_row_groups(groups, columns=self.plan.options.get("columns"))
+                self._cache = (key, table if self.schema is None else aligned(table, self.schema))
         return self._cache[1].slice(start - first, stop - start)
 
     def _read_partition(self, mb: MiniBatch) -> pa.Table:
-        import pyarrow.compute as pc
-
         for rel, stamp in zip(mb.files, mb.file_stamps()):
             self._check(rel, stamp)
-        condition = None
-        for column, value in mb.key.items():
-            term = pc.field(column).is_null() if value is None else pc.field(column) == value
-            condition = term if condition is None else condition & term
         dataset = arrow_dataset(self.plan.input_uri, list(mb.files), self.plan.input_format,
-                                self.plan.options, self.env)
-        return dataset.to_table(filter=condition, columns=self.plan.options.get("columns"))
+                                self.plan.options, self.env, self.schema)
+        table = dataset.to_table(filter=key_filter(mb.key, dataset.schema), columns=self.plan.options.get("columns"))
+        if table.num_rows != mb.items:  # the planner and the filter disagree: never a silent loss
+            raise PartitionMismatch(f"partition {mb.key}: {mb.items:,} rows were planned but {table.num_rows:,} "
+                                    f"were read from {', '.join(self.plan.absolute(p) for p in mb.files)}")
+        return table
 
+
+def _planned_schema(plan: Plan):
+    """The columns the plan reads every table with (schemas.py), `columns` of the options among
+    them; None where the plan has none."""
+    if plan.schema is None:
+        return None
+    import pyarrow as pa
+
+    schema = schema_from_text(plan.schema)
+    columns = plan.options.get("columns")
+    return schema if not columns else pa.schema([schema.field(c) for c in columns if c in schema.names])
