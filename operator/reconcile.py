@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import kopf
 
-from parallelrun.runner.accounting import Counts
+from parallelrun.runner.accounting import ALL_ITEMS_FAILED, Counts, all_items_failed
 from parallelrun.runner.contract import PermanentError
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.plan import shards_with_work
@@ -41,7 +41,7 @@ from .manifests import (LABEL_UID, MERGE, PLURAL, SCORING, SPEC, SPEC_FILE, Owne
 from .planning import Planner, secret_env
 from .progress import read_progress
 from .status import (FAILED, MERGING, PENDING, PLANNING, RUNNING, SPEC_CHANGE_REFUSED, SUCCEEDED, TERMINAL, counts_of,
-                     with_phase, with_progress, with_spec_check)
+                     with_phase, with_progress, with_spec_check, with_warning)
 
 RESYNC_SECONDS = 60  # a look without any event, in case one was missed
 PROGRESS_READ_SECONDS = 15  # while scoring: how often the shards' progress files are read
@@ -337,6 +337,9 @@ class Reconciler(Controller):
             message = f"output written to {output}"
             self._event("Normal", "Succeeded", message)
             status = dict(with_phase(status, SUCCEEDED, "Succeeded", message, self.generation), outputUri=output)
+            if warning := all_items_failed(counts_of(status)):  # thresholds of -1 let it succeed: say so
+                self._event("Warning", ALL_ITEMS_FAILED, warning)
+                status = with_warning(status, ALL_ITEMS_FAILED, warning, self.generation)
             if self.spec.allow_reuse:
                 await self._record_for_reuse(output)
         await self._write(status)

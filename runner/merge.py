@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 
-from .accounting import Counts, spec_threshold_exceeded
+from .accounting import ALL_ITEMS_FAILED, Counts, all_items_failed, spec_threshold_exceeded
 from .commits import Parts, read_commits
 from .contract import PermanentError
 from .layout import Layout
@@ -130,6 +130,8 @@ def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan
     even parsed: a merge of such parts loads no pyarrow."""
     layout = layout.with_parts(Parts(fs, layout, committed))
     parts, texts, first_of = _parts(plan, results)
+    if not parts:  # no row: the columns of a table run() returned empty, if any
+        texts = [r.empty_schema for r in results if r.empty_schema is not None][:1]
     schemas, schema = [], None  # one schema or none: every part has the output's columns
     if len(texts) > 1:
         from .outputs import schema_from_text
@@ -166,6 +168,10 @@ def _write_text(fs, layout: Layout, fmt: str, parts, schemas, schema, texts: lis
     same_names = [s.names == schema.names for s in schemas] if schema is not None else None
     if fmt == "csv" and parts:
         out.write(_header(schema) if schema is not None else _first_header(fs, layout, parts[0][0], texts[0]))
+    elif fmt == "csv" and texts:
+        from .outputs import schema_from_text
+
+        out.write(_header(schema_from_text(texts[0])))
     for mb, k in parts:
         if fmt == "jsonl" or k is None or same_names is None or same_names[k]:
             _copy_part(fs, layout, mb, out, skip_header=fmt == "csv")
@@ -427,6 +433,8 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     }
     if stale:
         summary["previousOutput"] = uris.final_output(os.path.basename(stale))
+    if status == "Succeeded" and (warning := all_items_failed(counts)):
+        summary["warning"] = {"reason": ALL_ITEMS_FAILED, "message": warning}
     summary["miniBatches"]["total"] = plan.total_mini_batches
     write_atomic(fs, layout.summary, json.dumps(summary, indent=1).encode())
     if status == "Succeeded":

@@ -541,7 +541,7 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
             except (OSError, ValueError) as e:
                 raise PlanError(f"spec.input: cannot read {root}{f.rel} as {spec.input.format}: {e}") from e
         if spec.input.format == "parquet":
-            schema = row_groups.unified(fs, base, root)
+            schema = row_groups.unified(fs, base, root, listing.rels)
     stamps = {f.rel: (f.size, f.version) for f in files}
     mini_batches = [dataclasses.replace(b, id=i, stamps=tuple(x for p in b.paths for x in stamps[p]))
                     for i, b in enumerate(batches)]
@@ -668,14 +668,16 @@ class _RowGroupRows:
             self.kinds.setdefault((str(meta.schema).encode(), (meta.metadata or {}).get(b"ARROW:schema")), path)
             return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
 
-    def unified(self, fs, base: str, root: str) -> str | None:
-        """The files' columns unified (schemas.py) as text; None where every file has the same."""
-        if len(self.kinds) < 2:
+    def unified(self, fs, base: str, root: str, rels: list[str]) -> str | None:
+        """The columns of the files `rels` unified (schemas.py), keys of hive folders among them, as
+        text; None where every file has the same columns and no folder names a key."""
+        from .schemas import SchemaClash, folder_keys, hive_fields, schema_to_text, unify
+
+        folders = folder_keys(rels)
+        if len(self.kinds) < 2 and not folders:
             return None
         import pyarrow as pa
         import pyarrow.parquet as pq
-
-        from .schemas import SchemaClash, schema_to_text, unify
 
         found: dict[pa.Schema, str] = {}
         for (_, arrow), path in self.kinds.items():
@@ -685,10 +687,12 @@ class _RowGroupRows:
                 with fs.open(path, "rb") as f:
                     schema = pq.read_schema(f)
             found.setdefault(schema.remove_metadata(), root + path[len(base) + 1:])
-        if len(found) < 2:
+        if len(found) < 2 and not folders:
             return None
+        own = {name: s.field(name).type for s in found for name in folders if name in s.names}
         try:
-            return schema_to_text(unify([(rel, schema) for schema, rel in found.items()]))
+            return schema_to_text(unify([(rel, schema) for schema, rel in found.items()]
+                                        + [("the folder names", pa.schema(hive_fields(folders, own)))]))
         except SchemaClash as e:
             raise PlanError(f"spec.input: {e}") from None
 
@@ -774,16 +778,13 @@ def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) ->
     """
     import pyarrow as pa
 
-    from .schemas import SchemaClash, hive_fields, hive_keys, schema_to_text, unify
+    from .schemas import SchemaClash, folder_keys, hive_fields, schema_to_text, unify
 
     fmt, options, keys = spec.input.format, spec.input.options, list(spec.partition_keys)
     sizes = {f.rel: f.size for f in files}
     try:
         stored = {rel: arrow_dataset(root, [rel], fmt, options, env).schema for rel in sizes}
-        folders: dict[str, list] = defaultdict(list)
-        for rel in sizes:
-            for name, value in hive_keys(rel).items():
-                folders[name].append(value)
+        folders = folder_keys(sizes)
         own = {name: s.field(name).type for s in stored.values() for name in folders if name in s.names}
         schema = unify([(root + rel, s) for rel, s in stored.items()]
                        + [("the folder names", pa.schema(hive_fields(folders, own)))])

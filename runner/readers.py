@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .formats import arrow_dataset, csv_options, has_header
 from .plan import MiniBatch, Plan, file_version
-from .schemas import aligned, key_filter, schema_from_text
+from .schemas import aligned, key_filter, schema_from_text, with_folder_keys
 from .storage import filesystem, is_local
 
 if TYPE_CHECKING:  # imported where a table is read: a files job never loads pyarrow
@@ -40,6 +40,7 @@ class Reader:
         self._cache: tuple[tuple, pa.Table] | None = None
         self._headers: dict[str, list[str]] = {}
         self.schema = _planned_schema(plan)
+        self.types: pa.Schema | None = None  # the columns of the last table read
 
     def path(self, rel: str) -> str:
         return f"{self.base}/{rel}"
@@ -57,6 +58,7 @@ class Reader:
             raise InputChangedError(f"{mb.items:,} rows were planned but {table.num_rows:,} were read from "
                                     f"{', '.join(self.plan.absolute(p) for p in mb.paths)}: the input changed "
                                     "since planning; rerun with --fresh to plan it again")
+        self.types = table.schema
         return table.to_pandas(), table.num_rows
 
     def _compare(self, rel: str, stamp: tuple, size: int, version: int | str | None) -> None:
@@ -176,7 +178,9 @@ class Reader:
             if self._cache is None or self._cache[0] != key:
                 self._cache = None  # let the previous groups go before decoding the next
                 table = pf.read_row_groups(groups, columns=self.plan.options.get("columns"))
-                self._cache = (key, table if self.schema is None else aligned(table, self.schema))
+                if self.schema is not None:
+                    table = aligned(with_folder_keys(table, rel, self.schema), self.schema)
+                self._cache = (key, table)
         return self._cache[1].slice(start - first, stop - start)
 
     def _read_partition(self, mb: MiniBatch) -> pa.Table:

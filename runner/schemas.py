@@ -51,6 +51,28 @@ def hive_keys(rel: str) -> dict[str, str | None]:
     return keys
 
 
+def folder_keys(rels) -> dict[str, list[str | None]]:
+    """Each hive key of some paths, with its values (hive_keys')."""
+    values: dict[str, list[str | None]] = {}
+    for rel in rels:
+        if "=" in rel:
+            for name, value in hive_keys(rel).items():
+                values.setdefault(name, []).append(value)
+    return values
+
+
+def with_folder_keys(table: pa.Table, rel: str, schema: pa.Schema) -> pa.Table:
+    """`table`, read from the file `rel`, with the keys of its folders as columns (typed by `schema`)."""
+    import pyarrow as pa
+
+    for name, value in hive_keys(rel).items():
+        if name in schema.names and name not in table.column_names:
+            t = schema.field(name).type
+            table = table.append_column(pa.field(name, t), pa.repeat(pa.scalar(value, pa.string()).cast(t),
+                                                                     table.num_rows))
+    return table
+
+
 def hive_fields(values: dict[str, list[str | None]], stored: dict[str, pa.DataType]) -> list[pa.Field]:
     """The type of each hive key: the type of its column where files hold it too (polars writes
     both), else int64 where every value is an integer, else string."""

@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 from .commits import GroupFile, PartGroup
 from .layout import Layout
-from .outputs import ResultError, encode_part, result_length, schema_to_text
+from .outputs import ResultError, empty_columns, encode_part, result_length, schema_to_text
 from .plan import MiniBatch, Plan
 from .processes import join_pool
 from .readers import Reader
@@ -362,9 +362,11 @@ class _Worker:
             schema = None
             pending = self.config.append_row and returned > 0
             if pending:
-                part = encode_part(result, self.config.output_format)
+                part = encode_part(result, self.config.output_format, self.reader.types)
                 schema = schema_to_text(part.schema) if part.schema is not None else None
                 self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
+            elif self.config.append_row and (columns := empty_columns(result)) is not None:
+                schema = schema_to_text(columns)  # no rows, but the output's columns
             self._result(Ok(mb.id, items, returned, schema, pending))
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
             self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc()))
