@@ -778,7 +778,7 @@ def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) ->
     """
     import pyarrow as pa
 
-    from .schemas import SchemaClash, folder_keys, hive_fields, schema_to_text, unify
+    from .schemas import SchemaClash, folder_keys, hive_fields, key_kind, key_to_json, schema_to_text, unify
 
     fmt, options, keys = spec.input.format, spec.input.options, list(spec.partition_keys)
     sizes = {f.rel: f.size for f in files}
@@ -794,6 +794,11 @@ def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) ->
     if missing:
         raise PlanError(f"spec.partitionKeys: {', '.join(missing)} not a column of {root}; "
                         f"columns: {', '.join(schema.names)}")
+    for k in keys:
+        try:
+            key_kind(schema.field(k).type)
+        except SchemaClash as e:
+            raise PlanError(f"spec.partitionKeys: {k} {e}") from None
     groups: dict[tuple, dict] = defaultdict(lambda: {"files": [], "items": 0, "size": 0})
     for rel in sizes:
         table = arrow_dataset(root, [rel], fmt, options, env, schema).to_table(columns=keys)
@@ -801,7 +806,7 @@ def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) ->
         total = table.num_rows or 1
         columns = [counts.column(k) for k in keys]
         for i, n in enumerate(counts.column("count_all").to_pylist()):
-            key = tuple(_key_json(k, c[i]) for k, c in zip(keys, columns))
+            key = tuple(key_to_json(c[i]) for c in columns)
             group = groups[key]
             group["files"].append(rel)
             group["items"] += n
@@ -810,16 +815,6 @@ def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) ->
     ordered = sorted(groups.items(), key=lambda kv: kv[1]["order"])
     return [MiniBatch(id=0, size=g["size"], items=g["items"], files=tuple(g["files"]),
                       key=dict(zip(keys, key))) for key, g in ordered], schema_to_text(schema)
-
-
-def _key_json(column: str, value):
-    """A key value as the plan's JSON holds it (schemas.key_to_json)."""
-    from .schemas import SchemaClash, key_to_json
-
-    try:
-        return key_to_json(value)
-    except SchemaClash as e:
-        raise PlanError(f"spec.partitionKeys: {column} {e}") from None
 
 
 def _key_order(value) -> tuple:

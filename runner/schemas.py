@@ -140,25 +140,39 @@ def aligned(table: pa.Table, target: pa.Schema) -> pa.Table:
 # -- partition key values ---------------------------------------------------------------
 
 
+def key_kind(t: pa.DataType) -> str:
+    """How key_to_json holds a key of type `t`: "json" as it is, "float", "int" (a time or
+    duration: Arrow reads neither back from text) or "text" (as Arrow writes it). Raises
+    SchemaClash for a type no key may have (nested, binary)."""
+    import pyarrow as pa
+
+    if pa.types.is_floating(t):
+        return "float"
+    if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)
+            or pa.types.is_null(t)):
+        return "json"
+    if pa.types.is_time(t) or pa.types.is_duration(t):
+        return "int"
+    if pa.types.is_temporal(t) or pa.types.is_decimal(t):
+        return "text"
+    raise SchemaClash(f"is {t}; partition by columns of text, numbers, booleans, dates, timestamps or decimals")
+
+
 def key_to_json(value: pa.Scalar):
     """A key value as plan JSON holds it: text, numbers and booleans as they are; a float
-    that is not finite, a date, time, timestamp, duration or decimal as Arrow writes it as
-    text (key_filter reads it back with the column's type)."""
+    that is not finite, a date, timestamp or decimal as Arrow writes it as text; a time or a
+    duration as its integer (key_filter reads each back with the column's type)."""
     import pyarrow as pa
 
     if not value.is_valid:
         return None
-    t = value.type
-    if pa.types.is_floating(t):
+    kind = key_kind(value.type)
+    if kind == "float":
         number = value.as_py()
         return number if math.isfinite(number) else str(number)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_boolean(t):
-        return value.as_py()
-    if pa.types.is_time(t) or pa.types.is_duration(t):
-        return value.cast(pa.int64()).as_py()  # Arrow reads neither back from text
-    if pa.types.is_temporal(t) or pa.types.is_decimal(t):
-        return value.cast(pa.string()).as_py()
-    raise SchemaClash(f"is {t}; partition by columns of text, numbers, booleans, dates, timestamps or decimals")
+    if kind == "int":
+        return value.cast(pa.int64()).as_py()
+    return value.cast(pa.string()).as_py() if kind == "text" else value.as_py()
 
 
 def key_filter(keys: dict, schema: pa.Schema):
