@@ -190,12 +190,12 @@ def row_group_rows(meta: list[Field]) -> list[int]:
     return [_get(g, _RG_NUM_ROWS) for g in groups[1]] if groups is not None else []
 
 
-def schema_kind(meta: list[Field]) -> tuple[bytes, bytes | None]:
-    """What tells a FileMetaData's columns apart: its Parquet schema as bytes and the Arrow schema
-    its writer kept (key `ARROW:schema`: dictionaries, time zones, large strings), if any."""
+def schema_kind(meta: list[Field]) -> bytes:
+    """What tells a FileMetaData's columns apart: the Arrow schema its writer kept (key
+    `ARROW:schema`: dictionaries, time zones, large strings), else its Parquet schema as bytes."""
     pairs = _get(meta, _FILE_KEY_VALUES)
     arrow = next((_get(kv, 2) for kv in pairs[1] if _get(kv, 1) == b"ARROW:schema"), None) if pairs else None
-    return _value(_LIST, _get(meta, _FILE_SCHEMA)), arrow
+    return b"A" + arrow if arrow is not None else b"P" + _value(_LIST, _get(meta, _FILE_SCHEMA))
 
 
 def _get(fields: list[Field], field_id: int):

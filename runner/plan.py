@@ -648,7 +648,7 @@ class _RowGroupRows:
     def __init__(self, python_bytes: int = 256 * 2**10):  # ~0.25 s of parsing, about pyarrow's import
         self.python_bytes = python_bytes
         self.parsed = 0
-        self.kinds: dict[tuple, str] = {}  # (Parquet schema, Arrow schema) → the first file of that kind
+        self.kinds: dict[bytes, str] = {}  # a kind of schema (parquetjoin.schema_kind) → its first file
 
     def __call__(self, fs, path: str) -> list[int]:
         from .parquetjoin import NotJoinable, read_footer, row_group_rows, schema_kind
@@ -665,7 +665,8 @@ class _RowGroupRows:
             import pyarrow.parquet as pq
 
             meta = pq.ParquetFile(f).metadata
-            self.kinds.setdefault((str(meta.schema).encode(), (meta.metadata or {}).get(b"ARROW:schema")), path)
+            arrow = (meta.metadata or {}).get(b"ARROW:schema")  # as parquetjoin.schema_kind tells kinds apart
+            self.kinds.setdefault(b"A" + arrow if arrow is not None else b"P" + str(meta.schema).encode(), path)
             return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
 
     def unified(self, fs, base: str, root: str, rels: list[str]) -> str | None:
@@ -680,9 +681,9 @@ class _RowGroupRows:
         import pyarrow.parquet as pq
 
         found: dict[pa.Schema, str] = {}
-        for (_, arrow), path in self.kinds.items():
-            if arrow is not None:
-                schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(arrow)))
+        for kind, path in self.kinds.items():
+            if kind[:1] == b"A":
+                schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(kind[1:])))
             else:
                 with fs.open(path, "rb") as f:
                     schema = pq.read_schema(f)
