@@ -11,7 +11,7 @@ returns lists written as lines loads neither.
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import io
 import json
 import sys
@@ -67,11 +67,35 @@ def _table(result, input_types: pa.Schema | None = None) -> pa.Table:
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return pa.table({"result": [str(r) for r in result]})
     try:
-        return from_pandas(result)
+        table = from_pandas(result)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         if input_types is None:
             raise
-        return _typed_as_input(result, input_types)
+        table = _typed_as_input(result, input_types)
+    return table if input_types is None else _narrowed_to_input(table, result, input_types)
+
+
+def _narrowed_to_input(table: pa.Table, frame, input_types: pa.Schema) -> pa.Table:
+    """`table` with each column pandas held as objects (decimals, structs, fixed-size binary)
+    in the input's type of that name where pyarrow inferred another and the values fit it
+    (a safe cast): decimal128(7, 2) read stays decimal128(7, 2), not the precision of the values."""
+    import pyarrow as pa
+
+    for i, (name, dtype) in enumerate(zip(frame.columns, frame.dtypes)):
+        if dtype != object or name not in input_types.names or not isinstance(name, str):
+            continue
+        wanted, column = input_types.field(name).type, table.column(i)
+        if column.type == wanted or pa.types.is_string(wanted) or pa.types.is_large_string(wanted) \
+                or pa.types.is_dictionary(wanted):
+            continue
+        try:
+            table = table.set_column(i, table.field(i).with_type(wanted), column.cast(wanted))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            if pa.types.is_map(wanted):  # a map of no pairs is inferred as list<null>: its pairs, typed
+                with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError):
+                    table = table.set_column(i, table.field(i).with_type(wanted),
+                                             pa.array(frame.iloc[:, i], type=wanted, from_pandas=True))
+    return table
 
 
 def _typed_as_input(frame, input_types: pa.Schema) -> pa.Table:
