@@ -39,7 +39,8 @@ class Reader:
         self.fs, self.base = filesystem(plan.input_uri, env)
         self._cache: tuple[tuple, pa.Table] | None = None
         self._headers: dict[str, list[str]] = {}
-        self.schema = _planned_schema(plan)
+        self.schema = schema_from_text(plan.schema) if plan.schema is not None else None  # the plan's columns
+        self._selected = _selected(self.schema, plan.options.get("columns"))  # those of them read
         self.types: pa.Schema | None = None  # the columns of the last table read
 
     def path(self, rel: str) -> str:
@@ -177,9 +178,12 @@ class Reader:
             key = (rel, tuple(groups))
             if self._cache is None or self._cache[0] != key:
                 self._cache = None  # let the previous groups go before decoding the next
-                table = pf.read_row_groups(groups, columns=self.plan.options.get("columns"))
-                if self.schema is not None:
-                    table = aligned(with_folder_keys(table, rel, self.schema), self.schema)
+                columns = self.plan.options.get("columns")
+                if columns and self.schema is not None:  # those of them this file has; aligned adds the others
+                    columns = [c for c in columns if c in pf.schema_arrow.names]
+                table = pf.read_row_groups(groups, columns=columns)
+                if self._selected is not None:
+                    table = aligned(with_folder_keys(table, rel, self._selected), self._selected)
                 self._cache = (key, table)
         return self._cache[1].slice(start - first, stop - start)
 
@@ -195,13 +199,10 @@ class Reader:
         return table
 
 
-def _planned_schema(plan: Plan):
-    """The columns the plan reads every table with (schemas.py), `columns` of the options among
-    them; None where the plan has none."""
-    if plan.schema is None:
-        return None
+def _selected(schema, columns: list[str] | None):
+    """`schema` with only `columns` (input.options.columns) where they are given."""
+    if schema is None or not columns:
+        return schema
     import pyarrow as pa
 
-    schema = schema_from_text(plan.schema)
-    columns = plan.options.get("columns")
-    return schema if not columns else pa.schema([schema.field(c) for c in columns if c in schema.names])
+    return pa.schema([schema.field(c) for c in columns if c in schema.names])

@@ -182,15 +182,15 @@ def key_filter(keys: dict, schema: pa.Schema):
 
     condition = None
     for column, value in keys.items():
-        field = pc.field(column)
-        t = schema.field(column).type if column in schema.names else None
+        field, t = pc.field(column), schema.field(column).type
+        kind = key_kind(t)
         if value is None:
             term = field.is_null()
-        elif t is not None and pa.types.is_floating(t) and isinstance(value, str) and math.isnan(float(value)):
+        elif kind == "float" and isinstance(value, str) and math.isnan(float(value)):
             term = pc.is_nan(field)  # NaN equals nothing, itself included
-        elif t is None or isinstance(value, bool) or (not isinstance(value, str) and not pa.types.is_temporal(t)):
+        elif kind == "json" or (kind == "float" and not isinstance(value, str)):
             term = field == value
         else:
-            term = field == pa.scalar(value, pa.int64() if isinstance(value, int) else pa.string()).cast(t)
+            term = field == pa.scalar(value, pa.int64() if kind == "int" else pa.string()).cast(t)
         condition = term if condition is None else condition & term
     return condition

@@ -167,6 +167,7 @@ KEY_TYPES = {
     "string": (pa.string(), ["b", "a", None, "b", "ü", "a"]),
     "bool": (pa.bool_(), [True, False, None, True, False, True]),
     "float-nan": (pa.float64(), [0.5, float("nan"), None, 0.5, -2.0, float("nan")]),
+    "float-inf": (pa.float32(), [float("inf"), 1.5, None, float("-inf"), 1.5, float("inf")]),
     "date": (pa.date32(), [datetime.date(2024, 1, 2), datetime.date(2023, 12, 31), None,
                            datetime.date(2024, 1, 2), datetime.date(2024, 1, 2), datetime.date(1999, 1, 1)]),
     "timestamp-tz": (pa.timestamp("us", "Europe/Berlin"), [T0, T0 + datetime.timedelta(hours=1), None, T0,
@@ -471,3 +472,13 @@ def test_other_arrow_types_keep_their_type_and_values_through_run(job):
     out = pq.read_table(job.final("out.parquet"))
     assert out.schema.remove_metadata() == table.schema
     assert out.to_pylist() == table.to_pylist()
+
+
+def test_selected_columns_of_files_that_lack_some(tmp_path):
+    """`input.options.columns` names a column a later file added: the earlier file's rows have it empty."""
+    pq.write_table(pa.table({"id": [0, 1], "x": [1, 2]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"id": [2], "x": [3], "extra": ["e"]}), tmp_path / "b.parquet")
+    for extra in ({}, {"partitionKeys": ["x"]}):
+        plan = make_plan(spec_for(tmp_path, input={"options": {"columns": ["id", "extra"]}}, **extra))
+        rows = rows_by_id(read_batches(plan, tmp_path))
+        assert rows == {0: {"id": 0, "extra": None}, 1: {"id": 1, "extra": None}, 2: {"id": 2, "extra": "e"}}
