@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # a null key's folder name (Hive, Spark, pyarrow, DuckDB)
+_INT64_TEXT = re.compile(r"-?[0-9]{1,18}")  # a folder value read as int64 (Arrow casts it; no overflow)
 
 
 class SchemaClash(ValueError):
@@ -79,10 +81,7 @@ def hive_fields(values: dict[str, list[str | None]], stored: dict[str, pa.DataTy
     import pyarrow as pa
 
     def integers(texts) -> bool:
-        try:
-            return all(t is None or int(t) is not None for t in texts)
-        except ValueError:
-            return False
+        return all(t is None or _INT64_TEXT.fullmatch(t) for t in texts)
 
     return [pa.field(name, stored[name] if name in stored else pa.int64() if integers(texts) else pa.string())
             for name, texts in values.items()]

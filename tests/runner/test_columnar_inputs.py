@@ -152,6 +152,13 @@ def test_hive_integer_keys_and_a_key_stored_in_the_files_too(tmp_path):
     rows = rows_by_id(read_batches(plan, tmp_path))
     assert {i: r["year"] for i, r in rows.items()} == {0: 2023, 1: 2024, 2: None, 3: 2023}
 
+    odd = tmp_path / "odd"  # not int64: text
+    for value in ("1_000", "99999999999999999999", "+5"):
+        (odd / f"n={value}").mkdir(parents=True)
+        pq.write_table(pa.table({"id": [len(value)]}), odd / f"n={value}" / "p.parquet")
+    rows = rows_by_id(read_batches(make_plan(spec_for(odd)), tmp_path))
+    assert sorted(r["n"] for r in rows.values()) == sorted(["1_000", "99999999999999999999", "+5"])
+
     import polars as pl
 
     both = tmp_path / "polars"
