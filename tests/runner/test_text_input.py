@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import gzip
 import io
 import json
 from pathlib import Path
@@ -240,6 +241,33 @@ def test_the_plan_records_the_column_types(tmp_path):
     (tmp_path / "b.csv").write_text("id,code\n3,4.5\n4,\n")
     header = make_plan(spec_for(tmp_path, "csv", 2)).header()
     assert header["input"]["schema"]["columns"] == {"id": "int64", "code": "string"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_partitions_are_read_with_the_planned_column_types_and_folder_keys(tmp_path, fmt):
+    """A partitioned job reads every partition with the one set of types of the plan (as a
+    parquet job reads its unified columns), hive folder keys and compressed files included."""
+    rows = {"east": [("007", 1), ("008", 2)], "west": [("A09", 3), ("007", 4.5)]}
+    for region, values in rows.items():
+        (tmp_path / f"region={region}").mkdir()
+        if fmt == "csv":
+            text = "code,v\n" + "".join(f"{c},{v}\n" for c, v in values)
+        else:
+            text = "".join(json.dumps({"code": c, "v": v}) + "\n" for c, v in values)
+        data = text.encode()
+        name = f"part.{fmt}"
+        if region == "west":
+            data, name = gzip.compress(data), name + ".gz"
+        (tmp_path / f"region={region}" / name).write_bytes(data)
+    spec = load_spec({"spec": {"input": {"uri": str(tmp_path), "type": "tabular", "format": fmt},
+                               "code": {"entryScript": "s.py"}, "output": {"uri": "/tmp/o/"},
+                               "partitionKeys": ["code"]}})
+    header = make_plan(spec).header()
+    assert header["input"]["schema"]["columns"] == {"code": "string", "v": "double", "region": "string"}
+    batches = frames(spec, tmp_path)
+    assert [b["code"].tolist() for b in batches] == [["007", "007"], ["008"], ["A09"]]
+    assert [b["region"].tolist() for b in batches] == [["east", "west"], ["east"], ["west"]]
+    assert [b["v"].tolist() for b in batches] == [[1.0, 4.5], [2.0], [3.0]]
 
 
 def test_types_are_widened_across_files(tmp_path):
