@@ -66,3 +66,15 @@ def threshold_exceeded(counts: Counts, total_mini_batches: int, error_threshold:
 def spec_threshold_exceeded(spec, counts: Counts, total_mini_batches: int) -> str | None:
     return threshold_exceeded(counts, total_mini_batches, spec.error_threshold,
                               spec.mini_batch_error_threshold, spec.allowed_failed_percent)
+
+
+ALL_ITEMS_FAILED = "AllItemsFailed"  # the warning's reason: a condition type on the cluster
+
+
+def all_items_failed(counts: Counts) -> str | None:
+    """The warning of a finished run in which every item failed (thresholds of -1 let it
+    succeed, as in AML), or None: such a run's output has no rows, which must not pass unseen."""
+    if counts.items_failed and not counts.items_succeeded:
+        return (f"every item failed ({counts.items_failed:,} of {counts.items_failed:,}); the run succeeded only "
+                "because the error thresholds allow it, and its output has no rows: see errors.jsonl")
+    return None

@@ -67,9 +67,14 @@ def decompressed(f, compression: str):
     return compr[compression](f, mode="rb")
 
 
-def arrow_dataset(root: str, rels: list[str], fmt: str, options: dict, env: Mapping[str, str] | None = None):
-    """A pyarrow dataset over some files of the input, with hive-style folder keys as columns."""
+def arrow_dataset(root: str, rels: list[str], fmt: str, options: dict, env: Mapping[str, str] | None = None,
+                  schema=None):
+    """A pyarrow dataset over some files of the input: their own columns, or read with `schema`
+    (the plan's, schemas.py), hive-style folder keys among its columns."""
+    import pyarrow as pa
     import pyarrow.dataset as ds
+
+    from .folder_keys import HIVE_NULL, hive_keys
 
     fs, base = filesystem(root, env)
     if fmt == "csv":
@@ -77,5 +82,10 @@ def arrow_dataset(root: str, rels: list[str], fmt: str, options: dict, env: Mapp
         file_format = ds.CsvFileFormat(read_options=read, parse_options=parse, convert_options=convert)
     else:
         file_format = {"parquet": "parquet", "jsonl": "json"}[fmt]
-    return ds.dataset([f"{base}/{r}" for r in rels], filesystem=as_fsspec(fs), format=file_format,
-                      partitioning="hive", partition_base_dir=base)
+    partitioning = None
+    if schema is not None:
+        names = dict.fromkeys(name for r in rels for name in hive_keys(r) if name in schema.names)
+        if names:
+            partitioning = ds.HivePartitioning(pa.schema([schema.field(n) for n in names]), null_fallback=HIVE_NULL)
+    return ds.dataset([f"{base}/{r}" for r in rels], filesystem=as_fsspec(fs), format=file_format, schema=schema,
+                      partitioning=partitioning, partition_base_dir=base)

@@ -338,6 +338,8 @@ def _print_summary(console: Console, summary: dict) -> None:
         console.print(f"an earlier run's output was moved to {summary['previousOutput']}: it is not this run's")
     if summary["items"]["failed"]:
         console.print(f"errors: {summary['errors']}")
+    if summary.get("warning"):
+        console.print(f"[yellow]warning:[/] {summary['warning']['message']}", highlight=False)
     console.print(f"summary: {summary['summary']}")
     console.print(f"time: {summary['seconds']}s   worker logs: {summary['logs']}")
 

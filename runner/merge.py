@@ -23,12 +23,13 @@ import json
 import os
 import shutil
 
-from .accounting import Counts, spec_threshold_exceeded
+from .accounting import ALL_ITEMS_FAILED, Counts, all_items_failed, spec_threshold_exceeded
 from .commits import Parts, read_commits
 from .contract import PermanentError
 from .layout import Layout
 from .plan import Plan
 from .records import DoneRecord, ShardResult
+from .schemas import aligned
 from .spec import JobSpec
 from .storage import is_local, open_atomic, remove_stale_temporaries, write_atomic
 
@@ -62,7 +63,7 @@ def shard_results(fs, layout: Layout, plan: Plan) -> list[ShardResult]:
 
 def _parts(plan: Plan, results: list[ShardResult]) -> tuple[list[tuple[int, int | None]], list[str], list[int]]:
     """The mini-batches with a part, in plan order, each with the index of its schema
-    (None: a plain list, no columns); the distinct schemas (records.schema_to_text's
+    (None: a plain list, no columns); the distinct schemas (schemas.schema_to_text's
     texts, parsed only where they differ); the first mini-batch of each."""
     texts: list[str] = []
     parts, first_of = [], []
@@ -117,15 +118,6 @@ def _target_schema(schemas: list, first_of: list[int], typed: bool):
     raise MergeError("the columns of the mini-batches cannot be unified")
 
 
-def _aligned(table, target):
-    """`table` with `target`'s columns in its order: missing ones null, types cast."""
-    import pyarrow as pa
-
-    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
-               else pa.nulls(table.num_rows, f.type) for f in target]
-    return pa.Table.from_arrays(columns, schema=target)
-
-
 # -- writing the output ------------------------------------------------------------------
 
 
@@ -138,9 +130,11 @@ def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan
     even parsed: a merge of such parts loads no pyarrow."""
     layout = layout.with_parts(Parts(fs, layout, committed))
     parts, texts, first_of = _parts(plan, results)
+    if not parts:  # no row: the columns of a table run() returned empty, if any
+        texts = [r.empty_schema for r in results if r.empty_schema is not None][:1]
     schemas, schema = [], None  # one schema or none: every part has the output's columns
     if len(texts) > 1:
-        from .records import schema_from_text
+        from .schemas import schema_from_text
 
         schemas = [schema_from_text(t) for t in texts]
         schema = _target_schema(schemas, first_of, typed=output_format == "parquet")
@@ -174,6 +168,10 @@ def _write_text(fs, layout: Layout, fmt: str, parts, schemas, schema, texts: lis
     same_names = [s.names == schema.names for s in schemas] if schema is not None else None
     if fmt == "csv" and parts:
         out.write(_header(schema) if schema is not None else _first_header(fs, layout, parts[0][0], texts[0]))
+    elif fmt == "csv" and texts:
+        from .schemas import schema_from_text
+
+        out.write(_header(schema_from_text(texts[0])))
     for mb, k in parts:
         if fmt == "jsonl" or k is None or same_names is None or same_names[k]:
             _copy_part(fs, layout, mb, out, skip_header=fmt == "csv")
@@ -197,7 +195,7 @@ def _first_header(fs, layout: Layout, mb: int, text: str) -> bytes:
                 line = f.readline()
     if line.endswith(b"\n") and b'"' not in line:
         return line
-    from .records import schema_from_text
+    from .schemas import schema_from_text
 
     return _header(schema_from_text(text))
 
@@ -283,7 +281,7 @@ def _realigned_text(data: bytes, names: list[str], schema, delimiter: str) -> by
     table = csv.read_csv(io.BytesIO(data), read_options=csv.ReadOptions(column_names=names),
                          parse_options=csv.ParseOptions(delimiter=delimiter),
                          convert_options=csv.ConvertOptions(column_types={n: pa.string() for n in names}))
-    return write_csv(_aligned(table, schema), False, delimiter)
+    return write_csv(aligned(table, schema), False, delimiter)
 
 
 def _parquet_parts(fs, layout: Layout, parts, schemas, schema):
@@ -302,7 +300,7 @@ def _parquet_parts(fs, layout: Layout, parts, schemas, schema):
         except (pa.ArrowInvalid, OSError) as e:
             raise MergeError(f"mini-batch {mb}: its part {layout.part(mb)} is not readable ({e}); "
                              "rerun with --fresh") from e
-        return write_parquet(_aligned(table, schema) if schema is not None else table)
+        return write_parquet(aligned(table, schema) if schema is not None else table)
 
     same = [schema is None or s == schema for s in schemas]
     for mb, k in parts:
@@ -343,7 +341,7 @@ def _write_parquet(fs, layout: Layout, parts, schemas, schema, texts: list[str],
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .records import schema_from_text
+    from .schemas import schema_from_text
 
     if schema is None and texts:
         schema = schema_from_text(texts[0])
@@ -435,6 +433,8 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     }
     if stale:
         summary["previousOutput"] = uris.final_output(os.path.basename(stale))
+    if status == "Succeeded" and (warning := all_items_failed(counts)):
+        summary["warning"] = {"reason": ALL_ITEMS_FAILED, "message": warning}
     summary["miniBatches"]["total"] = plan.total_mini_batches
     write_atomic(fs, layout.summary, json.dumps(summary, indent=1).encode())
     if status == "Succeeded":

@@ -11,6 +11,7 @@ returns lists written as lines loads neither.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sys
@@ -48,8 +49,14 @@ def _is_table(result) -> bool:
     return (pd is not None and isinstance(result, pd.DataFrame)) or (pa is not None and isinstance(result, pa.Table))
 
 
-def _table(result) -> pa.Table:
-    """A DataFrame as it is; a list of dicts as records; any other list as one `result` column."""
+def empty_columns(result) -> pa.Schema | None:
+    """The columns of a table run() returned without rows; None for a list."""
+    return _table(result).schema if _is_table(result) and len(result.columns) else None
+
+
+def _table(result, input_types: pa.Schema | None = None) -> pa.Table:
+    """A DataFrame as it is; a list of dicts as records; any other list as one `result` column.
+    `input_types`: the columns of the input read, for values pandas alone cannot tell."""
     import pyarrow as pa
 
     if isinstance(result, pa.Table):
@@ -61,7 +68,53 @@ def _table(result) -> pa.Table:
             return pa.table({"result": pa.array(list(result))})
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return pa.table({"result": [str(r) for r in result]})
-    return from_pandas(result)
+    try:
+        table = from_pandas(result)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if input_types is None:
+            raise
+        table = _typed_as_input(result, input_types)
+    return table if input_types is None else _narrowed_to_input(table, result, input_types)
+
+
+def _narrowed_to_input(table: pa.Table, frame, input_types: pa.Schema) -> pa.Table:
+    """`table` with each column pandas held as objects (decimals, structs, fixed-size binary)
+    in the input's type of that name where pyarrow inferred another and the values fit it
+    (a safe cast): decimal128(7, 2) read stays decimal128(7, 2), not the precision of the values."""
+    import pyarrow as pa
+
+    for i, (name, dtype) in enumerate(zip(frame.columns, frame.dtypes)):
+        if dtype != object or name not in input_types.names or not isinstance(name, str):
+            continue
+        wanted, column = input_types.field(name).type, table.column(i)
+        if column.type == wanted or pa.types.is_string(wanted) or pa.types.is_large_string(wanted) \
+                or pa.types.is_dictionary(wanted):
+            continue
+        try:
+            table = table.set_column(i, table.field(i).with_type(wanted), column.cast(wanted))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            if pa.types.is_map(wanted):  # a map of no pairs is inferred as list<null>: its pairs, typed
+                with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError):
+                    table = table.set_column(i, table.field(i).with_type(wanted),
+                                             pa.array(frame.iloc[:, i], type=wanted, from_pandas=True))
+    return table
+
+
+def _typed_as_input(frame, input_types: pa.Schema) -> pa.Table:
+    """A frame pyarrow cannot convert by itself: each column it cannot type (a Parquet map comes
+    to pandas as lists of pairs) in the type of the input's column of that name."""
+    import pyarrow as pa
+
+    arrays = []
+    for i, name in enumerate(frame.columns):
+        column = frame.iloc[:, i]
+        try:
+            arrays.append(pa.array(column, from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            if name not in input_types.names:
+                raise
+            arrays.append(pa.array(column, type=input_types.field(name).type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, names=[str(name) for name in frame.columns])
 
 
 def from_pandas(frame) -> pa.Table:
@@ -134,12 +187,13 @@ def write_parquet(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def encode_part(result, fmt: str) -> EncodedPart:
+def encode_part(result, fmt: str, input_types: pa.Schema | None = None) -> EncodedPart:
+    """`input_types`: the columns of the input read (the Arrow types of what pandas holds as objects)."""
     if fmt in ("txt", "jsonl") and isinstance(result, (list, tuple)):
         if fmt == "txt":
             return EncodedPart("".join(f"{r}\n" for r in result).encode(), None)
         return EncodedPart("".join(json.dumps(r, default=str) + "\n" for r in result).encode(), None)
-    table = _table(result)
+    table = _table(result, input_types)
     if fmt == "txt":
         return EncodedPart(write_csv(table, header=False, delimiter=" "), table.schema)
     if fmt == "csv":

@@ -1,5 +1,6 @@
 """Parquet files joined into one by copying their row groups as bytes: nothing decoded or encoded.
-Also the row counts of a file's row groups from its footer alone, for the planner (no pyarrow).
+Also the row counts of a file's row groups and the kind of its schema from its footer alone, for
+the planner (no pyarrow).
 
 A Parquet file is `PAR1`, its column chunks (and page indexes), a Thrift footer
 (FileMetaData), the footer's length and `PAR1`. Files of one schema are joined by
@@ -21,7 +22,7 @@ MAGIC = b"PAR1"
 _STOP, _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(13)
 
 # Field ids of parquet.thrift used here.
-_FILE_SCHEMA, _FILE_NUM_ROWS, _FILE_ROW_GROUPS, _FILE_ENCRYPTION, _FILE_SIGNING_KEY = 2, 3, 4, 8, 9
+_FILE_SCHEMA, _FILE_NUM_ROWS, _FILE_ROW_GROUPS, _FILE_KEY_VALUES, _FILE_ENCRYPTION, _FILE_SIGNING_KEY = 2, 3, 4, 5, 8, 9
 _RG_COLUMNS, _RG_NUM_ROWS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 3, 5, 7
 _TAIL = 64 * 2**10  # bytes read from a file's end at first: its footer, mostly
 _CC_FILE_PATH, _CC_META, _CC_CRYPTO, _CC_ENCRYPTED_META = 1, 3, 8, 9
@@ -187,6 +188,14 @@ def row_group_rows(meta: list[Field]) -> list[int]:
     """The number of rows of each row group, from a FileMetaData (read_file, read_footer)."""
     groups = _get(meta, _FILE_ROW_GROUPS)
     return [_get(g, _RG_NUM_ROWS) for g in groups[1]] if groups is not None else []
+
+
+def schema_kind(meta: list[Field]) -> bytes:
+    """What tells a FileMetaData's columns apart: the Arrow schema its writer kept (key
+    `ARROW:schema`: dictionaries, time zones, large strings), else its Parquet schema as bytes."""
+    pairs = _get(meta, _FILE_KEY_VALUES)
+    arrow = next((_get(kv, 2) for kv in pairs[1] if _get(kv, 1) == b"ARROW:schema"), None) if pairs else None
+    return b"A" + arrow if arrow is not None else b"P" + _value(_LIST, _get(meta, _FILE_SCHEMA))
 
 
 def _get(fields: list[Field], field_id: int):

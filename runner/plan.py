@@ -10,6 +10,7 @@ of mini-batches of about equal bytes.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import errno
 import fnmatch
@@ -29,14 +30,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, repeat
 from stat import S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .contract import URI_SCHEME, PermanentError
 from .formats import arrow_dataset, compression_of, has_header, quote_of
 from .layout import Layout
 from .records import ShardRange
+from .schemas import to_header
 from .spec import InputFormat, InputType, JobSpec
 from .storage import filesystem, is_local, protocol_of, strip_protocol, write_atomic
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PLAN_VERSION = 1
 log = logging.getLogger(__name__)
@@ -130,12 +135,13 @@ class Plan:
     total_bytes: int
     mini_batches: Sequence[MiniBatch] | None = None  # a list, or FileBatches
     sources: dict | None = None  # {"model": version, "sideInputs": {name: version}} when planned
-    schema: dict | None = None  # csv/jsonl: the column types every mini-batch is read with (runner/schemas.py)
+    schema: dict | None = None  # the columns every table is read with (schemas.to_header; None: as each file has them)
 
     def header(self) -> dict:
-        return {"version": PLAN_VERSION, "input": {"uri": self.input_uri, "type": self.input_type,
-                                                    "format": self.input_format, "options": self.options,
-                                                    "schema": self.schema},
+        inp = {"uri": self.input_uri, "type": self.input_type, "format": self.input_format, "options": self.options}
+        if self.schema is not None:
+            inp["schema"] = self.schema
+        return {"version": PLAN_VERSION, "input": inp,
                 "totals": {"miniBatches": self.total_mini_batches, "items": self.total_items,
                            "bytes": self.total_bytes},
                 "shards": [s.to_dict() for s in self.shards], "sources": self.sources}
@@ -545,14 +551,14 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                     total_items=len(listing), total_bytes=sum(listing.sizes), mini_batches=mini_batches,
                     sources=source_versions(spec, env))
     files = _with_rows(root, listing.files(), env)
-    schema = None
+    listing = Listing.of(files)  # without the entries that hold no rows
+    fs, base = filesystem(root, env)
+    types = _text_schema(spec, fs, root, base, listing) if spec.input.format in ("csv", "jsonl") else None
     if spec.partition_keys:
-        batches = _partition_batches(spec, root, files, env)
+        batches, schema = _partition_batches(spec, root, files, env, types)
     else:
-        fs, base = filesystem(root, env)
-        if spec.input.format in ("csv", "jsonl"):
-            schema = _text_schema(spec, fs, root, base, listing)
-        cut = {"parquet": functools.partial(_parquet_batches, row_groups=_RowGroupRows()), "csv": _text_batches,
+        schema, row_groups = types, _RowGroupRows()
+        cut = {"parquet": functools.partial(_parquet_batches, row_groups=row_groups), "csv": _text_batches,
                "jsonl": _text_batches}[spec.input.format]
         batches = []
         for f in files:
@@ -560,6 +566,8 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                 batches.extend(cut(spec, fs, f"{base}/{f.rel}", f.rel, f.size))
             except (OSError, ValueError) as e:
                 raise PlanError(f"spec.input: cannot read {root}{f.rel} as {spec.input.format}: {e}") from e
+        if spec.input.format == "parquet":
+            schema = row_groups.unified(fs, base, root, listing.rels)
     stamps = {f.rel: (f.size, f.version) for f in files}
     mini_batches = [dataclasses.replace(b, id=i, stamps=tuple(x for p in b.paths for x in stamps[p]))
                     for i, b in enumerate(batches)]
@@ -568,16 +576,15 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                 options=dict(spec.input.options), shards=shard(mini_batches, spec.node_count),
                 total_mini_batches=len(mini_batches), total_items=items,
                 total_bytes=sum(b.size for b in mini_batches), mini_batches=mini_batches,
-                sources=source_versions(spec, env), schema=schema)
+                sources=source_versions(spec, env), schema=to_header(schema) if schema is not None else None)
 
 
-def _text_schema(spec: JobSpec, fs, root: str, base: str, listing: Listing) -> dict:
-    """The column types of a csv/jsonl input, as the plan header records them."""
-    from . import schemas
+def _text_schema(spec: JobSpec, fs, root: str, base: str, listing: Listing) -> pa.Schema:
+    """The column types of a csv/jsonl input (column_types.py)."""
+    from .column_types import infer
 
     try:
-        return schemas.to_header(schemas.infer(spec.input.format, spec.input.options, fs, base, listing.rels,
-                                               listing.sizes))
+        return infer(spec.input.format, spec.input.options, fs, base, listing.rels, listing.sizes)
     except (OSError, ValueError) as e:
         raise PlanError(f"spec.input: cannot infer the column types of {root} as {spec.input.format}: {e}") from e
 
@@ -699,27 +706,61 @@ class _RowGroupRows:
     """The rows of each row group of a Parquet file, from its footer. Parsed in Python
     (parquetjoin's Thrift reader) while the footers read so far are small: a planner of a
     few files does without pyarrow (~0.3 s to import, in a process that needs it for
-    nothing else); past `python_bytes` of footers, or a footer it cannot read, by pyarrow."""
+    nothing else); past `python_bytes` of footers, or a footer it cannot read, by pyarrow.
+    Notes each kind of schema met (its first file), for `unified`."""
 
     def __init__(self, python_bytes: int = 256 * 2**10):  # ~0.25 s of parsing, about pyarrow's import
         self.python_bytes = python_bytes
         self.parsed = 0
+        self.kinds: dict[bytes, str] = {}  # a kind of schema (parquetjoin.schema_kind) → its first file
 
     def __call__(self, fs, path: str) -> list[int]:
-        from .parquetjoin import NotJoinable, read_footer, row_group_rows
+        from .parquetjoin import NotJoinable, read_footer, row_group_rows, schema_kind
 
         with fs.open(path, "rb") as f:
             if self.parsed < self.python_bytes:
                 try:
                     meta, length = read_footer(f)
                     self.parsed += length
+                    self.kinds.setdefault(schema_kind(meta), path)
                     return row_group_rows(meta)
                 except (NotJoinable, IndexError, struct.error):  # pyarrow's message says why
                     f.seek(0)
             import pyarrow.parquet as pq
 
             meta = pq.ParquetFile(f).metadata
+            arrow = (meta.metadata or {}).get(b"ARROW:schema")  # as parquetjoin.schema_kind tells kinds apart
+            self.kinds.setdefault(b"A" + arrow if arrow is not None else b"P" + str(meta.schema).encode(), path)
             return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+
+    def unified(self, fs, base: str, root: str, rels: list[str]) -> pa.Schema | None:
+        """The columns of the files `rels` unified (schemas.py), keys of hive folders among them;
+        None where every file has the same columns and no folder names a key."""
+        from .folder_keys import folder_keys, hive_fields
+        from .schemas import SchemaClash, unify
+
+        folders = folder_keys(rels)
+        if len(self.kinds) < 2 and not folders:
+            return None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        found: dict[pa.Schema, str] = {}
+        for kind, path in self.kinds.items():
+            if kind[:1] == b"A":
+                schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(kind[1:])))
+            else:
+                with fs.open(path, "rb") as f:
+                    schema = pq.read_schema(f)
+            found.setdefault(schema.remove_metadata(), root + path[len(base) + 1:])
+        if len(found) < 2 and not folders:
+            return None
+        own = {name: s.field(name).type for s in found for name in folders if name in s.names}
+        try:
+            return unify([(rel, schema) for schema, rel in found.items()]
+                         + [("the folder names", pa.schema(hive_fields(folders, own)))])
+        except SchemaClash as e:
+            raise PlanError(f"spec.input: {e}") from None
 
 
 def _rows(rel: str, a: int, b: int, file_size: int, file_rows: int) -> MiniBatch:
@@ -816,31 +857,68 @@ def _cuts_by_rows(f, ends: Iterator, rel: str, start: int, size: int, rows: int,
         yield MiniBatch(id=0, size=size - cut, items=left, file=rel, bytes=(cut, size))
 
 
-def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env) -> list[MiniBatch]:
-    """One mini-batch per value of `partitionKeys`, gathered across files.
+def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env,
+                       types: pa.Schema | None) -> tuple[list[MiniBatch], pa.Schema]:
+    """One mini-batch per value of `partitionKeys`, gathered across files, in key order; and
+    the columns the reader reads them with: `types` (csv/jsonl: the planned column types,
+    column_types.py), else every file's own columns unified (schemas.py); with the keys of
+    hive folders.
 
     Keys may be columns of the data or hive-style folders (`species=setosa/`).
     """
+    import pyarrow as pa
+
+    from .folder_keys import folder_keys, hive_fields
+    from .partition_keys import key_kind, key_to_json
+    from .schemas import SchemaClash, unify
+
+    fmt, options, keys = spec.input.format, spec.input.options, list(spec.partition_keys)
     sizes = {f.rel: f.size for f in files}
+    try:
+        if types is not None:
+            named = [("the planned column types", types)]
+        else:
+            named = [(root + rel, arrow_dataset(root, [rel], fmt, options, env).schema) for rel in sizes]
+        folders = folder_keys(sizes)
+        own = {name: s.field(name).type for _, s in named for name in folders if name in s.names}
+        schema = unify(named + [("the folder names", pa.schema(hive_fields(folders, own)))])
+    except SchemaClash as e:
+        raise PlanError(f"spec.input: {e}") from None
+    missing = [k for k in keys if k not in schema.names]
+    if missing:
+        raise PlanError(f"spec.partitionKeys: {', '.join(missing)} not a column of {root}; "
+                        f"columns: {', '.join(schema.names)}")
+    for k in keys:
+        try:
+            key_kind(schema.field(k).type)
+        except SchemaClash as e:
+            raise PlanError(f"spec.partitionKeys: {k} {e}") from None
     groups: dict[tuple, dict] = defaultdict(lambda: {"files": [], "items": 0, "size": 0})
     for rel in sizes:
-        dataset = arrow_dataset(root, [rel], spec.input.format, spec.input.options, env)
-        missing = [k for k in spec.partition_keys if k not in dataset.schema.names]
-        if missing:
-            raise PlanError(f"spec.partitionKeys: {', '.join(missing)} not a column of {root}{rel}; "
-                            f"columns: {', '.join(dataset.schema.names)}")
-        table = dataset.to_table(columns=list(spec.partition_keys))
-        counts = table.group_by(list(spec.partition_keys)).aggregate([([], "count_all")])
+        try:
+            table = arrow_dataset(root, [rel], fmt, options, env, schema).to_table(columns=keys)
+        except (OSError, ValueError) as e:
+            raise PlanError(f"spec.input: cannot read {root}{rel} as {fmt}: {e}") from e
+        counts = table.group_by(keys).aggregate([([], "count_all")])
         total = table.num_rows or 1
-        for row in counts.to_pylist():
-            key = tuple(row[k] for k in spec.partition_keys)
+        columns = [counts.column(k) for k in keys]
+        for i, n in enumerate(counts.column("count_all").to_pylist()):
+            key = tuple(key_to_json(c[i]) for c in columns)
             group = groups[key]
             group["files"].append(rel)
-            group["items"] += row["count_all"]
-            group["size"] += sizes[rel] * row["count_all"] // total
-    ordered = sorted(groups.items(), key=lambda kv: tuple((v is None, str(type(v)), v) for v in kv[0]))
+            group["items"] += n
+            group["size"] += sizes[rel] * n // total
+            group.setdefault("order", tuple(_key_order(c[i]) for c in columns))
+    ordered = sorted(groups.items(), key=lambda kv: kv[1]["order"])
     return [MiniBatch(id=0, size=g["size"], items=g["items"], files=tuple(g["files"]),
-                      key=dict(zip(spec.partition_keys, key))) for key, g in ordered]
+                      key=dict(zip(keys, key))) for key, g in ordered], schema
+
+
+def _key_order(value) -> tuple:
+    """Where a key value sorts: by value, then NaN, then null."""
+    number = value.as_py()
+    nan = isinstance(number, float) and math.isnan(number)
+    return (number is None, nan, None if number is None or nan else number)
 
 
 # -- shards ----------------------------------------------------------------------

@@ -56,7 +56,7 @@ class Outcome:
     mini_batch: MiniBatch
     items: int | None
     returned: int | None = None  # set when run() returned
-    schema: str | None = None  # the committed part's columns (records.schema_to_text)
+    schema: str | None = None  # the committed part's columns (schemas.schema_to_text)
     error: str | None = None
     traceback: str | None = None
     part_pending: bool = False  # its part comes with a later Placed event

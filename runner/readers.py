@@ -9,9 +9,12 @@ from stat import S_ISFIFO, S_ISREG, S_ISSOCK
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from . import schemas
+from .column_types import SchemaMismatch, mismatch
+from .folder_keys import with_folder_keys
 from .formats import arrow_dataset, compression_of, csv_options, decompressed, has_header, quote_of
+from .partition_keys import key_filter
 from .plan import MiniBatch, Plan, file_version
+from .schemas import aligned, from_header
 from .storage import filesystem, is_local
 
 if TYPE_CHECKING:  # imported where a table is read: a files job never loads pyarrow
@@ -33,6 +36,10 @@ def _regular(path: str, stat: os.stat_result) -> None:
         raise NotAFileError(f"{path} is {kind}, not a regular file; its items are failed, not read")
 
 
+class PartitionMismatch(RuntimeError):
+    """A partition's files hold other than its planned rows although none of them changed."""
+
+
 class Reader:
     """Reads mini-batches of one plan; one per worker process.
 
@@ -47,7 +54,9 @@ class Reader:
         self.fs, self.base = filesystem(plan.input_uri, env)
         self._cache: tuple[tuple, pa.Table] | None = None
         self._headers: dict[str, list[str]] = {}
-        self._planned_schema: pa.Schema | None = None
+        self.schema = from_header(plan.schema) if plan.schema is not None else None  # the plan's columns (schemas.py)
+        self._selected = _selected(self.schema, plan.options.get("columns"))  # those of them read
+        self.types: pa.Schema | None = None  # the columns of the last table read
 
     def path(self, rel: str) -> str:
         return f"{self.base}/{rel}"
@@ -65,6 +74,7 @@ class Reader:
             raise InputChangedError(f"{mb.items:,} rows were planned but {table.num_rows:,} were read from "
                                     f"{', '.join(self.plan.absolute(p) for p in mb.paths)}: the input changed "
                                     "since planning; rerun with --fresh to plan it again")
+        self.types = table.schema
         return table.to_pandas(), table.num_rows
 
     def _compare(self, rel: str, stamp: tuple, size: int, version: int | str | None) -> None:
@@ -137,7 +147,7 @@ class Reader:
         """A csv/jsonl mini-batch's bytes (`whole`: the whole file, header included) with the plan's column types."""
         import pyarrow as pa
 
-        options, schema, names = self.plan.options, self._schema(), None
+        options, schema, names = self.plan.options, self.schema, None
         try:
             if self.plan.input_format == "jsonl":
                 import pyarrow.json as pj
@@ -156,21 +166,16 @@ class Reader:
             names = names or read.column_names
             table = csv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
         except pa.ArrowInvalid as e:
-            mismatch = schemas.mismatch(e, schema, names, self._where(mb)) if schema is not None else None
-            if mismatch is None:
+            unfit = mismatch(e, schema, names, self._where(mb)) if schema is not None else None
+            if unfit is None:
                 raise
-            raise mismatch from None
+            raise unfit from None
         unplanned = [] if schema is None else [name for name in table.column_names if name not in schema.names]
         if unplanned:
-            raise schemas.SchemaMismatch(
+            raise SchemaMismatch(
                 f"{self._where(mb)} has column {unplanned[0]!r}, which the files sampled when the job was planned "
                 f"do not have; declare its type in spec.input.options.columnTypes, e.g. {{{unplanned[0]}: string}}")
         return table
-
-    def _schema(self) -> pa.Schema | None:
-        if self._planned_schema is None and self.plan.schema is not None:
-            self._planned_schema = schemas.from_header(self.plan.schema)
-        return self._planned_schema
 
     def _where(self, mb: MiniBatch) -> str:
         source = self.plan.absolute(mb.file)
@@ -236,19 +241,31 @@ class Reader:
             key = (rel, tuple(groups))
             if self._cache is None or self._cache[0] != key:
                 self._cache = None  # let the previous groups go before decoding the next
-                self._cache = (key, pf.read_row_groups(groups, columns=self.plan.options.get("columns")))
+                columns = self.plan.options.get("columns")
+                if columns and self.schema is not None:  # those of them this file has; aligned adds the others
+                    columns = [c for c in columns if c in pf.schema_arrow.names]
+                table = pf.read_row_groups(groups, columns=columns)
+                if self._selected is not None:
+                    table = aligned(with_folder_keys(table, rel, self._selected), self._selected)
+                self._cache = (key, table)
         return self._cache[1].slice(start - first, stop - start)
 
     def _read_partition(self, mb: MiniBatch) -> pa.Table:
-        import pyarrow.compute as pc
-
         for rel, stamp in zip(mb.files, mb.file_stamps()):
             self._check(rel, stamp)
-        condition = None
-        for column, value in mb.key.items():
-            term = pc.field(column).is_null() if value is None else pc.field(column) == value
-            condition = term if condition is None else condition & term
         dataset = arrow_dataset(self.plan.input_uri, list(mb.files), self.plan.input_format,
-                                self.plan.options, self.env)
-        return dataset.to_table(filter=condition, columns=self.plan.options.get("columns"))
+                                self.plan.options, self.env, self.schema)
+        table = dataset.to_table(filter=key_filter(mb.key, dataset.schema), columns=self.plan.options.get("columns"))
+        if table.num_rows != mb.items:  # the planner and the filter disagree: never a silent loss
+            raise PartitionMismatch(f"partition {mb.key}: {mb.items:,} rows were planned but {table.num_rows:,} "
+                                    f"were read from {', '.join(self.plan.absolute(p) for p in mb.files)}")
+        return table
 
+
+def _selected(schema, columns: list[str] | None):
+    """`schema` with only `columns` (input.options.columns) where they are given."""
+    if schema is None or not columns:
+        return schema
+    import pyarrow as pa
+
+    return pa.schema([schema.field(c) for c in columns if c in schema.names])

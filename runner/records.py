@@ -7,7 +7,7 @@
     ReuseEntry  _parallelrun/cache/<fingerprint>.json: a succeeded step or run that a later one may reuse
     TerminationMessage  /dev/termination-log: what a scoring or merge pod tells the operator
 
-A schema in these records and in the plan header is text: schema_to_text, schema_from_text.
+A schema in these records is text (schemas.schema_to_text); the plan header's is schemas.to_header's.
 
 `to_dict()` writes the keys runs have always written, and `from_dict()` reads runs
 written before a key existed (a default for each key added since), so a run planned
@@ -16,27 +16,12 @@ or scored by an earlier version still resumes and merges.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from .accounting import Counts
 from .contract import TERMINATION_MESSAGE_LIMIT
-
-if TYPE_CHECKING:
-    import pyarrow as pa
-
-
-def schema_to_text(schema: pa.Schema) -> str:
-    """A schema as a short string (no pandas metadata)."""
-    return base64.b64encode(schema.remove_metadata().serialize().to_pybytes()).decode()
-
-
-def schema_from_text(text: str) -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 @dataclass(frozen=True)
@@ -67,7 +52,7 @@ class ShardRange:
 class DoneRecord:
     """A committed mini-batch: from the moment its record exists it is never run again.
 
-    `errors` are its errors.jsonl lines; `schema` its part's columns (schema_to_text),
+    `errors` are its errors.jsonl lines; `schema` its part's columns (schemas.schema_to_text),
     None for a part of plain lines or no part; `part` where its part lies: (file in the
     parts folder, offset, length), None where it has none or where it is the part file
     of its own that runs before group commits wrote."""
@@ -111,18 +96,22 @@ class ShardResult:
     without_part: list[int] = field(default_factory=list)
     schemas: list[str] = field(default_factory=list)  # distinct part schemas, in plan order of first use
     schema_of: dict[int, int] = field(default_factory=dict)  # mini-batch → index in schemas, where not 0
+    empty_schema: str | None = None  # the columns of the first table run() returned without rows
 
     def to_dict(self) -> dict:
-        return {"shard": self.index, **self.counts.to_dict(), "thresholdExceeded": self.threshold_reason,
-                "failedMiniBatches": self.failed_ids, "withoutPart": self.without_part,
-                "schemas": self.schemas, "schemaOf": {str(k): v for k, v in self.schema_of.items()}}
+        d = {"shard": self.index, **self.counts.to_dict(), "thresholdExceeded": self.threshold_reason,
+             "failedMiniBatches": self.failed_ids, "withoutPart": self.without_part,
+             "schemas": self.schemas, "schemaOf": {str(k): v for k, v in self.schema_of.items()}}
+        if self.empty_schema is not None:
+            d["emptySchema"] = self.empty_schema
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ShardResult":
         return cls(index=d["shard"], counts=Counts.from_dict(d), threshold_reason=d.get("thresholdExceeded"),
                    failed_ids=list(d.get("failedMiniBatches", [])), without_part=list(d.get("withoutPart", [])),
                    schemas=list(d.get("schemas", [])),
-                   schema_of={int(k): v for k, v in d.get("schemaOf", {}).items()})
+                   schema_of={int(k): v for k, v in d.get("schemaOf", {}).items()}, empty_schema=d.get("emptySchema"))
 
 
 @dataclass(frozen=True)

@@ -1,219 +1,100 @@
-"""One type per column for a whole csv or jsonl input, fixed when the job is planned.
+"""The one set of columns a tabular job is read with, and how plans and records hold a schema.
 
-pyarrow infers a column's type from the rows it reads, so mini-batches read on their own
-would type a column by where the cuts fall (`007`, `008` numbers in one, text beside
-`A09` in the next). The planner infers the types once instead: from each file's first
-SAMPLE bytes (the whole file when it is smaller; files in plan order until BUDGET bytes
-are read), widened across files and under `input.options.columnTypes`, and records them
-in the plan header (`input.schema`). Every mini-batch is read with those types; one that
-holds a value or a column that does not fit fails with an error naming the column and
-`columnTypes`, never with other types.
+A job's mini-batches are read on their own, by many processes; each would otherwise type
+its columns by the rows or the file at hand. The planner fixes one schema instead and
+records it in the plan header (`input.schema`, to_header/from_header): every reader gives
+run() its tables with exactly those columns and types, and the merge never meets two
+types of one column that the input caused.
 
-Widening: a column of one type keeps it; null (no value seen) takes the other's type;
-integers and floats give float64; anything else gives string (csv; jsonl has no such
-cast, so there it is a planning error). A csv column with no value in a sample that is
-not its whole file is string.
+- csv/jsonl: the column types inferred from samples and `input.options.columnTypes`
+  (column_types.py).
+- parquet: the files' own Arrow schemas, unified here where they differ (another writer,
+  a dictionary or plain strings, string or large_string, a column added one day, int64 in
+  one file and double in another, one instant under two time zone names), with the keys
+  of hive folders (folder_keys.py).
+
+A schema in the plan and in the records (records.py) is text: schema_to_text, schema_from_text.
 """
 
 from __future__ import annotations
 
-import io
-import re
+import base64
 from typing import TYPE_CHECKING
-
-from .formats import compression_of, csv_options, decompressed, has_header, quote_of
-from .records import schema_from_text, schema_to_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SAMPLE = 2**20
-BUDGET = 64 * 2**20
+
+class SchemaClash(ValueError):
+    """Two files store one column in types that have no common type."""
 
 
-class SchemaMismatch(ValueError):
-    """A mini-batch holds a value or a column that the plan's types do not allow."""
+def schema_to_text(schema: pa.Schema) -> str:
+    """A schema as a short string for plans, done records and shard results (no metadata)."""
+    return base64.b64encode(schema.remove_metadata().serialize().to_pybytes()).decode()
 
 
-def infer(fmt: str, options: dict, fs, base: str, rels: list[str], sizes: list[int]) -> pa.Schema:
-    """The input's column types, as the module docstring says."""
+def schema_from_text(text: str) -> pa.Schema:
     import pyarrow as pa
 
-    columns = _Columns(fmt)
-    small = _SmallFiles(fmt, options, columns)
-    read = 0
-    for rel, size in zip(rels, sizes):
-        if read >= BUDGET:
-            break
-        if size == 0:
-            continue
-        sample, whole = _head(fs, f"{base}/{rel}", rel, fmt, options)
-        read += len(sample)
-        if whole:
-            small.add(rel, sample)
-        else:
-            columns.add(_sample_schema(fmt, options, sample), rel, whole=False)
-    small.flush()
-    schema = pa.schema([(name, kind) for name, (kind, _) in columns.found.items()])
-    for name, kind in declared(options).items():
-        index = schema.get_field_index(name)
-        schema = schema.set(index, pa.field(name, kind)) if index >= 0 else schema.append(pa.field(name, kind))
-    return schema
-
-
-class _Columns:
-    """Each column's type so far, widened file by file, and the file it was first seen in."""
-
-    def __init__(self, fmt: str):
-        self.fmt = fmt
-        self.found: dict[str, tuple[pa.DataType, str]] = {}
-
-    def add(self, schema: pa.Schema, rel: str, whole: bool) -> None:
-        import pyarrow as pa
-
-        for field in schema:
-            kind = field.type
-            if self.fmt == "csv" and pa.types.is_null(kind) and not whole:
-                kind = pa.string()
-            if field.name not in self.found:
-                self.found[field.name] = (kind, rel)
-                continue
-            before, first = self.found[field.name]
-            wider = _widen(before, kind, to_string=self.fmt == "csv")
-            if wider is None:
-                raise ValueError(f"column {field.name!r} is {before} in {first} but {kind} in {rel}, and jsonl "
-                                 "values are not converted; write the column alike in every file")
-            self.found[field.name] = (wider, first)
-
-
-class _SmallFiles:
-    """Whole files parsed together, those of one header line at a time (pyarrow's inference
-    widens as _widen does): a call per file would cost ~0.2 ms each, most of the planning of
-    many small files. A group pyarrow cannot read as one is read file by file, to name them."""
-
-    def __init__(self, fmt: str, options: dict, columns: _Columns):
-        self.fmt, self.options, self.columns = fmt, options, columns
-        self.header = fmt == "csv" and has_header(options)
-        self.groups: dict[bytes, list[tuple[str, bytes]]] = {}
-        self.bytes: dict[bytes, int] = {}
-
-    def add(self, rel: str, data: bytes) -> None:
-        if self.header:
-            head, _, body = data.partition(b"\n")
-        else:
-            head, body = b"", data
-        self.groups.setdefault(head, []).append((rel, body))
-        self.bytes[head] = self.bytes.get(head, 0) + len(body)
-        if self.bytes[head] >= SAMPLE:
-            self._parse(head)
-
-    def flush(self) -> None:
-        for head in list(self.groups):
-            self._parse(head)
-
-    def _parse(self, head: bytes) -> None:
-        import pyarrow as pa
-
-        files, prefix = self.groups.pop(head), head + b"\n" if self.header else b""
-        self.bytes.pop(head)
-        together = prefix + b"".join(body if body.endswith(b"\n") or not body else body + b"\n" for _, body in files)
-        try:
-            self.columns.add(_sample_schema(self.fmt, self.options, together), files[0][0], whole=True)
-        except pa.ArrowInvalid:
-            for rel, body in files:
-                self.columns.add(_sample_schema(self.fmt, self.options, prefix + body), rel, whole=True)
-
-
-def declared(options: dict) -> dict[str, pa.DataType]:
-    """`input.options.columnTypes` as pyarrow types (the spec checked them: spec.COLUMN_TYPES)."""
-    import pyarrow as pa
-
-    return {name: pa.type_for_alias(kind) for name, kind in (options.get("columnTypes") or {}).items()}
-
-
-def _widen(a: pa.DataType, b: pa.DataType, to_string: bool) -> pa.DataType | None:
-    """The type both fit (module docstring); None where only string would and `to_string` is off."""
-    import pyarrow as pa
-
-    if a == b or pa.types.is_null(b):
-        return a
-    if pa.types.is_null(a):
-        return b
-    if pa.types.is_integer(a) and pa.types.is_integer(b):
-        return pa.int64()
-    if (pa.types.is_integer(a) or pa.types.is_floating(a)) and (pa.types.is_integer(b) or pa.types.is_floating(b)):
-        return pa.float64()
-    return pa.string() if to_string else None
-
-
-def _head(fs, path: str, rel: str, fmt: str, options: dict) -> tuple[bytes, bool]:
-    """The file's first whole rows within SAMPLE bytes (decompressed; more where that holds no
-    row), and whether that is all of it."""
-    compression = compression_of(rel)
-    header = 1 if fmt == "csv" and has_header(options) else 0
-    with fs.open(path, "rb") as raw:
-        f = decompressed(raw, compression) if compression else raw
-        head, want = b"", SAMPLE + 1
-        while True:
-            head += f.read(want - len(head))
-            if len(head) < want:
-                return head, True
-            rows, last = _rows_in(head, fmt, options)
-            if rows > header:
-                return head[:last], False
-            want *= 2
-
-
-def _rows_in(head: bytes, fmt: str, options: dict) -> tuple[int, int]:
-    """How many rows the first bytes of a file end, and where the last ends; a quoted value
-    the bytes end in cuts them short."""
-    from .rowends import Unsafe, row_ends
-
-    quote = quote_of(options) if fmt == "csv" else None
-    count, last = 0, 0
-    try:
-        for block in row_ends(io.BytesIO(head), 0, quote, options.get("delimiter", ",").encode(), fmt == "jsonl"):
-            if len(block):
-                count, last = count + len(block), int(block[-1])
-    except Unsafe:  # the bytes end inside a quoted value (the rows so far hold), or a stray quote: lines
-        if not count:
-            count, last = head.count(b"\n"), head.rfind(b"\n") + 1
-    return count, last
-
-
-def _sample_schema(fmt: str, options: dict, sample: bytes) -> pa.Schema:
-    if fmt == "jsonl":
-        import pyarrow.json as pj
-
-        table = pj.read_json(io.BytesIO(sample))
-        columns = options.get("columns")
-        return table.select(columns).schema if columns else table.schema
-    import pyarrow.csv as csv
-
-    read, parse, convert = csv_options(options, newlines_in_values=True)
-    return csv.read_csv(io.BytesIO(sample), read_options=read, parse_options=parse, convert_options=convert).schema
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 def to_header(schema: pa.Schema) -> dict:
-    """The plan header's record of the types: readable names, and the schema itself."""
+    """The plan header's `input.schema`: the columns by name with readable types (for people
+    reading the plan), and the schema itself (schema_to_text), which readers use."""
     return {"columns": {field.name: str(field.type) for field in schema}, "arrow": schema_to_text(schema)}
 
 
 def from_header(record: dict) -> pa.Schema:
+    """The schema of a plan header's `input.schema` (to_header's)."""
     return schema_from_text(record["arrow"])
 
 
-def mismatch(error: Exception, schema: pa.Schema, names: list[str] | None, where: str) -> SchemaMismatch | None:
-    """pyarrow's error reading `where` as one that names the column and the fix; None when
-    it is no type mismatch (a malformed row, say)."""
-    text = str(error)
-    if not re.search(r"conversion error|changed from|unexpected field", text):
-        return None
-    found = re.search(r"column #(\d+)", text)
-    column = names[int(found.group(1))] if found and names and int(found.group(1)) < len(names) else None
-    found = re.search(r"Column\(/([^)]*)\)", text)
-    column = found.group(1) if found else column
-    planned = f"planned as {schema.field(column).type}" if column in schema.names else "not planned"
-    named = f"column {column!r} ({planned})" if column else "a column"
-    return SchemaMismatch(f"{where} does not fit the column types fixed when the job was planned: {named}: {error}. "
-                          f"Declare the type in spec.input.options.columnTypes, e.g. {{{column or 'code'}: string}}")
+def _comparable(types: list[pa.DataType]) -> list[pa.DataType]:
+    """Types of one column as one type can hold them: a dictionary as its values, zoned
+    timestamps in UTC (the same instants)."""
+    import pyarrow as pa
+
+    out = [t.value_type if pa.types.is_dictionary(t) else t for t in types]
+    if all(pa.types.is_timestamp(t) and t.tz for t in out):
+        out = [pa.timestamp(t.unit, "UTC") for t in out]
+    return out
+
+
+def unify(named: list[tuple[str, pa.Schema]]) -> pa.Schema:
+    """One schema holding every column of every (file name, schema), in order of first
+    appearance, each in a type that holds all its files' values. Raises SchemaClash naming
+    the column and two files where there is none."""
+    import pyarrow as pa
+
+    schemas = [s.remove_metadata() for _, s in named]
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    columns: dict[str, list[tuple[str, pa.DataType]]] = {}
+    for (name, _), schema in zip(named, schemas):
+        for field in schema:
+            columns.setdefault(field.name, []).append((name, field.type))
+    fields = []
+    for column, found in columns.items():
+        types = _comparable([t for _, t in found])
+        try:
+            fields.append(pa.unify_schemas([pa.schema([(column, t)]) for t in types],
+                                           promote_options="permissive").field(0))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            (first, first_type), other = found[0], next((f, t) for f, t in found if t != found[0][1])
+            raise SchemaClash(f"column {column!r} is {first_type} in {first} but {other[1]} in {other[0]}; "
+                              "write it in one type in every file, or select the files of one kind with "
+                              "spec.input.pattern") from None
+    return pa.schema(fields)
+
+
+def aligned(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """`table` with `target`'s columns in its order: missing ones null, types cast."""
+    import pyarrow as pa
+
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in target]
+    return pa.Table.from_arrays(columns, schema=target)

@@ -55,6 +55,7 @@ class ShardRunner:
         self.failed_ids: list[int] = []
         self.without_part: list[int] = []
         self._schemas: dict[int, str] = {}  # mini-batch → its part's schema
+        self.empty_schema: str | None = None
         self._distinct: dict[str, str] = {}
         self._reader = Reader(plan, scratch)
         self._log = CommitLog(fs, layout, index)
@@ -118,7 +119,8 @@ class ShardRunner:
         exceeded = self._exceeded()
         if pending and not exceeded:
             exceeded = self._score(pending)
-        result = ShardResult(self.index, self.counts, exceeded, sorted(self.failed_ids), sorted(self.without_part))
+        result = ShardResult(self.index, self.counts, exceeded, sorted(self.failed_ids), sorted(self.without_part),
+                             empty_schema=self.empty_schema)
         for mb_id in sorted(self._schemas):
             schema = self._schemas[mb_id]
             if schema not in result.schemas:
@@ -227,6 +229,8 @@ class ShardRunner:
             self.failed_ids.append(done.id)
         if not done.succeeded:
             self.without_part.append(done.id)
+            if done.schema and self.empty_schema is None:  # a table without rows: the output's header
+                self.empty_schema = done.schema
         elif done.schema:  # one string per distinct schema, however many mini-batches share it
             self._schemas[done.id] = self._distinct.setdefault(done.schema, done.schema)
 

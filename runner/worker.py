@@ -41,11 +41,11 @@ from typing import NamedTuple
 
 from .commits import GroupFile, PartGroup
 from .layout import Layout
-from .outputs import ResultError, ResultTypeError, encode_part, result_length
+from .outputs import ResultError, ResultTypeError, empty_columns, encode_part, result_length
 from .plan import MiniBatch, Plan
 from .processes import join_pool
 from .readers import Reader
-from .records import schema_to_text
+from .schemas import schema_to_text
 from .spec import LoggingLevel, OutputFormat
 from .storage import StorageError, filesystem, is_local
 
@@ -365,9 +365,11 @@ class _Worker:
             schema = None
             pending = self.config.append_row and returned > 0
             if pending:
-                part = encode_part(result, self.config.output_format)
+                part = encode_part(result, self.config.output_format, self.reader.types)
                 schema = schema_to_text(part.schema) if part.schema is not None else None
                 self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
+            elif self.config.append_row and (columns := empty_columns(result)) is not None:
+                schema = schema_to_text(columns)  # no rows, but the output's columns
             self._result(Ok(mb.id, items, returned, schema, pending))
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
             self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc(),

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 import kopf
-from parallelrun.runner.accounting import Counts
+from parallelrun.runner.accounting import ALL_ITEMS_FAILED, Counts, all_items_failed
 from parallelrun.runner.api import BATCH_INFERENCE_JOB, LABEL_JOB_UID
 from parallelrun.runner.contract import PermanentError
 from parallelrun.runner.layout import Layout
@@ -41,6 +41,7 @@ from ..kit.conditions import (
     SUCCEEDED,
     TERMINAL,
     with_phase,
+    with_warning,
 )
 from ..kit.controller import Controller, RunFailed, Services
 from ..kit.kube import ApiError, path
@@ -191,6 +192,9 @@ class Reconciler(Controller):
             message = f"output written to {output}"
             self._event("Normal", "Succeeded", message)
             status = dict(with_phase(status, SUCCEEDED, "Succeeded", message, self.generation), outputUri=output)
+            if warning := all_items_failed(counts_of(status)):  # thresholds of -1 let it succeed: say so
+                self._event("Warning", ALL_ITEMS_FAILED, warning)
+                status = with_warning(status, ALL_ITEMS_FAILED, warning, self.generation)
             if self.spec.allow_reuse:
                 await self._record_for_reuse(output)
         await self._write(status)

@@ -6,6 +6,7 @@
                 Failed     True with the reason: InvalidSpec, PlanFailed, ErrorThresholdExceeded,
                            ConfigurationError, RetriesExhausted, ScoringJobFailed, MergeFailed;
                            Forbidden, Invalid, ApiRejected: the API refused a request for good (kube.py)
+                AllItemsFailed  True when the run succeeded (thresholds of -1) with every item failed
                 SpecChangeRefused  True while the spec differs from the one the run started with
                 Reconciling, Stalled  kstatus' pair, as Flux and kpt read it:
                            Reconciling True until the end; Stalled True once Failed
@@ -86,3 +87,10 @@ def with_spec_check(status: dict, refusal: str | None, generation: int | None, a
     if generation is not None:
         new["observedGeneration"] = generation
     return new
+
+
+def with_warning(status: dict, type_: str, message: str, generation: int | None, at: str | None = None) -> dict:
+    """`status` with the condition `type_` True for a warning about the outcome (e.g. AllItemsFailed)."""
+    conditions = set_condition(list(status.get("conditions") or []), type_, True, type_, message, generation,
+                               at or now())
+    return dict(status, conditions=conditions)

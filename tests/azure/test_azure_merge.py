@@ -12,7 +12,7 @@ from parallelrun.runner.layout import Layout
 from parallelrun.runner.merge import MergeError, merge
 from parallelrun.runner.outputs import encode_part
 from parallelrun.runner.plan import ensure_plan
-from parallelrun.runner.records import schema_to_text
+from parallelrun.runner.schemas import schema_to_text
 from parallelrun.runner.spec import load_spec
 
 

@@ -71,8 +71,29 @@ async def test_happy_path_to_succeeded(cluster, kube, kubelet, operator, inputs,
     assert status["observedGeneration"] == 1
     assert {("Normal", "Planning"), ("Normal", "Started"), ("Normal", "Merging"),
             ("Normal", "Succeeded")} <= set(events(cluster, "happy"))
+    assert condition(status, "AllItemsFailed") == {} and ("Warning", "AllItemsFailed") not in events(cluster, "happy")
     assert cluster.creations["jobs", "happy-score"] == 1 and cluster.creations["jobs", "happy-merge"] == 1
     assert schema.validate(cluster.get(PLURAL, "happy")) == []
+
+
+async def test_every_item_failed_succeeds_loudly(cluster, kube, kubelet, operator, inputs, schema):
+    """errorThreshold -1 lets a run whose every item failed succeed (AML's rule), never silently:
+    a condition AllItemsFailed and a Warning event say so; a run with any item scored has neither."""
+    async with operator():
+        await create(kube, resource("void", inputs, errorThreshold=-1, miniBatchErrorThreshold=-1,
+                                    allowedFailedPercent=-1))
+        await running(cluster, "void")
+        await kubelet.run("void-score", 0, 0, report(0, 5))
+        await kubelet.run("void-score", 1, 0, report(0, 5))
+        await eventually(lambda: status_of(cluster, "void").get("phase") == "Merging")
+        await kubelet.run("void-merge", 0, 0, '{"status": "Succeeded"}')
+        status = await finished(cluster, "void")
+    assert status["phase"] == "Succeeded" and condition(status, "Succeeded")["status"] == "True"
+    warning = condition(status, "AllItemsFailed")
+    assert warning["status"] == "True" and warning["reason"] == "AllItemsFailed"
+    assert "every item failed (10 of 10)" in warning["message"] and "errors.jsonl" in warning["message"]
+    assert ("Warning", "AllItemsFailed") in events(cluster, "void")
+    assert schema.validate(cluster.get(PLURAL, "void")) == []
 
 
 async def running(cluster, name: str) -> dict:

@@ -3,13 +3,14 @@ sees every row exactly once, with the same columns, types and values.
 
 Cuts never fall inside a quoted value (runner/rowends.py), compressed files are read
 decompressed, and the column types are fixed once per job when it is planned
-(runner/schemas.py), so no cut changes a DataFrame.
+(runner/column_types.py), so no cut changes a DataFrame.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import gzip
 import io
 import json
 from pathlib import Path
@@ -22,12 +23,12 @@ import pyarrow.csv as pacsv
 import pytest
 from rich.console import Console
 
-from parallelrun.runner import schemas
+from parallelrun.runner import column_types
 from parallelrun.runner.local import run_local
 from parallelrun.runner.outputs import encode_part
 from parallelrun.runner.plan import Plan, PlanError, make_plan
 from parallelrun.runner.readers import Reader
-from parallelrun.runner.schemas import SchemaMismatch
+from parallelrun.runner.column_types import SchemaMismatch
 from parallelrun.runner.spec import SpecError, load_spec
 
 SIZES = [1, 2, 3, 7, "30B", "64B", "1MB"]
@@ -242,6 +243,33 @@ def test_the_plan_records_the_column_types(tmp_path):
     assert header["input"]["schema"]["columns"] == {"id": "int64", "code": "string"}
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_partitions_are_read_with_the_planned_column_types_and_folder_keys(tmp_path, fmt):
+    """A partitioned job reads every partition with the one set of types of the plan (as a
+    parquet job reads its unified columns), hive folder keys and compressed files included."""
+    rows = {"east": [("007", 1), ("008", 2)], "west": [("A09", 3), ("007", 4.5)]}
+    for region, values in rows.items():
+        (tmp_path / f"region={region}").mkdir()
+        if fmt == "csv":
+            text = "code,v\n" + "".join(f"{c},{v}\n" for c, v in values)
+        else:
+            text = "".join(json.dumps({"code": c, "v": v}) + "\n" for c, v in values)
+        data = text.encode()
+        name = f"part.{fmt}"
+        if region == "west":
+            data, name = gzip.compress(data), name + ".gz"
+        (tmp_path / f"region={region}" / name).write_bytes(data)
+    spec = load_spec({"spec": {"input": {"uri": str(tmp_path), "type": "tabular", "format": fmt},
+                               "code": {"entryScript": "s.py"}, "output": {"uri": "/tmp/o/"},
+                               "partitionKeys": ["code"]}})
+    header = make_plan(spec).header()
+    assert header["input"]["schema"]["columns"] == {"code": "string", "v": "double", "region": "string"}
+    batches = frames(spec, tmp_path)
+    assert [b["code"].tolist() for b in batches] == [["007", "007"], ["008"], ["A09"]]
+    assert [b["region"].tolist() for b in batches] == [["east", "west"], ["east"], ["west"]]
+    assert [b["v"].tolist() for b in batches] == [[1.0, 4.5], [2.0], [3.0]]
+
+
 def test_types_are_widened_across_files(tmp_path):
     (tmp_path / "a.csv").write_text("id,x,y\n0,1,\n")
     (tmp_path / "b.csv").write_text("id,x,y\n1,2.5,\n")
@@ -251,7 +279,7 @@ def test_types_are_widened_across_files(tmp_path):
 
 
 def test_a_value_past_the_sample_that_does_not_fit_fails_naming_column_types(tmp_path, monkeypatch):
-    monkeypatch.setattr(schemas, "SAMPLE", 16)
+    monkeypatch.setattr(column_types, "SAMPLE", 16)
     (tmp_path / "a.csv").write_text("id,code\n" + "".join(f"{i},{i:03d}\n" for i in range(20)) + "20,A09\n")
     batches = make_plan(spec_for(tmp_path, "csv", 5)).mini_batches
     reader = Reader(make_plan(spec_for(tmp_path, "csv", 5)), str(tmp_path / "scratch"))
@@ -264,7 +292,7 @@ def test_a_value_past_the_sample_that_does_not_fit_fails_naming_column_types(tmp
 
 
 def test_a_jsonl_field_past_the_sample_fails_naming_column_types(tmp_path, monkeypatch):
-    monkeypatch.setattr(schemas, "SAMPLE", 16)
+    monkeypatch.setattr(column_types, "SAMPLE", 16)
     (tmp_path / "a.jsonl").write_text("".join(f'{{"id": {i}}}\n' for i in range(10)) + '{"id": 10, "new": 1}\n')
     planned = make_plan(spec_for(tmp_path, "jsonl", 5))
     reader = Reader(planned, str(tmp_path / "scratch"))
@@ -397,7 +425,7 @@ def test_newlines_in_values_declared_gives_the_same_rows_at_every_size(tmp_path)
 
 def test_a_run_whose_later_rows_do_not_fit_fails_those_items_naming_column_types(job, monkeypatch):
     """Real workers: the mini-batch past the sample fails with the fix in errors.jsonl; the rest succeed."""
-    monkeypatch.setattr(schemas, "SAMPLE", 16)
+    monkeypatch.setattr(column_types, "SAMPLE", 16)
     (job.data / "a.csv").write_text("id,code\n" + "".join(f"{i},{i:03d}\n" for i in range(20)) + "20,A09\n")
     job.script("def run(df):\n    return df\n")
     summary = run_local(str(job.write(input={"type": "tabular", "format": "csv"}, miniBatchSize=5, runMaxTry=1,
@@ -410,7 +438,7 @@ def test_a_run_whose_later_rows_do_not_fit_fails_those_items_naming_column_types
 
 @pytest.mark.parametrize("sample", [20, 37, 60, 100])
 def test_a_sample_that_ends_inside_a_quoted_value_gives_the_same_types(tmp_path, monkeypatch, sample):
-    monkeypatch.setattr(schemas, "SAMPLE", sample)
+    monkeypatch.setattr(column_types, "SAMPLE", sample)
     REFERENCE.to_csv(tmp_path / "a.csv", index=False, quoting=1)
     rows = assert_same_at_every_size(tmp_path, "csv", tmp_path, columnTypes={"code": "string"})
     assert_reference(rows)
