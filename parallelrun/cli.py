@@ -51,9 +51,41 @@ def _read_resource(path: str) -> dict | None:
 
 def _run(args, console) -> int:
     doc = _read_resource(args.job)
+    if doc is not None and "kind" not in doc and doc.get("type") in ("parallel", "pipeline"):
+        conversion = _convert_aml(args.job, console)
+        if conversion is None:
+            return 2
+        doc = conversion.resource
     if doc is not None and doc.get("kind") == "PipelineRun":
         return _run_pipeline(args, doc, console)
     return _run_job(args, console)
+
+
+def _convert_aml(path: str, console):
+    """An Azure ML v2 job file converted (what was ignored said once), or None when it cannot be (said why)."""
+    from parallelrun.runner.aml import convert_file
+    from parallelrun.runner.spec import SpecError
+
+    try:
+        conversion = convert_file(path)
+    except SpecError as e:
+        console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
+        return None
+    for line in conversion.ignored:
+        console.print(f"{path}: ignored {line}", style="yellow", markup=False, highlight=False)
+    return conversion
+
+
+def _convert(args, console) -> int:
+    """`parallelrun convert aml-job.yml`: the resource an Azure ML v2 job becomes, as YAML on stdout."""
+    import yaml
+
+    conversion = _convert_aml(args.file, console)
+    if conversion is None:
+        return 2
+    print(f"# Converted from {args.file} by `parallelrun convert`; relative paths are relative to its folder.")
+    print(yaml.safe_dump(conversion.resource, sort_keys=False, width=120), end="")
+    return 0
 
 
 def _run_pipeline(args, doc: dict, console) -> int:
@@ -148,6 +180,8 @@ def _validate(args, console) -> int:
             status = max(status, _validate_component(path, console))
         elif kind == "PipelineSchedule":
             status = max(status, _validate_schedule(path, console))
+        elif doc is not None and kind is None and doc.get("type") in ("parallel", "pipeline"):
+            status = max(status, _validate_aml(path, args, console))
         else:
             status = max(status, _validate_job(path, args, console))
     return status
@@ -205,6 +239,38 @@ def _validate_job(path: str, args, console) -> int:
     checked = "" if args.no_check else ", its files are there"
     console.print(f"{path}: valid BatchInferenceJob {spec.name!r} ({spec.input.type} input{checked})",
                   markup=False, highlight=False)
+    return 0
+
+
+def _validate_aml(path: str, args, console) -> int:
+    """An Azure ML v2 job file: converted, then checked as the resource it becomes."""
+    import os
+
+    from parallelrun.runner.aml import load_job_file
+    from parallelrun.runner.pipelines.sources import ComponentFiles
+    from parallelrun.runner.pipelines.spec import load_pipeline
+    from parallelrun.runner.preflight import missing_files
+    from parallelrun.runner.spec import SpecError
+
+    conversion = _convert_aml(path, console)
+    if conversion is None:
+        return 2
+    try:
+        if conversion.resource["kind"] == "PipelineRun":
+            spec = load_pipeline(conversion.resource, base_dir=os.path.dirname(os.path.abspath(path)),
+                                 components=None if args.no_check else ComponentFiles())
+            what = f"PipelineRun {spec.name!r} ({len(spec.steps)} steps)"
+        else:
+            spec = load_job_file(path)
+            problems = [] if args.no_check else missing_files(spec)
+            if problems:
+                raise SpecError(problems)
+            what = f"BatchInferenceJob {spec.name!r} ({spec.input.type} input)"
+    except SpecError as e:
+        console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
+        return 2
+    aml_type = "pipeline" if conversion.resource["kind"] == "PipelineRun" else "parallel"
+    console.print(f"{path}: valid Azure ML {aml_type} job, runs as {what}", markup=False, highlight=False)
     return 0
 
 
@@ -334,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a BatchInferenceJob or a PipelineRun on this machine (local mode)",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES)
-    run.add_argument("job", help="BatchInferenceJob or PipelineRun YAML file")
+    run.add_argument("job", help="BatchInferenceJob or PipelineRun YAML file, or an Azure ML v2 parallel or pipeline job")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec field, e.g. --set nodeCount=2 --set input.uri=data/; a relative "
                           "path is relative to the YAML file's folder, as in the file. A PipelineRun takes "
@@ -348,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--no-check", action="store_true",
                           help="check the spec alone, without looking for its files or reading a pipeline's "
                                "components (no storage access)")
+    convert = commands.add_parser("convert", help="print the BatchInferenceJob (or PipelineRun) an Azure ML v2 "
+                                                  "parallel (or pipeline) job YAML becomes")
+    convert.add_argument("file", help="Azure ML v2 job YAML (type: parallel or type: pipeline)")
     commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)")
     _add_schedule_commands(commands)
     args = parser.parse_args(argv)
@@ -358,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     console = Console(stderr=True, soft_wrap=True)  # a reason or a path stays on one line
-    return {"run": _run, "validate": _validate, "schedule": _schedule, "trigger": _trigger}[args.command](args, console)
+    return {"run": _run, "validate": _validate, "convert": _convert, "schedule": _schedule,
+            "trigger": _trigger}[args.command](args, console)
 
 
 def command() -> None:

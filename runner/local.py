@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .accounting import Counts, spec_threshold_exceeded
+from .aml import load_job_file
 from .contract import PermanentError
 from .layout import Layout, run_id_for
 from .lock import RunLock
@@ -27,7 +28,7 @@ from .plan import Plan, PlanError, ensure_plan, input_changes, read_plan
 from .pool import InitError, WorkerPool
 from .resources import available_cpus, process_count
 from .shard import ShardRunner, start_pool
-from .spec import JobSpec, load_spec_file
+from .spec import JobSpec
 from .storage import filesystem, is_local, remove_stale_temporaries, storage_error
 
 
@@ -76,9 +77,9 @@ def _entry_script_bytes(spec: JobSpec) -> bytes:
 
 
 def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console: Console | None = None) -> dict:
-    """Run a BatchInferenceJob file here; returns the summary or raises LocalRunError."""
+    """Run a BatchInferenceJob (or AML v2 parallel job) file here; returns the summary or raises LocalRunError."""
     console = console or Console(stderr=True)
-    spec = load_spec_file(path, overrides)
+    spec = load_job_file(path, overrides)
     fs, out = filesystem(spec.output.uri)
     layout = Layout(out, run_id_for(spec, _entry_script_bytes(spec)), spec.output.format)
     with RunLock(fs, out, layout.run_id):

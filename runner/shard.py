@@ -356,6 +356,9 @@ def _resolve_code(spec: JobSpec, scratch: str) -> str:
 def _shared_env(spec: JobSpec, layout: Layout, index: int, scratch: str) -> dict:
     """Paths of the model and side inputs, fetched once for the whole shard."""
     env = {"PARALLELRUN_SHARD_INDEX": str(index), "PARALLELRUN_RUN_ID": layout.run_id}
+    for variable in spec.environment.get("env") or []:  # a pod has them from its template; local mode's workers too
+        if isinstance(variable, dict) and isinstance(variable.get("name"), str) and "value" in variable:
+            env.setdefault(variable["name"], str(variable["value"]))
     try:
         if spec.model_uri:
             model = fetch(spec.model_uri, os.path.join(scratch, "model"))

@@ -226,11 +226,12 @@ def load_spec_file(path: str, overrides: list[str] = ()) -> JobSpec:
     if not isinstance(doc, dict):
         raise SpecError([f"{path}: expected a BatchInferenceJob mapping, got {type(doc).__name__}"])
     for item in overrides:
-        _apply_override(doc, item)
+        apply_override(doc, item)
     return load_spec(doc, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
-def _apply_override(doc: dict, item: str) -> None:
+def apply_override(doc: dict, item: str) -> None:
+    """Set `spec.<key.path>` of a resource from a `--set key.path=value` string."""
     import yaml
 
     key, sep, value = item.partition("=")

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .commits import GroupFile, PartGroup
+from .context import context_of, wants_context
 from .layout import Layout
 from .outputs import ResultError, encode_part, result_length, schema_to_text
 from .plan import MiniBatch, Plan
@@ -283,7 +284,9 @@ class _Worker:
     def __init__(self, conn, config: WorkerConfig, module, running=None):
         self.conn, self.config, self.module = conn, config, module
         self.running = running
-        self.reader = Reader(Plan.from_header(config.plan), config.scratch)
+        self.plan = Plan.from_header(config.plan)
+        self.reader = Reader(self.plan, config.scratch)
+        self.with_context = wants_context(module.run)  # AML v2's run(mini_batch, mini_batch_context)
         out_fs, out_path = filesystem(config.output_uri)
         layout = Layout(out_path, config.run_id, config.output_format)
         self.group = PartGroup(out_fs, layout, config.worker.replace(".", "-"))
@@ -354,7 +357,8 @@ class _Worker:
             if isinstance(read, BaseException):
                 raise read
             payload, items = read
-            result = self.module.run(payload)
+            result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
+                      else self.module.run(payload))
             returned = result_length(result)
             if returned > items:
                 raise ResultError(f"run() returned {returned:,} results for {items:,} items; return at most "
