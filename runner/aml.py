@@ -39,6 +39,7 @@ from typing import Any
 
 from .api import API_VERSION, BATCH_INFERENCE_JOB, PIPELINE_RUN
 from .contract import URI_SCHEME
+from .pipelines.uris import join_uri
 from .spec import JobSpec, SpecError, apply_override, load_spec, load_spec_file, read_yaml
 
 _EXPRESSION = re.compile(r"\$\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
@@ -347,7 +348,7 @@ class _Converter:
         if target.startswith("azureml:"):
             self.fail(f"{path} (MLTable paths)", f"{target!r} is on an Azure ML datastore; give a path relative "
                       "to the MLTable file or an fsspec URL")
-        joined = target if URI_SCHEME.match(target) else posixpath.normpath(posixpath.join(folder, target))
+        joined = join_uri(folder, target).rstrip("/")
         result: dict[str, Any] = {"type": "files"}
         if kind == "pattern":
             base, _, glob = joined.partition("*")
