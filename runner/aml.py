@@ -63,6 +63,7 @@ _IGNORED = {  # field → why it has no equivalent
     "is_deterministic": "reuse is spec.allowReuse",
     "description": "no equivalent",
 }
+_MODEL_TYPES = ("custom_model", "mlflow_model", "triton_model")
 _LITERAL_TYPES = ("string", "integer", "number", "boolean")
 _TASK_FIELDS = ("type", "code", "entry_script", "program_arguments", "append_row_to", "environment", "model")
 _RESOURCE_FIELDS = ("instance_count", "instance_type", "shm_size", "properties", "docker_args")
@@ -191,6 +192,7 @@ class _Converter:
             task = {}
         spec: dict[str, Any] = {}
         self.input_data(doc, prefix, inputs, spec)
+        self.model(inputs, prefix, spec)
         self.task(task, prefix, spec)
         self.output(task.get("append_row_to"), f"{prefix}task.append_row_to", outputs, spec)
         self.settings(doc, prefix, spec)
@@ -321,6 +323,20 @@ class _Converter:
             spec["miniBatchSize"] = ours
         else:
             self.fail(f"{prefix}mini_batch_size", f"{size!r} is not a size; use a value like \"100kb\" or \"10mb\"")
+
+    def model(self, inputs: dict[str, Any], prefix: str, spec: dict) -> None:
+        """The first model input (custom_model, mlflow_model, triton_model) is spec.model: fetched
+        once per pod, its folder in PARALLELRUN_MODEL_DIR and AZUREML_MODEL_DIR."""
+        models = [(name, d) for name, d in inputs.items() if isinstance(d, _Data) and d.type in _MODEL_TYPES]
+        for name, data in models[:1]:
+            if data.path is None or data.is_asset:
+                self.fail(f"{prefix}inputs.{name}.path", f"{data.path!r} is an Azure ML model asset; give the "
+                          "model's folder as a local path or an fsspec URL")
+            else:
+                spec["model"] = {"uri": data.path}
+        for name, _ in models[1:]:
+            self.ignore(f"{prefix}inputs.{name}", "one model is fetched per pod (the first); this one reaches "
+                        "the script only through program_arguments")
 
     def mltable(self, where: str, path: str) -> dict:
         """The input an MLTable folder (or file) describes: its one path and its read transformation."""

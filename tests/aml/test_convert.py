@@ -194,3 +194,20 @@ def test_environment_variables_reach_the_script(tmp_path):
     (tmp_path / "src" / "score.py").write_text("import os\n\ndef run(mb):\n    return [os.environ['GREETING']]\n")
     (tmp_path / "job.yml").write_text(yaml.safe_dump(doc))
     assert run(tmp_path) == ["hi"]
+
+
+def test_the_migration_guide_names_every_field():
+    from pathlib import Path
+
+    from parallelrun.runner import aml
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "from-azure-ml.md").read_text()
+    v1 = ("source_directory", "entry_script", "mini_batch_size", "error_threshold", "output_action",
+          "append_row_file_name", "allowed_failed_percent", "partition_keys", "node_count", "process_count_per_node",
+          "run_invocation_timeout", "run_max_try", "logging_level", "environment_variables", "side_inputs",
+          "arguments", "allow_reuse", "compute_target")
+    v2 = [f for f in aml._JOB_FIELDS if f not in ("$schema", "type", "component", "properties", "services",
+                                                    "identity", "is_deterministic", "experiment_name")]
+    missing = [f for f in (*v1, *v2, *aml._TASK_FIELDS[:5], "max_retries", "instance_count") if f"`{f}" not in guide
+               and f".{f}`" not in guide and f"{f}`" not in guide]
+    assert missing == []
