@@ -267,6 +267,10 @@ def job_spec_schema() -> dict:
                                      "is a folder of ordered parts part-00000.parquet, part-00001.parquet... "
                                      "and a _SUCCESS marker written last, as Spark and Ray write them.",
                                      enum=["file", "dataset"]),
+                    "resultsPerItem": string("one (default): run() returns one result per item, fewer "
+                                             "count as failed items; many: any number of rows per item "
+                                             "(detections, chunks), an item succeeds with its mini-batch.",
+                                             enum=["one", "many"]),
                 },
                 required=["uri"],
                 rules=[rule("!has(self.layout) || self.layout == 'file' || (has(self.format) && self.format == 'parquet')",

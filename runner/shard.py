@@ -193,7 +193,9 @@ class ShardRunner:
                               errors=self._error_records(mb, items, outcome.error, outcome.traceback, attempts),
                               schema=outcome.schema)
         else:
-            succeeded = outcome.returned  # the worker fails an attempt that returned more than its items
+            # One result per item: fewer are failed items (the worker fails an attempt that returned more).
+            # Many: an item succeeds with its mini-batch, whatever number of rows it gave.
+            succeeded = items if self.spec.output.results_per_item == "many" else outcome.returned
             done = DoneRecord(mb.id, "succeeded", items, succeeded=succeeded, failed=items - succeeded,
                               attempts=attempts, schema=outcome.schema)
             if succeeded < items:
@@ -327,6 +329,7 @@ def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_
             plan=plan_header, scratch=os.path.join(scratch, f"worker-{k}"),
             output_uri=spec.output.uri, run_id=layout.run_id,
             output_format=spec.output.format, append_row=spec.output.action == "appendRow",
+            many_results=spec.output.results_per_item == "many",
             prefetch=spec.prefetch_mini_batches,
             log_path=os.path.join(log_dir, f"shard-{index}-worker-{k}.log") if log_dir else None,
         ))

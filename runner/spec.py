@@ -43,6 +43,7 @@ InputFormat = Literal["parquet", "csv", "jsonl"]
 OutputAction = Literal["appendRow", "summaryOnly"]
 OutputFormat = Literal["txt", "csv", "parquet", "jsonl"]
 OutputLayout = Literal["file", "dataset"]  # one file, or (parquet) a folder of ordered parts
+ResultsPerItem = Literal["one", "many"]  # one result per item (fewer: failed items), or any number
 SizeUnit = Literal["count", "rows", "bytes"]  # files, rows, or bytes on disk
 LoggingLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -117,6 +118,7 @@ class OutputSpec:
     file_name: str = "parallel_run_step.txt"
     format: OutputFormat = "txt"
     layout: OutputLayout = "file"
+    results_per_item: ResultsPerItem = "one"
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,8 @@ class JobSpec:
             "output": {"uri": self.output.uri, "action": self.output.action,
                        "fileName": self.output.file_name, "format": self.output.format,
                        # only when not the default: the fingerprint (and run id) of every other spec stays as it was
-                       **({"layout": self.output.layout} if self.output.layout != "file" else {})},
+                       **({"layout": self.output.layout} if self.output.layout != "file" else {}),
+                       **({"resultsPerItem": "many"} if self.output.results_per_item == "many" else {})},
             "nodeCount": self.node_count,
             "runInvocationTimeout": self.run_invocation_timeout,
             "initTimeout": self.init_timeout,
@@ -444,7 +447,8 @@ class _Loader:
                          manifest=self.uri("spec.input.manifest", value.get("manifest"), required=False))
 
     def output(self, value: Any) -> OutputSpec | None:
-        value = self.mapping("spec.output", value, ("uri", "action", "fileName", "format", "layout"), required=True)
+        value = self.mapping("spec.output", value, ("uri", "action", "fileName", "format", "layout", "resultsPerItem"),
+                             required=True)
         if value is None:
             return None
         file_name = self.string("spec.output.fileName", value.get("fileName"), default="parallel_run_step.txt")
@@ -461,6 +465,8 @@ class _Loader:
             file_name=file_name,
             format=fmt,
             layout=layout,
+            results_per_item=self.choice("spec.output.resultsPerItem", value.get("resultsPerItem"),
+                                         get_args(ResultsPerItem), "one"),
         )
 
     def code(self, value: Any) -> CodeSpec | None:

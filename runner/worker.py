@@ -68,6 +68,7 @@ class WorkerConfig:
     run_id: str
     output_format: OutputFormat
     append_row: bool
+    many_results: bool = False  # spec.output.resultsPerItem: many, any number of results per item
     prefetch: int = 2  # mini-batches read ahead while run() computes (spec.prefetchMiniBatches)
     log_path: str | None = None  # its stdout and stderr, else the shard's
     pgid: int | None = None  # the pool's process group (processes.join_pool), set by the pool
@@ -360,7 +361,7 @@ class _Worker:
             result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
                       else self.module.run(payload))
             returned = result_length(result)
-            if returned > items:
+            if returned > items and not self.config.many_results:
                 raise ResultError(f"run() returned {returned:,} results for {items:,} items; return at most "
                                   "one element or row per item")
             schema = None
