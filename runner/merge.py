@@ -29,6 +29,7 @@ from .contract import PermanentError
 from .layout import Layout
 from .plan import Plan
 from .records import DoneRecord, ShardResult
+from .sideoutputs import settle
 from .spec import JobSpec
 from .storage import is_local, open_atomic, remove_stale_temporaries, write_atomic
 
@@ -402,6 +403,7 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     exceeded = exceeded or spec_threshold_exceeded(spec, counts, plan.total_mini_batches)
 
     committed = _committed(fs, layout, plan)
+    settle(fs, layout, committed)
     with open_atomic(fs, layout.errors) as out:
         for mb_id in sorted(failed_ids):
             for record in committed[mb_id].errors:

@@ -24,6 +24,7 @@ from .pool import Outcome, Placed, Returned, WorkerPool
 from .readers import Reader
 from .records import DoneRecord, ShardResult
 from .resources import available_cpus, gpu_assignment, process_count
+from .sideoutputs import publish
 from .spec import JobSpec
 from .storage import fetch, filesystem_modules, write_atomic
 from .worker import WorkerConfig
@@ -60,6 +61,7 @@ class ShardRunner:
         self._log = CommitLog(fs, layout, index)
         self._awaiting: dict[int, tuple[MiniBatch, DoneRecord]] = {}  # succeeded, its part not yet written
         self._urgent = False  # something staged that should not wait for its group to fill
+        self._side: set[int] = set()  # succeeded mini-batches with side outputs, published once committed
         self._lines: dict[int, str] = {}  # each mini-batch's line of the plan
 
     def _check_sources(self) -> None:
@@ -202,6 +204,8 @@ class ShardRunner:
                 done.errors = [self._error_record(
                     mb, None, items - succeeded, attempts,
                     f"run() returned {outcome.returned:,} results for {items:,} items", None)]
+        if outcome.side_outputs and outcome.error is None:
+            self._side.add(mb.id)
         if outcome.part_pending:
             self._awaiting[mb.id] = (mb, done)
         else:
@@ -219,6 +223,9 @@ class ShardRunner:
         committed = self._log.write()
         for done in committed:
             self._count(done)
+        if self._side:
+            publish(self.fs, self.layout, [d.id for d in committed if d.id in self._side])
+            self._side.difference_update(d.id for d in committed)
         self._urgent = False
         if committed:
             self.on_progress(self.index, self.counts)

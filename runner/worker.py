@@ -46,6 +46,8 @@ from .outputs import ResultError, encode_part, result_length, schema_to_text
 from .plan import MiniBatch, Plan
 from .processes import join_pool
 from .readers import Reader
+from .sideoutputs import ENV_VARS as SIDE_OUTPUT_VARS
+from .sideoutputs import SideFolder
 from .spec import LoggingLevel, OutputFormat
 from .storage import StorageError, filesystem, is_local
 
@@ -95,6 +97,7 @@ class Ok(NamedTuple):
     returned: int
     schema: str | None
     part_pending: bool
+    side_outputs: int = 0  # files run() wrote to its side-output folder, kept for the commit
 
 
 class PartsWritten(NamedTuple):
@@ -158,6 +161,7 @@ def worker_main(conn, config: WorkerConfig, running=None) -> None:
     if config.log_path:
         _redirect_output(config.log_path)
     os.environ.update(config.env)
+    os.environ.update(dict.fromkeys(SIDE_OUTPUT_VARS, _side_folder(config)))
     logging.basicConfig(level=config.logging_level, force=True,
                         format=f"%(asctime)s %(levelname)s [worker {config.worker}] %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # azure-core logs every request at INFO
@@ -180,6 +184,10 @@ def worker_main(conn, config: WorkerConfig, running=None) -> None:
     if callable(getattr(module, "shutdown", None)):
         module.shutdown()
     _exit()
+
+
+def _side_folder(config: WorkerConfig) -> str:
+    return os.path.join(config.scratch, "outputs")
 
 
 def _exit() -> None:
@@ -291,6 +299,7 @@ class _Worker:
         out_fs, out_path = filesystem(config.output_uri)
         layout = Layout(out_path, config.run_id, config.output_format)
         self.group = PartGroup(out_fs, layout, config.worker.replace(".", "-"))
+        self.side = SideFolder(_side_folder(config), out_fs, layout)
         self.results: list[Ok | AttemptFailed] = []  # not yet reported
         self.first_result = 0.0  # when the oldest of them came
         self.sending = threading.Lock()  # results and the pipe, shared with the reporter and writer threads
@@ -358,6 +367,7 @@ class _Worker:
             if isinstance(read, BaseException):
                 raise read
             payload, items = read
+            self.side.begin()
             result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
                       else self.module.run(payload))
             returned = result_length(result)
@@ -370,7 +380,7 @@ class _Worker:
                 part = encode_part(result, self.config.output_format)
                 schema = schema_to_text(part.schema) if part.schema is not None else None
                 self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
-            self._result(Ok(mb.id, items, returned, schema, pending))
+            self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id)))
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
             self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc()))
         finally:
