@@ -302,8 +302,11 @@ def job_spec_schema() -> dict:
             "allowReuse": boolean("[allow_reuse] Reuse a finished run with the same fingerprint.",
                                   default=False),
         },
-        required=["input", "code", "output"],
+        required=["input", "output"],
         rules=[
+            rule("has(self.code) || has(self.model)",
+                 "code is required, unless model is an MLflow model folder (scored by its pyfunc flavour)",
+                 field=".code", reason="FieldValueRequired"),
             rule("!has(self.partitionKeys) || self.input.type == 'tabular'",
                  "partitionKeys applies only to input.type tabular",
                  field=".partitionKeys", reason="FieldValueForbidden"),

@@ -418,8 +418,11 @@ class _Converter:
         if _is_asset(code):
             self.fail(f"{prefix}task.code", f"{code!r} is an Azure ML asset; give the folder of the entry script")
         script = task.get("entry_script")
+        if script is None and "model" in spec:  # an MLflow model input scores itself (runner/mlflow_scorer.py)
+            return
         if not isinstance(script, str) or not script:
-            self.fail(f"{prefix}task.entry_script", "required: the .py file with init() and run(mini_batch)")
+            self.fail(f"{prefix}task.entry_script", "required: the .py file with init() and run(mini_batch), or "
+                      "none with an mlflow_model input")
             return
         spec["code"] = {"uri": code, "entryScript": script}
 

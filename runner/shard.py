@@ -345,6 +345,8 @@ def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_
 
 def _resolve_code(spec: JobSpec, scratch: str) -> str:
     code = spec.code
+    if code.builtin:
+        return os.path.join(os.path.dirname(os.path.abspath(__file__)), code.entry_script)
     if code.uri:
         try:
             directory = fetch(code.uri, os.path.join(scratch, "code"))

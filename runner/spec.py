@@ -104,11 +104,15 @@ class SideInput:
         return "PARALLELRUN_SIDE_INPUT_" + re.sub(r"[^A-Za-z0-9]", "_", self.name).upper()
 
 
+MLFLOW_SCORER = "mlflow_scorer.py"  # the runner's own entry script for an MLflow model (code omitted)
+
+
 @dataclass(frozen=True)
 class CodeSpec:
     entry_script: str
     uri: str | None = None
     config_map: str | None = None
+    builtin: bool = False  # code omitted: `entry_script` is the runner's MLflow scorer
 
 
 @dataclass(frozen=True)
@@ -161,8 +165,6 @@ class JobSpec:
             "input": _prune({"uri": self.input.uri, "manifest": self.input.manifest, "type": self.input.type,
                              "format": self.input.format, "pattern": self.input.pattern,
                              "options": dict(self.input.options) or None}),
-            "code": _prune({"uri": self.code.uri, "configMap": self.code.config_map,
-                            "entryScript": self.code.entry_script}),
             "arguments": list(self.arguments),
             "miniBatchSize": self.mini_batch_size.text,
             "errorThreshold": self.error_threshold,
@@ -180,6 +182,9 @@ class JobSpec:
             "loggingLevel": self.logging_level,
             "allowReuse": self.allow_reuse,
         }
+        if not self.code.builtin:
+            out["code"] = _prune({"uri": self.code.uri, "configMap": self.code.config_map,
+                                  "entryScript": self.code.entry_script})
         if self.side_inputs:
             out["sideInputs"] = [{"name": s.name, "uri": s.uri} for s in self.side_inputs]
         if self.model_uri:
@@ -309,7 +314,8 @@ class _Loader:
                 self.fail(path, "required; " + {
                     "spec.input": "give {uri: ..., type: tabular|files} (or manifest: instead of uri)",
                     "spec.output": "give {uri: ...} where the results go",
-                    "spec.code": "give {entryScript: score.py} and where the code is (uri or configMap)",
+                    "spec.code": "give {entryScript: score.py} and where the code is (uri or configMap), "
+                                 "or omit it and give spec.model.uri an MLflow model folder",
                 }.get(path, "add it"))
             return None
         if not isinstance(value, dict):
@@ -374,8 +380,10 @@ class _Loader:
     def spec(self, spec: dict, name: str, namespace: str | None) -> JobSpec | None:
         self.unknown("spec", spec, _SPEC_FIELDS)
         inp = self.input(spec.get("input"))
-        output = self.output(spec.get("output"))
-        code = self.code(spec.get("code"))
+        model_given = spec.get("model") is not None
+        files = isinstance(spec.get("input"), dict) and spec["input"].get("type") == "files"
+        output = self.output(spec.get("output"), mlflow_files=spec.get("code") is None and model_given and files)
+        code = self.code(spec.get("code"), model_given)
         size = self.mini_batch_size(spec.get("miniBatchSize"), inp)
         keys = self.string_list("spec.partitionKeys", spec.get("partitionKeys"), unique=True)
         if keys and inp and inp.type != "tabular":
@@ -446,7 +454,8 @@ class _Loader:
                          format=fmt, pattern=self.string("spec.input.pattern", value.get("pattern")), options=options,
                          manifest=self.uri("spec.input.manifest", value.get("manifest"), required=False))
 
-    def output(self, value: Any) -> OutputSpec | None:
+    def output(self, value: Any, mlflow_files: bool = False) -> OutputSpec | None:
+        """`mlflow_files`: the MLflow scorer on a files input gives many rows per file by default."""
         value = self.mapping("spec.output", value, ("uri", "action", "fileName", "format", "layout", "resultsPerItem"),
                              required=True)
         if value is None:
@@ -466,10 +475,12 @@ class _Loader:
             format=fmt,
             layout=layout,
             results_per_item=self.choice("spec.output.resultsPerItem", value.get("resultsPerItem"),
-                                         get_args(ResultsPerItem), "one"),
+                                         get_args(ResultsPerItem), "many" if mlflow_files else "one"),
         )
 
-    def code(self, value: Any) -> CodeSpec | None:
+    def code(self, value: Any, model_given: bool = False) -> CodeSpec | None:
+        if value is None and model_given:  # an MLflow model scores itself (mlflow_scorer.py)
+            return CodeSpec(entry_script=MLFLOW_SCORER, builtin=True)
         value = self.mapping("spec.code", value, ("uri", "configMap", "entryScript"), required=True)
         if value is None:
             return None

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .commits import GroupFile, PartGroup
-from .context import context_of, wants_context
+from .context import UnusableInput, context_of, wants_context
 from .layout import Layout
 from .outputs import ResultError, encode_part, result_length, schema_to_text
 from .plan import MiniBatch, Plan
@@ -381,6 +381,10 @@ class _Worker:
                 schema = schema_to_text(part.schema) if part.schema is not None else None
                 self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
             self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id)))
+        except UnusableInput as e:  # no mini-batch can succeed: the run stops, as when init() fails
+            self._report()
+            self._send(InitFailed(_failure(e, "run()"), traceback.format_exc()))
+            _exit()
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
             self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc()))
         finally:

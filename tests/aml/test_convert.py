@@ -211,3 +211,14 @@ def test_the_migration_guide_names_every_field():
     missing = [f for f in (*v1, *v2, *aml._TASK_FIELDS[:5], "max_retries", "instance_count") if f"`{f}" not in guide
                and f".{f}`" not in guide and f"{f}`" not in guide]
     assert missing == []
+
+
+def test_an_mlflow_model_input_needs_no_entry_script(tmp_path):
+    doc = aml_job(tmp_path, {"type": "uri_folder", "path": "./data"})
+    doc["inputs"]["model"] = {"type": "mlflow_model", "path": "./heart-model"}
+    del doc["task"]["entry_script"], doc["task"]["code"]
+    spec = convert(doc, str(tmp_path)).resource["spec"]
+    assert "code" not in spec and spec["model"] == {"uri": "./heart-model"}
+    (tmp_path / "job.yml").write_text(yaml.safe_dump(doc))
+    job = load_job_file(str(tmp_path / "job.yml"))
+    assert job.code.builtin and job.output.results_per_item == "many"
