@@ -301,6 +301,9 @@ def job_spec_schema() -> dict:
             ),
             "allowReuse": boolean("[allow_reuse] Reuse a finished run with the same fingerprint.",
                                   default=False),
+            "retryFailed": boolean("Rerun only the failed mini-batches of this job's finished run, with "
+                                   "the script and model as they are now, splicing their results into "
+                                   "the same ordered output (the old one kept as <fileName>.previous)."),
         },
         required=["input", "output"],
         rules=[

@@ -147,7 +147,7 @@ def _run_job(args, console) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console)])
     signal.signal(signal.SIGTERM, raise_terminated)  # stops the run as Ctrl-C does (workers stopped), exit 143
     try:
-        run_local(args.job, args.set, fresh=args.fresh, console=console)
+        run_local(args.job, args.set, fresh=args.fresh, console=console, retry_failed=args.retry_failed)
     except LocalRunError as e:  # the run did not succeed: its one-line reason
         console.print(f"failed: {e}", style="red", markup=False, highlight=False)
         return e.exit_code
@@ -407,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
                           "parameter values: --set parameters.maxIter=500")
     run.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run "
                                                           "(a pipeline: reuse no earlier step)")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="rerun only the failed mini-batches of the job's finished run, with the script and "
+                          "model as they are now, into a new version of the same ordered output (the old one "
+                          "kept as <fileName>.previous); errors.jsonl then lists only what still fails")
     validate = commands.add_parser("validate", help="check BatchInferenceJob, PipelineRun, PipelineSchedule and Component files, "
                                                     "reporting every invalid field (and, for a job, every input, "
                                                     "code, model or side input that is not there)")

@@ -439,8 +439,8 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
         summary["previousOutput"] = uris.final_output(os.path.basename(stale))
     summary["miniBatches"]["total"] = plan.total_mini_batches
     write_atomic(fs, layout.summary, json.dumps(summary, indent=1).encode())
-    if status == "Succeeded":
-        _remove_parts(fs, layout)
+    if status == "Succeeded" and not counts.items_failed and not counts.mini_batches_failed:
+        _remove_parts(fs, layout)  # with failed items they stay: a repair run (repair.py) keeps the rest
     return summary
 
 

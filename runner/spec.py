@@ -32,7 +32,7 @@ _SPEC_FIELDS = (
     "errorThreshold", "miniBatchErrorThreshold", "allowedFailedPercent", "output",
     "nodeCount", "processCountPerNode", "runInvocationTimeout", "initTimeout", "runMaxTry",
     "prefetchMiniBatches",
-    "loggingLevel", "environment", "storage", "allowReuse",
+    "loggingLevel", "environment", "storage", "allowReuse", "retryFailed",
 )
 _ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
                        "tolerations", "serviceAccountName", "gpu")
@@ -158,6 +158,7 @@ class JobSpec:
     gpu: GpuSpec | None = None
     storage: dict = field(default_factory=dict)
     allow_reuse: bool = False
+    retry_failed: bool = False  # rerun only the failed mini-batches of the finished run (repair.py)
 
     def to_dict(self) -> dict:
         """The normalized spec in the resource's camelCase shape."""
@@ -199,6 +200,8 @@ class JobSpec:
             out["environment"] = self.environment
         if self.storage:
             out["storage"] = self.storage
+        if self.retry_failed:
+            out["retryFailed"] = True
         return out
 
     def fingerprint(self, salt: bytes = b"") -> str:
@@ -393,9 +396,10 @@ class _Loader:
         storage = self.mapping("spec.storage", spec.get("storage"), ("secretRef",)) or {}
         if storage.get("secretRef") is not None and not isinstance((storage["secretRef"] or {}).get("name"), str):
             self.fail("spec.storage.secretRef", "expected {name: <secret name>}")
-        allow_reuse = spec.get("allowReuse", False)
-        if not isinstance(allow_reuse, bool):
-            self.fail("spec.allowReuse", f"expected true or false, got {allow_reuse!r}")
+        allow_reuse, retry_failed = spec.get("allowReuse", False), spec.get("retryFailed", False)
+        for key, flag in (("allowReuse", allow_reuse), ("retryFailed", retry_failed)):
+            if not isinstance(flag, bool):
+                self.fail(f"spec.{key}", f"expected true or false, got {flag!r}")
         percent = spec.get("allowedFailedPercent", 100)
         if isinstance(percent, bool) or not isinstance(percent, int) or not -1 <= percent <= 100:
             self.fail("spec.allowedFailedPercent", f"{percent!r} is not a percentage; use a whole number "
@@ -423,6 +427,7 @@ class _Loader:
             gpu=self.gpu(environment.get("gpu")),
             storage=storage,
             allow_reuse=bool(allow_reuse),
+            retry_failed=retry_failed is True,
         )
         return result
 
