@@ -87,6 +87,9 @@ def cluster_errors(spec: JobSpec, default_image: str | None) -> list[str]:
     if not spec.environment.get("image") and not default_image:
         errors.append("spec.environment.image: required to run on Kubernetes; give the scoring image "
                       "(e.g. registry/scorer:1.0) that has parallelrun installed")
+    if spec.retry_failed:  # the operator runs a resource's own run; a repair resumes another one
+        errors.append("spec.retryFailed: repair runs are made in local mode for now; run `parallelrun run "
+                      "JOB --retry-failed` against the same output.uri, or remove the field")
     uris = {"spec.input.uri": spec.input.uri, "spec.input.manifest": spec.input.manifest, "spec.output.uri": spec.output.uri,
             "spec.code.uri": spec.code.uri, "spec.model.uri": spec.model_uri}
     uris.update({f"spec.sideInputs[{i}].uri": s.uri for i, s in enumerate(spec.side_inputs)})
