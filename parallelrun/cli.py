@@ -50,8 +50,10 @@ def _read_resource(path: str) -> dict | None:
 
 
 def _run(args, console) -> int:
+    from parallelrun.runner.aml import is_aml_job
+
     doc = _read_resource(args.job)
-    if doc is not None and "kind" not in doc and doc.get("type") in ("parallel", "pipeline"):
+    if is_aml_job(doc):
         conversion = _convert_aml(args.job, console)
         if conversion is None:
             return 2
@@ -170,6 +172,8 @@ def _run_job(args, console) -> int:
 
 
 def _validate(args, console) -> int:
+    from parallelrun.runner.aml import is_aml_job
+
     status = 0
     for path in args.job:
         doc = _read_resource(path)
@@ -180,7 +184,7 @@ def _validate(args, console) -> int:
             status = max(status, _validate_component(path, console))
         elif kind == "PipelineSchedule":
             status = max(status, _validate_schedule(path, console))
-        elif doc is not None and kind is None and doc.get("type") in ("parallel", "pipeline"):
+        elif is_aml_job(doc):
             status = max(status, _validate_aml(path, args, console))
         else:
             status = max(status, _validate_job(path, args, console))
