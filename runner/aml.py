@@ -146,6 +146,7 @@ class _Data:
     type: str
     path: str | None
     is_asset: bool = False
+    step: str | None = None  # the pipeline step that writes it
 
 
 class _Converter:
@@ -153,6 +154,7 @@ class _Converter:
         self.base_dir = base_dir
         self.errors: list[str] = []
         self.ignored: list[str] = []
+        self.needs: set[str] = set()  # the steps the job being converted reads from
 
     def fail(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}")
@@ -211,7 +213,7 @@ class _Converter:
                 bound = self.bound(item.get("path", item.get("default")), f"{path}.path", bindings)
                 kind = item.get("type")
                 if isinstance(bound, _Data):
-                    result[name] = _Data(kind or bound.type, bound.path, bound.is_asset)
+                    result[name] = _Data(kind or bound.type, bound.path, bound.is_asset, bound.step)
                 elif kind in _LITERAL_TYPES:
                     result[name] = bound
                 else:
@@ -246,6 +248,8 @@ class _Converter:
         if ref not in bindings:
             self.fail(path, f"{value!r} names nothing; known: " + ", ".join(f"parent.{k}" for k in bindings))
             return None
+        if isinstance(bindings[ref], _Data) and bindings[ref].step:
+            self.needs.add(bindings[ref].step)
         return bindings[ref]
 
     def outputs(self, value: Any, prefix: str, job: str, bindings: dict | None) -> dict[str, _Data]:
@@ -554,7 +558,8 @@ class _Converter:
     # -- a pipeline job ------------------------------------------------------------
 
     def pipeline(self, doc: dict, default_name: str) -> dict:
-        """A PipelineRun whose steps are the pipeline's parallel jobs, in the file's order."""
+        """A PipelineRun whose steps are the pipeline's jobs, in the file's order: a parallel job
+        a batchInference step, a command job with a component file a component step."""
         for key in doc:
             if key in ("settings", "compute", "experiment_name", "tags", "description", "identity", "properties"):
                 self.ignore(key, _IGNORED.get(key, "the cluster and its defaults are the operator's"))
@@ -564,40 +569,88 @@ class _Converter:
         if not isinstance(jobs, dict) or not jobs:
             self.fail("jobs", "required: the pipeline's jobs, at least one of type: parallel")
             jobs = {}
+        bindings = self.pipeline_bindings(doc, jobs)
+        steps = []
+        for name, job in jobs.items():
+            prefix, step = f"jobs.{name}.", _dns_name(name, label=True)
+            kind = job.get("type") if isinstance(job, dict) else None
+            self.needs = set()
+            if kind == "parallel":
+                entry = {"name": step, "batchInference": self.job({**job, "name": step}, prefix, bindings)}
+            elif kind == "command" and isinstance(job.get("component"), str):
+                entry = {"name": step, **self.command_step(job, prefix, bindings)}
+            else:
+                self.fail(f"{prefix}type", f"{kind!r} jobs are not converted; a parallel job becomes a "
+                          "batchInference step and a command job with a component file a component step; write "
+                          "this one as a container or component step of the PipelineRun")
+                continue
+            if self.needs:
+                entry["dependsOn"] = sorted(self.needs)
+            steps.append(entry)
+        name = _dns_name(doc.get("name") or doc.get("display_name") or default_name)
+        return {"apiVersion": API_VERSION, "kind": PIPELINE_RUN.kind, "metadata": {"name": name},
+                "spec": {"workdir": "outputs/", "steps": steps}}
+
+    def pipeline_bindings(self, doc: dict, jobs: dict) -> dict[str, Any]:
+        """What `${{parent.inputs.X}}`, `${{parent.outputs.Y}}` and `${{parent.jobs.J.outputs.Y}}` stand for."""
         bindings: dict[str, Any] = {}
         for name, item in (doc.get("inputs") or {}).items():
             if isinstance(item, dict) and item.get("type") not in _LITERAL_TYPES:
                 bindings[f"inputs.{name}"] = _Data(item.get("type", "uri_folder"), item.get("path"),
                                                    _is_asset(item.get("path")))
-            elif isinstance(item, dict):
-                bindings[f"inputs.{name}"] = item.get("default")
             else:
-                bindings[f"inputs.{name}"] = item
+                bindings[f"inputs.{name}"] = item.get("default") if isinstance(item, dict) else item
         for name, item in (doc.get("outputs") or {}).items():
             item = item if isinstance(item, dict) else {}
             bindings[f"outputs.{name}"] = _Data(item.get("type", "uri_folder"), item.get("path"))
-        steps = []
-        for name, job in jobs.items():
-            prefix = f"jobs.{name}."
-            if not isinstance(job, dict) or job.get("type") != "parallel":
-                kind = job.get("type") if isinstance(job, dict) else None
-                self.fail(f"jobs.{name}.type", f"{kind!r} jobs are not converted; only type: parallel becomes a "
-                          "step here; write it as a container or component step of the PipelineRun")
+        for job_name, job in jobs.items():
+            if not isinstance(job, dict):
                 continue
-            step = _dns_name(name, label=True)
-            job_bindings = dict(bindings)
-            for other in steps:  # ${{parent.jobs.J.outputs.Y}}: an earlier step's output folder
-                for output in other["outputs"]:
-                    job_bindings[f"jobs.{other['aml']}.outputs.{output}"] = _Data(
-                        other["outputs"][output], f"${{{{steps.{other['name']}.outputs.output}}}}")
-            body = self.job({**job, "name": step}, prefix, job_bindings)
-            outputs = {k: (v.get("type", "uri_folder") if isinstance(v, dict) else "uri_folder")
+            step = _dns_name(job_name, label=True)
+            outputs = {k: (v or {}).get("type", "uri_folder") if isinstance(v, dict) or v is None else "uri_folder"
                        for k, v in (job.get("outputs") or {}).items()}
-            steps.append({"name": step, "aml": name, "outputs": outputs, "batchInference": body})
-        name = _dns_name(doc.get("name") or doc.get("display_name") or default_name)
-        return {"apiVersion": API_VERSION, "kind": PIPELINE_RUN.kind, "metadata": {"name": name},
-                "spec": {"workdir": "outputs/",
-                         "steps": [{"name": s["name"], "batchInference": s["batchInference"]} for s in steps]}}
+            if job.get("type") == "command" and isinstance(job.get("component"), str):
+                outputs = {**self.component_outputs(job["component"]), **outputs}
+            appended = str((job.get("task") or {}).get("append_row_to") or "")
+            for output, kind in outputs.items():
+                if job.get("type") != "parallel":
+                    ref = output
+                elif f"outputs.{output}" in appended:  # its appendRow output: the step's own
+                    ref = "outputFile" if kind == "uri_file" and appended.strip().endswith("}}") else "output"
+                else:  # another folder the script writes: where the job puts it
+                    ref = None
+                where = (f"${{{{steps.{step}.outputs.{ref}}}}}" if ref else
+                         f"${{{{run.workdir}}}}/{step}/{output}/" + ("parallel_run_step.txt" if kind == "uri_file"
+                                                                     else ""))
+                bindings[f"jobs.{job_name}.outputs.{output}"] = _Data(kind, where, step=step)
+        return bindings
+
+    def component_outputs(self, path: str) -> dict[str, str]:
+        """The outputs a command component file declares (name → type), where it can be read here."""
+        try:
+            component = read_yaml(os.path.join(self.base_dir, path), AmlSpecError)
+        except AmlSpecError:
+            return {}  # the PipelineRun's loader says what is wrong with it
+        outputs = component.get("outputs") if isinstance(component, dict) else None
+        return {k: (v or {}).get("type", "uri_folder") for k, v in outputs.items()
+                if isinstance(v, dict) or v is None} if isinstance(outputs, dict) else {}
+
+    def command_step(self, job: dict, prefix: str, bindings: dict) -> dict:
+        """A command job with a component file: a component step, its inputs bound."""
+        for key in job:
+            if key in ("compute", "environment", "resources", "identity", "distribution", "limits"):
+                self.ignore(f"{prefix}{key}", "the component file's environment runs the step")
+            elif key == "outputs":
+                self.ignore(f"{prefix}outputs", "a component step's outputs go to ${{run.workdir}}/<step>/<output>/")
+            elif key not in ("type", "component", "inputs", "display_name", "description", "tags", "name"):
+                self.fail(f"{prefix}{key}", "unknown field of a command job with a component")
+        inputs = {}
+        for name, value in (job.get("inputs") or {}).items():
+            if isinstance(value, dict):
+                value = value.get("path", value.get("default"))
+            value = self.bound(value, f"{prefix}inputs.{name}", bindings)
+            inputs[name] = value.path if isinstance(value, _Data) else value
+        return {"component": {"uri": job["component"]}, **({"inputs": inputs} if inputs else {})}
 
 
 def load_job_file(path: str, overrides: list[str] = ()) -> JobSpec:

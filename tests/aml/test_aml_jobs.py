@@ -168,7 +168,7 @@ def test_pipeline_parallel_jobs_become_pipeline_steps(tmp_path):
     assert resource["kind"] == "PipelineRun"
     assert [s["name"] for s in resource["spec"]["steps"]] == ["batch-prediction", "count-lines"]
     second = resource["spec"]["steps"][1]["batchInference"]
-    assert second["input"] == {"uri": "${{steps.batch-prediction.outputs.output}}", "type": "files"}
+    assert second["input"] == {"uri": "${{steps.batch-prediction.outputs.outputFile}}", "type": "files"}
     proc = cli("run", tmp_path / "pipeline.yml")
     assert proc.returncode == 0, proc.stderr
     [predictions] = tmp_path.glob("outputs/*/batch-prediction/job_output_file/parallel_run_step.txt")
@@ -183,3 +183,81 @@ def test_pipeline_command_jobs_are_named_not_dropped(tmp_path):
     proc = cli("validate", tmp_path / "pipeline.yml")
     assert proc.returncode == 2
     assert "jobs.prep.type: 'command' jobs are not converted" in proc.stderr
+
+
+COMPONENT = """
+$schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
+type: command
+name: prepare_numbers
+display_name: Prepare numbers
+version: 1
+inputs:
+  count: {type: integer, default: 3}
+outputs:
+  numbers: {type: uri_folder}
+code: ./src
+environment: azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest
+command: >-
+  python prepare.py --count ${{inputs.count}} --out ${{outputs.numbers}}
+"""
+
+PREPARE = """
+import argparse, os
+parser = argparse.ArgumentParser()
+parser.add_argument("--count", type=int)
+parser.add_argument("--out")
+args = parser.parse_args()
+os.makedirs(args.out, exist_ok=True)
+for i in range(args.count):
+    open(os.path.join(args.out, f"n_{i}.txt"), "w").write(str(i * i))
+"""
+
+COMMAND_PIPELINE = """
+type: pipeline
+display_name: numbers
+inputs:
+  how_many: 4
+jobs:
+  prepare:
+    type: command
+    component: ./prepare/component.yml
+    compute: azureml:cpu-cluster
+    inputs:
+      count: ${{parent.inputs.how_many}}
+    outputs:
+      numbers:
+        mode: rw_mount
+  score:
+    type: parallel
+    inputs:
+      numbers:
+        type: uri_folder
+        path: ${{parent.jobs.prepare.outputs.numbers}}
+    outputs:
+      result: {type: uri_file}
+    input_data: ${{inputs.numbers}}
+    mini_batch_size: "2"
+    task:
+      code: ./count
+      entry_script: count.py
+      append_row_to: ${{outputs.result}}
+"""
+
+
+def test_pipeline_command_component_jobs_become_component_steps(tmp_path):
+    (tmp_path / "prepare" / "src").mkdir(parents=True)
+    (tmp_path / "prepare" / "component.yml").write_text(COMPONENT)
+    (tmp_path / "prepare" / "src" / "prepare.py").write_text(PREPARE)
+    (tmp_path / "count").mkdir()
+    (tmp_path / "count" / "count.py").write_text(
+        "import os\n\ndef run(mini_batch):\n    return [f'{os.path.basename(p)} {open(p).read()}' for p in mini_batch]\n")
+    (tmp_path / "pipeline.yml").write_text(COMMAND_PIPELINE)
+    converted = cli("convert", tmp_path / "pipeline.yml")
+    assert converted.returncode == 0, converted.stderr
+    steps = yaml.safe_load(converted.stdout)["spec"]["steps"]
+    assert steps[0] == {"name": "prepare", "component": {"uri": "./prepare/component.yml"}, "inputs": {"count": 4}}
+    assert steps[1]["batchInference"]["input"]["uri"] == "${{steps.prepare.outputs.numbers}}"
+    proc = cli("run", tmp_path / "pipeline.yml")
+    assert proc.returncode == 0, proc.stderr
+    [result] = tmp_path.glob("outputs/*/score/result/parallel_run_step.txt")
+    assert result.read_text().splitlines() == [f"n_{i}.txt {i * i}" for i in range(4)]
