@@ -51,6 +51,7 @@ from .sideoutputs import SideFolder
 from .spec import LoggingLevel, OutputFormat
 from .storage import StorageError, filesystem, is_local
 
+COMPAT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compat")
 IDLE_FLUSH_SECONDS = 0.02  # a worker with no mini-batch waiting writes its parts after this long
 REPORT_SECONDS = 0.02  # results are reported at least this often
 
@@ -167,6 +168,7 @@ def worker_main(conn, config: WorkerConfig, running=None) -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)  # azure-core logs every request at INFO
     sys.argv = [config.entry_script, *config.arguments]
     sys.path.insert(0, os.path.dirname(config.entry_script))
+    sys.path.append(COMPAT_DIR)  # AML's azureml_user.parallel_run, where the real one is not installed
     where = f"importing {os.path.basename(config.entry_script)}"
     try:
         module = load_entry_script(config.entry_script)
