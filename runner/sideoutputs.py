@@ -30,14 +30,15 @@ class SideFolder:
 
     def __init__(self, path: str, fs, layout: Layout):
         self.path, self.fs, self.layout = path, fs, layout
+        self.clean = False  # known empty: the last attempt's files were kept, or it wrote none
         self.begin()
 
     def begin(self) -> None:
         """Empty the folder: an attempt sees only its own files."""
-        if os.path.isdir(self.path) and self._empty():
-            return
-        shutil.rmtree(self.path, ignore_errors=True)
-        os.makedirs(self.path)
+        if not self.clean and not (os.path.isdir(self.path) and self._empty()):
+            shutil.rmtree(self.path, ignore_errors=True)
+            os.makedirs(self.path)
+        self.clean = False  # run() may write until keep()
 
     def _empty(self) -> bool:
         """One scandir: the common case, a script that writes no side output, costs no walk."""
@@ -47,6 +48,7 @@ class SideFolder:
     def keep(self, mb_id: int) -> int:
         """Move the attempt's files to the run's `side/<mb_id>/`; how many there were."""
         if self._empty():
+            self.clean = True
             return 0
         files = [os.path.join(folder, name) for folder, _, names in os.walk(self.path) for name in names]
         if not files:
@@ -62,6 +64,7 @@ class SideFolder:
             else:
                 self.fs.put_file(path, destination)
         self.begin()
+        self.clean = True
         return len(files)
 
 
