@@ -270,6 +270,10 @@ def job_spec_schema() -> dict:
                                      "is a folder of ordered parts part-00000.parquet, part-00001.parquet... "
                                      "and a _SUCCESS marker written last, as Spark and Ray write them.",
                                      enum=["file", "dataset"]),
+                    "resultsPerItem": string("one (default): run() returns one result per item, fewer "
+                                             "count as failed items; many: any number of rows per item "
+                                             "(detections, chunks), an item succeeds with its mini-batch.",
+                                             enum=["one", "many"]),
                 },
                 required=["uri"],
                 rules=[rule("!has(self.layout) || self.layout == 'file' || (has(self.format) && self.format == 'parquet')",
@@ -300,9 +304,15 @@ def job_spec_schema() -> dict:
             ),
             "allowReuse": boolean("[allow_reuse] Reuse a finished run with the same fingerprint.",
                                   default=False),
+            "retryFailed": boolean("Rerun only the failed mini-batches of this job's finished run, with "
+                                   "the script and model as they are now, splicing their results into "
+                                   "the same ordered output (the old one kept as <fileName>.previous)."),
         },
-        required=["input", "code", "output"],
+        required=["input", "output"],
         rules=[
+            rule("has(self.code) || has(self.model)",
+                 "code is required, unless model is an MLflow model folder (scored by its pyfunc flavour)",
+                 field=".code", reason="FieldValueRequired"),
             rule("!has(self.partitionKeys) || self.input.type == 'tabular'",
                  "partitionKeys applies only to input.type tabular",
                  field=".partitionKeys", reason="FieldValueForbidden"),

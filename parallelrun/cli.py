@@ -82,7 +82,14 @@ def _existing(path: str, what: str) -> str:
 
 
 def _run(args, console) -> int:
+    from parallelrun.runner.aml import is_aml_job
+
     doc = _read_resource(_existing(args.job, "a BatchInferenceJob or PipelineRun YAML file"))
+    if is_aml_job(doc):
+        conversion = _convert_aml(args.job, console)
+        if conversion is None:
+            return 2
+        doc = conversion.resource
     kind = doc.get("kind") if doc is not None else None
     if kind == "PipelineRun":
         code, result = _run_pipeline(args, doc, console)
@@ -118,6 +125,33 @@ def _pipeline_parameters(items: list[str]) -> dict[str, str]:
                                      "--set parameters.maxIter=500"])
         parameters[name] = value
     return parameters
+
+
+def _convert_aml(path: str, console):
+    """An Azure ML v2 job file converted (what was ignored said once), or None when it cannot be (said why)."""
+    from parallelrun.runner.aml import convert_file
+    from parallelrun.runner.spec import SpecError
+
+    try:
+        conversion = convert_file(path)
+    except SpecError as e:
+        console.print(f"{path}: {e}", style="red", markup=False, highlight=False)
+        return None
+    for line in conversion.ignored:
+        console.print(f"{path}: ignored {line}", style="yellow", markup=False, highlight=False)
+    return conversion
+
+
+def _convert(args, console) -> int:
+    """`parallelrun convert aml-job.yml`: the resource an Azure ML v2 job becomes, as YAML on stdout."""
+    import yaml
+
+    conversion = _convert_aml(args.file, console)
+    if conversion is None:
+        return 2
+    print(f"# Converted from {args.file} by `parallelrun convert`; relative paths are relative to its folder.")
+    print(yaml.safe_dump(conversion.resource, sort_keys=False, width=120), end="")
+    return 0
 
 
 def _run_pipeline(args, doc: dict, console) -> tuple[int, dict]:
@@ -175,7 +209,7 @@ def _run_job(args, console) -> tuple[int, dict]:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, raise_terminated)  # stops the run as Ctrl-C does (workers stopped), exit 143
     try:
-        summary = run_local(args.job, args.set, fresh=args.fresh, console=console)
+        summary = run_local(args.job, args.set, fresh=args.fresh, console=console, retry_failed=args.retry_failed)
     except LocalRunError as e:  # the run did not succeed: its one-line reason
         console.print(f"failed: {e}", style="red", markup=False, highlight=False)
         status = "Interrupted" if e.exit_code in (130, 143) else "Failed"
@@ -238,8 +272,13 @@ def _check(path: str, args) -> dict:
     """One file validated: file, kind, name, valid, errors and (valid) a one-line detail."""
     from parallelrun.runner.spec import SpecError
 
+    from parallelrun.runner.aml import is_aml_job
+
     doc = _read_resource(path)
-    kind = doc.get("kind") if doc is not None and doc.get("kind") in _CHECKS else "BatchInferenceJob"
+    if is_aml_job(doc):
+        kind = "AzureMLJob"
+    else:
+        kind = doc.get("kind") if doc is not None and doc.get("kind") in _CHECKS else "BatchInferenceJob"
     try:
         name, detail = _CHECKS[kind](path, doc, args)
     except SpecError as e:
@@ -271,6 +310,30 @@ def _check_component(path: str, doc: dict, args) -> tuple[str, str]:
     return component.name, f"version {component.version}, {component.type}"
 
 
+def _check_aml(path: str, doc: dict, args) -> tuple[str, str]:
+    """An Azure ML v2 job file: converted (what is ignored said once), then checked as the resource it becomes."""
+    import os
+
+    from parallelrun.runner.aml import convert_file, load_job_file
+    from parallelrun.runner.pipelines.sources import ComponentFiles
+    from parallelrun.runner.pipelines.spec import load_pipeline
+    from parallelrun.runner.preflight import missing_files
+    from parallelrun.runner.spec import SpecError
+
+    conversion = convert_file(path)
+    for line in conversion.ignored:
+        print(f"{path}: ignored {line}", file=sys.stderr)
+    if conversion.resource["kind"] == "PipelineRun":
+        spec = load_pipeline(conversion.resource, base_dir=os.path.dirname(os.path.abspath(path)),
+                             components=None if args.no_check else ComponentFiles())
+        return spec.name, f"an Azure ML pipeline job, runs as a PipelineRun of {len(spec.steps)} steps"
+    job = load_job_file(path)
+    problems = [] if args.no_check else missing_files(job)
+    if problems:
+        raise SpecError(problems)
+    return job.name, f"an Azure ML parallel job, runs as a BatchInferenceJob of {job.input.type} input"
+
+
 def _check_schedule(path: str, doc: dict, args) -> tuple[str, str]:
     """A PipelineSchedule, its template checked as a PipelineRun with its component files."""
     from parallelrun.runner.pipelines.sources import ComponentFiles
@@ -294,7 +357,7 @@ def _check_job(path: str, doc: dict, args) -> tuple[str, str]:
 
 
 _CHECKS = {"BatchInferenceJob": _check_job, "PipelineRun": _check_pipeline, "PipelineSchedule": _check_schedule,
-           "Component": _check_component}
+           "Component": _check_component, "AzureMLJob": _check_aml}
 
 
 def _schedule(args, console) -> int:
@@ -444,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "parameter values: --set parameters.maxIter=500")
     run.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run "
                                                           "(a pipeline: reuse no earlier step)")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="rerun only the failed mini-batches of the job's finished run, with the script and "
+                          "model as they are now, into a new version of the same ordered output (the old one "
+                          "kept as <fileName>.previous); errors.jsonl then lists only what still fails")
     _add_output_option(run)
     validate = commands.add_parser(
         "validate", help="check BatchInferenceJob, PipelineRun, PipelineSchedule and Component files",
@@ -462,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="check the spec alone, without looking for its files or reading a pipeline's "
                                "components (no storage access)")
     _add_output_option(validate)
+    convert = commands.add_parser("convert", help="print the BatchInferenceJob (or PipelineRun) an Azure ML v2 "
+                                                  "parallel (or pipeline) job YAML becomes")
+    convert.add_argument("file", help="Azure ML v2 job YAML (type: parallel or type: pipeline)")
     commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)",
                         add_help=False)
     _add_schedule_commands(commands)
@@ -499,7 +569,8 @@ def _main(argv: list[str]) -> int:
 
     # A reason or a path stays on one line; off a terminal a table is as wide as its content, not 80 columns.
     console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else _UNWRAPPED)
-    return {"run": _run, "validate": _validate, "schedule": _schedule, "trigger": _trigger}[args.command](args, console)
+    return {"run": _run, "validate": _validate, "convert": _convert, "schedule": _schedule,
+            "trigger": _trigger}[args.command](args, console)
 
 
 _UNWRAPPED = 100_000

@@ -7,6 +7,7 @@
     <output.uri>/_parallelrun/<run-id>/parts/NNNNNNNNN.<ext>, done/NNNNNNNNN.json  the same, one per
                                                          mini-batch, as runs before group commits wrote them
     <output.uri>/_parallelrun/<run-id>/shards/NNNNN.json       a finished shard's counts and errors
+    <output.uri>/_parallelrun/<run-id>/side/<mini-batch>/...   side outputs kept until published (sideoutputs.py)
     <output.uri>/_parallelrun/<run-id>/progress/NNNNN.json     a scoring pod's counts so far (for the operator)
     <output.uri>/_parallelrun/<run-id>/summary.json, errors.jsonl
 
@@ -83,6 +84,13 @@ class Layout:
 
     def done(self, mini_batch_id: int) -> str:
         return join(self.done_dir, f"{mini_batch_id:09d}.json")
+
+    @property
+    def side_dir(self) -> str:
+        return join(self.root, "side")
+
+    def side(self, mini_batch_id: int) -> str:
+        return join(self.side_dir, str(mini_batch_id))
 
     def shard_result(self, index: int) -> str:
         return join(self.root, "shards", f"{index:05d}.json")

@@ -22,16 +22,18 @@ from rich.console import Console
 from rich.table import Table
 
 from .accounting import Counts, spec_threshold_exceeded
+from .aml import load_job_file
 from .contract import PermanentError
 from .layout import Layout, run_id_for
 from .lock import RunLock
 from .merge import MergeError, merge
 from .plan import Plan, ensure_plan
 from .pool import InitError, WorkerPool
+from .repair import prepare_repair, repair_target
 from .resources import available_cpus, process_count
 from .runs import reusable
 from .shard import ShardRunner, start_pool
-from .spec import JobSpec, load_spec_file
+from .spec import JobSpec
 from .storage import filesystem, is_local, remove_stale_temporaries, storage_error
 
 
@@ -84,14 +86,31 @@ def _entry_script_bytes(spec: JobSpec) -> bytes:
     return b""
 
 
-def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console: Console | None = None) -> dict:
-    """Run a BatchInferenceJob file here; returns the summary or raises LocalRunError."""
+def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console: Console | None = None,
+              retry_failed: bool = False) -> dict:
+    """Run a BatchInferenceJob (or AML v2 parallel job) file here; returns the summary or raises LocalRunError.
+    `retry_failed` (or spec.retryFailed): repair the job's finished run instead (repair.py)."""
     console = console or Console(stderr=True)
-    spec = load_spec_file(path, overrides)
+    spec = load_job_file(path, overrides)
     fs, out = filesystem(spec.output.uri)
+    if retry_failed or spec.retry_failed:
+        return _repair(spec, fs, out, console)
     layout = Layout(out, run_id_for(spec, _entry_script_bytes(spec)), spec.output.format)
     with RunLock(fs, out, layout.run_id):
         return _run(spec, fs, layout, fresh, console)
+
+
+def _repair(spec: JobSpec, fs, out: str, console: Console) -> dict:
+    """Rerun the failed mini-batches of the job's finished run and merge a new version of its output."""
+    run_id, summary = repair_target(fs, out, spec)
+    layout = Layout(out, run_id, spec.output.format)
+    with RunLock(fs, out, run_id):
+        if not prepare_repair(spec, fs, layout, summary):
+            console.print(f"run {run_id} has no failed item: nothing to repair")
+            return summary
+        console.print(f"Repairing run {run_id}: its failed mini-batches run again with the script and model "
+                      "as they are now")
+        return _run(spec, fs, layout, False, console)
 
 
 def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> dict:

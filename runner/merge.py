@@ -30,6 +30,7 @@ from .layout import Layout
 from .plan import Plan
 from .records import DoneRecord, ShardResult
 from .schemas import aligned
+from .sideoutputs import settle
 from .spec import JobSpec
 from .storage import is_local, open_atomic, remove_stale_temporaries, write_atomic
 
@@ -400,6 +401,7 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     exceeded = exceeded or spec_threshold_exceeded(spec, counts, plan.total_mini_batches)
 
     committed = _committed(fs, layout, plan)
+    settle(fs, layout, committed)
     with open_atomic(fs, layout.errors) as out:
         for mb_id in sorted(failed_ids):
             for record in committed[mb_id].errors:
@@ -437,8 +439,8 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
         summary["warning"] = {"reason": ALL_ITEMS_FAILED, "message": warning}
     summary["miniBatches"]["total"] = plan.total_mini_batches
     write_atomic(fs, layout.summary, json.dumps(summary, indent=1).encode())
-    if status == "Succeeded":
-        _remove_parts(fs, layout)
+    if status == "Succeeded" and not counts.items_failed and not counts.mini_batches_failed:
+        _remove_parts(fs, layout)  # with failed items they stay: a repair run (repair.py) keeps the rest
     return summary
 
 

@@ -61,6 +61,7 @@ class Outcome:
     traceback: str | None = None
     part_pending: bool = False  # its part comes with a later Placed event
     retry: bool = True  # False: a failed attempt that another would repeat (worker.AttemptFailed)
+    side_outputs: int = 0  # files kept for publishing with its commit (sideoutputs.py)
 
 
 class Placed(NamedTuple):
@@ -333,11 +334,12 @@ class WorkerPool:
             return
         kind = type(message)  # the frequent ones first; tuples unpacked (a match by class pattern costs more)
         if kind is Ok:
-            _, items, returned, schema, pending = message
+            _, items, returned, schema, pending, side = message
             mb = self._ended(w)
             if pending:
                 w.unwritten[mb.id] = mb
-            outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending))
+            outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending,
+                                    side_outputs=side))
         elif kind is PartsWritten:
             file, entries = message
             unwritten = w.unwritten

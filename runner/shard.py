@@ -24,6 +24,7 @@ from .pool import Outcome, Placed, Returned, WorkerPool
 from .readers import Reader
 from .records import DoneRecord, ShardResult
 from .resources import available_cpus, gpu_assignment, process_count
+from .sideoutputs import publish
 from .spec import JobSpec
 from .storage import fetch, filesystem_modules, write_atomic
 from .worker import WorkerConfig
@@ -61,6 +62,7 @@ class ShardRunner:
         self._log = CommitLog(fs, layout, index)
         self._awaiting: dict[int, tuple[MiniBatch, DoneRecord]] = {}  # succeeded, its part not yet written
         self._urgent = False  # something staged that should not wait for its group to fill
+        self._side: set[int] = set()  # succeeded mini-batches with side outputs, published once committed
         self._lines: dict[int, str] = {}  # each mini-batch's line of the plan
 
     def _check_sources(self) -> None:
@@ -195,13 +197,17 @@ class ShardRunner:
                               errors=self._error_records(mb, items, outcome.error, outcome.traceback, attempts),
                               schema=outcome.schema)
         else:
-            succeeded = outcome.returned  # the worker fails an attempt that returned more than its items
+            # One result per item: fewer are failed items (the worker fails an attempt that returned more).
+            # Many: an item succeeds with its mini-batch, whatever number of rows it gave.
+            succeeded = items if self.spec.output.results_per_item == "many" else outcome.returned
             done = DoneRecord(mb.id, "succeeded", items, succeeded=succeeded, failed=items - succeeded,
                               attempts=attempts, schema=outcome.schema)
             if succeeded < items:  # which items failed is known only when none succeeded: then each file is named
                 error = f"run() returned {outcome.returned:,} results for {items:,} items"
                 done.errors = self._error_records(mb, items, error, None, attempts) if not succeeded else \
                     [self._error_record(mb, None, items - succeeded, attempts, error, None)]
+        if outcome.side_outputs and outcome.error is None:
+            self._side.add(mb.id)
         if outcome.part_pending:
             self._awaiting[mb.id] = (mb, done)
         else:
@@ -219,6 +225,9 @@ class ShardRunner:
         committed = self._log.write()
         for done in committed:
             self._count(done)
+        if self._side:
+            publish(self.fs, self.layout, [d.id for d in committed if d.id in self._side])
+            self._side.difference_update(d.id for d in committed)
         self._urgent = False
         if committed:
             self.on_progress(self.index, self.counts)
@@ -331,6 +340,7 @@ def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_
             plan=plan_header, scratch=os.path.join(scratch, f"worker-{k}"),
             output_uri=spec.output.uri, run_id=layout.run_id,
             output_format=spec.output.format, append_row=spec.output.action == "appendRow",
+            many_results=spec.output.results_per_item == "many",
             prefetch=spec.prefetch_mini_batches,
             log_path=os.path.join(log_dir, f"shard-{index}-worker-{k}.log") if log_dir else None,
         ))
@@ -339,6 +349,8 @@ def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_
 
 def _resolve_code(spec: JobSpec, scratch: str) -> str:
     code = spec.code
+    if code.builtin:
+        return os.path.join(os.path.dirname(os.path.abspath(__file__)), code.entry_script)
     if code.uri:
         try:
             directory = fetch(code.uri, os.path.join(scratch, "code"))
@@ -360,6 +372,9 @@ def _resolve_code(spec: JobSpec, scratch: str) -> str:
 def _shared_env(spec: JobSpec, layout: Layout, index: int, scratch: str) -> dict:
     """Paths of the model and side inputs, fetched once for the whole shard."""
     env = {"PARALLELRUN_SHARD_INDEX": str(index), "PARALLELRUN_RUN_ID": layout.run_id}
+    for variable in spec.environment.get("env") or []:  # a pod has them from its template; local mode's workers too
+        if isinstance(variable, dict) and isinstance(variable.get("name"), str) and "value" in variable:
+            env.setdefault(variable["name"], str(variable["value"]))
     try:
         if spec.model_uri:
             model = fetch(spec.model_uri, os.path.join(scratch, "model"))

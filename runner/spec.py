@@ -35,7 +35,7 @@ _SPEC_FIELDS = (
     "errorThreshold", "miniBatchErrorThreshold", "allowedFailedPercent", "output",
     "nodeCount", "processCountPerNode", "runInvocationTimeout", "initTimeout", "runMaxTry",
     "prefetchMiniBatches",
-    "loggingLevel", "environment", "storage", "allowReuse",
+    "loggingLevel", "environment", "storage", "allowReuse", "retryFailed",
 )
 _ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
                        "tolerations", "serviceAccountName", "gpu")
@@ -46,6 +46,7 @@ InputFormat = Literal["parquet", "csv", "jsonl"]
 OutputAction = Literal["appendRow", "summaryOnly"]
 OutputFormat = Literal["txt", "csv", "parquet", "jsonl"]
 OutputLayout = Literal["file", "dataset"]  # one file, or (parquet) a folder of ordered parts
+ResultsPerItem = Literal["one", "many"]  # one result per item (fewer: failed items), or any number
 SizeUnit = Literal["count", "rows", "bytes"]  # files, rows, or bytes on disk
 LoggingLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -106,11 +107,15 @@ class SideInput:
         return "PARALLELRUN_SIDE_INPUT_" + re.sub(r"[^A-Za-z0-9]", "_", self.name).upper()
 
 
+MLFLOW_SCORER = "mlflow_scorer.py"  # the runner's own entry script for an MLflow model (code omitted)
+
+
 @dataclass(frozen=True)
 class CodeSpec:
     entry_script: str
     uri: str | None = None
     config_map: str | None = None
+    builtin: bool = False  # code omitted: `entry_script` is the runner's MLflow scorer
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ class OutputSpec:
     file_name: str = "parallel_run_step.txt"
     format: OutputFormat = "txt"
     layout: OutputLayout = "file"
+    results_per_item: ResultsPerItem = "one"
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,7 @@ class JobSpec:
     gpu: GpuSpec | None = None
     storage: dict = field(default_factory=dict)
     allow_reuse: bool = False
+    retry_failed: bool = False  # rerun only the failed mini-batches of the finished run (repair.py)
 
     def to_dict(self) -> dict:
         """The normalized spec in the resource's camelCase shape."""
@@ -162,8 +169,6 @@ class JobSpec:
             "input": _prune({"uri": self.input.uri, "manifest": self.input.manifest, "type": self.input.type,
                              "format": self.input.format, "pattern": self.input.pattern,
                              "options": dict(self.input.options) or None}),
-            "code": _prune({"uri": self.code.uri, "configMap": self.code.config_map,
-                            "entryScript": self.code.entry_script}),
             "arguments": list(self.arguments),
             "miniBatchSize": self.mini_batch_size.text,
             "errorThreshold": self.error_threshold,
@@ -172,7 +177,8 @@ class JobSpec:
             "output": {"uri": self.output.uri, "action": self.output.action,
                        "fileName": self.output.file_name, "format": self.output.format,
                        # only when not the default: the fingerprint (and run id) of every other spec stays as it was
-                       **({"layout": self.output.layout} if self.output.layout != "file" else {})},
+                       **({"layout": self.output.layout} if self.output.layout != "file" else {}),
+                       **({"resultsPerItem": "many"} if self.output.results_per_item == "many" else {})},
             "nodeCount": self.node_count,
             "runInvocationTimeout": self.run_invocation_timeout,
             "initTimeout": self.init_timeout,
@@ -180,6 +186,9 @@ class JobSpec:
             "loggingLevel": self.logging_level,
             "allowReuse": self.allow_reuse,
         }
+        if not self.code.builtin:
+            out["code"] = _prune({"uri": self.code.uri, "configMap": self.code.config_map,
+                                  "entryScript": self.code.entry_script})
         if self.side_inputs:
             out["sideInputs"] = [{"name": s.name, "uri": s.uri} for s in self.side_inputs]
         if self.model_uri:
@@ -194,6 +203,8 @@ class JobSpec:
             out["environment"] = self.environment
         if self.storage:
             out["storage"] = self.storage
+        if self.retry_failed:
+            out["retryFailed"] = True
         return out
 
     def fingerprint(self, salt: bytes = b"") -> str:
@@ -229,11 +240,12 @@ def load_spec_file(path: str, overrides: list[str] = ()) -> JobSpec:
     if not isinstance(doc, dict):
         raise SpecError([f"{path}: expected a BatchInferenceJob mapping, got {type(doc).__name__}"])
     for item in overrides:
-        _apply_override(doc, item)
+        apply_override(doc, item)
     return load_spec(doc, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
-def _apply_override(doc: dict, item: str) -> None:
+def apply_override(doc: dict, item: str) -> None:
+    """Set `spec.<key.path>` of a resource from a `--set key.path=value` string."""
     import yaml
 
     key, sep, value = item.partition("=")
@@ -298,7 +310,8 @@ class _Loader(Problems):
                 self.fail(path, "required; " + {
                     "spec.input": "give {uri: ..., type: tabular|files} (or manifest: instead of uri)",
                     "spec.output": "give {uri: ...} where the results go",
-                    "spec.code": "give {entryScript: score.py} and where the code is (uri or configMap)",
+                    "spec.code": "give {entryScript: score.py} and where the code is (uri or configMap), "
+                                 "or omit it and give spec.model.uri an MLflow model folder",
                 }.get(path, "add it"))
             return None
         if not isinstance(value, dict):
@@ -363,8 +376,10 @@ class _Loader(Problems):
     def spec(self, spec: dict, name: str, namespace: str | None) -> JobSpec | None:
         self.unknown("spec", spec, _SPEC_FIELDS)
         inp = self.input(spec.get("input"))
-        output = self.output(spec.get("output"))
-        code = self.code(spec.get("code"))
+        model_given = spec.get("model") is not None
+        files = isinstance(spec.get("input"), dict) and spec["input"].get("type") == "files"
+        output = self.output(spec.get("output"), mlflow_files=spec.get("code") is None and model_given and files)
+        code = self.code(spec.get("code"), model_given)
         size = self.mini_batch_size(spec.get("miniBatchSize"), inp)
         keys = self.string_list("spec.partitionKeys", spec.get("partitionKeys"), unique=True)
         if keys and inp and inp.type != "tabular":
@@ -374,9 +389,10 @@ class _Loader(Problems):
         storage = self.mapping("spec.storage", spec.get("storage"), ("secretRef",)) or {}
         if storage.get("secretRef") is not None and not isinstance((storage["secretRef"] or {}).get("name"), str):
             self.fail("spec.storage.secretRef", "expected {name: <secret name>}")
-        allow_reuse = spec.get("allowReuse", False)
-        if not isinstance(allow_reuse, bool):
-            self.fail("spec.allowReuse", f"expected true or false, got {allow_reuse!r}")
+        allow_reuse, retry_failed = spec.get("allowReuse", False), spec.get("retryFailed", False)
+        for key, flag in (("allowReuse", allow_reuse), ("retryFailed", retry_failed)):
+            if not isinstance(flag, bool):
+                self.fail(f"spec.{key}", f"expected true or false, got {flag!r}")
         percent = spec.get("allowedFailedPercent", 100)
         if isinstance(percent, bool) or not isinstance(percent, int) or not -1 <= percent <= 100:
             self.fail("spec.allowedFailedPercent", f"{percent!r} is not a percentage; use a whole number "
@@ -404,6 +420,7 @@ class _Loader(Problems):
             gpu=self.gpu(environment.get("gpu")),
             storage=storage,
             allow_reuse=bool(allow_reuse),
+            retry_failed=retry_failed is True,
         )
         return result
 
@@ -451,8 +468,10 @@ class _Loader(Problems):
                 self.fail(f"spec.input.options.columnTypes.{name}", f"{kind!r} is not a column type; use one of "
                           f"{', '.join(COLUMN_TYPES)}")
 
-    def output(self, value: Any) -> OutputSpec | None:
-        value = self.mapping("spec.output", value, ("uri", "action", "fileName", "format", "layout"), required=True)
+    def output(self, value: Any, mlflow_files: bool = False) -> OutputSpec | None:
+        """`mlflow_files`: the MLflow scorer on a files input gives many rows per file by default."""
+        value = self.mapping("spec.output", value, ("uri", "action", "fileName", "format", "layout", "resultsPerItem"),
+                             required=True)
         if value is None:
             return None
         file_name = self.string("spec.output.fileName", value.get("fileName"), default="parallel_run_step.txt")
@@ -469,9 +488,13 @@ class _Loader(Problems):
             file_name=file_name,
             format=fmt,
             layout=layout,
+            results_per_item=self.choice("spec.output.resultsPerItem", value.get("resultsPerItem"),
+                                         get_args(ResultsPerItem), "many" if mlflow_files else "one"),
         )
 
-    def code(self, value: Any) -> CodeSpec | None:
+    def code(self, value: Any, model_given: bool = False) -> CodeSpec | None:
+        if value is None and model_given:  # an MLflow model scores itself (mlflow_scorer.py)
+            return CodeSpec(entry_script=MLFLOW_SCORER, builtin=True)
         value = self.mapping("spec.code", value, ("uri", "configMap", "entryScript"), required=True)
         if value is None:
             return None

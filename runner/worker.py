@@ -40,15 +40,19 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .commits import GroupFile, PartGroup
+from .context import UnusableInput, context_of, wants_context
 from .layout import Layout
 from .outputs import ResultError, ResultTypeError, empty_columns, encode_part, result_length
 from .plan import MiniBatch, Plan
 from .processes import join_pool
 from .readers import Reader
 from .schemas import schema_to_text
+from .sideoutputs import ENV_VARS as SIDE_OUTPUT_VARS
+from .sideoutputs import SideFolder
 from .spec import LoggingLevel, OutputFormat
 from .storage import StorageError, filesystem, is_local
 
+COMPAT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compat")
 IDLE_FLUSH_SECONDS = 0.02  # a worker with no mini-batch waiting writes its parts after this long
 REPORT_SECONDS = 0.02  # results are reported at least this often
 
@@ -68,6 +72,7 @@ class WorkerConfig:
     run_id: str
     output_format: OutputFormat
     append_row: bool
+    many_results: bool = False  # spec.output.resultsPerItem: many, any number of results per item
     prefetch: int = 2  # mini-batches read ahead while run() computes (spec.prefetchMiniBatches)
     log_path: str | None = None  # its stdout and stderr, else the shard's
     pgid: int | None = None  # the pool's process group (processes.join_pool), set by the pool
@@ -94,6 +99,7 @@ class Ok(NamedTuple):
     returned: int
     schema: str | None
     part_pending: bool
+    side_outputs: int = 0  # files run() wrote to its side-output folder, kept for the commit
 
 
 class PartsWritten(NamedTuple):
@@ -159,11 +165,13 @@ def worker_main(conn, config: WorkerConfig, running=None) -> None:
     if config.log_path:
         _redirect_output(config.log_path)
     os.environ.update(config.env)
+    os.environ.update(dict.fromkeys(SIDE_OUTPUT_VARS, _side_folder(config)))
     logging.basicConfig(level=config.logging_level, force=True,
                         format=f"%(asctime)s %(levelname)s [worker {config.worker}] %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # azure-core logs every request at INFO
     sys.argv = [config.entry_script, *config.arguments]
     sys.path.insert(0, os.path.dirname(config.entry_script))
+    sys.path.append(COMPAT_DIR)  # AML's azureml_user.parallel_run, where the real one is not installed
     where = f"importing {os.path.basename(config.entry_script)}"
     try:
         module = load_entry_script(config.entry_script)
@@ -181,6 +189,10 @@ def worker_main(conn, config: WorkerConfig, running=None) -> None:
     if callable(getattr(module, "shutdown", None)):
         module.shutdown()
     _exit()
+
+
+def _side_folder(config: WorkerConfig) -> str:
+    return os.path.join(config.scratch, "outputs")
 
 
 def _exit() -> None:
@@ -286,10 +298,13 @@ class _Worker:
     def __init__(self, conn, config: WorkerConfig, module, running=None):
         self.conn, self.config, self.module = conn, config, module
         self.running = running
-        self.reader = Reader(Plan.from_header(config.plan), config.scratch)
+        self.plan = Plan.from_header(config.plan)
+        self.reader = Reader(self.plan, config.scratch)
+        self.with_context = wants_context(module.run)  # AML v2's run(mini_batch, mini_batch_context)
         out_fs, out_path = filesystem(config.output_uri)
         layout = Layout(out_path, config.run_id, config.output_format)
         self.group = PartGroup(out_fs, layout, config.worker.replace(".", "-"))
+        self.side = SideFolder(_side_folder(config), out_fs, layout)
         self.results: list[Ok | AttemptFailed] = []  # not yet reported
         self.first_result = 0.0  # when the oldest of them came
         self.sending = threading.Lock()  # results and the pipe, shared with the reporter and writer threads
@@ -357,9 +372,11 @@ class _Worker:
             if isinstance(read, BaseException):
                 raise read
             payload, items = read
-            result = self.module.run(payload)
+            self.side.begin()
+            result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
+                      else self.module.run(payload))
             returned = result_length(result)
-            if returned > items:
+            if returned > items and not self.config.many_results:
                 raise ResultError(f"run() returned {returned:,} results for {items:,} items; return at most "
                                   "one element or row per item")
             schema = None
@@ -370,7 +387,11 @@ class _Worker:
                 self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
             elif self.config.append_row and (columns := empty_columns(result)) is not None:
                 schema = schema_to_text(columns)  # no rows, but the output's columns
-            self._result(Ok(mb.id, items, returned, schema, pending))
+            self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id)))
+        except UnusableInput as e:  # no mini-batch can succeed: the run stops, as when init() fails
+            self._report()
+            self._send(InitFailed(_failure(e, "run()"), traceback.format_exc()))
+            _exit()
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
             self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc(),
                                        retry=not isinstance(e, ResultTypeError)))

@@ -86,6 +86,9 @@ def cluster_errors(spec: JobSpec, default_image: str | None, local_storage: bool
     if not spec.environment.get("image") and not default_image:
         errors.append("spec.environment.image: required to run on Kubernetes; give the scoring image "
                       "(e.g. registry/scorer:1.0) that has parallelrun installed")
+    if spec.retry_failed:  # the operator runs a resource's own run; a repair resumes another one
+        errors.append("spec.retryFailed: repair runs are made in local mode for now; run `parallelrun run "
+                      "JOB --retry-failed` against the same output.uri, or remove the field")
     # The operator plans from the input and writes under the output; with allowReuse it also
     # fingerprints the code and checks the model and side inputs for changes.
     own = {"spec.input.uri": spec.input.uri, "spec.input.manifest": spec.input.manifest,

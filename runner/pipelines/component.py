@@ -14,7 +14,9 @@ command: python train.py --data ${{inputs.data}} --out ${{outputs.model}}
 `command` is a string run by `sh -c` from the code folder, or a list of arguments. A
 `type: parallel` component has a `batchInference:` BatchInferenceJob spec instead.
 For Azure ML files, `code` may be a plain path, and `$schema`, `display_name` and
-`tags` are accepted and ignored.
+`tags` are accepted and ignored, and so are an `azureml:` environment and an
+environment's `name`, `version` and `conda_file` (local mode runs in this Python
+environment; the cluster runs the image, or the operator's default image).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .values import SCALAR_TYPES, URI_TYPES, type_problem
 _FIELDS = ("$schema", "apiVersion", "kind", "type", "name", "version", "display_name", "description", "tags",
            "environment", "code", "inputs", "outputs", "command", "batchInference")
 _INPUT_FIELDS = ("type", "default", "optional", "description")
+_ENVIRONMENT_FIELDS = {"image", "name", "version", "conda_file", "description"}  # AML's besides the image
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _IO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLACEHOLDERS = {"integer": 1, "number": 1, "boolean": False}  # stand-ins for inputs with no default
@@ -130,7 +133,10 @@ def load_component(doc: Any, base_dir: str | None = None) -> Component:
         if message:
             fail(path, message)
     environment = doc.get("environment")
-    image = environment.get("image") if isinstance(environment, dict) and set(environment) == {"image"} else None
+    if isinstance(environment, str) and environment.startswith("azureml:"):
+        environment = None  # an AML environment: this Python environment here, the default image on the cluster
+    image = environment.get("image") if isinstance(environment, dict) and set(environment) <= _ENVIRONMENT_FIELDS \
+        else None
     if environment is not None and (not isinstance(image, str) or not image):
         fail("environment", f"expected {{image: <container image>}}, got {environment!r}")
     code = doc.get("code")

@@ -110,3 +110,27 @@ def test_workers_of_an_azure_run_have_adlfs_before_the_plan_arrives(az_job):
     summary = run_local(str(az_job.write(miniBatchSize=1, processCountPerNode=2)), console=Console(file=io.StringIO()))
     assert summary["items"] == {"succeeded": 4, "failed": 0}
     assert az_job.read("out/parallel_run_step.txt").decode().split() == ["True"] * 4
+
+
+def test_side_outputs_on_blob_are_published_once(az_job):
+    """Side outputs of a summaryOnly job on az://: each under out/ once, nothing kept in side/."""
+    for i in range(6):
+        az_job.upload(f"in/doc_{i}.txt", f"text {i}")
+    az_job.script("""
+        import os
+        from pathlib import Path
+
+        def run(mini_batch):
+            out = Path(os.environ["PARALLELRUN_OUTPUT_DIR"])
+            for path in mini_batch:
+                (out / "chunks").mkdir(exist_ok=True)
+                (out / "chunks" / (Path(path).stem + ".txt")).write_text(Path(path).read_text().upper())
+            return mini_batch
+        """)
+    summary = run_local(str(az_job.write(miniBatchSize=2, output={"action": "summaryOnly"})),
+                        console=Console(file=io.StringIO()))
+    assert summary["items"] == {"succeeded": 6, "failed": 0}
+    assert sorted(az_job.fs.ls(az_job.blob("out/chunks"), detail=False)) == [
+        az_job.blob(f"out/chunks/doc_{i}.txt") for i in range(6)]
+    assert az_job.read("out/chunks/doc_3.txt") == b"TEXT 3"
+    assert not [p for p in az_job.fs.find(az_job.blob("out/_parallelrun")) if "/side/" in p]

@@ -113,6 +113,8 @@ VALID_JOBS = {
     "thresholds ignore all": job(errorThreshold=-1, miniBatchErrorThreshold=-1, allowedFailedPercent=-1),
     "thresholds fail on first": job(errorThreshold=0, miniBatchErrorThreshold=0, allowedFailedPercent=0),
     "summary only": job(output={"uri": "file:///tmp/out", "action": "summaryOnly"}),
+    "an MLflow model, no code": changed(job(model={"uri": "az://models/iris/"}), "spec.code", DELETE),
+    "many results per item, a repair": job(output={"uri": "az://out/", "resultsPerItem": "many"}, retryFailed=True),
     "every field": FULL_JOB,
 }
 
@@ -176,7 +178,7 @@ INVALID_JOBS = [
     Invalid("miniBatchSize in bytes for files", files_job(miniBatchSize="1MB"),
             "spec.miniBatchSize", "integer count of files"),
     Invalid("argument not a string", job(arguments=["--batch", 32]), "spec.arguments[1]", "is not of type"),
-    Invalid("no code", changed(job(), "spec.code", DELETE), "spec.code", "Required"),
+    Invalid("no code", changed(job(), "spec.code", DELETE), "spec.code", "code is required, unless model"),
     Invalid("no entryScript", job(code={"uri": "az://code/iris/"}), "spec.code.entryScript", "Required"),
     Invalid("code uri and configMap", job(code={"uri": "az://code/", "configMap": "c", "entryScript": "s.py"}),
             "spec.code.configMap", "exclusive"),

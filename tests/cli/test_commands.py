@@ -173,7 +173,7 @@ def test_every_example_validates_through_its_folder():
     assert report["valid"] is True
     assert [r["file"] for r in report["resources"]] == every
     kinds = {r["kind"] for r in report["resources"]}
-    assert kinds == {"BatchInferenceJob", "PipelineRun", "PipelineSchedule", "Component"}
+    assert kinds == {"BatchInferenceJob", "PipelineRun", "PipelineSchedule", "Component", "AzureMLJob"}
 
 
 def test_a_folder_reports_each_file_and_fails_for_one(tmp_path):

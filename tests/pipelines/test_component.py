@@ -1,6 +1,7 @@
 """Components: the Azure ML v2 command component shape, parallel components, input type checks."""
 
 import pytest
+import yaml
 from parallelrun.runner.pipelines.component import (
     Component, ComponentError, Input, check_inputs, load_component, load_component_text,
 )
@@ -77,10 +78,21 @@ def test_a_list_command_is_kept_as_arguments():
     assert component.command == ("python", "-c", "print(1)", "${{inputs.x}}") and component.version == "2"
 
 
+def test_an_azure_ml_environment_is_this_one_here():
+    """AML's environment forms: an azureml: reference, or an image with its conda file and name."""
+    base = {"name": "prep", "version": "1", "command": "python prep.py", "code": "./src"}
+    for environment, image in (("azureml:AzureML-sklearn-1.0@latest", None),
+                               ({"image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04",
+                                 "conda_file": "conda.yml", "name": "prs-env", "version": 1},
+                                "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04")):
+        component = load_component_text(yaml.safe_dump({**base, "environment": environment}).encode(), base_dir="/c")
+        assert component.image == image
+
+
 def test_every_problem_is_reported_at_once():
     doc = {
         "kind": "Pipeline", "name": "train iris", "version": 1.10, "colour": "blue",
-        "environment": "azureml:sklearn@latest", "code": {"path": "src"},
+        "environment": "sklearn@latest", "code": {"path": "src"},
         "inputs": {"data": {"type": "mltable"}, "n": {"type": "integer", "default": "ten", "optional": "no"},
                    "2fast": {"type": "string"}, "x": "string"},
         "outputs": {"model": {"type": "mlflow_model"}, "log": "uri_file"},
@@ -104,7 +116,7 @@ def test_every_problem_is_reported_at_once():
         "pass the value to it from the pipeline step",
         "command: ${{steps.a.outputs.b}}: a component sees only its inputs and outputs; declare an input and "
         "pass the value to it from the pipeline step",
-        "environment: expected {image: <container image>}, got 'azureml:sklearn@latest'",
+        "environment: expected {image: <container image>}, got 'sklearn@latest'",
         "code: expected {uri: <folder>}, relative to the component file or a URL",
     ]
 

@@ -1,0 +1,1 @@
+"""Azure ML's `azureml_user` package, as ParallelRunStep scripts import it (see runner/compat)."""

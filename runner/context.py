@@ -1,0 +1,54 @@
+"""What `run(mini_batch, mini_batch_context)` receives, when run takes two parameters, as
+Azure ML's parallel job passes it."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+from .plan import MiniBatch, Plan
+
+
+@dataclass(frozen=True)
+class InputDataset:
+    """The input the mini-batch comes from (AML passes its dataset object)."""
+
+    uri: str
+    type: str
+    format: str | None
+
+
+class UnusableInput(Exception):
+    """Raised by run() when no mini-batch can succeed (the input does not fit the model): the
+    run stops with this error at once, as when init() fails, instead of failing every mini-batch."""
+
+
+@dataclass(frozen=True)
+class MiniBatchContext:
+    """`partition_key_value`: the partition's column → value ({} without partitionKeys);
+    `minibatch_index`: the mini-batch's index in plan order; `global_row_index_lower_bound`:
+    the index of its first row in its file (parquet row slices; 0 otherwise); `files`: its input
+    files, relative to `dataset.uri` (ours, not AML's)."""
+
+    partition_key_value: dict = field(default_factory=dict)
+    minibatch_index: int = 0
+    global_row_index_lower_bound: int = 0
+    dataset: InputDataset | None = None
+    files: tuple[str, ...] = ()
+
+
+def wants_context(run) -> bool:
+    """Whether `run` takes a second positional parameter (AML v2's mini_batch_context)."""
+    try:
+        parameters = inspect.signature(run).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: called as run(mini_batch)
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2
+
+
+def context_of(mb: MiniBatch, plan: Plan) -> MiniBatchContext:
+    return MiniBatchContext(
+        partition_key_value=dict(mb.key or {}), minibatch_index=mb.id,
+        global_row_index_lower_bound=mb.rows[0] if mb.rows else 0,
+        dataset=InputDataset(plan.input_uri, plan.input_type, plan.input_format), files=mb.paths)

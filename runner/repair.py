@@ -1,0 +1,106 @@
+"""Repair runs: `parallelrun run JOB --retry-failed` (`spec.retryFailed`) reruns only the
+failed mini-batches of a finished run, with the script and model as they are now, and
+splices their results into the same ordered output.
+
+A run with failed items keeps its parts and commit records after its merge (merge.py).
+A repair takes the job's latest finished run under `output.uri`, removes the commit
+records of its mini-batches with failed items, records the model and side inputs as
+they are now in its plan, and hands the run back to the shards: they resume, so they
+score exactly those mini-batches. A mini-batch is rerun whole, its earlier rows
+replaced: an output row does not say which item it came from. The merge then writes a
+new version of the output in plan order (the old one kept as `<fileName>.previous`),
+and errors.jsonl lists only what still fails.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+
+from .commits import read_commits
+from .contract import PermanentError
+from .layout import Layout
+from .merge import PREVIOUS_SUFFIX
+from .plan import read_plan, source_versions
+from .spec import JobSpec
+from .storage import join, write_atomic
+
+
+class RepairError(PermanentError, RuntimeError):
+    """There is no run to repair, or it cannot be repaired."""
+
+
+REPAIR_MARKER = "repair.json"  # in a run's folder while (and after) it is repaired
+
+
+def repair_target(fs, out: str, spec: JobSpec) -> tuple[str, dict | None]:
+    """(run id, summary) of the run to repair: a repair cut short (its marker, no summary),
+    else the job's latest finished run (summary None: the repair was cut short)."""
+    runs, interrupted = [], []
+    for path in fs.glob(join(out, "_parallelrun", f"{spec.name}-*", "*.json")):
+        run_id, name = posixpath.basename(posixpath.dirname(path)), posixpath.basename(path)
+        if not re.fullmatch(rf"{re.escape(spec.name)}-[0-9a-f]{{10}}", run_id):  # another job's run
+            continue
+        if name == "summary.json":
+            with fs.open(path, "rb") as f:
+                runs.append((run_id, json.load(f)))
+        elif name == REPAIR_MARKER:
+            interrupted.append(run_id)
+    finished = {run_id for run_id, _ in runs}
+    cut_short = [run_id for run_id in interrupted if run_id not in finished]
+    if cut_short:
+        return cut_short[0], None
+    if not runs:
+        raise RepairError(f"--retry-failed: no finished run of {spec.name} under {spec.output.uri} to repair; "
+                          "run the job first")
+    return max(runs, key=lambda run: run[1].get("finishedAt") or "")
+
+
+def prepare_repair(spec: JobSpec, fs, layout: Layout, summary: dict | None) -> bool:
+    """Make the run ready for its shards to resume with its failed mini-batches to do; False
+    when it has no failed item (nothing to repair). Each step can be done again: a repair cut
+    short is prepared again from where it stopped, the summary removed last."""
+    if summary is not None and not summary["items"]["failed"] and not summary["miniBatches"]["failed"]:
+        return False
+    plan = read_plan(fs, layout)
+    if plan is None or not (fs.exists(layout.all_commits_dir) or fs.exists(layout.done_dir)):
+        raise RepairError(f"--retry-failed: run {layout.run_id} kept no parts (it finished before repair runs "
+                          "were possible); run the job again whole (--fresh)")
+    write_atomic(fs, join(layout.root, REPAIR_MARKER), json.dumps({"repairs": layout.run_id}).encode())
+    for shard in plan.shards:
+        _drop_failed(fs, layout, shard.index, shard.mini_batch_ids)
+    plan.sources = source_versions(spec)  # scored with the model and side inputs as they are now
+    write_atomic(fs, layout.plan_header, json.dumps(plan.header(), indent=1).encode())
+    final = layout.final_output(spec.output.file_name)
+    if fs.exists(final):
+        fs.mv(final, final + PREVIOUS_SUFFIX, recursive=fs.isdir(final))
+    for folder in (join(layout.root, "shards"), join(layout.root, "progress")):
+        if fs.exists(folder):
+            fs.rm(folder, recursive=True)
+    for path in (layout.errors, layout.summary):
+        if fs.exists(path):
+            fs.rm(path)
+    return True
+
+
+def _drop_failed(fs, layout: Layout, shard: int, ids) -> None:
+    """Rewrite the shard's commit files without the records of mini-batches with failed items."""
+    failed = {i for i, record in read_commits(fs, layout, shard, ids).items() if record.failed}
+    if not failed:
+        return
+    folders = [layout.commits_dir(shard), layout.done_dir]
+    for path in [p for folder in folders if fs.exists(folder) for p in fs.ls(folder, detail=False)]:
+        name = posixpath.basename(path)
+        if name.endswith(".json") and name[:-5].isdigit():  # one record a file (runs before group commits)
+            if int(name[:-5]) in failed:
+                fs.rm(path)
+            continue
+        if not name.endswith(".jsonl") or name.startswith("."):
+            continue
+        lines = [line for line in fs.cat_file(path).decode().splitlines() if line.strip()]
+        kept = [line for line in lines if json.loads(line)["id"] not in failed]
+        if not kept:
+            fs.rm(path)
+        elif len(kept) < len(lines):
+            write_atomic(fs, path, ("\n".join(kept) + "\n").encode())
