@@ -8,6 +8,8 @@
                                                          mini-batch, as runs before group commits wrote them
     <output.uri>/_parallelrun/<run-id>/shards/NNNNN.json       a finished shard's counts and errors
     <output.uri>/_parallelrun/<run-id>/progress/NNNNN.json     a scoring pod's counts so far (for the operator)
+    <output.uri>/_parallelrun/<run-id>/claims/NNNNNNNNN        which pod index holds the chunk that starts there
+    <output.uri>/_parallelrun/<run-id>/claims/alive-NNNNN      a scoring pod's heartbeat
     <output.uri>/_parallelrun/<run-id>/summary.json, errors.jsonl
 
 A Layout built on the output filesystem's path gives paths to read and write; built
@@ -84,11 +86,25 @@ class Layout:
     def done(self, mini_batch_id: int) -> str:
         return join(self.done_dir, f"{mini_batch_id:09d}.json")
 
+    @property
+    def shards_dir(self) -> str:
+        return join(self.root, "shards")
+
     def shard_result(self, index: int) -> str:
-        return join(self.root, "shards", f"{index:05d}.json")
+        return join(self.shards_dir, f"{index:05d}.json")
 
     def progress(self, index: int) -> str:
         return join(self.root, "progress", f"{index:05d}.json")
+
+    @property
+    def claims_dir(self) -> str:
+        return join(self.root, "claims")
+
+    def claim(self, chunk: int) -> str:
+        return join(self.claims_dir, f"{chunk:09d}")
+
+    def heartbeat(self, index: int) -> str:
+        return join(self.claims_dir, f"alive-{index:05d}")
 
     @property
     def summary(self) -> str:

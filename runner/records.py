@@ -4,6 +4,8 @@
     DoneRecord  a line of commits/NNNNN/*.jsonl (done/NNNNNNNNN.json before group commits): a
                 committed mini-batch, its counts, errors.jsonl lines and where its part lies
     ShardResult shards/NNNNN.json: a finished shard, for the merge
+    ClaimRecord claims/NNNNNNNNN: which pod index holds a chunk of the plan
+    Heartbeat   claims/alive-NNNNN: a scoring pod's sign of life, or that it finished
 
 `to_dict()` writes the keys runs have always written, and `from_dict()` reads runs
 written before a key existed (a default for each key added since), so a run planned
@@ -102,3 +104,40 @@ class ShardResult:
                    failed_ids=list(d.get("failedMiniBatches", [])), without_part=list(d.get("withoutPart", [])),
                    schemas=list(d.get("schemas", [])),
                    schema_of={int(k): v for k, v in d.get("schemaOf", {}).items()})
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    """Chunk `chunk` (its first mini-batch) is held by pod index `index`; `token` names the pod
+    attempt that holds it, so a takeover of this claim is keyed by it (claims.py)."""
+
+    chunk: int
+    index: int
+    token: str
+    pod: str
+    at: float
+
+    def to_dict(self) -> dict:
+        return {"chunk": self.chunk, "index": self.index, "token": self.token, "pod": self.pod, "at": self.at}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClaimRecord":
+        return cls(d["chunk"], d["index"], d["token"], d["pod"], d["at"])
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Pod index `index` (attempt `token`) was alive at `at` (its own clock); `finished`: it
+    ended with nothing left to claim, so its claims are done, not abandoned."""
+
+    index: int
+    token: str
+    at: float
+    finished: bool = False
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "token": self.token, "at": self.at, "finished": self.finished}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Heartbeat":
+        return cls(d["index"], d["token"], d["at"], d.get("finished", False))

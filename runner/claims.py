@@ -1,0 +1,247 @@
+"""Work distribution without a queue server: pods claim chunks of the plan in the run's storage.
+
+The plan cuts each shard's range into chunks (Plan.chunk_mini_batches). Before it scores
+a chunk, a pod creates `claims/<chunk>` only if absent: whoever creates it holds the
+chunk, and only its holder commits the chunk's mini-batches. Pod `i` claims its own
+range from the front; once it meets a claimed chunk (a stealer took the tail), it
+steals: it lists the claims and creates the last unclaimed chunk of the range with the
+most unclaimed mini-batches, so an owner and its stealers meet in the middle.
+
+Every write here is a create-if-absent, the one conditional write every store has: a
+local disk by a link of a whole temporary file (fails when the name exists), Azure Blob
+by a PUT with `If-None-Match: *` (adlfs' mode="create"), S3 by `If-None-Match: *` on
+PutObject, GCS by `ifGenerationMatch=0`. A takeover of a claim is one too: the taker
+first creates `claims/<chunk>.takeover-<holder's token>`, so of two takers of the same
+claim one alone wins, and only the winner rewrites the claim. A claim is taken over
+when its holder is gone (its heartbeat, `claims/alive-<index>`, stopped for
+STALE_SECONDS without saying it finished) or by a retry of the same index, which
+resumes its own claims first.
+
+A claim costs one create on a pod's own range, a listing and a create when stolen:
+at most two requests per chunk. Commit records stay the truth: the merge takes each
+mini-batch's first record in a sorted listing, so even a holder that went on after
+losing its claim cannot double a mini-batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import posixpath
+import socket
+import threading
+import time
+import uuid
+from typing import NamedTuple
+
+from .layout import Layout
+from .plan import Plan
+from .records import ClaimRecord, Heartbeat
+from .storage import is_local, temporary_name, write_atomic
+
+log = logging.getLogger("parallelrun")
+
+STALE_SECONDS = float(os.environ.get("PARALLELRUN_CLAIM_STALE_SECONDS", "60"))  # a silent holder is gone
+HEARTBEAT_SECONDS = STALE_SECONDS / 6
+TAKEOVER = ".takeover-"
+HEARTBEAT_PREFIX = "alive-"
+
+
+class ClaimLost(RuntimeError):
+    """This pod's claim was taken over while it could not write its heartbeat: it stops (the
+    index is retried and resumes what it still holds)."""
+
+
+class Chunk(NamedTuple):
+    """Mini-batches first .. stop - 1 of the plan, in shard `shard`'s range."""
+
+    first: int
+    stop: int
+    shard: int
+
+
+def chunks(plan: Plan) -> list[Chunk]:
+    """Every chunk of the plan, in plan order."""
+    size = plan.chunk_mini_batches or max((s.count for s in plan.shards), default=1) or 1
+    return [Chunk(a, min(a + size, s.first + s.count), s.index)
+            for s in plan.shards for a in range(s.first, s.first + s.count, size)]
+
+
+def create_if_absent(fs, path: str, data: bytes) -> bool:
+    """Write `path` whole if nobody has; False when it exists (whoever wrote it)."""
+    if not is_local(fs):
+        try:
+            fs.pipe_file(path, data, mode="create")
+        except FileExistsError:
+            return False
+        return True
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = temporary_name(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        os.link(tmp, path)  # O_EXCL's guarantee, for a file that appears whole
+    except FileExistsError:
+        return False
+    finally:
+        os.remove(tmp)
+    return True
+
+
+class Claims:
+    """Pod index `index`'s claims on one run: which chunk it scores next, and its heartbeat."""
+
+    def __init__(self, fs, layout: Layout, plan: Plan, index: int, pod: str | None = None):
+        self.fs, self.layout, self.index = fs, layout, index
+        self.chunks = chunks(plan)
+        self._by_first = {c.first: c for c in self.chunks}
+        self.token = uuid.uuid4().hex
+        self.pod = pod or os.environ.get("HOSTNAME") or socket.gethostname()
+        self._own = [c for c in self.chunks if c.shard == index]
+        self._stop = threading.Event()
+        self._beating: threading.Thread | None = None
+        self._last_beat = time.monotonic()
+        self._held: set[int] = set()  # chunks this attempt claimed
+        self.stolen = 0  # chunks of other ranges this pod claimed or took over
+
+    # -- the pod's life --------------------------------------------------------------
+
+    def start(self) -> list[Chunk]:
+        """Say this pod is alive; returns the chunks an earlier attempt of this index held, now
+        this attempt's (their committed mini-batches are skipped by the caller)."""
+        earlier = self._read(self.layout.heartbeat(self.index))
+        self._beat()
+        self._beating = threading.Thread(target=self._beat_on, daemon=True, name=f"parallelrun-heartbeat-{self.index}")
+        self._beating.start()
+        if earlier is None:
+            return []
+        mine = [c for c in self._claims().values() if c.index == self.index and c.token != self.token]
+        resumed = [self._by_first[c.chunk] for c in sorted(mine, key=lambda c: c.chunk) if self._take_over(c)]
+        if resumed:
+            log.info("pod index %d: resuming %d chunk(s) its earlier attempt claimed", self.index, len(resumed))
+        return resumed
+
+    def finish(self, done: bool) -> None:
+        """Stop the heartbeat; `done`: nothing is left to claim and every chunk held is committed."""
+        self._stop.set()
+        if self._beating is not None:
+            self._beating.join()
+        if done:
+            self._beat(finished=True)
+
+    def next(self) -> tuple[Chunk, bool] | None:
+        """The next chunk this pod holds, and whether an earlier holder may have committed some of
+        it (a takeover); None when every chunk is claimed by a live holder."""
+        while self._own:
+            chunk = self._own.pop(0)
+            if self._create(chunk):
+                return chunk, False
+            self._own = []  # stealers take a range from its tail: the rest of it is claimed
+        return self._steal()
+
+    def check(self) -> None:
+        """Raise ClaimLost if a chunk this pod claimed was taken over. Free while heartbeats are
+        written: a holder is only taken over after STALE_SECONDS of silence."""
+        if time.monotonic() - self._last_beat < STALE_SECONDS / 2:
+            return
+        for chunk in sorted(self._held):
+            data = self._read(self.layout.claim(chunk))
+            if data is None or ClaimRecord.from_dict(json.loads(data)).token != self.token:
+                raise ClaimLost(f"pod index {self.index} lost chunk {chunk} to another pod while its heartbeat "
+                                f"could not be written; the retry resumes the chunks it still holds")
+
+    # -- claiming ----------------------------------------------------------------------
+
+    def _record(self, chunk: int) -> bytes:
+        return json.dumps(ClaimRecord(chunk, self.index, self.token, self.pod, time.time()).to_dict()).encode()
+
+    def _create(self, chunk: Chunk) -> bool:
+        if not create_if_absent(self.fs, self.layout.claim(chunk.first), self._record(chunk.first)):
+            return False
+        self._held.add(chunk.first)
+        return True
+
+    def _steal(self) -> tuple[Chunk, bool] | None:
+        while True:
+            claimed = self._claimed()
+            left: dict[int, list[Chunk]] = {}
+            for c in self.chunks:
+                if c.first not in claimed:
+                    left.setdefault(c.shard, []).append(c)
+            if not left:
+                return self._take_stale()
+            most = max(left.values(), key=lambda cs: (sum(c.stop - c.first for c in cs), -cs[0].shard))
+            if self._create(most[-1]):
+                self.stolen += most[-1].shard != self.index
+                return most[-1], False
+
+    def _take_stale(self) -> tuple[Chunk, bool] | None:
+        """A chunk whose holder is gone, taken over; None when every holder is alive or finished."""
+        now = time.time()
+        gone = set()
+        for name in self._names():
+            if name.startswith(HEARTBEAT_PREFIX) and (data := self._read(posixpath.join(self.layout.claims_dir, name))):
+                beat = Heartbeat.from_dict(json.loads(data))
+                if not beat.finished and now - beat.at > STALE_SECONDS and beat.index != self.index:
+                    gone.add(beat.index)
+        if not gone:
+            return None
+        for claim in sorted(self._claims().values(), key=lambda c: c.chunk):
+            if claim.index in gone and self._take_over(claim):
+                log.warning("pod index %d took over chunk %d from index %d, silent for over %.0f s",
+                            self.index, claim.chunk, claim.index, STALE_SECONDS)
+                self.stolen += 1
+                return self._by_first[claim.chunk], True
+        return None
+
+    def _take_over(self, claim: ClaimRecord) -> bool:
+        """Hold `claim`'s chunk instead of its holder, unless another taker won it first."""
+        if not create_if_absent(self.fs, self.layout.claim(claim.chunk) + TAKEOVER + claim.token,
+                                self._record(claim.chunk)):
+            return False
+        write_atomic(self.fs, self.layout.claim(claim.chunk), self._record(claim.chunk))
+        self._held.add(claim.chunk)
+        return True
+
+    # -- reading the claims folder ----------------------------------------------------------
+
+    def _names(self) -> list[str]:
+        try:
+            return [posixpath.basename(p.rstrip("/")) for p in self.fs.ls(self.layout.claims_dir, detail=False)]
+        except FileNotFoundError:
+            return []
+
+    def _claimed(self) -> set[int]:
+        """The chunks claimed, from one listing."""
+        return {int(name) for name in self._names() if name.isdigit()}
+
+    def _claims(self) -> dict[int, ClaimRecord]:
+        """Every claim, read (in one batched request where the store has one)."""
+        paths = [self.layout.claim(chunk) for chunk in sorted(self._claimed())]
+        if not paths:
+            return {}
+        found = self.fs.cat(paths, on_error="omit") if not is_local(self.fs) else \
+            {p: self.fs.cat_file(p) for p in paths}
+        records = (ClaimRecord.from_dict(json.loads(data)) for data in found.values())
+        return {r.chunk: r for r in records}
+
+    def _read(self, path: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+
+    # -- the heartbeat -------------------------------------------------------------------
+
+    def _beat(self, finished: bool = False) -> None:
+        write_atomic(self.fs, self.layout.heartbeat(self.index),
+                     json.dumps(Heartbeat(self.index, self.token, time.time(), finished).to_dict()).encode())
+        self._last_beat = time.monotonic()
+
+    def _beat_on(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self._beat()
+            except Exception as e:  # noqa: BLE001 - the next beat tries again; holds() notices a long silence
+                log.warning("pod index %d cannot write its heartbeat: %s", self.index, e)
