@@ -33,6 +33,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import NamedTuple
 
 from .layout import Layout
@@ -122,13 +123,27 @@ class Claims:
             log.info("pod index %d: resuming %d chunk(s) its earlier attempt claimed", self.index, len(resumed))
         return resumed
 
-    def finish(self, done: bool) -> None:
-        """Stop the heartbeat; `done`: nothing is left to claim and every chunk held is committed."""
+    def finish(self, done: bool, untouched: Callable[[Chunk], bool] = lambda chunk: False) -> None:
+        """Stop the heartbeat; `done`: nothing is left to claim and every chunk held is committed.
+
+        A pod that stops before (preempted, SIGTERM) gives back the chunks it holds of which
+        nothing is committed (`untouched`): the others claim them at once instead of waiting
+        for its heartbeat to go stale. A chunk partly committed waits for this index's retry,
+        or a takeover."""
         self._stop.set()
         if self._beating is not None:
             self._beating.join()
         if done:
             self._beat(finished=True)
+            return
+        if time.monotonic() - self._last_beat >= STALE_SECONDS / 2:
+            return  # perhaps taken over already: a claim is deleted only by its holder
+        for first in sorted(self._held):
+            if untouched(self._by_first[first]):
+                try:
+                    self.fs.rm_file(self.layout.claim(first))
+                except Exception as e:  # noqa: BLE001 - kept, it goes to the retry or a taker
+                    log.warning("pod index %d cannot give back chunk %d: %s", self.index, first, e)
 
     def next(self) -> tuple[Chunk, bool] | None:
         """The next chunk this pod holds, and whether an earlier holder may have committed some of

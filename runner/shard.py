@@ -66,6 +66,7 @@ class ShardRunner:
         self._claims = Claims(fs, layout, plan, index)
         self._pending: deque[MiniBatch] = deque()  # held, not yet handed to a worker
         self._drained = False  # nothing is left to claim
+        self._committed: set[int] = set()  # of the chunks it holds
         self._plan_lines: dict[int, list[str]] = {}  # a shard range's lines of the plan, once read
 
     def _check_sources(self) -> None:
@@ -92,6 +93,7 @@ class ShardRunner:
             made = MiniBatch.many_from_json(lines)
         for mb, line in zip(made, lines):
             if committed is not None and mb.id in committed:
+                self._committed.add(mb.id)
                 if count:
                     self._count(committed[mb.id])
             else:
@@ -143,7 +145,7 @@ class ShardRunner:
                 exceeded = self._score()
             done = exceeded is None and not self.should_stop()
         finally:
-            self._claims.finish(done)
+            self._claims.finish(done, lambda c: not any(i in self._committed for i in range(c.first, c.stop)))
         result = ShardResult(self.index, self.counts, exceeded, sorted(self.failed_ids), sorted(self.without_part))
         for mb_id in sorted(self._schemas):
             schema = self._schemas[mb_id]
@@ -259,6 +261,7 @@ class ShardRunner:
             self.on_progress(self.index, self.counts)
 
     def _count(self, done: DoneRecord) -> None:
+        self._committed.add(done.id)
         self.counts.add(done.counts)
         if done.failed:
             self.failed_ids.append(done.id)

@@ -255,3 +255,28 @@ def test_local_shards_take_over_the_tail_of_a_slow_shard(job, calls, monkeypatch
     by_item = dict(ran(calls))
     assert len(by_item) == len(ran(calls)) == 80
     assert by_item["item_0039.txt"] == "1"  # the last of shard 0's range, run by shard 1
+
+
+def test_a_preempted_pod_gives_back_the_chunks_it_had_not_started(job, calls):
+    """SIGTERM (a spot node reclaimed, Kueue preempting): the chunks the pod held with nothing
+    committed go back at once; those partly committed wait for its retry."""
+    job.files(120)
+    job.script(LOGGED)
+    spec = job.write(miniBatchSize=1, nodeCount=2, processCountPerNode=1)
+    assert pod("plan", spec)[0] == 0
+    fs, layout = layout_of(spec)
+    preempted = start("score", spec, "--shard", "0", env={"SLOW_PODS": "0", "SLOW_SECONDS": "0.2"})
+    wait_until(lambda: os.path.isdir(layout.commits_dir(0)) and os.listdir(layout.commits_dir(0))
+               and len(claims_of(spec)) >= 2, 60, "pod 0 to hold two chunks and commit")
+    preempted.send_signal(15)
+    assert finish(preempted)[0] == 143
+    plan = read_plan(fs, layout)
+    committed = read_commits(fs, layout, range(plan.total_mini_batches))
+    kept = [c for c in claims_of(spec).values() if c.index == 0]
+    assert kept and all(any(i in committed for i in range(c.chunk, c.chunk + plan.chunk_mini_batches)) for c in kept)
+    code, out = pod("score", spec, "--shard", "1")
+    assert code == 0, out
+    code, out = pod("score", spec, "--shard", "0")
+    assert code == 0, out
+    assert_exactly_once(job, spec, 120)
+    assert len(ran(calls)) == 120  # nothing given back had been run
