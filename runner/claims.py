@@ -178,8 +178,9 @@ class Claims:
         return True
 
     def _steal(self) -> tuple[Chunk, bool] | None:
+        refused: set[int] = set()  # claimed, whatever a listing that lags the store says
         while True:
-            claimed = self._claimed()
+            claimed = self._claimed() | refused
             left: dict[int, list[Chunk]] = {}
             for c in self.chunks:
                 if c.first not in claimed:
@@ -190,6 +191,7 @@ class Claims:
             if self._create(most[-1]):
                 self.stolen += most[-1].shard != self.index
                 return most[-1], False
+            refused.add(most[-1].first)
 
     def _take_stale(self) -> tuple[Chunk, bool] | None:
         """A chunk whose holder is gone, taken over; None when every holder is alive or finished."""
@@ -222,6 +224,9 @@ class Claims:
     # -- reading the claims folder ----------------------------------------------------------
 
     def _names(self) -> list[str]:
+        """The claims folder as it is now (not as a filesystem's listing cache remembers it)."""
+        if not is_local(self.fs):
+            self.fs.invalidate_cache(self.layout.claims_dir)
         try:
             return [posixpath.basename(p.rstrip("/")) for p in self.fs.ls(self.layout.claims_dir, detail=False)]
         except FileNotFoundError:
