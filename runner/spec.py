@@ -32,7 +32,7 @@ _SPEC_FIELDS = (
     "errorThreshold", "miniBatchErrorThreshold", "allowedFailedPercent", "output",
     "nodeCount", "processCountPerNode", "runInvocationTimeout", "initTimeout", "runMaxTry",
     "prefetchMiniBatches",
-    "loggingLevel", "environment", "storage", "allowReuse",
+    "loggingLevel", "environment", "storage", "allowReuse", "queueName", "priorityClassName",
 )
 _ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
                        "tolerations", "serviceAccountName", "gpu")
@@ -152,6 +152,8 @@ class JobSpec:
     gpu: GpuSpec | None = None
     storage: dict = field(default_factory=dict)
     allow_reuse: bool = False
+    queue_name: str | None = None  # a Kueue LocalQueue: the Jobs wait, suspended, for its admission
+    priority_class_name: str | None = None  # the pods' PriorityClass
 
     def to_dict(self) -> dict:
         """The normalized spec in the resource's camelCase shape."""
@@ -191,6 +193,10 @@ class JobSpec:
             out["environment"] = self.environment
         if self.storage:
             out["storage"] = self.storage
+        if self.queue_name:
+            out["queueName"] = self.queue_name
+        if self.priority_class_name:
+            out["priorityClassName"] = self.priority_class_name
         return out
 
     def fingerprint(self, salt: bytes = b"") -> str:
@@ -324,6 +330,15 @@ class _Loader:
             return default
         return value
 
+    def object_name(self, path: str, value: Any, what: str) -> str | None:
+        """The name of a Kubernetes object at `path` (None when not given)."""
+        value = self.string(path, value)
+        if value is not None and not DNS_NAME.match(value):
+            self.fail(path, f"{value!r} is not a valid name; give the name of {what} (lower-case letters, "
+                      "digits, '-' and '.')")
+            return None
+        return value
+
     def choice(self, path: str, value: Any, options: tuple[str, ...], default: str | None) -> str | None:
         if value is None:
             return default
@@ -411,6 +426,9 @@ class _Loader:
             gpu=self.gpu(environment.get("gpu")),
             storage=storage,
             allow_reuse=bool(allow_reuse),
+            queue_name=self.object_name("spec.queueName", spec.get("queueName"), "a Kueue LocalQueue of this namespace"),
+            priority_class_name=self.object_name("spec.priorityClassName", spec.get("priorityClassName"),
+                                                 "a PriorityClass"),
         )
         return result
 

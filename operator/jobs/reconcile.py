@@ -36,9 +36,13 @@ from ..kit.conditions import (
     FAILED,
     MERGING,
     PLANNING,
+    QUEUED,
     RUNNING,
     SUCCEEDED,
     TERMINAL,
+    condition_true,
+    now,
+    set_condition,
     with_phase,
 )
 from ..kit.controller import Controller, RunFailed, Services
@@ -94,7 +98,7 @@ class Reconciler(Controller):
 
     async def start(self) -> None:
         self.spec = await self._spec_of_record()
-        if self.status.get("phase") in (RUNNING, MERGING) and self.total is not None:
+        if self.status.get("phase") in (QUEUED, RUNNING, MERGING) and self.total is not None:
             # Resumed: the children exist, the counts come from the pods and progress files.
             self._env = await self._credentials(self.spec.storage, wait=False)
             return
@@ -124,7 +128,8 @@ class Reconciler(Controller):
         message = (f"scoring {plan.total_mini_batches} mini-batches on {nodes} node(s){fewer} "
                    f"with Job {job['metadata']['name']}")
         self._event("Normal", "Started", message)
-        status = with_phase(self.status, RUNNING, "Scoring", message, self.generation)
+        status = with_phase(self.status, QUEUED if self.spec.queue_name else RUNNING,
+                            "Queued" if self.spec.queue_name else "Scoring", message, self.generation)
         status = with_progress(status, self._counted, self.total, 0, 0, 0, nodes)
         await self._write(dict(status, jobName=job["metadata"]["name"], runId=run_id(self.owner)))
 
@@ -133,7 +138,7 @@ class Reconciler(Controller):
         status = self._check_spec(self.status)
         if status.get("phase") in TERMINAL:  # an earlier run reused (allowReuse)
             return True
-        if status.get("phase") == RUNNING:
+        if status.get("phase") in (QUEUED, RUNNING):
             return await self._score(status)
         if status.get("phase") == MERGING:
             return await self._merge(status)
@@ -143,6 +148,15 @@ class Reconciler(Controller):
 
     async def _score(self, status: dict) -> bool:
         pods = list(self._pods())
+        queued = self._queued(SCORING, pods)
+        if queued is not None or (status.get("phase") == QUEUED and self._job(SCORING) is None):
+            if queued is not None:  # else its Job is not observed yet
+                await self._write(queued if status.get("phase") == QUEUED else
+                                  with_phase(queued, QUEUED, "Queued", queued["message"], self.generation))
+            return False
+        if status.get("phase") == QUEUED:  # Kueue admitted it
+            status = self._admitted(with_phase(status, RUNNING, "Scoring", "admitted by Kueue; scoring",
+                                               self.generation))
         scoring = observe_scoring(self.spec, pods, self._job(SCORING), self.total, await self._live_counts(pods))
         metrics.count_progress(self._counted, scoring.counts)
         self._counted = scoring.counts
@@ -161,6 +175,23 @@ class Reconciler(Controller):
         await self._write(status)
         return False
 
+    def _queued(self, component: str, pods: list[PodState]) -> dict | None:
+        """The status while `component`'s Job waits, suspended, for Kueue to admit it (None: it
+        does not). The operator only ever suspends a Job to stop it; it never unsuspends one."""
+        job = self._job(component)
+        if not self.spec.queue_name or job is None or not job.suspended or job.finished \
+                or any(p.component == component for p in pods):
+            return None
+        message = f"Job {job.name} waits for Kueue to admit it (LocalQueue {self.spec.queue_name})"
+        conditions = set_condition(list(self.status.get("conditions") or []), QUEUED, True, "WaitingForAdmission",
+                                   message, self.generation, now())
+        return dict(self.status, conditions=conditions, message=message)
+
+    def _admitted(self, status: dict) -> dict:
+        return dict(status, conditions=set_condition(list(status.get("conditions") or []), QUEUED, False, "Admitted",
+                                                     f"admitted from LocalQueue {self.spec.queue_name}",
+                                                     self.generation, now()))
+
     async def _live_counts(self, pods: list[PodState]) -> dict:
         """The progress files of the shards that have not succeeded, read at most every
         PROGRESS_READ_SECONDS (pod events come far more often); {} where storage fails us."""
@@ -178,6 +209,12 @@ class Reconciler(Controller):
         return live
 
     async def _merge(self, status: dict) -> bool:
+        queued = self._queued(MERGE, list(self._pods()))
+        if queued is not None:
+            await self._write(queued)
+            return False
+        if condition_true(status, QUEUED):  # Kueue admitted the merge Job
+            status = self._admitted(status)
         outcome, message = observe_merge(self._pods(), self._job(MERGE))
         if outcome == FAILED:
             self.status = status
