@@ -11,11 +11,14 @@ Every write here is a create-if-absent, the one conditional write every store ha
 local disk by a link of a whole temporary file (fails when the name exists), Azure Blob
 by a PUT with `If-None-Match: *` (adlfs' mode="create"), S3 by `If-None-Match: *` on
 PutObject, GCS by `ifGenerationMatch=0`. A takeover of a claim is one too: the taker
-first creates `claims/<chunk>.takeover-<holder's token>`, so of two takers of the same
-claim one alone wins, and only the winner rewrites the claim. A claim is taken over
+creates `claims/<chunk>.takeover-<holder's token>` with its own record, so of two takers
+of the same holder one alone wins, in one request; the holder of a chunk is the last of
+that chain. A claim is taken over
 when its holder is gone (its heartbeat, `claims/alive-<index>`, stopped for
-STALE_SECONDS without saying it finished) or by a retry of the same index, which
-resumes its own claims first.
+STALE_SECONDS without saying it was idle) or by a retry of the same index, which
+resumes its own claims first. A pod with nothing left to claim waits, idle, while
+another still works on its chunks (Claims.wait), so that whichever pod is lost (a
+scale-down, an index that failed for good) its chunks are taken over.
 
 A claim costs one create on a pod's own range, a listing and a create when stolen:
 at most two requests per chunk. Commit records stay the truth: the merge takes each
@@ -104,6 +107,7 @@ class Claims:
         self._beating: threading.Thread | None = None
         self._last_beat = time.monotonic()
         self._held: set[int] = set()  # chunks this attempt claimed
+        self._idle = False  # every chunk held is committed, none left to claim
         self.stolen = 0  # chunks of other ranges this pod claimed or took over
 
     # -- the pod's life --------------------------------------------------------------
@@ -117,7 +121,7 @@ class Claims:
         self._beating.start()
         if earlier is None:
             return []
-        mine = [c for c in self._claims().values() if c.index == self.index and c.token != self.token]
+        mine = [c for c in self.holders().values() if c.index == self.index and c.token != self.token]
         resumed = [self._by_first[c.chunk] for c in sorted(mine, key=lambda c: c.chunk) if self._take_over(c)]
         if resumed:
             log.info("pod index %d: resuming %d chunk(s) its earlier attempt claimed", self.index, len(resumed))
@@ -134,7 +138,8 @@ class Claims:
         if self._beating is not None:
             self._beating.join()
         if done:
-            self._beat(finished=True)
+            self._idle = True
+            self._beat()
             return
         if time.monotonic() - self._last_beat >= STALE_SECONDS / 2:
             return  # perhaps taken over already: a claim is deleted only by its holder
@@ -144,6 +149,27 @@ class Claims:
                     self.fs.rm_file(self.layout.claim(first))
                 except Exception as e:  # noqa: BLE001 - kept, it goes to the retry or a taker
                     log.warning("pod index %d cannot give back chunk %d: %s", self.index, first, e)
+
+    def wait(self, should_stop: Callable[[], bool]) -> bool:
+        """Idle (every chunk this pod holds is committed, none is left to claim): wait while
+        another pod still works on its chunks. True as soon as one of them falls silent (its
+        chunks can be taken over: claim again), False once none is left working."""
+        self._idle = True
+        self._beat()
+        while not should_stop():
+            if len(self._claimed()) < len(self.chunks):  # given back by a pod that stopped
+                self._idle = False
+                return True
+            beats = [b for b in self._heartbeats() if b.index != self.index and not b.idle]
+            silent = {b.index for b in beats if time.time() - b.at > STALE_SECONDS}
+            if silent and any(c.index in silent for c in self.holders().values()):
+                self._idle = False
+                return True
+            if len(silent) == len(beats):  # nobody is left working
+                return False
+            if self._stop.wait(HEARTBEAT_SECONDS):
+                break
+        return False
 
     def next(self) -> tuple[Chunk, bool] | None:
         """The next chunk this pod holds, and whether an earlier holder may have committed some of
@@ -160,9 +186,9 @@ class Claims:
         written: a holder is only taken over after STALE_SECONDS of silence."""
         if time.monotonic() - self._last_beat < STALE_SECONDS / 2:
             return
+        holders = self.holders()
         for chunk in sorted(self._held):
-            data = self._read(self.layout.claim(chunk))
-            if data is None or ClaimRecord.from_dict(json.loads(data)).token != self.token:
+            if chunk not in holders or holders[chunk].token != self.token:
                 raise ClaimLost(f"pod index {self.index} lost chunk {chunk} to another pod while its heartbeat "
                                 f"could not be written; the retry resumes the chunks it still holds")
 
@@ -175,6 +201,7 @@ class Claims:
         if not create_if_absent(self.fs, self.layout.claim(chunk.first), self._record(chunk.first)):
             return False
         self._held.add(chunk.first)
+        self._idle = False
         return True
 
     def _steal(self) -> tuple[Chunk, bool] | None:
@@ -194,17 +221,13 @@ class Claims:
             refused.add(most[-1].first)
 
     def _take_stale(self) -> tuple[Chunk, bool] | None:
-        """A chunk whose holder is gone, taken over; None when every holder is alive or finished."""
+        """A chunk whose holder is gone, taken over; None when every holder is alive or idle."""
         now = time.time()
-        gone = set()
-        for name in self._names():
-            if name.startswith(HEARTBEAT_PREFIX) and (data := self._read(posixpath.join(self.layout.claims_dir, name))):
-                beat = Heartbeat.from_dict(json.loads(data))
-                if not beat.finished and now - beat.at > STALE_SECONDS and beat.index != self.index:
-                    gone.add(beat.index)
+        gone = {b.index for b in self._heartbeats()
+                if not b.idle and now - b.at > STALE_SECONDS and b.index != self.index}
         if not gone:
             return None
-        for claim in sorted(self._claims().values(), key=lambda c: c.chunk):
+        for claim in sorted(self.holders().values(), key=lambda c: c.chunk):
             if claim.index in gone and self._take_over(claim):
                 log.warning("pod index %d took over chunk %d from index %d, silent for over %.0f s",
                             self.index, claim.chunk, claim.index, STALE_SECONDS)
@@ -217,8 +240,8 @@ class Claims:
         if not create_if_absent(self.fs, self.layout.claim(claim.chunk) + TAKEOVER + claim.token,
                                 self._record(claim.chunk)):
             return False
-        write_atomic(self.fs, self.layout.claim(claim.chunk), self._record(claim.chunk))
         self._held.add(claim.chunk)
+        self._idle = False
         return True
 
     # -- reading the claims folder ----------------------------------------------------------
@@ -236,15 +259,34 @@ class Claims:
         """The chunks claimed, from one listing."""
         return {int(name) for name in self._names() if name.isdigit()}
 
-    def _claims(self) -> dict[int, ClaimRecord]:
-        """Every claim, read (in one batched request where the store has one)."""
-        paths = [self.layout.claim(chunk) for chunk in sorted(self._claimed())]
-        if not paths:
+    def holders(self) -> dict[int, ClaimRecord]:
+        """Each claimed chunk's holder: its claim's, or the last taker's in the chain of takeovers
+        (`<chunk>.takeover-<token>` holds the record of whoever took over from `token`). Read in
+        one batched request where the store has one."""
+        names = [name for name in self._names() if name.isdigit() or TAKEOVER in name]
+        if not names:
             return {}
+        paths = [posixpath.join(self.layout.claims_dir, name) for name in names]
         found = self.fs.cat(paths, on_error="omit") if not is_local(self.fs) else \
-            {p: self.fs.cat_file(p) for p in paths}
-        records = (ClaimRecord.from_dict(json.loads(data)) for data in found.values())
-        return {r.chunk: r for r in records}
+            {p: data for p in paths if (data := self._read(p)) is not None}
+        holders: dict[int, ClaimRecord] = {}
+        taken: dict[tuple[int, str], ClaimRecord] = {}  # (chunk, token taken over) → the taker
+        for p, data in found.items():
+            record = ClaimRecord.from_dict(json.loads(data))
+            name = posixpath.basename(p)
+            if TAKEOVER in name:
+                taken[record.chunk, name.split(TAKEOVER, 1)[1]] = record
+            else:
+                holders[record.chunk] = record
+        for chunk, record in holders.items():
+            while (chunk, record.token) in taken:
+                record = taken[chunk, record.token]
+            holders[chunk] = record
+        return holders
+
+    def _heartbeats(self) -> list[Heartbeat]:
+        return [Heartbeat.from_dict(json.loads(data)) for name in self._names() if name.startswith(HEARTBEAT_PREFIX)
+                if (data := self._read(posixpath.join(self.layout.claims_dir, name)))]
 
     def _read(self, path: str) -> bytes | None:
         try:
@@ -254,9 +296,9 @@ class Claims:
 
     # -- the heartbeat -------------------------------------------------------------------
 
-    def _beat(self, finished: bool = False) -> None:
+    def _beat(self) -> None:
         write_atomic(self.fs, self.layout.heartbeat(self.index),
-                     json.dumps(Heartbeat(self.index, self.token, time.time(), finished).to_dict()).encode())
+                     json.dumps(Heartbeat(self.index, self.token, time.time(), self._idle).to_dict()).encode())
         self._last_beat = time.monotonic()
 
     def _beat_on(self) -> None:

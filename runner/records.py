@@ -5,7 +5,7 @@
                 committed mini-batch, its counts, errors.jsonl lines and where its part lies
     ShardResult shards/NNNNN.json: a finished shard, for the merge
     ClaimRecord claims/NNNNNNNNN: which pod index holds a chunk of the plan
-    Heartbeat   claims/alive-NNNNN: a scoring pod's sign of life, or that it finished
+    Heartbeat   claims/alive-NNNNN: a scoring pod's sign of life, and whether it is idle
 
 `to_dict()` writes the keys runs have always written, and `from_dict()` reads runs
 written before a key existed (a default for each key added since), so a run planned
@@ -127,17 +127,18 @@ class ClaimRecord:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """Pod index `index` (attempt `token`) was alive at `at` (its own clock); `finished`: it
-    ended with nothing left to claim, so its claims are done, not abandoned."""
+    """Pod index `index` (attempt `token`) was alive at `at` (its own clock); `idle`: every chunk
+    it holds is committed (it waits for the others, or it ended), so its claims are done, not
+    abandoned, even once it falls silent."""
 
     index: int
     token: str
     at: float
-    finished: bool = False
+    idle: bool = False
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "token": self.token, "at": self.at, "finished": self.finished}
+        return {"index": self.index, "token": self.token, "at": self.at, "idle": self.idle}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Heartbeat":
-        return cls(d["index"], d["token"], d["at"], d.get("finished", False))
+        return cls(d["index"], d["token"], d["at"], d.get("idle", False))

@@ -44,9 +44,13 @@ class ConfigError(PermanentError, RuntimeError):
 class ShardRunner:
     def __init__(self, spec: JobSpec, plan: Plan, fs, layout: Layout, index: int, *, scratch: str,
                  log_dir: str | None = None, on_progress: Callable[[int, Counts], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, pool: WorkerPool | None = None):
-        """`pool`: workers started before the plan was ready (start_pool); else the shard starts them."""
+                 should_stop: Callable[[], bool] | None = None, pool: WorkerPool | None = None,
+                 wait_for_others: bool = False):
+        """`pool`: workers started before the plan was ready (start_pool); else the shard starts them.
+        `wait_for_others`: once idle, wait while other pods still work, to take over the chunks of
+        one that is lost (pods; local shards are threads of one process, lost only with it)."""
         self.spec, self.plan, self.fs, self.layout, self.index = spec, plan, fs, layout, index
+        self.wait_for_others = wait_for_others
         self._pool = pool
         self.scratch = scratch
         self.log_dir = log_dir
@@ -141,8 +145,13 @@ class ShardRunner:
             self._resume()
             self.resumed = Counts(**vars(self.counts))  # committed by an earlier attempt
             exceeded = self._exceeded()
-            if not exceeded:
+            while not exceeded:
                 exceeded = self._score()
+                # Idle: wait while others still work, and take over the chunks of one that falls silent.
+                if exceeded or self.should_stop() or not self.wait_for_others \
+                        or not self._claims.wait(self.should_stop):
+                    break
+                self._drained = False
             done = exceeded is None and not self.should_stop()
         finally:
             self._claims.finish(done, lambda c: not any(i in self._committed for i in range(c.first, c.stop)))
@@ -178,6 +187,7 @@ class ShardRunner:
             pool = self._pool
             pool.plan(self.plan.header(), self.plan.total_mini_batches)
         low = 2 * process_count(self.spec)  # enough waiting to keep every worker's queue filled
+        self._pool = None  # a later round (chunks taken over after waiting) starts its own
         with pool:
             while True:
                 self._refill(low)

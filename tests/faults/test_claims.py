@@ -90,9 +90,9 @@ def assert_exactly_once(job, spec: Path, items: int) -> dict:
 
 
 def claims_of(spec: Path) -> dict[int, ClaimRecord]:
+    """Each claimed chunk's holder, at the end of its chain of takeovers."""
     fs, layout = layout_of(spec)
-    return {int(p.name): ClaimRecord.from_dict(json.loads(p.read_text()))
-            for p in Path(layout.claims_dir).iterdir() if p.name.isdigit()}
+    return Claims(fs, layout, read_plan(fs, layout), 0).holders()
 
 
 # -- the primitive -----------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_of_many_takers_of_one_stale_claim_exactly_one_wins(job, monkeypatch):
     takers = [Claims(fs, layout, plan, 1, pod=f"taker-{k}") for k in range(8)]
     for t in takers:
         t._own = []
-    fs.pipe_file(layout.heartbeat(1), json.dumps(Heartbeat(1, "live", time.time(), finished=True).to_dict()).encode())
+    fs.pipe_file(layout.heartbeat(1), json.dumps(Heartbeat(1, "live", time.time(), idle=True).to_dict()).encode())
     barrier, won = threading.Barrier(len(takers)), []
 
     def take(t: Claims) -> None:
@@ -149,7 +149,7 @@ def test_of_many_takers_of_one_stale_claim_exactly_one_wins(job, monkeypatch):
     for t in threads:
         t.join()
     assert [(chunk.first, taken_over) for _, (chunk, taken_over) in won] == [(first.first, True)]
-    assert ClaimRecord.from_dict(json.loads(fs.cat_file(layout.claim(first.first)))).pod == won[0][0]
+    assert gone.holders()[first.first].pod == won[0][0]
 
 
 # -- pods -------------------------------------------------------------------------------
@@ -274,9 +274,39 @@ def test_a_preempted_pod_gives_back_the_chunks_it_had_not_started(job, calls):
     committed = read_commits(fs, layout, range(plan.total_mini_batches))
     kept = [c for c in claims_of(spec).values() if c.index == 0]
     assert kept and all(any(i in committed for i in range(c.chunk, c.chunk + plan.chunk_mini_batches)) for c in kept)
-    code, out = pod("score", spec, "--shard", "1")
-    assert code == 0, out
-    code, out = pod("score", spec, "--shard", "0")
-    assert code == 0, out
+    code, out = pod("score", spec, "--shard", "1", env={"PARALLELRUN_CLAIM_STALE_SECONDS": "2"})
+    assert code == 0, out  # it took over what pod 0 had begun once pod 0 fell silent
     assert_exactly_once(job, spec, 120)
     assert len(ran(calls)) == 120  # nothing given back had been run
+
+
+# Pod 0 works slowly and is SIGKILLed once pod 1's heartbeat says it is idle (nothing left to claim).
+DIES_ONCE_THE_OTHER_IS_IDLE = f"""
+import json, os, signal, time
+from pathlib import Path
+
+def run(mini_batch):
+    if os.environ["PARALLELRUN_SHARD_INDEX"] == "0":
+        time.sleep(0.1 * len(mini_batch))
+        beat = Path(os.environ["HEARTBEAT_OF_1"])
+        if beat.exists() and json.loads(beat.read_text())["idle"]:
+            os.kill({THE_SHARD}, signal.SIGKILL)
+    return [Path(p).read_text().strip() for p in mini_batch]
+"""
+
+
+def test_an_idle_pod_waits_and_takes_over_a_pod_lost_after_it_had_nothing_left(job):
+    """As after a scale-down or an index that failed for good: nobody retries the lost pod,
+    so the one that waits finishes its chunks."""
+    job.files(60)
+    job.script(DIES_ONCE_THE_OTHER_IS_IDLE)
+    spec = job.write(miniBatchSize=1, nodeCount=2, processCountPerNode=1)
+    assert pod("plan", spec)[0] == 0
+    fs, layout = layout_of(spec)
+    env = {"PARALLELRUN_CLAIM_STALE_SECONDS": "1", "HEARTBEAT_OF_1": layout.heartbeat(1)}
+    pods = [start("score", spec, "--shard", str(k), env=env) for k in range(2)]
+    lost, (code, out) = finish(pods[0]), finish(pods[1])
+    assert lost[0] == -9, lost[1]
+    assert code == 0, out
+    assert "took over chunk" in out
+    assert_exactly_once(job, spec, 60)
