@@ -350,7 +350,9 @@ def job_status_schema() -> dict:
                 "miniBatches": counts("Mini-batch counts.", "total", "succeeded", "failed"),
                 "items": counts("Item (row or file) counts.", "succeeded", "failed"),
             }),
-            "nodes": counts("Scoring pods by state.", "active", "succeeded", "failed"),
+            "nodes": counts("Scoring pods by state; current: the scoring Job's completions, desired: "
+                            "spec.nodeCount (they differ while a change of nodeCount is applied).",
+                            "active", "succeeded", "failed", "current", "desired"),
             "progressText": string("Done and total mini-batches for display, e.g. \"812/1000\"."),
             "nodesText": string("Active and total pods for display, e.g. \"2/4\"."),
             "jobName": string("The scoring Job."),

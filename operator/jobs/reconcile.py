@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -85,8 +86,10 @@ class Reconciler(Controller):
 
     @property
     def shards_with_work(self) -> int:
-        """The scoring pods of the run: one per shard that has work (the plan is known by now)."""
-        return shards_with_work(self.total, self.spec.node_count)
+        """The scoring pods of the run: the scoring Job's completions once it exists (nodeCount may
+        change), else one per shard that has work (the plan is known by now)."""
+        job = self._job(SCORING)
+        return job.completions if job and job.completions else shards_with_work(self.total, self.spec.node_count)
 
     # -- the loop ----------------------------------------------------------------
 
@@ -154,6 +157,7 @@ class Reconciler(Controller):
                 await self._write(queued if status.get("phase") == QUEUED else
                                   with_phase(queued, QUEUED, "Queued", queued["message"], self.generation))
             return False
+        scale = await self._scale()
         if status.get("phase") == QUEUED:  # Kueue admitted it
             status = self._admitted(with_phase(status, RUNNING, "Scoring", "admitted by Kueue; scoring",
                                                self.generation))
@@ -162,6 +166,7 @@ class Reconciler(Controller):
         self._counted = scoring.counts
         status = with_progress(status, scoring.counts, self.total, scoring.active, scoring.succeeded,
                                scoring.failed, self.shards_with_work)
+        status["nodes"].update(scale)
         self.status = status  # what a failure from here on reports
         if scoring.failure:
             await self._stop_scoring()
@@ -174,6 +179,26 @@ class Reconciler(Controller):
             status["mergeJobName"] = job["metadata"]["name"]
         await self._write(status)
         return False
+
+    async def _scale(self) -> dict:
+        """Apply a change of spec.nodeCount to the running scoring Job: its completions and
+        parallelism patched together (an elastic Indexed Job). New pods claim work as they
+        start; removed ones give back what they had not begun, and the rest of theirs is taken
+        over once their heartbeats stop. Returns the current and desired pod counts."""
+        job = self._job(SCORING)
+        try:
+            desired = self._node_count() or self.spec.node_count
+        except RunFailed:  # an invalid spec is refused (SpecChangeRefused); the run goes on as it is
+            desired = self.spec.node_count
+        nodes = min(desired, self.total) if self.total else desired
+        if job is None or job.completions is None:
+            return {}
+        if job.completions != nodes and not job.finished:
+            await self.api.merge_patch(path("batch/v1", "jobs", self.owner.namespace, job.name),
+                                       {"spec": {"completions": nodes, "parallelism": nodes}})
+            self._event("Normal", "Scaled", f"scoring Job {job.name}: {job.completions} → {nodes} pod(s) "
+                                            f"(spec.nodeCount {desired})")
+        return {"current": job.completions, "desired": nodes}
 
     def _queued(self, component: str, pods: list[PodState]) -> dict | None:
         """The status while `component`'s Job waits, suspended, for Kueue to admit it (None: it
@@ -303,9 +328,16 @@ class Reconciler(Controller):
         self._check_ours(configmap)
         return load_spec(json.loads(configmap["data"][SPEC_FILE]))
 
+    def _node_count(self) -> int | None:
+        """The resource's nodeCount when nothing else of its spec differs from the run's (it may
+        change while the run goes on: _scale); None when more changed."""
+        current = self._current_spec()
+        same = dataclasses.replace(current, node_count=self.spec.node_count).fingerprint() == self.spec.fingerprint()
+        return current.node_count if same else None
+
     def _refusal(self) -> str | None:
         try:
-            if self._current_spec().fingerprint() == self.spec.fingerprint():
+            if self._node_count() is not None:
                 return None
             problem = ""
         except RunFailed as e:
