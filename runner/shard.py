@@ -155,6 +155,9 @@ class ShardRunner:
             done = exceeded is None and not self.should_stop()
         finally:
             self._claims.finish(done, lambda c: not any(i in self._committed for i in range(c.first, c.stop)))
+        if self._claims.stolen:
+            log.info("shard %d: %d chunk(s) of other pods' ranges scored here (taken from their tails or over "
+                     "from silent pods)", self.index, self._claims.stolen)
         result = ShardResult(self.index, self.counts, exceeded, sorted(self.failed_ids), sorted(self.without_part))
         for mb_id in sorted(self._schemas):
             schema = self._schemas[mb_id]
