@@ -39,6 +39,7 @@ ZERO_SIZE_PATTERN = rf"^0+(\.0+)?\s*({SIZE_UNITS})$"
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+(\s+\S+){4})$"
 EXPRESSION_PATTERN = r"^\$\{\{[^{}]*\}\}$"  # a whole ${{...}} expression
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
 # --- schema builders -------------------------------------------------------------------------
@@ -198,6 +199,12 @@ def job_spec_schema() -> dict:
     return obj(
         "What to score, with what code, where to write, and how to fan out.",
         {
+            "queueName": string(
+                "A Kueue LocalQueue of this namespace: the scoring and merge Jobs are created suspended with "
+                "its kueue.x-k8s.io/queue-name label and wait for Kueue to admit them (phase Queued).",
+                minLength=1, pattern=DNS_NAME_PATTERN),
+            "priorityClassName": string("The PriorityClass of the scoring and merge pods.", minLength=1,
+                                        pattern=DNS_NAME_PATTERN),
             "input": input_schema(),
             "sideInputs": array(
                 "[side_inputs] Data fetched once per pod; its local path is in the environment "
@@ -349,14 +356,16 @@ def job_status_schema() -> dict:
     return obj(
         "The observed state of the job; written by the operator.",
         {
-            "phase": string("Where the job is in its life.",
-                            enum=["Pending", "Planning", "Running", "Merging", "Succeeded", "Failed"]),
+            "phase": string("Where the job is in its life (Queued: waiting for Kueue to admit its scoring Job).",
+                            enum=["Pending", "Planning", "Queued", "Running", "Merging", "Succeeded", "Failed"]),
             "conditions": conditions_schema(),
             "progress": obj("Mini-batches and items done.", {
                 "miniBatches": counts("Mini-batch counts.", "total", "succeeded", "failed"),
                 "items": counts("Item (row or file) counts.", "succeeded", "failed"),
             }),
-            "nodes": counts("Scoring pods by state.", "active", "succeeded", "failed"),
+            "nodes": counts("Scoring pods by state; current: the scoring Job's completions, desired: "
+                            "spec.nodeCount (they differ while a change of nodeCount is applied).",
+                            "active", "succeeded", "failed", "current", "desired"),
             "progressText": string("Done and total mini-batches for display, e.g. \"812/1000\"."),
             "nodesText": string("Active and total pods for display, e.g. \"2/4\"."),
             "jobName": string("The scoring Job."),

@@ -71,7 +71,8 @@ def _score(args) -> int:
         return EXIT_CONFIG
     scratch = os.environ.get(SCRATCH_ENV) or tempfile.mkdtemp(prefix="parallelrun-")
     progress = ProgressFile(fs, layout.progress(int(index)))
-    runner = ShardRunner(spec, plan, fs, layout, int(index), scratch=scratch, on_progress=progress.update)
+    runner = ShardRunner(spec, plan, fs, layout, int(index), scratch=scratch, on_progress=progress.update,
+                         wait_for_others=True)
     try:
         result = runner.run()
         progress.publish(result.counts)

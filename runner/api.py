@@ -51,6 +51,9 @@ LABEL_JOB_UID = f"{GROUP}/batchinferencejob-uid"
 ANNOTATION_RUN_ID = f"{GROUP}/run-id"
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
 
+# Kueue: the LocalQueue a Job waits in (created suspended; Kueue unsuspends it once admitted).
+LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+
 # A PipelineRun's children.
 LABEL_RUN = f"{GROUP}/pipelinerun"
 LABEL_RUN_UID = f"{GROUP}/pipelinerun-uid"

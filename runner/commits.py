@@ -10,8 +10,9 @@ rename on a disk), so a crash leaves whole groups or nothing, never a torn recor
 
 A part is written before the record that points at it, so a committed mini-batch
 always has its part; a part whose record was never written is garbage, ignored (and
-deleted with the parts folder after the merge). A mini-batch's record is written once:
-the shard, the one writer of its commits, never stages a committed mini-batch again.
+deleted with the parts folder after the merge). A mini-batch's record is written by
+the pod that holds its chunk (claims.py), into that pod's own folder, once: the pod
+never stages a committed mini-batch again.
 
 Runs scored before group commits left one `done/NNNNNNNNN.json` per mini-batch, its
 part at `parts/NNNNNNNNN.<ext>`: read_commits reads those too, so such a run resumes
@@ -145,12 +146,15 @@ def record_line(record: DoneRecord) -> str:
             f'"errors":[],"schema":null,"succeeded":{record.succeeded},"failed":{record.failed},"part":{part_json}}}')
 
 
-def read_commits(fs, layout: Layout, shard: int, ids: Iterable[int]) -> dict[int, DoneRecord]:
-    """The committed records of shard `shard` (whose mini-batches are `ids`), by mini-batch:
-    its commit files, and the `done/` records of a run scored before group commits."""
+def read_commits(fs, layout: Layout, ids: Iterable[int]) -> dict[int, DoneRecord]:
+    """The committed records of mini-batches `ids`, whichever pod committed them: every commit
+    file, and the `done/` records of a run scored before group commits. A mini-batch committed
+    twice (a holder that went on after its claim was taken over) counts once: its record in
+    the first file of a sorted listing."""
     wanted = set(ids)
     records: dict[int, DoneRecord] = {}
-    for path in _listing(fs, layout.commits_dir(shard)):
+    paths = sorted(path for folder in _listing(fs, layout.all_commits_dir) for path in _listing(fs, folder))
+    for path in paths:
         if not path.endswith(".jsonl") or posixpath.basename(path).startswith("."):  # a write cut short
             continue
         lines = [line for line in fs.cat_file(path).decode().splitlines() if line.strip()]

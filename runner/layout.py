@@ -9,6 +9,8 @@
     <output.uri>/_parallelrun/<run-id>/shards/NNNNN.json       a finished shard's counts and errors
     <output.uri>/_parallelrun/<run-id>/side/<mini-batch>/...   side outputs kept until published (sideoutputs.py)
     <output.uri>/_parallelrun/<run-id>/progress/NNNNN.json     a scoring pod's counts so far (for the operator)
+    <output.uri>/_parallelrun/<run-id>/claims/NNNNNNNNN        which pod index holds the chunk that starts there
+    <output.uri>/_parallelrun/<run-id>/claims/alive-NNNNN      a scoring pod's heartbeat
     <output.uri>/_parallelrun/<run-id>/summary.json, errors.jsonl
 
 A Layout built on the output filesystem's path gives paths to read and write; built
@@ -27,6 +29,9 @@ def run_id_for(spec: JobSpec, salt: bytes = b"") -> str:
     """A run id that is the same for the same normalized spec (and `salt`, e.g. the
     scoring script's bytes), so a rerun after a crash resumes the same run."""
     return f"{spec.name}-{spec.fingerprint(salt)[:10]}"
+
+
+REPAIR_MARKER = "repair.json"
 
 
 class Layout:
@@ -53,6 +58,11 @@ class Layout:
     @property
     def plan_dir(self) -> str:
         return join(self.root, "plan")
+
+    @property
+    def repair_marker(self) -> str:
+        """Present while (and after) the run is repaired (repair.py): its failed mini-batches run again."""
+        return join(self.root, REPAIR_MARKER)
 
     @property
     def plan_header(self) -> str:
@@ -92,11 +102,25 @@ class Layout:
     def side(self, mini_batch_id: int) -> str:
         return join(self.side_dir, str(mini_batch_id))
 
+    @property
+    def shards_dir(self) -> str:
+        return join(self.root, "shards")
+
     def shard_result(self, index: int) -> str:
-        return join(self.root, "shards", f"{index:05d}.json")
+        return join(self.shards_dir, f"{index:05d}.json")
 
     def progress(self, index: int) -> str:
         return join(self.root, "progress", f"{index:05d}.json")
+
+    @property
+    def claims_dir(self) -> str:
+        return join(self.root, "claims")
+
+    def claim(self, chunk: int) -> str:
+        return join(self.claims_dir, f"{chunk:09d}")
+
+    def heartbeat(self, index: int) -> str:
+        return join(self.claims_dir, f"alive-{index:05d}")
 
     @property
     def summary(self) -> str:

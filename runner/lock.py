@@ -10,8 +10,8 @@ it dies. On object storage it is a lease: a blob created only if absent (one PUT
 If-None-Match), refreshed by the holder every LEASE_SECONDS / 3 and taken over once it
 is older than LEASE_SECONDS (its holder is gone). Each holder has a token: it refreshes
 and deletes the lease only while the lease is still its own, and says so loudly when
-it finds it taken over. (Two takers of one stale lease can still both win: delete and
-create are two requests. A conditional write on the ETag would close that gap.)
+it finds it taken over. A takeover is a create-if-absent of a marker named after the
+stale lease's token (claims.py's takeover): of two takers of one stale lease, one wins.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 
+from .claims import TAKEOVER, create_if_absent
 from .contract import PermanentError
 from .storage import is_local, join
 
@@ -98,11 +99,14 @@ class RunLock:
             holder = self._read_lease()
             if holder is not None and time.time() - holder.get("heartbeat", 0) < LEASE_SECONDS:
                 raise RunLocked(_locked_message(self.run_id, holder)) from None
-            self.fs.rm(self.path)  # its holder stopped refreshing it: gone
-            try:
-                self.fs.pipe_file(self.path, json.dumps(self._holder).encode(), mode="create")
-            except FileExistsError:
+            # Its holder stopped refreshing it: gone. Of the takers of this lease, the one that
+            # creates its takeover marker wins; the others meet the marker.
+            won = create_if_absent(self.fs, f"{self.path}{TAKEOVER}{holder['token']}", json.dumps(self._holder).encode()) \
+                if holder is not None else create_if_absent(self.fs, self.path, json.dumps(self._holder).encode())
+            if not won:
                 raise RunLocked(_locked_message(self.run_id, self._read_lease() or {})) from None
+            if holder is not None:
+                self.fs.pipe_file(self.path, json.dumps(self._holder).encode())
         self._refresher = threading.Thread(target=self._refresh, daemon=True, name="parallelrun-lease")
         self._refresher.start()
 

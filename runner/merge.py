@@ -41,21 +41,42 @@ DATASET_MARKER = "_SUCCESS"  # written last into a dataset folder, as Spark does
 
 
 class MergeError(PermanentError, RuntimeError):
-    """The run cannot be merged: a shard has not finished, a part is missing, columns clash."""
+    """The run cannot be merged: a mini-batch is not committed, a part is missing, columns clash."""
 
 
-def shard_results(fs, layout: Layout, plan: Plan) -> list[ShardResult]:
-    """Each shard's result; a shard with nothing to do may not have run at all (the operator
-    starts no pod for it)."""
+def pod_results(fs, layout: Layout) -> list[ShardResult]:
+    """The result of each pod that finished: why it stopped, if a threshold stopped it."""
+    try:
+        paths = sorted(fs.ls(layout.shards_dir, detail=False))
+    except FileNotFoundError:
+        return []
+    return [ShardResult.from_dict(json.loads(fs.cat_file(p))) for p in paths if p.endswith(".json")]
+
+
+def range_results(plan: Plan, committed: dict[int, DoneRecord]) -> list[ShardResult]:
+    """Each shard range's counts, failed mini-batches and part schemas, from the commit records,
+    whichever pods scored its chunks."""
     results = []
     for s in plan.shards:
-        try:
-            with fs.open(layout.shard_result(s.index), "rb") as f:
-                results.append(ShardResult.from_dict(json.load(f)))
-        except FileNotFoundError:
-            if s.count:
-                raise MergeError(f"shard {s.index} has not finished; run it before merging") from None
-            results.append(ShardResult(s.index, Counts()))
+        r = ShardResult(s.index, Counts())
+        schemas: dict[str, int] = {}
+        for mb in s.mini_batch_ids:
+            done = committed.get(mb)
+            if done is None:
+                continue
+            r.counts.add(done.counts)
+            if done.failed:
+                r.failed_ids.append(mb)
+            if not done.succeeded:
+                r.without_part.append(mb)
+                if done.schema and r.empty_schema is None:  # a table without rows: the output's header
+                    r.empty_schema = done.schema
+            elif done.schema:
+                if (k := schemas.setdefault(done.schema, len(schemas))) == len(r.schemas):
+                    r.schemas.append(done.schema)
+                if k:
+                    r.schema_of[mb] = k
+        results.append(r)
     return results
 
 
@@ -391,16 +412,16 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     merged = read_summary(fs, layout)
     if merged is not None and merged["status"] == "Succeeded":
         return merged
-    results = shard_results(fs, layout, plan)
+    committed = read_commits(fs, layout, range(plan.total_mini_batches))
+    results = range_results(plan, committed)
     counts = Counts()
     failed_ids = []
     for r in results:
         counts.add(r.counts)
         failed_ids.extend(r.failed_ids)
-    exceeded = next((r.threshold_reason for r in results if r.threshold_reason), None)
+    exceeded = next((r.threshold_reason for r in pod_results(fs, layout) if r.threshold_reason), None)
     exceeded = exceeded or spec_threshold_exceeded(spec, counts, plan.total_mini_batches)
 
-    committed = _committed(fs, layout, plan)
     settle(fs, layout, committed)
     with open_atomic(fs, layout.errors) as out:
         for mb_id in sorted(failed_ids):
@@ -409,8 +430,9 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
 
     uris = Layout.uris(spec, layout.run_id)
     output, final = None, layout.final_output(spec.output.file_name)
-    if write_final and not exceeded and spec.output.action == "appendRow":
+    if write_final and not exceeded:
         _check_complete(plan, results)
+    if write_final and not exceeded and spec.output.action == "appendRow":
         try:
             size = write_output(fs, layout, spec.output.format, final, plan, results, committed, spec.output.layout)
         except MergeError:
@@ -444,15 +466,6 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     return summary
 
 
-def _committed(fs, layout: Layout, plan: Plan) -> dict[int, DoneRecord]:
-    """Every shard's commit records, by mini-batch."""
-    committed: dict[int, DoneRecord] = {}
-    for s in plan.shards:
-        if s.count:
-            committed.update(read_commits(fs, layout, s.index, s.mini_batch_ids))
-    return committed
-
-
 def read_summary(fs, layout: Layout) -> dict | None:
     try:
         with fs.open(layout.summary, "rb") as f:
@@ -465,8 +478,8 @@ def _check_complete(plan: Plan, results: list[ShardResult]) -> None:
     for s, r in zip(plan.shards, results):
         committed = r.counts.mini_batches
         if committed != s.count:
-            raise MergeError(f"shard {s.index} committed {committed:,} of its {s.count:,} mini-batches; "
-                             "run it to the end before merging")
+            raise MergeError(f"mini-batches {s.first:,}-{s.first + s.count - 1:,}: {committed:,} of {s.count:,} "
+                             "committed; run the scoring to the end before merging")
 
 
 def _move_aside(fs, final: str) -> str | None:

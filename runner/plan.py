@@ -136,6 +136,13 @@ class Plan:
     mini_batches: Sequence[MiniBatch] | None = None  # a list, or FileBatches
     sources: dict | None = None  # {"model": version, "sideInputs": {name: version}} when planned
     schema: dict | None = None  # the columns every table is read with (schemas.to_header; None: as each file has them)
+    # Mini-batches per chunk, the unit pods claim (claims.py); None: chunk_size()'s; 0: a plan made
+    # before chunks, whose shards are one chunk each
+    chunk_mini_batches: int | None = None
+
+    def __post_init__(self):
+        if self.chunk_mini_batches is None:
+            self.chunk_mini_batches = chunk_size(self.total_mini_batches, len(self.shards))
 
     def header(self) -> dict:
         inp = {"uri": self.input_uri, "type": self.input_type, "format": self.input_format, "options": self.options}
@@ -144,7 +151,8 @@ class Plan:
         return {"version": PLAN_VERSION, "input": inp,
                 "totals": {"miniBatches": self.total_mini_batches, "items": self.total_items,
                            "bytes": self.total_bytes},
-                "shards": [s.to_dict() for s in self.shards], "sources": self.sources}
+                "shards": [s.to_dict() for s in self.shards], "chunkMiniBatches": self.chunk_mini_batches,
+                "sources": self.sources}
 
     @classmethod
     def from_header(cls, d: dict) -> "Plan":
@@ -152,7 +160,8 @@ class Plan:
                    input_format=d["input"]["format"], options=d["input"]["options"],
                    shards=[ShardRange.from_dict(s) for s in d["shards"]],
                    total_mini_batches=d["totals"]["miniBatches"], total_items=d["totals"]["items"],
-                   total_bytes=d["totals"]["bytes"], sources=d.get("sources"), schema=d["input"].get("schema"))
+                   total_bytes=d["totals"]["bytes"], sources=d.get("sources"), schema=d["input"].get("schema"),
+                   chunk_mini_batches=d.get("chunkMiniBatches", 0))
 
     def absolute(self, relative: str) -> str:
         """The URI of a mini-batch path."""
@@ -952,6 +961,17 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
     bounds.append(n)
     return [ShardRange(k, a, b - a, items_between(a, b), sum(sizes[a:b]))
             for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+
+
+CHUNKS_PER_SHARD = 16  # the last chunk of a job is about this fraction of a pod's work
+MAX_CHUNK_MINI_BATCHES = 1000  # a claim per commit group at most: claims stay a small share of requests
+
+
+def chunk_size(total_mini_batches: int, shard_count: int) -> int:
+    """Mini-batches per chunk: many chunks per shard, so that pods that finish early take over
+    the tails of the others, and never so small that claiming costs more than committing."""
+    per_shard = -(-total_mini_batches // max(shard_count, 1))
+    return max(1, min(-(-per_shard // CHUNKS_PER_SHARD), MAX_CHUNK_MINI_BATCHES))
 
 
 def shards_with_work(total_mini_batches: int, node_count: int) -> int:

@@ -6,6 +6,8 @@
     ShardResult shards/NNNNN.json: a finished shard, for the merge
     ReuseEntry  _parallelrun/cache/<fingerprint>.json: a succeeded step or run that a later one may reuse
     TerminationMessage  /dev/termination-log: what a scoring or merge pod tells the operator
+    ClaimRecord claims/NNNNNNNNN: which pod index holds a chunk of the plan
+    Heartbeat   claims/alive-NNNNN: a scoring pod's sign of life, and whether it is idle
 
 A schema in these records is text (schemas.schema_to_text); the plan header's is schemas.to_header's.
 
@@ -181,3 +183,41 @@ class TerminationMessage:
             return None
         counts = Counts.from_dict(d) if "miniBatches" in d or "items" in d else None
         return cls(counts, d.get("reason"), d.get("status"), d.get("output"))
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    """Chunk `chunk` (its first mini-batch) is held by pod index `index`; `token` names the pod
+    attempt that holds it, so a takeover of this claim is keyed by it (claims.py)."""
+
+    chunk: int
+    index: int
+    token: str
+    pod: str
+    at: float
+
+    def to_dict(self) -> dict:
+        return {"chunk": self.chunk, "index": self.index, "token": self.token, "pod": self.pod, "at": self.at}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClaimRecord":
+        return cls(d["chunk"], d["index"], d["token"], d["pod"], d["at"])
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Pod index `index` (attempt `token`) was alive at `at` (its own clock); `idle`: every chunk
+    it holds is committed (it waits for the others, or it ended), so its claims are done, not
+    abandoned, even once it falls silent."""
+
+    index: int
+    token: str
+    at: float
+    idle: bool = False
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "token": self.token, "at": self.at, "idle": self.idle}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Heartbeat":
+        return cls(d["index"], d["token"], d["at"], d.get("idle", False))

@@ -20,7 +20,7 @@ import re
 
 from .commits import read_commits
 from .contract import PermanentError
-from .layout import Layout
+from .layout import REPAIR_MARKER, Layout
 from .merge import PREVIOUS_SUFFIX
 from .plan import read_plan, source_versions
 from .spec import JobSpec
@@ -31,7 +31,6 @@ class RepairError(PermanentError, RuntimeError):
     """There is no run to repair, or it cannot be repaired."""
 
 
-REPAIR_MARKER = "repair.json"  # in a run's folder while (and after) it is repaired
 
 
 def repair_target(fs, out: str, spec: JobSpec) -> tuple[str, dict | None]:
@@ -67,15 +66,15 @@ def prepare_repair(spec: JobSpec, fs, layout: Layout, summary: dict | None) -> b
     if plan is None or not (fs.exists(layout.all_commits_dir) or fs.exists(layout.done_dir)):
         raise RepairError(f"--retry-failed: run {layout.run_id} kept no parts (it finished before repair runs "
                           "were possible); run the job again whole (--fresh)")
-    write_atomic(fs, join(layout.root, REPAIR_MARKER), json.dumps({"repairs": layout.run_id}).encode())
-    for shard in plan.shards:
-        _drop_failed(fs, layout, shard.index, shard.mini_batch_ids)
+    write_atomic(fs, layout.repair_marker, json.dumps({"repairs": layout.run_id}).encode())
+    _drop_failed(fs, layout, range(plan.total_mini_batches))
     plan.sources = source_versions(spec)  # scored with the model and side inputs as they are now
     write_atomic(fs, layout.plan_header, json.dumps(plan.header(), indent=1).encode())
     final = layout.final_output(spec.output.file_name)
     if fs.exists(final):
         fs.mv(final, final + PREVIOUS_SUFFIX, recursive=fs.isdir(final))
-    for folder in (join(layout.root, "shards"), join(layout.root, "progress")):
+    # Every chunk is claimed anew; a claim then skips what is committed (ShardRunner, repairing).
+    for folder in (join(layout.root, "shards"), join(layout.root, "progress"), layout.claims_dir):
         if fs.exists(folder):
             fs.rm(folder, recursive=True)
     for path in (layout.errors, layout.summary):
@@ -84,12 +83,13 @@ def prepare_repair(spec: JobSpec, fs, layout: Layout, summary: dict | None) -> b
     return True
 
 
-def _drop_failed(fs, layout: Layout, shard: int, ids) -> None:
-    """Rewrite the shard's commit files without the records of mini-batches with failed items."""
-    failed = {i for i, record in read_commits(fs, layout, shard, ids).items() if record.failed}
+def _drop_failed(fs, layout: Layout, ids) -> None:
+    """Rewrite every pod's commit files without the records of mini-batches with failed items."""
+    failed = {i for i, record in read_commits(fs, layout, ids).items() if record.failed}
     if not failed:
         return
-    folders = [layout.commits_dir(shard), layout.done_dir]
+    pods = fs.ls(layout.all_commits_dir, detail=False) if fs.exists(layout.all_commits_dir) else []
+    folders = [*pods, layout.done_dir]
     for path in [p for folder in folders if fs.exists(folder) for p in fs.ls(folder, detail=False)]:
         name = posixpath.basename(path)
         if name.endswith(".json") and name[:-5].isdigit():  # one record a file (runs before group commits)

@@ -1,7 +1,8 @@
 """One shard of a run: what a scoring pod does (and each node of local mode).
 
-Fetches the model, side inputs and code once, resumes from what is committed, feeds
-its mini-batches to the worker pool, retries failed attempts up to `runMaxTry`,
+Fetches the model, side inputs and code once, resumes the chunks an earlier attempt
+claimed, then claims chunks (claims.py: its own range first, then the tails of the
+others) and feeds their mini-batches to the worker pool, retries failed attempts up to `runMaxTry`,
 commits finished mini-batches a group at a time (commits.py: a succeeded one once its
 part is written), holds the counts against the thresholds, and finally writes the
 shard's result for the merge.
@@ -13,9 +14,10 @@ import json
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from .accounting import Counts, spec_threshold_exceeded
+from .claims import Chunk, Claims
 from .commits import CommitLog, read_commits
 from .contract import CODE_DIR, CODE_DIR_ENV, PermanentError
 from .layout import Layout
@@ -43,9 +45,13 @@ class ConfigError(PermanentError, RuntimeError):
 class ShardRunner:
     def __init__(self, spec: JobSpec, plan: Plan, fs, layout: Layout, index: int, *, scratch: str,
                  log_dir: str | None = None, on_progress: Callable[[int, Counts], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, pool: WorkerPool | None = None):
-        """`pool`: workers started before the plan was ready (start_pool); else the shard starts them."""
+                 should_stop: Callable[[], bool] | None = None, pool: WorkerPool | None = None,
+                 wait_for_others: bool = False):
+        """`pool`: workers started before the plan was ready (start_pool); else the shard starts them.
+        `wait_for_others`: once idle, wait while other pods still work, to take over the chunks of
+        one that is lost (pods; local shards are threads of one process, lost only with it)."""
         self.spec, self.plan, self.fs, self.layout, self.index = spec, plan, fs, layout, index
+        self.wait_for_others = wait_for_others
         self._pool = pool
         self.scratch = scratch
         self.log_dir = log_dir
@@ -56,7 +62,6 @@ class ShardRunner:
         self.failed_ids: list[int] = []
         self.without_part: list[int] = []
         self._schemas: dict[int, str] = {}  # mini-batch → its part's schema
-        self.empty_schema: str | None = None
         self._distinct: dict[str, str] = {}
         self._reader = Reader(plan, scratch)
         self._log = CommitLog(fs, layout, index)
@@ -64,6 +69,12 @@ class ShardRunner:
         self._urgent = False  # something staged that should not wait for its group to fill
         self._side: set[int] = set()  # succeeded mini-batches with side outputs, published once committed
         self._lines: dict[int, str] = {}  # each mini-batch's line of the plan
+        self._claims = Claims(fs, layout, plan, index)
+        self._pending: deque[MiniBatch] = deque()  # held, not yet handed to a worker
+        self._drained = False  # nothing is left to claim
+        self._committed: set[int] = set()  # of the chunks it holds
+        self._repairing = fs.exists(layout.repair_marker)
+        self._plan_lines: dict[int, list[str]] = {}  # a shard range's lines of the plan, once read
 
     def _check_sources(self) -> None:
         """Every shard scores with the model and side inputs the run was planned with."""
@@ -72,23 +83,57 @@ class ShardRunner:
             raise ConfigError(f"{' and '.join(changed)} changed since run {self.layout.run_id} was planned; "
                               "scoring with it would mix versions: start a new run (--fresh in local mode)")
 
-    # -- resume ----------------------------------------------------------------
+    # -- the chunks it holds --------------------------------------------------------
 
-    def _resume(self, mini_batches: list[MiniBatch]) -> list[MiniBatch]:
-        """Count what an earlier attempt committed; the rest is still to do."""
-        committed = read_commits(self.fs, self.layout, self.index, (mb.id for mb in mini_batches))
-        pending = []
-        for mb in mini_batches:
-            if mb.id in committed:
-                self._count(committed[mb.id])
+    def _take(self, chunk: Chunk, committed: dict[int, DoneRecord] | None, count: bool) -> None:
+        """Queue the mini-batches of a chunk this pod now holds, less those in `committed` (counted
+        when `count`: an earlier attempt of this index committed them)."""
+        a, b = chunk.first, chunk.stop
+        if self.plan.mini_batches is not None:  # planned in this process: taken as they are
+            made, lines = self.plan.mini_batches[a:b], plan_lines(self.plan.mini_batches, a, b)
+        else:
+            shard = self.plan.shards[chunk.shard]
+            if chunk.shard not in self._plan_lines:
+                text = self.fs.cat_file(self.layout.plan_shard(chunk.shard)).decode()
+                self._plan_lines[chunk.shard] = [line for line in text.splitlines() if line.strip()]
+            lines = self._plan_lines[chunk.shard][a - shard.first:b - shard.first]
+            made = MiniBatch.many_from_json(lines)
+        for mb, line in zip(made, lines):
+            if committed is not None and mb.id in committed:
+                self._committed.add(mb.id)
+                if count:
+                    self._count(committed[mb.id])
             else:
-                pending.append(mb)
+                self._lines[mb.id] = line
+                self._pending.append(mb)
+
+    def _resume(self) -> None:
+        """The chunks an earlier attempt of this index claimed come first, less what it committed."""
+        resumed = self._claims.start()
+        if not resumed:
+            return
+        committed = read_commits(self.fs, self.layout, (i for c in resumed for i in range(c.first, c.stop)))
+        for chunk in resumed:
+            self._take(chunk, committed, count=True)
         if self.counts.mini_batches:
             self.on_progress(self.index, self.counts)
-        if len(pending) < len(mini_batches):
-            log.info("shard %d: resuming, %d of %d mini-batches already committed",
-                     self.index, len(mini_batches) - len(pending), len(mini_batches))
-        return pending
+            log.info("shard %d: resuming, %d mini-batches already committed", self.index, self.counts.mini_batches)
+
+    def _refill(self, low: int) -> None:
+        """Claim chunks while fewer than `low` of this pod's mini-batches wait."""
+        while len(self._pending) < low and not self._drained:
+            claimed = self._claims.next()
+            if claimed is None:
+                self._drained = True
+                return
+            chunk, taken_over = claimed
+            # A plan made before chunks: its shard's earlier attempts committed without claims. A run
+            # being repaired: its chunks are claimed anew, all but the failed mini-batches committed.
+            before_chunks = not self.plan.chunk_mini_batches and chunk.shard == self.index
+            counted = before_chunks or self._repairing
+            committed = read_commits(self.fs, self.layout, range(chunk.first, chunk.stop)) \
+                if taken_over or counted else None
+            self._take(chunk, committed, count=counted)
 
     # -- the loop --------------------------------------------------------------
 
@@ -99,30 +144,26 @@ class ShardRunner:
             if self._pool is not None:  # unused when nothing was left to do
                 self._pool.close()
 
-    def _pending(self) -> deque | _Pending:
-        """The mini-batches still to run, in plan order, their lines of the plan in `_lines` (they
-        go to the workers as they are: no encoding again per mini-batch).
-
-        A plan made in this process (local mode) is new: none of it can be committed yet (scoring
-        starts once a plan is written), and it is taken as it is, not read back and parsed. Else
-        the shard's part of the plan is read, less what an earlier attempt committed."""
-        if self.plan.mini_batches is not None:
-            s = self.plan.shards[self.index]
-            return _Pending(self.plan.mini_batches, s.first, s.first + s.count, self._lines)
-        lines = [line for line in self.fs.cat_file(self.layout.plan_shard(self.index)).decode().splitlines()
-                 if line.strip()]
-        mini_batches = MiniBatch.many_from_json(lines)
-        self._lines.update(zip((mb.id for mb in mini_batches), lines))
-        return deque(self._resume(mini_batches))
-
     def _run(self) -> ShardResult:
-        pending = self._pending()
-        self.resumed = Counts(**vars(self.counts))  # committed by an earlier attempt
-        exceeded = self._exceeded()
-        if pending and not exceeded:
-            exceeded = self._score(pending)
-        result = ShardResult(self.index, self.counts, exceeded, sorted(self.failed_ids), sorted(self.without_part),
-                             empty_schema=self.empty_schema)
+        done = False
+        try:
+            self._resume()
+            self.resumed = Counts(**vars(self.counts))  # committed by an earlier attempt
+            exceeded = self._exceeded()
+            while not exceeded:
+                exceeded = self._score()
+                # Idle: wait while others still work, and take over the chunks of one that falls silent.
+                if exceeded or self.should_stop() or not self.wait_for_others \
+                        or not self._claims.wait(self.should_stop):
+                    break
+                self._drained = False
+            done = exceeded is None and not self.should_stop()
+        finally:
+            self._claims.finish(done, lambda c: not any(i in self._committed for i in range(c.first, c.stop)))
+        if self._claims.stolen:
+            log.info("shard %d: %d chunk(s) of other pods' ranges scored here (taken from their tails or over "
+                     "from silent pods)", self.index, self._claims.stolen)
+        result = ShardResult(self.index, self.counts, exceeded, sorted(self.failed_ids), sorted(self.without_part))
         for mb_id in sorted(self._schemas):
             schema = self._schemas[mb_id]
             if schema not in result.schemas:
@@ -132,24 +173,34 @@ class ShardRunner:
         write_atomic(self.fs, self.layout.shard_result(self.index), json.dumps(result.to_dict()).encode())
         return result
 
-    def _score(self, pending: deque | _Pending) -> str | None:
-        """Run `pending` to the end (None), or until a threshold is exceeded (why) or the run stops."""
+    def _score(self) -> str | None:
+        """Run what this pod holds and can claim to the end (None), or until a threshold is
+        exceeded (why) or the run stops."""
         try:
-            return self._score_all(pending)
+            return self._score_all()
         finally:
             self._commit_staged()  # what is staged is whole: committed even when the run stops
 
-    def _score_all(self, pending: deque | _Pending) -> str | None:
+    def _score_all(self) -> str | None:
         attempts: dict[int, int] = {}
+        pending = self._pending
+        self._refill(1)
+        if not pending:
+            return None
         self._check_sources()
         if self._pool is None:
             pool = start_pool(self.spec, self.layout, self.index, scratch=self.scratch, log_dir=self.log_dir,
-                              plan_header=self.plan.header(), max_workers=len(pending))
+                              plan_header=self.plan.header(), max_workers=self.plan.total_mini_batches)
         else:
             pool = self._pool
-            pool.plan(self.plan.header(), len(pending))
+            pool.plan(self.plan.header(), self.plan.total_mini_batches)
+        low = 2 * process_count(self.spec)  # enough waiting to keep every worker's queue filled
+        self._pool = None  # a later round (chunks taken over after waiting) starts its own
         with pool:
-            while pending or pool.busy:
+            while True:
+                self._refill(low)
+                if not pending and not pool.busy:
+                    break
                 if self.should_stop():
                     pool.close(graceful=False)
                     return None
@@ -222,6 +273,8 @@ class ShardRunner:
 
     def _commit_staged(self) -> None:
         """Commit what is staged; it counts from now on."""
+        if self._log.count:
+            self._claims.check()
         committed = self._log.write()
         for done in committed:
             self._count(done)
@@ -233,13 +286,12 @@ class ShardRunner:
             self.on_progress(self.index, self.counts)
 
     def _count(self, done: DoneRecord) -> None:
+        self._committed.add(done.id)
         self.counts.add(done.counts)
         if done.failed:
             self.failed_ids.append(done.id)
         if not done.succeeded:
             self.without_part.append(done.id)
-            if done.schema and self.empty_schema is None:  # a table without rows: the output's header
-                self.empty_schema = done.schema
         elif done.schema:  # one string per distinct schema, however many mini-batches share it
             self._schemas[done.id] = self._distinct.setdefault(done.schema, done.schema)
 
@@ -274,33 +326,6 @@ class ShardRunner:
         file (files input), `items` how many failed items the line stands for."""
         return {"miniBatch": mb.id, "item": item, "source": self._source(mb), "items": items,
                 "attempts": attempts, "error": error, "traceback": tb}
-
-
-class _Pending:
-    """A new plan's mini-batches still to run, made from it a chunk at a time as they are taken
-    (popleft, appendleft and len, as a deque's: all the shard and pool.feed use), each one's
-    line of the plan put in `lines`: the workers start on the first ones while the rest are made."""
-
-    CHUNK = 1024
-
-    def __init__(self, mini_batches: Sequence[MiniBatch], start: int, stop: int, lines: dict[int, str]):
-        self._plan, self._next, self._stop, self._lines = mini_batches, start, stop, lines
-        self._made: deque[MiniBatch] = deque()  # made, or given back (appendleft), not yet taken
-
-    def __len__(self) -> int:
-        return len(self._made) + self._stop - self._next
-
-    def popleft(self) -> MiniBatch:
-        if not self._made and self._next < self._stop:
-            end = min(self._next + self.CHUNK, self._stop)
-            made = self._plan[self._next:end]
-            self._lines.update(zip((mb.id for mb in made), plan_lines(self._plan, self._next, end)))
-            self._made.extend(made)
-            self._next = end
-        return self._made.popleft()
-
-    def appendleft(self, mb: MiniBatch) -> None:
-        self._made.appendleft(mb)
 
 
 def start_pool(spec: JobSpec, layout: Layout, index: int, *, scratch: str, log_dir: str | None,

@@ -35,7 +35,7 @@ _SPEC_FIELDS = (
     "errorThreshold", "miniBatchErrorThreshold", "allowedFailedPercent", "output",
     "nodeCount", "processCountPerNode", "runInvocationTimeout", "initTimeout", "runMaxTry",
     "prefetchMiniBatches",
-    "loggingLevel", "environment", "storage", "allowReuse", "retryFailed",
+    "loggingLevel", "environment", "storage", "allowReuse", "retryFailed", "queueName", "priorityClassName",
 )
 _ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
                        "tolerations", "serviceAccountName", "gpu")
@@ -162,6 +162,8 @@ class JobSpec:
     storage: dict = field(default_factory=dict)
     allow_reuse: bool = False
     retry_failed: bool = False  # rerun only the failed mini-batches of the finished run (repair.py)
+    queue_name: str | None = None  # a Kueue LocalQueue: the Jobs wait, suspended, for its admission
+    priority_class_name: str | None = None  # the pods' PriorityClass
 
     def to_dict(self) -> dict:
         """The normalized spec in the resource's camelCase shape."""
@@ -205,6 +207,10 @@ class JobSpec:
             out["storage"] = self.storage
         if self.retry_failed:
             out["retryFailed"] = True
+        if self.queue_name:
+            out["queueName"] = self.queue_name
+        if self.priority_class_name:
+            out["priorityClassName"] = self.priority_class_name
         return out
 
     def fingerprint(self, salt: bytes = b"") -> str:
@@ -330,6 +336,15 @@ class _Loader(Problems):
             return default
         return value
 
+    def object_name(self, path: str, value: Any, what: str) -> str | None:
+        """The name of a Kubernetes object at `path` (None when not given)."""
+        value = self.string(path, value)
+        if value is not None and not DNS_NAME.match(value):
+            self.fail(path, f"{value!r} is not a valid name; give the name of {what} (lower-case letters, "
+                      "digits, '-' and '.')")
+            return None
+        return value
+
     def choice(self, path: str, value: Any, options: tuple[str, ...], default: str | None) -> str | None:
         if value is None:
             return default
@@ -421,6 +436,9 @@ class _Loader(Problems):
             storage=storage,
             allow_reuse=bool(allow_reuse),
             retry_failed=retry_failed is True,
+            queue_name=self.object_name("spec.queueName", spec.get("queueName"), "a Kueue LocalQueue of this namespace"),
+            priority_class_name=self.object_name("spec.priorityClassName", spec.get("priorityClassName"),
+                                                 "a PriorityClass"),
         )
         return result
 

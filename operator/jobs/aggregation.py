@@ -87,7 +87,10 @@ class Scoring:
 
 def observe_scoring(spec: JobSpec, pods: Iterable[PodState], job: JobState | None,
                     total_mini_batches: int, live: Mapping[int, Counts] | None = None) -> Scoring:
-    judged = shards([p for p in pods if p.component == SCORING], shards_with_work(total_mini_batches, spec.node_count),
+    """The indexes judged are the scoring Job's (its completions follow spec.nodeCount when it
+    changes: pods claim work, so any number of them can run the plan)."""
+    indexes = job.completions if job and job.completions else shards_with_work(total_mini_batches, spec.node_count)
+    judged = shards([p for p in pods if p.component == SCORING], indexes,
                     job.failed_indexes if job else frozenset(), live)
     counts = Counts()
     for shard in judged:

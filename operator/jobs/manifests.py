@@ -20,6 +20,7 @@ from parallelrun.runner.api import (
     LABEL_COMPONENT,
     LABEL_JOB,
     LABEL_JOB_UID,
+    LABEL_KUEUE_QUEUE,
 )
 from parallelrun.runner.contract import (
     CODE_DIR,
@@ -67,6 +68,15 @@ def labels(owner: Owner, component: str) -> dict:
 def metadata(owner: Owner, suffix: str, component: str, spec: JobSpec) -> dict:
     return owner.metadata(owner.child_name(suffix), labels(owner, component),
                           {ANNOTATION_RUN_ID: run_id(owner), ANNOTATION_SPEC_HASH: spec_hash(spec)})
+
+
+def queued(job: dict, spec: JobSpec) -> dict:
+    """`job` in spec.queueName's Kueue LocalQueue: labelled, and created suspended for Kueue to
+    admit (the operator never unsuspends it); as it is without a queue."""
+    if spec.queue_name:
+        job["metadata"]["labels"][LABEL_KUEUE_QUEUE] = spec.queue_name
+        job["spec"]["suspend"] = True
+    return job
 
 
 def spec_hash(spec: JobSpec) -> str:
@@ -137,7 +147,7 @@ def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = N
         "labelSelector": {"matchLabels": {LABEL_JOB_UID: owner.uid, LABEL_COMPONENT: SCORING}},
         "topologyKey": "kubernetes.io/hostname",
     }]}}
-    return {
+    return queued({
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": metadata(owner, "score", SCORING, spec),
@@ -156,12 +166,12 @@ def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = N
             ]},
             "template": template,
         },
-    }
+    }, spec)
 
 
 def build_merge_job(spec: JobSpec, owner: Owner, default_image: str | None = None) -> dict:
     """One pod that writes the output in plan order (same image, no GPU)."""
-    return {
+    return queued({
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": metadata(owner, "merge", MERGE, spec),
@@ -173,7 +183,7 @@ def build_merge_job(spec: JobSpec, owner: Owner, default_image: str | None = Non
             "template": _pod_template(spec, owner, MERGE, runner_command("merge", run_id(owner)), default_image,
                                       gpu=False),
         },
-    }
+    }, spec)
 
 
 def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str],
@@ -183,6 +193,8 @@ def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str
     pod = restricted_pod(_container(spec, command, mounts, default_image, gpu), volumes,
                          spec.environment.get("serviceAccountName"))
     pod.update(_placement(spec, spec.gpu if gpu else None))
+    if spec.priority_class_name:
+        pod["priorityClassName"] = spec.priority_class_name
     return {"metadata": {"labels": labels(owner, component), "annotations": {ANNOTATION_RUN_ID: run_id(owner)}},
             "spec": pod}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -37,9 +38,13 @@ from ..kit.conditions import (
     FAILED,
     MERGING,
     PLANNING,
+    QUEUED,
     RUNNING,
     SUCCEEDED,
     TERMINAL,
+    condition_true,
+    now,
+    set_condition,
     with_phase,
     with_warning,
 )
@@ -83,8 +88,10 @@ class Reconciler(Controller):
 
     @property
     def shards_with_work(self) -> int:
-        """The scoring pods of the run: one per shard that has work (the plan is known by now)."""
-        return shards_with_work(self.total, self.spec.node_count)
+        """The scoring pods of the run: the scoring Job's completions once it exists (nodeCount may
+        change), else one per shard that has work (the plan is known by now)."""
+        job = self._job(SCORING)
+        return job.completions if job and job.completions else shards_with_work(self.total, self.spec.node_count)
 
     # -- the loop ----------------------------------------------------------------
 
@@ -96,7 +103,7 @@ class Reconciler(Controller):
 
     async def start(self) -> None:
         self.spec = await self._spec_of_record()
-        if self.status.get("phase") in (RUNNING, MERGING) and self.total is not None:
+        if self.status.get("phase") in (QUEUED, RUNNING, MERGING) and self.total is not None:
             # Resumed: the children exist, the counts come from the pods and progress files.
             self._env = await self._credentials(self.spec.storage, wait=False)
             return
@@ -129,7 +136,8 @@ class Reconciler(Controller):
         message = (f"scoring {plan.total_mini_batches} mini-batches on {nodes} node(s){fewer} "
                    f"with Job {job['metadata']['name']}")
         self._event("Normal", "Started", message)
-        status = with_phase(self.status, RUNNING, "Scoring", message, self.generation)
+        status = with_phase(self.status, QUEUED if self.spec.queue_name else RUNNING,
+                            "Queued" if self.spec.queue_name else "Scoring", message, self.generation)
         status = with_progress(status, self._counted, self.total, 0, 0, 0, nodes)
         await self._write(dict(status, jobName=job["metadata"]["name"], runId=run_id(self.owner)))
 
@@ -138,7 +146,7 @@ class Reconciler(Controller):
         status = self._check_spec(self.status)
         if status.get("phase") in TERMINAL:  # an earlier run reused (allowReuse)
             return True
-        if status.get("phase") == RUNNING:
+        if status.get("phase") in (QUEUED, RUNNING):
             return await self._score(status)
         if status.get("phase") == MERGING:
             return await self._merge(status)
@@ -148,11 +156,22 @@ class Reconciler(Controller):
 
     async def _score(self, status: dict) -> bool:
         pods = list(self._pods())
+        queued = self._queued(SCORING, pods)
+        if queued is not None or (status.get("phase") == QUEUED and self._job(SCORING) is None):
+            if queued is not None:  # else its Job is not observed yet
+                await self._write(queued if status.get("phase") == QUEUED else
+                                  with_phase(queued, QUEUED, "Queued", queued["message"], self.generation))
+            return False
+        scale = await self._scale()
+        if status.get("phase") == QUEUED:  # Kueue admitted it
+            status = self._admitted(with_phase(status, RUNNING, "Scoring", "admitted by Kueue; scoring",
+                                               self.generation))
         scoring = observe_scoring(self.spec, pods, self._job(SCORING), self.total, await self._live_counts(pods))
         metrics.count_progress(self._counted, scoring.counts)
         self._counted = scoring.counts
         status = with_progress(status, scoring.counts, self.total, scoring.active, scoring.succeeded,
                                scoring.failed, self.shards_with_work)
+        status["nodes"].update(scale)
         self.status = status  # what a failure from here on reports
         if scoring.failure:
             await self._stop_scoring()
@@ -165,6 +184,43 @@ class Reconciler(Controller):
             status["mergeJobName"] = job["metadata"]["name"]
         await self._write(status)
         return False
+
+    async def _scale(self) -> dict:
+        """Apply a change of spec.nodeCount to the running scoring Job: its completions and
+        parallelism patched together (an elastic Indexed Job). New pods claim work as they
+        start; removed ones give back what they had not begun, and the rest of theirs is taken
+        over once their heartbeats stop. Returns the current and desired pod counts."""
+        job = self._job(SCORING)
+        try:
+            desired = self._node_count() or self.spec.node_count
+        except RunFailed:  # an invalid spec is refused (SpecChangeRefused); the run goes on as it is
+            desired = self.spec.node_count
+        nodes = min(desired, self.total) if self.total else desired
+        if job is None or job.completions is None:
+            return {}
+        if job.completions != nodes and not job.finished:
+            await self.api.merge_patch(path("batch/v1", "jobs", self.owner.namespace, job.name),
+                                       {"spec": {"completions": nodes, "parallelism": nodes}})
+            self._event("Normal", "Scaled", f"scoring Job {job.name}: {job.completions} → {nodes} pod(s) "
+                                            f"(spec.nodeCount {desired})")
+        return {"current": job.completions, "desired": nodes}
+
+    def _queued(self, component: str, pods: list[PodState]) -> dict | None:
+        """The status while `component`'s Job waits, suspended, for Kueue to admit it (None: it
+        does not). The operator only ever suspends a Job to stop it; it never unsuspends one."""
+        job = self._job(component)
+        if not self.spec.queue_name or job is None or not job.suspended or job.finished \
+                or any(p.component == component for p in pods):
+            return None
+        message = f"Job {job.name} waits for Kueue to admit it (LocalQueue {self.spec.queue_name})"
+        conditions = set_condition(list(self.status.get("conditions") or []), QUEUED, True, "WaitingForAdmission",
+                                   message, self.generation, now())
+        return dict(self.status, conditions=conditions, message=message)
+
+    def _admitted(self, status: dict) -> dict:
+        return dict(status, conditions=set_condition(list(status.get("conditions") or []), QUEUED, False, "Admitted",
+                                                     f"admitted from LocalQueue {self.spec.queue_name}",
+                                                     self.generation, now()))
 
     async def _live_counts(self, pods: list[PodState]) -> dict:
         """The progress files of the shards that have not succeeded, read at most every
@@ -183,6 +239,12 @@ class Reconciler(Controller):
         return live
 
     async def _merge(self, status: dict) -> bool:
+        queued = self._queued(MERGE, list(self._pods()))
+        if queued is not None:
+            await self._write(queued)
+            return False
+        if condition_true(status, QUEUED):  # Kueue admitted the merge Job
+            status = self._admitted(status)
         outcome, message = observe_merge(self._pods(), self._job(MERGE))
         if outcome == FAILED:
             self.status = status
@@ -274,9 +336,16 @@ class Reconciler(Controller):
         self._check_ours(configmap)
         return load_spec(json.loads(configmap["data"][SPEC_FILE]))
 
+    def _node_count(self) -> int | None:
+        """The resource's nodeCount when nothing else of its spec differs from the run's (it may
+        change while the run goes on: _scale); None when more changed."""
+        current = self._current_spec()
+        same = dataclasses.replace(current, node_count=self.spec.node_count).fingerprint() == self.spec.fingerprint()
+        return current.node_count if same else None
+
     def _refusal(self) -> str | None:
         try:
-            if self._current_spec().fingerprint() == self.spec.fingerprint():
+            if self._node_count() is not None:
                 return None
             problem = ""
         except RunFailed as e:

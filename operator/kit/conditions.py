@@ -1,6 +1,7 @@
 """Status phases and conditions of every kind, by the Kubernetes API conventions: pure functions.
 
-    phase       Pending → Planning → Running → Merging → Succeeded | Failed
+    phase       Pending → Planning → Running → Merging → Succeeded | Failed; Queued between Planning and
+                Running while a Kueue LocalQueue has not admitted the scoring Job
     conditions  Running    True while planning, scoring or merging; False at the end
                 Succeeded  True once the output is written  (kubectl wait --for=condition=Succeeded)
                 Failed     True with the reason: InvalidSpec, PlanFailed, ErrorThresholdExceeded,
@@ -8,6 +9,7 @@
                            Forbidden, Invalid, ApiRejected: the API refused a request for good (kube.py)
                 AllItemsFailed  True when the run succeeded (thresholds of -1) with every item failed
                 SpecChangeRefused  True while the spec differs from the one the run started with
+                Queued     True while a Job waits for Kueue's admission; False once admitted
                 Reconciling, Stalled  kstatus' pair, as Flux and kpt read it:
                            Reconciling True until the end; Stalled True once Failed
 
@@ -20,13 +22,14 @@ from __future__ import annotations
 import datetime
 from typing import Literal, get_args
 
-Phase = Literal["Pending", "Planning", "Running", "Merging", "Succeeded", "Failed"]
-PENDING, PLANNING, RUNNING, MERGING, SUCCEEDED, FAILED = get_args(Phase)
+Phase = Literal["Pending", "Planning", "Running", "Merging", "Succeeded", "Failed", "Queued"]
+PENDING, PLANNING, RUNNING, MERGING, SUCCEEDED, FAILED, QUEUED = get_args(Phase)
 TERMINAL: tuple[Phase, ...] = (SUCCEEDED, FAILED)
 SPEC_CHANGE_REFUSED = "SpecChangeRefused"
 
 # The Running condition's reason in each phase that is not the end.
-_RUNNING_REASONS: dict[Phase, str] = {PENDING: "Waiting", PLANNING: "Planning", RUNNING: "Scoring", MERGING: "Merging"}
+_RUNNING_REASONS: dict[Phase, str] = {PENDING: "Waiting", PLANNING: "Planning", RUNNING: "Scoring", MERGING: "Merging",
+                                      QUEUED: "Queued"}
 
 
 def now() -> str:
@@ -44,6 +47,10 @@ def set_condition(conditions: list[dict], type_: str, status: bool, reason: str,
     if generation is not None:
         condition["observedGeneration"] = generation
     return [c for c in conditions if c.get("type") != type_] + [condition]
+
+
+def condition_true(status: dict, type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
 def remove_condition(conditions: list[dict], type_: str) -> list[dict]:

@@ -84,6 +84,7 @@ class JobState:
     message: str = ""
     failed_indexes: frozenset[int] = frozenset()
     suspended: bool = False
+    completions: int | None = None
 
 
 def job_state(job: Mapping) -> JobState:
@@ -95,7 +96,7 @@ def job_state(job: Mapping) -> JobState:
     return JobState(name=meta.get("name", ""), component=(meta.get("labels") or {}).get(LABEL_COMPONENT, ""),
                     finished=finished, reason=reason, message=message,
                     failed_indexes=frozenset(_parse_indexes(status.get("failedIndexes") or "")),
-                    suspended=bool(spec.get("suspend")))
+                    suspended=bool(spec.get("suspend")), completions=spec.get("completions"))
 
 
 def _parse_indexes(text: str) -> Iterable[int]:

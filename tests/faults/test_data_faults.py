@@ -461,3 +461,24 @@ def test_a_lease_on_object_storage_is_held_released_and_taken_over_only_when_sta
     assert json.loads(fs.cat_file(second.path))["token"] == second._holder["token"]
     second.release()
     assert not fs.exists(second.path)
+
+
+def test_two_takers_of_one_stale_lease_never_both_win(monkeypatch):
+    """Both read the stale lease before either writes: one takes it over, the other is refused,
+    and the winner's lease stays its own."""
+    import fsspec
+
+    from parallelrun.runner import lock
+
+    fs = fsspec.filesystem("memory")
+    gone = lock.RunLock(fs, "/lease-race/out", "run-1")
+    fs.pipe_file(gone.path, json.dumps(dict(gone._holder, heartbeat=0)).encode())
+    stale = json.loads(fs.cat_file(gone.path))
+    monkeypatch.setattr(lock.RunLock, "_read_lease", lambda self: dict(stale))  # what both takers saw
+    first, second = lock.RunLock(fs, "/lease-race/out", "run-1"), lock.RunLock(fs, "/lease-race/out", "run-1")
+    first.acquire()
+    with pytest.raises(lock.RunLocked):
+        second.acquire()
+    assert json.loads(fs.cat_file(first.path))["token"] == first._holder["token"]
+    monkeypatch.undo()
+    first.release()

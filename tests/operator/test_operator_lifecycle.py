@@ -64,7 +64,7 @@ async def test_happy_path_to_succeeded(cluster, kube, kubelet, operator, inputs,
     assert status["outputUri"] == inputs["output"] + "parallel_run_step.txt"
     assert status["progress"] == {"miniBatches": {"total": 10, "succeeded": 9, "failed": 1},
                                   "items": {"succeeded": 9, "failed": 1}}
-    assert status["nodes"] == {"active": 0, "succeeded": 2, "failed": 0}
+    assert status["nodes"] == {"active": 0, "succeeded": 2, "failed": 0, "current": 2, "desired": 2}
     assert condition(status, "Succeeded")["status"] == "True"
     assert condition(status, "Running")["status"] == "False"
     assert status["completionTime"] and status["startTime"]
@@ -258,7 +258,7 @@ async def test_spec_change_after_start_is_refused(cluster, kube, kubelet, operat
         await create(kube, resource("fixed", inputs))
         await running(cluster, "fixed")
         configmap = cluster.get("configmaps", "fixed-spec")
-        await kube.merge_patch(path(BIJ_API, PLURAL, NAMESPACE, "fixed"), {"spec": {"nodeCount": 5}})
+        await kube.merge_patch(path(BIJ_API, PLURAL, NAMESPACE, "fixed"), {"spec": {"runMaxTry": 5}})
         status = await eventually(lambda: condition(status_of(cluster, "fixed"), "SpecChangeRefused")
                                   and status_of(cluster, "fixed"))
         refused = condition(status, "SpecChangeRefused")
@@ -266,7 +266,7 @@ async def test_spec_change_after_start_is_refused(cluster, kube, kubelet, operat
         assert status["observedGeneration"] == 2 and status["phase"] == "Running"
         assert cluster.get("configmaps", "fixed-spec") == configmap
         assert cluster.get("jobs", "fixed-score")["spec"]["completions"] == 2
-        await kube.merge_patch(path(BIJ_API, PLURAL, NAMESPACE, "fixed"), {"spec": {"nodeCount": 2}})
+        await kube.merge_patch(path(BIJ_API, PLURAL, NAMESPACE, "fixed"), {"spec": {"runMaxTry": 3}})
         await eventually(lambda: not condition(status_of(cluster, "fixed"), "SpecChangeRefused"))
         await kubelet.run("fixed-score", 0, 0, report(5))
         await kubelet.run("fixed-score", 1, 0, report(5))
@@ -317,3 +317,26 @@ async def test_deletion_stops_the_run(cluster, kube, operator, inputs):
         owners = cluster.get(plural, name)["metadata"]["ownerReferences"]
         assert owners == [{"apiVersion": BIJ_API, "kind": "BatchInferenceJob", "name": "gone",
                            "uid": body["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+
+
+async def test_a_change_of_node_count_scales_the_running_scoring_job(cluster, kube, kubelet, operator, inputs):
+    """Elastic nodeCount: completions and parallelism patched together; the new index's pod is
+    judged with the others; any other change of the spec is still refused."""
+    async with operator():
+        await create(kube, resource("elastic", inputs))
+        await eventually(lambda: status_of(cluster, "elastic").get("phase") == "Running")
+        await kube.merge_patch(path(BIJ_API, PLURAL, NAMESPACE, "elastic"), {"spec": {"nodeCount": 3}})
+        job = await eventually(lambda: cluster.get("jobs", "elastic-score")["spec"]["completions"] == 3
+                               and cluster.get("jobs", "elastic-score"))
+        assert job["spec"]["parallelism"] == 3
+        status = await eventually(lambda: status_of(cluster, "elastic").get("nodes", {}).get("current") == 3
+                                  and status_of(cluster, "elastic"))
+        assert status["nodes"]["desired"] == 3 and condition(status, "SpecChangeRefused") == {}
+        for index in range(3):
+            await kubelet.run("elastic-score", index, 0, report(4 if index < 2 else 2, items_ok=4 if index < 2 else 2))
+        await eventually(lambda: status_of(cluster, "elastic").get("phase") == "Merging")
+        assert status_of(cluster, "elastic")["progress"]["miniBatches"]["succeeded"] == 10
+
+        await kube.merge_patch(path(BIJ_API, PLURAL, NAMESPACE, "elastic"), {"spec": {"nodeCount": 1, "runMaxTry": 5}})
+        await eventually(lambda: condition(status_of(cluster, "elastic"), "SpecChangeRefused").get("status") == "True")
+    assert cluster.get("jobs", "elastic-score")["spec"]["completions"] == 3

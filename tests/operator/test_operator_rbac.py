@@ -58,7 +58,7 @@ async def jobs_through_their_life(cluster, kube, kubelet, operator, inputs, tmp_
         await create(kube, resource("good", inputs, storage={"secretRef": {"name": "creds"}}))
         await create(kube, resource("over", dict(inputs, output=str(tmp_path / "over") + "/"), errorThreshold=0))
         await eventually(lambda: phase(cluster, "good") == phase(cluster, "over") == "Running")
-        await kube.merge_patch(path(BIJ_API, PLURAL, NAMESPACE, "good"), {"spec": {"nodeCount": 3}})
+        await kube.merge_patch(path(BIJ_API, PLURAL, NAMESPACE, "good"), {"spec": {"runMaxTry": 5}})  # refused
         await kubelet.run("over-score", 0, 0, report(4, 1))
         await kubelet.run("good-score", 0, 0, report(5))
         await kubelet.run("good-score", 1, 0, report(5))

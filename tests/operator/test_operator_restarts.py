@@ -58,7 +58,7 @@ async def test_restart_while_running_keeps_the_counts(cluster, kube, kubelet, op
     async with operator():
         status = await eventually(lambda: phase(cluster, "steady") == "Merging" and status_of(cluster, "steady"))
     assert status["progress"]["miniBatches"] == {"total": 10, "succeeded": 9, "failed": 1}
-    assert status["nodes"] == {"active": 0, "succeeded": 2, "failed": 0}
+    assert status["nodes"] == {"active": 0, "succeeded": 2, "failed": 0, "current": 2, "desired": 2}
     assert cluster.creations["jobs", "steady-score"] == 1 and cluster.creations["jobs", "steady-merge"] == 1
 
 

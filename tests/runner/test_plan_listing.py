@@ -1,13 +1,15 @@
 """The local walk's stamps and the plan lines of a files input, against plain references."""
 
+import dataclasses
 import os
 
 import pytest
 
+from parallelrun.runner.claims import chunks
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.plan import (FileBatches, Listing, MiniBatch, _local_listing, make_plan, read_plan,
                                      write_plan)
-from parallelrun.runner.shard import ShardRunner, _Pending
+from parallelrun.runner.shard import ShardRunner
 from parallelrun.runner.spec import load_spec
 from parallelrun.runner.storage import filesystem
 
@@ -83,10 +85,9 @@ def test_a_link_in_a_loop_is_planned_unstamped_and_leaves_no_folder_open(tmp_pat
 
 @pytest.mark.parametrize("kind", ["files", "csv"])
 @pytest.mark.parametrize("chunk", [1, 3, 1024])
-def test_a_shard_takes_the_plan_made_in_its_process_as_it_would_read_it_back(tmp_path, kind, chunk, monkeypatch):
-    """Local mode: a shard's mini-batches and lines come from the plan in memory, made a chunk at
-    a time as they are taken, not parsed back from storage; one given back comes first again."""
-    monkeypatch.setattr(_Pending, "CHUNK", chunk)
+def test_a_shard_takes_the_plan_made_in_its_process_as_it_would_read_it_back(tmp_path, kind, chunk):
+    """Local mode: the mini-batches and lines of a chunk a shard holds come from the plan in
+    memory, made as the chunk is taken, not parsed back from storage."""
     (tmp_path / "in").mkdir()
     for i in range(11):
         (tmp_path / "in" / f"f{i:02d}.csv").write_text("a\n" + "".join(f"{j}\n" for j in range(i + 1)))
@@ -96,19 +97,14 @@ def test_a_shard_takes_the_plan_made_in_its_process_as_it_would_read_it_back(tmp
                                "output": {"uri": str(tmp_path / "out")}, "nodeCount": 3, **extra}})
     fs, out = filesystem(str(tmp_path / "out"))
     layout = Layout(out, "run-1")
-    planned = make_plan(spec)
+    planned = dataclasses.replace(make_plan(spec), chunk_mini_batches=chunk)
     write_plan(planned, fs, layout)
     read_back = read_plan(fs, layout)
-    assert read_back.mini_batches is None
-    for s in planned.shards:
-        here = ShardRunner(spec, planned, fs, layout, s.index, scratch=str(tmp_path / "s"))
-        stored = ShardRunner(spec, read_back, fs, layout, s.index, scratch=str(tmp_path / "s"))
-        mine, theirs = here._pending(), stored._pending()
-        assert isinstance(mine, _Pending) and len(mine) == len(theirs) == s.count > 1
-        first = mine.popleft()
-        mine.appendleft(first)
-        taken = [mine.popleft() for _ in range(s.count)]
-        assert taken == list(theirs) and not mine and len(mine) == 0
-        assert [here._lines[mb.id] for mb in taken] == [stored._lines[mb.id] for mb in taken]
-        with pytest.raises(IndexError):
-            mine.popleft()
+    assert read_back.mini_batches is None and read_back.chunk_mini_batches == chunk
+    here = ShardRunner(spec, planned, fs, layout, 0, scratch=str(tmp_path / "s"))
+    stored = ShardRunner(spec, read_back, fs, layout, 0, scratch=str(tmp_path / "s"))
+    for c in chunks(planned):
+        here._take(c, None, count=False)
+        stored._take(c, None, count=False)
+    assert list(here._pending) == list(stored._pending) == list(planned.mini_batches)
+    assert [here._lines[mb.id] for mb in here._pending] == [stored._lines[mb.id] for mb in here._pending]

@@ -154,3 +154,17 @@ def test_init_timeout_has_a_generous_default_and_round_trips():
     spec = load_spec(resource())
     assert spec.init_timeout == 600
     assert load_spec(resource(initTimeout=5)).to_dict()["initTimeout"] == 5
+
+
+@pytest.mark.parametrize("field", ["queueName", "priorityClassName"])
+def test_a_queue_or_priority_class_that_is_no_name_names_the_field_and_the_fix(field):
+    doc = {"spec": {"input": {"uri": "d/", "type": "files"}, "code": {"entryScript": "s.py"}, "output": {"uri": "o/"},
+                    field: "GPU Queue"}}
+    with pytest.raises(SpecError) as e:
+        load_spec(doc)
+    assert e.value.errors == [f"spec.{field}: 'GPU Queue' is not a valid name; give the name of "
+                              f"{'a Kueue LocalQueue of this namespace' if field == 'queueName' else 'a PriorityClass'} "
+                              "(lower-case letters, digits, '-' and '.')"]
+    doc["spec"][field] = "gpu-queue"
+    spec = load_spec(doc)
+    assert spec.to_dict()[field] == "gpu-queue" and load_spec({"spec": spec.to_dict()}) == spec

@@ -1,0 +1,59 @@
+"""spec.queueName and spec.priorityClassName against the emulator, a test playing Kueue: it
+admits a Job by unsuspending it; the operator never does."""
+
+from __future__ import annotations
+
+import pytest
+from operator_harness import NAMESPACE, condition, create, eventually, report, resource, status_of
+from parallelrun.operator.kit.kube import path
+from parallelrun.runner.api import LABEL_KUEUE_QUEUE
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def admit(kube, job: str) -> None:
+    """What Kueue does once the Job's workload fits its ClusterQueue's quota."""
+    await kube.merge_patch(path("batch/v1", "jobs", NAMESPACE, job), {"spec": {"suspend": False}})
+
+
+async def test_jobs_wait_suspended_in_their_queue_until_kueue_admits_them(cluster, kube, kubelet, operator, inputs):
+    body = resource("queued", inputs, queueName="gpu-queue", priorityClassName="batch-low")
+    async with operator():
+        await create(kube, body)
+        status = await eventually(lambda: status_of(cluster, "queued").get("phase") == "Queued"
+                                  and status_of(cluster, "queued"))
+        score = await eventually(lambda: cluster.get("jobs", "queued-score"))
+        assert score["spec"]["suspend"] is True
+        assert score["metadata"]["labels"][LABEL_KUEUE_QUEUE] == "gpu-queue"
+        assert score["spec"]["template"]["spec"]["priorityClassName"] == "batch-low"
+        queued = await eventually(lambda: condition(status_of(cluster, "queued"), "Queued").get("status") == "True"
+                                  and condition(status_of(cluster, "queued"), "Queued"))
+        assert queued["reason"] == "WaitingForAdmission" and "gpu-queue" in queued["message"]
+        assert cluster.get("jobs", "queued-score")["spec"]["suspend"] is True  # the operator left it to Kueue
+
+        await admit(kube, "queued-score")
+        status = await eventually(lambda: status_of(cluster, "queued").get("phase") == "Running"
+                                  and status_of(cluster, "queued"))
+        assert condition(status, "Queued")["status"] == "False"
+        for index in range(2):
+            await kubelet.run("queued-score", index, 0, report(5, items_ok=5))
+
+        merge = await eventually(lambda: cluster.get("jobs", "queued-merge"))
+        assert merge["spec"]["suspend"] is True and merge["metadata"]["labels"][LABEL_KUEUE_QUEUE] == "gpu-queue"
+        await eventually(lambda: condition(status_of(cluster, "queued"), "Queued").get("status") == "True")
+        assert status_of(cluster, "queued")["phase"] == "Merging"
+        await admit(kube, "queued-merge")
+        await eventually(lambda: condition(status_of(cluster, "queued"), "Queued").get("status") == "False")
+        await kubelet.run("queued-merge", 0, 0, '{"status": "Succeeded"}')
+        status = await eventually(lambda: status_of(cluster, "queued").get("phase") == "Succeeded"
+                                  and status_of(cluster, "queued"))
+    assert condition(status, "Succeeded")["status"] == "True"
+
+
+async def test_without_a_queue_jobs_are_not_suspended(cluster, kube, kubelet, operator, inputs):
+    async with operator():
+        await create(kube, resource("plain", inputs))
+        await eventually(lambda: status_of(cluster, "plain").get("phase") == "Running")
+        score = cluster.get("jobs", "plain-score")
+    assert "suspend" not in score["spec"] and LABEL_KUEUE_QUEUE not in score["metadata"]["labels"]
+    assert "priorityClassName" not in score["spec"]["template"]["spec"]
