@@ -47,7 +47,7 @@ from rich.table import Table
 
 from ..api import API_VERSION, BATCH_INFERENCE_JOB
 from ..lock import RunLock
-from ..processes import ProcessGroup
+from ..processes import ProcessGroup, in_group
 from ..storage import filesystem, is_local, storage_error
 from . import dag, owners, reuse
 from .resolve import ResolvedStep, ResolveError, resolve_step
@@ -254,7 +254,7 @@ class _Run:
                         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=out,
                                                    cwd=cwd if cwd and os.path.isdir(cwd) else None,
                                                    env={**_environment(), **env},
-                                                   process_group=self.group.pgid)
+                                                   **in_group(self.group.pgid))
                         self.processes[name] = process
                     code = process.wait()
                     with self.lock:
