@@ -84,7 +84,7 @@ def _existing(path: str, what: str) -> str:
 def _run(args, console) -> int:
     doc = _read_resource(_existing(args.job, "a BatchInferenceJob or PipelineRun YAML file"))
     kind = doc.get("kind") if doc is not None else None
-    if kind == "PipelineRun":
+    if doc is not None and kind == "PipelineRun":
         code, result = _run_pipeline(args, doc, console)
     elif kind in _NOT_RUN:
         reason = _NOT_RUN[kind].format(file=args.job)
@@ -239,9 +239,11 @@ def _check(path: str, args) -> dict:
     from parallelrun.runner.spec import SpecError
 
     doc = _read_resource(path)
-    kind = doc.get("kind") if doc is not None and doc.get("kind") in _CHECKS else "BatchInferenceJob"
+    kind = "BatchInferenceJob"
+    if doc is not None and doc.get("kind") in _CHECKS:
+        kind = doc["kind"]
     try:
-        name, detail = _CHECKS[kind](path, doc, args)
+        name, detail = _CHECKS[kind](path, doc or {}, args)  # {}: a BatchInferenceJob's check reads the file itself
     except SpecError as e:
         return {"file": path, "kind": kind, "name": None, "valid": False, "errors": e.errors}
     return {"file": path, "kind": kind, "name": name, "valid": True, "errors": [], "detail": detail}

@@ -203,6 +203,7 @@ class ScheduleController(Controller):
             if data is not None and name == data.name:
                 await self._adopt_watermark(name)
         if data is not None and data in started:  # a run adopted instead moved it as far as its own files
+            assert watermark is not None  # _poll gives a firing with the watermark it moves to
             self.updates["watermark"] = watermark.to_dict()
         for notice in decision.notices:
             self._event(notice.type, notice.reason, notice.message)
@@ -226,7 +227,7 @@ class ScheduleController(Controller):
         mark = arrival.forget(old, (r.name for r in runs))
         for run in runs:
             if run.trigger == "data" and run.phase == "Failed" and run.name not in mark.returned:
-                env = await self._credentials(spec)
+                env = await self._storage_env(spec)
                 files = await asyncio.to_thread(arrival.read_manifest, self._manifest(spec, run.name), env)
                 mark = arrival.give_back(mark, run.name, files)
                 self._event("Warning", "FilesGivenBack", f"run {run.name} failed: its {len(files)} files go to "
@@ -246,9 +247,10 @@ class ScheduleController(Controller):
         """New settled files (and those given back), as a firing and the watermark it moves to; None
         if there are none."""
         trigger = spec.trigger
+        assert trigger is not None  # look() polls a schedule with a data trigger only
         self.next_poll = now + timedelta(seconds=trigger.poll_seconds)
         try:
-            env = await self._credentials(spec)
+            env = await self._storage_env(spec)
             files = await asyncio.to_thread(arrival.new_files, trigger.uri, trigger.pattern, old, env)
         except Exception as e:  # no Secret yet, storage unreachable or refused, no folder yet: the next poll
             self._event("Warning", "PollFailed", f"listing {trigger.uri}: {e}")
@@ -272,9 +274,13 @@ class ScheduleController(Controller):
             raise
         text = ((run.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_WATERMARK)
         if text:
-            self.updates["watermark"] = arrival.Watermark.from_dict(json.loads(text)).to_dict()
+            mark = arrival.Watermark.from_dict(json.loads(text))
+            assert mark is not None, f"run {name}: its {ANNOTATION_WATERMARK} annotation has no time"  # _create wrote it
+            self.updates["watermark"] = mark.to_dict()
 
-    async def _credentials(self, spec: ScheduleSpec) -> dict[str, str]:
+    async def _storage_env(self, spec: ScheduleSpec) -> dict[str, str]:
+        """The credentials of the template's spec.storage; a missing Secret is an ApiError, for the
+        poll to report (unlike Controller._credentials, which waits for it)."""
         name = ((spec.template["spec"].get("storage") or {}).get("secretRef") or {}).get("name")
         if not name:
             return {}
