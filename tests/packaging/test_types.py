@@ -7,7 +7,6 @@ on the package laid out as installed (installed.py), as the import contracts do.
 
 import subprocess
 import sys
-from pathlib import Path
 
 from installed import ROOT, installed_layout
 
