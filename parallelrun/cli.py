@@ -91,7 +91,7 @@ def _run(args, console) -> int:
             return 2
         doc = conversion.resource
     kind = doc.get("kind") if doc is not None else None
-    if kind == "PipelineRun":
+    if doc is not None and kind == "PipelineRun":
         code, result = _run_pipeline(args, doc, console)
     elif kind in _NOT_RUN:
         reason = _NOT_RUN[kind].format(file=args.job)
@@ -275,12 +275,13 @@ def _check(path: str, args) -> dict:
     from parallelrun.runner.aml import is_aml_job
 
     doc = _read_resource(path)
+    kind = "BatchInferenceJob"
     if is_aml_job(doc):
         kind = "AzureMLJob"
-    else:
-        kind = doc.get("kind") if doc is not None and doc.get("kind") in _CHECKS else "BatchInferenceJob"
+    elif doc is not None and doc.get("kind") in _CHECKS:
+        kind = doc["kind"]
     try:
-        name, detail = _CHECKS[kind](path, doc, args)
+        name, detail = _CHECKS[kind](path, doc or {}, args)  # {}: a BatchInferenceJob's check reads the file itself
     except SpecError as e:
         return {"file": path, "kind": kind, "name": None, "valid": False, "errors": e.errors}
     return {"file": path, "kind": kind, "name": name, "valid": True, "errors": [], "detail": detail}

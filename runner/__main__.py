@@ -90,7 +90,8 @@ class ProgressFile:
     """The shard's counts so far, published at most every PROGRESS_PUBLISH_SECONDS (the first at once)."""
 
     def __init__(self, fs, path: str):
-        self.fs, self.path, self._last = fs, path, None
+        self.fs, self.path = fs, path
+        self._last: float | None = None
 
     def update(self, shard: int, counts: Counts) -> None:
         if self._last is None or time.monotonic() - self._last >= PROGRESS_PUBLISH_SECONDS:

@@ -15,11 +15,12 @@ _AGGREGATES = ("test", "bench")  # extras that only gather the others
 def missing_module(e: BaseException) -> str | None:
     """The top-level name of the module whose absence raised `e` (or what `e` was raised from)."""
     seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, ModuleNotFoundError) and e.name:
-            return e.name.split(".")[0]
-        e = e.__cause__ or e.__context__
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ModuleNotFoundError) and cause.name:
+            return cause.name.split(".")[0]
+        cause = cause.__cause__ or cause.__context__
     return None
 
 

@@ -81,7 +81,7 @@ class LocalFS:
     def cat_file(self, path, start: int | None = None, end: int | None = None, **kwargs) -> bytes:
         with open(self._strip_protocol(path), "rb") as f:
             size = os.fstat(f.fileno()).st_size if (start is not None and start < 0) or (end is not None and end < 0) \
-                else None
+                else 0  # only a negative offset, counted from the end, needs it
             if start is not None:
                 f.seek(start if start >= 0 else max(0, size + start))
             if end is not None:

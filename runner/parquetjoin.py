@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple, cast
 
 MAGIC = b"PAR1"
 
@@ -94,7 +94,8 @@ class _Reader:
         raise NotJoinable(f"unknown Thrift type {kind} in a Parquet footer")
 
     def struct(self) -> list[Field]:
-        fields, last = [], 0
+        fields: list[Field] = []
+        last = 0
         while True:
             head = self.byte()
             kind = head & 0x0F
@@ -203,17 +204,18 @@ def _get(fields: list[Field], field_id: int):
 
 
 def _shifted(fields: list[Field], ids: tuple[int, ...], delta: int) -> list[Field]:
-    return [f._replace(value=f.value + delta) if f.id in ids else f for f in fields]
+    """The fields with `ids`, each an integer (an offset), moved by `delta`."""
+    return [f._replace(value=cast(int, f.value) + delta) if f.id in ids else f for f in fields]
 
 
 def _moved_row_group(row_group: list[Field], delta: int, ordinal: int) -> list[Field]:
     moved = []
     for f in row_group:
         if f.id == _RG_COLUMNS:
-            element, chunks = f.value
+            element, chunks = cast(tuple[int, list[list[Field]]], f.value)  # a list of ColumnChunk structs
             f = f._replace(value=(element, [_moved_chunk(c, delta) for c in chunks]))
         elif f.id == _RG_FILE_OFFSET:
-            f = f._replace(value=f.value + delta)
+            f = f._replace(value=cast(int, f.value) + delta)
         elif f.id == _RG_ORDINAL:
             if ordinal > 32767:  # an i16: a file of more row groups leaves it out
                 continue
@@ -228,7 +230,8 @@ def _moved_chunk(chunk: list[Field], delta: int) -> list[Field]:
     if any(f.id in _CC_PAGE_INDEX for f in chunk):  # the page locations inside the index would need moving too
         raise NotJoinable("a column chunk has a page index")
     chunk = _shifted(chunk, (_CC_FILE_OFFSET,), delta)
-    return [f._replace(value=_shifted(f.value, _META_OFFSETS, delta)) if f.id == _CC_META else f for f in chunk]
+    return [f._replace(value=_shifted(cast(list[Field], f.value), _META_OFFSETS, delta)) if f.id == _CC_META else f
+            for f in chunk]  # ColumnMetaData: a struct
 
 
 class Joiner:
@@ -238,7 +241,7 @@ class Joiner:
     that file is written); the first file's key-value metadata (the Arrow schema)
     and writer name are kept. `close()` writes the footer."""
 
-    def __init__(self, out):
+    def __init__(self, out: BinaryIO) -> None:
         self.out = out
         self.head: list[Field] | None = None
         self.schema: bytes | None = None

@@ -17,7 +17,7 @@ def missing_files(spec: JobSpec) -> list[str]:
     """Problems with the paths the job reads: input, code, model, side inputs."""
     problems = []
     checks = [("spec.input.manifest", spec.input.manifest, "the input manifest") if spec.input.manifest
-              else ("spec.input.uri", spec.input.uri, "the input")]
+              else ("spec.input.uri", spec.input.source, "the input")]  # the uri, there being no manifest
     if spec.code.uri:
         checks.append(("spec.code.entryScript", posixpath.join(spec.code.uri.rstrip("/"), spec.code.entry_script),
                        f"the entry script (in code.uri {spec.code.uri})"))
@@ -49,6 +49,7 @@ def script_problems(spec: JobSpec) -> list[str]:
     try:
         compile(source, uri, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as e:
-        where = f" line {e.lineno}" if getattr(e, "lineno", None) else ""
+        lineno = getattr(e, "lineno", None)  # a SyntaxError's
+        where = f" line {lineno}" if lineno else ""
         return [f"spec.code.entryScript: {spec.code.entry_script}{where}: {getattr(e, 'msg', e)}; fix the script"]
     return []

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import functools
 import os
 import signal
 import subprocess
 import sys
+from typing import Any
 
 # The reaper, run with `python -I -S -c`: standard library only, nothing from the
 # current directory (from the repository root, ./operator would shadow the stdlib's).
@@ -51,6 +53,14 @@ finally:
 
 # The reaper leads a new group from before its exec: the group exists once Popen returned.
 _NEW_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+
+
+def in_group(pgid: int) -> dict[str, Any]:
+    """Popen's arguments that start the process in the group `pgid`: Popen's `process_group`
+    from Python 3.11, a preexec_fn before (3.10 has no `process_group`)."""
+    if sys.version_info >= (3, 11):
+        return {"process_group": pgid}
+    return {"preexec_fn": functools.partial(os.setpgid, 0, pgid)}
 
 
 class ProcessGroup:

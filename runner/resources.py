@@ -24,8 +24,8 @@ def available_cpus() -> int:
     except (OSError, ValueError):
         try:
             with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as q, open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as p:
-                limit = int(q.read())
-                quota = None if limit <= 0 else limit / int(p.read())
+                limit_us = int(q.read())
+                quota = None if limit_us <= 0 else limit_us / int(p.read())
         except (OSError, ValueError):
             pass
     if quota:

@@ -13,7 +13,8 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar, get_args, overload
 
 from .api import API_VERSION, BATCH_INFERENCE_JOB
 from .contract import URI_SCHEME, PermanentError
@@ -49,6 +50,7 @@ OutputLayout = Literal["file", "dataset"]  # one file, or (parquet) a folder of 
 ResultsPerItem = Literal["one", "many"]  # one result per item (fewer: failed items), or any number
 SizeUnit = Literal["count", "rows", "bytes"]  # files, rows, or bytes on disk
 LoggingLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_Choice = TypeVar("_Choice", bound=str)  # one of these Literals
 
 
 class SpecError(PermanentError, ValueError):
@@ -94,7 +96,9 @@ class InputSpec:
     @property
     def source(self) -> str:
         """The uri, or the manifest: what a message about the input names."""
-        return self.uri or self.manifest
+        source = self.uri or self.manifest
+        assert source is not None, "a loaded input has a uri or a manifest"
+        return source
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,7 @@ def read_yaml(path: str, error: type[SpecError] = SpecError) -> Any:
         raise error([f"{path}: not valid YAML: {e}"]) from None
 
 
-def load_spec_file(path: str, overrides: list[str] = ()) -> JobSpec:
+def load_spec_file(path: str, overrides: Sequence[str] = ()) -> JobSpec:
     """Load a YAML file; relative local URIs are taken relative to the file's folder.
 
     `overrides` are `key.path=value` strings applied to `spec`; a value is read as YAML
@@ -303,7 +307,7 @@ class _Loader(Problems):
         if not isinstance(spec, dict):
             raise SpecError(self.errors + ["spec: missing; a BatchInferenceJob needs spec.input, spec.code and spec.output"])
         result = self.spec(spec, name, namespace)
-        if self.errors:
+        if result is None:  # the problems are reported
             raise SpecError(self.errors)
         return result
 
@@ -326,6 +330,11 @@ class _Loader(Problems):
         self.unknown(path, value, known)
         return value
 
+    @overload
+    def string(self, path: str, value: Any, required: bool = False, *, default: str) -> str: ...
+    @overload
+    def string(self, path: str, value: Any, required: bool = False, default: str | None = None) -> str | None: ...
+
     def string(self, path: str, value: Any, required: bool = False, default: str | None = None) -> str | None:
         if value is None:
             if required:
@@ -345,13 +354,23 @@ class _Loader(Problems):
             return None
         return value
 
-    def choice(self, path: str, value: Any, options: tuple[str, ...], default: str | None) -> str | None:
+    @overload
+    def choice(self, path: str, value: Any, options: tuple[_Choice, ...], default: _Choice) -> _Choice: ...
+    @overload
+    def choice(self, path: str, value: Any, options: tuple[_Choice, ...], default: None) -> _Choice | None: ...
+
+    def choice(self, path: str, value: Any, options: tuple[_Choice, ...], default: _Choice | None) -> _Choice | None:
         if value is None:
             return default
         if value not in options:
             self.fail(path, f"{value!r} is not one of {', '.join(options)}")
             return default
         return value
+
+    @overload
+    def integer(self, path: str, value: Any, default: int, minimum: int) -> int: ...
+    @overload
+    def integer(self, path: str, value: Any, default: None, minimum: int) -> int | None: ...
 
     def integer(self, path: str, value: Any, default: int | None, minimum: int) -> int | None:
         if value is None:
@@ -389,6 +408,7 @@ class _Loader(Problems):
     # -- sections --------------------------------------------------------------
 
     def spec(self, spec: dict, name: str, namespace: str | None) -> JobSpec | None:
+        """The spec, or None where a problem was reported (in this call or before it)."""
         self.unknown("spec", spec, _SPEC_FIELDS)
         inp = self.input(spec.get("input"))
         model_given = spec.get("model") is not None
@@ -413,26 +433,42 @@ class _Loader(Problems):
             self.fail("spec.allowedFailedPercent", f"{percent!r} is not a percentage; use a whole number "
                       "from 0 to 100, or -1 to disable")
             percent = 100
-        result = JobSpec(
+        side_inputs = self.side_inputs(spec.get("sideInputs"))
+        model_uri = self.uri("spec.model.uri", model.get("uri"), required=bool(model))
+        arguments = self.string_list("spec.arguments", spec.get("arguments"))
+        error_threshold = self.integer("spec.errorThreshold", spec.get("errorThreshold"), -1, -1)
+        mini_batch_error_threshold = self.integer(
+            "spec.miniBatchErrorThreshold", spec.get("miniBatchErrorThreshold"), -1, -1)
+        node_count = self.integer("spec.nodeCount", spec.get("nodeCount"), 1, 1)
+        process_count_per_node = self.integer("spec.processCountPerNode", spec.get("processCountPerNode"), None, 1)
+        run_invocation_timeout = self.integer("spec.runInvocationTimeout", spec.get("runInvocationTimeout"), 60, 1)
+        init_timeout = self.integer("spec.initTimeout", spec.get("initTimeout"), 600, 1)
+        run_max_try = self.integer("spec.runMaxTry", spec.get("runMaxTry"), 3, 1)
+        prefetch_mini_batches = self.integer("spec.prefetchMiniBatches", spec.get("prefetchMiniBatches"), 2, 0)
+        logging_level: LoggingLevel = self.choice(
+            "spec.loggingLevel", spec.get("loggingLevel"), get_args(LoggingLevel), "INFO")
+        gpu = self.gpu(environment.get("gpu"))
+        if self.errors or inp is None or code is None or output is None:  # a missing section is a reported problem
+            return None
+        return JobSpec(
             name=name, namespace=namespace, input=inp, code=code, output=output,
             mini_batch_size=size,
-            side_inputs=self.side_inputs(spec.get("sideInputs")),
-            model_uri=self.uri("spec.model.uri", model.get("uri"), required=bool(model)),
-            arguments=self.string_list("spec.arguments", spec.get("arguments")),
+            side_inputs=side_inputs,
+            model_uri=model_uri,
+            arguments=arguments,
             partition_keys=keys,
-            error_threshold=self.integer("spec.errorThreshold", spec.get("errorThreshold"), -1, -1),
-            mini_batch_error_threshold=self.integer(
-                "spec.miniBatchErrorThreshold", spec.get("miniBatchErrorThreshold"), -1, -1),
+            error_threshold=error_threshold,
+            mini_batch_error_threshold=mini_batch_error_threshold,
             allowed_failed_percent=percent,
-            node_count=self.integer("spec.nodeCount", spec.get("nodeCount"), 1, 1),
-            process_count_per_node=self.integer("spec.processCountPerNode", spec.get("processCountPerNode"), None, 1),
-            run_invocation_timeout=self.integer("spec.runInvocationTimeout", spec.get("runInvocationTimeout"), 60, 1),
-            init_timeout=self.integer("spec.initTimeout", spec.get("initTimeout"), 600, 1),
-            run_max_try=self.integer("spec.runMaxTry", spec.get("runMaxTry"), 3, 1),
-            prefetch_mini_batches=self.integer("spec.prefetchMiniBatches", spec.get("prefetchMiniBatches"), 2, 0),
-            logging_level=self.choice("spec.loggingLevel", spec.get("loggingLevel"), get_args(LoggingLevel), "INFO"),
+            node_count=node_count,
+            process_count_per_node=process_count_per_node,
+            run_invocation_timeout=run_invocation_timeout,
+            init_timeout=init_timeout,
+            run_max_try=run_max_try,
+            prefetch_mini_batches=prefetch_mini_batches,
+            logging_level=logging_level,
             environment=environment,
-            gpu=self.gpu(environment.get("gpu")),
+            gpu=gpu,
             storage=storage,
             allow_reuse=bool(allow_reuse),
             retry_failed=retry_failed is True,
@@ -440,17 +476,16 @@ class _Loader(Problems):
             priority_class_name=self.object_name("spec.priorityClassName", spec.get("priorityClassName"),
                                                  "a PriorityClass"),
         )
-        return result
 
     def input(self, value: Any) -> InputSpec | None:
         value = self.mapping("spec.input", value, ("uri", "manifest", "type", "format", "pattern", "options"),
                              required=True)
         if value is None:
             return None
-        kind = self.choice("spec.input.type", value.get("type"), get_args(InputType), None)
+        kind: InputType | None = self.choice("spec.input.type", value.get("type"), get_args(InputType), None)
         if value.get("type") is None:
             self.fail("spec.input.type", "required; use tabular (rows of csv/parquet/jsonl) or files (one item per file)")
-        fmt = self.choice("spec.input.format", value.get("format"), get_args(InputFormat), None)
+        fmt: InputFormat | None = self.choice("spec.input.format", value.get("format"), get_args(InputFormat), None)
         if kind == "tabular" and value.get("format") is None:
             self.fail("spec.input.format", "required with type: tabular; use parquet, csv or jsonl")
         if kind == "files" and value.get("format") is not None:
@@ -495,20 +530,21 @@ class _Loader(Problems):
         file_name = self.string("spec.output.fileName", value.get("fileName"), default="parallel_run_step.txt")
         if file_name and ("/" in file_name or file_name.startswith(("_", "."))):
             self.fail("spec.output.fileName", f"{file_name!r} must be a plain file name, not a path nor starting with _ or .")
-        fmt = self.choice("spec.output.format", value.get("format"), get_args(OutputFormat), "txt")
-        layout = self.choice("spec.output.layout", value.get("layout"), get_args(OutputLayout), "file")
+        fmt: OutputFormat = self.choice("spec.output.format", value.get("format"), get_args(OutputFormat), "txt")
+        layout: OutputLayout = self.choice("spec.output.layout", value.get("layout"), get_args(OutputLayout), "file")
         if layout == "dataset" and fmt != "parquet":
             self.fail("spec.output.layout", "dataset (a folder of ordered parts) is for parquet output; "
                       "use format: parquet or layout: file")
-        return OutputSpec(
-            uri=self.uri("spec.output.uri", value.get("uri")),
-            action=self.choice("spec.output.action", value.get("action"), get_args(OutputAction), "appendRow"),
-            file_name=file_name,
-            format=fmt,
-            layout=layout,
-            results_per_item=self.choice("spec.output.resultsPerItem", value.get("resultsPerItem"),
-                                         get_args(ResultsPerItem), "many" if mlflow_files else "one"),
-        )
+        uri = self.uri("spec.output.uri", value.get("uri"))
+        action: OutputAction = self.choice(
+            "spec.output.action", value.get("action"), get_args(OutputAction), "appendRow")
+        results_per_item: ResultsPerItem = self.choice(
+            "spec.output.resultsPerItem", value.get("resultsPerItem"), get_args(ResultsPerItem),
+            "many" if mlflow_files else "one")
+        if uri is None:  # required: reported
+            return None
+        return OutputSpec(uri=uri, action=action, file_name=file_name, format=fmt, layout=layout,
+                          results_per_item=results_per_item)
 
     def code(self, value: Any, model_given: bool = False) -> CodeSpec | None:
         if value is None and model_given:  # an MLflow model scores itself (mlflow_scorer.py)
@@ -521,9 +557,11 @@ class _Loader(Problems):
         script = self.string("spec.code.entryScript", value.get("entryScript"), required=True)
         if script:
             self.entry_script(script, baked=value.get("uri") is None and value.get("configMap") is None)
-        return CodeSpec(entry_script=script,
-                        uri=self.uri("spec.code.uri", value.get("uri"), required=False),
-                        config_map=self.string("spec.code.configMap", value.get("configMap")))
+        uri = self.uri("spec.code.uri", value.get("uri"), required=False)
+        config_map = self.string("spec.code.configMap", value.get("configMap"))
+        if script is None:  # required: reported
+            return None
+        return CodeSpec(entry_script=script, uri=uri, config_map=config_map)
 
     def entry_script(self, script: str, baked: bool) -> None:
         """The script stays inside its code folder; only code baked into the image may name an absolute path."""

@@ -37,6 +37,12 @@ class Shard:
     last: PodState | None  # the latest attempt
     attempts: int
 
+    @property
+    def latest(self) -> PodState:
+        """The latest attempt of a shard that failed or is retrying (it has one)."""
+        assert self.last is not None, f"shard {self.index} has no pod yet"
+        return self.last
+
 
 def shards(pods: Iterable[PodState], node_count: int, failed_indexes: frozenset[int] = frozenset(),
            live: Mapping[int, Counts] | None = None) -> list[Shard]:
@@ -54,6 +60,7 @@ def shards(pods: Iterable[PodState], node_count: int, failed_indexes: frozenset[
         last = succeeded[-1] if succeeded else attempts[-1] if attempts else None
         counts = succeeded[-1].counts if succeeded else _furthest(reported[-1].counts if reported else None,
                                                                   live.get(index))
+        state: ShardState
         if last is None:
             state = "waiting"
         elif succeeded:
@@ -107,17 +114,17 @@ def _failure(spec: JobSpec, judged: list[Shard], job: JobState | None, counts: C
              total: int) -> tuple[str, str] | None:
     failed = [s for s in judged if s.state == "failed"]
     exceeded = spec_threshold_exceeded(spec, counts, total)
-    over = [s for s in failed if s.last.exit_code == EXIT_THRESHOLD]
+    over = [s for s in failed if s.latest.exit_code == EXIT_THRESHOLD]
     if exceeded or over:
-        why = exceeded or f"shard {over[0].index} exceeded a threshold on its own ({over[0].last.describe()})"
+        why = exceeded or f"shard {over[0].index} exceeded a threshold on its own ({over[0].latest.describe()})"
         return "ErrorThresholdExceeded", f"{why}; {describe_counts(counts, total)}"
     for shard in failed:
-        if shard.last.exit_code == EXIT_CONFIG:
-            return "ConfigurationError", f"shard {shard.index}: {shard.last.describe()}"
+        if shard.latest.exit_code == EXIT_CONFIG:
+            return "ConfigurationError", f"shard {shard.index}: {shard.latest.describe()}"
     if failed:
         shard = failed[0]
         return "RetriesExhausted", (f"shard {shard.index} failed {shard.attempts} time(s), the last: "
-                                    f"{shard.last.describe()}")
+                                    f"{shard.latest.describe()}")
     if job and job.finished == "Failed":
         return "ScoringJobFailed", f"Job {job.name} failed: {job.reason}: {job.message}".rstrip(": ")
     return None

@@ -65,7 +65,7 @@ def _unfinished(status: kopf.Status, **_) -> bool:
     return status.get("phase") not in TERMINAL
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, when=_unfinished, cancellation_timeout=5, backoff=15)
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_unfinished, cancellation_timeout=5, backoff=15)  # type: ignore[arg-type]  # kopf passes indexes by keyword, which its DaemonFn protocol cannot name
 async def run(body: kopf.Body, memo: kopf.Memo, pods_by_owner: kopf.Index, jobs_by_owner: kopf.Index,
               logger: kopf.Logger, **_) -> None:
     uid = body["metadata"]["uid"]

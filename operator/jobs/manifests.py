@@ -201,11 +201,11 @@ def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str
 
 def _volumes(spec: JobSpec, owner: Owner) -> tuple[list[dict], list[dict]]:
     """The pod's volumes and the container's mounts: the spec, scratch space, the code's ConfigMap."""
-    volumes = [
+    volumes: list[dict] = [
         {"name": "spec", "configMap": {"name": owner.child_name(SPEC)}},
         {"name": "scratch", "emptyDir": {}},
     ]
-    mounts = [
+    mounts: list[dict] = [
         {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
         {"name": "scratch", "mountPath": SCRATCH_DIR},
     ]
@@ -242,7 +242,7 @@ def _placement(spec: JobSpec, gpu_spec) -> dict:
         if gpu_spec.product:
             node_selector["nvidia.com/gpu.product"] = gpu_spec.product
         tolerations.append({"key": gpu_spec.resource_name, "operator": "Exists", "effect": "NoSchedule"})
-    placement = {}
+    placement: dict[str, dict | list] = {}
     if node_selector:
         placement["nodeSelector"] = node_selector
     if tolerations:

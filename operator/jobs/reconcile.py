@@ -76,20 +76,27 @@ class Reconciler(Controller):
     uid_label = LABEL_JOB_UID
 
     def __init__(self, body, services: Services, planner: Planner, pods: Callable[[], Iterable[PodState]],
-                 jobs: Callable[[], Iterable[JobState]], logger: logging.LoggerAdapter | None = None):
+                 jobs: Callable[[], Iterable[JobState]], logger: logging.LoggerAdapter | logging.Logger | None = None):
         super().__init__(body, services, logger)
         self.planner = planner
         self._pods, self._jobs = pods, jobs
-        self.spec: JobSpec | None = None  # the spec of record: the one the run started with
+        self._spec: JobSpec | None = None  # the spec of record: the one the run started with
         self.total: int | None = (self.status.get("progress") or {}).get("miniBatches", {}).get("total")
         self._counted = counts_of(self.status)
         self._env: dict[str, str] | None = None  # storage credentials; None: progress files unreadable
         self._live: tuple[float, dict] = (-math.inf, {})  # (when read, shard → Counts) of the progress files
 
     @property
+    def spec(self) -> JobSpec:
+        """The spec of record: the one the run started with (start() reads it first)."""
+        assert self._spec is not None, "start() sets the spec of record"
+        return self._spec
+
+    @property
     def shards_with_work(self) -> int:
         """The scoring pods of the run: the scoring Job's completions once it exists (nodeCount may
         change), else one per shard that has work (the plan is known by now)."""
+        assert self.total is not None, "the plan is known by now"
         job = self._job(SCORING)
         return job.completions if job and job.completions else shards_with_work(self.total, self.spec.node_count)
 
@@ -102,7 +109,7 @@ class Reconciler(Controller):
         return None
 
     async def start(self) -> None:
-        self.spec = await self._spec_of_record()
+        self._spec = await self._spec_of_record()
         if self.status.get("phase") in (QUEUED, RUNNING, MERGING) and self.total is not None:
             # Resumed: the children exist, the counts come from the pods and progress files.
             self._env = await self._credentials(self.spec.storage, wait=False)
@@ -156,6 +163,7 @@ class Reconciler(Controller):
 
     async def _score(self, status: dict) -> bool:
         pods = list(self._pods())
+        assert self.total is not None, "start() planned the run, or found it planned"
         queued = self._queued(SCORING, pods)
         if queued is not None or (status.get("phase") == QUEUED and self._job(SCORING) is None):
             if queued is not None:  # else its Job is not observed yet
@@ -281,7 +289,7 @@ class Reconciler(Controller):
         """allowReuse: Succeeded at once with the output of an earlier run of the same spec and code."""
         try:
             key = await self._reuse_key(env)
-            summary = key and await asyncio.to_thread(find_reusable, self.spec, key, env)
+            summary = await asyncio.to_thread(find_reusable, self.spec, key, env) if key else None
         except ApiError:
             raise
         except Exception as e:  # noqa: BLE001 - storage is down: run it rather than wait

@@ -24,6 +24,7 @@ from parallelrun.runner.storage import filesystem
 
 def reuse_key(spec: JobSpec, code: Mapping[str, str] | None, env: Mapping[str, str]) -> str:
     """The spec's fingerprint and its code's: `code` is the ConfigMap's data, else code.uri is read."""
+    digest: str | None
     if code is not None:
         digest = reuse.fingerprint({"data": dict(code)}, None, None)
     elif spec.code.uri:

@@ -42,8 +42,8 @@ def set_condition(conditions: list[dict], type_: str, status: bool, reason: str,
     value = "True" if status else "False"
     previous = next((c for c in conditions if c.get("type") == type_), None)
     changed = previous is None or previous.get("status") != value
-    condition = {"type": type_, "status": value, "reason": reason, "message": message,
-                 "lastTransitionTime": at if changed else previous.get("lastTransitionTime", at)}
+    since = at if previous is None or changed else previous.get("lastTransitionTime", at)
+    condition = {"type": type_, "status": value, "reason": reason, "message": message, "lastTransitionTime": since}
     if generation is not None:
         condition["observedGeneration"] = generation
     return [c for c in conditions if c.get("type") != type_] + [condition]

@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, overload
 
 import kopf
 from parallelrun.runner.api import API_VERSION, KINDS, Kind
@@ -173,6 +174,11 @@ class Controller(abc.ABC):
                 "the run stopped, and its Failed status cannot be written: the resource will not show it, and "
                 "it is not retried. Fix this, then restart the operator: %s%s", refusal,
                 "" if refusal == message else f" (it failed with {reason}: {message})")
+
+    @overload
+    async def _credentials(self, storage: dict, wait: Literal[True] = True) -> dict[str, str]: ...
+    @overload
+    async def _credentials(self, storage: dict, wait: bool) -> dict[str, str] | None: ...
 
     async def _credentials(self, storage: dict, wait: bool = True) -> dict[str, str] | None:
         """The storage credentials of `storage`'s secretRef; never the operator's own.

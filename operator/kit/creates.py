@@ -46,11 +46,13 @@ class CreatesFirst:
             return
         await self._on_own_loop(self.api.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
+        assert self._thread is not None  # started with the loop
         await asyncio.to_thread(self._thread.join)
         self._loop.close()
         self._loop = self._thread = None
 
     def _on_own_loop(self, coroutine) -> asyncio.Future:
+        assert self._loop is not None, "connect() starts it"
         return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
 
     async def create(self, url_path: str, body: dict) -> dict:
@@ -66,6 +68,7 @@ class CreatesFirst:
                 self._idle.set()
 
     async def _create(self, url_path: str, body: dict) -> dict:
+        assert self._slots is not None  # made with the loop this runs on
         async with self._slots:
             return await self.api.create(url_path, body)
 

@@ -51,6 +51,7 @@ class Call:
         if rest[:1] == ["namespaces"] and len(rest) > 2:
             namespace, rest = rest[1], rest[2:]
         plural, name, subresource = (rest + [None, None, None])[:3]
+        assert plural is not None, f"{url_path} names no resource"  # path() names one
         if method == "POST":  # a create names its object in the body
             name, kind = ((body or {}).get("metadata") or {}).get("name"), (body or {}).get("kind")
         else:
@@ -176,7 +177,8 @@ class KubeApi:
             except ValueError:
                 error = {}
             error = error if isinstance(error, dict) else {}
-            details = error.get("details") if isinstance(error.get("details"), dict) else {}
+            found = error.get("details")
+            details = found if isinstance(found, dict) else {}
             if retry_after is None:
                 retry_after = _seconds(details.get("retryAfterSeconds"))
             raise ApiError(status, error.get("reason") or "Error", error.get("message") or text[:300], call,

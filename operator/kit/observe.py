@@ -59,7 +59,7 @@ def pod_state(pod: Mapping) -> PodState:
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     raw_index = labels.get(COMPLETION_INDEX, annotations.get(COMPLETION_INDEX))
     failures = annotations.get("batch.kubernetes.io/job-index-failure-count", "0")
-    terminated = {}
+    terminated: dict = {}
     for container in status.get("containerStatuses") or []:
         if container.get("name") == CONTAINER:
             terminated = (container.get("state") or {}).get("terminated") or {}

@@ -57,7 +57,7 @@ def _unfinished(status: kopf.Status, **_) -> bool:
     return status.get("phase") not in TERMINAL
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, when=_unfinished, cancellation_timeout=5, backoff=15)
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_unfinished, cancellation_timeout=5, backoff=15)  # type: ignore[arg-type]  # kopf passes indexes by keyword, which its DaemonFn protocol cannot name
 async def run_pipeline(body: kopf.Body, memo: kopf.Memo, step_jobs_by_run: kopf.Index,
                        step_batch_jobs_by_run: kopf.Index, step_pods_by_run: kopf.Index, logger: kopf.Logger,
                        **_) -> None:

@@ -65,7 +65,10 @@ def step_labels(owner: Owner, step: str | None) -> dict:
 
 
 def step_metadata(owner: Owner, step: str | None, name: str | None = None, annotations: dict | None = None) -> dict:
-    return owner.metadata(name or child_name(owner.name, step), step_labels(owner, step), annotations)
+    if not name:
+        assert step is not None, "the run's own children are named"
+        name = child_name(owner.name, step)
+    return owner.metadata(name, step_labels(owner, step), annotations)
 
 
 def cluster_errors(spec: PipelineSpec, default_image: str | None, local_storage: bool = False) -> list[str]:
@@ -114,6 +117,7 @@ def build_step_batch_job(owner: Owner, step: ResolvedStep) -> dict:
 
 def build_container_job(owner: Owner, step: ResolvedStep, default_image: str | None) -> dict:
     """A Job running a container step's image and command, retried `retries` times."""
+    assert isinstance(step.command, list)  # a container step's: the argument list
     runner = restricted_container(step.image or default_image, list(step.command),
                                   with_user_env(scratch_env(), step.env), [_SCRATCH_MOUNT], [], step.storage)
     if step.resources:
@@ -134,8 +138,8 @@ def build_step_configmap(owner: Owner, step: ResolvedStep) -> dict:
 
 def build_component_job(owner: Owner, step: ResolvedStep, default_image: str | None) -> dict:
     """A Job running the component's image on its resolved step (build_step_configmap), retried `retries` times."""
-    volumes = [_SCRATCH_VOLUME, {"name": "step", "configMap": {"name": step_configmap_name(owner, step.name)}}]
-    mounts = [_SCRATCH_MOUNT, {"name": "step", "mountPath": SPEC_DIR, "readOnly": True}]
+    volumes: list[dict] = [_SCRATCH_VOLUME, {"name": "step", "configMap": {"name": step_configmap_name(owner, step.name)}}]
+    mounts: list[dict] = [_SCRATCH_MOUNT, {"name": "step", "mountPath": SPEC_DIR, "readOnly": True}]
     runner = restricted_container(step.image or default_image, STEP_COMMAND, scratch_env(), mounts, [], step.storage)
     # The step runner exits EXIT_CONFIG when the step cannot start or keep its outputs: not worth a retry.
     return _job(owner, step, runner, volumes, [exit_rule("FailJob", [EXIT_CONFIG]), DISRUPTION_RULE])

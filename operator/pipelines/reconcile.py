@@ -70,7 +70,7 @@ class PipelineReconciler(Controller):
                  pods: Callable[[], Iterable[tuple[str, PodState]]] = tuple, logger=None):
         super().__init__(body, services, logger)
         self._children, self._pods = children, pods
-        self.spec: PipelineSpec | None = None
+        self._spec: PipelineSpec | None = None  # the spec of record
         self._env: dict[str, str] = {}
         self._component_texts: dict[ComponentRef, bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # for API calls from worker threads
@@ -82,9 +82,15 @@ class PipelineReconciler(Controller):
         self._document = recorded or self._current_document()
         storage = (self._document.get("spec") or {}).get("storage") or {}
         self._env = await self._credentials(storage if isinstance(storage, dict) else {})
-        self.spec = await self._load(self._document)
+        self._spec = await self._load(self._document)
         if recorded is None:
             await self._ensure(build_spec_configmap(self.owner, self._document))
+
+    @property
+    def spec(self) -> PipelineSpec:
+        """The spec of record: the one the run started with (start() loads it first)."""
+        assert self._spec is not None, "start() loads the spec of record"
+        return self._spec
 
     async def step(self) -> bool:
         spec, graph = self.spec, self.spec.graph
@@ -161,7 +167,7 @@ class PipelineReconciler(Controller):
             ref = step.get("component") if isinstance(step, dict) else None
             if isinstance(ref, dict) and isinstance(ref.get("configMap"), str):
                 names.add(ref["configMap"])
-        found = {}
+        found: dict[str, dict | None] = {}
         for name in sorted(names):
             try:
                 found[name] = await self.api.get(path("v1", "configmaps", self.owner.namespace, name))
@@ -181,6 +187,7 @@ class PipelineReconciler(Controller):
                 raise OSError(f"ConfigMap {ref.config_map} has no key {ref.key}; its keys: {', '.join(data) or 'none'}")
             text = data[ref.key].encode()
         else:
+            assert ref.uri is not None  # a component step names a uri or a ConfigMap
             try:
                 fs, where = filesystem(ref.uri, self._env)
                 text = fs.cat_file(where)
@@ -225,7 +232,8 @@ class PipelineReconciler(Controller):
         try:
             resolved = await asyncio.to_thread(
                 resolve_step, self.spec, step, finished, run_status,
-                component_text=self._component_texts.get(step.component_ref), code_digest=self._code_digest,
+                component_text=self._component_texts.get(step.component_ref) if step.component_ref else None,
+                code_digest=self._code_digest,
                 upstream={name: s["fingerprint"] for name, s in steps.items() if s.get("fingerprint")})
         except ResolveError as e:
             message = "; ".join(e.errors)
@@ -258,6 +266,7 @@ class PipelineReconciler(Controller):
         """A digest of a step's code (a folder in storage, or a ConfigMap's data), for its fingerprint."""
         if location.startswith("configMap:"):
             name = location.removeprefix("configMap:")
+            assert self._loop is not None  # start() keeps the operator's loop
             try:
                 config_map = asyncio.run_coroutine_threadsafe(
                     self.api.get(path("v1", "configmaps", self.owner.namespace, name)), self._loop).result()

@@ -202,15 +202,20 @@ class ScheduleController(Controller):
 
     # -- the engine's driver ---------------------------------------------------------
 
+    @property
+    def _look_spec(self) -> ScheduleSpec:
+        assert self._spec_now is not None, "the engine calls its driver during a look"
+        return self._spec_now
+
     async def new_files(self, trigger, old: arrival.Watermark) -> list[arrival.Arrived]:
-        env = await self._credentials(self._spec_now)
+        env = await self._storage_env(self._look_spec)
         return await asyncio.to_thread(arrival.new_files, trigger.uri, trigger.pattern, old, env)
 
     async def read_manifest(self, uri: str) -> list[str]:
-        return await asyncio.to_thread(arrival.read_manifest, uri, await self._credentials(self._spec_now))
+        return await asyncio.to_thread(arrival.read_manifest, uri, await self._storage_env(self._look_spec))
 
     async def write_manifest(self, uri: str, files: list[str]) -> None:
-        await asyncio.to_thread(arrival.write_manifest, uri, files, await self._credentials(self._spec_now))
+        await asyncio.to_thread(arrival.write_manifest, uri, files, await self._storage_env(self._look_spec))
 
     def say(self, type_: str, reason: str, message: str) -> None:
         self._event(type_, reason, message)
@@ -230,9 +235,13 @@ class ScheduleController(Controller):
             raise
         text = ((run.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_WATERMARK)
         if text:
-            self.updates["watermark"] = arrival.Watermark.from_dict(json.loads(text)).to_dict()
+            mark = arrival.Watermark.from_dict(json.loads(text))
+            assert mark is not None, f"run {name}: its {ANNOTATION_WATERMARK} annotation has no time"  # _create wrote it
+            self.updates["watermark"] = mark.to_dict()
 
-    async def _credentials(self, spec: ScheduleSpec) -> dict[str, str]:
+    async def _storage_env(self, spec: ScheduleSpec) -> dict[str, str]:
+        """The credentials of the template's spec.storage; a missing Secret is an ApiError, for the
+        poll to report (unlike Controller._credentials, which waits for it)."""
         name = ((spec.template["spec"].get("storage") or {}).get("secretRef") or {}).get("name")
         if not name:
             return {}
@@ -242,7 +251,7 @@ class ScheduleController(Controller):
 
     async def start_run(self, firing: Firing, manifest: str | None, watermark: arrival.Watermark | None) -> bool:
         """Create the run of a firing, or adopt it (409); whether it was created now."""
-        spec, data = self._spec_now, firing.trigger == "data"
+        spec, data = self._look_spec, firing.trigger == "data"
         owner = Owner(PIPELINE_SCHEDULE, self.name, self.namespace, self.uid).reference()
         body = build_run(spec, firing.name, firing.slot, firing.trigger, manifest=manifest, owner=owner,
                          watermark=watermark.text() if data and watermark else None)

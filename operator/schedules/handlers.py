@@ -68,7 +68,7 @@ async def schedule_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
         memo.schedule_wakeups.wake(uid)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5, backoff=10)
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5, backoff=10)  # type: ignore[arg-type]  # kopf passes indexes by keyword, which its DaemonFn protocol cannot name
 async def run_schedule(body: kopf.Body, memo: kopf.Memo, runs_by_schedule: kopf.Index, logger: kopf.Logger,
                        **_) -> None:
     uid = body["metadata"]["uid"]

@@ -29,6 +29,7 @@ def schedule_status(status: dict, spec: ScheduleSpec, decision: Decision, runs: 
                     generation: int | None) -> dict:
     """The status after a look: memory, next times, runs, conditions. `status` is the one before."""
     at = rfc3339(now)
+    assert decision.memory.handled_until is not None  # decide() moves it to now at least
     new = {**status, **runs_status(runs), "scheduleText": spec.schedule_text,
            "nextScheduleTimes": [rfc3339(t) for t in decision.upcoming],
            "nextScheduleTime": rfc3339(decision.upcoming[0]) if decision.upcoming else None,

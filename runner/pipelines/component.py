@@ -146,6 +146,7 @@ def load_component(doc: Any, base_dir: str | None = None) -> Component:
         code_uri = None
     if errors:
         raise ComponentError(errors)
+    assert isinstance(name, str)  # else a problem was reported
     return Component(
         name=name, version=version, type=kind, inputs=inputs, outputs=outputs,
         command=tuple(command) if isinstance(command, list) else command,
@@ -176,8 +177,8 @@ def _inputs(value: Any, fail: _Fail) -> dict[str, Input]:
             fail(f"{path}.type", f"{kind!r} is not one of {', '.join(URI_TYPES + SCALAR_TYPES)}")
             continue
         default, optional = spec.get("default"), spec.get("optional", False)
-        if default is not None and type_problem(kind, default):
-            fail(f"{path}.default", type_problem(kind, default))
+        if default is not None and (problem := type_problem(kind, default)):
+            fail(f"{path}.default", problem)
         if not isinstance(optional, bool):
             fail(f"{path}.optional", f"expected true or false, got {optional!r}")
         result[name] = Input(kind, default, optional is True)

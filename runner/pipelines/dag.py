@@ -21,9 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
-PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED, REUSED = (
-    "Pending", "Running", "Succeeded", "Failed", "Skipped", "Reused")
+# Final: each is its Literal where one is expected (a run's phase is a condition's Phase).
+PENDING: Final = "Pending"
+RUNNING: Final = "Running"
+SUCCEEDED: Final = "Succeeded"
+FAILED: Final = "Failed"
+SKIPPED: Final = "Skipped"
+REUSED: Final = "Reused"
 OVER = frozenset({SUCCEEDED, FAILED, SKIPPED, REUSED})
 GOOD = frozenset({SUCCEEDED, REUSED})
 BAD = frozenset({FAILED, SKIPPED})

@@ -57,7 +57,8 @@ class Ref:
     def names(self) -> tuple[str, ...]:
         """The names the key is made of, e.g. ("train", "model") for steps.train.outputs.model."""
         scope = self.scope
-        return _KEYS[scope].match(self.key).groups() if scope else ()
+        match = _KEYS[scope].match(self.key) if scope else None  # it matches: that is how scope found it
+        return match.groups() if match else ()
 
     @property
     def step(self) -> str | None:
@@ -136,6 +137,7 @@ def problem(ref: Ref, scope: Scope) -> str | None:
         return f"{ref.text} is known only once the steps are over; use it in a step under spec.finally"
     if kind in ("inputs", "outputs"):
         declared = scope.inputs if kind == "inputs" else scope.outputs
+        assert declared is not None  # in a component (checked above), which declares both
         if name not in declared:
             return f"{ref.text} names no {kind[:-1]}; {_known(f'declare it under {kind}', name, declared)}"
     return None

@@ -44,7 +44,7 @@ from rich.console import Console
 
 from ..api import API_VERSION, BATCH_INFERENCE_JOB
 from ..lock import RunLock
-from ..processes import ProcessGroup
+from ..processes import ProcessGroup, in_group
 from ..storage import filesystem, is_local, storage_error
 from . import dag, owners, reuse
 from .progress import INTERRUPTED, PipelineView, StepRecord
@@ -141,9 +141,10 @@ class _Run:
         step, record = self.steps[name], self.records[name]
         finished = {n: r.outputs for n, r in self.records.items() if r.state in dag.GOOD}
         status = dag.run_status(self.spec.graph, self.states) if step.is_finally else None
+        upstream = {n: fp for n, r in self.records.items() if (fp := r.fingerprint) is not None}
         try:
             resolved = resolve_step(self.spec, step, finished, status, component_text=self.files.text(step.component_ref),
-                                    code_digest=code_digest, upstream={n: r.fingerprint for n, r in self.records.items()})
+                                    code_digest=code_digest, upstream=upstream)
             record.outputs, record.resolved = dict(resolved.outputs), resolved
             if self._reuse(step, resolved):
                 return
@@ -200,6 +201,7 @@ class _Run:
         """On the step's thread: run its process until it succeeds or its attempts are spent.
         `result`: where a batchInference step's `-o json` result goes (its stdout)."""
         log = self.records[name].log
+        assert log is not None  # _start set it before starting this thread
         message = ""
         try:
             for attempt in range(1, attempts + 1):
@@ -213,7 +215,7 @@ class _Run:
                         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=out,
                                                    cwd=cwd if cwd and os.path.isdir(cwd) else None,
                                                    env={**_environment(), **env},
-                                                   process_group=self.group.pgid)
+                                                   **in_group(self.group.pgid))
                         self.processes[name] = process
                     code = process.wait()
                     with self.lock:
@@ -237,6 +239,7 @@ class _Run:
         record = self.records[name]
         if not self.steps[name].reuse:
             return
+        assert record.resolved is not None  # it ran: _start resolved it
         entry = owners.entry(record.resolved, record.outputs, record.execution, datetime.now(timezone.utc))
         try:
             reuse.write_entry(self.index_fs, self.spec.workdir, entry)

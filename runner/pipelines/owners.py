@@ -77,7 +77,7 @@ def reusable(fs: AbstractFileSystem, workdir: str, step: ResolvedStep, needs_reu
         return None
     found = reuse.read_entry(fs, workdir, step.fingerprint)
     outputs = found.outputs if found else {}
-    if not reuse.decide(step.fingerprint, found, _exist(outputs, env), True):
+    if found is None or not reuse.decide(step.fingerprint, found, _exist(outputs, env), True):
         return None
     return found if owned(fs, workdir, outputs, found.execution) else None
 

@@ -185,6 +185,7 @@ def _component_step(component: Component, ref: ComponentRef | None, given: dict,
         resolved = _job_step(job, component_base_dir(ref) if ref else None, f"{path}.component.batchInference",
                              common, **about)
         return {**resolved, "image": resolved["image"] or component.image, "outputs": outputs}
+    assert component.command is not None  # load_component requires it of a command component
     command = component.command if isinstance(component.command, str) else list(component.command)
     return {**common, **about, "kind": "component", "command": command, "image": component.image,
             "code": component.code, "outputs": outputs}

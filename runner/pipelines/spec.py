@@ -146,18 +146,21 @@ class _Loader(Problems):
     def load(self, doc: Any, given: dict[str, Any]) -> PipelineSpec:
         if not isinstance(doc, dict):
             raise PipelineSpecError([f"resource: expected a mapping, got {type(doc).__name__}"])
-        name, namespace, spec = "pipeline", None, doc
+        name: str = "pipeline"
+        namespace: str | None = None
+        spec: Any = doc
         if "spec" in doc or "kind" in doc or "apiVersion" in doc:
             if doc.get("kind") != KIND:
                 self.fail("kind", f"{doc.get('kind')!r} is not {KIND}")
             if doc.get("apiVersion") != API_VERSION:
                 self.fail("apiVersion", f"{doc.get('apiVersion')!r} is not served; use {API_VERSION}")
             meta = doc.get("metadata") or {}
-            name, namespace, spec = meta.get("name"), meta.get("namespace"), doc.get("spec")
-            if not isinstance(name, str) or not DNS_NAME.match(name):
-                self.fail("metadata.name", f"{name!r} is not a valid name; use lower-case letters, digits, '-' "
+            named, namespace, spec = meta.get("name"), meta.get("namespace"), doc.get("spec")
+            if isinstance(named, str) and DNS_NAME.match(named):
+                name = named
+            else:
+                self.fail("metadata.name", f"{named!r} is not a valid name; use lower-case letters, digits, '-' "
                           "and '.', starting and ending with a letter or digit")
-                name = "pipeline"
         if not isinstance(spec, dict):
             raise PipelineSpecError(self.errors + ["spec: missing; a PipelineRun needs spec.workdir and spec.steps"])
         self.unknown("spec", spec, _SPEC_FIELDS)
@@ -190,7 +193,7 @@ class _Loader(Problems):
         if not isinstance(declared, dict):
             self.fail("spec.parameters", "expected a mapping of names to {type, default}")
             declared = {}
-        values = {}
+        values: dict[str, Any] = {}
         for name, spec in declared.items():
             path = f"spec.parameters.{name}"
             if not isinstance(name, str) or not _PARAMETER_NAME.match(name):
@@ -206,8 +209,8 @@ class _Loader(Problems):
                 self.fail(f"{path}.type", f"{kind!r} is not one of {', '.join(SCALAR_TYPES)}")
                 continue
             for key in ("default", "value"):
-                if spec.get(key) is not None and type_problem(kind, spec[key]):
-                    self.fail(f"{path}.{key}", type_problem(kind, spec[key]))
+                if spec.get(key) is not None and (problem := type_problem(kind, spec[key])):
+                    self.fail(f"{path}.{key}", problem)
             if name in given:
                 value = from_text(kind, given[name])
                 if type_problem(kind, value):

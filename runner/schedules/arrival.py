@@ -127,6 +127,8 @@ def _modified(info: dict) -> datetime:
     value = info.get("mtime") or info.get("last_modified") or info.get("LastModified") or info.get("created")
     if isinstance(value, datetime):
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if value is None:  # what float(None) raised, said plainly
+        raise TypeError(f"{info.get('name')}: the storage gives no modification time")
     return datetime.fromtimestamp(float(value), UTC)
 
 

@@ -107,6 +107,7 @@ class ScheduleEngine:
         """New settled files (and those given back) as a firing, the watermark it moves to, and when
         the listing succeeded; no firing when there are none."""
         trigger = spec.trigger
+        assert trigger is not None, "look() polls a schedule with a data trigger only"
         self.next_poll = now + timedelta(seconds=trigger.poll_seconds)
         try:
             files = await self.driver.new_files(trigger, old)

@@ -285,6 +285,7 @@ def _steady_offset(hour: datetime, zone: ZoneInfo) -> timedelta | None:
 def _wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
     """The instant a naive wall-clock time fires: its first occurrence, or the end of its gap."""
     before, after = wall.replace(tzinfo=zone).utcoffset(), wall.replace(tzinfo=zone, fold=1).utcoffset()
+    assert before is not None and after is not None  # a time in a ZoneInfo has an offset
     if before >= after:  # a plain time, or one that happens twice: fold=0 is the first
         return (wall - before).replace(tzinfo=UTC)
     # In a gap: the transition lies in (wall - after, wall - before]; find its minute.
@@ -327,6 +328,7 @@ def parse_schedule(schedule: dict) -> Schedule:
                       "(e.g. {frequency: Day, hours: [6], minutes: [0]})")
     if errors:
         raise ScheduleError(errors)
+    assert pattern is not None and zone is not None  # else a problem was reported
     return Schedule(pattern, zone, start, end)
 
 
@@ -467,6 +469,7 @@ def _parse_recurrence(value: Any, origin: datetime | None, errors: list[str]) ->
     week_days = _week_days(f"{path}.weekDays", value.get("weekDays"), errors)
     if len(errors) > before:
         return None
+    assert frequency is not None  # else a problem was reported
     start = origin or _NO_START
     return _Recurrence(
         frequency, interval, start,

@@ -53,7 +53,9 @@ class State:
     @classmethod
     def from_dict(cls, d: dict) -> State:
         m = d.get("memory") or {}
-        return cls(parse_rfc3339(d["created"]), Memory(parse_rfc3339(m.get("handledUntil")), m.get("generation")),
+        created = parse_rfc3339(d["created"])
+        assert created is not None  # to_dict writes it
+        return cls(created, Memory(parse_rfc3339(m.get("handledUntil")), m.get("generation")),
                    [Run(r["name"], r["trigger"], parse_rfc3339(r.get("slot")), r.get("phase"),
                         parse_rfc3339(r.get("created"))) for r in d.get("runs") or []],
                    arrival.Watermark.from_dict(d.get("watermark")))
@@ -97,6 +99,7 @@ class LocalScheduler:
         state = self.load()
         for run in [r for r in state.runs if r.phase == "Running"]:  # interrupted by a restart: resume it
             self.log(f"resuming {run.name} (interrupted)")
+            assert run.slot is not None  # a run made here has its firing's slot
             self._execute(state, Firing(run.name, run.slot, run.trigger))
         now = self.now()
         self._stopped, self._started = set(), []

@@ -104,7 +104,8 @@ class _Missed:
     """Missed slots: those run late each reported, those dropped one by one up to MISSED_EVENTS, then summed up."""
 
     def __init__(self) -> None:
-        self.count, self.notices = 0, []
+        self.count = 0
+        self.notices: list[Notice] = []
         self.late: list[Notice] = []
         self.rest: list[datetime] = []  # first and last of those beyond MISSED_EVENTS
         self.rest_count = 0
@@ -168,6 +169,7 @@ def _counting_from(memory: Memory, generation: int | None, created: datetime | N
 
 def _due(spec: ScheduleSpec, start: datetime, now: datetime, missed: _Missed) -> list[Firing]:
     """The slots in (start, now] that run, oldest first; the others reported missed."""
+    assert spec.schedule is not None  # decide() asks only a schedule with one
     deadline = timedelta(seconds=spec.starting_deadline) if spec.starting_deadline is not None else None
     late_after = min(MISSED_AFTER, deadline) if deadline is not None else MISSED_AFTER
     keep = {"RunAll": spec.max_missed_runs, "RunLatest": 1, "Skip": 0}[spec.missed_runs]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, overload
 
 from ..api import PIPELINE_SCHEDULE
 from .firetimes import Schedule, ScheduleError, parse_schedule
@@ -170,6 +170,13 @@ def _choice(spec: dict, key: str, allowed: tuple, errors: list[str]) -> Any:
         errors.append(f"spec.{key}: {value!r} is not allowed; use one of {', '.join(map(str, allowed))}")
         return allowed[0]
     return value
+
+
+@overload
+def _count(spec: dict, key: str, default: int, errors: list[str], low: int = 0, path: str = "spec") -> int: ...
+@overload
+def _count(spec: dict, key: str, default: int | None, errors: list[str], low: int = 0,
+           path: str = "spec") -> int | None: ...
 
 
 def _count(spec: dict, key: str, default: int | None, errors: list[str], low: int = 0,
