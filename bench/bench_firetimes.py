@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Callable
 
 from parallelrun.runner.schedules.firetimes import parse_schedule
 

@@ -43,8 +43,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "azure"))
 
-from azurite import Azurite, azurite_blob  # noqa: E402
-from bench_prefetch import timed  # noqa: E402
+from azurite import Azurite, azurite_blob
+from bench_prefetch import timed
 
 PIN_SCORE = '''
 import json, os, time

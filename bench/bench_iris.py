@@ -57,6 +57,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from earlier import pythonpath  # noqa: E402
+
 EXAMPLE = ROOT / "examples" / "iris"
 TARGET = 0.65
 

@@ -326,9 +326,9 @@ async def running_operator(cluster):
     stop, ready = threading.Event(), threading.Event()
     settings = kopf.OperatorSettings()
     settings.watching.reconnect_backoff = 0.1  # as the tests' fixture
-    thread = threading.Thread(name="operator", daemon=True, target=kopf.run, kwargs=dict(
-        clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready, settings=settings,
-        memo=kopf.Memo(connection=kopf.ConnectionInfo(server=str(cluster.url)), default_image=IMAGE)))
+    thread = threading.Thread(name="operator", daemon=True, target=kopf.run, kwargs={
+        "clusterwide": True, "standalone": True, "stop_flag": stop, "ready_flag": ready, "settings": settings,
+        "memo": kopf.Memo(connection=kopf.ConnectionInfo(server=str(cluster.url)), default_image=IMAGE)})
     thread.start()
     if not await asyncio.to_thread(ready.wait, 30):
         sys.exit("the operator did not start")

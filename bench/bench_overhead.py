@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from earlier import pythonpath  # noqa: E402
+from earlier import pythonpath
 
 TARGETS = {1: 2.0, 100: 0.6}  # seconds, on the 2-core machine
 

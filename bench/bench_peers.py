@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_iris import EXAMPLE, machine, parallelrun_command, prepare  # noqa: E402
+from bench_iris import EXAMPLE, machine, parallelrun_command, prepare
 
 PEERS = {"ray": "ray[data]==2.60.0", "spark": "pyspark==4.0.1"}
 SHARED = ("numpy", "pandas", "pyarrow", "scikit-learn", "joblib")  # pinned to this environment's versions

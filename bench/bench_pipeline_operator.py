@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_operator import emulated_cluster, percentile, running_operator  # noqa: E402
+from bench_operator import emulated_cluster, percentile, running_operator
 
 TARGET_SECONDS = 1.0
 NAMESPACE = "ns"

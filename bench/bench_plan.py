@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_operator import bare_listing, ensure_local_files, proc_status_kib, reset_peak  # noqa: E402
-from earlier import pythonpath  # noqa: E402
+from bench_operator import bare_listing, ensure_local_files, proc_status_kib, reset_peak
+from earlier import pythonpath
 
 TARGET_RATIO = 1.5
 TARGET_MIB = 353

@@ -59,9 +59,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_operator  # noqa: E402
-from bench_operator import percentile  # noqa: E402
-from earlier import pythonpath  # noqa: E402
+import bench_operator
+from bench_operator import percentile
+from earlier import pythonpath
 
 NAMESPACE = "ns"
 API = "parallelrun.dev/v1alpha1"

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from earlier import pythonpath  # noqa: E402
+from earlier import pythonpath
 
 TARGET = 1.2
 ITEMS, NODES = 800, 4

@@ -20,14 +20,8 @@ import sys
 from pathlib import Path
 
 import yaml
-from parallelrun.runner.api import (
-    BATCH_INFERENCE_JOB,
-    GROUP,
-    PIPELINE_RUN,
-    PIPELINE_SCHEDULE,
-    VERSION,
-    Kind,
-)
+
+from parallelrun.runner.api import BATCH_INFERENCE_JOB, GROUP, PIPELINE_RUN, PIPELINE_SCHEDULE, VERSION, Kind
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIRS = (ROOT / "crds", ROOT / "charts" / "parallelrun" / "crds")
@@ -283,7 +277,8 @@ def job_spec_schema() -> dict:
                                              enum=["one", "many"]),
                 },
                 required=["uri"],
-                rules=[rule("!has(self.layout) || self.layout == 'file' || (has(self.format) && self.format == 'parquet')",
+                rules=[rule("!has(self.layout) || self.layout == 'file' "
+                            "|| (has(self.format) && self.format == 'parquet')",
                             "output.layout dataset is for parquet output; use format parquet or layout file",
                             field=".layout")],
             ),
@@ -847,7 +842,8 @@ def _type_text(schema: dict, required: bool) -> str:
         text = kind or "any"
     if "enum" in schema:
         text += ": " + " \\| ".join(f"`{v}`" for v in schema["enum"])
-    bounds = [f"≥ {schema['minimum']}" if "minimum" in schema else "", f"≤ {schema['maximum']}" if "maximum" in schema else ""]
+    bounds = [f"≥ {schema['minimum']}" if "minimum" in schema else "",
+              f"≤ {schema['maximum']}" if "maximum" in schema else ""]
     if any(bounds):
         text += " " + ", ".join(b for b in bounds if b)
     return text + (", required" if required else "")
@@ -900,7 +896,7 @@ def reference() -> str:
         "default, meaning and the Azure ML name it mirrors. `kubectl explain bij.spec.input` prints the same "
         "descriptions; `parallelrun validate FILE` checks a file against them.\n",
     ]
-    for title, crd_doc, spec_title, shared, status in [
+    for title, crd_doc, spec_title, shared, _status in [
         ("BatchInferenceJob", job, "BatchInferenceJob spec", {}, True),
         ("PipelineRun", run, "PipelineRun spec", steps, True),
         ("PipelineSchedule", schedule, None, {"spec.template.spec": "PipelineRun spec"}, True),

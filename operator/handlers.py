@@ -16,12 +16,8 @@ import logging
 import os
 
 import kopf
-from parallelrun.runner.api import (
-    ANNOTATION_PREFIX,
-    FINALIZER,
-    LABEL_MANAGED_BY,
-    MANAGED_BY,
-)
+
+from parallelrun.runner.api import ANNOTATION_PREFIX, FINALIZER, LABEL_MANAGED_BY, MANAGED_BY
 
 from .jobs import handlers as jobs
 from .kit.controller import Services, Wakeups
@@ -37,7 +33,7 @@ _WAKE_UP_HANDLERS = ("child_changed", "resource_changed", "step_child_changed", 
 class _QuietWakeUps(logging.Filter):
     """Drops kopf's "Handler 'child_changed' succeeded." lines: one per pod event, they say nothing."""
 
-    _MESSAGES = {f"Handler {name!r} succeeded." for name in _WAKE_UP_HANDLERS}
+    _MESSAGES = frozenset(f"Handler {name!r} succeeded." for name in _WAKE_UP_HANDLERS)
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() not in self._MESSAGES

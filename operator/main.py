@@ -46,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
                         "path; by default they must name shared storage such as az://")
     p.add_argument("--log-format", choices=_LOG_FORMATS, default=os.environ.get("PARALLELRUN_LOG_FORMAT", "full"),
                    help="json: one JSON object per line (default: $PARALLELRUN_LOG_FORMAT or full)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logs (default level: $PARALLELRUN_LOG_LEVEL or INFO)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="debug logs (default level: $PARALLELRUN_LOG_LEVEL or INFO)")
     return p
 
 

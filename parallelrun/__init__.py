@@ -9,5 +9,6 @@ import os as _os
 # in a source checkout the package also searches the repository root.
 _here = _os.path.dirname(__file__)
 _root = _os.path.dirname(_here)
-if not _os.path.isdir(_os.path.join(_here, "operator")) and _os.path.isfile(_os.path.join(_root, "operator", "main.py")):
+if not _os.path.isdir(_os.path.join(_here, "operator")) and _os.path.isfile(_os.path.join(_root, "operator",
+                                                                                          "main.py")):
     __path__.append(_root)

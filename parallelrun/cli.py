@@ -270,9 +270,8 @@ def _yaml_files(paths: list[str]) -> list[str]:
 
 def _check(path: str, args) -> dict:
     """One file validated: file, kind, name, valid, errors and (valid) a one-line detail."""
-    from parallelrun.runner.spec import SpecError
-
     from parallelrun.runner.aml import is_aml_job
+    from parallelrun.runner.spec import SpecError
 
     doc = _read_resource(path)
     kind = "BatchInferenceJob"

@@ -24,8 +24,16 @@ import tempfile
 import time
 
 from .accounting import Counts
-from .contract import (EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_THRESHOLD, PROGRESS_PUBLISH_SECONDS, SCRATCH_ENV,
-                       TERMINATION_LOG, PermanentError)
+from .contract import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_RETRY,
+    EXIT_THRESHOLD,
+    PROGRESS_PUBLISH_SECONDS,
+    SCRATCH_ENV,
+    TERMINATION_LOG,
+    PermanentError,
+)
 from .layout import Layout
 from .merge import MergeError, merge
 from .plan import ensure_plan, read_plan
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     except PermanentError as e:  # an invalid spec, input that cannot be planned, storage refusing...
         _write_termination_log(termination_message(None, str(e)))
         return e.exit_code
-    except Exception as e:  # noqa: BLE001 - a storage fault says so in one line; anything else is a crash
+    except Exception as e:  # a storage fault says so in one line; anything else is a crash
         fault = storage_error(e)
         if fault is None:
             raise

@@ -18,7 +18,7 @@ class Counts:
     items_succeeded: int = 0
     items_failed: int = 0
 
-    def add(self, other: "Counts") -> None:
+    def add(self, other: Counts) -> None:
         self.mini_batches_succeeded += other.mini_batches_succeeded
         self.mini_batches_failed += other.mini_batches_failed
         self.items_succeeded += other.items_succeeded
@@ -38,7 +38,7 @@ class Counts:
                 "items": {"succeeded": self.items_succeeded, "failed": self.items_failed}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Counts":
+    def from_dict(cls, d: dict) -> Counts:
         mb, items = d.get("miniBatches", {}), d.get("items", {})
         return cls(mb.get("succeeded", 0), mb.get("failed", 0), items.get("succeeded", 0), items.get("failed", 0))
 

@@ -371,7 +371,7 @@ class _Converter:
         joined = join_uri(folder, target).rstrip("/")
         result: dict[str, Any] = {"type": "files"}
         if kind == "pattern":
-            base, _, glob = joined.partition("*")
+            base, _, _glob = joined.partition("*")
             root = base.rsplit("/", 1)[0] if "/" in base else "."
             result["uri"], result["pattern"] = root + "/", joined[len(root) + 1:]
         elif kind in ("file", "folder"):

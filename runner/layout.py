@@ -44,14 +44,14 @@ class Layout:
         self.part_ext = PART_EXTENSIONS[output_format]
         self.parts = None  # where each committed part lies (commits.Parts), for the merge
 
-    def with_parts(self, parts) -> "Layout":
+    def with_parts(self, parts) -> Layout:
         """This layout, whose part(id) and parts.open(id) find each committed part (commits.Parts)."""
         layout = Layout(self.output_path, self.run_id)
         layout.part_ext, layout.parts = self.part_ext, parts
         return layout
 
     @classmethod
-    def uris(cls, spec: JobSpec, run_id: str) -> "Layout":
+    def uris(cls, spec: JobSpec, run_id: str) -> Layout:
         """The run's places as URIs under `spec.output.uri`, as the user wrote it (no storage access)."""
         return cls(spec.output.uri.rstrip("/") or "/", run_id, spec.output.format)
 

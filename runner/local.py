@@ -36,7 +36,6 @@ from .shard import ShardRunner, start_pool
 from .spec import JobSpec
 from .storage import filesystem, is_local, remove_stale_temporaries, storage_error
 
-
 PROCESSES_PER_CPU = 4  # worker processes that may run at once on one CPU of this machine
 
 
@@ -131,7 +130,7 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
             shard_pools = [pools.enter_context(start_pool(spec, layout, k, scratch=os.path.join(scratch, str(k)),
                                                           log_dir=log_dir, plan_header=None))
                            for k in range(early)]
-        except Exception as e:  # noqa: BLE001 - a missing entry script or model: as a shard would report it
+        except Exception as e:  # a missing entry script or model: as a shard would report it
             raise _shard_failure(e, log_dir, console) from e
         plan = _plan(spec, fs, layout, console, at_once)
         for pool in shard_pools[len([s for s in plan.shards if s.count]):]:
@@ -235,7 +234,7 @@ def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch:
         for t in threads:
             t.join()
         raise LocalRunError(f"interrupted; run the same command again to resume run {layout.run_id}",
-                            getattr(e, "exit_code", 130))
+                            getattr(e, "exit_code", 130)) from e
     if errors:
         # Workers killed as the run stopped may have been writing: no half-written part or marker stays.
         for folder in (layout.parts_dir, layout.done_dir):
@@ -286,17 +285,24 @@ class _Reporter:
         self._last_line = self.started
         self._progress = None
         if console.is_terminal:  # rich.progress is imported where it shows
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                       TimeElapsedColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TextColumn("mini-batches"), TextColumn("{task.fields[items]}"),
+                                      MofNCompleteColumn(), TextColumn("mini-batches"),
+                                      TextColumn("{task.fields[items]}"),
                                       TextColumn("[red]{task.fields[failed]}"), TimeElapsedColumn(),
                                       TextColumn("ETA {task.fields[eta]}"), console=console, transient=False)
             self._task = self._progress.add_task(self.starting, total=plan.total_mini_batches, items="", failed="",
                                                  eta="-")
 
-    def __enter__(self) -> "_Reporter":
+    def __enter__(self) -> _Reporter:
         if self._progress is not None:
             self._progress.start()
         elif self.plan.total_mini_batches:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import socket
-import logging
 import threading
 import time
 import uuid
@@ -58,7 +58,7 @@ class RunLock:
         self._refresher: threading.Thread | None = None
         self._holder = _holder()
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.acquire()
         return self
 
@@ -75,7 +75,7 @@ class RunLock:
         import fcntl
 
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        f = open(self.path, "a+")
+        f = open(self.path, "a+")  # noqa: SIM115 - held open as the lock until release()
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -101,7 +101,8 @@ class RunLock:
                 raise RunLocked(_locked_message(self.run_id, holder)) from None
             # Its holder stopped refreshing it: gone. Of the takers of this lease, the one that
             # creates its takeover marker wins; the others meet the marker.
-            won = create_if_absent(self.fs, f"{self.path}{TAKEOVER}{holder['token']}", json.dumps(self._holder).encode()) \
+            won = create_if_absent(self.fs, f"{self.path}{TAKEOVER}{holder['token']}",
+                                   json.dumps(self._holder).encode()) \
                 if holder is not None else create_if_absent(self.fs, self.path, json.dumps(self._holder).encode())
             if not won:
                 raise RunLocked(_locked_message(self.run_id, self._read_lease() or {})) from None

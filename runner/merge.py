@@ -274,7 +274,7 @@ def _local_part(fs, layout: Layout, mb: int):
         return
     record = layout.parts.records.get(mb)
     try:
-        f = open(layout.part(mb), "rb")
+        f = open(layout.part(mb), "rb")  # noqa: SIM115 - closed by the caller's with
     except FileNotFoundError:
         raise _missing(layout, mb) from None
     with f:

@@ -84,7 +84,7 @@ def _narrowed_to_input(table: pa.Table, frame, input_types: pa.Schema) -> pa.Tab
     import pyarrow as pa
 
     for i, (name, dtype) in enumerate(zip(frame.columns, frame.dtypes)):
-        if dtype != object or name not in input_types.names or not isinstance(name, str):
+        if dtype != object or name not in input_types.names or not isinstance(name, str):  # noqa: E721
             continue
         wanted, column = input_types.field(name).type, table.column(i)
         if column.type == wanted or pa.types.is_string(wanted) or pa.types.is_large_string(wanted) \
@@ -128,7 +128,8 @@ def from_pandas(frame) -> pa.Table:
 
     dtypes = list(frame.dtypes)
     floats = [isinstance(d, np.dtype) and d.kind == "f" for d in dtypes]
-    if not any(floats) or any(d == object for d in dtypes) or not frame.columns.is_unique \
+    objects = any(d == object for d in dtypes)  # noqa: E721 - numpy dtypes compare by ==
+    if not any(floats) or objects or not frame.columns.is_unique \
             or not all(isinstance(name, str) for name in frame.columns):
         return pa.Table.from_pandas(frame, preserve_index=False)
     try:
@@ -169,11 +170,13 @@ def write_csv(table: pa.Table, header: bool, delimiter: str) -> bytes:
     table = _nested_as_json(table)
     buf = io.BytesIO()
     try:
-        csv.write_csv(table, buf, csv.WriteOptions(include_header=header, delimiter=delimiter, batch_size=_CSV_BATCH_ROWS,
+        csv.write_csv(table, buf, csv.WriteOptions(include_header=header, delimiter=delimiter,
+                                                   batch_size=_CSV_BATCH_ROWS,
                                                    quoting_style="none", quoting_header="none"))
     except pa.ArrowInvalid:
         buf = io.BytesIO()
-        csv.write_csv(table, buf, csv.WriteOptions(include_header=header, delimiter=delimiter, batch_size=_CSV_BATCH_ROWS))
+        csv.write_csv(table, buf, csv.WriteOptions(include_header=header, delimiter=delimiter,
+                                                   batch_size=_CSV_BATCH_ROWS))
     return buf.getvalue()
 
 

@@ -28,7 +28,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, repeat
+from itertools import accumulate, pairwise, repeat
 from stat import S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -92,16 +92,16 @@ class MiniBatch:
         return _JSON.encode({name: value for name in self.__slots__ if (value := getattr(self, name)) is not None})
 
     @classmethod
-    def from_json(cls, line: str) -> "MiniBatch":
+    def from_json(cls, line: str) -> MiniBatch:
         return cls._from_dict(json.loads(line))
 
     @classmethod
-    def many_from_json(cls, lines: list[str]) -> list["MiniBatch"]:
+    def many_from_json(cls, lines: list[str]) -> list[MiniBatch]:
         """Lines of a plan, parsed at once as one JSON array (half the time of a parse each)."""
         return [cls._from_dict(d) for d in json.loads(f"[{','.join(lines)}]")]
 
     @classmethod
-    def _from_dict(cls, d: dict) -> "MiniBatch":
+    def _from_dict(cls, d: dict) -> MiniBatch:
         # Positional, each field looked up: cls(**d) took twice as long, a cost a plan of
         # a million mini-batches pays in every shard and worker.
         get = d.get
@@ -155,7 +155,7 @@ class Plan:
                 "sources": self.sources}
 
     @classmethod
-    def from_header(cls, d: dict) -> "Plan":
+    def from_header(cls, d: dict) -> Plan:
         return cls(input_uri=d["input"]["uri"], input_type=d["input"]["type"],
                    input_format=d["input"]["format"], options=d["input"]["options"],
                    shards=[ShardRange.from_dict(s) for s in d["shards"]],
@@ -192,7 +192,7 @@ class Listing:
     versions: list[int | str | None]
 
     @classmethod
-    def of(cls, files: list[InputFile]) -> "Listing":
+    def of(cls, files: list[InputFile]) -> Listing:
         return cls([f.rel for f in files], [f.size for f in files], [f.version for f in files])
 
     def __len__(self) -> int:
@@ -676,7 +676,8 @@ class FileBatches(Sequence):
         rels, sizes, versions = self.listing.rels, self.listing.sizes, self.listing.versions
         if self.count == 1:
             return [f'{{"id":{i},"size":{sizes[i]},"items":1,"files":[{encode(rels[i])}],"stamps":[{sizes[i]},'
-                    f'{v if type(v) is int else encode(v)}]}}' for i, v in zip(range(start, stop), versions[start:stop])]
+                    f'{v if type(v) is int else encode(v)}]}}' for i, v in zip(range(start, stop),
+                                                                               versions[start:stop])]
         lines = []
         for i in range(start, stop):
             a, b = i * self.count, min((i + 1) * self.count, len(rels))
@@ -686,7 +687,7 @@ class FileBatches(Sequence):
 
 
 def _parquet_batches(spec: JobSpec, fs, path: str, rel: str, size: int,
-                     row_groups: "_RowGroupRows") -> Iterator[MiniBatch]:
+                     row_groups: _RowGroupRows) -> Iterator[MiniBatch]:
     """Whole row groups up to the target; a row group larger than it is cut in even slices."""
     counts = row_groups(fs, path)
     total = sum(counts)
@@ -818,7 +819,7 @@ def _text_batches(spec: JobSpec, fs, path: str, rel: str, size: int) -> Iterator
                     cuts(f, start, size, target, quote, delimiter)
                 points = [start, *found, size]
                 batches = [MiniBatch(id=0, size=b - a, items=None, file=rel, bytes=(a, b))
-                           for a, b in zip(points, points[1:]) if b > a]
+                           for a, b in pairwise(points) if b > a]
         except Unsafe:
             batches = [whole]
         yield from batches
@@ -890,7 +891,7 @@ def _partition_batches(spec: JobSpec, root: str, files: list[InputFile], env,
             named = [(root + rel, arrow_dataset(root, [rel], fmt, options, env).schema) for rel in sizes]
         folders = folder_keys(sizes)
         own = {name: s.field(name).type for _, s in named for name in folders if name in s.names}
-        schema = unify(named + [("the folder names", pa.schema(hive_fields(folders, own)))])
+        schema = unify([*named, ("the folder names", pa.schema(hive_fields(folders, own)))])
     except SchemaClash as e:
         raise PlanError(f"spec.input: {e}") from None
     missing = [k for k in keys if k not in schema.names]
@@ -960,7 +961,7 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
         bounds.append(min(max(balanced, bounds[-1] + 1), max(n - (count - k), bounds[-1] + 1), n))
     bounds.append(n)
     return [ShardRange(k, a, b - a, items_between(a, b), sum(sizes[a:b]))
-            for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+            for k, (a, b) in enumerate(pairwise(bounds))]
 
 
 CHUNKS_PER_SHARD = 16  # the last chunk of a job is about this fraction of a pod's work

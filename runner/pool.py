@@ -235,7 +235,7 @@ class WorkerPool:
                 except OSError:  # it died while the run was planned: wait() replaces it (with the header)
                     pass
 
-    def __enter__(self) -> "WorkerPool":
+    def __enter__(self) -> WorkerPool:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from stat import S_ISFIFO, S_ISREG, S_ISSOCK
 from collections.abc import Mapping
+from stat import S_ISFIFO, S_ISREG, S_ISSOCK
 from typing import TYPE_CHECKING
 
 from .column_types import SchemaMismatch, mismatch

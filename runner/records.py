@@ -46,7 +46,7 @@ class ShardRange:
                 "bytes": self.bytes}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ShardRange":
+    def from_dict(cls, d: dict) -> ShardRange:
         return cls(d["index"], d["first"], d["count"], d["items"], d["bytes"])
 
 
@@ -76,10 +76,11 @@ class DoneRecord:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "status": self.status, "items": self.items, "attempts": self.attempts,
-                "errors": self.errors, "schema": self.schema, "succeeded": self.succeeded, "failed": self.failed, "part": self.part}
+                "errors": self.errors, "schema": self.schema, "succeeded": self.succeeded, "failed": self.failed,
+                "part": self.part}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DoneRecord":
+    def from_dict(cls, d: dict) -> DoneRecord:
         part = d.get("part")
         return cls(id=d["id"], status=d["status"], items=d["items"], succeeded=d["succeeded"], failed=d["failed"],
                    attempts=d.get("attempts", 1), errors=d.get("errors", []), schema=d.get("schema"),
@@ -109,7 +110,7 @@ class ShardResult:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ShardResult":
+    def from_dict(cls, d: dict) -> ShardResult:
         return cls(index=d["shard"], counts=Counts.from_dict(d), threshold_reason=d.get("thresholdExceeded"),
                    failed_ids=list(d.get("failedMiniBatches", [])), without_part=list(d.get("withoutPart", [])),
                    schemas=list(d.get("schemas", [])),
@@ -137,7 +138,7 @@ class ReuseEntry:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ReuseEntry":
+    def from_dict(cls, d: dict) -> ReuseEntry:
         """Raises ValueError for anything but an entry (a file half written, or another's)."""
         if not isinstance(d, dict) or not isinstance(d.get("fingerprint"), str) or not isinstance(d.get("run"), str):
             raise ValueError("not a reuse index entry")
@@ -173,7 +174,7 @@ class TerminationMessage:
         return encoded
 
     @classmethod
-    def from_text(cls, text: str | None) -> "TerminationMessage | None":
+    def from_text(cls, text: str | None) -> TerminationMessage | None:
         """The message a runner left, or None where the pod left something else (a log tail)."""
         try:
             d = json.loads(text or "")
@@ -200,7 +201,7 @@ class ClaimRecord:
         return {"chunk": self.chunk, "index": self.index, "token": self.token, "pod": self.pod, "at": self.at}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClaimRecord":
+    def from_dict(cls, d: dict) -> ClaimRecord:
         return cls(d["chunk"], d["index"], d["token"], d["pod"], d["at"])
 
 
@@ -219,5 +220,5 @@ class Heartbeat:
         return {"index": self.index, "token": self.token, "at": self.at, "idle": self.idle}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Heartbeat":
+    def from_dict(cls, d: dict) -> Heartbeat:
         return cls(d["index"], d["token"], d["at"], d.get("idle", False))

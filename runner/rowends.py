@@ -46,7 +46,7 @@ def row_ends(f, start: int, quote: bytes | None, delimiter: bytes, jsonl: bool =
             text = np.flatnonzero(~np.isin(data, _WHITESPACE))
             rows = ends[(np.searchsorted(text, ends) > np.searchsorted(text, np.maximum(previous + 1, 0)))
                         | (previous < 0) & text_after_last]
-            text_after_last = bool(len(text)) and text[-1] > (ends[-1] if len(ends) else -1) or \
+            text_after_last = (bool(len(text)) and text[-1] > (ends[-1] if len(ends) else -1)) or \
                 (text_after_last and not len(ends))
         else:
             lengths = ends - previous

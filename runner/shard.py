@@ -308,7 +308,8 @@ class ShardRunner:
     def _source(self, mb: MiniBatch) -> dict:
         if mb.files is not None and mb.key is None:
             return {"files": [self.plan.absolute(f) for f in mb.files]}
-        source = {"file": self.plan.absolute(mb.file)} if mb.file else {"files": [self.plan.absolute(f) for f in mb.files]}
+        source = ({"file": self.plan.absolute(mb.file)} if mb.file
+                  else {"files": [self.plan.absolute(f) for f in mb.files]})
         for name in ("rows", "bytes", "key"):
             if getattr(mb, name) is not None:
                 source[name] = getattr(mb, name)

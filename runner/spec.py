@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, overload
 
 from .api import API_VERSION, BATCH_INFERENCE_JOB
@@ -305,7 +305,8 @@ class _Loader(Problems):
         else:
             spec = doc
         if not isinstance(spec, dict):
-            raise SpecError(self.errors + ["spec: missing; a BatchInferenceJob needs spec.input, spec.code and spec.output"])
+            raise SpecError([*self.errors,
+                             "spec: missing; a BatchInferenceJob needs spec.input, spec.code and spec.output"])
         result = self.spec(spec, name, namespace)
         if result is None:  # the problems are reported
             raise SpecError(self.errors)
@@ -418,7 +419,8 @@ class _Loader(Problems):
         size = self.mini_batch_size(spec.get("miniBatchSize"), inp)
         keys = self.string_list("spec.partitionKeys", spec.get("partitionKeys"), unique=True)
         if keys and inp and inp.type != "tabular":
-            self.fail("spec.partitionKeys", "only a tabular input can be partitioned by keys; remove it or use type: tabular")
+            self.fail("spec.partitionKeys",
+                      "only a tabular input can be partitioned by keys; remove it or use type: tabular")
         model = self.mapping("spec.model", spec.get("model"), ("uri",)) or {}
         environment = self.mapping("spec.environment", spec.get("environment"), _ENVIRONMENT_FIELDS) or {}
         storage = self.mapping("spec.storage", spec.get("storage"), ("secretRef",)) or {}
@@ -472,7 +474,8 @@ class _Loader(Problems):
             storage=storage,
             allow_reuse=bool(allow_reuse),
             retry_failed=retry_failed is True,
-            queue_name=self.object_name("spec.queueName", spec.get("queueName"), "a Kueue LocalQueue of this namespace"),
+            queue_name=self.object_name("spec.queueName", spec.get("queueName"),
+                                        "a Kueue LocalQueue of this namespace"),
             priority_class_name=self.object_name("spec.priorityClassName", spec.get("priorityClassName"),
                                                  "a PriorityClass"),
         )
@@ -484,7 +487,8 @@ class _Loader(Problems):
             return None
         kind: InputType | None = self.choice("spec.input.type", value.get("type"), get_args(InputType), None)
         if value.get("type") is None:
-            self.fail("spec.input.type", "required; use tabular (rows of csv/parquet/jsonl) or files (one item per file)")
+            self.fail("spec.input.type",
+                      "required; use tabular (rows of csv/parquet/jsonl) or files (one item per file)")
         fmt: InputFormat | None = self.choice("spec.input.format", value.get("format"), get_args(InputFormat), None)
         if kind == "tabular" and value.get("format") is None:
             self.fail("spec.input.format", "required with type: tabular; use parquet, csv or jsonl")
@@ -514,7 +518,8 @@ class _Loader(Problems):
         if value is None:
             return
         if not isinstance(value, dict):
-            self.fail("spec.input.options.columnTypes", "expected a mapping of column name to type, e.g. {code: string}")
+            self.fail("spec.input.options.columnTypes",
+                      "expected a mapping of column name to type, e.g. {code: string}")
             return
         for name, kind in value.items():
             if kind not in COLUMN_TYPES:
@@ -529,7 +534,8 @@ class _Loader(Problems):
             return None
         file_name = self.string("spec.output.fileName", value.get("fileName"), default="parallel_run_step.txt")
         if file_name and ("/" in file_name or file_name.startswith(("_", "."))):
-            self.fail("spec.output.fileName", f"{file_name!r} must be a plain file name, not a path nor starting with _ or .")
+            self.fail("spec.output.fileName",
+                      f"{file_name!r} must be a plain file name, not a path nor starting with _ or .")
         fmt: OutputFormat = self.choice("spec.output.format", value.get("format"), get_args(OutputFormat), "txt")
         layout: OutputLayout = self.choice("spec.output.layout", value.get("layout"), get_args(OutputLayout), "file")
         if layout == "dataset" and fmt != "parquet":
@@ -569,7 +575,8 @@ class _Loader(Problems):
             self.fail("spec.code.entryScript", f"{script!r} is not a Python file; name the .py file that defines "
                       "init() and run(mini_batch)")
         if ".." in script.replace("\\", "/").split("/"):
-            self.fail("spec.code.entryScript", f"{script!r} leaves the code folder; give a path inside it, e.g. score.py")
+            self.fail("spec.code.entryScript",
+                      f"{script!r} leaves the code folder; give a path inside it, e.g. score.py")
         elif os.path.isabs(script) and not baked:
             self.fail("spec.code.entryScript", f"{script!r} is absolute; give a path relative to the code folder "
                       "(an absolute path is only for code baked into the image, with neither uri nor configMap)")
@@ -584,7 +591,8 @@ class _Loader(Problems):
             self.fail("spec.miniBatchSize", f"{value} must be at least 1")
         elif isinstance(value, str) and _SIZE.match(value.strip()):
             if files:
-                self.fail("spec.miniBatchSize", f"{value!r} is a size, but a files input is batched by count; use an integer such as 5")
+                self.fail("spec.miniBatchSize",
+                          f"{value!r} is a size, but a files input is batched by count; use an integer such as 5")
             elif parse_size(value) < 1:
                 self.fail("spec.miniBatchSize", f"{value!r} is empty; use a size of at least 1 byte, e.g. \"1MB\"")
             else:
@@ -605,7 +613,8 @@ class _Loader(Problems):
             item = self.mapping(path, item, ("name", "uri"), required=True) or {}
             name = self.string(f"{path}.name", item.get("name"), required=True)
             if name and not _NAME.match(name):
-                self.fail(f"{path}.name", f"{name!r} must be a letter or _ followed by letters, digits or _ (it names an env var)")
+                self.fail(f"{path}.name",
+                          f"{name!r} must be a letter or _ followed by letters, digits or _ (it names an env var)")
             if name in seen:
                 self.fail(f"{path}.name", f"{name!r} is given twice")
             seen.add(name)

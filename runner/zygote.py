@@ -286,7 +286,7 @@ def serve(control_fd: int, running_fd: int) -> None:
                 _reap(children)
                 continue
             try:
-                for ticket, config, slot in _requests(control):
+                for _ticket, config, slot in _requests(control):
                     if config is None:
                         control.send(None)
                         continue

@@ -48,10 +48,7 @@ def write_data(X, y, rows, files, fmt, data_dir):
     for i in range(files):
         path = data_dir / f"iris_{i:04d}.{fmt}"
         file_rows = rows * (i + 1) // files - rows * i // files
-        if fmt == "parquet":
-            writer = pq.ParquetWriter(path, schema)
-        else:
-            writer = pacsv.CSVWriter(path, schema)
+        writer = pq.ParquetWriter(path, schema) if fmt == "parquet" else pacsv.CSVWriter(path, schema)
         with writer:
             for start in range(0, file_rows, CHUNK_ROWS):
                 n = min(CHUNK_ROWS, file_rows - start)

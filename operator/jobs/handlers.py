@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import kopf
+
 from parallelrun.runner.api import BATCH_INFERENCE_JOB, GROUP, LABEL_JOB_UID, VERSION
 
 from ..kit.conditions import TERMINAL

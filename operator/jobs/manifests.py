@@ -22,12 +22,7 @@ from parallelrun.runner.api import (
     LABEL_JOB_UID,
     LABEL_KUEUE_QUEUE,
 )
-from parallelrun.runner.contract import (
-    CODE_DIR,
-    CODE_DIR_ENV,
-    EXIT_CONFIG,
-    EXIT_THRESHOLD,
-)
+from parallelrun.runner.contract import CODE_DIR, CODE_DIR_ENV, EXIT_CONFIG, EXIT_THRESHOLD
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec
 
 from ..kit.children import Owner

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 import kopf
+
 from parallelrun.runner.accounting import ALL_ITEMS_FAILED, Counts, all_items_failed
 from parallelrun.runner.api import BATCH_INFERENCE_JOB, LABEL_JOB_UID
 from parallelrun.runner.contract import PermanentError

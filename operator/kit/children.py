@@ -57,7 +57,7 @@ class Owner:
     uid: str
 
     @classmethod
-    def of(cls, kind: Kind, body) -> "Owner":
+    def of(cls, kind: Kind, body) -> Owner:
         meta = body["metadata"]
         return cls(kind, meta["name"], meta["namespace"], meta["uid"])
 

@@ -22,18 +22,13 @@ from datetime import datetime
 from typing import Literal, overload
 
 import kopf
+
 from parallelrun.runner.api import API_VERSION, KINDS, Kind
 
 from . import metrics
 from .children import Owner
 from .clock import Clock
-from .conditions import (
-    FAILED,
-    PENDING,
-    SPEC_CHANGE_REFUSED,
-    with_phase,
-    with_spec_check,
-)
+from .conditions import FAILED, PENDING, SPEC_CHANGE_REFUSED, with_phase, with_spec_check
 from .credentials import secret_env
 from .kube import ApiError, KubeApi, path
 
@@ -73,7 +68,7 @@ class Wakeups:
         if uid in self._events:
             self._events[uid].set()
 
-    async def drive(self, uid: str, controller: "Controller") -> None:
+    async def drive(self, uid: str, controller: Controller) -> None:
         """Drive the resource's controller, woken by `wake(uid)`."""
         try:
             await controller.drive(self._events.setdefault(uid, asyncio.Event()))
@@ -142,7 +137,7 @@ class Controller(abc.ABC):
         """When to look again without a wake-up; None: after the clock's resync interval."""
         return None
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 - a hook: most controllers have nothing to stop
         """What ends with the drive, however it ended."""
 
     def _refusal(self) -> str | None:

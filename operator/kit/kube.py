@@ -44,13 +44,13 @@ class Call:
     subresource: str | None = None
 
     @classmethod
-    def of(cls, method: str, url_path: str, body: dict | None = None) -> "Call":
+    def of(cls, method: str, url_path: str, body: dict | None = None) -> Call:
         parts = url_path.split("?")[0].strip("/").split("/")  # api/v1/... or apis/GROUP/VERSION/...
         group = parts[1] if parts[0] == "apis" and len(parts) > 1 else ""
         rest, namespace = parts[3:] if group else parts[2:], None
         if rest[:1] == ["namespaces"] and len(rest) > 2:
             namespace, rest = rest[1], rest[2:]
-        plural, name, subresource = (rest + [None, None, None])[:3]
+        plural, name, subresource = ([*rest, None, None, None])[:3]
         assert plural is not None, f"{url_path} names no resource"  # path() names one
         if method == "POST":  # a create names its object in the body
             name, kind = ((body or {}).get("metadata") or {}).get("name"), (body or {}).get("kind")
@@ -131,8 +131,7 @@ class ApiError(Exception):
 def path(api_version: str, plural: str, namespace: str, name: str | None = None,
          subresource: str | None = None) -> str:
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    parts = [prefix, "namespaces", namespace, plural] + ([name] if name else []) + ([subresource] if subresource else [])
-    return "/".join(parts)
+    return "/".join(p for p in (prefix, "namespaces", namespace, plural, name, subresource) if p)
 
 
 class KubeApi:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import get_args
 
-from parallelrun.runner.accounting import Counts
 from prometheus_client import Counter, Gauge, Histogram
+
+from parallelrun.runner.accounting import Counts
 
 from .conditions import PENDING, Phase
 

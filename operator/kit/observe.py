@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from parallelrun.runner.accounting import Counts
-from parallelrun.runner.records import TerminationMessage
 from parallelrun.runner.api import LABEL_COMPONENT
+from parallelrun.runner.records import TerminationMessage
 
 from .pods import CONTAINER
 
@@ -67,7 +67,8 @@ def pod_state(pod: Mapping) -> PodState:
         name=meta.get("name", ""),
         component=labels.get(LABEL_COMPONENT, ""),
         index=int(raw_index) if raw_index is not None and str(raw_index).isdigit() else None,
-        order=(int(failures) if str(failures).isdigit() else 0, meta.get("creationTimestamp") or "", meta.get("name", "")),
+        order=(int(failures) if str(failures).isdigit() else 0, meta.get("creationTimestamp") or "", meta.get("name",
+                                                                                                              "")),
         phase=status.get("phase") or "Pending",
         exit_code=terminated.get("exitCode"),
         reason=terminated.get("reason") or status.get("reason"),

@@ -85,7 +85,7 @@ def restricted_container(image: str | None, command: list[str], env: list[dict],
     }
     secret = (storage.get("secretRef") or {}).get("name")
     if secret:
-        env_from = env_from + [{"secretRef": {"name": secret}}]
+        env_from = [*env_from, {"secretRef": {"name": secret}}]
     if env_from:
         container["envFrom"] = env_from
     return container

@@ -8,13 +8,8 @@
 from __future__ import annotations
 
 import kopf
-from parallelrun.runner.api import (
-    BATCH_INFERENCE_JOB,
-    GROUP,
-    LABEL_RUN_UID,
-    PIPELINE_RUN,
-    VERSION,
-)
+
+from parallelrun.runner.api import BATCH_INFERENCE_JOB, GROUP, LABEL_RUN_UID, PIPELINE_RUN, VERSION
 
 from ..kit.conditions import TERMINAL
 from ..kit.controller import refuse_change_after_finish

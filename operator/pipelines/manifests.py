@@ -106,7 +106,8 @@ def build_spec_configmap(owner: Owner, document: dict) -> dict:
 
 def child_annotations(step: ResolvedStep) -> dict:
     """What the operator reads back from a child: its step's fingerprint (for the reuse index) and outputs."""
-    return {ANNOTATION_FINGERPRINT: step.fingerprint, ANNOTATION_OUTPUTS: json.dumps(dict(step.outputs), sort_keys=True)}
+    return {ANNOTATION_FINGERPRINT: step.fingerprint, ANNOTATION_OUTPUTS: json.dumps(dict(step.outputs),
+                                                                                     sort_keys=True)}
 
 
 def build_step_batch_job(owner: Owner, step: ResolvedStep) -> dict:
@@ -138,7 +139,8 @@ def build_step_configmap(owner: Owner, step: ResolvedStep) -> dict:
 
 def build_component_job(owner: Owner, step: ResolvedStep, default_image: str | None) -> dict:
     """A Job running the component's image on its resolved step (build_step_configmap), retried `retries` times."""
-    volumes: list[dict] = [_SCRATCH_VOLUME, {"name": "step", "configMap": {"name": step_configmap_name(owner, step.name)}}]
+    volumes: list[dict] = [_SCRATCH_VOLUME, {"name": "step", "configMap": {"name": step_configmap_name(owner,
+                                                                                                       step.name)}}]
     mounts: list[dict] = [_SCRATCH_MOUNT, {"name": "step", "mountPath": SPEC_DIR, "readOnly": True}]
     runner = restricted_container(step.image or default_image, STEP_COMMAND, scratch_env(), mounts, [], step.storage)
     # The step runner exits EXIT_CONFIG when the step cannot start or keep its outputs: not worth a retry.

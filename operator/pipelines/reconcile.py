@@ -26,20 +26,14 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 
 import kopf
+
 from parallelrun.runner.api import LABEL_RUN_UID, PIPELINE_RUN
 from parallelrun.runner.contract import PermanentError
 from parallelrun.runner.pipelines import dag, owners, reuse
 from parallelrun.runner.pipelines.component import Component, load_component_text
 from parallelrun.runner.pipelines.resolve import component_base_dir, resolve_step
 from parallelrun.runner.pipelines.resolved import ResolveError
-from parallelrun.runner.pipelines.spec import (
-    API_VERSION,
-    KIND,
-    ComponentRef,
-    PipelineSpec,
-    Step,
-    load_pipeline,
-)
+from parallelrun.runner.pipelines.spec import API_VERSION, KIND, ComponentRef, PipelineSpec, Step, load_pipeline
 from parallelrun.runner.spec import SpecError
 from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_error
 
@@ -48,13 +42,7 @@ from ..kit.conditions import TERMINAL, now
 from ..kit.controller import Controller, RunFailed, Services
 from ..kit.kube import ApiError, path
 from ..kit.observe import PodState
-from .manifests import (
-    SPEC_FILE,
-    build_spec_configmap,
-    build_step_children,
-    cluster_errors,
-    spec_configmap_name,
-)
+from .manifests import SPEC_FILE, build_spec_configmap, build_step_children, cluster_errors, spec_configmap_name
 from .status import OVER, ChildState, failed_pod, skip_message, step_states, with_steps
 
 
@@ -119,13 +107,15 @@ class PipelineReconciler(Controller):
 
     def _current_document(self) -> dict:
         meta = self.body["metadata"]
-        return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": meta["name"],
+                                                                      "namespace": meta["namespace"]},
                 "spec": copy.deepcopy(dict(self.body.get("spec") or {}))}
 
     async def _spec_of_record(self) -> dict | None:
         """The spec the run started with (its ConfigMap), or None before it started."""
         try:
-            config_map = await self.api.get(path("v1", "configmaps", self.owner.namespace, spec_configmap_name(self.owner)))
+            config_map = await self.api.get(path("v1", "configmaps", self.owner.namespace,
+                                                 spec_configmap_name(self.owner)))
         except ApiError as e:
             if e.status != 404:
                 raise
@@ -191,7 +181,7 @@ class PipelineReconciler(Controller):
             try:
                 fs, where = filesystem(ref.uri, self._env)
                 text = fs.cat_file(where)
-            except Exception as e:  # noqa: BLE001 - sorted below: a passing fault is retried
+            except Exception as e:  # sorted below: a passing fault is retried
                 fault = storage_error(e, ref.uri, writing=False)
                 if isinstance(fault, StorageUnavailable):
                     raise _Unavailable(f"cannot read component {ref.uri} yet: {fault}") from e
@@ -241,7 +231,7 @@ class PipelineReconciler(Controller):
             return {"phase": dag.FAILED, "message": message, "startTime": started, "completionTime": started}
         except ApiError:
             raise
-        except Exception as e:  # noqa: BLE001 - its code's storage did not answer: the step waits
+        except Exception as e:  # its code's storage did not answer: the step waits
             message = f"cannot resolve step {step.name} yet, retrying in {self.retry_seconds}s: {type(e).__name__}: {e}"
             raise kopf.TemporaryError(message, delay=self.retry_seconds) from e
         needs_reused = all(states.get(need) == dag.REUSED for need in step.needs)
@@ -286,7 +276,7 @@ class PipelineReconciler(Controller):
         """
         try:
             return await asyncio.to_thread(_on_workdir, function, self.spec.workdir, self._env, *args)
-        except Exception as e:  # noqa: BLE001 - sorted below
+        except Exception as e:  # sorted below
             fault = storage_error(e, self.spec.workdir)
             if isinstance(fault, PermanentError):
                 self.logger.warning("the reuse index under %s is refused, so steps are neither reused nor recorded "

@@ -17,11 +17,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from parallelrun.runner.api import (
-    ANNOTATION_FINGERPRINT,
-    ANNOTATION_OUTPUTS,
-    LABEL_STEP,
-)
+from parallelrun.runner.api import ANNOTATION_FINGERPRINT, ANNOTATION_OUTPUTS, LABEL_STEP
 from parallelrun.runner.pipelines import dag
 from parallelrun.runner.pipelines.expressions import as_text
 
@@ -88,7 +84,8 @@ def batch_job_child(resource: Mapping) -> ChildState:
         reason = next((c.get("reason") for c in status.get("conditions") or []
                        if c.get("type") == "Failed" and c.get("status") == "True"), None)
         return _child(resource, dag.FAILED, f"BatchInferenceJob {name} failed"
-                      + (f" ({reason})" if reason else "") + (f": {status['message']}" if status.get("message") else ""))
+                      + (f" ({reason})" if reason else "")
+                      + (f": {status['message']}" if status.get("message") else ""))
     return _child(resource, dag.RUNNING, "")
 
 

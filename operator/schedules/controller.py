@@ -25,11 +25,12 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, Mapping
 
 import kopf
+
 from parallelrun.runner.api import (
     ANNOTATION_RUN_NOW,
     ANNOTATION_SCHEDULED_TIME,
@@ -236,7 +237,8 @@ class ScheduleController(Controller):
         text = ((run.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_WATERMARK)
         if text:
             mark = arrival.Watermark.from_dict(json.loads(text))
-            assert mark is not None, f"run {name}: its {ANNOTATION_WATERMARK} annotation has no time"  # _create wrote it
+            # start_run wrote it
+            assert mark is not None, f"run {name}: its {ANNOTATION_WATERMARK} annotation has no time"
             self.updates["watermark"] = mark.to_dict()
 
     async def _storage_env(self, spec: ScheduleSpec) -> dict[str, str]:

@@ -12,14 +12,8 @@ a hop that costs more than these handlers' own work when a thousand runs appear 
 from __future__ import annotations
 
 import kopf
-from parallelrun.runner.api import (
-    ANNOTATION_RUN_NOW,
-    GROUP,
-    LABEL_SCHEDULE,
-    PIPELINE_RUN,
-    PIPELINE_SCHEDULE,
-    VERSION,
-)
+
+from parallelrun.runner.api import ANNOTATION_RUN_NOW, GROUP, LABEL_SCHEDULE, PIPELINE_RUN, PIPELINE_SCHEDULE, VERSION
 
 from ..kit.clock import Clock
 from ..kit.controller import Wakeups

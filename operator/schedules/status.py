@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from parallelrun.runner.schedules.policy import Decision, Run
 from parallelrun.runner.schedules.runs import rfc3339

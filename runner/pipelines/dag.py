@@ -97,7 +97,7 @@ def advance(graph: Graph, states: States) -> Advance:
     """What to do now: the steps to mark Skipped, the steps to start, and the phase after."""
     skip = skipped(graph, states)
     start = ready(graph, states)
-    after = {**states, **{name: SKIPPED for name in skip}, **{name: RUNNING for name in start}}
+    after = {**states, **dict.fromkeys(skip, SKIPPED), **dict.fromkeys(start, RUNNING)}
     return Advance(skip, start, phase(graph, after))
 
 
@@ -121,7 +121,7 @@ def cycles(graph: Graph) -> list[tuple[str, ...]]:
 
 
 def _with_skips(graph: Graph, states: States) -> dict[str, str]:
-    return {**states, **{name: SKIPPED for name in skipped(graph, states)}}
+    return {**states, **dict.fromkeys(skipped(graph, states), SKIPPED)}
 
 
 def _strong_components(names: tuple[str, ...], edges: Mapping[str, list[str]]) -> list[set[str]]:

@@ -132,7 +132,8 @@ def problem(ref: Ref, scope: Scope) -> str | None:
         if outputs is not None and output not in outputs:
             if not outputs:
                 return f"{ref.text}: step {name} has no outputs; only batchInference and component steps have outputs"
-            return f"{ref.text}: step {name} has no output {output!r}; {_known('use one of its outputs', output, outputs)}"
+            known = _known("use one of its outputs", output, outputs)
+            return f"{ref.text}: step {name} has no output {output!r}; {known}"
     if ref.key == "run.status" and not scope.run_status:
         return f"{ref.text} is known only once the steps are over; use it in a step under spec.finally"
     if kind in ("inputs", "outputs"):

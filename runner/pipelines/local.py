@@ -65,8 +65,8 @@ def run_pipeline(doc: dict, *, base_dir: str | None, parameters: Mapping[str, An
     `name` names the run (default: metadata.name), and with it `${{run.name}}`, the
     run's workdir and so which earlier outputs are found again. `fresh` reuses nothing.
     Raises PipelineSpecError for an invalid pipeline (nothing runs), lock.RunLocked when
-    a run of this name is running already (its lock: `<workdir>/_parallelrun/pipeline-<name>.lock`), and KeyboardInterrupt
-    (Ctrl-C, or processes.Terminated for SIGTERM) once the running steps are stopped.
+    a run of this name is running already (its lock: `<workdir>/_parallelrun/pipeline-<name>.lock`),
+    and KeyboardInterrupt (Ctrl-C, or processes.Terminated for SIGTERM) once the running steps are stopped.
     """
     if name is not None:
         doc = {**doc, "metadata": {**(doc.get("metadata") or {}), "name": name}}
@@ -143,7 +143,8 @@ class _Run:
         status = dag.run_status(self.spec.graph, self.states) if step.is_finally else None
         upstream = {n: fp for n, r in self.records.items() if (fp := r.fingerprint) is not None}
         try:
-            resolved = resolve_step(self.spec, step, finished, status, component_text=self.files.text(step.component_ref),
+            resolved = resolve_step(self.spec, step, finished, status,
+                                    component_text=self.files.text(step.component_ref),
                                     code_digest=code_digest, upstream=upstream)
             record.outputs, record.resolved = dict(resolved.outputs), resolved
             if self._reuse(step, resolved):
@@ -211,7 +212,7 @@ class _Run:
                     with self.lock:
                         if self.stopping.is_set():
                             break
-                        stdout = open(result, "w", encoding="utf-8") if result else out
+                        stdout = open(result, "w", encoding="utf-8") if result else out  # noqa: SIM115 - the step's
                         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=out,
                                                    cwd=cwd if cwd and os.path.isdir(cwd) else None,
                                                    env={**_environment(), **env},

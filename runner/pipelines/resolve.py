@@ -103,8 +103,8 @@ def resolve_step(spec: PipelineSpec, step: Step, finished_outputs: Mapping[str, 
     errors = [f"{path}.{where}: {_unresolved(ref.key)}" for where, ref in locate(body)]
     if errors:
         raise ResolveError(errors)
-    common = dict(name=step.name, run=spec.name, retries=step.retries, reuse=step.reuse,
-                  storage=dict(spec.storage))
+    common = {"name": step.name, "run": spec.name, "retries": step.retries, "reuse": step.reuse,
+                  "storage": dict(spec.storage)}
     if step.kind == "batchInference":
         resolved = _job_step(body["batchInference"], spec.base_dir, path + ".batchInference", common)
     elif step.kind == "container":

@@ -68,7 +68,7 @@ class ResolvedStep:
         return {"format": FORMAT, **{_camel(k): v for k, v in raw.items()}}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ResolvedStep":
+    def from_dict(cls, data: Mapping[str, Any]) -> ResolvedStep:
         if data.get("format") != FORMAT:
             raise ResolveError([f"format: {data.get('format')!r} is not a resolved step of format {FORMAT}; "
                                 "resolve it with this version of parallelrun"])

@@ -30,7 +30,7 @@ class ComponentFiles:
                 self._texts[ref] = fs.cat_file(path)
             except FileNotFoundError:
                 raise ComponentError(["no such file"]) from None
-            except Exception as error:  # noqa: BLE001 - a storage fault in one line, reported with the step
+            except Exception as error:  # a storage fault in one line, reported with the step
                 fault = storage_error(error, ref.uri)
                 if fault is None:
                     raise

@@ -162,7 +162,7 @@ class _Loader(Problems):
                 self.fail("metadata.name", f"{named!r} is not a valid name; use lower-case letters, digits, '-' "
                           "and '.', starting and ending with a letter or digit")
         if not isinstance(spec, dict):
-            raise PipelineSpecError(self.errors + ["spec: missing; a PipelineRun needs spec.workdir and spec.steps"])
+            raise PipelineSpecError([*self.errors, "spec: missing; a PipelineRun needs spec.workdir and spec.steps"])
         self.unknown("spec", spec, _SPEC_FIELDS)
         values = self.parameters(spec.get("parameters"), given)
         workdir = self.workdir(spec.get("workdir"))

@@ -77,9 +77,7 @@ def run_step(step: ResolvedStep, scratch: str) -> int:
 def _code(step: ResolvedStep, scratch: str) -> str:
     if not step.code:
         return step.cwd if step.cwd and os.path.isdir(step.cwd) else os.getcwd()
-    from ..storage import (
-        fetch,  # fsspec only for steps that move data: a container step starts faster
-    )
+    from ..storage import fetch  # fsspec only for steps that move data: a container step starts faster
 
     try:
         source = fetch(step.code, os.path.join(scratch, "fetched"))
@@ -139,7 +137,7 @@ def _upload(local: str, uri: str, kind: str) -> None:
             fs.put(local.rstrip("/") + "/", path + "/", recursive=True)
         else:
             fs.put_file(local, path)
-    except Exception as error:  # noqa: BLE001 - a storage fault in one line, else raised
+    except Exception as error:  # a storage fault in one line, else raised
         fault = storage_error(error, uri, writing=True)
         if fault is None:
             raise
@@ -193,7 +191,7 @@ def main(argv: list[str]) -> int:
     except PermanentError as error:
         print(f"step: {error}", file=sys.stderr)
         return error.exit_code if error.exit_code else EXIT_CONFIG
-    except Exception as error:  # noqa: BLE001 - a storage fault fetching code or inputs, in one line
+    except Exception as error:  # a storage fault fetching code or inputs, in one line
         from ..storage import storage_error
 
         fault = storage_error(error)

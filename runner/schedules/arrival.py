@@ -22,9 +22,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import posixpath
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Iterator, Mapping
 
 from ..storage import filesystem, write_atomic
 
@@ -90,7 +90,7 @@ def give_back(watermark: Watermark, run: str, uris: Iterable[str]) -> Watermark:
     if run in watermark.returned:
         return watermark
     return replace(watermark, again=tuple(sorted(set(watermark.again) | set(uris))),
-                   returned=watermark.returned + (run,))
+                   returned=(*watermark.returned, run))
 
 
 def forget(watermark: Watermark, runs: Iterable[str]) -> Watermark:

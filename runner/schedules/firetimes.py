@@ -36,9 +36,10 @@ from __future__ import annotations
 import calendar
 import itertools
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from ..problems import did_you_mean, lines, unknown_fields

@@ -18,9 +18,9 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
 
 from ..storage import filesystem, write_atomic
 from . import arrival
@@ -140,7 +140,7 @@ class LocalScheduler:
         self.log(f"starting {firing.name} ({firing.trigger}, scheduled {rfc3339(firing.slot)})")
         try:
             phase = self.run_pipeline(doc, firing.name)
-        except Exception as e:  # the run's own failure; the scheduler goes on
+        except Exception as e:  # noqa: BLE001 - the run's own failure; the scheduler goes on
             self.log(f"{firing.name} failed: {e}")
             phase = "Failed"
         self.log(f"{firing.name}: {phase}")

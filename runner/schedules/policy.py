@@ -32,9 +32,9 @@ The rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
 
 from .runs import rfc3339, run_now_name, slot_run_name
 from .spec import ScheduleSpec
@@ -120,7 +120,7 @@ class _Missed:
             self.notices.append(Notice("Warning", "MissedSchedule", f"slot {rfc3339(slot)} missed: {why}"))
             return
         self.rest_count += 1
-        self.rest = [min(self.rest + [slot]), max(self.rest + [slot])]
+        self.rest = [min([*self.rest, slot]), max([*self.rest, slot])]
 
     def all_notices(self) -> list[Notice]:
         if not self.rest_count:

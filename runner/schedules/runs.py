@@ -22,8 +22,8 @@ from ..api import (
     LABEL_TRIGGER,
     PIPELINE_RUN,
 )
-from .firetimes import slot_name
 from ..pipelines.expressions import substitute
+from .firetimes import slot_name
 
 if TYPE_CHECKING:
     from .spec import ScheduleSpec

@@ -18,17 +18,18 @@ them. A template that takes `${{trigger.manifest}}` needs `trigger.dataArrival` 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping, overload
+from typing import Any, overload
 
 from ..api import PIPELINE_SCHEDULE
-from .firetimes import Schedule, ScheduleError, parse_schedule
 from ..pipelines.expressions import locate
 from ..pipelines.spec import API_VERSION, ComponentResolver, PipelineSpecError, load_pipeline
 from ..pipelines.uris import join_uri
 from ..problems import lines, unknown_fields
 from ..spec import DNS_NAME, SpecError, read_yaml
+from .firetimes import Schedule, ScheduleError, parse_schedule
 
 KIND = PIPELINE_SCHEDULE.kind
 POLICIES = ("Forbid", "Allow", "Replace")
@@ -98,7 +99,7 @@ def load_schedule(doc: Any, base_dir: str | None = None, components: ComponentRe
         name = "schedule"
     spec = doc.get("spec")
     if not isinstance(spec, dict):
-        raise ScheduleSpecError(errors + ["spec: missing; a PipelineSchedule needs spec.template"])
+        raise ScheduleSpecError([*errors, "spec: missing; a PipelineSchedule needs spec.template"])
     _unknown("spec", spec, _SPEC_FIELDS, errors)
     schedule, text, zone = None, "", "UTC"
     if spec.get("schedule") is not None:

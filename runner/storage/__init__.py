@@ -7,8 +7,17 @@ from .atomic import open_atomic, remove_stale_temporaries, write_atomic
 from .azure import RETRY_SECONDS_VARIABLE, CredentialConflict, retry_seconds, retry_waits
 from .faults import StorageError, StorageRefused, StorageUnavailable, storage_error
 from .fetching import fetch
-from .filesystems import (as_fsspec, display_path, filesystem, filesystem_modules, is_local, join, protocol_of,
-                          storage_options, strip_protocol)
+from .filesystems import (
+                          as_fsspec,
+                          display_path,
+                          filesystem,
+                          filesystem_modules,
+                          is_local,
+                          join,
+                          protocol_of,
+                          storage_options,
+                          strip_protocol,
+)
 from .temporaries import temporary_name
 
 __all__ = ["RETRY_SECONDS_VARIABLE", "CredentialConflict", "StorageError", "StorageRefused", "StorageUnavailable",

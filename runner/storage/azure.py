@@ -186,7 +186,7 @@ def retry_waits(budget: float) -> list[float]:
     return waits
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bounded_retry_class():
     from azure.storage.blob.aio import ExponentialRetry
 

@@ -13,6 +13,7 @@ from ..contract import EXIT_CONFIG, PermanentError
 from .redaction import redact
 from .temporaries import public_name
 
+
 class StorageError(RuntimeError):
     """A storage fault the user must fix, as one line: the path or URI, the cause, the fix.
 

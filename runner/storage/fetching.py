@@ -10,6 +10,7 @@ import shutil
 from .faults import StorageError, raise_classified
 from .filesystems import filesystem, is_local
 
+
 def fetch(uri: str, dest: str) -> str:
     """A local path holding `uri` (file or folder): local paths as they are, remote ones copied under `dest`.
 
@@ -23,7 +24,7 @@ def fetch(uri: str, dest: str) -> str:
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise_classified(e, dest, fix="free space there, or point TMPDIR or PARALLELRUN_SCRATCH elsewhere")
         local_file = isinstance(e, OSError) and e.filename  # the copy under `dest`, not the source
-        raise_classified(e, str(e.filename) if local_file else uri, writing=True if local_file else False)
+        raise_classified(e, str(e.filename) if local_file else uri, writing=bool(local_file))
 
 
 def _fetch(uri: str, dest: str) -> str:

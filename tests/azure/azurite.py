@@ -120,7 +120,7 @@ class Azurite:
 
     @classmethod
     def start(cls, binary: str, location: Path, attempts: int = 5, in_memory: bool = False,
-              debug_log: Path | None = None) -> "Azurite":
+              debug_log: Path | None = None) -> Azurite:
         """Start azurite-blob on a free port; retry on another port if that one was taken meanwhile.
 
         in_memory: keep no data on disk, `location` holds only the log (Azurite rewrites its

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from azurite import CREDENTIAL_VARIABLES, Azurite, start_for_tests
 
 

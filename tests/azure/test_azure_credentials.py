@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 
 import pytest
+from azurite import ACCOUNT_KEY, CREDENTIAL_VARIABLES
 
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.plan import ensure_plan, make_plan, read_shard
 from parallelrun.runner.spec import load_spec
 from parallelrun.runner.storage import filesystem
-from azurite import ACCOUNT_KEY, CREDENTIAL_VARIABLES
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import time
 import uuid
 
 import pytest
+from azurite import ACCOUNT, ACCOUNT_KEY, CREDENTIAL_VARIABLES, free_port
 
 from parallelrun.runner.storage import StorageError, filesystem, retry_waits, storage_error, write_atomic
-from azurite import ACCOUNT, ACCOUNT_KEY, CREDENTIAL_VARIABLES, free_port
 
 pytest.importorskip("adlfs")
 

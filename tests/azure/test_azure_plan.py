@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -136,7 +137,7 @@ def _check_ranges(plan, files: dict[str, bytes]) -> None:
         ranges = [mb.bytes for mb in plan.mini_batches if mb.file == name]
         assert ranges[0][0] == data.index(b"\n") + 1
         assert ranges[-1][1] == len(data)
-        for (_, stop), (start, _) in zip(ranges, ranges[1:]):
+        for (_, stop), (start, _) in itertools.pairwise(ranges):
             assert stop == start and data[stop - 1:stop] == b"\n"
 
 

@@ -71,7 +71,7 @@ def test_worker_scratch_is_left_clean(az_job, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where local mode makes its scratch folders
     run_local(str(az_job.write(miniBatchSize=1, processCountPerNode=1)), console=Console(file=io.StringIO()))
     assert list(scratch.rglob("worker-0/files")), "the worker fetched into its scratch folder"
-    assert not [p for p in scratch.rglob("worker-0/files/*/*")]
+    assert not list(scratch.rglob("worker-0/files/*/*"))
 
 
 # The first mini-batch's run() deletes the blob of the fourth, which the prefetching thread reads

@@ -15,7 +15,7 @@ def _csv(ids) -> str:
 
 
 def test_rerun_keeps_committed_mini_batches(az_job, tmp_path):
-    az_job.upload("in/a.csv", _csv(range(0, 30)))
+    az_job.upload("in/a.csv", _csv(range(30)))
     az_job.upload("in/b.csv", _csv(range(30, 50)))
     calls = tmp_path / "calls.log"  # one line per run() call, written by the scoring script
     az_job.script("""

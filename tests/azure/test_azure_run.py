@@ -18,7 +18,7 @@ def _csv(ids) -> str:
 
 
 def test_tabular_run_with_model_and_output_on_azure(az_job):
-    az_job.upload("in/a.csv", _csv(range(0, 40)))
+    az_job.upload("in/a.csv", _csv(range(40)))
     az_job.upload("in/b.csv", _csv(range(40, 65)))
     az_job.upload("model/weights.json", json.dumps({"factor": 3}))
     az_job.upload("model/extra/notes.txt", "nested files come along")

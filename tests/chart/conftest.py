@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
-
 from chart_paths import CHART, NAMESPACE, RELEASE
 from crd_validation import CustomResourceValidator, load_documents
 from helm_binary import helm_path
-
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,10 @@ from __future__ import annotations
 import copy
 import functools
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import celpy
 import jsonschema
@@ -169,7 +170,7 @@ def list_type_violations(node: dict, value: Any, path: str) -> list[Violation]:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cel_program(expression: str) -> celpy.Runner:
     environment = celpy.Environment()
     return environment.program(environment.compile(expression))

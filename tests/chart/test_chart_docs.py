@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from chart_paths import CHART, NAMESPACE, RELEASE, REPO
+
 from parallelrun.operator.jobs.manifests import cluster_errors as job_errors
 from parallelrun.operator.pipelines.manifests import cluster_errors as pipeline_errors
 from parallelrun.operator.schedules.controller import cluster_checked
@@ -89,7 +89,7 @@ def test_every_helm_install_shown_passes_the_values_schema(helm: Path, doc: Path
                                  *[a for v in values for a in ("--set", v)]], capture_output=True, text=True,
                                 timeout=120)
         assert result.returncode == 0, result.stderr
-        image = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "Deployment"][0]
+        image = next(d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "Deployment")
         assert image["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/ml/parallelrun:0.1.0"
 
 

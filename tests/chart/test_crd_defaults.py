@@ -14,16 +14,25 @@ from datetime import datetime, timezone
 
 import pytest
 import yaml
-
 from chart_paths import REPO
 from crd_validation import CustomResourceValidator, apply_defaults, schema_nodes
+from resource_cases import (
+    DELETE,
+    TEMPLATE_SPEC,
+    VALID_JOBS,
+    VALID_PIPELINE_RUNS,
+    VALID_SCHEDULES,
+    changed,
+    job,
+    pipeline_run,
+    schedule,
+)
+
 from parallelrun.runner.pipelines.expressions import substitute
 from parallelrun.runner.pipelines.spec import load_pipeline
 from parallelrun.runner.schedules.runs import build_run
 from parallelrun.runner.schedules.spec import load_schedule
 from parallelrun.runner.spec import JobSpec, load_spec
-from resource_cases import (DELETE, TEMPLATE_SPEC, VALID_JOBS, VALID_PIPELINE_RUNS, VALID_SCHEDULES, changed, job, pipeline_run,
-                            schedule)
 
 EXAMPLES = sorted(REPO.glob("examples/**/*.yaml"))
 
@@ -112,7 +121,7 @@ def test_every_default_of_the_crds_is_met_by_some_resource(crd_validator: Custom
     met = set()
     for resource, _ in RESOURCES.values():
         key = (resource["apiVersion"], resource["kind"])
-        for path, value in defaulted_paths(crd_validator.schemas[key], resource):
+        for path, _value in defaulted_paths(crd_validator.schemas[key], resource):
             met.add((key, path))
     assert defaults - met == set()
 

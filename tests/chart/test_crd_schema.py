@@ -10,10 +10,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from kubernetes_validate.utils import latest_version
-
 from chart_paths import CHART, REPO
 from crd_validation import schema_nodes, to_json_schema
+from kubernetes_validate.utils import latest_version
 
 CRD_FILES = ("batchinferencejobs.yaml", "pipelineschedules.yaml")
 KUBERNETES_VERSIONS = ("1.29.0", latest_version())  # the chart's kubeVersion floor, and the newest

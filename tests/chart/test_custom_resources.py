@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from chart_paths import REPO
 from crd_validation import CustomResourceValidator, apply_defaults, schema_nodes
 from resource_cases import INVALID_JOBS, INVALID_SCHEDULES, VALID_JOBS, VALID_SCHEDULES, Invalid, job

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import kubernetes_validate
 import pytest
 import yaml
-from kubernetes_validate.utils import latest_version
-
 from chart_paths import CHART, NAMESPACE
 from crd_validation import CustomResourceValidator
+from kubernetes_validate.utils import latest_version
+from rbac_needs import (
+    CLUSTER_NEEDS,
+    NAMESPACE_GRANTS,
+    NAMESPACED_NEEDS,
+    OWNER_REFERENCE_GRANTS,
+    PEERING_VERBS,
+    SECRET_NEED,
+)
+
 from parallelrun.operator.main import parser as operator_parser
-from rbac_needs import (CLUSTER_NEEDS, NAMESPACE_GRANTS, NAMESPACED_NEEDS, OWNER_REFERENCE_GRANTS, PEERING_VERBS,
-                        SECRET_NEED)
 
 Render = Callable[..., list[dict]]
 FULLNAME = "rel-parallelrun"

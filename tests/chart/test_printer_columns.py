@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from chart_paths import CHART
 from crd_validation import load_documents
 from kubectl_columns import INVALID, row

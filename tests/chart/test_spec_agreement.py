@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from chart_paths import REPO
 from crd_validation import CustomResourceValidator
+from resource_cases import INVALID_JOBS, INVALID_SCHEDULES, VALID_JOBS, VALID_SCHEDULES, Invalid
+
 from parallelrun.runner.schedules.spec import load_schedule
 from parallelrun.runner.spec import SpecError, load_spec
-from resource_cases import INVALID_JOBS, INVALID_SCHEDULES, VALID_JOBS, VALID_SCHEDULES, Invalid
 
 # Cases the API server rejects but load_spec accepts: fix one side, then drop the entry.
 KNOWN_DISAGREEMENTS: dict[str, str] = {}  # case name → why; empty: load_spec and the CRD agree

@@ -58,7 +58,7 @@ def test_help_works_whatever_extra_is_missing(command, missing):
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "parallelrun")
 def test_help_says_what_the_command_does_with_an_example(command):
     text = parallelrun(*command, "--help").stdout
-    usage, _, rest = text.partition("\n\n")
+    _usage, _, rest = text.partition("\n\n")
     assert rest.split("\n", 1)[0].strip(), text  # a description after the usage
     assert "\n  parallelrun " in text.split("example", 1)[-1], text  # an example command line
     for internals in ("imported", "import ", "rich", "pyarrow", "kopf is", "issue"):

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 USER_DOCS = [ROOT / "README.md", ROOT / "examples" / "README.md",
              *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "architecture.md")]
-ALL_DOCS = USER_DOCS + [ROOT / "docs" / "architecture.md"]
+ALL_DOCS = [*USER_DOCS, ROOT / "docs" / "architecture.md"]
 TOP_LEVEL = {p.name for p in ROOT.iterdir() if not p.name.startswith(".git")}
 GENERATED = ("/output/", "work/")  # what running the examples writes
 
@@ -24,9 +24,9 @@ def named_paths(doc: Path):
         if "://" in token or "<" in token or "*" in token or token.startswith(("/", "~", "-", "$")):
             continue
         first = token.split("/")[0]
-        if "/" in token or token.endswith(".md"):
-            if first in TOP_LEVEL or (doc.parent / first).exists() or first == "..":
-                yield token
+        if ("/" in token or token.endswith(".md")) and (first in TOP_LEVEL or (doc.parent / first).exists()
+                                                        or first == ".."):
+            yield token
 
 
 @pytest.mark.parametrize("doc", ALL_DOCS, ids=lambda p: str(p.relative_to(ROOT)))

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from .conftest import wait_until
 from jobfolder import THE_SHARD, killing_script
 from rich.console import Console
 
@@ -29,6 +28,8 @@ from parallelrun.runner.plan import read_plan
 from parallelrun.runner.records import ClaimRecord, Heartbeat
 from parallelrun.runner.spec import load_spec_file
 from parallelrun.runner.storage import filesystem
+
+from .conftest import wait_until
 
 # Logs each item with the pod index that ran it; a pod whose index is in $SLOW_PODS sleeps per item.
 LOGGED = """
@@ -302,7 +303,7 @@ def test_an_idle_pod_waits_and_takes_over_a_pod_lost_after_it_had_nothing_left(j
     job.script(DIES_ONCE_THE_OTHER_IS_IDLE)
     spec = job.write(miniBatchSize=1, nodeCount=2, processCountPerNode=1)
     assert pod("plan", spec)[0] == 0
-    fs, layout = layout_of(spec)
+    _fs, layout = layout_of(spec)
     env = {"PARALLELRUN_CLAIM_STALE_SECONDS": "1", "HEARTBEAT_OF_1": layout.heartbeat(1)}
     pods = [start("score", spec, "--shard", str(k), env=env) for k in range(2)]
     lost, (code, out) = finish(pods[0]), finish(pods[1])

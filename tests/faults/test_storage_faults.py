@@ -18,8 +18,14 @@ import fsspec
 import pytest
 from jobfolder import JobFolder
 
-from parallelrun.runner.storage import atomic
-from parallelrun.runner.storage import StorageError, open_atomic, remove_stale_temporaries, storage_error, write_atomic
+from parallelrun.runner.storage import (
+    StorageError,
+    atomic,
+    open_atomic,
+    remove_stale_temporaries,
+    storage_error,
+    write_atomic,
+)
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -266,18 +272,16 @@ def test_write_atomic_on_a_read_only_tmpfs(tmp_path, tmpfs):
 def test_open_atomic_publishes_whole_or_nothing(tmp_path, full_disk):
     fs = fsspec.filesystem("file")
     target = tmp_path / "merged.txt"
-    with pytest.raises(StorageError, match=f"no space left writing {target}"):
-        with open_atomic(fs, str(target)) as out:
-            out.write(b"rows\n")
+    with pytest.raises(StorageError, match=f"no space left writing {target}"), open_atomic(fs, str(target)) as out:
+        out.write(b"rows\n")
     assert os.listdir(tmp_path) == []
 
 
 def test_open_atomic_raises_other_errors_unchanged(tmp_path):
     fs = fsspec.filesystem("file")
-    with pytest.raises(KeyError):
-        with open_atomic(fs, str(tmp_path / "merged.txt")) as out:
-            out.write(b"half")
-            raise KeyError("a column")
+    with pytest.raises(KeyError), open_atomic(fs, str(tmp_path / "merged.txt")) as out:
+        out.write(b"half")
+        raise KeyError("a column")
     assert os.listdir(tmp_path) == []
     with open_atomic(fs, str(tmp_path / "merged.txt")) as out:
         out.write(b"whole")

@@ -21,21 +21,15 @@ import kmock
 import kopf
 import pytest
 import yaml
-from operator_harness import (
-    IMAGE,
-    ROOT,
-    TEST_TOKEN,
-    Cluster,
-    Kubelet,
-    crd_resource_info,
-)
+from operator_harness import IMAGE, ROOT, TEST_TOKEN, Cluster, Kubelet, crd_resource_info
+
 from parallelrun.operator import handlers  # noqa: F401  (registers the handlers with kopf)
 from parallelrun.operator.kit.controller import Wakeups
 from parallelrun.operator.kit.creates import CreatesFirst
 from parallelrun.operator.kit.kube import KubeApi
 
 sys.path.insert(0, str(ROOT / "tests" / "chart"))
-from crd_validation import CustomResourceValidator, load_documents  # noqa: E402
+from crd_validation import CustomResourceValidator, load_documents
 
 
 @pytest.fixture
@@ -76,8 +70,8 @@ def operator(cluster):
         settings.watching.reconnect_backoff = 0.1
         memo = kopf.Memo(**{"connection": kopf.ConnectionInfo(server=str(cluster.url)), "default_image": IMAGE,
                             "local_storage": True, "wakeups": Wakeups(), "creates": CreatesFirst(), **memo})
-        thread = threading.Thread(name="operator", daemon=True, target=kopf.run, kwargs=dict(
-            clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready, settings=settings, memo=memo))
+        thread = threading.Thread(name="operator", daemon=True, target=kopf.run, kwargs={
+            "clusterwide": True, "standalone": True, "stop_flag": stop, "ready_flag": ready, "settings": settings, "memo": memo})
         thread.start()
         assert await asyncio.to_thread(ready.wait, 10), "the operator did not start"
         try:

@@ -17,6 +17,7 @@ import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
+
 from parallelrun.operator.kit.kube import KubeApi, path
 from parallelrun.operator.kit.observe import COMPLETION_INDEX
 from parallelrun.runner.api import BATCH_INFERENCE_JOB, GROUP, VERSION

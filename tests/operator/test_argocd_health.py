@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lupa import lua51  # Argo CD runs health checks with gopher-lua, a Lua 5.1
 from operator_harness import ROOT
+
 from parallelrun.operator.jobs.status import with_progress
 from parallelrun.operator.kit.conditions import with_phase
 from parallelrun.operator.pipelines.status import with_steps

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from parallelrun.operator.jobs.aggregation import observe_merge, observe_scoring, shards
 from parallelrun.operator.jobs.status import with_progress
 from parallelrun.operator.kit.conditions import with_phase, with_spec_check

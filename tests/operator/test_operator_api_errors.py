@@ -10,6 +10,7 @@ import logging
 
 import pytest
 from operator_harness import condition, create, eventually, report, resource, status_of, uid_of
+
 from parallelrun.operator.kit.controller import Controller
 from parallelrun.operator.kit.kube import ApiError, Call, path
 from parallelrun.runner.api import BATCH_INFERENCE_JOB

@@ -8,15 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from operator_harness import (
-    NAMESPACE,
-    ProcessKubelet,
-    condition,
-    create,
-    eventually,
-    resource,
-    status_of,
-)
+from operator_harness import NAMESPACE, ProcessKubelet, condition, create, eventually, resource, status_of
+
 from parallelrun.operator.kit.kube import path
 
 pytestmark = pytest.mark.timeout(120)

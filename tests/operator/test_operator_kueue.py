@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from operator_harness import NAMESPACE, condition, create, eventually, report, resource, status_of
+
 from parallelrun.operator.kit.kube import path
 from parallelrun.runner.api import LABEL_KUEUE_QUEUE
 

@@ -7,17 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from operator_harness import (
-    BIJ_API,
-    NAMESPACE,
-    condition,
-    create,
-    eventually,
-    report,
-    resource,
-    status_of,
-    uid_of,
-)
+from operator_harness import BIJ_API, NAMESPACE, condition, create, eventually, report, resource, status_of, uid_of
+
 from parallelrun.operator.jobs import reconcile
 from parallelrun.operator.kit.controller import Controller
 from parallelrun.operator.kit.kube import path

@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import latest_version
 from operator_harness import ROOT
+
 from parallelrun.operator.jobs.manifests import (
     build_merge_job,
     build_scoring_job,

@@ -18,19 +18,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from operator_harness import (
-    NAMESPACE,
-    ROOT,
-    ProcessKubelet,
-    condition,
-    create,
-    eventually,
-    status_of,
-)
+from operator_harness import NAMESPACE, ROOT, ProcessKubelet, condition, create, eventually, status_of
+
 from parallelrun.operator.kit.kube import path
 
 sys.path.insert(0, str(ROOT / "tests" / "azure"))
-from azurite import CREDENTIAL_VARIABLES, start_for_tests  # noqa: E402
+from azurite import CREDENTIAL_VARIABLES, start_for_tests
 
 pytestmark = pytest.mark.timeout(240)
 ROWS = 30_000

@@ -14,16 +14,8 @@ import base64
 import sys
 
 import pytest
-from operator_harness import (
-    BIJ_API,
-    NAMESPACE,
-    ROOT,
-    create,
-    eventually,
-    report,
-    resource,
-    status_of,
-)
+from operator_harness import BIJ_API, NAMESPACE, ROOT, create, eventually, report, resource, status_of
+
 from parallelrun.operator.kit.kube import path
 from parallelrun.runner.api import ANNOTATION_RUN_NOW as RUN_NOW
 from parallelrun.runner.api import BATCH_INFERENCE_JOB
@@ -85,8 +77,7 @@ async def test_every_kind_asks_for_exactly_the_needs(cluster, kube, kubelet, ope
     workdir = str(tmp_path / "work") + "/"
     steps = [{"name": "hello", "container": {"image": "busybox", "command": ["echo", "hello"]}}]
     run = {"apiVersion": BIJ_API, "kind": "PipelineRun", "metadata": {"name": "pipe", "namespace": NAMESPACE},
-           "spec": {"workdir": workdir, "steps": steps + [
-               {"name": "score", "dependsOn": ["hello"], "batchInference": resource("s", inputs)["spec"]}]}}
+           "spec": {"workdir": workdir, "steps": [*steps, {"name": "score", "dependsOn": ["hello"], "batchInference": resource("s", inputs)["spec"]}]}}
     schedule = {"apiVersion": BIJ_API, "kind": "PipelineSchedule",
                 "metadata": {"name": "sched", "namespace": NAMESPACE, "annotations": {RUN_NOW: "1"}},
                 "spec": {"successfulRunsHistoryLimit": 0, "template": {"spec": {"workdir": workdir, "steps": steps}}}}

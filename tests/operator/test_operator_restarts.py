@@ -6,9 +6,10 @@ import threading
 
 import pytest
 from operator_harness import create, eventually, report, resource, status_of
+from prometheus_client import REGISTRY
+
 from parallelrun.operator.jobs import planning
 from parallelrun.operator.kit import metrics
-from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,14 +11,14 @@ import base64
 import sys
 import uuid
 
-from fsspec.registry import _registry as fsspec_classes
 import pytest
+from fsspec.registry import _registry as fsspec_classes
 from operator_harness import NAMESPACE, ROOT, condition, create, eventually, resource, status_of
 
 from parallelrun.operator.kit.kube import path
 
 sys.path.insert(0, str(ROOT / "tests" / "azure"))
-from azurite import ACCOUNT_KEY, start_for_tests  # noqa: E402
+from azurite import ACCOUNT_KEY, start_for_tests
 
 pytestmark = pytest.mark.timeout(120)
 

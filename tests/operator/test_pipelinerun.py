@@ -8,12 +8,10 @@ import sys
 
 import pytest
 from operator_harness import BIJ_API, NAMESPACE, ROOT, condition, eventually, report
+
 from parallelrun.operator.kit.controller import Controller
 from parallelrun.operator.kit.kube import path
-from parallelrun.operator.kit.pods import (
-    CONTAINER_SECURITY_CONTEXT,
-    POD_SECURITY_CONTEXT,
-)
+from parallelrun.operator.kit.pods import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 from parallelrun.operator.pipelines import reconcile as pipeline_reconcile
 from parallelrun.runner.api import PIPELINE_RUN
 

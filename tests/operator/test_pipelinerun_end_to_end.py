@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from operator_harness import (
-    BIJ_API,
-    NAMESPACE,
-    ProcessKubelet,
-    condition,
-    create,
-    eventually,
-    resource,
-    status_of,
-)
+from operator_harness import BIJ_API, NAMESPACE, ProcessKubelet, condition, create, eventually, resource, status_of
+
 from parallelrun.operator.kit.kube import path
 from parallelrun.runner.api import PIPELINE_RUN
 
@@ -99,7 +91,7 @@ async def test_allow_reuse_on_the_cluster(cluster, kube, kubelet, operator, tmp_
     await kube.create(path("v1", "configmaps", NAMESPACE), {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "code"}, "data": {"score.py": SCORE_PY}})
     inputs = {"input": f"{data}/", "output": f"{tmp_path}/out/"}
-    spec = dict(nodeCount=1, processCountPerNode=1, allowReuse=True, code={"configMap": "code", "entryScript": "score.py"})
+    spec = {"nodeCount": 1, "processCountPerNode": 1, "allowReuse": True, "code": {"configMap": "code", "entryScript": "score.py"}}
     pods = ProcessKubelet(cluster, kubelet, tmp_path / "node")
     async with operator():
         await create(kube, resource("first", inputs, **spec))

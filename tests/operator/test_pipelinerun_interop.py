@@ -8,6 +8,7 @@ import re
 
 import yaml
 from operator_harness import ROOT
+
 from parallelrun.operator.kit.conditions import with_phase
 from parallelrun.operator.pipelines.status import with_steps
 from parallelrun.runner.pipelines import dag

@@ -5,16 +5,8 @@ from __future__ import annotations
 import re
 
 from parallelrun.operator.kit.children import Owner, child_name
-from parallelrun.operator.pipelines.manifests import (
-    child_annotations,
-    cluster_errors,
-    step_labels,
-)
-from parallelrun.operator.pipelines.status import (
-    batch_job_child,
-    job_child,
-    step_states,
-)
+from parallelrun.operator.pipelines.manifests import child_annotations, cluster_errors, step_labels
+from parallelrun.operator.pipelines.status import batch_job_child, job_child, step_states
 from parallelrun.runner.api import LABEL_RUN_UID, LABEL_STEP, PIPELINE_RUN
 from parallelrun.runner.pipelines.resolved import ResolvedStep
 from parallelrun.runner.pipelines.spec import load_pipeline

@@ -11,6 +11,7 @@ import sys
 import fsspec
 import pytest
 from operator_harness import BIJ_API, NAMESPACE, ROOT, eventually
+
 from parallelrun.operator.kit.kube import path
 from parallelrun.runner.api import PIPELINE_RUN
 

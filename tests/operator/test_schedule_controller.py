@@ -388,7 +388,7 @@ async def test_a_failed_data_run_gives_its_files_to_the_next_run(cluster, kube, 
         arrive("c.csv", created)
         clock.move(2 * MIN)
         await eventually(lambda: len(runs(cluster)) == 2, timeout=20)
-        third = [r for r in runs(cluster) if r != second][0]
+        third = next(r for r in runs(cluster) if r != second)
         handed.append(manifest(cluster.get("pipelineruns", third)))
         await set_phase(cluster, kubelet, third, "Succeeded")
         clock.move(2 * MIN)

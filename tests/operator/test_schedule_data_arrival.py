@@ -10,10 +10,11 @@ import time
 
 import pytest
 from operator_harness import NAMESPACE, ROOT, eventually
+
 from parallelrun.operator.kit.kube import path
 
 sys.path.insert(0, str(ROOT / "tests" / "azure"))
-from azurite import start_for_tests  # noqa: E402
+from azurite import start_for_tests
 
 pytestmark = pytest.mark.timeout(120)
 API = "parallelrun.dev/v1alpha1"

@@ -15,6 +15,7 @@ import kmock
 import kopf
 import pytest
 from operator_harness import NAMESPACE, Cluster, eventually
+
 from parallelrun.operator.kit.creates import CreatesFirst
 from parallelrun.operator.kit.kube import KubeApi, path
 from parallelrun.operator.schedules import controller as schedule

@@ -1,8 +1,9 @@
 """The licence: Apache-2.0, as Kubernetes, kopf and Ray use, in the repository, the metadata and the image."""
 
-import tomllib
 from importlib.metadata import metadata
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 

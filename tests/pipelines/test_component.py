@@ -2,8 +2,14 @@
 
 import pytest
 import yaml
+
 from parallelrun.runner.pipelines.component import (
-    Component, ComponentError, Input, check_inputs, load_component, load_component_text,
+    Component,
+    ComponentError,
+    Input,
+    check_inputs,
+    load_component,
+    load_component_text,
 )
 
 TRAIN = """

@@ -11,8 +11,9 @@ import pytest
 import yaml
 from crd_validation import CustomResourceValidator, schema_nodes
 from kubernetes_validate.utils import latest_version
-from parallelrun.runner.pipelines.spec import PipelineSpecError, load_pipeline
 from resource_cases import INVALID_PIPELINE_RUNS, VALID_PIPELINE_RUNS, Invalid
+
+from parallelrun.runner.pipelines.spec import PipelineSpecError, load_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "pipelineruns.yaml"

@@ -1,7 +1,19 @@
 """The step graph: what starts, what is skipped, finally steps, the run's phase and status."""
 
 from parallelrun.runner.pipelines.dag import (
-    FAILED, PENDING, REUSED, RUNNING, SKIPPED, SUCCEEDED, Advance, Graph, advance, cycles, phase, ready, run_status,
+    FAILED,
+    PENDING,
+    REUSED,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    Advance,
+    Graph,
+    advance,
+    cycles,
+    phase,
+    ready,
+    run_status,
     skipped,
 )
 
@@ -18,7 +30,7 @@ def drive(g: Graph, outcome: dict[str, str]) -> tuple[list[list[str]], dict[str,
     rounds = []
     while True:
         step = advance(g, states)
-        states.update({name: SKIPPED for name in step.skip})
+        states.update(dict.fromkeys(step.skip, SKIPPED))
         if not step.start:
             assert step.phase in (SUCCEEDED, FAILED)
             return rounds, states

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from crd_validation import CustomResourceValidator
+
 from parallelrun.runner.pipelines.component import Component, load_component_text
 from parallelrun.runner.pipelines.spec import ComponentRef, load_pipeline
 

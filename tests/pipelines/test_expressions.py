@@ -1,6 +1,7 @@
 """${{...}} expressions: found, checked against what a place may see, substituted as text or typed."""
 
 import pytest
+
 from parallelrun.runner.pipelines.expressions import Ref, Scope, find, locate, problem, references, substitute
 
 PIPELINE = Scope(parameters=["maxIter", "scoringDate"],

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "azure"))
-from azurite import CREDENTIAL_VARIABLES, start_for_tests  # noqa: E402
+from azurite import CREDENTIAL_VARIABLES, start_for_tests
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime, timezone
 
 import fsspec
+
 from parallelrun.runner.pipelines import reuse
 from parallelrun.runner.pipelines.owners import claim, entry, new_execution, owned, reusable
 from parallelrun.runner.pipelines.resolved import ResolvedStep

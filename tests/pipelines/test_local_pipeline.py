@@ -200,8 +200,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_run_pipeline_returns_the_phase_and_takes_a_run_name(tmp_path):
-    from parallelrun.runner.pipelines.local import run_pipeline
     from rich.console import Console
+
+    from parallelrun.runner.pipelines.local import run_pipeline
 
     path = write_pipeline(tmp_path, [TRAIN], parameters=N)
     doc = yaml.safe_load(path.read_text())

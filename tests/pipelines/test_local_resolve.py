@@ -9,7 +9,11 @@ import pytest
 
 from parallelrun.runner.pipelines.component import Component, Input
 from parallelrun.runner.pipelines.resolve import (
-    ResolvedStep, ResolveError, component_base_dir, component_outputs, resolve_step,
+    ResolvedStep,
+    ResolveError,
+    component_base_dir,
+    component_outputs,
+    resolve_step,
 )
 from parallelrun.runner.pipelines.spec import ComponentRef, PipelineSpecError, load_pipeline
 

@@ -9,6 +9,7 @@ import uuid
 
 import fsspec
 import pytest
+
 from parallelrun.runner.pipelines.resolve import ResolvedStep
 from parallelrun.runner.pipelines.steprun import StepError, run_step
 
@@ -24,11 +25,11 @@ def component_step(tmp_path, **fields) -> ResolvedStep:
     data.mkdir(exist_ok=True)
     (data / "x.txt").write_text("x")
     out = tmp_path / "work" / "run" / "train"
-    values = dict(name="train", kind="component", run="run", fingerprint="f" * 64, command=WRITE, code=str(code),
-                  inputs={"data": str(data), "n": 7}, input_types={"data": "uri_folder", "n": "integer"},
-                  outputs={"model": f"{out}/model/", "report": f"{out}/report"},
-                  output_types={"model": "uri_folder", "report": "uri_file"},
-                  component={"name": "train", "version": "1"})
+    values = {"name": "train", "kind": "component", "run": "run", "fingerprint": "f" * 64, "command": WRITE, "code": str(code),
+                  "inputs": {"data": str(data), "n": 7}, "input_types": {"data": "uri_folder", "n": "integer"},
+                  "outputs": {"model": f"{out}/model/", "report": f"{out}/report"},
+                  "output_types": {"model": "uri_folder", "report": "uri_file"},
+                  "component": {"name": "train", "version": "1"}}
     return ResolvedStep(**{**values, **fields})
 
 

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import fsspec
 import pytest
+
 from parallelrun.runner.pipelines.reuse import (
     decide,
     fingerprint,

@@ -4,6 +4,7 @@ from datetime import date
 
 import pytest
 import yaml
+
 from parallelrun.runner.pipelines.component import Component, ComponentError, Input
 from parallelrun.runner.pipelines.spec import ComponentRef, PipelineSpecError, load_pipeline
 

@@ -358,7 +358,7 @@ def test_end_to_end_every_row_once_no_column_lost(job, fmt, partitioned):
     got = _read_output(job.final(f"out.{fmt}"), fmt)
     want = expected.to_pylist()
     if not partitioned:  # plan order: the folders sorted, `__HIVE_DEFAULT_PARTITION__` first
-        want = [want[4]] + want[:4]
+        want = [want[4], *want[:4]]
     assert [r["id"] for r in got] == [r["id"] for r in want]
     for g, w in zip(got, want):
         assert {c: g.get(c) for c in w} == w

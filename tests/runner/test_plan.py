@@ -13,8 +13,18 @@ import pytest
 
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.parquetjoin import read_footer
-from parallelrun.runner.plan import (FileBatches, Listing, MiniBatch, PlanError, make_plan, read_plan, read_shard, shard,
-                                     shards_with_work, write_plan)
+from parallelrun.runner.plan import (
+    FileBatches,
+    Listing,
+    MiniBatch,
+    PlanError,
+    make_plan,
+    read_plan,
+    read_shard,
+    shard,
+    shards_with_work,
+    write_plan,
+)
 from parallelrun.runner.readers import Reader
 from parallelrun.runner.spec import load_spec
 from parallelrun.runner.storage import filesystem
@@ -58,7 +68,7 @@ def test_local_listing_is_what_fsspec_lists(tmp_path):
             memory.pipe(f"/listing{str(path)[len(str(tmp_path)):]}", path.read_bytes())
     generic = [(mb.files, mb.size) for mb in make_plan(spec_for("memory://listing/")).mini_batches]
     assert [(mb.files, mb.size) for mb in local.mini_batches] == sorted(
-        generic + [(("dangling.bin",), 0), (("linked/b/c.bin",), 9)])
+        [*generic, (("dangling.bin",), 0), (("linked/b/c.bin",), 9)])
 
 
 def test_the_walk_yields_paths_in_sorted_order_and_the_plan_lines_are_the_mini_batches_json(tmp_path):

@@ -100,7 +100,7 @@ def cli(*args, cwd=None):
 
 
 def test_cli_run_resumes_after_the_local_process_is_killed(job, pod_env):
-    _, calls = pod_env
+    _, _calls = pod_env
     job.files(40)
     job.script(CRASHING)
     path = str(job.write(miniBatchSize=2, processCountPerNode=1))

@@ -32,7 +32,7 @@ def test_files_given_back_go_to_the_next_run_alone_or_with_new_ones():
 def test_each_offer_has_a_run_name_of_its_own():
     """Failing again and again on the same files, each offer is a new run, never adopted as the last."""
     mark, names = Watermark(T0, ("a",)), []
-    for k in range(4):
+    for _k in range(4):
         names.append(data_run_name("s", mark.text()))
         mark = give_back(select([], mark, LATER, 60)[1], names[-1], ["/in/a"])
         mark = forget(mark, names[-1:])  # history keeps one failed run

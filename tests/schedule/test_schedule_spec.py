@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from .schedules import data_template, schedule
 
 from parallelrun.runner.api import ANNOTATION_SCHEDULED_TIME as SCHEDULED_TIME
 from parallelrun.runner.api import LABEL_SCHEDULE
 from parallelrun.runner.schedules.runs import MAX_RUN_NAME, build_run, data_run_name, run_now_name, slot_run_name
 from parallelrun.runner.schedules.spec import ScheduleSpecError, load_schedule
 from parallelrun.runner.spec import DNS_NAME
+
+from .schedules import data_template, schedule
 
 SLOT = datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc)
 
