@@ -450,6 +450,9 @@ class _Loader(Problems):
         logging_level: LoggingLevel = self.choice(
             "spec.loggingLevel", spec.get("loggingLevel"), get_args(LoggingLevel), "INFO")
         gpu = self.gpu(environment.get("gpu"))
+        queue_name = self.object_name("spec.queueName", spec.get("queueName"), "a Kueue LocalQueue of this namespace")
+        priority_class_name = self.object_name("spec.priorityClassName", spec.get("priorityClassName"),
+                                               "a PriorityClass")
         if self.errors or inp is None or code is None or output is None:  # a missing section is a reported problem
             return None
         return JobSpec(
@@ -474,10 +477,8 @@ class _Loader(Problems):
             storage=storage,
             allow_reuse=bool(allow_reuse),
             retry_failed=retry_failed is True,
-            queue_name=self.object_name("spec.queueName", spec.get("queueName"),
-                                        "a Kueue LocalQueue of this namespace"),
-            priority_class_name=self.object_name("spec.priorityClassName", spec.get("priorityClassName"),
-                                                 "a PriorityClass"),
+            queue_name=queue_name,
+            priority_class_name=priority_class_name,
         )
 
     def input(self, value: Any) -> InputSpec | None:
