@@ -46,13 +46,6 @@ def run(mini_batch):
 """
 
 
-@pytest.fixture
-def calls(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "calls.log"
-    monkeypatch.setenv("CALLS_LOG", str(path))
-    return path
-
-
 def start(command: str, spec: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "parallelrun.runner", command, "--spec", str(spec), "--run-id", "r",
                              *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from jobfolder import THE_SHARD, killing_script
 from rich.console import Console
 
@@ -34,13 +33,6 @@ def run(mini_batch):
         f.write("".join(Path(p).name + "\\n" for p in mini_batch))
     return [Path(p).read_text().strip() for p in mini_batch]
 """
-
-
-@pytest.fixture
-def calls(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "calls.log"
-    monkeypatch.setenv("CALLS_LOG", str(path))
-    return path
 
 
 def quiet_run(path, **kwargs) -> dict:
