@@ -70,6 +70,7 @@ from .reuse import find_reusable, record_success, reuse_key
 from .status import counts_of, with_progress
 
 PROGRESS_READ_SECONDS = 15  # while scoring: how often the shards' progress files are read
+POD_REPORT_SECONDS = 10.0  # how long a failed Job's pods may take to be seen, after the Job
 
 
 class Reconciler(Controller):
@@ -86,6 +87,7 @@ class Reconciler(Controller):
         self._counted = counts_of(self.status)
         self._env: dict[str, str] | None = None  # storage credentials; None: progress files unreadable
         self._live: tuple[float, dict] = (-math.inf, {})  # (when read, shard → Counts) of the progress files
+        self._reports_due: float | None = None  # until when the failed indexes' pods are awaited
 
     @property
     def spec(self) -> JobSpec:
@@ -104,7 +106,9 @@ class Reconciler(Controller):
     # -- the loop ----------------------------------------------------------------
 
     def next_look(self) -> datetime | None:
-        """Sooner while scoring, for the progress files."""
+        """Sooner while scoring, for the progress files; soon while a failed index's pod is awaited."""
+        if self._reports_due is not None:
+            return self.clock.now() + timedelta(seconds=1)
         if self.status.get("phase") == RUNNING:
             return self.clock.now() + timedelta(seconds=PROGRESS_READ_SECONDS)
         return None
@@ -182,7 +186,7 @@ class Reconciler(Controller):
                                scoring.failed, self.shards_with_work)
         status["nodes"].update(scale)
         self.status = status  # what a failure from here on reports
-        if scoring.failure:
+        if scoring.failure and not self._awaiting_reports(scoring):
             await self._stop_scoring()
             raise RunFailed(*scoring.failure)
         if scoring.complete:
@@ -193,6 +197,18 @@ class Reconciler(Controller):
             status["mergeJobName"] = job["metadata"]["name"]
         await self._write(status)
         return False
+
+    def _awaiting_reports(self, scoring) -> bool:
+        """Whether to wait for the failed pods, when the Job's failure is all that is known: the Job
+        and its pods are watched apart, so its condition may come first, and the pods' exit codes
+        and reports say why (a threshold, a configuration error, retries spent), which the Job's
+        condition does not. At most POD_REPORT_SECONDS, then the Job's word stands."""
+        if scoring.failure is None or scoring.failure[0] != "ScoringJobFailed":
+            self._reports_due = None
+            return False
+        if self._reports_due is None:
+            self._reports_due = time.monotonic() + POD_REPORT_SECONDS
+        return time.monotonic() < self._reports_due
 
     async def _scale(self) -> dict:
         """Apply a change of spec.nodeCount to the running scoring Job: its completions and

@@ -187,6 +187,31 @@ async def test_retries_exhausted_fail_the_run(cluster, kube, kubelet, operator, 
     assert status["nodes"]["failed"] == 1
 
 
+async def test_a_failed_job_seen_before_its_pod_waits_for_the_pods_word(cluster, kube, kubelet, operator, inputs):
+    """The Job and its pods are watched apart: the Job's Failed condition may come first. The pod's
+    report still decides the reason (here a segfault: RetriesExhausted), not the Job's condition."""
+    async with operator():
+        await create(kube, resource("late", inputs, runMaxTry=1))
+        await running(cluster, "late")
+        await kubelet.job_condition("late-score", "Failed", "FailedIndexes", "Job has failed indexes", failedIndexes="1")
+        await kubelet.run("late-score", 1, 139, "Segmentation fault")
+        status = await finished(cluster, "late")
+    assert condition(status, "Failed")["reason"] == "RetriesExhausted"
+    assert "Segmentation fault" in status["message"]
+
+
+async def test_a_failed_job_without_a_failed_pod_fails_with_the_jobs_reason(cluster, kube, kubelet, operator, inputs,
+                                                                            monkeypatch):
+    monkeypatch.setattr(reconcile, "POD_REPORT_SECONDS", 0.3)
+    async with operator():
+        await create(kube, resource("deadline", inputs))
+        await running(cluster, "deadline")
+        await kubelet.job_condition("deadline-score", "Failed", "DeadlineExceeded", "Job was active longer than allowed")
+        status = await finished(cluster, "deadline")
+    assert condition(status, "Failed")["reason"] == "ScoringJobFailed"
+    assert "DeadlineExceeded: Job was active longer than allowed" in status["message"]
+
+
 async def test_user_code_that_cannot_load(cluster, kube, kubelet, operator, inputs):
     async with operator():
         await create(kube, resource("broken", inputs))
