@@ -51,7 +51,7 @@ from ..kit.conditions import (
 )
 from ..kit.controller import Controller, RunFailed, Services
 from ..kit.kube import ApiError, path
-from ..kit.observe import JobState, PodState
+from ..kit.observe import POD_REPORT_SECONDS, JobState, PodState
 from .aggregation import observe_merge, observe_scoring
 from .manifests import (
     MERGE,
@@ -70,7 +70,6 @@ from .reuse import find_reusable, record_success, reuse_key
 from .status import counts_of, with_progress
 
 PROGRESS_READ_SECONDS = 15  # while scoring: how often the shards' progress files are read
-POD_REPORT_SECONDS = 10.0  # how long a failed Job's pods may take to be seen, after the Job
 
 
 class Reconciler(Controller):

@@ -13,6 +13,8 @@ from parallelrun.runner.records import TerminationMessage
 from .pods import CONTAINER
 
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+# A Job and its pods are watched apart: a failed Job's pods, which say why it failed, may be seen this much later.
+POD_REPORT_SECONDS = 3.0
 _MESSAGE_TAIL = 600  # characters of a pod's log tail quoted in a status message
 
 PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]

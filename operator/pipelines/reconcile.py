@@ -23,6 +23,7 @@ import asyncio
 import copy
 import datetime
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping
 
 import kopf
@@ -41,7 +42,7 @@ from ..kit.children import child_name
 from ..kit.conditions import TERMINAL, now
 from ..kit.controller import Controller, RunFailed, Services
 from ..kit.kube import ApiError, path
-from ..kit.observe import PodState
+from ..kit.observe import POD_REPORT_SECONDS, PodState
 from .manifests import SPEC_FILE, build_spec_configmap, build_step_children, cluster_errors, spec_configmap_name
 from .status import OVER, ChildState, failed_pod, skip_message, step_states, with_steps
 
@@ -63,6 +64,7 @@ class PipelineReconciler(Controller):
         self._component_texts: dict[ComponentRef, bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # for API calls from worker threads
         self._document: dict = {}  # the resource as the run started (its spec of record)
+        self._pods_due: dict[str, float] = {}  # failed steps whose pod is awaited, until when
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -209,10 +211,23 @@ class PipelineReconciler(Controller):
             self._event("Normal", "StepSucceeded", f"step {child.step} succeeded ({child.name})")
         elif child.phase == dag.FAILED:
             pod = failed_pod(self._pods(), child.step)
+            if pod is None and child.has_pods and self._awaiting_pod(child.step):
+                return  # the Job's condition came before its pod's: the pod says why
+            self._pods_due.pop(child.step, None)
             message = child.message + (f"; {pod.describe()}" if pod else "")
             update.update(message=message, completionTime=now())
             self._event("Warning", "StepFailed", f"step {child.step} failed: {message}")
         steps[child.step] = {**current, **update}
+
+    def _awaiting_pod(self, step: str) -> bool:
+        """Whether to wait for the failed pod of a step's failed Job: the Job and its pods are watched
+        apart, and the pod's exit code and log tail say why. At most POD_REPORT_SECONDS."""
+        due = self._pods_due.setdefault(step, time.monotonic() + POD_REPORT_SECONDS)
+        return time.monotonic() < due
+
+    def next_look(self) -> datetime.datetime | None:
+        """Soon while a failed step's pod is awaited (a pod's change does not wake the run)."""
+        return self.clock.now() + datetime.timedelta(seconds=1) if self._pods_due else None
 
     async def _start_step(self, step: Step, steps: Mapping[str, dict], states: Mapping[str, str]) -> dict:
         """Resolve `step`, then reuse an earlier success or create its children; its status entry."""

@@ -13,6 +13,7 @@ indexes), with the fingerprint and outputs its step had when it was made.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class ChildState:
     message: str = ""
     fingerprint: str | None = None
     outputs: Mapping[str, str] = field(default_factory=dict)
+    has_pods: bool = False  # a Job, whose pods the run's index holds (say why it failed)
 
 
 def _child(body: Mapping, phase: str, message: str) -> ChildState:
@@ -58,7 +60,8 @@ def job_child(job: Mapping) -> ChildState:
         return _child(job, dag.SUCCEEDED, "")
     if state.finished == "Failed":
         why = ": ".join(filter(None, (state.reason, state.message)))
-        return _child(job, dag.FAILED, f"Job {state.name} failed" + (f" ({why})" if why else ""))
+        failed = _child(job, dag.FAILED, f"Job {state.name} failed" + (f" ({why})" if why else ""))
+        return dataclasses.replace(failed, has_pods=True)
     return _child(job, dag.RUNNING, "")
 
 

@@ -148,6 +148,19 @@ async def test_three_steps_run_in_order_and_pass_outputs(cluster, kube, kubelet,
     assert cluster.creations["batchinferencejobs", "iris-score"] == 1
 
 
+async def test_a_failed_step_job_seen_before_its_pod_still_says_why(cluster, kube, kubelet, operator, tmp_path):
+    """The Job and its pods are watched apart: its Failed condition may come first; the step's
+    message still has its pod's exit code and last lines."""
+    async with operator():
+        await create_run(kube, pipeline("late", str(tmp_path), [container("only", "false")]))
+        await eventually(lambda: cluster.get("jobs", "late-only"))
+        await fail(kubelet, "late-only")
+        await kubelet.run("late-only", 0, 1, "Traceback (most recent call last):\nValueError: boom")
+        status = await finished(cluster, "late")
+    assert status["steps"]["only"]["phase"] == "Failed"
+    assert "exit code 1" in status["steps"]["only"]["message"] and "ValueError: boom" in status["steps"]["only"]["message"]
+
+
 async def test_failed_middle_step_skips_its_dependants_and_runs_finally(cluster, kube, kubelet, operator, tmp_path,
                                                                        schema):
     body = pipeline("broken", str(tmp_path), [
