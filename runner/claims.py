@@ -42,7 +42,7 @@ from typing import NamedTuple
 from .layout import Layout
 from .plan import Plan
 from .records import ClaimRecord, Heartbeat
-from .storage import is_local, temporary_name, write_atomic
+from .storage import create_if_absent, is_local, write_atomic
 
 log = logging.getLogger("parallelrun")
 
@@ -70,27 +70,6 @@ def chunks(plan: Plan) -> list[Chunk]:
     size = plan.chunk_mini_batches or max((s.count for s in plan.shards), default=1) or 1
     return [Chunk(a, min(a + size, s.first + s.count), s.index)
             for s in plan.shards for a in range(s.first, s.first + s.count, size)]
-
-
-def create_if_absent(fs, path: str, data: bytes) -> bool:
-    """Write `path` whole if nobody has; False when it exists (whoever wrote it)."""
-    if not is_local(fs):
-        try:
-            fs.pipe_file(path, data, mode="create")
-        except FileExistsError:
-            return False
-        return True
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = temporary_name(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-    try:
-        os.link(tmp, path)  # O_EXCL's guarantee, for a file that appears whole
-    except FileExistsError:
-        return False
-    finally:
-        os.remove(tmp)
-    return True
 
 
 class Claims:

@@ -25,9 +25,9 @@ import threading
 import time
 import uuid
 
-from .claims import TAKEOVER, create_if_absent
+from .claims import TAKEOVER
 from .contract import PermanentError
-from .storage import is_local, join
+from .storage import create_if_absent, is_local, join
 
 LEASE_SECONDS = 60.0
 

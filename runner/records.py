@@ -99,22 +99,19 @@ class ShardResult:
     without_part: list[int] = field(default_factory=list)
     schemas: list[str] = field(default_factory=list)  # distinct part schemas, in plan order of first use
     schema_of: dict[int, int] = field(default_factory=dict)  # mini-batch → index in schemas, where not 0
-    empty_schema: str | None = None  # the columns of the first table run() returned without rows
+    empty_schema: str | None = None  # the merge's: the columns of the first table run() returned without rows
 
     def to_dict(self) -> dict:
-        d = {"shard": self.index, **self.counts.to_dict(), "thresholdExceeded": self.threshold_reason,
-             "failedMiniBatches": self.failed_ids, "withoutPart": self.without_part,
-             "schemas": self.schemas, "schemaOf": {str(k): v for k, v in self.schema_of.items()}}
-        if self.empty_schema is not None:
-            d["emptySchema"] = self.empty_schema
-        return d
+        return {"shard": self.index, **self.counts.to_dict(), "thresholdExceeded": self.threshold_reason,
+                "failedMiniBatches": self.failed_ids, "withoutPart": self.without_part,
+                "schemas": self.schemas, "schemaOf": {str(k): v for k, v in self.schema_of.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> ShardResult:
         return cls(index=d["shard"], counts=Counts.from_dict(d), threshold_reason=d.get("thresholdExceeded"),
                    failed_ids=list(d.get("failedMiniBatches", [])), without_part=list(d.get("withoutPart", [])),
                    schemas=list(d.get("schemas", [])),
-                   schema_of={int(k): v for k, v in d.get("schemaOf", {}).items()}, empty_schema=d.get("emptySchema"))
+                   schema_of={int(k): v for k, v in d.get("schemaOf", {}).items()})
 
 
 @dataclass(frozen=True)

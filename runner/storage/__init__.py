@@ -3,7 +3,7 @@
 out of messages (redaction.py), and Azure Blob behind the same interface (azure.py).
 The runner and the operator take storage from here."""
 
-from .atomic import open_atomic, remove_stale_temporaries, write_atomic
+from .atomic import create_if_absent, open_atomic, remove_stale_temporaries, write_atomic
 from .azure import RETRY_SECONDS_VARIABLE, CredentialConflict, retry_seconds, retry_waits
 from .faults import StorageError, StorageRefused, StorageUnavailable, storage_error
 from .fetching import fetch
@@ -21,6 +21,6 @@ from .filesystems import (
 from .temporaries import temporary_name
 
 __all__ = ["RETRY_SECONDS_VARIABLE", "CredentialConflict", "StorageError", "StorageRefused", "StorageUnavailable",
-           "as_fsspec", "display_path", "fetch", "filesystem", "filesystem_modules", "is_local", "join", "open_atomic",
-           "protocol_of", "remove_stale_temporaries", "retry_seconds", "retry_waits", "storage_error",
-           "storage_options", "strip_protocol", "temporary_name", "write_atomic"]
+           "as_fsspec", "create_if_absent", "display_path", "fetch", "filesystem", "filesystem_modules", "is_local",
+           "join", "open_atomic", "protocol_of", "remove_stale_temporaries", "retry_seconds", "retry_waits",
+           "storage_error", "storage_options", "strip_protocol", "temporary_name", "write_atomic"]

@@ -1,4 +1,5 @@
-"""Publishing a file whole or not at all, and clearing what interrupted writes left."""
+"""Publishing a file whole or not at all, creating one only where none is (the conditional write
+claims and leases rest on), and clearing what interrupted writes left."""
 
 from __future__ import annotations
 
@@ -108,3 +109,24 @@ def remove_stale_temporaries(fs: fsspec.AbstractFileSystem, folder: str, name: s
 def _discard_local(path: str) -> None:
     with contextlib.suppress(OSError):
         os.remove(path)
+
+
+def create_if_absent(fs, path: str, data: bytes) -> bool:
+    """Write `path` whole if nobody has; False when it exists (whoever wrote it)."""
+    if not is_local(fs):
+        try:
+            fs.pipe_file(path, data, mode="create")
+        except FileExistsError:
+            return False
+        return True
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = temporary_name(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        os.link(tmp, path)  # O_EXCL's guarantee, for a file that appears whole
+    except FileExistsError:
+        return False
+    finally:
+        os.remove(tmp)
+    return True

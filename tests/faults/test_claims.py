@@ -20,14 +20,14 @@ import pytest
 from jobfolder import THE_SHARD, killing_script
 from rich.console import Console
 
-from parallelrun.runner.claims import Claims, chunks, create_if_absent
+from parallelrun.runner.claims import Claims, chunks
 from parallelrun.runner.commits import read_commits
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.local import run_local
 from parallelrun.runner.plan import read_plan
 from parallelrun.runner.records import ClaimRecord, Heartbeat
 from parallelrun.runner.spec import load_spec_file
-from parallelrun.runner.storage import filesystem
+from parallelrun.runner.storage import create_if_absent, filesystem
 
 from .conftest import wait_until
 
