@@ -59,10 +59,6 @@ class ShardRunner:
         self.should_stop = should_stop or (lambda: False)
         self.counts = Counts()
         self.resumed = Counts()
-        self.failed_ids: list[int] = []
-        self.without_part: list[int] = []
-        self._schemas: dict[int, str] = {}  # mini-batch → its part's schema
-        self._distinct: dict[str, str] = {}
         self._reader = Reader(plan, scratch)
         self._log = CommitLog(fs, layout, index)
         self._awaiting: dict[int, tuple[MiniBatch, DoneRecord]] = {}  # succeeded, its part not yet written
@@ -163,13 +159,7 @@ class ShardRunner:
         if self._claims.stolen:
             log.info("shard %d: %d chunk(s) of other pods' ranges scored here (taken from their tails or over "
                      "from silent pods)", self.index, self._claims.stolen)
-        result = ShardResult(self.index, self.counts, exceeded, sorted(self.failed_ids), sorted(self.without_part))
-        for mb_id in sorted(self._schemas):
-            schema = self._schemas[mb_id]
-            if schema not in result.schemas:
-                result.schemas.append(schema)
-            if (k := result.schemas.index(schema)) != 0:
-                result.schema_of[mb_id] = k
+        result = ShardResult(self.index, self.counts, exceeded)  # the merge reads the rest from the commit records
         write_atomic(self.fs, self.layout.shard_result(self.index), json.dumps(result.to_dict()).encode())
         return result
 
@@ -288,12 +278,6 @@ class ShardRunner:
     def _count(self, done: DoneRecord) -> None:
         self._committed.add(done.id)
         self.counts.add(done.counts)
-        if done.failed:
-            self.failed_ids.append(done.id)
-        if not done.succeeded:
-            self.without_part.append(done.id)
-        elif done.schema:  # one string per distinct schema, however many mini-batches share it
-            self._schemas[done.id] = self._distinct.setdefault(done.schema, done.schema)
 
     def _items_of(self, mb: MiniBatch) -> int:
         """Items of a mini-batch that failed before it was read (a crash, a timeout)."""
