@@ -609,6 +609,12 @@ def pipeline_spec_schema() -> dict:
                               "<workdir>/<run>/<step>/<output>/; the reuse index is in "
                               "<workdir>/_parallelrun/cache/.", minLength=1),
             "storage": job_spec_schema()["properties"]["storage"],
+            "queueName": string(
+                "A Kueue LocalQueue of this namespace for every step: container and component Jobs are created "
+                "suspended in it, batchInference steps that name no queueName of their own get it.",
+                minLength=1, pattern=DNS_NAME_PATTERN),
+            "priorityClassName": string("The PriorityClass of every step's pods, unless a batchInference step "
+                                        "names its own.", minLength=1, pattern=DNS_NAME_PATTERN),
             "steps": array("The steps: a graph from dependsOn and ${{steps.STEP.outputs.NAME}} "
                            "references.", step_schema("A step."), minItems=1, **steps),
             "finally": array("Steps run after every other step, whatever happened; ${{run.status}} "

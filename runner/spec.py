@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar, get_args, overload
 
 from .api import API_VERSION, BATCH_INFERENCE_JOB
 from .contract import URI_SCHEME, PermanentError
-from .problems import Problems
+from .problems import DNS_NAME, Problems
 
 KIND = BATCH_INFERENCE_JOB.kind
 
@@ -29,7 +29,6 @@ _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 COLUMN_TYPES = ("string", "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                 "float32", "float64", "date32", "timestamp[s]", "timestamp[ms]", "timestamp[us]", "timestamp[ns]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # Kubernetes' metadata.name (DNS-1123 subdomain)
 
 _SPEC_FIELDS = (
     "input", "sideInputs", "model", "code", "arguments", "miniBatchSize", "partitionKeys",
@@ -344,15 +343,6 @@ class _Loader(Problems):
         if not isinstance(value, str) or not value:
             self.fail(path, f"expected a non-empty string, got {value!r}")
             return default
-        return value
-
-    def object_name(self, path: str, value: Any, what: str) -> str | None:
-        """The name of a Kubernetes object at `path` (None when not given)."""
-        value = self.string(path, value)
-        if value is not None and not DNS_NAME.match(value):
-            self.fail(path, f"{value!r} is not a valid name; give the name of {what} (lower-case letters, "
-                      "digits, '-' and '.')")
-            return None
         return value
 
     @overload

@@ -217,7 +217,9 @@ class PipelineReconciler(Controller):
             message = child.message + (f"; {pod.describe()}" if pod else "")
             update.update(message=message, completionTime=now())
             self._event("Warning", "StepFailed", f"step {child.step} failed: {message}")
-        steps[child.step] = {**current, **update}
+        else:
+            update["message"] = child.message  # why it waits (Kueue's admission), or nothing once it runs
+        steps[child.step] = {key: value for key, value in {**current, **update}.items() if key != "message" or value}
 
     def _awaiting_pod(self, step: str) -> bool:
         """Whether to wait for the failed pod of a step's failed Job: the Job and its pods are watched
@@ -257,7 +259,7 @@ class PipelineReconciler(Controller):
             return {"phase": dag.SUCCEEDED, "reused": True, "outputs": dict(entry.outputs), "message": message,
                     "fingerprint": resolved.fingerprint, "startTime": started, "completionTime": now()}
         await self._storage(owners.claim, resolved.outputs, self._execution(step.name))  # before anything writes
-        for manifest in build_step_children(self.owner, resolved, self.services.default_image):
+        for manifest in build_step_children(self.owner, resolved, self.spec, self.services.default_image):
             await self._ensure(manifest)
         child = child_name(self.owner.name, step.name)
         self._event("Normal", "StepStarted", f"step {step.name} started: {resolved.kind} {child}")

@@ -18,11 +18,11 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from parallelrun.runner.api import ANNOTATION_FINGERPRINT, ANNOTATION_OUTPUTS, LABEL_STEP
+from parallelrun.runner.api import ANNOTATION_FINGERPRINT, ANNOTATION_OUTPUTS, LABEL_KUEUE_QUEUE, LABEL_STEP
 from parallelrun.runner.pipelines import dag
 from parallelrun.runner.pipelines.expressions import as_text
 
-from ..kit.conditions import now, with_phase
+from ..kit.conditions import QUEUED, now, with_phase
 from ..kit.observe import PodState, job_state, pod_state
 
 OVER = (dag.SUCCEEDED, dag.FAILED, dag.SKIPPED)  # a step's phases that never change again
@@ -62,6 +62,9 @@ def job_child(job: Mapping) -> ChildState:
         why = ": ".join(filter(None, (state.reason, state.message)))
         failed = _child(job, dag.FAILED, f"Job {state.name} failed" + (f" ({why})" if why else ""))
         return dataclasses.replace(failed, has_pods=True)
+    if state.suspended:  # in a Kueue queue, not yet admitted
+        queue = (job.get("metadata", {}).get("labels") or {}).get(LABEL_KUEUE_QUEUE)
+        return _child(job, dag.RUNNING, f"Job {state.name} waits for Kueue to admit it (LocalQueue {queue})")
     return _child(job, dag.RUNNING, "")
 
 
@@ -89,7 +92,7 @@ def batch_job_child(resource: Mapping) -> ChildState:
         return _child(resource, dag.FAILED, f"BatchInferenceJob {name} failed"
                       + (f" ({reason})" if reason else "")
                       + (f": {status['message']}" if status.get("message") else ""))
-    return _child(resource, dag.RUNNING, "")
+    return _child(resource, dag.RUNNING, status.get("message", "") if phase == QUEUED else "")
 
 
 def step_states(steps: Mapping[str, Mapping]) -> dict[str, str]:
