@@ -109,8 +109,12 @@ class Layout:
     def shard_result(self, index: int) -> str:
         return join(self.shards_dir, f"{index:05d}.json")
 
+    @property
+    def progress_dir(self) -> str:
+        return join(self.root, "progress")
+
     def progress(self, index: int) -> str:
-        return join(self.root, "progress", f"{index:05d}.json")
+        return join(self.progress_dir, f"{index:05d}.json")
 
     @property
     def claims_dir(self) -> str:

@@ -29,6 +29,7 @@ from .lock import RunLock
 from .merge import MergeError, merge
 from .plan import Plan, ensure_plan
 from .pool import InitError, WorkerPool
+from .records import ShardProgress, progress_total
 from .repair import prepare_repair, repair_target
 from .resources import available_cpus, process_count
 from .runs import reusable
@@ -55,12 +56,13 @@ class _Tally:
     def __init__(self, spec: JobSpec, plan: Plan):
         self.spec, self.plan = spec, plan
         self._lock = threading.Lock()
-        self._shards: dict[int, Counts] = {}
+        self._shards: dict[int, ShardProgress] = {}
         self.stop_reason: str | None = None
 
-    def update(self, shard: int, counts: Counts) -> None:
+    def update(self, shard: int, progress: ShardProgress) -> None:
         with self._lock:
-            self._shards[shard] = Counts(**vars(counts))
+            self._shards[shard] = ShardProgress(Counts(**vars(progress.counts)),
+                                                {first: Counts(**vars(c)) for first, c in progress.chunks.items()})
             if self.stop_reason is None:
                 self.stop_reason = spec_threshold_exceeded(self.spec, self.total(), self.plan.total_mini_batches)
 
@@ -69,10 +71,8 @@ class _Tally:
             self.stop_reason = self.stop_reason or reason
 
     def total(self) -> Counts:
-        total = Counts()
-        for c in list(self._shards.values()):
-            total.add(c)
-        return total
+        """Each chunk counted once, wherever it was scored."""
+        return progress_total(list(self._shards.values()))
 
 
 def _entry_script_bytes(spec: JobSpec) -> bytes:

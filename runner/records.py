@@ -8,6 +8,7 @@
     TerminationMessage  /dev/termination-log: what a scoring or merge pod tells the operator
     ClaimRecord claims/NNNNNNNNN: which pod index holds a chunk of the plan
     Heartbeat   claims/alive-NNNNN: a scoring pod's sign of life, and whether it is idle
+    ShardProgress  progress/NNNNN.json: a scoring pod's counts so far, and each chunk's it holds
 
 A schema in these records is text (schemas.schema_to_text); the plan header's is schemas.to_header's.
 
@@ -19,6 +20,7 @@ or scored by an earlier version still resumes and merges.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -219,3 +221,36 @@ class Heartbeat:
     @classmethod
     def from_dict(cls, d: dict) -> Heartbeat:
         return cls(d["index"], d["token"], d["at"], d.get("idle", False))
+
+
+@dataclass
+class ShardProgress:
+    """A scoring pod's counts so far, and the counts of each chunk it holds by the chunk's first
+    mini-batch: every commit of the chunk, earlier holders' included (a chunk taken over from a
+    dead pod, a pod's retry), so that work counts wherever it was done (progress_total)."""
+
+    counts: Counts = field(default_factory=Counts)
+    chunks: dict[int, Counts] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {**self.counts.to_dict(), "chunks": {str(first): [c.mini_batches_succeeded, c.mini_batches_failed,
+                                                                  c.items_succeeded, c.items_failed]
+                                                     for first, c in sorted(self.chunks.items())}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ShardProgress:
+        return cls(Counts.from_dict(d), {int(first): Counts(*values) for first, values in d.get("chunks", {}).items()})
+
+
+def progress_total(progresses: Iterable[ShardProgress]) -> Counts:
+    """What the progress files say is committed, counting each chunk once: by the file that saw
+    most of it (a chunk's count only grows, and whoever holds it now has seen every commit)."""
+    best: dict[int, Counts] = {}
+    for progress in progresses:
+        for first, counts in progress.chunks.items():
+            if first not in best or counts.mini_batches > best[first].mini_batches:
+                best[first] = counts
+    total = Counts()
+    for counts in best.values():
+        total.add(counts)
+    return total

@@ -24,7 +24,7 @@ from .layout import Layout
 from .plan import MiniBatch, Plan, changed_sources, plan_lines
 from .pool import Outcome, Placed, Returned, WorkerPool
 from .readers import Reader
-from .records import DoneRecord, ShardResult
+from .records import DoneRecord, ShardProgress, ShardResult
 from .resources import available_cpus, gpu_assignment, process_count
 from .sideoutputs import publish
 from .spec import JobSpec
@@ -44,12 +44,13 @@ class ConfigError(PermanentError, RuntimeError):
 
 class ShardRunner:
     def __init__(self, spec: JobSpec, plan: Plan, fs, layout: Layout, index: int, *, scratch: str,
-                 log_dir: str | None = None, on_progress: Callable[[int, Counts], None] | None = None,
+                 log_dir: str | None = None, on_progress: Callable[[int, ShardProgress], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, pool: WorkerPool | None = None,
                  wait_for_others: bool = False):
         """`pool`: workers started before the plan was ready (start_pool); else the shard starts them.
         `wait_for_others`: once idle, wait while other pods still work, to take over the chunks of
-        one that is lost (pods; local shards are threads of one process, lost only with it)."""
+        one that is lost (pods; local shards are threads of one process, lost only with it).
+        `on_progress` gets the shard's live progress after each commit (copy what you keep)."""
         self.spec, self.plan, self.fs, self.layout, self.index = spec, plan, fs, layout, index
         self.wait_for_others = wait_for_others
         self._pool = pool
@@ -58,6 +59,7 @@ class ShardRunner:
         self.on_progress = on_progress or (lambda index, counts: None)
         self.should_stop = should_stop or (lambda: False)
         self.counts = Counts()
+        self.progress = ShardProgress(self.counts)  # its counts, and each held chunk's
         self.resumed = Counts()
         self._reader = Reader(plan, scratch)
         self._log = CommitLog(fs, layout, index)
@@ -69,6 +71,7 @@ class ShardRunner:
         self._pending: deque[MiniBatch] = deque()  # held, not yet handed to a worker
         self._drained = False  # nothing is left to claim
         self._committed: set[int] = set()  # of the chunks it holds
+        self._chunk_of: dict[int, int] = {}  # a held mini-batch → its chunk's first
         self._repairing = fs.exists(layout.repair_marker)
         self._plan_lines: dict[int, list[str]] = {}  # a shard range's lines of the plan, once read
 
@@ -94,11 +97,14 @@ class ShardRunner:
                 self._plan_lines[chunk.shard] = [line for line in text.splitlines() if line.strip()]
             lines = self._plan_lines[chunk.shard][a - shard.first:b - shard.first]
             made = MiniBatch.many_from_json(lines)
+        counts = self.progress.chunks[a] = Counts()
         for mb, line in zip(made, lines):
+            self._chunk_of[mb.id] = a
             if committed is not None and mb.id in committed:
                 self._committed.add(mb.id)
+                counts.add(committed[mb.id].counts)  # the chunk's, whoever committed it
                 if count:
-                    self._count(committed[mb.id])
+                    self.counts.add(committed[mb.id].counts)
             else:
                 self._lines[mb.id] = line
                 self._pending.append(mb)
@@ -112,7 +118,7 @@ class ShardRunner:
         for chunk in resumed:
             self._take(chunk, committed, count=True)
         if self.counts.mini_batches:
-            self.on_progress(self.index, self.counts)
+            self.on_progress(self.index, self.progress)
             log.info("shard %d: resuming, %d mini-batches already committed", self.index, self.counts.mini_batches)
 
     def _refill(self, low: int) -> None:
@@ -273,11 +279,12 @@ class ShardRunner:
             self._side.difference_update(d.id for d in committed)
         self._urgent = False
         if committed:
-            self.on_progress(self.index, self.counts)
+            self.on_progress(self.index, self.progress)
 
     def _count(self, done: DoneRecord) -> None:
         self._committed.add(done.id)
         self.counts.add(done.counts)
+        self.progress.chunks[self._chunk_of[done.id]].add(done.counts)
 
     def _items_of(self, mb: MiniBatch) -> int:
         """Items of a mini-batch that failed before it was read (a crash, a timeout)."""

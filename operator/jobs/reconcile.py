@@ -85,7 +85,7 @@ class Reconciler(Controller):
         self.total: int | None = (self.status.get("progress") or {}).get("miniBatches", {}).get("total")
         self._counted = counts_of(self.status)
         self._env: dict[str, str] | None = None  # storage credentials; None: progress files unreadable
-        self._live: tuple[float, dict] = (-math.inf, {})  # (when read, shard → Counts) of the progress files
+        self._live: tuple[float, dict] = (-math.inf, {})  # (when read, index → ShardProgress) of the progress files
         self._reports_due: float | None = None  # until when the failed indexes' pods are awaited
 
     @property
@@ -178,7 +178,7 @@ class Reconciler(Controller):
         if status.get("phase") == QUEUED:  # Kueue admitted it
             status = self._admitted(with_phase(status, RUNNING, "Scoring", "admitted by Kueue; scoring",
                                                self.generation))
-        scoring = observe_scoring(self.spec, pods, self._job(SCORING), self.total, await self._live_counts(pods))
+        scoring = observe_scoring(self.spec, pods, self._job(SCORING), self.total, await self._live_counts())
         metrics.count_progress(self._counted, scoring.counts)
         self._counted = scoring.counts
         status = with_progress(status, scoring.counts, self.total, scoring.active, scoring.succeeded,
@@ -246,16 +246,14 @@ class Reconciler(Controller):
                                                      f"admitted from LocalQueue {self.spec.queue_name}",
                                                      self.generation, now()))
 
-    async def _live_counts(self, pods: list[PodState]) -> dict:
-        """The progress files of the shards that have not succeeded, read at most every
-        PROGRESS_READ_SECONDS (pod events come far more often); {} where storage fails us."""
+    async def _live_counts(self) -> dict:
+        """The pods' progress files, read at most every PROGRESS_READ_SECONDS (pod events come far
+        more often); {} where storage fails us."""
         read_at, live = self._live
         if self._env is None or time.monotonic() - read_at < PROGRESS_READ_SECONDS:
             return live
-        done = {p.index for p in pods if p.component == SCORING and p.phase == "Succeeded"}
-        running = [i for i in range(self.shards_with_work) if i not in done]
         try:
-            live = await asyncio.to_thread(read_progress, self.spec, run_id(self.owner), self._env, running)
+            live = await asyncio.to_thread(read_progress, self.spec, run_id(self.owner), self._env)
         except Exception as e:  # noqa: BLE001 - storage is down: the pods' own reports still count
             self.logger.warning("cannot read the shards' progress: %s: %s", type(e).__name__, e)
             live = {}
