@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 import uuid
+from typing import TextIO
 
 from .claims import TAKEOVER
 from .contract import PermanentError
@@ -53,7 +54,7 @@ class RunLock:
     def __init__(self, fs, output_path: str, run_id: str):
         self.fs, self.run_id = fs, run_id
         self.path = join(output_path, "_parallelrun", f"{run_id}.lock")
-        self._file = None
+        self._file: TextIO | None = None
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._holder = _holder()
