@@ -308,7 +308,9 @@ def job_spec_schema() -> dict:
                                   default=False),
             "retryFailed": boolean("Rerun only the failed mini-batches of this job's finished run, with "
                                    "the script and model as they are now, splicing their results into "
-                                   "the same ordered output (the old one kept as <fileName>.previous)."),
+                                   "the same ordered output (the old one kept as <fileName>.previous). "
+                                   "On a cluster: the latest finished run of a BatchInferenceJob of this "
+                                   "name under output.uri (re-apply it with this field)."),
         },
         required=["input", "output"],
         rules=[
