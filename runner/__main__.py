@@ -131,9 +131,9 @@ def _merge(args) -> int:
     except MergeError as e:  # the merge's message: its reason, no shard's counts
         _write_termination_log(TerminationMessage(reason=str(e)).to_text())
         return e.exit_code
-    _write_termination_log(TerminationMessage(Counts.from_dict(summary), summary["reason"], summary["status"],
-                                              summary["output"]).to_text())
-    return EXIT_OK if summary["status"] == "Succeeded" else EXIT_THRESHOLD
+    _write_termination_log(TerminationMessage(summary.counts, summary.reason, summary.status,
+                                              summary.output).to_text())
+    return EXIT_OK if summary.succeeded else EXIT_THRESHOLD
 
 
 def main(argv: list[str] | None = None) -> int:

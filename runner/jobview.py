@@ -17,6 +17,7 @@ from rich.table import Table
 
 from .accounting import Counts
 from .plan import Plan
+from .records import RunSummary
 
 
 class JobView:
@@ -65,29 +66,30 @@ class JobView:
                 resumed: Callable[[], Counts]) -> ScoringView:
         return ScoringView(self.console, plan, workers, counts, resumed)
 
-    def finished(self, summary: dict) -> None:
+    def finished(self, summary: RunSummary) -> None:
         """The run's summary: counts by planned, succeeded, failed and not run, and where things are."""
-        table = Table(title=f"run {summary['runId']}: {summary['status']}", show_header=True)
+        table = Table(title=f"run {summary.run_id}: {summary.status}", show_header=True)
         table.add_column("")
         for name in ("planned", "succeeded", "failed", "not run"):
             table.add_column(name, justify="right")
-        for name, key in (("mini-batches", "miniBatches"), ("items", "items")):
-            c, planned = summary[key], summary["plan"][key]
-            done = c["succeeded"] + c["failed"]
-            table.add_row(name, _number(planned), f"{c['succeeded']:,}", f"{c['failed']:,}",
-                          _number(None if planned is None else planned - done))
+        c = summary.counts
+        for name, planned, succeeded, failed in (
+                ("mini-batches", summary.plan_mini_batches, c.mini_batches_succeeded, c.mini_batches_failed),
+                ("items", summary.plan_items, c.items_succeeded, c.items_failed)):
+            table.add_row(name, _number(planned), f"{succeeded:,}", f"{failed:,}",
+                          _number(None if planned is None else planned - succeeded - failed))
         console = self.console
         console.print(table)
-        if summary["output"]:
-            console.print(f"output: {summary['output']['uri']} ({summary['output']['bytes']:,} bytes)")
-        if summary.get("previousOutput"):
-            console.print(f"an earlier run's output was moved to {summary['previousOutput']}: it is not this run's")
-        if summary["items"]["failed"]:
-            console.print(f"errors: {summary['errors']}")
-        if summary.get("warning"):
-            console.print(f"[yellow]warning:[/] {summary['warning']['message']}", highlight=False)
-        console.print(f"summary: {summary['summary']}")
-        console.print(f"time: {summary['seconds']}s   worker logs: {summary['logs']}")
+        if summary.output:
+            console.print(f"output: {summary.output['uri']} ({summary.output['bytes']:,} bytes)")
+        if summary.previous_output:
+            console.print(f"an earlier run's output was moved to {summary.previous_output}: it is not this run's")
+        if c.items_failed:
+            console.print(f"errors: {summary.errors}")
+        if summary.warning:
+            console.print(f"[yellow]warning:[/] {summary.warning['message']}", highlight=False)
+        console.print(f"summary: {summary.summary}")
+        console.print(f"time: {summary.seconds}s   worker logs: {summary.logs}")
 
 
 class ScoringView:

@@ -88,7 +88,8 @@ def _entry_script_bytes(spec: JobSpec) -> bytes:
 
 def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console: Console | None = None,
               retry_failed: bool = False) -> dict:
-    """Run a BatchInferenceJob (or AML v2 parallel job) file here; returns the summary or raises LocalRunError.
+    """Run a BatchInferenceJob (or AML v2 parallel job) file here; returns its summary.json (with the run's
+    `seconds` and worker `logs`), or raises LocalRunError.
     `retry_failed` (or spec.retryFailed): repair the job's finished run instead (repair.py)."""
     view = JobView(console or Console(stderr=True))
     spec = load_job_file(path, overrides)
@@ -106,8 +107,9 @@ def _repair(spec: JobSpec, fs, out: str, view: JobView) -> dict:
     layout = Layout(out, run_id, spec.output.format)
     with RunLock(fs, out, run_id):
         if not prepare_repair(spec, fs, layout, summary):
+            assert summary is not None  # a repair cut short always has something to do
             view.nothing_to_repair(run_id)
-            return summary
+            return summary.to_dict()
         view.repairing(run_id)
         return _run(spec, fs, layout, False, view)
 
@@ -116,7 +118,7 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, view: JobView) -> dict:
     """Reuse a finished run, or plan (or resume) it, score every shard and merge."""
     if spec.allow_reuse and not fresh and (reused := reusable(spec, fs, layout)) is not None:
         view.reused(layout.run_id)
-        return reused
+        return reused.to_dict()
     if fs.exists(layout.root) and (fresh or fs.exists(layout.summary)):
         fs.rm(layout.root, recursive=True)
     log_dir = os.path.join(layout.root, "logs") if is_local(fs) else tempfile.mkdtemp(prefix="parallelrun-logs-")
@@ -141,13 +143,12 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, view: JobView) -> dict:
             summary = merge(spec, plan, fs, layout, write_final=stopped is None)
         except MergeError as e:  # as a merge pod: not worth retrying (exit 2)
             raise LocalRunError(f"cannot merge: {e}", e.exit_code) from e
-    summary["seconds"] = round(time.monotonic() - started, 2)
-    summary["logs"] = log_dir
+    summary.seconds, summary.logs = round(time.monotonic() - started, 2), log_dir
     view.finished(summary)
-    if summary["status"] != "Succeeded":
-        raise LocalRunError(f"stopped: {summary['reason'] or stopped}; details in {summary['errors']}",
-                            summary=summary)
-    return summary
+    if not summary.succeeded:
+        raise LocalRunError(f"stopped: {summary.reason or stopped}; details in {summary.errors}",
+                            summary=summary.to_dict())
+    return summary.to_dict()
 
 
 def _shards_at_once(workers: int) -> int:

@@ -26,6 +26,7 @@ from .contract import PermanentError
 from .layout import REPAIR_MARKER, Layout
 from .merge import PREVIOUS_SUFFIX
 from .plan import read_plan, source_versions
+from .records import RunSummary
 from .spec import JobSpec
 from .storage import join, write_atomic
 
@@ -36,7 +37,7 @@ class RepairError(PermanentError, RuntimeError):
 
 
 
-def repair_target(fs, out: str, spec: JobSpec) -> tuple[str, dict | None]:
+def repair_target(fs, out: str, spec: JobSpec) -> tuple[str, RunSummary | None]:
     """(run id, summary) of the run to repair: a repair cut short (its marker, no summary),
     else the job's latest finished run (summary None: the repair was cut short)."""
     runs, interrupted = [], []
@@ -46,7 +47,7 @@ def repair_target(fs, out: str, spec: JobSpec) -> tuple[str, dict | None]:
             continue
         if name == "summary.json":
             with fs.open(path, "rb") as f:
-                runs.append((run_id, json.load(f)))
+                runs.append((run_id, RunSummary.from_dict(json.load(f))))
         elif name == REPAIR_MARKER:
             interrupted.append(run_id)
     finished = {run_id for run_id, _ in runs}
@@ -56,15 +57,15 @@ def repair_target(fs, out: str, spec: JobSpec) -> tuple[str, dict | None]:
     if not runs:
         raise RepairError(f"--retry-failed: no finished run of {spec.name} under {spec.output.uri} to repair; "
                           "run the job first")
-    return max(runs, key=lambda run: run[1].get("finishedAt") or "")
+    return max(runs, key=lambda run: run[1].finished_at)
 
 
-def prepare_repair(spec: JobSpec, fs, layout: Layout, summary: dict | None,
+def prepare_repair(spec: JobSpec, fs, layout: Layout, summary: RunSummary | None,
                    env: Mapping[str, str] | None = None) -> bool:
     """Make the run ready for its shards to resume with its failed mini-batches to do; False
     when it has no failed item (nothing to repair). Each step can be done again: a repair cut
     short is prepared again from where it stopped, the summary removed last."""
-    if summary is not None and not summary["items"]["failed"] and not summary["miniBatches"]["failed"]:
+    if summary is not None and not summary.counts.items_failed and not summary.counts.mini_batches_failed:
         return False
     plan = read_plan(fs, layout)
     if plan is None or not (fs.exists(layout.all_commits_dir) or fs.exists(layout.done_dir)):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.plan import Plan, ensure_plan, read_plan
+from parallelrun.runner.records import RunSummary
 from parallelrun.runner.repair import RepairError, prepare_repair, repair_target
 from parallelrun.runner.spec import JobSpec
 from parallelrun.runner.storage import filesystem
@@ -29,7 +30,7 @@ def plan_run(spec: JobSpec, run_id: str, env: Mapping[str, str]) -> Plan:
 class Repair:
     run_id: str  # the run repaired: the job's latest finished one
     total: int  # its plan's mini-batches
-    summary: dict | None  # its summary when it has no failed item: nothing to repair
+    summary: RunSummary | None  # its summary when it has no failed item: nothing to repair
 
 
 def prepare_run_repair(spec: JobSpec, env: Mapping[str, str]) -> Repair:

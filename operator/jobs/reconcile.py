@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 import kopf
 
-from parallelrun.runner.accounting import ALL_ITEMS_FAILED, Counts, all_items_failed
+from parallelrun.runner.accounting import ALL_ITEMS_FAILED, all_items_failed
 from parallelrun.runner.api import BATCH_INFERENCE_JOB, LABEL_JOB_UID
 from parallelrun.runner.contract import PermanentError
 from parallelrun.runner.layout import Layout
@@ -179,9 +179,8 @@ class Reconciler(Controller):
         message = f"run {repair.run_id} has no failed item: nothing to repair"
         self._event("Normal", "Succeeded", message)
         status = with_phase(self.status, SUCCEEDED, "NothingToRepair", message, self.generation)
-        status = with_progress(status, Counts.from_dict(summary), summary["plan"]["miniBatches"], 0, 0, 0, 0)
-        output = (summary.get("output") or {}).get("uri") or summary["summary"]
-        await self._write(dict(status, outputUri=output, runId=repair.run_id))
+        status = with_progress(status, summary.counts, summary.plan_mini_batches, 0, 0, 0, 0)
+        await self._write(dict(status, outputUri=summary.output_or_summary, runId=repair.run_id))
         return None
 
     async def step(self) -> bool:
@@ -344,13 +343,12 @@ class Reconciler(Controller):
             return False
         if not summary:
             return False
-        message = (f"allowReuse: run {summary['runId']} already succeeded with this spec and code, and its input "
+        message = (f"allowReuse: run {summary.run_id} already succeeded with this spec and code, and its input "
                    f"is unchanged; reusing its output")
         self._event("Normal", "Reused", message)
         status = with_phase(self.status, SUCCEEDED, "Reused", message, self.generation)
-        status = with_progress(status, Counts.from_dict(summary), summary["plan"]["miniBatches"], 0, 0, 0, 0)
-        output = (summary["output"] or {}).get("uri") or summary["summary"]  # summaryOnly: no output file
-        await self._write(dict(status, outputUri=output, runId=summary["runId"]))
+        status = with_progress(status, summary.counts, summary.plan_mini_batches, 0, 0, 0, 0)
+        await self._write(dict(status, outputUri=summary.output_or_summary, runId=summary.run_id))
         return True
 
     async def _record_for_reuse(self, output: str) -> None:
