@@ -44,6 +44,8 @@ from .context import UnusableInput, context_of, wants_context
 from .layout import Layout
 from .outputs import ResultError, ResultTypeError, empty_columns, encode_part, result_length
 from .plan import MiniBatch, Plan
+from .preprocess import PREPROCESS_LOST, ItemFailed, PreprocessLost
+from .preprocess import start as start_preprocess
 from .processes import join_pool
 from .readers import Reader
 from .schemas import schema_to_text
@@ -74,6 +76,7 @@ class WorkerConfig:
     append_row: bool
     many_results: bool = False  # spec.output.resultsPerItem: many, any number of results per item
     prefetch: int = 2  # mini-batches read ahead while run() computes (spec.prefetchMiniBatches)
+    preprocess: int = 0  # its preprocess processes (spec.preprocessProcesses, shared out; preprocess.py)
     log_path: str | None = None  # its stdout and stderr, else the shard's
     pgid: int | None = None  # the pool's process group (processes.join_pool), set by the pool
     parent_pid: int | None = None
@@ -100,6 +103,7 @@ class Ok(NamedTuple):
     schema: str | None
     part_pending: bool
     side_outputs: int = 0  # files run() wrote to its side-output folder, kept for the commit
+    rejected: tuple[ItemFailed, ...] = ()  # items whose preprocess() raised: failed, not given to run()
 
 
 class PartsWritten(NamedTuple):
@@ -175,6 +179,7 @@ def worker_main(conn, config: WorkerConfig, running=None) -> None:
     where = f"importing {os.path.basename(config.entry_script)}"
     try:
         module = load_entry_script(config.entry_script)
+        preprocess = start_preprocess(module, config.preprocess, conn, _failure)  # forked before init()
         if callable(getattr(module, "init", None)):
             where = "init()"
             module.init()
@@ -185,7 +190,7 @@ def worker_main(conn, config: WorkerConfig, running=None) -> None:
     if config.plan is None:  # started while the run was planned: its header comes first (None: stop)
         config = dataclasses.replace(config, plan=_receive(conn))
     if config.plan is not None:
-        _Worker(conn, config, module, running).serve()
+        _Worker(conn, config, module, running, preprocess).serve()
     if callable(getattr(module, "shutdown", None)):
         module.shutdown()
     _exit()
@@ -295,9 +300,10 @@ class _Prefetch:
 
 
 class _Worker:
-    def __init__(self, conn, config: WorkerConfig, module, running=None):
+    def __init__(self, conn, config: WorkerConfig, module, running=None, preprocess=None):
         self.conn, self.config, self.module = conn, config, module
         self.running = running
+        self.preprocess = preprocess
         self.plan = Plan.from_header(config.plan)
         self.reader = Reader(self.plan, config.scratch)
         self.with_context = wants_context(module.run)  # AML v2's run(mini_batch, mini_batch_context)
@@ -312,6 +318,9 @@ class _Worker:
         remote = not is_local(self.reader.fs)
         self.source = (_Prefetch(conn, self.reader, config.prefetch) if remote and config.prefetch
                        else _Inline(conn, self.reader))
+        self.files = self.plan.input_type == "files"
+        if preprocess is not None:
+            self.source = preprocess.ahead(self.source, self.files, config.prefetch, _STOP)
 
     def serve(self) -> None:
         """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
@@ -372,13 +381,19 @@ class _Worker:
             if isinstance(read, BaseException):
                 raise read
             payload, items = read
+            rejected: list[ItemFailed] = []
+            if self.preprocess is not None:
+                payload, rejected = self.preprocess.apply(mb.id, payload, self.files)
             self.side.begin()
-            result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
-                      else self.module.run(payload))
+            if rejected and not payload:  # every item failed in preprocess(): nothing to run
+                result = []
+            else:
+                result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
+                          else self.module.run(payload))
             returned = result_length(result)
-            if returned > items and not self.config.many_results:
-                raise ResultError(f"run() returned {returned:,} results for {items:,} items; return at most "
-                                  "one element or row per item")
+            if returned > items - len(rejected) and not self.config.many_results:
+                raise ResultError(f"run() returned {returned:,} results for {items - len(rejected):,} items; "
+                                  "return at most one element or row per item")
             schema = None
             pending = self.config.append_row and returned > 0
             if pending:
@@ -387,11 +402,14 @@ class _Worker:
                 self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
             elif self.config.append_row and (columns := empty_columns(result)) is not None:
                 schema = schema_to_text(columns)  # no rows, but the output's columns
-            self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id)))
+            self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id), tuple(rejected)))
         except UnusableInput as e:  # no mini-batch can succeed: the run stops, as when init() fails
             self._report()
             self._send(InitFailed(_failure(e, "run()"), traceback.format_exc()))
             _exit()
+        except PreprocessLost:  # the pool fails this attempt and replaces the worker (and its preprocess processes)
+            self._report()
+            os._exit(PREPROCESS_LOST)
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
             self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc(),
                                        retry=not isinstance(e, ResultTypeError)))

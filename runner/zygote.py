@@ -372,7 +372,7 @@ def _fork(control: Connection, config, running: memoryview, slot: int, inherited
             ours.close()
             for fd in (status_r, status_w, *inherited):
                 os.close(fd)
-            _reseed()
+            reseed()
             worker_main(theirs, config, _Slot(running, slot))
         except BaseException:  # noqa: BLE001 - as multiprocessing reports a target's exception
             traceback.print_exc()
@@ -390,7 +390,7 @@ def _fork(control: Connection, config, running: memoryview, slot: int, inherited
     return pid, status_w
 
 
-def _reseed() -> None:
+def reseed() -> None:
     """A forked worker draws its own random numbers: numpy's global generator, seeded when
     the zygote imported it, would otherwise repeat in every worker (the random module
     reseeds itself after a fork)."""
