@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 import traceback
@@ -93,8 +92,8 @@ class Inline:
     def __init__(self, fn: Callable, describe: Describe):
         self.fn, self.describe = fn, describe
 
-    def ahead(self, source, files: bool, mini_batches: int, stop: object):
-        return source
+    def submitter(self, files: bool) -> None:
+        """None: nothing is handed out ahead; apply() does the work."""
 
     def apply(self, mb_id: int, payload: Any, files: bool) -> tuple[Any, list[ItemFailed]]:
         """(what run() receives, the items that failed)."""
@@ -143,9 +142,8 @@ class _Process:
 
 
 class Pool:
-    """The worker's preprocess processes. ahead() wraps the worker's source of read
-    mini-batches: a thread hands out the items of the next ones as they come; apply()
-    waits for a mini-batch's results."""
+    """The worker's preprocess processes. The worker's reading thread submits the items of
+    each mini-batch it read; apply() waits for a mini-batch's results."""
 
     def __init__(self, fn: Callable, processes: int, shard_conn: Connection, describe: Describe):
         self.processes = [_Process(fn, describe, shard_conn) for _ in range(processes)]
@@ -156,9 +154,10 @@ class Pool:
         self.changed = threading.Condition()
         threading.Thread(target=self._collect, name="parallelrun-preprocess-results", daemon=True).start()
 
-    def ahead(self, source, files: bool, mini_batches: int, stop: object) -> Ahead:
+    def submitter(self, files: bool) -> Callable[[int, Any], None]:
+        """What the worker calls with each mini-batch it read: its items are handed out."""
         self.queued = QUEUED[files]
-        return Ahead(source, self, files, max(1, mini_batches), stop)
+        return lambda mb_id, payload: self.submit(mb_id, items_of(payload, files))
 
     def submit(self, mb_id: int, items: list) -> None:
         with self.changed:
@@ -227,51 +226,3 @@ def _ended(code: int | None) -> str:
     if code is not None and code < 0:
         return f"was killed by {signal.Signals(-code).name}"
     return f"exited with code {code}"
-
-
-class Ahead:
-    """The worker's source of read mini-batches, with their items handed to the preprocess
-    processes as they come: a thread takes them from `source` while at most `ahead` past the
-    one running have items out or results held; `stop`, the source's last entry, ends it.
-    Same interface as the source it wraps."""
-
-    def __init__(self, source, pool: Pool, files: bool, ahead: int, stop: object):
-        self.source, self.pool, self.files, self.stop = source, pool, files, stop
-        self.ready: queue.SimpleQueue = queue.SimpleQueue()  # what source.take() returned, in order
-        self.slots = threading.Semaphore(1 + ahead)  # handed out or running: the current one + ahead
-        self.fed = self.taken = 0
-        self.peeked: Any = None
-        threading.Thread(target=self._feed, name="parallelrun-preprocess-feed", daemon=True).start()
-
-    def at_hand(self) -> bool:
-        return self.fed > self.taken or self.source.at_hand()
-
-    def wait(self, timeout: float) -> bool:
-        if self.peeked is None:
-            try:
-                self.peeked = self.ready.get(timeout=timeout)
-            except queue.Empty:
-                return False
-        return True
-
-    def take(self):
-        entry, self.peeked = (self.peeked if self.peeked is not None else self.ready.get()), None
-        self.taken += type(entry) is tuple
-        return entry
-
-    def done(self) -> None:
-        self.slots.release()
-        self.source.done()
-
-    def _feed(self) -> None:
-        while True:
-            entry = self.source.take()
-            if type(entry) is tuple:
-                self.slots.acquire()
-                mb, read = entry
-                if not isinstance(read, BaseException):
-                    self.pool.submit(mb.id, items_of(read[0], self.files))
-                self.fed += 1
-            self.ready.put(entry)
-            if entry is self.stop:
-                return

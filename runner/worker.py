@@ -259,10 +259,11 @@ class _Inline:
 
 
 class _Prefetch:
-    """A fetcher thread reads up to `prefetch` mini-batches ahead while run() computes."""
+    """A fetcher thread reads up to `prefetch` mini-batches ahead while run() computes; `submit`
+    gets each one read (its id and payload), for its preprocessing to start."""
 
-    def __init__(self, conn, reader: Reader, prefetch: int):
-        self.conn, self.reader = conn, reader
+    def __init__(self, conn, reader: Reader, prefetch: int, submit=None):
+        self.conn, self.reader, self.submit = conn, reader, submit
         self.ready: queue.SimpleQueue = queue.SimpleQueue()  # (mini-batch, read), in order; _STOP last
         self.slots = threading.Semaphore(1 + prefetch)  # read or running: the current one + prefetch
         self.received = self.taken = 0
@@ -295,7 +296,10 @@ class _Prefetch:
             self.received += len(message)
             for mb in MiniBatch.many_from_json(message):
                 self.slots.acquire()
-                self.ready.put((mb, _read(self.reader, mb)))
+                read = _read(self.reader, mb)
+                if self.submit is not None and not isinstance(read, BaseException):
+                    self.submit(mb.id, read[0])
+                self.ready.put((mb, read))
         self.ready.put(_STOP)
 
 
@@ -316,11 +320,13 @@ class _Worker:
         self.sending = threading.Lock()  # results and the pipe, shared with the reporter and writer threads
         self.writer = _PartWriter(self._send)
         remote = not is_local(self.reader.fs)
-        self.source = (_Prefetch(conn, self.reader, config.prefetch) if remote and config.prefetch
-                       else _Inline(conn, self.reader))
         self.files = self.plan.input_type == "files"
-        if preprocess is not None:
-            self.source = preprocess.ahead(self.source, self.files, config.prefetch, _STOP)
+        submit = preprocess.submitter(self.files) if preprocess is not None else None
+        if submit is not None:  # each mini-batch's items go to the preprocess processes once it is read
+            self.source = _Prefetch(conn, self.reader, max(1, config.prefetch), submit)
+        else:
+            self.source = (_Prefetch(conn, self.reader, config.prefetch) if remote and config.prefetch
+                           else _Inline(conn, self.reader))
 
     def serve(self) -> None:
         """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
