@@ -102,13 +102,6 @@ def quiet_run(path, **kw):
     return run_local(str(path), console=Console(file=io.StringIO()), **kw)
 
 
-@pytest.fixture
-def calls(tmp_path, monkeypatch):
-    log = tmp_path / "calls.log"
-    monkeypatch.setenv("CALLS_LOG", str(log))
-    return log
-
-
 def lines(log: Path) -> list[list[str]]:
     return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
 
