@@ -82,6 +82,9 @@ def start(module, processes: int, conn: Connection, describe: Describe) -> Inlin
     its shard, closed in the forked processes."""
     fn = getattr(module, "preprocess", None)
     if not callable(fn):
+        if processes:
+            log.warning("spec.preprocessProcesses is set, but %s has no preprocess(item): no process started",
+                        module.__file__)
         return None
     return Pool(fn, processes, conn, describe) if processes > 0 else Inline(fn, describe)
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from faults.conftest import alive
 from rich.console import Console
 
 from parallelrun.runner.local import run_local
@@ -26,7 +27,7 @@ from parallelrun.runner.spec import SpecError, load_spec
 
 # One file's work: its name and a digest of its bytes (CPU work a GPU worker should not do).
 FILES_WORK = """
-import hashlib, os
+import hashlib, os, time
 from pathlib import Path
 
 def work(path):
@@ -36,6 +37,9 @@ def work(path):
     if data.startswith(b"raise"):
         raise ValueError(f"cannot decode {Path(path).name}")
     died = Path(os.environ["CALLS_LOG"] + "." + Path(path).name + ".died")
+    if data.startswith(b"hang") and not died.exists():
+        died.touch()
+        time.sleep(600)
     if data.startswith(b"die") and not died.exists():
         died.touch()
         os.kill(os.getpid(), 9)
@@ -247,13 +251,36 @@ def test_a_preprocess_process_that_dies_each_time_fails_its_mini_batch_with_a_cl
     assert all(r["error"].startswith("a preprocess process of the worker died") for r in records)
 
 
+def test_a_hanging_preprocess_is_ended_by_the_run_timeout_with_its_worker(job, tmp_path, calls):
+    names = files_input(job, 24, {9: "hang"})
+    job.script(PREPROCESSED)
+    quiet_run(job.write(miniBatchSize=4, processCountPerNode=1, preprocessProcesses=2, runInvocationTimeout=2))
+    summary = job.summary()
+    assert summary["items"]["succeeded"] == 24 and summary["items"]["failed"] == 0
+    assert [line.split()[0] for line in job.final().read_text().splitlines()] == names
+    pids = {int(pid) for kind, _, pid in lines(calls) if kind == "p"}
+    assert len(pids) > 2 and not any(alive(pid) for pid in pids)  # the replaced worker's too
+
+
+def test_a_result_that_cannot_cross_to_the_worker_fails_its_item_naming_why(job, tmp_path, calls):
+    files_input(job, 4)
+    job.script(FILES_WORK + "\ndef preprocess(path):\n    return lambda: path\n\n"
+                            "def run(mini_batch):\n    return [str(callable(f)) for f in mini_batch]\n")
+    quiet_run(job.write(miniBatchSize=2, processCountPerNode=1, preprocessProcesses=1))
+    [errors] = job.output.glob("_parallelrun/*/errors.jsonl")
+    records = [json.loads(line) for line in errors.read_text().splitlines()]
+    assert len(records) == 4 and all("pickle" in r["error"] for r in records)
+
+
 def test_items_are_handed_out_at_most_prefetch_mini_batches_ahead_of_run(job, tmp_path, calls):
     """Counted from the order of the calls: when preprocess() starts an item of mini-batch m,
-    the mini-batches before m - prefetch have ended run() (the results held stay bounded);
+    the mini-batches before m - prefetch have ended run() (the results held stay bounded),
+    although the worker holds many more (quick ones first: the pool sends it more at a time);
     and it does start ahead (run() never waits for the next mini-batch's preprocessing alone)."""
-    files_input(job, 48)
+    files_input(job, 240)
     job.script(PREPROCESSED.replace("    log_run(mini_batch)\n", "    log_run(mini_batch)\n"
-                                    "    import time; time.sleep(0.05)\n"
+                                    "    if mini_batch[0][0] >= 'img_0080':\n"
+                                    "        import time; time.sleep(0.03)\n"
                                     "    with open(os.environ['CALLS_LOG'], 'a') as f:\n"
                                     "        f.write('e 0 0\\n')\n"))
     prefetch = 2
@@ -267,7 +294,7 @@ def test_items_are_handed_out_at_most_prefetch_mini_batches_ahead_of_run(job, tm
             mini_batch = int(name[4:8]) // 4
             assert mini_batch <= ended + prefetch, f"{name} preprocessed with {ended} mini-batches ended"
             furthest_ahead = max(furthest_ahead, mini_batch - ended)
-    assert ended == 12 and furthest_ahead == prefetch
+    assert ended == 60 and furthest_ahead == prefetch
 
 
 def test_preprocess_processes_are_shared_out_among_the_workers():
