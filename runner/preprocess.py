@@ -36,8 +36,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
-from .processes import join_pool
-from .zygote import reseed
+from .processes import join_pool, reseed
 
 log = logging.getLogger("parallelrun")
 
@@ -51,9 +50,9 @@ Describe = Callable[[BaseException, str], str]  # an exception as an error line 
 
 
 class ItemFailed(NamedTuple):
-    """preprocess() raised for item `index` of a mini-batch."""
+    """preprocess() raised for item `item` (its index) of a mini-batch."""
 
-    index: int
+    item: int
     error: str
     traceback: str
 

@@ -246,11 +246,11 @@ class ShardRunner:
             succeeded = ran if self.spec.output.results_per_item == "many" else outcome.returned
             done = DoneRecord(mb.id, "succeeded", items, succeeded=succeeded, failed=items - succeeded,
                               attempts=attempts, schema=outcome.schema)
-            done.errors = [self._error_record(mb, self.plan.absolute(mb.files[r.index]), 1, attempts, r.error,
+            done.errors = [self._error_record(mb, self.plan.absolute(mb.files[r.item]), 1, attempts, r.error,
                                               r.traceback) for r in outcome.rejected]
             if succeeded < ran:  # which items failed is known only when none succeeded: then each file is named
                 error = f"run() returned {outcome.returned:,} results for {ran:,} items"
-                rejected = {r.index for r in outcome.rejected}
+                rejected = {r.item for r in outcome.rejected}
                 done.errors += self._error_records(mb, ran, error, None, attempts, rejected) if not succeeded \
                     else [self._error_record(mb, None, ran - succeeded, attempts, error, None)]
         if outcome.side_outputs and outcome.error is None:
