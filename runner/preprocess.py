@@ -61,6 +61,13 @@ class PreprocessError(RuntimeError):
     """preprocess() raised for a tabular mini-batch: the attempt failed."""
 
 
+class _Traceback(Exception):
+    """preprocess()'s traceback, the cause of the PreprocessError raised in the worker."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class PreprocessLost(RuntimeError):
     """A preprocess process died: its worker ends (PREPROCESS_LOST) and is replaced."""
 
@@ -112,7 +119,7 @@ def _received(results: list, failed: list[ItemFailed], files: bool) -> tuple[Any
     if files:
         return results, failed
     if failed:
-        raise PreprocessError(failed[0].error)
+        raise PreprocessError(failed[0].error) from _Traceback(failed[0].traceback)
     return results[0], []
 
 

@@ -217,6 +217,7 @@ def test_a_tabular_preprocess_that_raises_fails_the_attempt_which_is_retried(job
     [record] = [json.loads(line) for line in errors.read_text().splitlines()]
     assert record["source"]["rows"] == [40, 60] and record["attempts"] == 2
     assert record["error"] == "PreprocessError: ValueError: a negative x"
+    assert 'raise ValueError("a negative x")' in record["traceback"]  # preprocess()'s own, wherever it ran
     assert sum(1 for kind, n, _ in lines(calls) if kind == "p") == 5 + 1  # the failing one twice
 
 
