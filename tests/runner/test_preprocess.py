@@ -191,6 +191,22 @@ def test_an_item_whose_preprocess_raises_is_failed_with_its_error_and_the_others
     assert 0 not in run_sizes and sum(run_sizes) == 26  # the mini-batch whose items all failed: no run() call
 
 
+def test_items_failed_in_preprocess_are_scored_by_a_repair_once_fixed(job, tmp_path, calls):
+    """--retry-failed reruns the mini-batches with items that failed in preprocess(); with the
+    script fixed, the output is a clean run's, byte for byte."""
+    names = files_input(job, 20, {6: "raise", 13: "raise"})
+    job.script(PREPROCESSED)
+    path = job.write(miniBatchSize=3, processCountPerNode=2, preprocessProcesses=2)
+    assert quiet_run(path)["items"]["failed"] == 2
+    job.script(PREPROCESSED.replace('data.startswith(b"raise")', "False"))
+    calls.unlink()
+    repaired = quiet_run(path, retry_failed=True)
+    assert repaired["items"]["succeeded"] == 20 and repaired["items"]["failed"] == 0
+    assert sorted(name for kind, name, _ in lines(calls) if kind == "p") == names[6:9] + names[12:15]
+    quiet_run(job.write(miniBatchSize=3, processCountPerNode=2, preprocessProcesses=2, output={"uri": "clean/"}))
+    assert job.final().read_bytes() == (tmp_path / "clean" / "parallel_run_step.txt").read_bytes()
+
+
 def test_run_returning_fewer_results_than_preprocessed_items_names_the_others(job, tmp_path, calls):
     files_input(job, 6, {1: "raise"})
     job.script(FILES_WORK + "\npreprocess = work\n\ndef run(mini_batch):\n    return []\n")
