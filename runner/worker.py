@@ -200,7 +200,7 @@ def _side_folder(config: WorkerConfig) -> str:
     return os.path.join(config.scratch, "outputs")
 
 
-def _exit() -> None:
+def _exit(code: int = 0) -> None:
     """End the process without the interpreter's teardown (freeing every object of pandas,
     pyarrow and the model took 0.3-0.7 s that the pool's close waited for): its parts are
     written and shutdown() has run. Logs and output are flushed; atexit handlers do not
@@ -208,7 +208,7 @@ def _exit() -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 _STOP = object()
@@ -415,7 +415,7 @@ class _Worker:
             _exit()
         except PreprocessLost:  # the pool fails this attempt and replaces the worker (and its preprocess processes)
             self._report()
-            os._exit(PREPROCESS_LOST)
+            _exit(PREPROCESS_LOST)
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
             self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc(),
                                        retry=not isinstance(e, ResultTypeError)))
