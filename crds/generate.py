@@ -293,6 +293,9 @@ def job_spec_schema() -> dict:
             "runMaxTry": integer("[run_max_try] Attempts per mini-batch.", minimum=1, default=3),
             "prefetchMiniBatches": integer("Mini-batches each worker reads ahead (remote files fetched) while "
                                            "run() computes; 0 reads each when its turn comes.", minimum=0, default=2),
+            "preprocessProcesses": integer("Processes per pod that run the entry script's preprocess(item), shared "
+                                           "out among its workers, on the next mini-batches while run() computes; "
+                                           "0 runs preprocess() in the workers.", minimum=0, default=0),
             "loggingLevel": string("[logging_level] The runner's and the entry script's log level.",
                                    enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                                    default="INFO"),

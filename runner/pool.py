@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 from .contract import PermanentError
 from .plan import MiniBatch
+from .preprocess import PREPROCESS_LOST, ItemFailed
 from .processes import ProcessGroup
 from .storage import StorageRefused, StorageUnavailable
 from .worker import AttemptFailed, InitFailed, Message, Ok, PartsWritten, Ready, StorageFailed, WorkerConfig
@@ -62,6 +63,7 @@ class Outcome:
     part_pending: bool = False  # its part comes with a later Placed event
     retry: bool = True  # False: a failed attempt that another would repeat (worker.AttemptFailed)
     side_outputs: int = 0  # files kept for publishing with its commit (sideoutputs.py)
+    rejected: tuple[ItemFailed, ...] = ()  # items whose preprocess() raised (worker.Ok)
 
 
 class Placed(NamedTuple):
@@ -92,6 +94,8 @@ def _describe_exit(code: int | None) -> str:
             name = f"signal {-code}"
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
         return f"worker process was killed by {name}{hint}"
+    if code == PREPROCESS_LOST:
+        return "a preprocess process of the worker died (its log says how)"
     return f"worker process exited with code {code}"
 
 
@@ -334,12 +338,12 @@ class WorkerPool:
             return
         kind = type(message)  # the frequent ones first; tuples unpacked (a match by class pattern costs more)
         if kind is Ok:
-            _, items, returned, schema, pending, side = message
+            _, items, returned, schema, pending, side, rejected = message
             mb = self._ended(w)
             if pending:
                 w.unwritten[mb.id] = mb
             outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending,
-                                    side_outputs=side))
+                                    side_outputs=side, rejected=rejected))
         elif kind is PartsWritten:
             file, entries = message
             unwritten = w.unwritten

@@ -23,6 +23,7 @@ from .contract import CODE_DIR, CODE_DIR_ENV, PermanentError
 from .layout import Layout
 from .plan import MiniBatch, Plan, changed_sources, plan_lines
 from .pool import Outcome, Placed, Returned, WorkerPool
+from .preprocess import processes_of
 from .readers import Reader
 from .records import DoneRecord, ShardProgress, ShardResult
 from .resources import available_cpus, gpu_assignment, process_count
@@ -246,13 +247,18 @@ class ShardRunner:
         else:
             # One result per item: fewer are failed items (the worker fails an attempt that returned more).
             # Many: an item succeeds with its mini-batch, whatever number of rows it gave.
-            succeeded = items if self.spec.output.results_per_item == "many" else outcome.returned
+            # Items whose preprocess() raised are failed, each with its error; run() had the others.
+            ran = items - len(outcome.rejected)
+            succeeded = ran if self.spec.output.results_per_item == "many" else outcome.returned
             done = DoneRecord(mb.id, "succeeded", items, succeeded=succeeded, failed=items - succeeded,
                               attempts=attempts, schema=outcome.schema)
-            if succeeded < items:  # which items failed is known only when none succeeded: then each file is named
-                error = f"run() returned {outcome.returned:,} results for {items:,} items"
-                done.errors = self._error_records(mb, items, error, None, attempts) if not succeeded else \
-                    [self._error_record(mb, None, items - succeeded, attempts, error, None)]
+            done.errors = [self._error_record(mb, self.plan.absolute(mb.files[r.item]), 1, attempts, r.error,
+                                              r.traceback) for r in outcome.rejected]
+            if succeeded < ran:  # which items failed is known only when none succeeded: then each file is named
+                error = f"run() returned {outcome.returned:,} results for {ran:,} items"
+                rejected = {r.item for r in outcome.rejected}
+                done.errors += self._error_records(mb, ran, error, None, attempts, rejected) if not succeeded \
+                    else [self._error_record(mb, None, ran - succeeded, attempts, error, None)]
         if outcome.side_outputs and outcome.error is None:
             self._side.add(mb.id)
         if outcome.part_pending:
@@ -306,10 +312,13 @@ class ShardRunner:
                 source[name] = getattr(mb, name)
         return source
 
-    def _error_records(self, mb: MiniBatch, items: int, error: str, tb: str | None, attempts: int) -> list[dict]:
-        """errors.jsonl lines: one per failed file; one per mini-batch of rows (its row range)."""
+    def _error_records(self, mb: MiniBatch, items: int, error: str, tb: str | None, attempts: int,
+                       skip: frozenset[int] | set[int] = frozenset()) -> list[dict]:
+        """errors.jsonl lines: one per failed file (but those at the indexes in `skip`); one per
+        mini-batch of rows (its row range)."""
         if self.plan.input_type == "files":
-            return [self._error_record(mb, self.plan.absolute(f), 1, attempts, error, tb) for f in mb.files]
+            return [self._error_record(mb, self.plan.absolute(f), 1, attempts, error, tb)
+                    for k, f in enumerate(mb.files) if k not in skip]
         return [self._error_record(mb, None, items, attempts, error, tb)]
 
     def _error_record(self, mb: MiniBatch, item: str | None, items: int, attempts: int, error: str,
@@ -359,6 +368,7 @@ def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_
             output_format=spec.output.format, append_row=spec.output.action == "appendRow",
             many_results=spec.output.results_per_item == "many",
             prefetch=spec.prefetch_mini_batches,
+            preprocess=processes_of(spec.preprocess_processes, workers, k),
             log_path=os.path.join(log_dir, f"shard-{index}-worker-{k}.log") if log_dir else None,
         ))
     return configs

@@ -34,7 +34,7 @@ _SPEC_FIELDS = (
     "input", "sideInputs", "model", "code", "arguments", "miniBatchSize", "partitionKeys",
     "errorThreshold", "miniBatchErrorThreshold", "allowedFailedPercent", "output",
     "nodeCount", "processCountPerNode", "runInvocationTimeout", "initTimeout", "runMaxTry",
-    "prefetchMiniBatches",
+    "prefetchMiniBatches", "preprocessProcesses",
     "loggingLevel", "environment", "storage", "allowReuse", "retryFailed", "queueName", "priorityClassName",
 )
 _ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
@@ -159,6 +159,7 @@ class JobSpec:
     init_timeout: int = 600
     run_max_try: int = 3
     prefetch_mini_batches: int = 2  # read ahead by each worker while run() computes
+    preprocess_processes: int = 0  # a pod's processes for the entry script's preprocess(); 0: in the workers
     logging_level: LoggingLevel = "INFO"
     environment: dict = field(default_factory=dict)  # pod-side fields, as written (camelCase)
     gpu: GpuSpec | None = None
@@ -204,6 +205,8 @@ class JobSpec:
             out["processCountPerNode"] = self.process_count_per_node
         if self.prefetch_mini_batches != 2:  # only where set: run ids of earlier specs stay the same
             out["prefetchMiniBatches"] = self.prefetch_mini_batches
+        if self.preprocess_processes:
+            out["preprocessProcesses"] = self.preprocess_processes
         if self.environment:
             out["environment"] = self.environment
         if self.storage:
@@ -437,6 +440,7 @@ class _Loader(Problems):
         init_timeout = self.integer("spec.initTimeout", spec.get("initTimeout"), 600, 1)
         run_max_try = self.integer("spec.runMaxTry", spec.get("runMaxTry"), 3, 1)
         prefetch_mini_batches = self.integer("spec.prefetchMiniBatches", spec.get("prefetchMiniBatches"), 2, 0)
+        preprocess_processes = self.integer("spec.preprocessProcesses", spec.get("preprocessProcesses"), 0, 0)
         logging_level: LoggingLevel = self.choice(
             "spec.loggingLevel", spec.get("loggingLevel"), get_args(LoggingLevel), "INFO")
         gpu = self.gpu(environment.get("gpu"))
@@ -461,6 +465,7 @@ class _Loader(Problems):
             init_timeout=init_timeout,
             run_max_try=run_max_try,
             prefetch_mini_batches=prefetch_mini_batches,
+            preprocess_processes=preprocess_processes,
             logging_level=logging_level,
             environment=environment,
             gpu=gpu,

@@ -44,6 +44,8 @@ from .context import UnusableInput, context_of, wants_context
 from .layout import Layout
 from .outputs import ResultError, ResultTypeError, empty_columns, encode_part, result_length
 from .plan import MiniBatch, Plan
+from .preprocess import PREPROCESS_LOST, ItemFailed, PreprocessLost
+from .preprocess import start as start_preprocess
 from .processes import join_pool
 from .readers import Reader
 from .schemas import schema_to_text
@@ -74,6 +76,7 @@ class WorkerConfig:
     append_row: bool
     many_results: bool = False  # spec.output.resultsPerItem: many, any number of results per item
     prefetch: int = 2  # mini-batches read ahead while run() computes (spec.prefetchMiniBatches)
+    preprocess: int = 0  # its preprocess processes (spec.preprocessProcesses, shared out; preprocess.py)
     log_path: str | None = None  # its stdout and stderr, else the shard's
     pgid: int | None = None  # the pool's process group (processes.join_pool), set by the pool
     parent_pid: int | None = None
@@ -100,6 +103,7 @@ class Ok(NamedTuple):
     schema: str | None
     part_pending: bool
     side_outputs: int = 0  # files run() wrote to its side-output folder, kept for the commit
+    rejected: tuple[ItemFailed, ...] = ()  # items whose preprocess() raised: failed, not given to run()
 
 
 class PartsWritten(NamedTuple):
@@ -175,6 +179,7 @@ def worker_main(conn, config: WorkerConfig, running=None) -> None:
     where = f"importing {os.path.basename(config.entry_script)}"
     try:
         module = load_entry_script(config.entry_script)
+        preprocess = start_preprocess(module, config.preprocess, conn, _failure)  # forked before init()
         if callable(getattr(module, "init", None)):
             where = "init()"
             module.init()
@@ -185,7 +190,7 @@ def worker_main(conn, config: WorkerConfig, running=None) -> None:
     if config.plan is None:  # started while the run was planned: its header comes first (None: stop)
         config = dataclasses.replace(config, plan=_receive(conn))
     if config.plan is not None:
-        _Worker(conn, config, module, running).serve()
+        _Worker(conn, config, module, running, preprocess).serve()
     if callable(getattr(module, "shutdown", None)):
         module.shutdown()
     _exit()
@@ -195,7 +200,7 @@ def _side_folder(config: WorkerConfig) -> str:
     return os.path.join(config.scratch, "outputs")
 
 
-def _exit() -> None:
+def _exit(code: int = 0) -> None:
     """End the process without the interpreter's teardown (freeing every object of pandas,
     pyarrow and the model took 0.3-0.7 s that the pool's close waited for): its parts are
     written and shutdown() has run. Logs and output are flushed; atexit handlers do not
@@ -203,7 +208,7 @@ def _exit() -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 _STOP = object()
@@ -254,10 +259,11 @@ class _Inline:
 
 
 class _Prefetch:
-    """A fetcher thread reads up to `prefetch` mini-batches ahead while run() computes."""
+    """A fetcher thread reads up to `prefetch` mini-batches ahead while run() computes; `submit`
+    gets each one read (its id and payload), for its preprocessing to start."""
 
-    def __init__(self, conn, reader: Reader, prefetch: int):
-        self.conn, self.reader = conn, reader
+    def __init__(self, conn, reader: Reader, prefetch: int, submit=None):
+        self.conn, self.reader, self.submit = conn, reader, submit
         self.ready: queue.SimpleQueue = queue.SimpleQueue()  # (mini-batch, read), in order; _STOP last
         self.slots = threading.Semaphore(1 + prefetch)  # read or running: the current one + prefetch
         self.received = self.taken = 0
@@ -290,14 +296,18 @@ class _Prefetch:
             self.received += len(message)
             for mb in MiniBatch.many_from_json(message):
                 self.slots.acquire()
-                self.ready.put((mb, _read(self.reader, mb)))
+                read = _read(self.reader, mb)
+                if self.submit is not None and not isinstance(read, BaseException):
+                    self.submit(mb.id, read[0])
+                self.ready.put((mb, read))
         self.ready.put(_STOP)
 
 
 class _Worker:
-    def __init__(self, conn, config: WorkerConfig, module, running=None):
+    def __init__(self, conn, config: WorkerConfig, module, running=None, preprocess=None):
         self.conn, self.config, self.module = conn, config, module
         self.running = running
+        self.preprocess = preprocess
         self.plan = Plan.from_header(config.plan)
         self.reader = Reader(self.plan, config.scratch)
         self.with_context = wants_context(module.run)  # AML v2's run(mini_batch, mini_batch_context)
@@ -310,8 +320,13 @@ class _Worker:
         self.sending = threading.Lock()  # results and the pipe, shared with the reporter and writer threads
         self.writer = _PartWriter(self._send)
         remote = not is_local(self.reader.fs)
-        self.source = (_Prefetch(conn, self.reader, config.prefetch) if remote and config.prefetch
-                       else _Inline(conn, self.reader))
+        self.files = self.plan.input_type == "files"
+        submit = preprocess.submitter(self.files) if preprocess is not None else None
+        if submit is not None:  # each mini-batch's items go to the preprocess processes once it is read
+            self.source = _Prefetch(conn, self.reader, max(1, config.prefetch), submit)
+        else:
+            self.source = (_Prefetch(conn, self.reader, config.prefetch) if remote and config.prefetch
+                           else _Inline(conn, self.reader))
 
     def serve(self) -> None:
         """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
@@ -372,13 +387,19 @@ class _Worker:
             if isinstance(read, BaseException):
                 raise read
             payload, items = read
+            rejected: list[ItemFailed] = []
+            if self.preprocess is not None:
+                payload, rejected = self.preprocess.apply(mb.id, payload, self.files)
             self.side.begin()
-            result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
-                      else self.module.run(payload))
+            if rejected and not payload:  # every item failed in preprocess(): nothing to run
+                result = []
+            else:
+                result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
+                          else self.module.run(payload))
             returned = result_length(result)
-            if returned > items and not self.config.many_results:
-                raise ResultError(f"run() returned {returned:,} results for {items:,} items; return at most "
-                                  "one element or row per item")
+            if returned > items - len(rejected) and not self.config.many_results:
+                raise ResultError(f"run() returned {returned:,} results for {items - len(rejected):,} items; "
+                                  "return at most one element or row per item")
             schema = None
             pending = self.config.append_row and returned > 0
             if pending:
@@ -387,11 +408,14 @@ class _Worker:
                 self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
             elif self.config.append_row and (columns := empty_columns(result)) is not None:
                 schema = schema_to_text(columns)  # no rows, but the output's columns
-            self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id)))
+            self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id), tuple(rejected)))
         except UnusableInput as e:  # no mini-batch can succeed: the run stops, as when init() fails
             self._report()
             self._send(InitFailed(_failure(e, "run()"), traceback.format_exc()))
             _exit()
+        except PreprocessLost:  # the pool fails this attempt and replaces the worker (and its preprocess processes)
+            self._report()
+            _exit(PREPROCESS_LOST)
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
             self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc(),
                                        retry=not isinstance(e, ResultTypeError)))
