@@ -15,7 +15,7 @@ from rich.console import Console
 
 from parallelrun.runner import pool
 from parallelrun.runner.local import LocalRunError, run_local
-from parallelrun.runner.spec import SpecError, load_spec_file
+from parallelrun.runner.spec import SpecError, load_spec, load_spec_file
 
 
 def quiet_run(path, **kw):
@@ -316,3 +316,4 @@ def test_mini_batches_in_flight_enters_the_spec_only_where_set(job):
     assert "miniBatchesInFlight" not in load_spec_file(str(job.write())).to_dict()
     spec = load_spec_file(str(job.write(miniBatchesInFlight=16)))
     assert spec.mini_batches_in_flight == 16 and spec.to_dict()["miniBatchesInFlight"] == 16
+    assert load_spec({"spec": spec.to_dict()}).mini_batches_in_flight == 16  # as the operator hands it to pods
