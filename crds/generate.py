@@ -296,6 +296,11 @@ def job_spec_schema() -> dict:
             "preprocessProcesses": integer("Processes per pod that run the entry script's preprocess(item), shared "
                                            "out among its workers, on the next mini-batches while run() computes; "
                                            "0 runs preprocess() in the workers.", minimum=0, default=0),
+            "miniBatchesInFlight": integer(
+                "Mini-batches each worker keeps in flight at once on one event loop, each with its own "
+                "runInvocationTimeout, retries and accounting; needs `async def run(mini_batch)` (a remote "
+                "endpoint, an LLM engine with continuous batching). Useful values 4-64; workers then read "
+                "at least as many ahead.", minimum=1, maximum=1024, default=1),
             "loggingLevel": string("[logging_level] The runner's and the entry script's log level.",
                                    enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                                    default="INFO"),

@@ -29,12 +29,13 @@ _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 COLUMN_TYPES = ("string", "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                 "float32", "float64", "date32", "timestamp[s]", "timestamp[ms]", "timestamp[us]", "timestamp[ns]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_IN_FLIGHT = 1024  # spec.miniBatchesInFlight: calls of an async run() one worker keeps going
 
 _SPEC_FIELDS = (
     "input", "sideInputs", "model", "code", "arguments", "miniBatchSize", "partitionKeys",
     "errorThreshold", "miniBatchErrorThreshold", "allowedFailedPercent", "output",
     "nodeCount", "processCountPerNode", "runInvocationTimeout", "initTimeout", "runMaxTry",
-    "prefetchMiniBatches", "preprocessProcesses",
+    "prefetchMiniBatches", "preprocessProcesses", "miniBatchesInFlight",
     "loggingLevel", "environment", "storage", "allowReuse", "retryFailed", "queueName", "priorityClassName",
 )
 _ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
@@ -160,6 +161,7 @@ class JobSpec:
     run_max_try: int = 3
     prefetch_mini_batches: int = 2  # read ahead by each worker while run() computes
     preprocess_processes: int = 0  # a pod's processes for the entry script's preprocess(); 0: in the workers
+    mini_batches_in_flight: int = 1  # calls of an async run() each worker keeps in flight
     logging_level: LoggingLevel = "INFO"
     environment: dict = field(default_factory=dict)  # pod-side fields, as written (camelCase)
     gpu: GpuSpec | None = None
@@ -207,6 +209,8 @@ class JobSpec:
             out["prefetchMiniBatches"] = self.prefetch_mini_batches
         if self.preprocess_processes:
             out["preprocessProcesses"] = self.preprocess_processes
+        if self.mini_batches_in_flight != 1:
+            out["miniBatchesInFlight"] = self.mini_batches_in_flight
         if self.environment:
             out["environment"] = self.environment
         if self.storage:
@@ -441,6 +445,11 @@ class _Loader(Problems):
         run_max_try = self.integer("spec.runMaxTry", spec.get("runMaxTry"), 3, 1)
         prefetch_mini_batches = self.integer("spec.prefetchMiniBatches", spec.get("prefetchMiniBatches"), 2, 0)
         preprocess_processes = self.integer("spec.preprocessProcesses", spec.get("preprocessProcesses"), 0, 0)
+        in_flight = self.integer("spec.miniBatchesInFlight", spec.get("miniBatchesInFlight"), 1, 1)
+        if in_flight > MAX_IN_FLIGHT:
+            self.fail("spec.miniBatchesInFlight", f"{in_flight} is above the maximum {MAX_IN_FLIGHT}; "
+                      "useful values are 4-64 (a remote endpoint's or engine's concurrency per worker)")
+            in_flight = 1
         logging_level: LoggingLevel = self.choice(
             "spec.loggingLevel", spec.get("loggingLevel"), get_args(LoggingLevel), "INFO")
         gpu = self.gpu(environment.get("gpu"))
@@ -466,6 +475,7 @@ class _Loader(Problems):
             run_max_try=run_max_try,
             prefetch_mini_batches=prefetch_mini_batches,
             preprocess_processes=preprocess_processes,
+            mini_batches_in_flight=in_flight,
             logging_level=logging_level,
             environment=environment,
             gpu=gpu,

@@ -332,3 +332,36 @@ def test_spec_preprocess_processes():
                          (True, "expected an integer >= 0, got True"), (1.5, "expected an integer >= 0")]:
         with pytest.raises(SpecError, match=rf"spec.preprocessProcesses: {message}"):
             load_spec({"spec": {**BASE, "preprocessProcesses": bad}})
+
+
+ASYNC_PREPROCESSED = FILES_WORK + """
+import asyncio
+
+preprocess = work
+
+async def run(mini_batch):
+    await asyncio.sleep(0.01)
+    log_run(mini_batch)
+    return [f"{name} {digest}" for name, digest in mini_batch]
+"""
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_an_async_run_with_many_in_flight_gets_preprocessed_items(job, tmp_path, calls, processes):
+    """preprocess() with `async def run` and miniBatchesInFlight: the results are awaited off the
+    event loop, each item once, the output as the work inside a synchronous run() gives it; an
+    item whose preprocess() raises is failed alone."""
+    files_input(job, 40, {5: "raise"})
+    job.script(IN_RUN)
+    quiet_run(job.write(miniBatchSize=3, processCountPerNode=2))
+    in_run = job.final().read_bytes()
+    calls.unlink()
+    job.script(ASYNC_PREPROCESSED)
+    quiet_run(job.write(miniBatchSize=3, processCountPerNode=2, preprocessProcesses=processes, miniBatchesInFlight=4,
+                        output={"uri": "output-b/"}))
+    preprocessed = (tmp_path / "output-b" / "parallel_run_step.txt").read_bytes()
+    [path] = (tmp_path / "output-b").glob("_parallelrun/*/summary.json")
+    summary = json.loads(path.read_text())
+    assert preprocessed == in_run and len(in_run.splitlines()) == 39
+    assert summary["items"] == {"succeeded": 39, "failed": 1}
+    assert sum(1 for kind, _, _ in lines(calls) if kind == "p") == 40
