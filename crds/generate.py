@@ -363,6 +363,10 @@ def job_status_schema() -> dict:
                             "active", "succeeded", "failed", "current", "desired"),
             "progressText": string("Done and total mini-batches for display, e.g. \"812/1000\"."),
             "nodesText": string("Active and total pods for display, e.g. \"2/4\"."),
+            "itemsPerSecond": {"type": "number", "minimum": 0,
+                               "description": "Items scored per second since the run started (this run's "
+                                              "scoring, not what a resumed run had done before)."},
+            "report": string("The run's report: one self-contained HTML page, written with the merge."),
             "jobName": string("The scoring Job."),
             "mergeJobName": string("The merge Job."),
             "outputUri": string("Where the output was written."),
@@ -714,9 +718,11 @@ def batch_inference_job_crd() -> dict:
         column("Progress", ".status.progressText", description="Done/total mini-batches"),
         column("Failed", ".status.progress.items.failed", "integer", description="Failed items"),
         column("Nodes", ".status.nodesText", description="Active/total pods"),
+        column("Items/s", ".status.itemsPerSecond", "number", description="Items scored per second"),
         AGE,
         column("Run", ".status.runId", priority=1),
         column("Output", ".status.outputUri", priority=1),
+        column("Report", ".status.report", priority=1),
     ])
 
 

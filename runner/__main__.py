@@ -39,6 +39,7 @@ from .merge import MergeError, merge
 from .plan import ensure_plan, read_plan
 from .pool import InitError
 from .records import TerminationMessage
+from .reportpage import publish
 from .shard import ShardRunner
 from .spec import load_spec_file
 from .storage import filesystem, storage_error, write_atomic
@@ -131,6 +132,10 @@ def _merge(args) -> int:
     except MergeError as e:  # the merge's message: its reason, no shard's counts
         _write_termination_log(TerminationMessage(reason=str(e)).to_text())
         return e.exit_code
+    try:
+        publish(fs, layout)
+    except Exception as e:  # noqa: BLE001 - a courtesy: the run's outcome stands without its page
+        log.warning("cannot write the run's report to %s: %s", layout.report_page, e)
     _write_termination_log(TerminationMessage(Counts.from_dict(summary), summary["reason"], summary["status"],
                                               summary["output"]).to_text())
     return EXIT_OK if summary["status"] == "Succeeded" else EXIT_THRESHOLD

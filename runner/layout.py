@@ -12,6 +12,8 @@
     <output.uri>/_parallelrun/<run-id>/claims/NNNNNNNNN        which pod index holds the chunk that starts there
     <output.uri>/_parallelrun/<run-id>/claims/alive-NNNNN      a scoring pod's heartbeat
     <output.uri>/_parallelrun/<run-id>/summary.json, errors.jsonl
+    <output.uri>/_parallelrun/<run-id>/spec.json       the spec the run was planned with (for its report)
+    <output.uri>/_parallelrun/<run-id>/report/report.html  the run's report, written with the merge
 
 A Layout built on the output filesystem's path gives paths to read and write; built
 on the output URI (Layout.uris) it gives the same places as URIs, to show a user.
@@ -125,6 +127,14 @@ class Layout:
     @property
     def summary(self) -> str:
         return join(self.root, "summary.json")
+
+    @property
+    def report_page(self) -> str:
+        return join(self.root, "report", "report.html")
+
+    @property
+    def spec(self) -> str:
+        return join(self.root, "spec.json")
 
     @property
     def errors(self) -> str:

@@ -31,6 +31,7 @@ from .plan import Plan, ensure_plan
 from .pool import InitError, WorkerPool
 from .repair import prepare_repair, repair_target
 from .resources import available_cpus, process_count
+from .runlogs import temporary_log_dir
 from .runs import reusable
 from .shard import ShardRunner, start_pool
 from .spec import JobSpec
@@ -119,7 +120,7 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
         return reused
     if fs.exists(layout.root) and (fresh or fs.exists(layout.summary)):
         fs.rm(layout.root, recursive=True)
-    log_dir = os.path.join(layout.root, "logs") if is_local(fs) else tempfile.mkdtemp(prefix="parallelrun-logs-")
+    log_dir = os.path.join(layout.root, "logs") if is_local(fs) else temporary_log_dir(layout.run_id)
     scratch = tempfile.mkdtemp(prefix="parallelrun-")
     with ExitStack() as pools:
         # The workers import the entry script and run init() while this process plans.

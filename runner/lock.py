@@ -49,10 +49,41 @@ def _locked_message(run_id: str, holder: dict) -> str:
             f"{holder.get('since')}); wait for it to finish or stop it, then run again")
 
 
+def lock_path(output_path: str, run_id: str) -> str:
+    return join(output_path, "_parallelrun", f"{run_id}.lock")
+
+
+def held_by(fs, output_path: str, run_id: str) -> dict | None:
+    """The holder of run `run_id`'s lock (pid, host, since) while a process holds it, else None."""
+    path = lock_path(output_path, run_id)
+    if not is_local(fs):
+        try:
+            holder = json.loads(fs.cat_file(path))
+        except (FileNotFoundError, ValueError):
+            return None
+        return holder if time.time() - holder.get("heartbeat", 0) < LEASE_SECONDS else None
+    import fcntl
+
+    try:
+        f = open(path)  # noqa: SIM115 - closed below, whichever way the probe goes
+    except FileNotFoundError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return json.loads(f.read() or "{}")
+            except ValueError:
+                return {}
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
+
 class RunLock:
     def __init__(self, fs, output_path: str, run_id: str):
         self.fs, self.run_id = fs, run_id
-        self.path = join(output_path, "_parallelrun", f"{run_id}.lock")
+        self.path = lock_path(output_path, run_id)
         self._file = None
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None

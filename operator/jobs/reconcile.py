@@ -67,7 +67,7 @@ from .manifests import (
 from .planning import Planner
 from .progress import read_progress
 from .reuse import find_reusable, record_success, reuse_key
-from .status import counts_of, with_progress
+from .status import counts_of, with_progress, with_throughput
 
 PROGRESS_READ_SECONDS = 15  # while scoring: how often the shards' progress files are read
 
@@ -176,6 +176,7 @@ class Reconciler(Controller):
             return False
         scale = await self._scale()
         if status.get("phase") == QUEUED:  # Kueue admitted it
+            metrics.QUEUE_SECONDS.observe(self._queued_seconds(status))
             status = self._admitted(with_phase(status, RUNNING, "Scoring", "admitted by Kueue; scoring",
                                                self.generation))
         scoring = observe_scoring(self.spec, pods, self._job(SCORING), self.total, await self._live_counts(pods))
@@ -183,6 +184,7 @@ class Reconciler(Controller):
         self._counted = scoring.counts
         status = with_progress(status, scoring.counts, self.total, scoring.active, scoring.succeeded,
                                scoring.failed, self.shards_with_work)
+        status = with_throughput(status, self.clock.now())
         status["nodes"].update(scale)
         self.status = status  # what a failure from here on reports
         if scoring.failure and not self._awaiting_reports(scoring):
@@ -241,6 +243,14 @@ class Reconciler(Controller):
                                    message, self.generation, now())
         return dict(self.status, conditions=conditions, message=message)
 
+    def _queued_seconds(self, status: dict) -> float:
+        """How long the run has been Queued: since its Queued condition (else its start) until now."""
+        queued = next((c for c in status.get("conditions") or [] if c.get("type") == QUEUED), None)
+        since = (queued or {}).get("lastTransitionTime") or status.get("startTime")
+        if not since:
+            return 0.0
+        return max(0.0, (self.clock.now() - datetime.fromisoformat(since.replace("Z", "+00:00"))).total_seconds())
+
     def _admitted(self, status: dict) -> dict:
         return dict(status, conditions=set_condition(list(status.get("conditions") or []), QUEUED, False, "Admitted",
                                                      f"admitted from LocalQueue {self.spec.queue_name}",
@@ -277,7 +287,8 @@ class Reconciler(Controller):
             output = output_uri(self.spec, self.owner)
             message = f"output written to {output}"
             self._event("Normal", "Succeeded", message)
-            status = dict(with_phase(status, SUCCEEDED, "Succeeded", message, self.generation), outputUri=output)
+            status = dict(with_phase(status, SUCCEEDED, "Succeeded", message, self.generation), outputUri=output,
+                          report=Layout.uris(self.spec, run_id(self.owner)).report_page)
             if warning := all_items_failed(counts_of(status)):  # thresholds of -1 let it succeed: say so
                 self._event("Warning", ALL_ITEMS_FAILED, warning)
                 status = with_warning(status, ALL_ITEMS_FAILED, warning, self.generation)
