@@ -79,6 +79,8 @@ def test_plan_lines_parse_at_once_as_one_by_one():
     DoneRecord(10, "failed", 1, 0, 1, 3, errors=[{"error": 'ValueError: "quoted" \\ and ünïcode'}]),
     DoneRecord(11, "succeeded", 1, 1, 0, 1, schema="x: int64", part=("g-0-0-aa.csv", 5, 6)),
     DoneRecord(12, "succeeded", 1, 1, 0, 1, part=('odd "name".txt', 0, 1)),
+    DoneRecord(13, "succeeded", 1, 1, 0, 2, part=("g-0-0-aa.txt", 0, 1),
+               report='13,12,0,h,0,1,2026-01-01T00:00:00.000Z,0.1,,,1,0,0,retried,"KeyError: \'a, ""b""\'"\n'),
 ])
 def test_a_commit_line_is_the_record_as_json(record):
     line = record_line(record)
