@@ -11,18 +11,19 @@ into TIMELINE_COLUMNS columns, and the tables are capped.
 
 from __future__ import annotations
 
-import csv
-import io
+import datetime
 import json
 import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from .commits import read_commits
 from .merge import read_summary
 from .plan import read_plan
+from .records import AttemptLine, ResourceSample
+from .reportfiles import attempts_csv, parse_attempts, parse_resources, read_attempts, read_resources, resources_csv
 from .runfolders import describe
-from .storage import join
 
 TIMELINE_COLUMNS = 600  # time bins of the timeline
 THROUGHPUT_COLUMNS = 120  # time bins of the throughput chart, each at least THROUGHPUT_MIN_SECONDS
@@ -37,32 +38,27 @@ SECRET_KEYS = ("value",)  # environment.env values may hold secrets: only their 
 
 @dataclass
 class Attempt:
-    """One line of report/minibatches.csv."""
+    """An attempt line (records.AttemptLine) with its start as epoch seconds, as the figures use it."""
 
-    mini_batch: int
-    shard: int
-    pod: str
-    worker: str
-    attempt: int
-    start: float  # epoch seconds
-    seconds: float
-    items: int
-    succeeded: int
-    failed: int
-    status: str
-    error: str
+    line: AttemptLine
+    start: float
+
+    @classmethod
+    def of(cls, line: AttemptLine) -> Attempt:
+        return cls(line, _epoch(line.start))
 
     @property
     def end(self) -> float:
-        return self.start + self.seconds
+        return self.start + self.line.seconds
 
     @property
     def worker_key(self) -> str:
-        return f"{self.pod}/{self.worker}"
+        return f"{self.line.pod}/{'?' if self.line.worker is None else self.line.worker}"
 
     @property
     def ok(self) -> bool:
-        return self.status.lower() in ("succeeded", "success", "ok") and not self.error
+        """It succeeded (some of its items may have failed: line.failed)."""
+        return self.line.status == "succeeded"
 
 
 @dataclass
@@ -137,15 +133,11 @@ def gather(fs, layout, now: float | None = None) -> Report:
     if attempts:
         _timeline(report, attempts)
         _failures(report, attempts)
-        report.slowest = sorted(attempts, key=lambda a: a.seconds, reverse=True)[:SLOWEST]
+        report.slowest = sorted(attempts, key=lambda a: a.line.seconds, reverse=True)[:SLOWEST]
     else:
         _failures_from_errors(fs, layout, report)
     _resources(fs, layout, report)
     return report
-
-
-def report_dir(layout) -> str:
-    return join(layout.root, "report")
 
 
 def _read_spec(fs, layout) -> dict | None:
@@ -160,52 +152,30 @@ def _read_spec(fs, layout) -> dict | None:
     return spec
 
 
-def _csv_rows(fs, path: str) -> list[dict] | None:
-    try:
-        text = fs.cat_file(path).decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return None
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-def _time(text: str) -> float:
-    """An ISO 8601 time (UTC when it names no zone) or epoch seconds."""
-    import datetime
-
-    try:
-        return float(text)
-    except ValueError:
-        t = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return (t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)).timestamp()
-
-
-def _number(row: dict, key: str, default: float = 0.0) -> float:
-    try:
-        return float(row.get(key) or default)
-    except ValueError:
-        return default
+def _epoch(text: str) -> float:
+    """An ISO 8601 time (UTC where it names no zone) as epoch seconds."""
+    t = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)).timestamp()
 
 
 def _read_attempts(fs, layout, report: Report) -> list[Attempt]:
-    rows = _csv_rows(fs, join(report_dir(layout), "minibatches.csv"))
-    if rows is None:
-        report.missing.append("report/minibatches.csv: the run kept no line per attempt (a run of an older "
-                              "version, or one not yet started): no timeline, throughput, slowest mini-batches or "
-                              "idle time")
-        return []
-    attempts = []
-    for row in rows:
-        try:
-            attempts.append(Attempt(int(row["miniBatch"]), int(_number(row, "shard")), row.get("pod") or "",
-                                    row.get("worker") or "", int(_number(row, "attempt", 1)), _time(row["start"]),
-                                    _number(row, "seconds"), int(_number(row, "items")),
-                                    int(_number(row, "succeeded")), int(_number(row, "failed")),
-                                    row.get("status") or "", row.get("error") or ""))
-        except (KeyError, ValueError):
-            continue  # a line cut short by a pod that died while writing it
+    """The merged report/minibatches.csv; before the merge, the lines the commit records carry."""
+    try:
+        lines = read_attempts(fs, layout)
+    except FileNotFoundError:
+        header = attempts_csv([], header=True)
+        committed = read_commits(fs, layout, range(report.plan_totals["miniBatches"])) if report.plan_totals else {}
+        texts = [record.report for _, record in sorted(committed.items()) if record.report]
+        lines = parse_attempts(header + "".join(texts)) if texts else []
+        if not lines:
+            report.missing.append("report/minibatches.csv: the run kept no line per attempt (a run of an older "
+                                  "version, or one with no mini-batch done yet): no timeline, throughput, slowest "
+                                  "mini-batches or idle time")
+            return []
+    attempts = [Attempt.of(line) for line in lines]
     report.attempts = len(attempts)
     report.failed_attempts = sum(1 for a in attempts if not a.ok)
-    report.items = sum(a.succeeded + a.failed for a in attempts)
+    report.items = sum(a.line.succeeded + a.line.failed for a in attempts)
     return attempts
 
 
@@ -224,7 +194,7 @@ def _timeline(report: Report, attempts: list[Attempt]) -> None:
     throughput = [0.0] * max(1, math.ceil(width / bin_seconds))
     for a in attempts:
         by_worker[a.worker_key].append(a)
-        throughput[min(len(throughput) - 1, int((a.end - start) / bin_seconds))] += a.succeeded + a.failed
+        throughput[min(len(throughput) - 1, int((a.end - start) / bin_seconds))] += a.line.succeeded + a.line.failed
     report.throughput = [n / bin_seconds for n in throughput]
     report.throughput_seconds = bin_seconds
     rows = []
@@ -232,11 +202,8 @@ def _timeline(report: Report, attempts: list[Attempt]) -> None:
         busy = [0.0] * columns
         failures = [0] * columns
         seconds = 0.0
-        first, last = None, None
         for a in by_worker[key]:
-            seconds += a.seconds
-            first = a.start if first is None else min(first, a.start)
-            last = a.end if last is None else max(last, a.end)
+            seconds += a.line.seconds
             _spread(busy, a.start - start, a.end - start, step)
             if not a.ok:
                 failures[min(columns - 1, int((a.end - start) / step))] += 1
@@ -282,7 +249,9 @@ def _group(report: Report, errors) -> None:
 
 
 def _failures(report: Report, attempts: list[Attempt]) -> None:
-    _group(report, ((a.mini_batch, a.error or a.status, a.failed) for a in attempts if not a.ok))
+    """Failed and retried attempts, and succeeded ones with failed items, by their error."""
+    _group(report, ((a.line.mini_batch, a.line.error or a.line.status, a.line.failed) for a in attempts
+                    if not a.ok or a.line.failed))
 
 
 def _failures_from_errors(fs, layout, report: Report) -> None:
@@ -301,29 +270,44 @@ def _failures_from_errors(fs, layout, report: Report) -> None:
     _group(report, records)
 
 
+def _read_samples(fs, layout) -> list[ResourceSample] | None:
+    """The merged report/resources.csv; before the merge, the pods' pieces; None where there are none."""
+    try:
+        return read_resources(fs, layout)
+    except FileNotFoundError:
+        pass
+    try:
+        pieces = sorted(fs.ls(layout.resource_pieces_dir, detail=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    header = resources_csv([], header=True)
+    samples = []
+    for path in pieces:
+        text = fs.cat_file(path).decode("utf-8", errors="replace")
+        samples += parse_resources(text if text.startswith(header) else header + text)
+    return samples or None
+
+
 def _resources(fs, layout, report: Report) -> None:
-    rows = _csv_rows(fs, join(report_dir(layout), "resources.csv"))
-    if rows is None:
+    """Per pod: its own samples (worker "pod": the whole pod) where it has them, else its workers' summed."""
+    samples = _read_samples(fs, layout)
+    if samples is None:
         report.missing.append("report/resources.csv: no samples of CPU, memory and GPU use")
         return
-    by_pod: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_pod[row.get("pod") or "?"].append(row)
+    by_pod: dict[str, list[ResourceSample]] = defaultdict(list)
+    for sample in samples:
+        by_pod[sample.pod].append(sample)
     for pod in sorted(by_pod, key=_natural):
-        samples = by_pod[pod]
-        cpu = [_number(r, "cpu") for r in samples if r.get("cpu")]
-        rss = [_number(r, "rss") for r in samples if r.get("rss")]
-        gpu = [_number(r, "gpuUtilization") for r in samples if r.get("gpuUtilization")]
-        gpu_memory = [_number(r, "gpuMemory") for r in samples if r.get("gpuMemory")]
-        series: dict[float, float] = defaultdict(float)
-        for r in samples:
-            try:
-                series[round(_time(r["time"]))] += _number(r, "cpu")
-            except (KeyError, ValueError):
-                continue
-        points = sorted(series.items())
-        stride = max(1, len(points) // TIMELINE_COLUMNS)
+        own = [x for x in by_pod[pod] if x.worker == "pod"]
+        at: dict[str, list[ResourceSample]] = defaultdict(list)
+        for x in own or by_pod[pod]:
+            at[x.time].append(x)
+        totals = [(_epoch(t), sum(x.cpu for x in xs), sum(x.rss for x in xs)) for t, xs in sorted(at.items())]
+        gpu = [x.gpu_utilization for x in by_pod[pod] if x.gpu_utilization is not None and x.worker != "pod"]
+        gpu_memory = [sum(x.gpu_memory or 0 for x in xs) for xs in at.values()]
+        cpu = [c for _, c, _ in totals]
+        stride = max(1, len(totals) // TIMELINE_COLUMNS)
         report.resources.append(PodResources(
-            pod, len(samples), sum(cpu) / len(cpu) if cpu else None, max(cpu, default=None),
-            max(rss, default=None), sum(gpu) / len(gpu) if gpu else None, max(gpu_memory, default=None),
-            points[::stride]))
+            pod, len(totals), sum(cpu) / len(cpu) if cpu else None, max(cpu, default=None),
+            max((r for _, _, r in totals), default=None), sum(gpu) / len(gpu) if gpu else None,
+            max(gpu_memory, default=0) or None, [(t, c) for t, c, _ in totals[::stride]]))

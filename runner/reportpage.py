@@ -227,8 +227,8 @@ def _failures(report: Report) -> str:
 def _slowest(report: Report) -> str:
     if not report.slowest:
         return "<p class=\"more\">No attempt lines.</p>"
-    rows = [[f"{a.mini_batch:,}", escape(a.worker_key), str(a.attempt), _time(a.start), f"{a.seconds:,.2f}",
-             f"{a.items:,}", escape(a.status)] for a in report.slowest]
+    rows = [[f"{a.line.mini_batch:,}", escape(a.worker_key), str(a.line.attempt), _time(a.start),
+             f"{a.line.seconds:,.2f}", f"{a.line.items:,}", escape(a.line.status)] for a in report.slowest]
     return _table("slowest-table", "#mini-batch|worker|#attempt|start|#seconds|#items|status", rows)
 
 

@@ -1,19 +1,18 @@
-"""Runs made for the tests of `parallelrun report`, `status`, `list`, `logs` and `clean`: real local
-runs of a small job, and the attempt and resource lines a run's report folder holds."""
+"""Runs for the tests of `parallelrun report`, `status`, `list`, `logs` and `clean`: a small job
+whose failures are known, and attempt lines written as a run's report folder holds them."""
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 import json
 from pathlib import Path
 
 from jobfolder import JobFolder
 
-ATTEMPT_COLUMNS = ["miniBatch", "chunk", "shard", "pod", "worker", "attempt", "start", "seconds", "runSeconds",
-                   "readSeconds", "items", "succeeded", "failed", "status", "error"]
-RESOURCE_COLUMNS = ["time", "pod", "worker", "pid", "cpu", "rss", "gpu", "gpuUtilization", "gpuMemory"]
+from parallelrun.runner.layout import Layout
+from parallelrun.runner.records import AttemptLine, ResourceSample
+from parallelrun.runner.reportfiles import attempts_csv, resources_csv
+
 T0 = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
 
 # Items whose name holds "bad" fail; the error names the item and carries markup a page must escape.
@@ -44,28 +43,20 @@ def iso(offset: float) -> str:
     return (T0 + datetime.timedelta(seconds=offset)).isoformat()
 
 
-def csv_text(columns: list[str], rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
-
-
 def attempt(mini_batch: int, worker: int, start: float, seconds: float, items: int = 1, error: str = "",
-            pod: str = "pod-0", attempt_number: int = 1) -> dict:
-    return {"miniBatch": mini_batch, "chunk": 0, "shard": 0, "pod": pod, "worker": worker,
-            "attempt": attempt_number, "start": iso(start), "seconds": seconds, "runSeconds": seconds,
-            "readSeconds": 0, "items": items, "succeeded": 0 if error else items, "failed": items if error else 0,
-            "status": "failed" if error else "succeeded", "error": error}
+            pod: str = "pod-0") -> AttemptLine:
+    """An attempt of `items` items, failed where it has an `error`, starting `start` seconds after T0."""
+    return AttemptLine(mini_batch, 0, 0, pod, worker, 1, iso(start), seconds, seconds, 0.0, items,
+                       0 if error else items, items if error else 0, "failed" if error else "succeeded", error)
 
 
-def write_report_lines(folder: Path, attempts: list[dict], resources: list[dict] | None = None) -> None:
-    report = folder / "report"
-    report.mkdir(exist_ok=True)
-    (report / "minibatches.csv").write_text(csv_text(ATTEMPT_COLUMNS, attempts))
-    if resources is not None:
-        (report / "resources.csv").write_text(csv_text(RESOURCE_COLUMNS, resources))
+def write_report_lines(folder: Path, attempts: list[AttemptLine], samples: list[ResourceSample] | None = None) -> None:
+    """The merged report files of the run folder `folder`."""
+    layout = Layout(str(folder.parent.parent), folder.name)
+    Path(layout.report_dir).mkdir(parents=True, exist_ok=True)
+    Path(layout.report_mini_batches).write_text(attempts_csv(attempts, header=True))
+    if samples is not None:
+        Path(layout.report_resources).write_text(resources_csv(samples, header=True))
 
 
 def summary(folder: Path) -> dict:

@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from reportfolder import known_attempts, known_samples, write_known_report
 from runlines import attempt, failing_job, run_folder, summary, write_report_lines
 
 from cli.test_commands import parallelrun
@@ -74,11 +75,7 @@ def finished_run(job):
         for i, name in enumerate(names):
             error = f"ValueError: cannot score <script>alert('x')</script> {name}" if "bad" in name else ""
             lines.append(attempt(i, i % 2, start=i * 1.0, seconds=0.5 + i / 10, error=error))
-        write_report_lines(folder, lines, [
-            {"time": "2026-01-02T03:04:05+00:00", "pod": "pod-0", "worker": 0, "pid": 1, "cpu": 50, "rss": 2 ** 20,
-             "gpu": "", "gpuUtilization": "", "gpuMemory": ""},
-            {"time": "2026-01-02T03:04:06+00:00", "pod": "pod-0", "worker": 0, "pid": 1, "cpu": 100,
-             "rss": 3 * 2 ** 20, "gpu": "", "gpuUtilization": "", "gpuMemory": ""}])
+        write_report_lines(folder, lines, known_samples())
     return job, folder
 
 
@@ -227,3 +224,32 @@ def test_a_real_browser_renders_the_report_without_console_errors(finished_run, 
     assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
     if NOTES.is_dir() and os.access(NOTES, os.W_OK):
         shutil.copy(shot, NOTES / "report.png")
+
+
+def test_the_figures_of_a_known_report_folder(tmp_path):
+    """Retried, failed and partly failed attempts, a timed-out worker, two pods of two workers with their own
+    samples: each figure as the lines give it."""
+    layout = write_known_report(tmp_path / "out")
+    report = gather(*locate(layout.root))
+    assert (report.attempts, report.failed_attempts) == (9, 4)  # three retried, one failed
+    groups = {g.error: (g.attempts, g.items) for g in report.error_groups}
+    assert groups == {"RuntimeError: always": (2, 10), "ValueError: flaky": (1, 0),
+                      "run() returned 9 results for 10 items": (1, 1),
+                      "TimeoutError: run() did not return within runInvocationTimeout (20 s)": (1, 0)}
+    assert [(a.line.mini_batch, a.line.attempt) for a in report.slowest[:2]] == [(5, 1), (3, 1)]
+    assert [w.key for w in report.workers] == ["pod-0/0", "pod-0/1", "pod-1/0", "pod-1/1"]
+    span = report.end - report.start
+    assert span == pytest.approx(21.7)  # mini-batch 5's second attempt ends last
+    busy = {w.key: w.busy_seconds for w in report.workers}
+    assert busy == pytest.approx({"pod-0/0": 1.8, "pod-0/1": 1.5, "pod-1/0": 21.4, "pod-1/1": 2.0})
+    assert {w.key: w.idle_seconds for w in report.workers} == pytest.approx(
+        {k: span - v for k, v in busy.items()})
+    assert sum(report.throughput) * report.throughput_seconds == pytest.approx(sum(
+        a.succeeded + a.failed for a in known_attempts()))
+    pods = {p.pod: p for p in report.resources}
+    assert (pods["pod-0"].cpu_mean, pods["pod-0"].rss_max, pods["pod-0"].gpu_util_mean,
+            pods["pod-0"].gpu_memory_max) == (195.0, 500 * 2**20, 80.0, 2 * 2**30)
+    assert (pods["pod-1"].gpu_util_mean, pods["pod-1"].gpu_memory_max) == (None, None)
+    page = page_of(render(report))
+    assert page.by_id["attempts"] == "9" and page.by_id["failed-attempts"] == "4"
+    assert "500.0 MiB" in page.by_id["resources-table"] and "2.0 GiB" in page.by_id["resources-table"]
