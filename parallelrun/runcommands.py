@@ -128,8 +128,9 @@ def _status(args) -> int:
     print(f"  mini-batches: {c.mini_batches:,}/{total} ({c.mini_batches_failed:,} failed)   "
           f"items: {c.items_succeeded:,} succeeded, {c.items_failed:,} failed")
     if status.started is not None:
-        print(f"  started {duration(time.time() - status.started)} ago"
-              + (f", ETA {duration(status.eta_seconds)}" if status.eta_seconds is not None else ""))
+        took = f", took {duration(status.finished - status.started)}" if status.finished is not None else ""
+        eta = f", ETA {duration(status.eta_seconds)}" if status.eta_seconds is not None else ""
+        print(f"  started {duration(time.time() - status.started)} ago{took}{eta}")
     if status.holder:
         print(f"  run by pid {status.holder.get('pid')} on {status.holder.get('host')}")
     if status.reason:

@@ -2,8 +2,9 @@
 of each, how far a running one has come, and removing old ones. `parallelrun status`, `list`
 and `clean` stand on it, on a local disk as on object storage.
 
-A run is running while a process holds its lock (lock.py: local mode) or a scoring pod that is
-not idle has a heartbeat (`claims/alive-NNNNN`) fresher than claims.STALE_SECONDS (a cluster).
+A run made in local mode is running while a process holds its lock (lock.py); a run on a
+cluster (no lock) while a scoring pod that is not idle has a heartbeat (`claims/alive-NNNNN`)
+fresher than claims.STALE_SECONDS.
 """
 
 from __future__ import annotations
@@ -143,17 +144,26 @@ def busy_pods(fs, layout: Layout, now: float) -> list[Heartbeat]:
 
 
 def is_running(fs, layout: Layout, now: float | None = None) -> bool:
-    """Whether a process holds the run's lock or a scoring pod's heartbeat is fresh."""
-    now = time.time() if now is None else now
-    return held_by(fs, layout.output_path, layout.run_id) is not None or bool(busy_pods(fs, layout, now))
+    return _running(fs, layout, time.time() if now is None else now)[0]
+
+
+def _running(fs, layout: Layout, now: float) -> tuple[bool, dict | None]:
+    """Whether the run is running, and the local process that runs it. A run made in local mode has
+    a lock: it runs while the lock is held, whatever its heartbeats say (a killed run leaves them
+    fresh a while); a run on a cluster has none: it runs while a busy pod's heartbeat is fresh."""
+    holder = held_by(fs, layout.output_path, layout.run_id)
+    if holder is not None:
+        return True, holder
+    if fs.exists(lock_path(layout.output_path, layout.run_id)):
+        return False, None
+    return bool(busy_pods(fs, layout, now)), None
 
 
 def describe(fs, layout: Layout, now: float | None = None, size: bool = False) -> RunStatus:
     """The state of one run: finished (its summary), running (a lock or a pod's heartbeat), or
     stopped before its merge; the counts so far and, running, an ETA from the rate since it started."""
     now = time.time() if now is None else now
-    holder = held_by(fs, layout.output_path, layout.run_id)
-    running = holder is not None or bool(busy_pods(fs, layout, now))
+    running, holder = _running(fs, layout, now)
     summary = read_summary(fs, layout)
     plan = read_plan(fs, layout)
     started = started_at(fs, layout)
