@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cli.test_commands import ROOT, one_line_error, parallelrun
 from runlines import failing_job, run_folder
+
+from cli.test_commands import ROOT, one_line_error, parallelrun
 
 # Scores item_0003 only once the file $RELEASE exists: the run stays running, with a few mini-batches
 # committed (those before it: a group commit holds the latest until the next), until the test lets it go. Each item is printed to the worker's log.
