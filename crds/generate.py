@@ -364,8 +364,8 @@ def job_status_schema() -> dict:
             "progressText": string("Done and total mini-batches for display, e.g. \"812/1000\"."),
             "nodesText": string("Active and total pods for display, e.g. \"2/4\"."),
             "itemsPerSecond": {"type": "number", "minimum": 0,
-                               "description": "Items scored per second since the run started (this run's "
-                                              "scoring, not what a resumed run had done before)."},
+                               "description": "Items scored per second since the run started (the Items/s "
+                                              "column of kubectl get bij)."},
             "report": string("The run's report: one self-contained HTML page, written with the merge."),
             "jobName": string("The scoring Job."),
             "mergeJobName": string("The merge Job."),
