@@ -53,8 +53,10 @@ async def test_happy_path_to_succeeded(cluster, kube, kubelet, operator, inputs,
         status = await eventually(lambda: status_of(cluster, "happy").get("phase") == "Succeeded"
                                   and status_of(cluster, "happy"))
     assert status["outputUri"] == inputs["output"] + "parallel_run_step.txt"
+    assert status["report"] == f"{inputs['output']}_parallelrun/{status['runId']}/report/report.html"
     assert status["progress"] == {"miniBatches": {"total": 10, "succeeded": 9, "failed": 1},
                                   "items": {"succeeded": 9, "failed": 1}}
+    assert isinstance(status["itemsPerSecond"], float) and status["itemsPerSecond"] >= 0
     assert status["nodes"] == {"active": 0, "succeeded": 2, "failed": 0, "current": 2, "desired": 2}
     assert condition(status, "Succeeded")["status"] == "True"
     assert condition(status, "Running")["status"] == "False"
