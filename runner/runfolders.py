@@ -196,6 +196,17 @@ def _size(fs, layout: Layout) -> int:
         return 0
 
 
+def running_run(uri: str) -> RunStatus | None:
+    """The run under an output that is running now, as far as it has come; None while none is."""
+    fs, path = filesystem(uri)
+    now = time.time()
+    for run_id in run_ids(fs, path.rstrip("/")):
+        layout = Layout(path.rstrip("/"), run_id)
+        if is_running(fs, layout, now):
+            return describe(fs, layout, now)
+    return None
+
+
 def list_runs(uri: str, now: float | None = None) -> list[RunStatus]:
     """Every run under an output, the most recently started first."""
     fs, path = filesystem(uri)
