@@ -632,6 +632,9 @@ def pipeline_status_schema() -> dict:
         "completionTime": timestamp("When the step finished."),
         "outputs": string_map("The step's outputs: name to URI."),
         "message": string("Why the step failed or was skipped."),
+        "progress": string("A batchInference step's mini-batches done of planned, and its failed items so far, "
+                           "e.g. \"12/40 mini-batches, 3 failed items\"."),
+        "failedItems": integer("A batchInference step's failed items so far.", minimum=0),
         "fingerprint": string("The hash of the step's resolved spec, component and code: its key in the reuse "
                               "index, and part of the fingerprint of the steps after it."),
     })

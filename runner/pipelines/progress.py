@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from ..accounting import progress_text
 from . import dag
 from .resolve import ResolvedStep
 
@@ -58,11 +59,7 @@ class StepRecord:
     @property
     def progress(self) -> str:
         """A batchInference step's mini-batches done and failed items: '12/40 mini-batches, 3 failed items'."""
-        if self.total is None:
-            return ""
-        failed = f", {self.failed_items:,} failed item{'s' if self.failed_items != 1 else ''}" \
-            if self.failed_items else ""
-        return f"{self.done or 0:,}/{self.total:,} mini-batches{failed}"
+        return "" if self.total is None else progress_text(self.done, self.total, self.failed_items)
 
 
 class PipelineView:
