@@ -402,7 +402,7 @@ class WorkerPool:
                 outcomes.append(Returned(w.tasks.popleft(), False))
         seconds = time.monotonic() - (w.deadline - self._timeout)  # since its turn began (feed, _ended)
         outcomes.append(Outcome(w.tasks.popleft(), None, error=error, worker=w.index,
-                                timing=Timing(time.time() - seconds, seconds, None, None)))
+                                timing=(time.time() - seconds, seconds, None, None)))
 
     def _replace(self, w: _Worker, outcomes: list[Event]) -> None:
         """Kill `w` and start its successor; what it held comes back (Returned)."""

@@ -112,13 +112,16 @@ def gpu_index(visible: str | None) -> int | None:
 
 class ResourceSampler:
     """Samples the processes `processes()` names, for shard `shard` on host `pod`, on a thread
-    of its own from start() to stop(); its pieces are named by `token` (the pod attempt)."""
+    of its own from start() to stop(); its pieces are named by `token` (the pod attempt).
+    NVML is `nvml`, else loaded (Nvml.load) once a worker has CUDA_VISIBLE_DEVICES: a CPU job
+    does not even import it."""
 
     def __init__(self, fs, layout: Layout, shard: int, pod: str, token: str, processes: Processes,
                  nvml: Nvml | None = None, interval: float | None = None):
         self.fs, self.layout, self.shard, self.pod, self.token = fs, layout, shard, pod, token
         self.processes = processes
         self.nvml = nvml
+        self._nvml_tried = nvml is not None
         self.interval = SAMPLE_SECONDS if interval is None else interval
         self.cpu_seconds = 0.0  # what the sampling thread used, for its cost (stop() logs it)
         self._lines: list[str] = []  # the current piece's lines
@@ -184,6 +187,8 @@ class ResourceSampler:
             total_rss += used[1]
             if worker < 0:
                 continue
+            if visible and not self._nvml_tried:
+                self._nvml_tried, self.nvml = True, Nvml.load()
             gpu = gpu_index(visible) if self.nvml is not None else None
             utilization = memory = None
             if gpu is not None:

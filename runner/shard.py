@@ -14,6 +14,7 @@ import bisect
 import json
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -28,7 +29,7 @@ from .readers import Reader
 from .records import DoneRecord, ShardResult
 from .reportfiles import attempt_row, cell, short_error
 from .resources import available_cpus, gpu_assignment, process_count
-from .sampling import Nvml, ResourceSampler
+from .sampling import ResourceSampler
 from .sideoutputs import publish
 from .spec import JobSpec
 from .storage import fetch, filesystem_modules, write_atomic
@@ -142,7 +143,7 @@ class ShardRunner:
 
     def run(self) -> ShardResult:
         sampler = ResourceSampler(self.fs, self.layout, self.index, self._claims.pod, self._claims.token,
-                                  self._processes, Nvml.load()).start()
+                                  self._processes).start()
         try:
             return self._run()
         finally:
@@ -286,12 +287,11 @@ class ShardRunner:
     def _attempt_row(self, mb: MiniBatch, outcome: Outcome, attempt: int, items: int, succeeded: int, failed: int,
                      status: str, error: str | None) -> str:
         """The attempt's line of the run report (records.AttemptLine)."""
-        timing = outcome.timing
+        start, seconds, run_seconds, read_seconds = outcome.timing or (time.time(), 0.0, None, None)
         chunk = self._chunk_firsts[bisect.bisect_right(self._chunk_firsts, mb.id) - 1]
         worker = outcome.worker if outcome.worker >= 0 else None
-        return attempt_row(mb.id, chunk, self.index, self._pod_cell, worker, attempt,
-                           timing.start, timing.seconds, timing.run_seconds, timing.read_seconds,
-                           items, succeeded, failed, status, short_error(error))
+        return attempt_row(mb.id, chunk, self.index, self._pod_cell, worker, attempt, start, seconds, run_seconds,
+                           read_seconds, items, succeeded, failed, status, short_error(error))
 
     def _commit_staged(self) -> None:
         """Commit what is staged; it counts from now on."""

@@ -7,6 +7,7 @@ import datetime
 import io
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -158,10 +159,10 @@ class FakeNvml:
         pass
 
     def __init__(self, pid: int):
-        self.pid, self.shut = pid, False
+        self.pid, self.initialized, self.shut = pid, False, False
 
     def nvmlInit(self):
-        pass
+        self.initialized = True
 
     def nvmlShutdown(self):
         self.shut = True
@@ -193,11 +194,10 @@ class FakeNvml:
 ])
 def test_gpu_columns_from_nvml(tmp_path, monkeypatch, visible, gpu, utilization, memory):
     fake = FakeNvml(os.getpid())
-    monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
-    nvml = sampling.Nvml.load()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
     fs, path = filesystem(str(tmp_path))
     layout = Layout(path, "run-0123456789")
-    sampler = sampling.ResourceSampler(fs, layout, 0, "pod-a", "tok", lambda: [(0, os.getpid(), visible)], nvml)
+    sampler = sampling.ResourceSampler(fs, layout, 0, "pod-a", "tok", lambda: [(0, os.getpid(), visible)])
     worker, pod = sampler.sample()
     assert (worker.worker, worker.gpu, worker.gpu_utilization) == ("0", gpu, utilization)
     assert worker.gpu_memory == memory
@@ -209,6 +209,14 @@ def test_gpu_columns_from_nvml(tmp_path, monkeypatch, visible, gpu, utilization,
     assert Path(piece).read_text().startswith("time,pod,shard,worker,pid,cpu,rss,gpu,gpuUtilization,gpuMemory\n")
 
 
-def test_without_nvidia_ml_py_there_are_no_gpu_columns(monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "pynvml", None)  # import fails
-    assert sampling.Nvml.load() is None
+def test_without_gpus_or_nvidia_ml_py_there_are_no_gpu_columns_and_nvml_is_not_loaded(tmp_path, monkeypatch):
+    fake = FakeNvml(os.getpid())
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    fs, path = filesystem(str(tmp_path))
+    sampler = sampling.ResourceSampler(fs, Layout(path, "r"), 0, "pod-a", "tok", lambda: [(0, os.getpid(), None)])
+    [worker, _] = sampler.sample()
+    assert worker.gpu is None and sampler.nvml is None and not fake.initialized
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed: the import fails
+    sampler = sampling.ResourceSampler(fs, Layout(path, "r"), 0, "pod-a", "tok", lambda: [(0, os.getpid(), "0")])
+    [worker, _] = sampler.sample()
+    assert (worker.gpu, worker.gpu_utilization, worker.gpu_memory) == (None, None, None)
