@@ -189,13 +189,14 @@ class ResourceSampler:
                 continue
             if visible and not self._nvml_tried:
                 self._nvml_tried, self.nvml = True, Nvml.load()
-            gpu = gpu_index(visible) if self.nvml is not None else None
+            nvml = self.nvml
+            gpu = gpu_index(visible) if nvml is not None else None
             utilization = memory = None
-            if gpu is not None:
+            if nvml is not None and gpu is not None:
                 if gpu not in devices:
-                    devices[gpu] = self.nvml.device(gpu)
-                if devices[gpu] is not None:
-                    utilization, used_bytes, held = devices[gpu]
+                    devices[gpu] = nvml.device(gpu)
+                if (device := devices[gpu]) is not None:
+                    utilization, used_bytes, held = device
                     memory = held.get(pid, used_bytes)
                     total_gpu = (total_gpu or 0) + held.get(pid, 0)
             samples.append(ResourceSample(at, self.pod, self.shard, str(worker), pid, round(cpu, 1), used[1],
