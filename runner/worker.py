@@ -4,8 +4,8 @@ It reads its mini-batches itself and writes their output parts itself, so only s
 messages cross the pipe to the shard process:
 
     worker → shard   Ready()  InitFailed(error, traceback)
-                     Ok(id, items, returned, schema, part_pending)
-                     AttemptFailed(id, items or None, error, traceback, retry)
+                     Ok(id, items, returned, schema, part_pending, side_outputs, timing)
+                     AttemptFailed(id, items or None, error, traceback, retry, timing)
                      PartsWritten(file, [(id, offset, length), ...]): parts of Ok mini-batches
                      StorageFailed(message, transient): writing parts failed, the run stops
     shard → worker   a list of mini-batches as JSON (an empty one: no more for now), or
@@ -79,6 +79,13 @@ class WorkerConfig:
     parent_pid: int | None = None
 
 
+# An attempt's times, for the run report (records.AttemptLine): (when the worker took it up,
+# time.time(); its wall seconds; seconds in run(); reading its input), the last two None where
+# not known (the pool's, for a worker lost or timed out). A plain tuple: it crosses the pipe
+# with every result, at a third of a NamedTuple's pickled size.
+Timing = tuple[float, float, float | None, float | None]
+
+
 class Ready(NamedTuple):
     """init() returned: the worker takes mini-batches."""
 
@@ -100,6 +107,7 @@ class Ok(NamedTuple):
     schema: str | None
     part_pending: bool
     side_outputs: int = 0  # files run() wrote to its side-output folder, kept for the commit
+    timing: Timing | None = None
 
 
 class PartsWritten(NamedTuple):
@@ -118,6 +126,7 @@ class AttemptFailed(NamedTuple):
     error: str
     traceback: str
     retry: bool = True
+    timing: Timing | None = None
 
 
 class StorageFailed(NamedTuple):
@@ -219,11 +228,14 @@ def _receive(conn) -> list[str] | None:
 
 
 def _read(reader: Reader, mb: MiniBatch):
-    """(payload, items), or the exception reading raised: the attempt fails in order."""
+    """(mini-batch, (payload, items) or the exception reading raised, seconds it took): the attempt
+    fails in order."""
+    started = time.perf_counter()
     try:
-        return reader.read(mb)
+        read = reader.read(mb)
     except BaseException as e:  # noqa: BLE001 - reported as the attempt's failure
-        return e
+        read = e
+    return mb, read, time.perf_counter() - started
 
 
 class _Inline:
@@ -246,8 +258,7 @@ class _Inline:
             if not message:
                 return _FLUSH
             self.batches.extend(MiniBatch.many_from_json(message))
-        mb = self.batches.popleft()
-        return mb, _read(self.reader, mb)
+        return _read(self.reader, self.batches.popleft())
 
     def done(self) -> None:
         pass
@@ -290,7 +301,7 @@ class _Prefetch:
             self.received += len(message)
             for mb in MiniBatch.many_from_json(message):
                 self.slots.acquire()
-                self.ready.put((mb, _read(self.reader, mb)))
+                self.ready.put(_read(self.reader, mb))
         self.ready.put(_STOP)
 
 
@@ -312,6 +323,7 @@ class _Worker:
         remote = not is_local(self.reader.fs)
         self.source = (_Prefetch(conn, self.reader, config.prefetch) if remote and config.prefetch
                        else _Inline(conn, self.reader))
+        self.read_ahead = isinstance(self.source, _Prefetch)  # an attempt's read is not in its wall time
 
     def serve(self) -> None:
         """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
@@ -364,17 +376,23 @@ class _Worker:
                     return _STOP
         return self.source.take()
 
-    def _run(self, mb: MiniBatch, read) -> None:
+    def _run(self, mb: MiniBatch, read, read_seconds: float) -> None:
         items = None
         if self.running is not None:
             self.running.value = mb.id
+        began = time.perf_counter() - (0.0 if self.read_ahead else read_seconds)
+        run_seconds = 0.0
         try:
             if isinstance(read, BaseException):
                 raise read
             payload, items = read
             self.side.begin()
-            result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
-                      else self.module.run(payload))
+            run_started = time.perf_counter()
+            try:
+                result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
+                          else self.module.run(payload))
+            finally:
+                run_seconds = time.perf_counter() - run_started
             returned = result_length(result)
             if returned > items and not self.config.many_results:
                 raise ResultError(f"run() returned {returned:,} results for {items:,} items; return at most "
@@ -387,14 +405,16 @@ class _Worker:
                 self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
             elif self.config.append_row and (columns := empty_columns(result)) is not None:
                 schema = schema_to_text(columns)  # no rows, but the output's columns
-            self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id)))
+            self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id),
+                            _timing(began, run_seconds, read_seconds)))
         except UnusableInput as e:  # no mini-batch can succeed: the run stops, as when init() fails
             self._report()
             self._send(InitFailed(_failure(e, "run()"), traceback.format_exc()))
             _exit()
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
             self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc(),
-                                       retry=not isinstance(e, ResultTypeError)))
+                                       retry=not isinstance(e, ResultTypeError),
+                                       timing=_timing(began, run_seconds, read_seconds)))
         finally:
             self.reader.cleanup(mb)
 
@@ -404,6 +424,12 @@ class _Worker:
             self._report()  # the shard learns of the mini-batches before where their parts are
             self.writer.submit(self.group.take())
         return not self.writer.refused
+
+
+def _timing(began: float, run_seconds: float, read_seconds: float) -> Timing:
+    """The times of an attempt the worker took up at `began` (time.perf_counter()) and ends now."""
+    now = time.perf_counter()
+    return time.time() - (now - began), now - began, run_seconds, read_seconds
 
 
 class _PartWriter:

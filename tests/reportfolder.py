@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from parallelrun.runner.claims import chunks
 from parallelrun.runner.layout import Layout
+from parallelrun.runner.plan import Plan, read_plan
 from parallelrun.runner.records import AttemptLine, ResourceSample
-from parallelrun.runner.reportfiles import attempts_csv, resources_csv
+from parallelrun.runner.reportfiles import attempts_csv, read_attempts, resources_csv
+from parallelrun.runner.storage import filesystem
 
 RUN_ID = "known-0123456789"
 
@@ -57,3 +60,33 @@ def write_known_report(output: Path, run_id: str = RUN_ID) -> Layout:
     Path(layout.report_mini_batches).write_text(attempts_csv(known_attempts(), header=True))
     Path(layout.report_resources).write_text(resources_csv(known_samples(), header=True))
     return layout
+
+
+def report_of(summary: dict) -> tuple[list[AttemptLine], Plan, Layout]:
+    """The minibatches.csv of the local run whose summary.json is `summary`, its plan and layout."""
+    root = Path(summary["summary"]).parent
+    fs, _ = filesystem(str(root))
+    layout = Layout(str(root.parent.parent), root.name)
+    return read_attempts(fs, layout), read_plan(fs, layout), layout
+
+
+def check_report(lines: list[AttemptLine], summary: dict, plan: Plan) -> None:
+    """A merged run's minibatches.csv agrees with its summary.json: one line not "retried" per
+    mini-batch of the plan, in plan order, whose counts add up to the summary's; each
+    mini-batch's attempts numbered from 1, the last alone not "retried"; each line's chunk
+    the plan's."""
+    final = [line for line in lines if line.status != "retried"]
+    assert [line.mini_batch for line in final] == list(range(plan.total_mini_batches))
+    assert [line.mini_batch for line in lines] == sorted(line.mini_batch for line in lines)
+    assert sum(line.status == "succeeded" for line in final) == summary["miniBatches"]["succeeded"]
+    assert sum(line.status == "failed" for line in final) == summary["miniBatches"]["failed"]
+    assert sum(line.succeeded for line in final) == summary["items"]["succeeded"]
+    assert sum(line.failed for line in final) == summary["items"]["failed"]
+    attempts: dict[int, list[AttemptLine]] = {}
+    for line in lines:
+        attempts.setdefault(line.mini_batch, []).append(line)
+    for tried in attempts.values():
+        assert [a.attempt for a in tried] == list(range(1, len(tried) + 1))
+        assert all(a.status == "retried" for a in tried[:-1])
+    first_of = {mb: c.first for c in chunks(plan) for mb in range(c.first, c.stop)}
+    assert all(line.chunk == first_of[line.mini_batch] for line in lines)
