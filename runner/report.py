@@ -22,7 +22,7 @@ from .commits import read_commits
 from .merge import read_summary
 from .plan import read_plan
 from .records import AttemptLine, ResourceSample
-from .reportfiles import attempts_csv, parse_attempts, parse_resources, read_attempts, read_resources, resources_csv
+from .reportfiles import attempts_csv, parse_attempts, parse_resources, read_attempts, read_resources
 from .runfolders import describe
 
 TIMELINE_COLUMNS = 600  # time bins of the timeline
@@ -53,7 +53,8 @@ class Attempt:
 
     @property
     def worker_key(self) -> str:
-        return f"{self.line.pod}/{'?' if self.line.worker is None else self.line.worker}"
+        """The worker's name, as its log is named (runlogs): local shards share one host name."""
+        return f"shard-{self.line.shard}-worker-{'?' if self.line.worker is None else self.line.worker}"
 
     @property
     def ok(self) -> bool:
@@ -270,8 +271,8 @@ def _failures_from_errors(fs, layout, report: Report) -> None:
     _group(report, records)
 
 
-def _read_samples(fs, layout) -> list[ResourceSample] | None:
-    """The merged report/resources.csv; before the merge, the pods' pieces; None where there are none."""
+def _read_samples(fs, layout) -> list[ResourceSample]:
+    """The merged report/resources.csv; before the merge, the pods' pieces (each with its header)."""
     try:
         return read_resources(fs, layout)
     except FileNotFoundError:
@@ -279,24 +280,22 @@ def _read_samples(fs, layout) -> list[ResourceSample] | None:
     try:
         pieces = sorted(fs.ls(layout.resource_pieces_dir, detail=False))
     except (FileNotFoundError, NotADirectoryError):
-        return None
-    header = resources_csv([], header=True)
-    samples = []
-    for path in pieces:
-        text = fs.cat_file(path).decode("utf-8", errors="replace")
-        samples += parse_resources(text if text.startswith(header) else header + text)
-    return samples or None
+        return []
+    return [sample for path in pieces if path.endswith(".csv")
+            for sample in parse_resources(fs.cat_file(path).decode("utf-8", errors="replace"))]
 
 
 def _resources(fs, layout, report: Report) -> None:
-    """Per pod: its own samples (worker "pod": the whole pod) where it has them, else its workers' summed."""
+    """Per pod (a shard on a host): its own samples (worker "pod": the whole pod) where it has them, else its
+    workers' summed."""
     samples = _read_samples(fs, layout)
-    if samples is None:
-        report.missing.append("report/resources.csv: no samples of CPU, memory and GPU use")
+    if not samples:
+        report.missing.append("report/resources.csv: no samples of CPU, memory and GPU use (a run of an older "
+                              "version, or one that ended before its first sample)")
         return
     by_pod: dict[str, list[ResourceSample]] = defaultdict(list)
-    for sample in samples:
-        by_pod[sample.pod].append(sample)
+    for sample in samples:  # local shards share one host name: a pod is its shard and host
+        by_pod[f"{sample.pod} (shard {sample.shard})"].append(sample)
     for pod in sorted(by_pod, key=_natural):
         own = [x for x in by_pod[pod] if x.worker == "pod"]
         at: dict[str, list[ResourceSample]] = defaultdict(list)

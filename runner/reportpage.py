@@ -151,7 +151,7 @@ def _timeline(report: Report) -> str:
                           f"{escape(row.key[-24:])}</text>")
         body.append(_bars(row, y, row_height, scale))
     height = rows * row_height
-    legend = ("<p class=\"sub\">Each row is a worker (pod/worker); blue is the share of each time slice spent "
+    legend = ("<p class=\"sub\">Each row is a worker; blue is the share of each time slice spent "
               "on mini-batches, red marks failed attempts. Hover a bar for its figures.</p>")
     more = (f"<p class=\"more\">{report.more_workers:,} more workers not drawn.</p>" if report.more_workers else "")
     return (f"{legend}<svg id=\"timeline-chart\" width=\"{LABEL_WIDTH + width + 10}\" height=\"{height + 24}\" "
@@ -227,9 +227,10 @@ def _failures(report: Report) -> str:
 def _slowest(report: Report) -> str:
     if not report.slowest:
         return "<p class=\"more\">No attempt lines.</p>"
-    rows = [[f"{a.line.mini_batch:,}", escape(a.worker_key), str(a.line.attempt), _time(a.start),
-             f"{a.line.seconds:,.2f}", f"{a.line.items:,}", escape(a.line.status)] for a in report.slowest]
-    return _table("slowest-table", "#mini-batch|worker|#attempt|start|#seconds|#items|status", rows)
+    rows = [[f"{a.line.mini_batch:,}", escape(a.worker_key), escape(a.line.pod), str(a.line.attempt),
+             _time(a.start), f"{a.line.seconds:,.2f}", f"{a.line.items:,}", escape(a.line.status)]
+            for a in report.slowest]
+    return _table("slowest-table", "#mini-batch|worker|pod|#attempt|start|#seconds|#items|status", rows)
 
 
 def _idle(report: Report) -> str:
@@ -249,7 +250,7 @@ def _resources(report: Report) -> str:
         return "<p class=\"more\">No resource samples.</p>"
     rows = [[escape(p.pod), f"{p.samples:,}", _f(p.cpu_mean), _f(p.cpu_max), byte_size(p.rss_max),
              _f(p.gpu_util_mean), byte_size(p.gpu_memory_max), _spark(p.cpu_series)] for p in report.resources]
-    return _table("resources-table", "pod|#samples|#CPU mean|#CPU peak|#memory peak|#GPU use mean|#GPU memory peak|"
+    return _table("resources-table", "pod|#samples|#CPU % mean|#CPU % peak|#memory peak|#GPU % mean|#GPU memory peak|"
                                      "CPU over time", rows)
 
 

@@ -17,9 +17,11 @@ T0 = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
 
 # Items whose name holds "bad" fail; the error names the item and carries markup a page must escape.
 FAILING_SCRIPT = """
+import time
 from pathlib import Path
 
 def run(mini_batch):
+    time.sleep({pause})
     for path in mini_batch:
         if "bad" in Path(path).name:
             raise ValueError("cannot score <script>alert('x')</script> " + Path(path).name)
@@ -27,8 +29,9 @@ def run(mini_batch):
 """
 
 
-def failing_job(job: JobFolder, good: int = 8, bad: int = 2, **spec) -> Path:
-    job.script(FAILING_SCRIPT)
+def failing_job(job: JobFolder, good: int = 8, bad: int = 2, pause: float = 0.0, **spec) -> Path:
+    """Its mini-batches take `pause` seconds each."""
+    job.script(FAILING_SCRIPT.replace("{pause}", str(pause)))
     job.files(good)
     job.files(bad, prefix="bad")
     return job.write(miniBatchSize=1, errorThreshold=-1, runMaxTry=1, **spec)
@@ -44,9 +47,9 @@ def iso(offset: float) -> str:
 
 
 def attempt(mini_batch: int, worker: int, start: float, seconds: float, items: int = 1, error: str = "",
-            pod: str = "pod-0") -> AttemptLine:
-    """An attempt of `items` items, failed where it has an `error`, starting `start` seconds after T0."""
-    return AttemptLine(mini_batch, 0, 0, pod, worker, 1, iso(start), seconds, seconds, 0.0, items,
+            shard: int = 0) -> AttemptLine:
+    """An attempt of `items` items by pod `shard`, failed where it has an `error`, starting `start` seconds after T0."""
+    return AttemptLine(mini_batch, 0, shard, f"pod-{shard}", worker, 1, iso(start), seconds, seconds, 0.0, items,
                        0 if error else items, items if error else 0, "failed" if error else "succeeded", error)
 
 

@@ -4,15 +4,17 @@ finished, failed, in progress and from before runs kept report lines; escaped; s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from reportfolder import known_attempts, known_samples, write_known_report
+from reportfolder import known_attempts, write_known_report
 from runlines import attempt, failing_job, run_folder, summary, write_report_lines
 
 from cli.test_commands import parallelrun
@@ -45,7 +47,7 @@ class _Page(HTMLParser):
         if tag in ("meta", "br", "img", "input", "link", "rect", "polyline", "text") or not self._open:
             return
         element_id, text = self._open.pop()
-        joined = "".join(text)
+        joined = "".join(text) + ("\t" if tag in ("td", "th") else "")  # a table's text keeps its cells apart
         if element_id:
             self.by_id[element_id] = joined
         if self._open:
@@ -63,20 +65,14 @@ def page_of(html: str) -> _Page:
 
 
 @pytest.fixture
-def finished_run(job):
-    """A finished local run of 10 files, 2 of which fail, and its report lines: known figures."""
-    path = failing_job(job)
+def finished_run(job, monkeypatch):
+    """A finished local run of 10 files on two shards of two workers, 2 of which fail: known figures.
+    Resources are sampled every 0.2 s (after the first second) and each mini-batch takes 0.4 s."""
+    monkeypatch.setenv("PARALLELRUN_SAMPLE_SECONDS", "0.2")
+    path = failing_job(job, pause=0.4, nodeCount=2)
     result = parallelrun("run", str(path))
     assert result.returncode == 0, result.stderr
-    folder = run_folder(job)
-    if not (folder / "report" / "minibatches.csv").exists():  # a runner that keeps no report lines yet
-        names = sorted(p.name for p in job.data.iterdir())
-        lines = []
-        for i, name in enumerate(names):
-            error = f"ValueError: cannot score <script>alert('x')</script> {name}" if "bad" in name else ""
-            lines.append(attempt(i, i % 2, start=i * 1.0, seconds=0.5 + i / 10, error=error))
-        write_report_lines(folder, lines, known_samples())
-    return job, folder
+    return job, run_folder(job)
 
 
 def test_the_report_shows_the_figures_of_a_known_run(finished_run, tmp_path):
@@ -94,9 +90,12 @@ def test_the_report_shows_the_figures_of_a_known_run(finished_run, tmp_path):
     failures = page.by_id["failures-table"]
     assert "cannot score <script>alert('x')</script>" in failures  # the text, shown as text
     assert failures.count("mini-batch") == 2  # two examples: one group per failing file
-    slowest = page.by_id["slowest-table"]
-    assert "worker" in slowest and "pod" in slowest
-    assert page.by_id["idle-table"]
+    assert page.by_id["attempts"] == "10" and page.by_id["failed-attempts"] == "2"  # runMaxTry 1
+    assert re.search(r"shard-[01]-worker-[01]", page.by_id["slowest-table"])
+    workers = set(re.findall(r"shard-\d+-worker-\d+\t", page.by_id["idle-table"]))
+    assert workers and workers <= {f"shard-{s}-worker-{w}\t" for s in (0, 1) for w in (0, 1)}
+    for shard in (0, 1):  # local shards: pods on this host
+        assert f"{socket.gethostname()} (shard {shard})\t" in page.by_id["resources-table"]
     assert "spec" in page.by_id and "errorThreshold" in page.by_id["spec"]
     assert "summary" in page.by_id and folder.name in page.by_id["summary"]
 
@@ -138,6 +137,9 @@ def test_a_run_without_a_report_folder_says_what_is_missing(finished_run):
     _, folder = finished_run
     shutil.rmtree(folder / "report")
     (folder / "spec.json").unlink()
+    for commits in folder.glob("commits/*/*.jsonl"):  # the records as an older version wrote them
+        records = [json.loads(line) for line in commits.read_text().splitlines()]
+        commits.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "report"}) + "\n" for r in records))
     report = gather(*locate(str(folder)))
     assert any("report/minibatches.csv" in m for m in report.missing)
     assert any("report/resources.csv" in m for m in report.missing)
@@ -171,7 +173,7 @@ def test_a_page_of_100000_mini_batches_stays_small(tmp_path):
         worker = i % 64
         error = f"RuntimeError: kind {i % (MAX_ERROR_GROUPS + 20)}" if i % 97 == 0 else ""
         lines.append(attempt(i, worker % 8, start=(i // 64) * 0.5, seconds=0.4 + (i % 13) / 100, error=error,
-                             pod=f"pod-{worker // 8}"))
+                             shard=worker // 8))
     folder = tmp_path / "out" / "_parallelrun" / "big-1"
     folder.mkdir(parents=True)
     write_report_lines(folder, lines)
@@ -237,19 +239,22 @@ def test_the_figures_of_a_known_report_folder(tmp_path):
                       "run() returned 9 results for 10 items": (1, 1),
                       "TimeoutError: run() did not return within runInvocationTimeout (20 s)": (1, 0)}
     assert [(a.line.mini_batch, a.line.attempt) for a in report.slowest[:2]] == [(5, 1), (3, 1)]
-    assert [w.key for w in report.workers] == ["pod-0/0", "pod-0/1", "pod-1/0", "pod-1/1"]
+    assert [w.key for w in report.workers] == ["shard-0-worker-0", "shard-0-worker-1", "shard-1-worker-0",
+                                               "shard-1-worker-1"]
     span = report.end - report.start
     assert span == pytest.approx(21.7)  # mini-batch 5's second attempt ends last
     busy = {w.key: w.busy_seconds for w in report.workers}
-    assert busy == pytest.approx({"pod-0/0": 1.8, "pod-0/1": 1.5, "pod-1/0": 21.4, "pod-1/1": 2.0})
+    assert busy == pytest.approx({"shard-0-worker-0": 1.8, "shard-0-worker-1": 1.5, "shard-1-worker-0": 21.4,
+                                  "shard-1-worker-1": 2.0})
     assert {w.key: w.idle_seconds for w in report.workers} == pytest.approx(
         {k: span - v for k, v in busy.items()})
     assert sum(report.throughput) * report.throughput_seconds == pytest.approx(sum(
         a.succeeded + a.failed for a in known_attempts()))
     pods = {p.pod: p for p in report.resources}
-    assert (pods["pod-0"].cpu_mean, pods["pod-0"].rss_max, pods["pod-0"].gpu_util_mean,
-            pods["pod-0"].gpu_memory_max) == (195.0, 500 * 2**20, 80.0, 2 * 2**30)
-    assert (pods["pod-1"].gpu_util_mean, pods["pod-1"].gpu_memory_max) == (None, None)
+    first, second = pods["pod-0 (shard 0)"], pods["pod-1 (shard 1)"]
+    assert (first.cpu_mean, first.rss_max, first.gpu_util_mean, first.gpu_memory_max) == (
+        195.0, 500 * 2**20, 80.0, 2 * 2**30)
+    assert (second.gpu_util_mean, second.gpu_memory_max) == (None, None)
     page = page_of(render(report))
     assert page.by_id["attempts"] == "9" and page.by_id["failed-attempts"] == "4"
     assert "500.0 MiB" in page.by_id["resources-table"] and "2.0 GiB" in page.by_id["resources-table"]

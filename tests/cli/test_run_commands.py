@@ -91,6 +91,12 @@ def test_status_logs_and_clean_of_a_running_run(held_run):
     text = parallelrun("status", str(job.output)).stdout
     assert "Running" in text and "ETA" in text and f"pid {process.pid}" in text
 
+    page = job.root / "running.html"  # the report as far as the run has come: the commit records' attempt lines
+    assert parallelrun("report", str(job.output), "-o", str(page)).returncode == 0
+    html = page.read_text()
+    assert 'id="phase">Running<' in html and "This run is in progress" in html
+    assert int(re.search(r'id="attempts">(\d+)<', html).group(1)) >= 2 and 'id="timeline-chart"' in html
+
     follow = subprocess.Popen([sys.executable, "-m", "parallelrun", "logs", str(job.output), "--follow"],
                               cwd=ROOT.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cleaning = _json("clean", str(job.output), "--keep", "0")
