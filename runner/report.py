@@ -18,11 +18,16 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
 from .commits import read_commits
 from .merge import read_summary
 from .plan import read_plan
 from .records import AttemptLine, ResourceSample
-from .reportfiles import attempts_csv, parse_attempts, parse_resources, read_attempts, read_resources
+from .reportfiles import attempts_csv, parse_resources, read_resources
 from .runfolders import describe
 
 TIMELINE_COLUMNS = 600  # time bins of the timeline
@@ -38,28 +43,15 @@ SECRET_KEYS = ("value",)  # environment.env values may hold secrets: only their 
 
 @dataclass
 class Attempt:
-    """An attempt line (records.AttemptLine) with its start as epoch seconds, as the figures use it."""
+    """An attempt line (records.AttemptLine) with its start as epoch seconds, as the page shows it."""
 
     line: AttemptLine
     start: float
-
-    @classmethod
-    def of(cls, line: AttemptLine) -> Attempt:
-        return cls(line, _epoch(line.start))
-
-    @property
-    def end(self) -> float:
-        return self.start + self.line.seconds
 
     @property
     def worker_key(self) -> str:
         """The worker's name, as its log is named (runlogs): local shards share one host name."""
         return f"shard-{self.line.shard}-worker-{'?' if self.line.worker is None else self.line.worker}"
-
-    @property
-    def ok(self) -> bool:
-        """It succeeded (some of its items may have failed: line.failed)."""
-        return self.line.status == "succeeded"
 
 
 @dataclass
@@ -131,10 +123,8 @@ def gather(fs, layout, now: float | None = None) -> Report:
     if report.spec is None:
         report.missing.append("spec.json: the run was planned by an older version, which did not keep its spec")
     attempts = _read_attempts(fs, layout, report)
-    if attempts:
-        _timeline(report, attempts)
-        _failures(report, attempts)
-        report.slowest = sorted(attempts, key=lambda a: a.line.seconds, reverse=True)[:SLOWEST]
+    if attempts is not None:
+        _figures(report, attempts)
     else:
         _failures_from_errors(fs, layout, report)
     _resources(fs, layout, report)
@@ -159,68 +149,100 @@ def _epoch(text: str) -> float:
     return (t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)).timestamp()
 
 
-def _read_attempts(fs, layout, report: Report) -> list[Attempt]:
-    """The merged report/minibatches.csv; before the merge, the lines the commit records carry."""
+_ATTEMPT_TYPES = {"miniBatch": pa.int64(), "shard": pa.int64(), "pod": pa.string(), "worker": pa.int64(),
+                  "attempt": pa.int64(), "start": pa.timestamp("us", tz="UTC"), "seconds": pa.float64(),
+                  "items": pa.int64(), "succeeded": pa.int64(), "failed": pa.int64(), "status": pa.string(),
+                  "error": pa.string()}
+
+
+def _read_attempts(fs, layout, report: Report) -> dict | None:
+    """The columns of the merged report/minibatches.csv (before the merge: the lines the commit
+    records carry), read with Arrow: a run of a million mini-batches is read in a second or two."""
     try:
-        lines = read_attempts(fs, layout)
+        data = fs.cat_file(layout.report_mini_batches)
     except FileNotFoundError:
-        header = attempts_csv([], header=True)
         committed = read_commits(fs, layout, range(report.plan_totals["miniBatches"])) if report.plan_totals else {}
         texts = [record.report for _, record in sorted(committed.items()) if record.report]
-        lines = parse_attempts(header + "".join(texts)) if texts else []
-        if not lines:
-            report.missing.append("report/minibatches.csv: the run kept no line per attempt (a run of an older "
-                                  "version, or one with no mini-batch done yet): no timeline, throughput, slowest "
-                                  "mini-batches or idle time")
-            return []
-    attempts = [Attempt.of(line) for line in lines]
-    report.attempts = len(attempts)
-    report.failed_attempts = sum(1 for a in attempts if not a.ok)
-    report.items = sum(a.line.succeeded + a.line.failed for a in attempts)
-    return attempts
+        data = (attempts_csv([], header=True) + "".join(texts)).encode() if texts else b""
+    table = pacsv.read_csv(pa.py_buffer(data), parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                           convert_options=pacsv.ConvertOptions(column_types=_ATTEMPT_TYPES,
+                                                                include_columns=list(_ATTEMPT_TYPES),
+                                                                strings_can_be_null=False)) if data else None
+    if table is None or not table.num_rows:
+        report.missing.append("report/minibatches.csv: the run kept no line per attempt (a run of an older "
+                              "version, or one with no mini-batch done yet): no timeline, throughput, slowest "
+                              "mini-batches or idle time")
+        return None
+    columns = {name: table[name].to_numpy() for name in ("miniBatch", "shard", "attempt", "seconds", "items",
+                                                           "succeeded", "failed")}
+    columns["worker"] = table["worker"].fill_null(-1).to_numpy()
+    columns["start"] = table["start"].cast(pa.int64()).to_numpy() / 1e6
+    columns["ok"] = pc.equal(table["status"], "succeeded").to_numpy(zero_copy_only=False)
+    for name in ("status", "error", "pod"):  # text, read only for the rows shown
+        columns[name] = table[name].combine_chunks()
+    return columns
 
 
-def _timeline(report: Report, attempts: list[Attempt]) -> None:
-    """Each worker's busy fraction per column, failures per column, items per second per column."""
-    start = min(a.start for a in attempts)
-    end = max(a.end for a in attempts)
+def _figures(report: Report, c: dict) -> None:
+    """Counts, the timeline, throughput, idle time, the slowest attempts and failures by error."""
+    ok = c["ok"]
+    done = c["succeeded"] + c["failed"]
+    report.attempts, report.failed_attempts, report.items = len(ok), int((~ok).sum()), int(done.sum())
+    starts, ends = c["start"], c["start"] + c["seconds"]
+    start, end = float(starts.min()), float(ends.max())
     if report.phase in ("Running", "Planning"):
         end = max(end, report.generated)
     width = max(end - start, 1e-6)
-    columns = TIMELINE_COLUMNS
-    step = width / columns
     report.start, report.end = start, end
-    by_worker: dict[str, list[Attempt]] = defaultdict(list)
     bin_seconds = max(width / THROUGHPUT_COLUMNS, THROUGHPUT_MIN_SECONDS)
-    throughput = [0.0] * max(1, math.ceil(width / bin_seconds))
-    for a in attempts:
-        by_worker[a.worker_key].append(a)
-        throughput[min(len(throughput) - 1, int((a.end - start) / bin_seconds))] += a.line.succeeded + a.line.failed
-    report.throughput = [n / bin_seconds for n in throughput]
+    bins = max(1, math.ceil(width / bin_seconds))
+    where = np.minimum(((ends - start) / bin_seconds).astype(np.int64), bins - 1)
+    report.throughput = (np.bincount(where, weights=done, minlength=bins) / bin_seconds).tolist()
     report.throughput_seconds = bin_seconds
-    rows = []
-    for key in sorted(by_worker, key=_natural):
-        busy = [0.0] * columns
-        failures = [0] * columns
-        seconds = 0.0
-        for a in by_worker[key]:
-            seconds += a.line.seconds
-            _spread(busy, a.start - start, a.end - start, step)
-            if not a.ok:
-                failures[min(columns - 1, int((a.end - start) / step))] += 1
-        rows.append(WorkerRow(key, [min(1.0, b / step) for b in busy], failures, seconds, len(by_worker[key]),
-                              max(0.0, (end - start) - seconds)))
-    report.workers = rows[:MAX_WORKER_ROWS]
-    report.more_workers = max(0, len(rows) - MAX_WORKER_ROWS)
+    _workers(report, c, ok, starts - start, ends - start, width / TIMELINE_COLUMNS)
+    for i in np.argsort(-c["seconds"], kind="stable")[:SLOWEST]:
+        line = AttemptLine(int(c["miniBatch"][i]), 0, int(c["shard"][i]), c["pod"][i].as_py(),
+                           None if c["worker"][i] < 0 else int(c["worker"][i]), int(c["attempt"][i]), "",
+                           float(c["seconds"][i]), None, None, int(c["items"][i]), int(c["succeeded"][i]),
+                           int(c["failed"][i]), c["status"][i].as_py(), c["error"][i].as_py())
+        report.slowest.append(Attempt(line, float(starts[i])))
+    failing = np.flatnonzero(~ok | (c["failed"] > 0))  # failed and retried attempts, and partly failed ones
+    errors, statuses = c["error"].take(failing).to_pylist(), c["status"].take(failing).to_pylist()
+    _group(report, ((int(c["miniBatch"][i]), error or status, int(c["failed"][i]))
+                    for i, error, status in zip(failing, errors, statuses)))
 
 
-def _spread(busy: list[float], a: float, b: float, step: float) -> None:
-    """Add the interval [a, b) (seconds from the start) to the columns it covers."""
-    first, last = int(a / step), min(len(busy) - 1, int(b / step))
-    for column in range(first, last + 1):
-        lo, hi = max(a, column * step), min(b, (column + 1) * step)
-        if hi > lo:
-            busy[column] += hi - lo
+def _workers(report: Report, c: dict, ok: np.ndarray, a: np.ndarray, b: np.ndarray,
+             step: float) -> None:
+    """Each worker's busy share of every column of the timeline, its failed attempts per column and
+    its idle time. A worker's busy time up to t is F(t) = sum(t - a for a < t) - sum(t - b for b < t)
+    over its attempts [a, b): computed at the column edges from sorted starts and ends."""
+    columns = TIMELINE_COLUMNS
+    edges = np.arange(columns + 1) * step
+    key = c["shard"] * (1 << 20) + np.where(c["worker"] < 0, (1 << 20) - 1, c["worker"])
+    keys, which = np.unique(key, return_inverse=True)
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(len(keys) + 1))
+    span = columns * step
+    for w, k in enumerate(keys[:MAX_WORKER_ROWS]):
+        rows = order[bounds[w]:bounds[w + 1]]
+        busy_until = _covered(np.sort(a[rows]), edges) - _covered(np.sort(b[rows]), edges)
+        busy = np.clip(np.diff(busy_until) / step, 0.0, 1.0)
+        failed_at = np.minimum((b[rows][~ok[rows]] / step).astype(np.int64), columns - 1)
+        failures = np.bincount(failed_at, minlength=columns)
+        seconds = float(c["seconds"][rows].sum())
+        worker = int(k % (1 << 20))
+        name = f"shard-{int(k >> 20)}-worker-{'?' if worker == (1 << 20) - 1 else worker}"
+        report.workers.append(WorkerRow(name, busy.tolist(), failures.tolist(), seconds, len(rows),
+                                        max(0.0, span - seconds)))
+    report.more_workers = max(0, len(keys) - MAX_WORKER_ROWS)
+
+
+def _covered(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """sum(t - x for x in `times` if x < t) at each edge t; `times` sorted."""
+    count = np.searchsorted(times, edges, side="left")
+    total = np.concatenate(([0.0], np.cumsum(times)))[count]
+    return count * edges - total
 
 
 def _natural(key: str) -> list:
@@ -247,12 +269,6 @@ def _group(report: Report, errors) -> None:
     ordered = sorted(groups.values(), key=lambda g: (-g.attempts, g.error))
     report.error_groups = ordered[:MAX_ERROR_GROUPS]
     report.more_error_groups = max(0, len(ordered) - MAX_ERROR_GROUPS)
-
-
-def _failures(report: Report, attempts: list[Attempt]) -> None:
-    """Failed and retried attempts, and succeeded ones with failed items, by their error."""
-    _group(report, ((a.line.mini_batch, a.line.error or a.line.status, a.line.failed) for a in attempts
-                    if not a.ok or a.line.failed))
 
 
 def _failures_from_errors(fs, layout, report: Report) -> None:
