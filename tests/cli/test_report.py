@@ -258,3 +258,13 @@ def test_the_figures_of_a_known_report_folder(tmp_path):
     page = page_of(render(report))
     assert page.by_id["attempts"] == "9" and page.by_id["failed-attempts"] == "4"
     assert "500.0 MiB" in page.by_id["resources-table"] and "2.0 GiB" in page.by_id["resources-table"]
+
+
+def test_environment_values_in_the_spec_are_not_shown(finished_run):
+    """A spec may carry a credential in environment.env: the page names the variable, not its value."""
+    _, folder = finished_run
+    spec = json.loads((folder / "spec.json").read_text())
+    spec["environment"] = {"env": [{"name": "API_KEY", "value": "s3cr3t-value"}]}
+    (folder / "spec.json").write_text(json.dumps(spec))
+    html = render(gather(*locate(str(folder))))
+    assert "API_KEY" in html and "s3cr3t-value" not in html
