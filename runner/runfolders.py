@@ -21,14 +21,14 @@ from .claims import HEARTBEAT_PREFIX, STALE_SECONDS
 from .commits import read_commits
 from .contract import PermanentError
 from .layout import Layout
-from .lock import held_by, lock_path
+from .lock import RunLock, RunLocked, held_by, lock_path
 from .merge import read_summary
 from .plan import read_plan
 from .records import Heartbeat
 from .storage import filesystem, join
 
 WORK_FOLDER = "_parallelrun"
-NOT_RUNS = ("cache",)  # a pipeline workdir's reuse index sits beside the runs
+NOT_RUNS = ("cache", "logs")  # a pipeline workdir's reuse index and step logs sit beside its runs
 RUNNING, PLANNING, INCOMPLETE = "Running", "Planning", "Incomplete"
 
 
@@ -240,9 +240,10 @@ class Cleaning:
 
 def clean(uri: str, keep: int | None = None, older_than: float | None = None, dry_run: bool = False,
           now: float | None = None) -> Cleaning:
-    """Remove the run folders (and their locks) under an output beyond the `keep` most recently
-    started and started more than `older_than` seconds ago; at least one of the two is given.
-    A running run is never removed, nor anything outside `_parallelrun/<run-id>` (the output file)."""
+    """Remove the run folders under an output beyond the `keep` most recently started and started
+    more than `older_than` seconds ago; at least one of the two is given. A running run is never
+    removed: each is removed holding its lock (a local lock file stays, as RunLock leaves it), and
+    nothing outside `_parallelrun/<run-id>` (the output file) is touched."""
     if keep is None and older_than is None:
         raise ValueError("give --keep N, --older-than D or both: which runs to remove")
     now = time.time() if now is None else now
@@ -254,12 +255,15 @@ def clean(uri: str, keep: int | None = None, older_than: float | None = None, dr
     removed, running = [], []
     for run in candidates:
         layout = Layout(path.rstrip("/"), run.run_id)
-        if describe(fs, layout, time.time()).running:  # asked again: it may have started since it was listed
+        if run.running or busy_pods(fs, layout, time.time()):
+            running.append(run)
+            continue
+        try:
+            with RunLock(fs, layout.output_path, run.run_id):  # no local run starts while its folder goes
+                if not dry_run:
+                    fs.rm(layout.root, recursive=True)
+        except RunLocked:  # it started since it was listed
             running.append(run)
             continue
         removed.append(run)
-        if not dry_run:
-            fs.rm(layout.root, recursive=True)
-            if fs.exists(lock := lock_path(layout.output_path, run.run_id)):
-                fs.rm(lock)
     return Cleaning(removed, running)
