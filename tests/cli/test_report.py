@@ -193,8 +193,11 @@ def _chromium() -> str:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.skip("no chromium and no root to install it: apt-get install chromium (Debian's package)")
-    installed = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, text=True,
-                               timeout=900)
+    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    installed = subprocess.run(install, capture_output=True, text=True, timeout=900)
+    if installed.returncode != 0:  # package lists not fetched yet on this machine
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600)
+        installed = subprocess.run(install, capture_output=True, text=True, timeout=900)
     found = shutil.which("chromium")
     if not found:
         pytest.skip(f"chromium cannot be installed here: {installed.stderr.strip()[-300:]}")
