@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from reportfolder import known_attempts, write_known_report
@@ -22,8 +21,6 @@ from parallelrun.runner.lock import RunLock
 from parallelrun.runner.report import MAX_ERROR_GROUPS, SLOWEST, gather
 from parallelrun.runner.reportpage import render
 from parallelrun.runner.runfolders import locate
-
-NOTES = Path("/work/notes")
 
 
 class _Page(HTMLParser):
@@ -227,8 +224,6 @@ def test_a_real_browser_renders_the_report_without_console_errors(finished_run, 
     shot = tmp_path / "report.png"
     taken = _browser(chromium, f"--screenshot={shot}", "--window-size=1280,2200", out.as_uri())
     assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
-    if NOTES.is_dir() and os.access(NOTES, os.W_OK):
-        shutil.copy(shot, NOTES / "report.png")
 
 
 def test_the_figures_of_a_known_report_folder(tmp_path):
