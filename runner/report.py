@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -246,21 +247,26 @@ def _covered(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def _natural(key: str) -> list:
-    import re
-
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key)]
 
 
-def _first_line(error: str) -> str:
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _kind(error: str) -> str:
+    """What errors of one kind share: the message (a traceback's last line), its numbers and quoted
+    names masked ("cannot parse item 12" and "... item 97" are one kind)."""
     lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines and lines[0].startswith("Traceback") else lines[0] if lines else "(no message)")[:300]
+    line = lines[-1] if lines and lines[0].startswith("Traceback") else lines[0] if lines else "(no message)"
+    return _NUMBER.sub("#", _QUOTED.sub("'…'", line))[:300]
 
 
 def _group(report: Report, errors) -> None:
-    """Errors (mini-batch, error text, items) grouped by their first line, the most frequent first."""
+    """Errors (mini-batch, error text, items) grouped by kind, the most frequent first."""
     groups: dict[str, ErrorGroup] = {}
     for mini_batch, error, items in errors:
-        key = _first_line(error)
+        key = _kind(error)
         group = groups.setdefault(key, ErrorGroup(key))
         group.attempts += 1
         group.items += items
