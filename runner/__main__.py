@@ -39,7 +39,6 @@ from .merge import MergeError, merge
 from .plan import ensure_plan, read_plan
 from .pool import InitError
 from .records import TerminationMessage
-from .reportpage import publish
 from .shard import ShardRunner
 from .spec import load_spec_file
 from .storage import filesystem, storage_error, write_atomic
@@ -132,6 +131,8 @@ def _merge(args) -> int:
     except MergeError as e:  # the merge's message: its reason, no shard's counts
         _write_termination_log(TerminationMessage(reason=str(e)).to_text())
         return e.exit_code
+    from .reportpage import publish  # numpy and pyarrow: imported by the merge, not by every scoring pod
+
     try:
         publish(fs, layout)
     except Exception as e:  # noqa: BLE001 - a courtesy: the run's outcome stands without its page
