@@ -49,6 +49,23 @@ def _locked_message(run_id: str, holder: dict) -> str:
             f"{holder.get('since')}); wait for it to finish or stop it, then run again")
 
 
+PROBE_WAITS = (0.01, 0.02, 0.05)  # held_by's shared lock lasts microseconds: a run starting then waits it out
+
+
+def _flock_soon(f, operation: int) -> None:
+    """flock(2) without blocking, tried again after each of PROBE_WAITS; BlockingIOError if still held."""
+    import fcntl
+
+    for wait in (*PROBE_WAITS, None):
+        try:
+            fcntl.flock(f, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if wait is None:
+                raise
+            time.sleep(wait)
+
+
 def lock_path(output_path: str, run_id: str) -> str:
     return join(output_path, "_parallelrun", f"{run_id}.lock")
 
@@ -108,7 +125,7 @@ class RunLock:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         f = open(self.path, "a+")  # noqa: SIM115 - held open as the lock until release()
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_soon(f, fcntl.LOCK_EX)
         except BlockingIOError:
             f.seek(0)
             try:
