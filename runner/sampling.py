@@ -43,7 +43,7 @@ Processes = Callable[[], list[tuple[int, int, str | None]]]  # (worker or -1, pi
 
 def cpu_and_rss(pid: int) -> tuple[float, int, float] | None:
     """(CPU seconds, user + system; resident bytes; seconds since boot when it started) of process
-    `pid`; None when it is gone."""
+    `pid`; None when it is gone or has ended."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -52,6 +52,8 @@ def cpu_and_rss(pid: int) -> tuple[float, int, float] | None:
     except (OSError, IndexError, ValueError):
         return None
     fields = stat[stat.rindex(b")") + 2:].split()  # after the command name, which may hold spaces
+    if fields[0] in (b"Z", b"X"):  # it has ended (not yet reaped): no memory left to sample
+        return None
     return (int(fields[11]) + int(fields[12])) / _TICKS, resident * _PAGE, int(fields[19]) / _TICKS
 
 

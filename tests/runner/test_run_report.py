@@ -7,7 +7,9 @@ import datetime
 import io
 import os
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -220,3 +222,18 @@ def test_without_gpus_or_nvidia_ml_py_there_are_no_gpu_columns_and_nvml_is_not_l
     sampler = sampling.ResourceSampler(fs, Layout(path, "r"), 0, "pod-a", "tok", lambda: [(0, os.getpid(), "0")])
     [worker, _] = sampler.sample()
     assert (worker.gpu, worker.gpu_utilization, worker.gpu_memory) == (None, None, None)
+
+
+def test_a_process_that_ended_unreaped_or_is_gone_has_no_sample():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+            assert time.monotonic() < deadline, "the child never ended"
+            time.sleep(0.01)
+        assert sampling.cpu_and_rss(child.pid) is None  # a zombie: its statm reads 0
+    finally:
+        child.wait()
+    assert sampling.cpu_and_rss(child.pid) is None
+    cpu, rss, started = sampling.cpu_and_rss(os.getpid())
+    assert cpu > 0 and rss > 0 and started > 0
