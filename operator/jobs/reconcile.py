@@ -27,7 +27,7 @@ import kopf
 
 from parallelrun.runner.accounting import ALL_ITEMS_FAILED, Counts, all_items_failed
 from parallelrun.runner.api import BATCH_INFERENCE_JOB, LABEL_JOB_UID
-from parallelrun.runner.contract import PermanentError
+from parallelrun.runner.contract import EXIT_THRESHOLD, PermanentError
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.plan import shards_with_work
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec, SpecError, load_spec
@@ -281,14 +281,15 @@ class Reconciler(Controller):
             status = self._admitted(status)
         outcome, message = observe_merge(self._pods(), self._job(MERGE))
         if outcome == FAILED:
-            self.status = status
+            merged = any(p.component == MERGE and p.exit_code == EXIT_THRESHOLD for p in self._pods())
+            self.status = dict(status, report=self._report_uri()) if merged else status  # it wrote its page
             raise RunFailed("MergeFailed", message)
         if outcome == SUCCEEDED:
             output = output_uri(self.spec, self.owner)
             message = f"output written to {output}"
             self._event("Normal", "Succeeded", message)
             status = dict(with_phase(status, SUCCEEDED, "Succeeded", message, self.generation), outputUri=output,
-                          report=Layout.uris(self.spec, run_id(self.owner)).report_page)
+                          report=self._report_uri())
             if warning := all_items_failed(counts_of(status)):  # thresholds of -1 let it succeed: say so
                 self._event("Warning", ALL_ITEMS_FAILED, warning)
                 status = with_warning(status, ALL_ITEMS_FAILED, warning, self.generation)
@@ -296,6 +297,10 @@ class Reconciler(Controller):
                 await self._record_for_reuse(output)
         await self._write(status)
         return outcome == SUCCEEDED
+
+    def _report_uri(self) -> str:
+        """The page the merge pod writes (runner/reportpage.py)."""
+        return Layout.uris(self.spec, run_id(self.owner)).report_page
 
     # -- allowReuse ----------------------------------------------------------------
 

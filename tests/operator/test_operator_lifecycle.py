@@ -236,7 +236,20 @@ async def test_merge_failure(cluster, kube, kubelet, operator, inputs):
         status = await finished(cluster, "nomerge")
     assert condition(status, "Failed")["reason"] == "MergeFailed"
     assert "AuthorizationFailure" in status["message"]
-    assert "outputUri" not in status
+    assert "outputUri" not in status and "report" not in status  # a merge that could not write wrote no page
+
+
+async def test_a_merge_stopped_by_a_threshold_links_its_report(cluster, kube, kubelet, operator, inputs):
+    async with operator():
+        await create(kube, resource("over", inputs))
+        await running(cluster, "over")
+        await kubelet.run("over-score", 0, 0, report(5))
+        await kubelet.run("over-score", 1, 0, report(5))
+        await eventually(lambda: cluster.get("jobs", "over-merge"))
+        await kubelet.run("over-merge", 0, 3, '{"status": "Failed", "reason": "3 failed items exceed errorThreshold 2"}')
+        status = await finished(cluster, "over")
+    assert condition(status, "Failed")["reason"] == "MergeFailed"
+    assert status["report"] == f"{inputs['output']}_parallelrun/{status['runId']}/report/report.html"
 
 
 async def test_invalid_spec_fails_with_every_field(cluster, kube, operator, inputs):
