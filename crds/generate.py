@@ -373,6 +373,10 @@ def job_status_schema() -> dict:
                             "active", "succeeded", "failed", "current", "desired"),
             "progressText": string("Done and total mini-batches for display, e.g. \"812/1000\"."),
             "nodesText": string("Active and total pods for display, e.g. \"2/4\"."),
+            "itemsPerSecond": {"type": "number", "minimum": 0,
+                               "description": "Items scored per second since the run started (the Items/s "
+                                              "column of kubectl get bij)."},
+            "report": string("The run's report: one self-contained HTML page, written with the merge."),
             "jobName": string("The scoring Job."),
             "mergeJobName": string("The merge Job."),
             "outputUri": string("Where the output was written."),
@@ -644,6 +648,9 @@ def pipeline_status_schema() -> dict:
         "completionTime": timestamp("When the step finished."),
         "outputs": string_map("The step's outputs: name to URI."),
         "message": string("Why the step failed or was skipped."),
+        "progress": string("A batchInference step's mini-batches done of planned, and its failed items so far, "
+                           "e.g. \"12/40 mini-batches, 3 failed items\"."),
+        "failedItems": integer("A batchInference step's failed items so far.", minimum=0),
         "fingerprint": string("The hash of the step's resolved spec, component and code: its key in the reuse "
                               "index, and part of the fingerprint of the steps after it."),
     })
@@ -730,9 +737,11 @@ def batch_inference_job_crd() -> dict:
         column("Progress", ".status.progressText", description="Done/total mini-batches"),
         column("Failed", ".status.progress.items.failed", "integer", description="Failed items"),
         column("Nodes", ".status.nodesText", description="Active/total pods"),
+        column("Items/s", ".status.itemsPerSecond", "number", description="Items scored per second"),
         AGE,
         column("Run", ".status.runId", priority=1),
         column("Output", ".status.outputUri", priority=1),
+        column("Report", ".status.report", priority=1),
     ])
 
 

@@ -131,6 +131,12 @@ def _merge(args) -> int:
     except MergeError as e:  # the merge's message: its reason, no shard's counts
         _write_termination_log(TerminationMessage(reason=str(e)).to_text())
         return e.exit_code
+    from .reportpage import publish  # numpy and pyarrow: imported by the merge, not by every scoring pod
+
+    try:
+        publish(fs, layout)
+    except Exception as e:  # noqa: BLE001 - a courtesy: the run's outcome stands without its page
+        log.warning("cannot write the run's report to %s: %s", layout.report_page, e)
     _write_termination_log(TerminationMessage(summary.counts, summary.reason, summary.status,
                                               summary.output).to_text())
     return EXIT_OK if summary.succeeded else EXIT_THRESHOLD

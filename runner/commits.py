@@ -142,8 +142,10 @@ def record_line(record: DoneRecord) -> str:
     if record.errors or record.schema is not None or (part is not None and not _PLAIN_NAME.fullmatch(part[0])):
         return _JSON.encode(record.to_dict())
     part_json = "null" if part is None else f'["{part[0]}",{part[1]},{part[2]}]'
+    report_json = "null" if record.report is None else _JSON.encode(record.report)
     return (f'{{"id":{record.id},"status":"{record.status}","items":{record.items},"attempts":{record.attempts},'
-            f'"errors":[],"schema":null,"succeeded":{record.succeeded},"failed":{record.failed},"part":{part_json}}}')
+            f'"errors":[],"schema":null,"succeeded":{record.succeeded},"failed":{record.failed},"part":{part_json},'
+            f'"report":{report_json}}}')
 
 
 def read_commits(fs, layout: Layout, ids: Iterable[int]) -> dict[int, DoneRecord]:

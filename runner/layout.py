@@ -11,7 +11,14 @@
     <output.uri>/_parallelrun/<run-id>/progress/NNNNN.json     a scoring pod's counts so far (for the operator)
     <output.uri>/_parallelrun/<run-id>/claims/NNNNNNNNN        which pod index holds the chunk that starts there
     <output.uri>/_parallelrun/<run-id>/claims/alive-NNNNN      a scoring pod's heartbeat
+    <output.uri>/_parallelrun/<run-id>/report/minibatches.csv  one line per attempt of each mini-batch, in
+                                                         plan order (merged from the commit records' `report`)
+    <output.uri>/_parallelrun/<run-id>/report/resources.csv    resource samples of every pod, by time (merged)
+    <output.uri>/_parallelrun/<run-id>/report/resources/NNNNN-<token>-NNNN.csv  a pod's samples before the
+                                                         merge: pod index, pod attempt, piece
     <output.uri>/_parallelrun/<run-id>/summary.json, errors.jsonl
+    <output.uri>/_parallelrun/<run-id>/spec.json       the spec the run was planned with (for its report)
+    <output.uri>/_parallelrun/<run-id>/report/report.html  the run's report, written with the merge
 
 A Layout built on the output filesystem's path gives paths to read and write; built
 on the output URI (Layout.uris) it gives the same places as URIs, to show a user.
@@ -127,8 +134,37 @@ class Layout:
         return join(self.claims_dir, f"alive-{index:05d}")
 
     @property
+    def report_dir(self) -> str:
+        return join(self.root, "report")
+
+    @property
+    def report_mini_batches(self) -> str:
+        return join(self.report_dir, "minibatches.csv")
+
+    @property
+    def report_resources(self) -> str:
+        return join(self.report_dir, "resources.csv")
+
+    @property
+    def resource_pieces_dir(self) -> str:
+        return join(self.report_dir, "resources")
+
+    def resource_piece(self, index: int, token: str, piece: int) -> str:
+        """Pod index `index`'s samples, its attempt `token`, piece `piece` (a piece is rewritten whole as
+        samples come, a new one begun once it is large)."""
+        return join(self.resource_pieces_dir, f"{index:05d}-{token}-{piece:04d}.csv")
+
+    @property
     def summary(self) -> str:
         return join(self.root, "summary.json")
+
+    @property
+    def report_page(self) -> str:
+        return join(self.root, "report", "report.html")
+
+    @property
+    def spec(self) -> str:
+        return join(self.root, "spec.json")
 
     @property
     def errors(self) -> str:

@@ -33,6 +33,7 @@ from .pool import InitError, WorkerPool
 from .records import ShardProgress, progress_total
 from .repair import prepare_repair, repair_target
 from .resources import available_cpus, process_count
+from .runlogs import temporary_log_dir
 from .runs import reusable
 from .shard import ShardRunner, start_pool
 from .spec import JobSpec
@@ -121,7 +122,7 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, view: JobView) -> dict:
         return reused.to_dict()
     if fs.exists(layout.root) and (fresh or fs.exists(layout.summary)):
         fs.rm(layout.root, recursive=True)
-    log_dir = os.path.join(layout.root, "logs") if is_local(fs) else tempfile.mkdtemp(prefix="parallelrun-logs-")
+    log_dir = os.path.join(layout.root, "logs") if is_local(fs) else temporary_log_dir(layout.run_id)
     scratch = tempfile.mkdtemp(prefix="parallelrun-")
     with ExitStack() as pools:
         # The workers import the entry script and run init() while this process plans.

@@ -29,6 +29,7 @@ from .contract import PermanentError
 from .layout import Layout
 from .plan import Plan
 from .records import DoneRecord, RunSummary, ShardResult
+from .reportfiles import write_report
 from .schemas import aligned
 from .sideoutputs import settle
 from .spec import JobSpec
@@ -428,6 +429,8 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
             for record in committed[mb_id].errors:
                 out.write((json.dumps(record) + "\n").encode())
 
+    write_report(fs, layout, committed)
+
     uris = Layout.uris(spec, layout.run_id)
     output, final = None, layout.final_output(spec.output.file_name)
     if write_final and not exceeded:
@@ -483,6 +486,6 @@ def _move_aside(fs, final: str) -> str | None:
 
 def _remove_parts(fs, layout: Layout) -> None:
     """Parts and commit records are only needed until the output is published."""
-    for folder in (layout.parts_dir, layout.all_commits_dir, layout.done_dir):
+    for folder in (layout.parts_dir, layout.all_commits_dir, layout.done_dir, layout.resource_pieces_dir):
         if fs.exists(folder):
             fs.rm(folder, recursive=True)

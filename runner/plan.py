@@ -1035,6 +1035,7 @@ def ensure_plan(spec: JobSpec, fs, layout: Layout, env: Mapping[str, str] | None
     existing = read_plan(fs, layout)
     if existing is None:
         plan = make_plan(spec, env)
+        write_atomic(fs, layout.spec, json.dumps(spec.to_dict(), indent=1).encode())
         write_plan(plan, fs, layout)
         return plan
     changes = input_changes(spec, existing, fs, layout, env)

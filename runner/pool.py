@@ -38,7 +38,7 @@ from .plan import MiniBatch
 from .preprocess import PREPROCESS_LOST, ItemFailed
 from .processes import ProcessGroup
 from .storage import StorageRefused, StorageUnavailable
-from .worker import AttemptFailed, InitFailed, Message, Ok, PartsWritten, Ready, StorageFailed, WorkerConfig
+from .worker import AttemptFailed, InitFailed, Message, Ok, PartsWritten, Ready, StorageFailed, Timing, WorkerConfig
 from .zygote import ForkedProcess, Zygote, ZygoteLost
 
 CANCEL_GRACE = 5.0  # a worker that cancels overdue calls itself (async run) is killed this much later
@@ -68,6 +68,8 @@ class Outcome:
     retry: bool = True  # False: a failed attempt that another would repeat (worker.AttemptFailed)
     side_outputs: int = 0  # files kept for publishing with its commit (sideoutputs.py)
     rejected: tuple[ItemFailed, ...] = ()  # items whose preprocess() raised (worker.Ok)
+    worker: int = -1  # the pool's worker that ran it
+    timing: Timing | None = None  # the worker's; a lost or timed-out worker's: the pool's (no run/read seconds)
 
 
 class Placed(NamedTuple):
@@ -259,6 +261,16 @@ class WorkerPool:
         """Whether a mini-batch is running, waiting in a worker, or has its part still to be written."""
         return any(w.tasks or w.unwritten for w in self._workers)
 
+    def processes(self) -> list[tuple[int, int, str | None]]:
+        """(worker index, pid, CUDA_VISIBLE_DEVICES) of each worker forked so far, and (-1, pid, None)
+        of the zygote that forks them: what the run report samples (sampling.py). Read from another
+        thread: a worker being replaced is left out."""
+        found = [(-1, z.pid, None) for z in self._zygotes[-1:]]
+        for w in list(self._workers):
+            if w.attached:
+                found.append((w.index, w.process.pid, self._configs[w.index].env.get("CUDA_VISIBLE_DEVICES")))
+        return found
+
     def feed(self, pending: deque, line_of: Callable[[MiniBatch], str] = MiniBatch.to_json) -> None:
         """Hand mini-batches from the left of `pending` to the ready workers, each in one message.
 
@@ -365,12 +377,12 @@ class WorkerPool:
             return
         kind = type(message)  # the frequent ones first; tuples unpacked (a match by class pattern costs more)
         if kind is Ok:
-            mb_id, items, returned, schema, pending, side, rejected = message
+            mb_id, items, returned, schema, pending, side, rejected, timing = message
             mb = self._ended(w, mb_id)
             if pending:
                 w.unwritten[mb.id] = mb
             outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending,
-                                    side_outputs=side, rejected=rejected))
+                                    side_outputs=side, rejected=rejected, worker=w.index, timing=timing))
         elif kind is PartsWritten:
             file, entries = message
             unwritten = w.unwritten
@@ -378,8 +390,9 @@ class WorkerPool:
                 del unwritten[mb_id]
                 outcomes.append(Placed(mb_id, file, offset, length))
         elif kind is AttemptFailed:
-            mb_id, items, error, tb, retry = message
-            outcomes.append(Outcome(self._ended(w, mb_id), items, error=error, traceback=tb, retry=retry))
+            mb_id, items, error, tb, retry, timing = message
+            outcomes.append(Outcome(self._ended(w, mb_id), items, error=error, traceback=tb, retry=retry,
+                                    worker=w.index, timing=timing))
         elif kind is Ready:
             w.ready = True
             if message.cancels:
@@ -440,7 +453,9 @@ class WorkerPool:
                 outcomes.append(Returned(mb, False))
             return
         outcomes.extend(Returned(w.tasks.popleft(), False) for _ in range(started))
-        outcomes.append(Outcome(w.tasks.popleft(), None, error=error))
+        seconds = time.monotonic() - (w.deadline - w.allowed)  # since its turn began (feed, _ended)
+        outcomes.append(Outcome(w.tasks.popleft(), None, error=error, worker=w.index,
+                                timing=(time.time() - seconds, seconds, None, None)))
 
     def _replace(self, w: _Worker, outcomes: list[Event]) -> None:
         """Kill `w` and start its successor; what it held comes back (Returned)."""

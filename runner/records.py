@@ -10,6 +10,9 @@
     Heartbeat   claims/alive-NNNNN: a scoring pod's sign of life, and whether it is idle
     ShardProgress  progress/NNNNN.json: a scoring pod's counts so far, and each chunk's it holds
     RunSummary  summary.json: a finished run's outcome, counts and where its files are
+    AttemptLine a line of report/minibatches.csv: one attempt at a mini-batch (carried, until the merge,
+                by its DoneRecord's `report`: the CSV lines of its attempts)
+    ResourceSample  a line of report/resources.csv: one worker's (or the pod's) CPU, memory and GPU use
 
 A schema in these records is text (schemas.schema_to_text); the plan header's is schemas.to_header's.
 
@@ -71,6 +74,7 @@ class DoneRecord:
     errors: list[dict] = field(default_factory=list)
     schema: str | None = None
     part: tuple[str, int, int] | None = None
+    report: str | None = None  # its attempts' lines of report/minibatches.csv (AttemptLine), CSV text
 
     @property
     def counts(self) -> Counts:
@@ -80,14 +84,14 @@ class DoneRecord:
     def to_dict(self) -> dict:
         return {"id": self.id, "status": self.status, "items": self.items, "attempts": self.attempts,
                 "errors": self.errors, "schema": self.schema, "succeeded": self.succeeded, "failed": self.failed,
-                "part": self.part}
+                "part": self.part, "report": self.report}
 
     @classmethod
     def from_dict(cls, d: dict) -> DoneRecord:
         part = d.get("part")
         return cls(id=d["id"], status=d["status"], items=d["items"], succeeded=d["succeeded"], failed=d["failed"],
                    attempts=d.get("attempts", 1), errors=d.get("errors", []), schema=d.get("schema"),
-                   part=tuple(part) if part else None)
+                   part=tuple(part) if part else None, report=d.get("report"))
 
 
 @dataclass
@@ -309,3 +313,106 @@ class RunSummary:
                    plan.get("items"), plan.get("bytes", 0), d.get("thresholds") or {}, d.get("output"),
                    d.get("errors", ""), d.get("summary", ""), d.get("finishedAt", ""), d.get("previousOutput"),
                    d.get("warning"), d.get("seconds"), d.get("logs"))
+def _optional(kind, value):
+    """A CSV cell read back: '' and None are None, else `kind(value)`."""
+    return None if value is None or value == "" else kind(value)
+
+
+ERROR_CHARS = 200  # an AttemptLine's error, at most
+
+
+@dataclass(frozen=True)
+class AttemptLine:
+    """One attempt at a mini-batch, a line of report/minibatches.csv (columns: ATTEMPT_COLUMNS).
+
+    `chunk` is the first mini-batch of the chunk it belongs to (as in ClaimRecord); `shard` the
+    pod index that ran it, `pod` that pod's host name, `worker` the worker process in the pod
+    (0 .. processCountPerNode - 1). `start` is when the worker took it up (ISO 8601, UTC);
+    `seconds` its wall time to the end of the attempt (reading it, where the worker read it
+    when its turn came, run(), writing its result); `run_seconds` inside run();
+    `read_seconds` reading its input (ahead of time, overlapping the previous run(), where
+    the input is remote). Both are None where the worker could not tell (a worker that
+    died or overran runInvocationTimeout: `seconds` is then measured by the pool).
+
+    `status`: "succeeded" (its last attempt; it may have failed items, `failed` counts them),
+    "failed" (its last attempt, which failed: every item failed) or "retried" (a failed
+    attempt another attempt followed). Every committed mini-batch has exactly one line
+    that is not "retried", and as many lines as its DoneRecord's attempts. `error` is the
+    attempt's error on one line, cut to ERROR_CHARS; "" when there is none.
+    `items`/`succeeded`/`failed` are what the attempt counted (a retried one: 0 succeeded).
+    """
+
+    mini_batch: int
+    chunk: int
+    shard: int
+    pod: str
+    worker: int | None  # None: not known (a mini-batch that failed before a worker took it)
+    attempt: int
+    start: str
+    seconds: float
+    run_seconds: float | None
+    read_seconds: float | None
+    items: int
+    succeeded: int
+    failed: int
+    status: Literal["succeeded", "failed", "retried"]
+    error: str = ""
+
+    def to_dict(self) -> dict:
+        return {"miniBatch": self.mini_batch, "chunk": self.chunk, "shard": self.shard, "pod": self.pod,
+                "worker": self.worker, "attempt": self.attempt, "start": self.start, "seconds": self.seconds,
+                "runSeconds": self.run_seconds, "readSeconds": self.read_seconds, "items": self.items,
+                "succeeded": self.succeeded, "failed": self.failed, "status": self.status, "error": self.error}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AttemptLine:
+        """From to_dict() or a row of csv.DictReader (every value text; '' for None)."""
+        return cls(mini_batch=int(d["miniBatch"]), chunk=int(d["chunk"]), shard=int(d["shard"]), pod=str(d["pod"]),
+                   worker=_optional(int, d.get("worker")), attempt=int(d["attempt"]), start=str(d["start"]),
+                   seconds=float(d["seconds"]), run_seconds=_optional(float, d.get("runSeconds")),
+                   read_seconds=_optional(float, d.get("readSeconds")), items=int(d["items"]),
+                   succeeded=int(d["succeeded"]), failed=int(d["failed"]), status=d["status"],
+                   error=d.get("error") or "")
+
+
+ATTEMPT_COLUMNS = tuple(AttemptLine(0, 0, 0, "", 0, 1, "", 0.0, None, None, 0, 0, 0, "succeeded").to_dict())
+
+
+@dataclass(frozen=True)
+class ResourceSample:
+    """A line of report/resources.csv (columns: RESOURCE_COLUMNS): what one worker process of
+    shard `shard` (on host `pod`) used at `time` (ISO 8601, UTC), or, `worker` "pod", the
+    whole pod: its own process, the workers and whatever they started.
+
+    `cpu` is percent of one core since the previous sample (200: two cores busy), `rss` the
+    resident memory in bytes. With GPUs, `gpu` is the device index the worker uses (its
+    first one; None without), `gpu_utilization` that device's utilization (%), `gpu_memory`
+    the bytes this process holds on it (the device's used memory where NVML does not tell
+    per process); the pod's line sums the workers' GPU memory."""
+
+    time: str
+    pod: str
+    shard: int
+    worker: str  # "0", "1", ... or "pod"
+    pid: int
+    cpu: float
+    rss: int
+    gpu: int | None = None
+    gpu_utilization: float | None = None
+    gpu_memory: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"time": self.time, "pod": self.pod, "shard": self.shard, "worker": self.worker, "pid": self.pid,
+                "cpu": self.cpu, "rss": self.rss, "gpu": self.gpu, "gpuUtilization": self.gpu_utilization,
+                "gpuMemory": self.gpu_memory}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ResourceSample:
+        """From to_dict() or a row of csv.DictReader (every value text; '' for None)."""
+        return cls(time=str(d["time"]), pod=str(d["pod"]), shard=int(d["shard"]), worker=str(d["worker"]),
+                   pid=int(d["pid"]), cpu=float(d["cpu"]), rss=int(d["rss"]), gpu=_optional(int, d.get("gpu")),
+                   gpu_utilization=_optional(float, d.get("gpuUtilization")),
+                   gpu_memory=_optional(int, d.get("gpuMemory")))
+
+
+RESOURCE_COLUMNS = tuple(ResourceSample("", "", 0, "pod", 0, 0.0, 0).to_dict())

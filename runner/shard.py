@@ -10,9 +10,11 @@ shard's result for the merge.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -26,7 +28,9 @@ from .pool import Outcome, Placed, Returned, WorkerPool
 from .preprocess import processes_of
 from .readers import Reader
 from .records import DoneRecord, ShardProgress, ShardResult
+from .reportfiles import attempt_row, cell, short_error
 from .resources import available_cpus, gpu_assignment, process_count
+from .sampling import ResourceSampler
 from .sideoutputs import publish
 from .spec import JobSpec
 from .storage import fetch, filesystem_modules, write_atomic
@@ -75,6 +79,10 @@ class ShardRunner:
         self._chunk_of: dict[int, int] = {}  # a held mini-batch → its chunk's first
         self._repairing = fs.exists(layout.repair_marker)
         self._plan_lines: dict[int, list[str]] = {}  # a shard range's lines of the plan, once read
+        self._chunk_firsts = [c.first for c in self._claims.chunks]
+        self._pod_cell = cell(self._claims.pod)
+        self._retried: dict[int, list[str]] = {}  # report lines of the failed attempts of mini-batches not yet staged
+        self._scoring: WorkerPool | None = None  # the pool at work, whose processes are sampled
 
     def _check_sources(self) -> None:
         """Every shard scores with the model and side inputs the run was planned with."""
@@ -141,11 +149,18 @@ class ShardRunner:
     # -- the loop --------------------------------------------------------------
 
     def run(self) -> ShardResult:
+        sampler = ResourceSampler(self.fs, self.layout, self.index, self._claims.pod, self._claims.token,
+                                  self._processes).start()
         try:
             return self._run()
         finally:
+            sampler.stop()
             if self._pool is not None:  # unused when nothing was left to do
                 self._pool.close()
+
+    def _processes(self) -> list[tuple[int, int, str | None]]:
+        pool = self._scoring or self._pool
+        return pool.processes() if pool is not None else []
 
     def _run(self) -> ShardResult:
         done = False
@@ -193,6 +208,7 @@ class ShardRunner:
             pool.plan(self.plan.header(), self.plan.total_mini_batches)
         low = 2 * process_count(self.spec)  # enough waiting to keep every worker's queue filled
         self._pool = None  # a later round (chunks taken over after waiting) starts its own
+        self._scoring = pool
         with pool:
             while True:
                 self._refill(low)
@@ -227,6 +243,9 @@ class ShardRunner:
                     else:
                         log.warning("mini-batch %d attempt %d/%d failed: %s", mb.id, attempts[mb.id],
                                     self.spec.run_max_try, event.error)
+                        items = event.items if event.items is not None else mb.items or 0
+                        self._retried.setdefault(mb.id, []).append(
+                            self._attempt_row(mb, event, attempts[mb.id], items, 0, 0, "retried", event.error))
                         pending.appendleft(mb)
                 if self._log.due() or self._urgent:
                     self._commit_staged()
@@ -259,6 +278,9 @@ class ShardRunner:
                 rejected = {r.item for r in outcome.rejected}
                 done.errors += self._error_records(mb, ran, error, None, attempts, rejected) if not succeeded \
                     else [self._error_record(mb, None, ran - succeeded, attempts, error, None)]
+        error = outcome.error or (done.errors[0]["error"] if done.errors else None)
+        done.report = "".join(self._retried.get(mb.id, ())) + self._attempt_row(
+            mb, outcome, attempts, items, done.succeeded, done.failed, done.status, error)
         if outcome.side_outputs and outcome.error is None:
             self._side.add(mb.id)
         if outcome.part_pending:
@@ -271,7 +293,17 @@ class ShardRunner:
         """Committed with its group: at once with a worker's group of parts, else when the
         group is full or old (or at once, by the caller, when it has failed items)."""
         self._log.stage(done)
+        self._retried.pop(done.id, None)
         self._urgent = self._urgent or done.part is not None
+
+    def _attempt_row(self, mb: MiniBatch, outcome: Outcome, attempt: int, items: int, succeeded: int, failed: int,
+                     status: str, error: str | None) -> str:
+        """The attempt's line of the run report (records.AttemptLine)."""
+        start, seconds, run_seconds, read_seconds = outcome.timing or (time.time(), 0.0, None, None)
+        chunk = self._chunk_firsts[bisect.bisect_right(self._chunk_firsts, mb.id) - 1]
+        worker = outcome.worker if outcome.worker >= 0 else None
+        return attempt_row(mb.id, chunk, self.index, self._pod_cell, worker, attempt, start, seconds, run_seconds,
+                           read_seconds, items, succeeded, failed, status, short_error(error))
 
     def _commit_staged(self) -> None:
         """Commit what is staged; it counts from now on."""

@@ -4,8 +4,8 @@ It reads its mini-batches itself and writes their output parts itself, so only s
 messages cross the pipe to the shard process:
 
     worker → shard   Ready()  InitFailed(error, traceback)
-                     Ok(id, items, returned, schema, part_pending)
-                     AttemptFailed(id, items or None, error, traceback, retry)
+                     Ok(id, items, returned, schema, part_pending, side_outputs, timing)
+                     AttemptFailed(id, items or None, error, traceback, retry, timing)
                      PartsWritten(file, [(id, offset, length), ...]): parts of Ok mini-batches
                      StorageFailed(message, transient): writing parts failed, the run stops
     shard → worker   a list of mini-batches as JSON (an empty one: no more for now), or
@@ -88,6 +88,13 @@ class WorkerConfig:
     parent_pid: int | None = None
 
 
+# An attempt's times, for the run report (records.AttemptLine): (when the worker took it up,
+# time.time(); its wall seconds; seconds in run(); reading its input), the last two None where
+# not known (the pool's, for a worker lost or timed out). A plain tuple: it crosses the pipe
+# with every result, at a third of a NamedTuple's pickled size.
+Timing = tuple[float, float, float | None, float | None]
+
+
 class Ready(NamedTuple):
     """init() returned: the worker takes mini-batches. `cancels`: run() is async, the worker
     cancels a call that overruns run_timeout itself (the pool's kill is the backstop)."""
@@ -113,6 +120,7 @@ class Ok(NamedTuple):
     part_pending: bool
     side_outputs: int = 0  # files run() wrote to its side-output folder, kept for the commit
     rejected: tuple[ItemFailed, ...] = ()  # items whose preprocess() raised: failed, not given to run()
+    timing: Timing | None = None
 
 
 class PartsWritten(NamedTuple):
@@ -131,6 +139,7 @@ class AttemptFailed(NamedTuple):
     error: str
     traceback: str
     retry: bool = True
+    timing: Timing | None = None
 
 
 class StorageFailed(NamedTuple):
@@ -272,11 +281,14 @@ def _payload(read):
 
 
 def _read(reader: Reader, mb: MiniBatch):
-    """(payload, items), or the exception reading raised: the attempt fails in order."""
+    """(mini-batch, (payload, items) or the exception reading raised, seconds it took): the attempt
+    fails in order."""
+    started = time.perf_counter()
     try:
-        return reader.read(mb)
+        read = reader.read(mb)
     except BaseException as e:  # noqa: BLE001 - reported as the attempt's failure
-        return e
+        read = e
+    return mb, read, time.perf_counter() - started
 
 
 class _Inline:
@@ -299,8 +311,7 @@ class _Inline:
             if not message:
                 return _FLUSH
             self.batches.extend(MiniBatch.many_from_json(message))
-        mb = self.batches.popleft()
-        return mb, _read(self.reader, mb)
+        return _read(self.reader, self.batches.popleft())
 
     def done(self) -> None:
         pass
@@ -345,10 +356,10 @@ class _Prefetch:
             self.received += len(message)
             for mb in MiniBatch.many_from_json(message):
                 self.slots.acquire()
-                read = _read(self.reader, mb)
-                if self.submit is not None and not isinstance(read, BaseException):
-                    self.submit(mb.id, read[0])
-                self.ready.put((mb, read))
+                item = _read(self.reader, mb)
+                if self.submit is not None and not isinstance(item[1], BaseException):
+                    self.submit(mb.id, item[1][0])
+                self.ready.put(item)
         self.ready.put(_STOP)
 
 
@@ -378,6 +389,7 @@ class _Worker:
         else:
             self.source = (_Prefetch(conn, self.reader, config.prefetch, config.in_flight)
                            if (remote and config.prefetch) or self.reads_ahead else _Inline(conn, self.reader))
+        self.read_ahead = isinstance(self.source, _Prefetch)  # an attempt's read is not in its wall time
 
     def serve(self) -> None:
         """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
@@ -435,21 +447,28 @@ class _Worker:
                     return _STOP
         return self.source.take()
 
-    def _run(self, mb: MiniBatch, read) -> None:
+    def _run(self, mb: MiniBatch, read, read_seconds: float) -> None:
         items = None
         if self.running is not None:
             self.running.value = mb.id
+        began = time.perf_counter() - (0.0 if self.read_ahead else read_seconds)
+        run_seconds = 0.0
         try:
             payload, items = _payload(read)
             payload, rejected = self._preprocessed(mb, payload)
             self.side.begin()
-            result = [] if rejected and not payload else self.module.run(*self._arguments(mb, payload, self.side))
-            self._returned(mb, items, result, self.side, rejected)
+            run_started = time.perf_counter()
+            try:
+                result = [] if rejected and not payload else \
+                    self.module.run(*self._arguments(mb, payload, self.side))
+            finally:
+                run_seconds = time.perf_counter() - run_started
+            self._returned(mb, items, result, self.side, rejected, _timing(began, run_seconds, read_seconds))
         except PreprocessLost:  # the pool fails this attempt and replaces the worker (and its preprocess processes)
             self._report()
             _exit(PREPROCESS_LOST)
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
-            self._raised(mb, items, e)
+            self._raised(mb, items, e, _timing(began, run_seconds, read_seconds))
         finally:
             self.reader.cleanup(mb)
 
@@ -463,7 +482,8 @@ class _Worker:
         """run()'s arguments: the mini-batch, and its context where run takes two parameters."""
         return (payload, context_of(mb, self.plan, side.path)) if self.with_context else (payload,)
 
-    def _returned(self, mb: MiniBatch, items: int, result, side: SideFolder, rejected: list[ItemFailed]) -> None:
+    def _returned(self, mb: MiniBatch, items: int, result, side: SideFolder, rejected: list[ItemFailed],
+                  timing: Timing) -> None:
         """run() returned `result` for the items preprocess() did not fail (`rejected`): its part goes
         to the group, its Ok to the results (a result that cannot be one raises, a failed attempt)."""
         returned = result_length(result)
@@ -479,16 +499,16 @@ class _Worker:
             self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
         elif self.config.append_row and (columns := empty_columns(result)) is not None:
             schema = schema_to_text(columns)  # no rows, but the output's columns
-        self._result(Ok(mb.id, items, returned, schema, pending, side.keep(mb.id), tuple(rejected)))
+        self._result(Ok(mb.id, items, returned, schema, pending, side.keep(mb.id), tuple(rejected), timing))
 
-    def _raised(self, mb: MiniBatch, items: int | None, e: BaseException) -> None:
+    def _raised(self, mb: MiniBatch, items: int | None, e: BaseException, timing: Timing) -> None:
         """run() (or reading its mini-batch) raised `e`, being handled: a failed attempt."""
         if isinstance(e, UnusableInput):  # no mini-batch can succeed: the run stops, as when init() fails
             self._report()
             self._send(InitFailed(_failure(e, "run()"), traceback.format_exc()))
             _exit()
         self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc(),
-                                   retry=not isinstance(e, ResultTypeError)))
+                                   retry=not isinstance(e, ResultTypeError), timing=timing))
 
     def _write_parts(self) -> bool:
         """Hand the group of parts held to the writer; False when the output refused a group (reported)."""
@@ -505,6 +525,9 @@ class _Attempt:
         self.mb, self.side = mb, side
         self.items: int | None = None  # once read
         self.expired = False  # it overran run_timeout: cancelled, its failure reported
+        self.began = time.perf_counter()  # when the worker took it up (read ahead: its read is not in it)
+        self.read_seconds: float | None = None
+        self.run_seconds: float | None = None  # once its call ended
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -570,7 +593,7 @@ class _InFlight(_Worker):
             self.changed.clear()
         return True
 
-    def _start(self, mb: MiniBatch, read) -> None:
+    def _start(self, mb: MiniBatch, read, read_seconds: float) -> None:
         if self.running is not None:
             self.running.value = mb.id  # the last started: those before it in the pool's list are in flight
         if not self.folders:
@@ -578,6 +601,7 @@ class _InFlight(_Worker):
                                            self.side.layout))
             self.made += 1
         attempt = _Attempt(mb, self.folders.pop())
+        attempt.read_seconds = read_seconds
         if self.config.in_flight == 1:  # one call at a time: the environment names its folder
             os.environ.update(dict.fromkeys(SIDE_OUTPUT_VARS, attempt.side.path))
         self.live += 1
@@ -593,16 +617,20 @@ class _InFlight(_Worker):
                 payload, rejected = await self.loop.run_in_executor(self.preprocessing, self._preprocessed, mb,
                                                                     payload)
             attempt.side.begin()
-            result = [] if rejected and not payload else await self.module.run(
-                *self._arguments(mb, payload, attempt.side))
+            run_started = time.perf_counter()
+            try:
+                result = [] if rejected and not payload else await self.module.run(
+                    *self._arguments(mb, payload, attempt.side))
+            finally:
+                attempt.run_seconds = time.perf_counter() - run_started
             if not attempt.expired:
-                self._returned(mb, attempt.items, result, attempt.side, rejected)
+                self._returned(mb, attempt.items, result, attempt.side, rejected, self._timing(attempt))
         except PreprocessLost:  # as in _Worker._run
             self._report()
             _exit(PREPROCESS_LOST)
         except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the calls go on
             if not attempt.expired:
-                self._raised(mb, attempt.items, e)
+                self._raised(mb, attempt.items, e, self._timing(attempt))
         finally:
             if attempt.expired:  # its failure was reported; its folder is nobody's
                 shutil.rmtree(attempt.side.path, ignore_errors=True)
@@ -617,13 +645,24 @@ class _InFlight(_Worker):
         task.cancel()
         self._result(AttemptFailed(attempt.mb.id, attempt.items,
                                    f"TimeoutError: run() did not return within runInvocationTimeout "
-                                   f"({self.config.run_timeout:g} s); the call was cancelled", ""))
+                                   f"({self.config.run_timeout:g} s); the call was cancelled", "",
+                                   timing=self._timing(attempt)))
         self._ended()
+
+    @staticmethod
+    def _timing(attempt: _Attempt) -> Timing:
+        return _timing(attempt.began, attempt.run_seconds, attempt.read_seconds)
 
     def _ended(self) -> None:
         self.live -= 1
         self.source.done()
         self.changed.set()
+
+
+def _timing(began: float, run_seconds: float | None, read_seconds: float | None) -> Timing:
+    """The times of an attempt the worker took up at `began` (time.perf_counter()) and ends now."""
+    now = time.perf_counter()
+    return time.time() - (now - began), now - began, run_seconds, read_seconds
 
 
 class _PartWriter:

@@ -27,7 +27,7 @@ import kopf
 
 from parallelrun.runner.accounting import ALL_ITEMS_FAILED, all_items_failed
 from parallelrun.runner.api import BATCH_INFERENCE_JOB, LABEL_JOB_UID
-from parallelrun.runner.contract import PermanentError
+from parallelrun.runner.contract import EXIT_THRESHOLD, PermanentError
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.plan import shards_with_work
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec, SpecError, load_spec
@@ -66,7 +66,7 @@ from .manifests import (
 from .planning import Planner
 from .progress import read_progress
 from .reuse import find_reusable, record_success, reuse_key
-from .status import counts_of, with_progress
+from .status import counts_of, with_progress, with_throughput
 
 PROGRESS_READ_SECONDS = 15  # while scoring: how often the shards' progress files are read
 
@@ -207,6 +207,7 @@ class Reconciler(Controller):
             return False
         scale = await self._scale()
         if status.get("phase") == QUEUED:  # Kueue admitted it
+            metrics.QUEUE_SECONDS.observe(self._queued_seconds(status))
             status = self._admitted(with_phase(status, RUNNING, "Scoring", "admitted by Kueue; scoring",
                                                self.generation))
         scoring = observe_scoring(self.spec, pods, self._job(SCORING), self.total, await self._live_counts())
@@ -214,6 +215,7 @@ class Reconciler(Controller):
         self._counted = scoring.counts
         status = with_progress(status, scoring.counts, self.total, scoring.active, scoring.succeeded,
                                scoring.failed, self.shards_with_work)
+        status = with_throughput(status, self.clock.now())
         status["nodes"].update(scale)
         self.status = status  # what a failure from here on reports
         if scoring.failure and not self._awaiting_reports(scoring):
@@ -272,6 +274,14 @@ class Reconciler(Controller):
                                    message, self.generation, now())
         return dict(self.status, conditions=conditions, message=message)
 
+    def _queued_seconds(self, status: dict) -> float:
+        """How long the run has been Queued: since its Queued condition (else its start) until now."""
+        queued = next((c for c in status.get("conditions") or [] if c.get("type") == QUEUED), None)
+        since = (queued or {}).get("lastTransitionTime") or status.get("startTime")
+        if not since:
+            return 0.0
+        return max(0.0, (self.clock.now() - datetime.fromisoformat(since.replace("Z", "+00:00"))).total_seconds())
+
     def _admitted(self, status: dict) -> dict:
         return dict(status, conditions=set_condition(list(status.get("conditions") or []), QUEUED, False, "Admitted",
                                                      f"admitted from LocalQueue {self.spec.queue_name}",
@@ -300,13 +310,15 @@ class Reconciler(Controller):
             status = self._admitted(status)
         outcome, message = observe_merge(self._pods(), self._job(MERGE))
         if outcome == FAILED:
-            self.status = status
+            merged = any(p.component == MERGE and p.exit_code == EXIT_THRESHOLD for p in self._pods())
+            self.status = dict(status, report=self._report_uri()) if merged else status  # it wrote its page
             raise RunFailed("MergeFailed", message)
         if outcome == SUCCEEDED:
             output = output_uri(self.spec, self.run_id)
             message = f"output written to {output}"
             self._event("Normal", "Succeeded", message)
-            status = dict(with_phase(status, SUCCEEDED, "Succeeded", message, self.generation), outputUri=output)
+            status = dict(with_phase(status, SUCCEEDED, "Succeeded", message, self.generation), outputUri=output,
+                          report=self._report_uri())
             if warning := all_items_failed(counts_of(status)):  # thresholds of -1 let it succeed: say so
                 self._event("Warning", ALL_ITEMS_FAILED, warning)
                 status = with_warning(status, ALL_ITEMS_FAILED, warning, self.generation)
@@ -314,6 +326,10 @@ class Reconciler(Controller):
                 await self._record_for_reuse(output)
         await self._write(status)
         return outcome == SUCCEEDED
+
+    def _report_uri(self) -> str:
+        """The page the merge pod writes (runner/reportpage.py)."""
+        return Layout.uris(self.spec, run_id(self.owner)).report_page
 
     # -- allowReuse ----------------------------------------------------------------
 

@@ -199,6 +199,8 @@ class PipelineReconciler(Controller):
         update = {"phase": child.phase, "child": child.name, "startTime": current.get("startTime") or now()}
         if child.fingerprint:
             update["fingerprint"] = child.fingerprint
+        if child.progress:
+            update.update(progress=child.progress, failedItems=child.failed_items)
         if child.phase == dag.SUCCEEDED:
             step = next(s for s in self.spec.steps + self.spec.finally_steps if s.name == child.step)
             finished_at = datetime.datetime.now(datetime.timezone.utc)

@@ -46,6 +46,7 @@ from ..api import API_VERSION, BATCH_INFERENCE_JOB
 from ..lock import RunLock
 from ..processes import ProcessGroup, in_group
 from ..records import ReuseEntry
+from ..runfolders import running_run
 from ..storage import filesystem, is_local, storage_error
 from . import dag, lifecycle, owners, reuse
 from .progress import INTERRUPTED, PipelineView, StepRecord
@@ -55,6 +56,7 @@ from .spec import PipelineSpec, load_pipeline
 
 STEP_MODULE = "parallelrun.runner.pipelines.steprun"  # `python -m parallelrun.runner step` without the scoring imports
 STOP_SECONDS = 10.0  # how long stopped steps may take to end before they are killed
+PROGRESS_SECONDS = 2.0  # how often a running batchInference step's run folder is read for its progress
 
 
 def run_pipeline(doc: dict, *, base_dir: str | None, parameters: Mapping[str, Any] = {}, name: str | None = None,
@@ -179,10 +181,12 @@ class _Run:
         record.outputs, record.execution = dict(resolved.outputs), execution
         record.log = os.path.join(self.log_dir, f"{name}.log")
         argv, attempts = self._command(resolved)
-        result = os.path.join(self.log_dir, f"{name}.result.json") if resolved.kind == "batchInference" else None
+        batch = resolved.kind == "batchInference"
+        result = os.path.join(self.log_dir, f"{name}.result.json") if batch else None
+        watched = resolved.outputs.get("output") if batch else None
         env = {e["name"]: str(e["value"]) for e in resolved.env if "value" in e}
         self._set(name, dag.RUNNING)
-        thread = threading.Thread(target=self._execute, args=(name, argv, attempts, resolved.cwd, env, result),
+        thread = threading.Thread(target=self._execute, args=(name, argv, attempts, resolved.cwd, env, result, watched),
                                   daemon=True)
         self.threads.append(thread)
         thread.start()
@@ -205,9 +209,10 @@ class _Run:
         return [sys.executable, "-m", STEP_MODULE, "--step", path], resolved.retries + 1
 
     def _execute(self, name: str, argv: list[str], attempts: int, cwd: str | None, env: dict[str, str],
-                 result: str | None) -> None:
+                 result: str | None, watched: str | None = None) -> None:
         """On the step's thread: run its process until it succeeds or its attempts are spent.
-        `result`: where a batchInference step's `-o json` result goes (its stdout)."""
+        `result`: where a batchInference step's `-o json` result goes (its stdout); `watched`: its
+        output folder, whose running run is read for its progress meanwhile."""
         log = self.records[name].log
         assert log is not None  # _start set it before starting this thread
         message = ""
@@ -225,12 +230,12 @@ class _Run:
                                                    env={**_environment(), **env},
                                                    **in_group(self.group.pgid))
                         self.processes[name] = process
-                    code = process.wait()
+                    code = self._wait(name, process, watched)
                     with self.lock:
                         del self.processes[name]
                     if result:
                         stdout.close()
-                        self.records[name].failed_items = _failed_items(result)
+                        self._ended(self.records[name], result)
                 if code == 0:
                     self.events.put((name, dag.SUCCEEDED, ""))
                     return
@@ -241,6 +246,33 @@ class _Run:
         except Exception as error:  # noqa: BLE001 - the step fails with the reason; the run goes on
             message = f"{type(error).__name__}: {error}"
         self.events.put((name, dag.FAILED, "stopped" if self.stopping.is_set() else message))
+
+    def _wait(self, name: str, process: subprocess.Popen, watched: str | None) -> int:
+        """The process's exit code; a batchInference step's progress shown every PROGRESS_SECONDS meanwhile."""
+        while True:
+            try:
+                return process.wait(timeout=PROGRESS_SECONDS if watched else None)
+            except subprocess.TimeoutExpired:
+                assert watched is not None  # without a timeout wait() does not expire
+                try:
+                    run = running_run(watched)
+                except Exception:  # noqa: BLE001 - storage hiccup, a folder being written: the next look
+                    continue
+                if run is not None:
+                    record = self.records[name]
+                    record.done, record.total = run.counts.mini_batches, run.total
+                    record.failed_items = run.counts.items_failed
+                    self.view.progressed(record)
+
+    def _ended(self, record: StepRecord, result: str) -> None:
+        """A batchInference step's counts from its `parallelrun run -o json` result, and where its errors are."""
+        summary = _result(result)
+        record.failed_items = (summary.get("items") or {}).get("failed")
+        mini_batches = summary.get("miniBatches") or {}
+        if "total" in mini_batches:
+            record.done = mini_batches.get("succeeded", 0) + mini_batches.get("failed", 0)
+            record.total = mini_batches["total"]
+        record.errors = summary.get("errors") if record.failed_items else None
 
     def _remember(self, name: str) -> None:
         """After a success: the index entry, so a later run with the same fingerprint reuses it."""
@@ -313,10 +345,11 @@ def _last_line(path: str) -> str:
     return lines[-1][:300] if lines and not lines[-1].startswith("--- attempt") else ""
 
 
-def _failed_items(result: str) -> int | None:
-    """A batchInference step's failed items, from its `parallelrun run -o json` result."""
+def _result(path: str) -> dict:
+    """A batchInference step's `parallelrun run -o json` result; {} where it ended before it had one."""
     try:
-        with open(result, encoding="utf-8") as f:
-            return json.load(f)["items"]["failed"]
-    except (OSError, ValueError, KeyError, TypeError):  # it ended before it had a summary
-        return None
+        with open(path, encoding="utf-8") as f:
+            result = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return result if isinstance(result, dict) else {}

@@ -8,9 +8,13 @@ import os
 import subprocess
 import sys
 
+from reportfolder import check_report
 from rich.console import Console
 
+from parallelrun.runner.layout import Layout
 from parallelrun.runner.local import run_local
+from parallelrun.runner.plan import read_plan
+from parallelrun.runner.reportfiles import read_attempts, read_resources
 
 
 def _csv(ids) -> str:
@@ -61,6 +65,11 @@ def test_tabular_run_with_model_and_output_on_azure(az_job):
     assert error["miniBatch"] == 2 and error["items"] == 10 and error["attempts"] == 2
     assert error["source"]["file"] == az_job.uri("in/a.csv")
     assert "ValueError: cannot score row 23" in error["error"]
+    layout = Layout(az_job.blob("out"), summary["runId"])  # the run report reached the blob container
+    lines = read_attempts(az_job.fs, layout)
+    check_report(lines, stored, read_plan(az_job.fs, layout))
+    assert [(line.attempt, line.status) for line in lines if line.mini_batch == 2] == [(1, "retried"), (2, "failed")]
+    assert all(sample.rss > 0 for sample in read_resources(az_job.fs, layout))
 
 
 def test_files_run_from_azure_gets_local_paths(az_job, tmp_path):

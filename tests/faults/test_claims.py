@@ -18,6 +18,7 @@ from pathlib import Path
 import fsspec
 import pytest
 from jobfolder import THE_SHARD, killing_script
+from reportfolder import check_report
 from rich.console import Console
 
 from parallelrun.runner.accounting import Counts
@@ -27,6 +28,7 @@ from parallelrun.runner.layout import Layout
 from parallelrun.runner.local import run_local
 from parallelrun.runner.plan import read_plan
 from parallelrun.runner.records import ClaimRecord, Heartbeat, ShardProgress, progress_total
+from parallelrun.runner.reportfiles import read_attempts
 from parallelrun.runner.spec import load_spec_file
 from parallelrun.runner.storage import create_if_absent, filesystem
 
@@ -73,7 +75,8 @@ def ran(calls: Path) -> list[tuple[str, str]]:
 
 
 def assert_exactly_once(job, spec: Path, items: int) -> dict:
-    """The merge succeeds; succeeded + failed == planned; the output is every item once, in plan order."""
+    """The merge succeeds; succeeded + failed == planned; the output is every item once, in plan order;
+    the run report agrees (tests/reportfolder.check_report)."""
     code, out = pod("merge", spec)
     assert code == 0, out
     summary = job.summary()
@@ -81,7 +84,14 @@ def assert_exactly_once(job, spec: Path, items: int) -> dict:
     assert summary["items"]["succeeded"] + summary["items"]["failed"] == summary["plan"]["items"] == items
     assert summary["miniBatches"]["succeeded"] + summary["miniBatches"]["failed"] == summary["plan"]["miniBatches"]
     assert job.final().read_bytes() == "".join(f"{i}\n" for i in range(items)).encode()
+    fs, layout = layout_of(spec)
+    check_report(read_attempts(fs, layout), summary, read_plan(fs, layout))
     return summary
+
+
+def shards_in_report(spec: Path) -> dict[str, str]:
+    """Item → the pod index the run report says ran it (a mini-batch an item)."""
+    return {f"item_{line.mini_batch:04d}.txt": str(line.shard) for line in read_attempts(*layout_of(spec))}
 
 
 def claims_of(spec: Path) -> dict[int, ClaimRecord]:
@@ -167,6 +177,7 @@ def test_pods_racing_for_every_chunk_commit_each_mini_batch_once(job, calls):
     assert sum(holders.values()) == len(chunks(read_plan(*layout_of(spec))))
     assert len(holders) > 1  # the others took part
     assert_exactly_once(job, spec, 200)
+    assert shards_in_report(spec) == dict(ran(calls))
 
 
 def test_a_slow_pod_keeps_its_claims_and_the_others_finish_its_range(job, calls):
@@ -186,6 +197,7 @@ def test_a_slow_pod_keeps_its_claims_and_the_others_finish_its_range(job, calls)
     stolen = [i for i in range_0 if by_item[f"item_{i:04d}.txt"] == "1"]
     assert stolen and stolen == list(range(stolen[0], range_0.stop))  # the tail of the slow pod's range
     assert_exactly_once(job, spec, 120)
+    assert shards_in_report(spec) == by_item
 
 
 def killed_holding_claims(job, calls, spec: Path) -> int:

@@ -10,13 +10,15 @@ import sys
 from pathlib import Path
 
 from jobfolder import THE_SHARD, killing_script
+from reportfolder import check_report, report_of
 from rich.console import Console
 
 from parallelrun.runner.commits import CommitLog, PartGroup, Parts, read_commits
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.local import run_local
-from parallelrun.runner.plan import ensure_plan
+from parallelrun.runner.plan import ensure_plan, read_plan
 from parallelrun.runner.records import DoneRecord
+from parallelrun.runner.reportfiles import read_attempts
 from parallelrun.runner.spec import load_spec_file
 from parallelrun.runner.storage import filesystem
 
@@ -55,6 +57,12 @@ def test_sigkill_of_a_worker_mid_group_loses_and_doubles_nothing(job, calls):
     seen = calls.read_text().split()
     assert seen.count("item_0040.txt") == 2  # the attempt that killed its worker, and the one that succeeded
     assert set(seen) == {f"item_{i:04d}.txt" for i in range(80)}
+    lines, plan, _ = report_of(summary)
+    check_report(lines, summary, plan)  # mini-batches lost with the worker and run again: their last run alone
+    killed, succeeded = [line for line in lines if line.mini_batch == 40]
+    assert killed.status == "retried" and "killed by SIGKILL" in killed.error and killed.run_seconds is None
+    assert succeeded.status == "succeeded" and succeeded.attempt == 2
+    assert all(line.attempt == 1 for line in lines if line.mini_batch != 40)
 
 
 def test_a_run_scored_before_group_commits_resumes_and_merges(job, calls):
@@ -150,3 +158,8 @@ def test_sigkill_of_the_shard_mid_group_resumes_without_loss_or_double(job, call
     seen = calls.read_text().split()
     assert all(seen.count(f"item_{mb:04d}.txt") == 1 for mb in committed)  # committed: never run again
     assert set(seen) == {f"item_{i:04d}.txt" for i in range(200)}
+    fs, out = filesystem(str(job.output))
+    layout = Layout(out, "r")
+    lines = read_attempts(fs, layout)  # each attempt counted once: before the kill or after it
+    check_report(lines, json.loads((root / "summary.json").read_text()), read_plan(fs, layout))
+    assert [(line.mini_batch, line.attempt, line.status) for line in lines] == [(i, 1, "succeeded") for i in range(200)]

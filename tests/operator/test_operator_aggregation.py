@@ -186,3 +186,14 @@ def test_replicas_of_one_peering_never_tie():
     assert run_options(parser().parse_args(["--peering", "p", "--priority", "7"]))["priority"] == 7
     assert run_options(parser().parse_args(["--standalone", "-A"])) == {
         "clusterwide": True, "namespaces": [], "standalone": True, "liveness_endpoint": None}
+
+
+def test_throughput_is_the_items_over_the_time_since_the_start():
+    from datetime import datetime, timezone
+
+    from parallelrun.operator.jobs.status import with_throughput
+
+    status = with_progress({"startTime": "2026-01-01T00:00:00Z"}, Counts(3, 1, 40, 10), 4, 0, 2, 0, 2)
+    assert with_throughput(status, datetime(2026, 1, 1, 0, 0, 20, tzinfo=timezone.utc))["itemsPerSecond"] == 2.5
+    assert with_throughput(status, datetime(2026, 1, 1, 0, 0, 0, tzinfo=timezone.utc))["itemsPerSecond"] == 0.0
+    assert "itemsPerSecond" not in with_throughput({"progress": {}}, datetime.now(timezone.utc))

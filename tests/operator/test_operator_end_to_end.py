@@ -65,6 +65,11 @@ async def test_pods_run_the_runner_and_write_the_output(cluster, kube, kubelet, 
     output = Path(status["outputUri"])
     assert output == tmp_path / "out" / "parallel_run_step.txt"
     assert output.read_text().splitlines() == [f"hello {name} {len(text)}" for name, text in sorted(texts.items())]
+    page = Path(status["report"])  # the merge pod wrote the run's report page
+    assert page == tmp_path / "out" / "_parallelrun" / status["runId"] / "report" / "report.html"
+    html = page.read_text()
+    assert 'id="phase">Succeeded<' in html and 'id="items-succeeded">7<' in html
+    assert status["itemsPerSecond"] >= 0
 
 
 async def test_no_pod_for_a_shard_without_work(cluster, kube, kubelet, operator, tmp_path):

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import pytest
 from operator_harness import NAMESPACE, condition, create, eventually, report, resource, status_of
+from prometheus_client import REGISTRY
 
 from parallelrun.operator.kit.kube import path
 from parallelrun.runner.api import LABEL_KUEUE_QUEUE
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def _queue_waits() -> float:
+    return REGISTRY.get_sample_value("parallelrun_queue_duration_seconds_count") or 0.0
 
 
 async def admit(kube, job: str) -> None:
@@ -32,10 +37,12 @@ async def test_jobs_wait_suspended_in_their_queue_until_kueue_admits_them(cluste
         assert queued["reason"] == "WaitingForAdmission" and "gpu-queue" in queued["message"]
         assert cluster.get("jobs", "queued-score")["spec"]["suspend"] is True  # the operator left it to Kueue
 
+        waits = _queue_waits()
         await admit(kube, "queued-score")
         status = await eventually(lambda: status_of(cluster, "queued").get("phase") == "Running"
                                   and status_of(cluster, "queued"))
         assert condition(status, "Queued")["status"] == "False"
+        assert _queue_waits() == waits + 1  # parallelrun_queue_duration_seconds saw the wait
         for index in range(2):
             await kubelet.run("queued-score", index, 0, report(5, items_ok=5))
 

@@ -5,6 +5,7 @@ import json
 import random
 
 import pytest
+from reportfolder import check_report, report_of
 from rich.console import Console
 
 from parallelrun.runner.accounting import Counts, threshold_exceeded
@@ -52,6 +53,9 @@ def test_succeeded_plus_failed_is_the_plan_whatever_fails(job, seed):
         for record in map(json.loads, f):
             failed_listed += record["items"]
     assert failed_listed == items["failed"]
+    lines, plan, _ = report_of(summary)
+    check_report(lines, summary, plan)
+    assert all(line.attempt == 1 for line in lines)  # runMaxTry 1
 
 
 def counts(mb_failed=0, items_failed=0):

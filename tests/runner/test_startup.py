@@ -79,8 +79,17 @@ def test_plan_lines_parse_at_once_as_one_by_one():
     DoneRecord(10, "failed", 1, 0, 1, 3, errors=[{"error": 'ValueError: "quoted" \\ and ünïcode'}]),
     DoneRecord(11, "succeeded", 1, 1, 0, 1, schema="x: int64", part=("g-0-0-aa.csv", 5, 6)),
     DoneRecord(12, "succeeded", 1, 1, 0, 1, part=('odd "name".txt', 0, 1)),
+    DoneRecord(13, "succeeded", 1, 1, 0, 2, part=("g-0-0-aa.txt", 0, 1),
+               report='13,12,0,h,0,1,2026-01-01T00:00:00.000Z,0.1,,,1,0,0,retried,"KeyError: \'a, ""b""\'"\n'),
 ])
 def test_a_commit_line_is_the_record_as_json(record):
     line = record_line(record)
     assert json.loads(line) == json.loads(json.dumps(record.to_dict()))
     assert DoneRecord.from_dict(json.loads(line)) == record
+
+
+def test_a_pods_entry_point_loads_no_tabular_module():
+    """`python -m parallelrun.runner score` of a files job: the report's numpy and pyarrow are the merge's."""
+    code = "import sys, parallelrun.runner.__main__; print([m for m in ('numpy', 'pandas', 'pyarrow') if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
