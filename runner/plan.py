@@ -33,7 +33,7 @@ from stat import S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 from typing import TYPE_CHECKING, NamedTuple
 
 from .contract import URI_SCHEME, PermanentError
-from .formats import arrow_dataset, compression_of, has_header, quote_of
+from .formats import arrow_dataset, compression_of, has_header, quote_of, raw_lines
 from .layout import Layout
 from .records import ShardRange
 from .schemas import to_header
@@ -562,7 +562,8 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
     files = _with_rows(root, listing.files(), env)
     listing = Listing.of(files)  # without the entries that hold no rows
     fs, base = filesystem(root, env)
-    types = _text_schema(spec, fs, root, base, listing) if spec.input.format in ("csv", "jsonl") else None
+    typed = spec.input.format in ("csv", "jsonl") and not raw_lines(spec.input.options)
+    types = _text_schema(spec, fs, root, base, listing) if typed else None
     if spec.partition_keys:
         batches, schema = _partition_batches(spec, root, files, env, types)
     else:

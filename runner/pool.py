@@ -62,6 +62,7 @@ class Outcome:
     part_pending: bool = False  # its part comes with a later Placed event
     retry: bool = True  # False: a failed attempt that another would repeat (worker.AttemptFailed)
     side_outputs: int = 0  # files kept for publishing with its commit (sideoutputs.py)
+    item_errors: tuple = ()  # the items run() named as failed: worker.Ok's
 
 
 class Placed(NamedTuple):
@@ -334,12 +335,12 @@ class WorkerPool:
             return
         kind = type(message)  # the frequent ones first; tuples unpacked (a match by class pattern costs more)
         if kind is Ok:
-            _, items, returned, schema, pending, side = message
+            _, items, returned, schema, pending, side, item_errors = message
             mb = self._ended(w)
             if pending:
                 w.unwritten[mb.id] = mb
             outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending,
-                                    side_outputs=side))
+                                    side_outputs=side, item_errors=item_errors))
         elif kind is PartsWritten:
             file, entries = message
             unwritten = w.unwritten

@@ -27,7 +27,7 @@ from .readers import Reader
 from .records import DoneRecord, ShardResult
 from .resources import available_cpus, gpu_assignment, process_count
 from .sideoutputs import publish
-from .spec import JobSpec
+from .spec import OPENAI_SETTINGS_ENV, JobSpec
 from .storage import fetch, filesystem_modules, write_atomic
 from .worker import WorkerConfig
 
@@ -239,14 +239,19 @@ class ShardRunner:
                               schema=outcome.schema)
         else:
             # One result per item: fewer are failed items (the worker fails an attempt that returned more).
-            # Many: an item succeeds with its mini-batch, whatever number of rows it gave.
-            succeeded = items if self.spec.output.results_per_item == "many" else outcome.returned
+            # Many: an item succeeds with its mini-batch, whatever number of rows it gave. Items run()
+            # named as failed (outputs.Results) fail whatever rows it gave.
+            named = outcome.item_errors
+            succeeded = min(items if self.spec.output.results_per_item == "many" else outcome.returned,
+                            items - len(named))
             done = DoneRecord(mb.id, "succeeded", items, succeeded=succeeded, failed=items - succeeded,
-                              attempts=attempts, schema=outcome.schema)
-            if succeeded < items:  # which items failed is known only when none succeeded: then each file is named
+                              attempts=attempts, schema=outcome.schema,
+                              errors=[self._error_record(mb, item, 1, attempts, error, None) for item, error in named])
+            unnamed = items - succeeded - len(named)
+            if unnamed:  # which items failed is known only when none succeeded: then each file is named
                 error = f"run() returned {outcome.returned:,} results for {items:,} items"
-                done.errors = self._error_records(mb, items, error, None, attempts) if not succeeded else \
-                    [self._error_record(mb, None, items - succeeded, attempts, error, None)]
+                done.errors += self._error_records(mb, items, error, None, attempts) if not succeeded and not named \
+                    else [self._error_record(mb, None, unnamed, attempts, error, None)]
         if outcome.side_outputs and outcome.error is None:
             self._side.add(mb.id)
         if outcome.part_pending:
@@ -382,6 +387,9 @@ def _resolve_code(spec: JobSpec, scratch: str) -> str:
 def _shared_env(spec: JobSpec, layout: Layout, index: int, scratch: str) -> dict:
     """Paths of the model and side inputs, fetched once for the whole shard."""
     env = {"PARALLELRUN_SHARD_INDEX": str(index), "PARALLELRUN_RUN_ID": layout.run_id}
+    if spec.code.openai:  # the builtin scorer's settings, with this worker's share of the job's limits
+        share = spec.code.openai.share(spec.node_count * process_count(spec))
+        env[OPENAI_SETTINGS_ENV] = json.dumps(share.to_dict())
     for variable in spec.environment.get("env") or []:  # a pod has them from its template; local mode's workers too
         if isinstance(variable, dict) and isinstance(variable.get("name"), str) and "value" in variable:
             env.setdefault(variable["name"], str(variable["value"]))

@@ -4,7 +4,7 @@ It reads its mini-batches itself and writes their output parts itself, so only s
 messages cross the pipe to the shard process:
 
     worker → shard   Ready()  InitFailed(error, traceback)
-                     Ok(id, items, returned, schema, part_pending)
+                     Ok(id, items, returned, schema, part_pending, side_outputs, item_errors)
                      AttemptFailed(id, items or None, error, traceback, retry)
                      PartsWritten(file, [(id, offset, length), ...]): parts of Ok mini-batches
                      StorageFailed(message, transient): writing parts failed, the run stops
@@ -42,7 +42,7 @@ from typing import NamedTuple
 from .commits import GroupFile, PartGroup
 from .context import UnusableInput, context_of, wants_context
 from .layout import Layout
-from .outputs import ResultError, ResultTypeError, empty_columns, encode_part, result_length
+from .outputs import ItemError, ResultError, ResultTypeError, empty_columns, encode_part, result_length, split_results
 from .plan import MiniBatch, Plan
 from .processes import join_pool
 from .readers import Reader
@@ -100,6 +100,7 @@ class Ok(NamedTuple):
     schema: str | None
     part_pending: bool
     side_outputs: int = 0  # files run() wrote to its side-output folder, kept for the commit
+    item_errors: tuple[ItemError, ...] = ()  # the items run() named as failed (outputs.Results)
 
 
 class PartsWritten(NamedTuple):
@@ -375,6 +376,7 @@ class _Worker:
             self.side.begin()
             result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
                       else self.module.run(payload))
+            result, item_errors = split_results(result, items)
             returned = result_length(result)
             if returned > items and not self.config.many_results:
                 raise ResultError(f"run() returned {returned:,} results for {items:,} items; return at most "
@@ -387,7 +389,7 @@ class _Worker:
                 self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
             elif self.config.append_row and (columns := empty_columns(result)) is not None:
                 schema = schema_to_text(columns)  # no rows, but the output's columns
-            self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id)))
+            self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id), item_errors))
         except UnusableInput as e:  # no mini-batch can succeed: the run stops, as when init() fails
             self._report()
             self._send(InitFailed(_failure(e, "run()"), traceback.format_exc()))
