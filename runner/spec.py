@@ -659,7 +659,10 @@ class _Loader(Problems):
 
     def builtin(self, value: dict) -> CodeSpec | None:
         """`code: {builtin: openai, openai: {...}}`: the runner's own scorer, with its settings."""
-        self.unknown("spec.code", value, ("builtin", "openai"))
+        if any(value.get(k) is not None for k in ("entryScript", "uri", "configMap")):
+            self.fail("spec.code.builtin", "is the runner's own scorer; remove entryScript, uri and configMap")
+        self.unknown("spec.code", {k: v for k, v in value.items() if k not in ("entryScript", "uri", "configMap")},
+                     ("builtin", "openai"))
         if value["builtin"] not in BUILTINS:
             self.fail("spec.code.builtin", f"{value['builtin']!r} is not a builtin scorer; use one of "
                       f"{', '.join(BUILTINS)}, or give entryScript")

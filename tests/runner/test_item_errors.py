@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from parallelrun.runner.local import run_local
-from parallelrun.runner.outputs import ItemError, ResultError, ResultTypeError, Results, split_results
+from parallelrun.runner.outputs import ItemError, ResultError, Results, ResultTypeError, split_results
 
 
 def quiet_run(path, **kw):
