@@ -339,6 +339,11 @@ def job_spec_schema() -> dict:
             "runMaxTry": integer("[run_max_try] Attempts per mini-batch.", minimum=1, default=3),
             "prefetchMiniBatches": integer("Mini-batches each worker reads ahead (remote files fetched) while "
                                            "run() computes; 0 reads each when its turn comes.", minimum=0, default=2),
+            "miniBatchesInFlight": integer(
+                "Mini-batches each worker keeps in flight at once on one event loop, each with its own "
+                "runInvocationTimeout, retries and accounting; needs `async def run(mini_batch)` (a remote "
+                "endpoint, an LLM engine with continuous batching). Useful values 4-64; workers then read "
+                "at least as many ahead.", minimum=1, maximum=1024, default=1),
             "loggingLevel": string("[logging_level] The runner's and the entry script's log level.",
                                    enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                                    default="INFO"),

@@ -37,6 +37,7 @@ from .storage import StorageRefused, StorageUnavailable
 from .worker import AttemptFailed, InitFailed, Message, Ok, PartsWritten, Ready, StorageFailed, WorkerConfig
 from .zygote import ForkedProcess, Zygote, ZygoteLost
 
+CANCEL_GRACE = 5.0  # a worker that cancels overdue calls itself (async run) is killed this much later
 QUEUE_SECONDS = 0.05  # a worker is sent about this much work at a time, by its pace so far
 MAX_QUEUE = 256  # mini-batches sent to a worker and not yet ended, at most
 
@@ -109,8 +110,10 @@ class _Worker:
         self.planned = config.plan is not None  # else the plan's header is its first message (WorkerPool.plan)
         self.tasks: deque[MiniBatch] = deque()  # sent, not yet ended; the first one runs
         self.unwritten: dict[int, MiniBatch] = {}  # ran, its part not yet written
+        self.in_flight = config.in_flight  # tasks it runs at once, the first ones of `tasks`
+        self.allowed = config.run_timeout  # seconds without a task ending before it is killed
         self.deadline = 0.0  # of the first task
-        self.first_queue = self.queue = 1 + config.prefetch  # how many tasks it may hold, by its pace
+        self.first_queue = self.queue = config.in_flight + config.prefetch  # how many tasks it may hold, by its pace
         self.seconds_per_task: float | None = None
         self.reported = 0.0  # when it last reported
         self.told_no_more = False  # that no more mini-batches come for now (feed)
@@ -134,7 +137,7 @@ class _Worker:
         return self._forked
 
     def running(self) -> int:
-        """The mini-batch in its run() now (-1: none), as the worker shows it."""
+        """The mini-batch it last started in run() (-1: none), as the worker shows it."""
         return self.zygote.running[self.index]
 
     def paced(self, ended: int) -> None:
@@ -193,7 +196,7 @@ class WorkerPool:
         self._leaving: list[_Worker] = []  # told to stop by plan()
         self._zygotes: list[Zygote] = []  # the last one forks; earlier ones died
         self._group = ProcessGroup()
-        self._configs = [dataclasses.replace(c, pgid=self._group.pgid) for c in configs]
+        self._configs = [dataclasses.replace(c, pgid=self._group.pgid, run_timeout=timeout) for c in configs]
         try:
             for k in range(len(self._configs)):
                 self._workers.append(self._start(k))
@@ -263,9 +266,11 @@ class WorkerPool:
             if room <= 0 or not pending:
                 continue
             batch = [pending.popleft() for _ in range(min(room, len(pending)))]
+            now = time.monotonic()
             if not w.tasks:
-                w.deadline = w.reported = time.monotonic()
-                w.deadline += self._timeout
+                w.reported = now
+            if len(w.tasks) < w.in_flight:  # a task starts at once: its time counts from now
+                w.deadline = max(w.deadline if w.tasks else 0.0, now + w.allowed)
             w.tasks.extend(batch)
             w.told_no_more = False
             try:
@@ -335,8 +340,8 @@ class WorkerPool:
             return
         kind = type(message)  # the frequent ones first; tuples unpacked (a match by class pattern costs more)
         if kind is Ok:
-            _, items, returned, schema, pending, side, item_errors = message
-            mb = self._ended(w)
+            mb_id, items, returned, schema, pending, side, item_errors = message
+            mb = self._ended(w, mb_id)
             if pending:
                 w.unwritten[mb.id] = mb
             outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending,
@@ -348,19 +353,28 @@ class WorkerPool:
                 del unwritten[mb_id]
                 outcomes.append(Placed(mb_id, file, offset, length))
         elif kind is AttemptFailed:
-            _, items, error, tb, retry = message
-            outcomes.append(Outcome(self._ended(w), items, error=error, traceback=tb, retry=retry))
+            mb_id, items, error, tb, retry = message
+            outcomes.append(Outcome(self._ended(w, mb_id), items, error=error, traceback=tb, retry=retry))
         elif kind is Ready:
             w.ready = True
+            if message.cancels:
+                w.allowed = self._timeout + CANCEL_GRACE
         elif kind is InitFailed:
             raise InitError(message.error, message.traceback)
         elif kind is StorageFailed:
             raise (StorageUnavailable if message.transient else StorageRefused)(message.message)
 
-    def _ended(self, w: _Worker) -> MiniBatch:
-        """The worker's running mini-batch ended: the next one runs, its timeout counted from now."""
-        mb = w.tasks.popleft()
-        w.deadline = time.monotonic() + self._timeout
+    def _ended(self, w: _Worker, mb_id: int) -> MiniBatch:
+        """One of the worker's running mini-batches ended (in order, unless several are in
+        flight): the next one runs, the worker's timeout counted from now."""
+        tasks = w.tasks
+        if tasks[0].id == mb_id:
+            mb = tasks.popleft()
+        else:
+            at = next(i for i, mb in enumerate(tasks) if mb.id == mb_id)
+            mb = tasks[at]
+            del tasks[at]
+        w.deadline = time.monotonic() + w.allowed
         return mb
 
     def _bury(self, w: _Worker, outcomes: list[Event]) -> None:
@@ -376,18 +390,26 @@ class WorkerPool:
 
     def _time_out(self, w: _Worker, outcomes: list[Event]) -> None:
         """A run() call that overran the timeout: the attempt failed; the worker is killed and replaced."""
-        self._fail_running(w, f"TimeoutError: run() did not return within runInvocationTimeout "
-                              f"({self._timeout:g} s)", outcomes)
+        error = f"TimeoutError: run() did not return within runInvocationTimeout ({self._timeout:g} s)"
+        if w.allowed > self._timeout:  # an async run() whose calls the worker did not cancel in time
+            error += (" and its worker's event loop was blocked: a synchronous call inside async run() "
+                      "(await it, or use asyncio.to_thread)")
+        self._fail_running(w, error, outcomes)
         w.dump_stacks()
         self._replace(w, outcomes)
 
     def _fail_running(self, w: _Worker, error: str, outcomes: list[Event]) -> None:
-        """The attempt of the mini-batch `w` was running failed. Results come in lists, so the
-        ones before it may have ended unreported: they come back (Returned) to run again."""
+        """The attempts `w` was running failed: the one it started last, and with several in
+        flight every one before it not reported ended (which one brought the worker down is not
+        known). Results come in lists, so with one at a time the ones before it ended
+        unreported: they come back (Returned) to run again."""
         running = w.running()
-        if any(mb.id == running for mb in w.tasks):
-            while w.tasks[0].id != running:
-                outcomes.append(Returned(w.tasks.popleft(), False))
+        started = next((i for i, mb in enumerate(w.tasks) if mb.id == running), 0)
+        if w.in_flight > 1:
+            error += f" ({started + 1} mini-batches were in flight in it)" if started else ""
+            outcomes.extend(Outcome(w.tasks.popleft(), None, error=error) for _ in range(started + 1))
+            return
+        outcomes.extend(Returned(w.tasks.popleft(), False) for _ in range(started))
         outcomes.append(Outcome(w.tasks.popleft(), None, error=error))
 
     def _replace(self, w: _Worker, outcomes: list[Event]) -> None:

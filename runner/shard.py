@@ -344,6 +344,8 @@ def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_
             env[var] = threads
     gpus = (gpu_assignment(workers, spec.gpu.count, os.environ.get("CUDA_VISIBLE_DEVICES"))
             if spec.gpu else None)
+    in_flight = spec.mini_batches_in_flight  # with calls in flight, reads ahead at least as many
+    prefetch = max(spec.prefetch_mini_batches, in_flight) if in_flight > 1 else spec.prefetch_mini_batches
     configs = []
     for k in range(workers):
         worker_env = dict(env, PARALLELRUN_WORKER_INDEX=str(k))
@@ -356,7 +358,8 @@ def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_
             output_uri=spec.output.uri, run_id=layout.run_id,
             output_format=spec.output.format, append_row=spec.output.action == "appendRow",
             many_results=spec.output.results_per_item == "many",
-            prefetch=spec.prefetch_mini_batches,
+            prefetch=prefetch,
+            in_flight=in_flight,
             log_path=os.path.join(log_dir, f"shard-{index}-worker-{k}.log") if log_dir else None,
         ))
     return configs

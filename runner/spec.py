@@ -30,13 +30,14 @@ _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 COLUMN_TYPES = ("string", "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                 "float32", "float64", "date32", "timestamp[s]", "timestamp[ms]", "timestamp[us]", "timestamp[ns]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_IN_FLIGHT = 1024  # spec.miniBatchesInFlight: calls of an async run() one worker keeps going
 DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # Kubernetes' metadata.name (DNS-1123 subdomain)
 
 _SPEC_FIELDS = (
     "input", "sideInputs", "model", "code", "arguments", "miniBatchSize", "partitionKeys",
     "errorThreshold", "miniBatchErrorThreshold", "allowedFailedPercent", "output",
     "nodeCount", "processCountPerNode", "runInvocationTimeout", "initTimeout", "runMaxTry",
-    "prefetchMiniBatches",
+    "prefetchMiniBatches", "miniBatchesInFlight",
     "loggingLevel", "environment", "storage", "allowReuse", "retryFailed", "queueName", "priorityClassName",
 )
 _ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
@@ -208,6 +209,7 @@ class JobSpec:
     init_timeout: int = 600
     run_max_try: int = 3
     prefetch_mini_batches: int = 2  # read ahead by each worker while run() computes
+    mini_batches_in_flight: int = 1  # calls of an async run() each worker keeps in flight
     logging_level: LoggingLevel = "INFO"
     environment: dict = field(default_factory=dict)  # pod-side fields, as written (camelCase)
     gpu: GpuSpec | None = None
@@ -255,6 +257,8 @@ class JobSpec:
             out["processCountPerNode"] = self.process_count_per_node
         if self.prefetch_mini_batches != 2:  # only where set: run ids of earlier specs stay the same
             out["prefetchMiniBatches"] = self.prefetch_mini_batches
+        if self.mini_batches_in_flight != 1:
+            out["miniBatchesInFlight"] = self.mini_batches_in_flight
         if self.environment:
             out["environment"] = self.environment
         if self.storage:
@@ -503,6 +507,11 @@ class _Loader(Problems):
         init_timeout = self.integer("spec.initTimeout", spec.get("initTimeout"), 600, 1)
         run_max_try = self.integer("spec.runMaxTry", spec.get("runMaxTry"), 3, 1)
         prefetch_mini_batches = self.integer("spec.prefetchMiniBatches", spec.get("prefetchMiniBatches"), 2, 0)
+        in_flight = self.integer("spec.miniBatchesInFlight", spec.get("miniBatchesInFlight"), 1, 1)
+        if in_flight > MAX_IN_FLIGHT:
+            self.fail("spec.miniBatchesInFlight", f"{in_flight} is above the maximum {MAX_IN_FLIGHT}; "
+                      "useful values are 4-64 (a remote endpoint's or engine's concurrency per worker)")
+            in_flight = 1
         logging_level: LoggingLevel = self.choice(
             "spec.loggingLevel", spec.get("loggingLevel"), get_args(LoggingLevel), "INFO")
         gpu = self.gpu(environment.get("gpu"))
@@ -527,6 +536,7 @@ class _Loader(Problems):
             init_timeout=init_timeout,
             run_max_try=run_max_try,
             prefetch_mini_batches=prefetch_mini_batches,
+            mini_batches_in_flight=in_flight,
             logging_level=logging_level,
             environment=environment,
             gpu=gpu,

@@ -26,16 +26,20 @@ each group while run() goes on with the next mini-batches.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib.util
+import inspect
 import logging
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
 import traceback
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -74,13 +78,18 @@ class WorkerConfig:
     append_row: bool
     many_results: bool = False  # spec.output.resultsPerItem: many, any number of results per item
     prefetch: int = 2  # mini-batches read ahead while run() computes (spec.prefetchMiniBatches)
+    in_flight: int = 1  # calls of an async run() at once (spec.miniBatchesInFlight)
+    run_timeout: float = 60  # seconds per run() call (spec.runInvocationTimeout), set by the pool
     log_path: str | None = None  # its stdout and stderr, else the shard's
     pgid: int | None = None  # the pool's process group (processes.join_pool), set by the pool
     parent_pid: int | None = None
 
 
 class Ready(NamedTuple):
-    """init() returned: the worker takes mini-batches."""
+    """init() returned: the worker takes mini-batches. `cancels`: run() is async, the worker
+    cancels a call that overruns run_timeout itself (the pool's kill is the backstop)."""
+
+    cancels: bool = False
 
 
 class InitFailed(NamedTuple):
@@ -166,7 +175,8 @@ def worker_main(conn, config: WorkerConfig, running=None) -> None:
     if config.log_path:
         _redirect_output(config.log_path)
     os.environ.update(config.env)
-    os.environ.update(dict.fromkeys(SIDE_OUTPUT_VARS, _side_folder(config)))
+    if config.in_flight == 1:  # calls in flight together share the environment: each has context.output_dir
+        os.environ.update(dict.fromkeys(SIDE_OUTPUT_VARS, _side_folder(config)))
     logging.basicConfig(level=config.logging_level, force=True,
                         format=f"%(asctime)s %(levelname)s [worker {config.worker}] %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # azure-core logs every request at INFO
@@ -174,22 +184,51 @@ def worker_main(conn, config: WorkerConfig, running=None) -> None:
     sys.path.insert(0, os.path.dirname(config.entry_script))
     sys.path.append(COMPAT_DIR)  # AML's azureml_user.parallel_run, where the real one is not installed
     where = f"importing {os.path.basename(config.entry_script)}"
+    loop = None  # the event loop of an async run(), and of an async init() or shutdown()
     try:
         module = load_entry_script(config.entry_script)
+        asynchronous = _is_async(module.run)
+        if config.in_flight > 1 and not asynchronous:
+            raise InFlightError(f"spec.miniBatchesInFlight is {config.in_flight} but run() in "
+                                f"{os.path.basename(config.entry_script)} is synchronous: make it "
+                                "`async def run(mini_batch)` or set spec.miniBatchesInFlight to 1")
+        if asynchronous:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
         if callable(getattr(module, "init", None)):
             where = "init()"
-            module.init()
+            _call(module.init, loop)
     except BaseException as e:  # noqa: BLE001 - any failure to load is reported, then this process ends
         conn.send(InitFailed(_failure(e, where), traceback.format_exc()))
         return
-    conn.send(Ready())
+    conn.send(Ready(cancels=asynchronous))
     if config.plan is None:  # started while the run was planned: its header comes first (None: stop)
         config = dataclasses.replace(config, plan=_receive(conn))
     if config.plan is not None:
-        _Worker(conn, config, module, running).serve()
+        (_InFlight(conn, config, module, running, loop) if loop else _Worker(conn, config, module, running)).serve()
     if callable(getattr(module, "shutdown", None)):
-        module.shutdown()
+        _call(module.shutdown, loop)
     _exit()
+
+
+class InFlightError(Exception):
+    """spec.miniBatchesInFlight > 1 with a synchronous run(): nothing could run concurrently."""
+
+
+def _is_async(run) -> bool:
+    """Whether run() is a coroutine function (or an object whose __call__ is one)."""
+    return inspect.iscoroutinefunction(run) or inspect.iscoroutinefunction(type(run).__call__)
+
+
+def _call(function, loop: asyncio.AbstractEventLoop | None):
+    """Call init() or shutdown(); one that is async runs to its end on the worker's loop."""
+    result = function()
+    if inspect.isawaitable(result):
+        if loop is None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+        return loop.run_until_complete(result)
+    return result
 
 
 def _side_folder(config: WorkerConfig) -> str:
@@ -217,6 +256,13 @@ def _receive(conn) -> list[str] | None:
         return conn.recv()
     except (EOFError, OSError):
         return None
+
+
+def _payload(read):
+    """(payload, items) of a read mini-batch; reading's exception is raised: the attempt fails."""
+    if isinstance(read, BaseException):
+        raise read
+    return read
 
 
 def _read(reader: Reader, mb: MiniBatch):
@@ -255,12 +301,12 @@ class _Inline:
 
 
 class _Prefetch:
-    """A fetcher thread reads up to `prefetch` mini-batches ahead while run() computes."""
+    """A fetcher thread reads up to `prefetch` mini-batches ahead of those run() computes."""
 
-    def __init__(self, conn, reader: Reader, prefetch: int):
+    def __init__(self, conn, reader: Reader, prefetch: int, in_flight: int = 1):
         self.conn, self.reader = conn, reader
         self.ready: queue.SimpleQueue = queue.SimpleQueue()  # (mini-batch, read), in order; _STOP last
-        self.slots = threading.Semaphore(1 + prefetch)  # read or running: the current one + prefetch
+        self.slots = threading.Semaphore(in_flight + prefetch)  # read or running: those in flight + prefetch
         self.received = self.taken = 0
         self.peeked = None
         threading.Thread(target=self._fetch, name="parallelrun-prefetch", daemon=True).start()
@@ -311,26 +357,31 @@ class _Worker:
         self.sending = threading.Lock()  # results and the pipe, shared with the reporter and writer threads
         self.writer = _PartWriter(self._send)
         remote = not is_local(self.reader.fs)
-        self.source = (_Prefetch(conn, self.reader, config.prefetch) if remote and config.prefetch
+        self.source = (_Prefetch(conn, self.reader, config.prefetch, config.in_flight) if remote and config.prefetch
                        else _Inline(conn, self.reader))
 
     def serve(self) -> None:
         """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
         threading.Thread(target=self._reporter, name="parallelrun-reporter", daemon=True).start()
+        if self._score():
+            self._write_parts()
+            self.writer.wait()
+            self._report()
+
+    def _score(self) -> bool:
+        """Run mini-batches until told to stop; False when the output refused parts."""
         while (item := self._next()) is not _STOP:
             if item is _FLUSH:
                 if not self._write_parts():
-                    return
+                    return False
                 continue
             started = time.monotonic()
             self._run(*item)
             self.source.done()
             slow = time.monotonic() - started >= self.group.max_seconds  # its part is not kept behind the next
             if (slow or self.group.due()) and not self._write_parts():
-                return
-        self._write_parts()
-        self.writer.wait()
-        self._report()
+                return False
+        return True
 
     def _send(self, message: Message) -> None:
         with self.sending:
@@ -370,35 +421,45 @@ class _Worker:
         if self.running is not None:
             self.running.value = mb.id
         try:
-            if isinstance(read, BaseException):
-                raise read
-            payload, items = read
+            payload, items = _payload(read)
             self.side.begin()
-            result = (self.module.run(payload, context_of(mb, self.plan)) if self.with_context
-                      else self.module.run(payload))
-            result, item_errors = split_results(result, items)
-            returned = result_length(result)
-            if returned > items and not self.config.many_results:
-                raise ResultError(f"run() returned {returned:,} results for {items:,} items; return at most "
-                                  "one element or row per item")
-            schema = None
-            pending = self.config.append_row and returned > 0
-            if pending:
-                part = encode_part(result, self.config.output_format, self.reader.types)
-                schema = schema_to_text(part.schema) if part.schema is not None else None
-                self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
-            elif self.config.append_row and (columns := empty_columns(result)) is not None:
-                schema = schema_to_text(columns)  # no rows, but the output's columns
-            self._result(Ok(mb.id, items, returned, schema, pending, self.side.keep(mb.id), item_errors))
-        except UnusableInput as e:  # no mini-batch can succeed: the run stops, as when init() fails
+            result = self.module.run(*self._arguments(mb, payload, self.side))
+            self._returned(mb, items, result, self.side)
+        except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
+            self._raised(mb, items, e)
+        finally:
+            self.reader.cleanup(mb)
+
+    def _arguments(self, mb: MiniBatch, payload, side: SideFolder) -> tuple:
+        """run()'s arguments: the mini-batch, and its context where run takes two parameters."""
+        return (payload, context_of(mb, self.plan, side.path)) if self.with_context else (payload,)
+
+    def _returned(self, mb: MiniBatch, items: int, result, side: SideFolder) -> None:
+        """run() returned `result`: its part goes to the group, its Ok to the results (a result
+        that cannot be one raises, a failed attempt)."""
+        result, item_errors = split_results(result, items)
+        returned = result_length(result)
+        if returned > items and not self.config.many_results:
+            raise ResultError(f"run() returned {returned:,} results for {items:,} items; return at most "
+                              "one element or row per item")
+        schema = None
+        pending = self.config.append_row and returned > 0
+        if pending:
+            part = encode_part(result, self.config.output_format, self.reader.types)
+            schema = schema_to_text(part.schema) if part.schema is not None else None
+            self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
+        elif self.config.append_row and (columns := empty_columns(result)) is not None:
+            schema = schema_to_text(columns)  # no rows, but the output's columns
+        self._result(Ok(mb.id, items, returned, schema, pending, side.keep(mb.id), item_errors))
+
+    def _raised(self, mb: MiniBatch, items: int | None, e: BaseException) -> None:
+        """run() (or reading its mini-batch) raised `e`, being handled: a failed attempt."""
+        if isinstance(e, UnusableInput):  # no mini-batch can succeed: the run stops, as when init() fails
             self._report()
             self._send(InitFailed(_failure(e, "run()"), traceback.format_exc()))
             _exit()
-        except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the worker goes on
-            self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc(),
-                                       retry=not isinstance(e, ResultTypeError)))
-        finally:
-            self.reader.cleanup(mb)
+        self._result(AttemptFailed(mb.id, items, _failure(e, "run()"), traceback.format_exc(),
+                                   retry=not isinstance(e, ResultTypeError)))
 
     def _write_parts(self) -> bool:
         """Hand the group of parts held to the writer; False when the output refused a group (reported)."""
@@ -406,6 +467,118 @@ class _Worker:
             self._report()  # the shard learns of the mini-batches before where their parts are
             self.writer.submit(self.group.take())
         return not self.writer.refused
+
+
+class _Attempt:
+    """One call of an async run(): its mini-batch, side-output folder and timer."""
+
+    def __init__(self, mb: MiniBatch, side: SideFolder):
+        self.mb, self.side = mb, side
+        self.items: int | None = None  # once read
+        self.expired = False  # it overran run_timeout: cancelled, its failure reported
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _InFlight(_Worker):
+    """An async run(): up to `in_flight` mini-batches in flight on one event loop. Each call has
+    run_timeout seconds from its start; one that overruns it is cancelled and its attempt fails,
+    while the others go on (a call that ignores its cancellation is left behind, its result
+    dropped). Each attempt has a side-output folder of its own (mini_batch_context.output_dir).
+    The loop takes mini-batches from the source on a thread of its own, so reading never
+    holds up the calls in flight."""
+
+    def __init__(self, conn, config: WorkerConfig, module, running, loop: asyncio.AbstractEventLoop):
+        super().__init__(conn, config, module, running)
+        self.loop = loop
+        self.live = 0  # calls in flight, not expired
+        self.folders = [self.side]  # side-output folders free for an attempt
+        self.made = 1  # side-output folders made
+        self.changed = asyncio.Event()  # a call ended or expired, or a mini-batch was taken
+        self.taker = ThreadPoolExecutor(1, thread_name_prefix="parallelrun-take")
+
+    def _score(self) -> bool:
+        return self.loop.run_until_complete(self._in_flight())
+
+    async def _in_flight(self) -> bool:
+        take: asyncio.Future | None = None
+        stopping = False
+        while not stopping or self.live:
+            if self.writer.refused:
+                return False
+            if take is None and not stopping and self.live < self.config.in_flight:
+                take = self.loop.run_in_executor(self.taker, self.source.take)
+                take.add_done_callback(lambda _: self.changed.set())
+            if take is not None and take.done():
+                item, take = take.result(), None
+                if item is _STOP:
+                    stopping = True
+                elif item is _FLUSH:
+                    if not self._write_parts():
+                        return False
+                else:
+                    self._start(*item)
+                continue
+            if self.group.due() and not self._write_parts():
+                return False
+            timeout = None
+            if self.group.count:  # no call ends within IDLE_FLUSH_SECONDS: the parts held are written
+                timeout = max(0.0, min(IDLE_FLUSH_SECONDS, self.group.deadline() - time.monotonic()))
+            elif not self.live:
+                self._report()
+            try:
+                await asyncio.wait_for(self.changed.wait(), timeout)
+            except asyncio.TimeoutError:
+                if not self._write_parts():
+                    return False
+            self.changed.clear()
+        return True
+
+    def _start(self, mb: MiniBatch, read) -> None:
+        if self.running is not None:
+            self.running.value = mb.id  # the last started: those before it in the pool's list are in flight
+        if not self.folders:
+            self.folders.append(SideFolder(f"{_side_folder(self.config)}-{self.made}", self.side.fs,
+                                           self.side.layout))
+            self.made += 1
+        attempt = _Attempt(mb, self.folders.pop())
+        if self.config.in_flight == 1:  # one call at a time: the environment names its folder
+            os.environ.update(dict.fromkeys(SIDE_OUTPUT_VARS, attempt.side.path))
+        self.live += 1
+        task = self.loop.create_task(self._call(attempt, read))
+        attempt.timer = self.loop.call_later(self.config.run_timeout, self._expire, attempt, task)
+
+    async def _call(self, attempt: _Attempt, read) -> None:
+        mb = attempt.mb
+        try:
+            payload, attempt.items = _payload(read)
+            attempt.side.begin()
+            result = await self.module.run(*self._arguments(mb, payload, attempt.side))
+            if not attempt.expired:
+                self._returned(mb, attempt.items, result, attempt.side)
+        except BaseException as e:  # noqa: BLE001 - a failed attempt, even sys.exit(): the calls go on
+            if not attempt.expired:
+                self._raised(mb, attempt.items, e)
+        finally:
+            if attempt.expired:  # its failure was reported; its folder is nobody's
+                shutil.rmtree(attempt.side.path, ignore_errors=True)
+            else:
+                attempt.timer.cancel()
+                self.reader.cleanup(mb)
+                self.folders.append(attempt.side)
+                self._ended()
+
+    def _expire(self, attempt: _Attempt, task: asyncio.Task) -> None:
+        attempt.expired = True
+        task.cancel()
+        self._result(AttemptFailed(attempt.mb.id, attempt.items,
+                                   f"TimeoutError: run() did not return within runInvocationTimeout "
+                                   f"({self.config.run_timeout:g} s); the call was cancelled", ""))
+        self._ended()
+
+    def _ended(self) -> None:
+        self.live -= 1
+        self.source.done()
+        self.changed.set()
 
 
 class _PartWriter:
