@@ -79,8 +79,10 @@ def _api_key(s: OpenAISettings) -> str | None:
 
 
 async def shutdown() -> None:
+    global _client
     if _client is not None:
         await _client.aclose()
+        _client = None
 
 
 def _http():
@@ -168,11 +170,12 @@ async def send(request: dict) -> tuple[dict, str | None, list[str]]:
     custom_id, estimate, tried = request["custom_id"], estimate_tokens(body), []
     import httpx
 
+    client = _http()  # made before its turn: making it must not delay the request past the turn
     for attempt in range(settings.max_retries + 1):
         await limit.acquire(estimate)
         wait = None
         try:
-            response = await _http().post(url, json=body, headers=headers)
+            response = await client.post(url, json=body, headers=headers)
         except httpx.TimeoutException:
             why = "timeout"
             message = f"no answer within {settings.request_timeout} s (spec.code.openai.requestTimeout)"

@@ -699,7 +699,7 @@ class _Loader(Problems):
     def api_key(self, path: str, value: Any) -> tuple[str | None, tuple[str, str] | None]:
         """(variable, None) for {env: NAME}; (None, (secret, key)) for {secretKeyRef: {name, key}}."""
         value = self.mapping(path, value, ("env", "secretKeyRef"))
-        if not value:
+        if value is None:
             return None, None
         if (value.get("env") is None) == (value.get("secretKeyRef") is None):
             self.fail(path, "give either env (the variable that holds the key) or secretKeyRef: {name, key} "

@@ -23,8 +23,8 @@ SERVED = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
 
 
 class MockEndpoint:
-    def __init__(self, slow_seconds: float = 5.0, api_key: str | None = None):
-        self.slow_seconds, self.api_key = slow_seconds, api_key
+    def __init__(self, slow_seconds: float = 5.0, api_key: str | None = None, served: set[str] = SERVED):
+        self.slow_seconds, self.api_key, self.served = slow_seconds, api_key, served
         self.arrivals: list[tuple[float, str]] = []  # (monotonic time, the request's text)
         self.attempts: dict[str, int] = defaultdict(int)
         self.answers: list[tuple[str, int]] = []  # (text, status) of each answer
@@ -72,7 +72,7 @@ class MockEndpoint:
         if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return self._answer(text, 401, {"error": {"message": "Incorrect API key provided",
                                                       "code": "invalid_api_key"}})
-        if request.path not in SERVED:
+        if request.path not in self.served:
             return self._answer(text, 404, {"detail": "Not Found"})
         steps = text.split()
         step = steps[attempt] if attempt < len(steps) else "ok"
