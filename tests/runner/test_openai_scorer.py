@@ -8,21 +8,18 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from openai_mock import MockEndpoint, request_line
 from rich.console import Console
 
 from parallelrun.runner import openai_scorer
 from parallelrun.runner.local import LocalRunError, run_local
 from parallelrun.runner.ratelimit import RateLimit
 from parallelrun.runner.spec import OpenAISettings, SpecError, load_spec
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from openai_mock import MockEndpoint, request_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
