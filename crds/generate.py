@@ -117,7 +117,9 @@ def input_schema() -> dict:
                              enum=["parquet", "csv", "jsonl"]),
             "pattern": string("Glob of the files to take under uri, e.g. \"*.parquet\".", minLength=1),
             "options": free_object("Reader options, e.g. {delimiter: \";\", header: true}; csv/jsonl: "
-                                   "columnTypes {column: string|int64|float64|bool|...} fixes a column's type."),
+                                   "columnTypes {column: string|int64|float64|bool|...} fixes a column's type; "
+                                   "jsonl: raw: true hands each line to run() unparsed, as text in a column "
+                                   "`line` (JSON whose fields differ from line to line; set by builtin: openai)."),
         },
         required=["type"],
         rules=[

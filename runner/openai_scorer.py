@@ -119,7 +119,7 @@ async def run(mini_batch) -> Results:
             errors.append((i, ItemError(name, problem)))
             requests.append(None)
         else:
-            seen[custom_id] = i
+            seen[name] = i
             requests.append(request)
     sent = [(i, r) for i, r in enumerate(requests) if r is not None]
     outcomes = await asyncio.gather(*(send(r) for _, r in sent))
@@ -167,7 +167,8 @@ async def send(request: dict) -> tuple[dict, str | None, list[str]]:
     assert settings is not None and limit is not None, "init() ran"
     body = dict(request["body"], model=settings.model) if settings.model else request["body"]
     url = settings.endpoint + request["url"].removeprefix("/v1")
-    custom_id, estimate, tried = request["custom_id"], estimate_tokens(body), []
+    custom_id, estimate = request["custom_id"], estimate_tokens(body)
+    tried: list[str] = []
     import httpx
 
     client = _http()  # made before its turn: making it must not delay the request past the turn
