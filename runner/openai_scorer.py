@@ -105,22 +105,15 @@ async def run(mini_batch) -> Results:
     requests: list[dict | None] = []
     rows: list[dict | None] = [None] * len(lines)
     errors: list[tuple[int, ItemError]] = []  # by line, for errors.jsonl in plan order
-    seen: dict[str, int] = {}
-    for i, line in enumerate(lines):
+    for i, line in enumerate(lines):  # each custom_id is once in the input: the plan checked it (custom_ids.py)
         request, problem = parse_request(line)
         custom_id = request.get("custom_id") if isinstance(request, dict) else None
-        name = custom_id if isinstance(custom_id, str) and custom_id else f"line {i + 1} of the mini-batch"
-        if problem is None and custom_id in seen:
-            problem = f"custom_id {custom_id!r} is given twice (lines {seen[custom_id] + 1} and {i + 1} of the " \
-                      "mini-batch); give every request a unique custom_id"
         if problem is not None:
+            name = custom_id if isinstance(custom_id, str) and custom_id else f"line {i + 1} of the mini-batch"
             rows[i] = _line(custom_id if isinstance(custom_id, str) else None, None,
                             {"code": "invalid_request", "message": problem})
             errors.append((i, ItemError(name, problem)))
-            requests.append(None)
-        else:
-            seen[name] = i
-            requests.append(request)
+        requests.append(request if problem is None else None)
     sent = [(i, r) for i, r in enumerate(requests) if r is not None]
     outcomes = await asyncio.gather(*(send(r) for _, r in sent))
     retries: Counter[str] = Counter()

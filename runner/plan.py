@@ -564,6 +564,8 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
     fs, base = filesystem(root, env)
     typed = spec.input.format in ("csv", "jsonl") and not raw_lines(spec.input.options)
     types = _text_schema(spec, fs, root, base, listing) if typed else None
+    if spec.code.openai:
+        _check_custom_ids(fs, root, base, listing)
     if spec.partition_keys:
         batches, schema = _partition_batches(spec, root, files, env, types)
     else:
@@ -587,6 +589,18 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                 total_mini_batches=len(mini_batches), total_items=items,
                 total_bytes=sum(b.size for b in mini_batches), mini_batches=mini_batches,
                 sources=source_versions(spec, env), schema=to_header(schema) if schema is not None else None)
+
+
+def _check_custom_ids(fs, root: str, base: str, listing: Listing) -> None:
+    """OpenAI Batch JSONL: every custom_id once (custom_ids.py)."""
+    from .custom_ids import DuplicateCustomId, check_unique
+
+    try:
+        check_unique(fs, base, root, listing.rels)
+    except DuplicateCustomId as e:
+        raise PlanError(f"spec.input: {e}") from None
+    except (OSError, ValueError) as e:
+        raise PlanError(f"spec.input: cannot read {root} as OpenAI Batch JSONL: {e}") from e
 
 
 def _text_schema(spec: JobSpec, fs, root: str, base: str, listing: Listing) -> pa.Schema:

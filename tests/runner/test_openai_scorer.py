@@ -6,6 +6,7 @@ timeouts retried; the job's requestsPerMinute held at the server across workers.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 from pathlib import Path
@@ -18,6 +19,7 @@ from rich.console import Console
 
 from parallelrun.runner import openai_scorer
 from parallelrun.runner.local import LocalRunError, run_local
+from parallelrun.runner.plan import PlanError
 from parallelrun.runner.ratelimit import RateLimit
 from parallelrun.runner.spec import OpenAISettings, SpecError, load_spec
 
@@ -77,22 +79,44 @@ def test_every_request_once_in_plan_order_failures_listed_retries_done(tmp_path)
 def test_invalid_lines_fail_alone_with_clear_errors(tmp_path):
     lines = [request_line("a", "q"), "{not json", json.dumps({"method": "POST", "url": "/v1/chat/completions",
                                                                "body": {}}),
-             request_line("b", "q", url="/v1/images/generations"), request_line("a", "again"),
+             request_line("b", "q", url="/v1/images/generations"),
              json.dumps({"custom_id": "c", "method": "GET", "url": "/v1/chat/completions", "body": {}}),
+             json.dumps({"custom_id": "e", "method": "POST", "url": "/v1/chat/completions", "body": "text"}),
              request_line("d", "fine")]
     with MockEndpoint() as server:
         summary = quiet_run(write_job(tmp_path, lines, server.url, miniBatchSize=10))
     assert summary["items"] == {"succeeded": 2, "failed": 5}
     out = results(tmp_path)
-    assert [r["custom_id"] for r in out] == ["a", None, None, "b", "a", "c", "d"]
+    assert [r["custom_id"] for r in out] == ["a", None, None, "b", "c", "e", "d"]
     assert [r["error"]["code"] if r["error"] else None for r in out] == [None] + ["invalid_request"] * 5 + [None]
     errors = {e["item"]: e["error"] for e in errors_of(summary)}
     assert "not a JSON line" in errors["line 2 of the mini-batch"]
     assert "has no custom_id" in errors["line 3 of the mini-batch"]
     assert "url '/v1/images/generations' is not served; use one of /v1/chat/completions" in errors["b"]
-    assert "custom_id 'a' is given twice (lines 1 and 5" in errors["a"]
     assert "method 'GET' is not served" in errors["c"]
+    assert "has no body object" in errors["e"]
     assert sorted(server.attempts) == ["fine", "q"]  # nothing invalid was sent
+
+
+@pytest.mark.parametrize("layout", ["one mini-batch", "two mini-batches", "two files", "gzip"])
+def test_a_custom_id_given_twice_stops_the_plan_before_any_request(tmp_path, layout):
+    first = [request_line(f"r{i}", "q") for i in range(4)]
+    second = [request_line("x", "q"), "not json, no custom_id", request_line("r1", "again")]
+    with MockEndpoint() as server:
+        job = write_job(tmp_path, first + ([] if layout in ("two files", "gzip") else second), server.url,
+                        miniBatchSize=10 if layout == "one mini-batch" else 2,
+                        input={"uri": ".", "type": "tabular", "format": "jsonl", "pattern": "*.jsonl*"})
+        if layout == "two files":
+            (tmp_path / "more.jsonl").write_text("".join(line + "\n" for line in second))
+        elif layout == "gzip":
+            (tmp_path / "more.jsonl.gz").write_bytes(gzip.compress("".join(line + "\n" for line in second).encode()))
+        with pytest.raises(PlanError) as raised:
+            quiet_run(job)
+    where = "batch.jsonl line 7" if layout.endswith("mini-batches") or layout == "one mini-batch" \
+        else f"more.jsonl{'.gz' if layout == 'gzip' else ''} line 3"
+    assert "custom_id 'r1' is given twice:" in str(raised.value) and "batch.jsonl line 2 and" in str(raised.value)
+    assert where in str(raised.value) and "give every request a unique custom_id" in str(raised.value)
+    assert server.arrivals == []
 
 
 def test_an_endpoint_that_does_not_serve_the_url_fails_those_requests(tmp_path):
