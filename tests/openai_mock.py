@@ -4,8 +4,10 @@ A request's last message (or prompt, or input) says what the server does with it
 attempt in turn, then answers: `fail 400` refuses it with an error body; `503 503`
 fails it twice with 503 and then answers; `429` throttles it once with a Retry-After of
 RETRY_AFTER seconds; `slow` answers its first attempt only after `slow_seconds` (a
-client's timeout); anything else is answered at once. Every request's arrival time and
-text is recorded (`arrivals`), so a test measures the rate the server saw.
+client's timeout); anything else is answered at once, counting the prompt's characters / 4
+and all of max_tokens as its usage. Every request's arrival time and text (`arrivals`),
+and every answer's tokens (`tokens`), are recorded, so a test measures the rates the
+server saw.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class MockEndpoint:
         self.arrivals: list[tuple[float, str]] = []  # (monotonic time, the request's text)
         self.attempts: dict[str, int] = defaultdict(int)
         self.answers: list[tuple[str, int]] = []  # (text, status) of each answer
+        self.tokens: list[tuple[float, int]] = []  # (monotonic time, tokens counted) of each answered request
         self.lock = threading.Lock()
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -40,15 +43,24 @@ class MockEndpoint:
         return self
 
     def __exit__(self, *exc) -> None:
-        assert self._loop is not None and self._runner is not None
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _stop(self) -> None:
+        """Close the server; answers still pending (a hung request) are cancelled."""
+        assert self._runner is not None
+        await self._runner.cleanup()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def _serve(self, started: threading.Event) -> None:
         self._loop = loop = asyncio.new_event_loop()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)  # a hung answer does not hold the test up
         loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         loop.run_until_complete(site.start())
@@ -85,6 +97,7 @@ class MockEndpoint:
         if step == "slow":
             await asyncio.sleep(self.slow_seconds)
         tokens = max(1, len(text) // 4)
+        completion = body.get("max_tokens", tokens)  # a model that writes as much as it may
         if request.path == "/v1/embeddings":
             answer: dict = {"object": "list", "data": [{"object": "embedding", "index": 0,
                                                         "embedding": [float(len(text)), 1.0]}]}
@@ -92,7 +105,10 @@ class MockEndpoint:
             answer = {"object": "chat.completion", "model": body.get("model"),
                       "choices": [{"index": 0, "message": {"role": "assistant", "content": f"echo: {text}"},
                                    "finish_reason": "stop"}]}
-        answer["usage"] = {"prompt_tokens": tokens, "completion_tokens": tokens, "total_tokens": 2 * tokens}
+        answer["usage"] = {"prompt_tokens": tokens, "completion_tokens": completion,
+                           "total_tokens": tokens + completion}
+        with self.lock:
+            self.tokens.append((time.monotonic(), tokens + completion))
         return self._answer(text, 200, answer, {"x-request-id": f"req-{len(self.arrivals)}"})
 
     def _answer(self, text: str, status: int, body: dict, headers: dict | None = None) -> web.Response:

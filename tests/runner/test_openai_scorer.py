@@ -146,6 +146,34 @@ def test_the_requests_per_minute_hold_at_the_server_for_the_whole_run(tmp_path, 
     assert max(server.rates(1.0)) <= 10 + workers_total  # any second: its share each, one at each edge
 
 
+def test_the_tokens_per_minute_hold_at_the_server(tmp_path):
+    """3,000 tokens a minute (50 a second), each request ~25 tokens by its usage: about two a second."""
+    texts = [f"question {i:02d}" for i in range(12)]
+    with MockEndpoint() as server:
+        summary = quiet_run(write_job(tmp_path, [request_line(f"r{i}", t, max_tokens=22) for i, t in enumerate(texts)],
+                                      server.url, nodeCount=2, miniBatchSize=2, openai={"tokensPerMinute": 3000}))
+    assert summary["items"] == {"succeeded": len(texts), "failed": 0}
+    counted = sorted(server.tokens)
+    span = counted[-1][0] - counted[0][0]
+    rate = sum(tokens for _, tokens in counted[:-1]) / span * 60  # each request's tokens pace the next one's turn
+    assert rate <= 3000 * 1.05, f"{rate:.0f} tokens a minute"
+    assert span >= 4.0  # ~275 tokens at 50 a second: not sent at once
+
+
+def test_a_mini_batch_whose_call_overran_is_run_again_and_written_once(tmp_path):
+    """runInvocationTimeout cancels a call whose request hangs; its retry sends the mini-batch again,
+    and the output has each request once (real worker processes)."""
+    texts = [f"q{i}" for i in range(8)]
+    texts[5] = "slow"
+    with MockEndpoint(slow_seconds=30) as server:
+        summary = quiet_run(write_job(tmp_path, [request_line(f"r{i}", t) for i, t in enumerate(texts)], server.url,
+                                      miniBatchSize=2, runInvocationTimeout=3, openai={"requestTimeout": 60}))
+    assert summary["items"] == {"succeeded": len(texts), "failed": 0}
+    assert [r["custom_id"] for r in results(tmp_path)] == [f"r{i}" for i in range(len(texts))]
+    assert server.attempts["slow"] == 2 and server.attempts["q4"] == 2  # its mini-batch, sent twice
+    assert all(server.attempts[t] == 1 for t in texts if t not in ("slow", "q4"))
+
+
 def test_the_key_is_sent_from_the_variable_named(tmp_path, monkeypatch):
     lines = [request_line("a", "q")]
     with MockEndpoint(api_key="sk-test") as server:
