@@ -9,6 +9,7 @@ import asyncio
 import gzip
 import io
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -345,3 +346,10 @@ def test_run_under_asyncio_gives_one_line_per_request(monkeypatch):
     assert [r["custom_id"] for r in result.rows] == ["a", "b"]
     assert result.rows[0]["error"] is None and result.rows[1]["response"]["status_code"] == 422
     assert [e.item for e in result.errors] == ["b"]
+
+
+def test_a_missing_httpx_names_the_extra_that_installs_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "httpx", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"httpx is not installed \(needed for code: \{builtin: openai\}\); "
+                                          r"pip install 'parallelrun\[openai\]'"):
+        openai_scorer.init()
