@@ -314,7 +314,8 @@ class _Prefetch:
     def at_hand(self) -> bool:
         return self.received > self.taken
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float | None) -> bool:
+        """Whether a mini-batch (or _STOP, _FLUSH) is at hand within `timeout` seconds (None: until one is)."""
         if self.peeked is None:
             try:
                 self.peeked = self.ready.get(timeout=timeout)
@@ -342,6 +343,8 @@ class _Prefetch:
 
 
 class _Worker:
+    reads_ahead = False  # read on the fetcher thread whatever the input (else where it is remote)
+
     def __init__(self, conn, config: WorkerConfig, module, running=None):
         self.conn, self.config, self.module = conn, config, module
         self.running = running
@@ -357,8 +360,8 @@ class _Worker:
         self.sending = threading.Lock()  # results and the pipe, shared with the reporter and writer threads
         self.writer = _PartWriter(self._send)
         remote = not is_local(self.reader.fs)
-        self.source = (_Prefetch(conn, self.reader, config.prefetch, config.in_flight) if remote and config.prefetch
-                       else _Inline(conn, self.reader))
+        self.source = (_Prefetch(conn, self.reader, config.prefetch, config.in_flight)
+                       if (remote and config.prefetch) or self.reads_ahead else _Inline(conn, self.reader))
 
     def serve(self) -> None:
         """Run mini-batches until told to stop (or the output refuses parts); write the parts still held."""
@@ -484,8 +487,10 @@ class _InFlight(_Worker):
     run_timeout seconds from its start; one that overruns it is cancelled and its attempt fails,
     while the others go on (a call that ignores its cancellation is left behind, its result
     dropped). Each attempt has a side-output folder of its own (mini_batch_context.output_dir).
-    The loop takes mini-batches from the source on a thread of its own, so reading never
-    holds up the calls in flight."""
+    Mini-batches are read on the fetcher thread, and waited for on a thread of its own:
+    neither holds up the calls in flight."""
+
+    reads_ahead = True
 
     def __init__(self, conn, config: WorkerConfig, module, running, loop: asyncio.AbstractEventLoop):
         super().__init__(conn, config, module, running)
@@ -493,23 +498,22 @@ class _InFlight(_Worker):
         self.live = 0  # calls in flight, not expired
         self.folders = [self.side]  # side-output folders free for an attempt
         self.made = 1  # side-output folders made
-        self.changed = asyncio.Event()  # a call ended or expired, or a mini-batch was taken
-        self.taker = ThreadPoolExecutor(1, thread_name_prefix="parallelrun-take")
+        self.changed = asyncio.Event()  # a call ended or expired, or a mini-batch is at hand
+        self.waiter = ThreadPoolExecutor(1, thread_name_prefix="parallelrun-wait")
 
     def _score(self) -> bool:
         return self.loop.run_until_complete(self._in_flight())
 
     async def _in_flight(self) -> bool:
-        take: asyncio.Future | None = None
+        waiting: asyncio.Future | None = None  # for the source to have a mini-batch at hand
         stopping = False
         while not stopping or self.live:
             if self.writer.refused:
                 return False
-            if take is None and not stopping and self.live < self.config.in_flight:
-                take = self.loop.run_in_executor(self.taker, self.source.take)
-                take.add_done_callback(lambda _: self.changed.set())
-            if take is not None and take.done():
-                item, take = take.result(), None
+            if waiting is not None and waiting.done():
+                waiting = None
+            while waiting is None and not stopping and self.live < self.config.in_flight and self.source.wait(0):
+                item = self.source.take()
                 if item is _STOP:
                     stopping = True
                 elif item is _FLUSH:
@@ -517,7 +521,11 @@ class _InFlight(_Worker):
                         return False
                 else:
                     self._start(*item)
-                continue
+            if stopping and not self.live:
+                break
+            if waiting is None and not stopping and self.live < self.config.in_flight:
+                waiting = self.loop.run_in_executor(self.waiter, self.source.wait, None)
+                waiting.add_done_callback(lambda _: self.changed.set())
             if self.group.due() and not self._write_parts():
                 return False
             timeout = None

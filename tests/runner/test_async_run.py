@@ -30,7 +30,8 @@ def errors_of(summary) -> list[dict]:
 # Per file, the action its content names: "ok", "raise", "hang" (awaits forever, logs its
 # cancellation), "stubborn" (ignores its cancellation), "block" (a synchronous sleep: the loop
 # stops), "kill" (the first time: SIGKILL to its worker once KILL_AT calls are in flight;
-# the calls beside it wait for that). Each call logs "<event> <file> <pid>" to CALLS_LOG.
+# the calls beside it wait for that). Each call logs "<event> <file> <pid>" to CALLS_LOG, and
+# each worker's async shutdown() "shutdown shutdown <pid>".
 SCRIPT = """
 import asyncio, os, signal, time
 from pathlib import Path
@@ -43,6 +44,10 @@ async def init():
     await asyncio.sleep(0)
     calls = Path(os.environ["CALLS_LOG"])
     engine = asyncio.Queue()  # bound to the loop init() ran on: run() must share it
+
+async def shutdown():  # run on the same loop, once the calls are over (a worker killed at close runs none)
+    await engine.put("shutdown")
+    log("shutdown", await engine.get())
 
 def log(event, name):
     with calls.open("a") as f:
@@ -122,7 +127,8 @@ def test_a_hung_call_is_cancelled_at_its_timeout_while_the_others_complete(scrip
     first_cancel = lines.index(next(line for line in lines if line.startswith("cancelled")))
     assert {n for n, _ in scripted.events("done")} == {f"item_{i:03d}.txt" for i in range(12) if i != 1}
     assert all(lines.index(line) < first_cancel for line in lines if line.startswith("done"))
-    assert len({pid for _, pid in scripted.events("start")}) == 1
+    [worker] = {pid for _, pid in scripted.events("start")}
+    assert [pid for _, pid in scripted.events("shutdown")] == [worker]  # it ended as told, not killed
     assert job.final().read_text().split() == [f"item_{i:03d}.txt" for i in range(12) if i != 1]
 
 
@@ -133,7 +139,8 @@ def test_a_call_that_ignores_its_cancellation_is_left_behind(scripted, job):
     [error] = errors_of(summary)
     assert "the call was cancelled" in error["error"] and error["attempts"] == 2
     assert len(scripted.events("cancelled", "item_001.txt")) == 2
-    assert len({pid for _, pid in scripted.events("start")}) == 1  # its worker went on
+    [worker] = {pid for _, pid in scripted.events("start")}  # its worker went on
+    assert [pid for _, pid in scripted.events("shutdown")] == [worker]  # the call left behind held nothing up
     assert job.final().read_text().split() == ["item_000.txt", "item_002.txt", "item_003.txt"]
 
 
@@ -146,7 +153,7 @@ def test_a_call_that_blocks_the_loop_has_its_worker_killed(scripted, job, monkey
     errors = errors_of(summary)
     assert "item_001.txt" in {e["item"].rsplit("/", 1)[1] for e in errors}
     assert all("event loop was blocked" in e["error"] for e in errors)
-    assert len({pid for _, pid in scripted.events("start")}) >= 1
+    assert "item_000.txt" in job.final().read_text().split()  # it ended before the loop stopped
 
 
 def test_an_exception_in_one_call_fails_only_its_mini_batch(scripted, job):
@@ -157,7 +164,8 @@ def test_an_exception_in_one_call_fails_only_its_mini_batch(scripted, job):
     assert error["attempts"] == 3 and "ValueError: bad item item_001.txt" in error["error"]
     assert "Traceback" in error["traceback"]
     assert len(scripted.events("start", "item_001.txt")) == 3
-    assert len({pid for _, pid in scripted.events("start")}) == 1
+    [worker] = {pid for _, pid in scripted.events("start")}
+    assert [pid for _, pid in scripted.events("shutdown")] == [worker]
     assert job.final().read_text().split() == [f"item_{i:03d}.txt" for i in range(8) if i != 1]
 
 
