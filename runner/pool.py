@@ -11,6 +11,9 @@ replacement runs init() again. A worker whose init() does not report ready withi
 A succeeded attempt's part is written later, with its worker's group (commits.py):
 a Placed event says where. What a killed or dead worker held and had not yet run, or
 had run but not yet written, comes back as Returned: to be run again, no attempt spent.
+So do the calls a worker had in flight together (async run) when it died: which one
+brought it down is not known, so each is a suspect and runs again alone on a worker,
+where a crash or a timeout is its own attempt's.
 
 The workers are forked from the pool's zygote, which imported their modules (and
 `preload`, e.g. pandas for tabular input) once (zygote.py). They and every process they
@@ -76,8 +79,9 @@ class Placed(NamedTuple):
 
 
 class Returned(NamedTuple):
-    """A mini-batch whose worker was lost before it ran it, or before it wrote its part:
-    to be run again. `ran`: its attempt had been reported (as an Outcome)."""
+    """A mini-batch whose worker was lost before it ran it, before it wrote its part, or
+    while it ran beside others: to be run again. `ran`: its attempt had been reported (as
+    an Outcome)."""
 
     mini_batch: MiniBatch
     ran: bool
@@ -117,6 +121,7 @@ class _Worker:
         self.seconds_per_task: float | None = None
         self.reported = 0.0  # when it last reported
         self.told_no_more = False  # that no more mini-batches come for now (feed)
+        self.alone = False  # it runs a suspect (WorkerPool._suspects) and is given nothing beside it
 
     @property
     def conn(self) -> Connection:
@@ -193,6 +198,7 @@ class WorkerPool:
         self._max_init_crashes = max_init_crashes
         self._preload = preload
         self._workers: list[_Worker] = []
+        self._suspects: set[int] = set()  # in flight together in a worker that died: each runs alone
         self._leaving: list[_Worker] = []  # told to stop by plan()
         self._zygotes: list[Zygote] = []  # the last one forks; earlier ones died
         self._group = ProcessGroup()
@@ -262,10 +268,13 @@ class WorkerPool:
         left = len(pending) + sum(len(w.tasks) for w in self._workers)
         share = -(-left // len(self._workers))
         for w in self._workers:
-            room = min(w.queue, share) - len(w.tasks) if w.ready else 0
+            room = min(w.queue, share) - len(w.tasks) if w.ready and not w.alone else 0
             if room <= 0 or not pending:
                 continue
-            batch = [pending.popleft() for _ in range(min(room, len(pending)))]
+            batch = (self._batch(w, pending, room) if self._suspects
+                     else [pending.popleft() for _ in range(min(room, len(pending)))])
+            if not batch:
+                continue
             now = time.monotonic()
             if not w.tasks:
                 w.reported = now
@@ -284,6 +293,19 @@ class WorkerPool:
                     w.conn.send([])
                 except OSError:
                     pass
+
+    def _batch(self, w: _Worker, pending: deque, room: int) -> list[MiniBatch]:
+        """Up to `room` mini-batches from the left of `pending`, a suspect alone and only to
+        a worker that holds none."""
+        if pending[0].id in self._suspects:
+            if w.tasks:
+                return []
+            w.alone = True
+            return [pending.popleft()]
+        batch = []
+        while pending and len(batch) < room and pending[0].id not in self._suspects:
+            batch.append(pending.popleft())
+        return batch
 
     def wait(self, timeout: float) -> list[Event]:
         """What happened within `timeout` seconds: attempts that ended, parts written, mini-batches returned."""
@@ -375,6 +397,9 @@ class WorkerPool:
             mb = tasks[at]
             del tasks[at]
         w.deadline = time.monotonic() + w.allowed
+        if self._suspects:
+            self._suspects.discard(mb_id)
+            w.alone = w.alone and bool(tasks)
         return mb
 
     def _bury(self, w: _Worker, outcomes: list[Event]) -> None:
@@ -399,15 +424,17 @@ class WorkerPool:
         self._replace(w, outcomes)
 
     def _fail_running(self, w: _Worker, error: str, outcomes: list[Event]) -> None:
-        """The attempts `w` was running failed: the one it started last, and with several in
-        flight every one before it not reported ended (which one brought the worker down is not
-        known). Results come in lists, so with one at a time the ones before it ended
-        unreported: they come back (Returned) to run again."""
+        """The attempt `w` was running failed: the one it started last. Results come in lists,
+        so with one at a time the ones before it ended unreported: they come back (Returned)
+        to run again. With several in flight, each one started and not reported ended comes
+        back, a suspect to run alone."""
         running = w.running()
         started = next((i for i, mb in enumerate(w.tasks) if mb.id == running), 0)
-        if w.in_flight > 1:
-            error += f" ({started + 1} mini-batches were in flight in it)" if started else ""
-            outcomes.extend(Outcome(w.tasks.popleft(), None, error=error) for _ in range(started + 1))
+        if w.in_flight > 1 and started:
+            for _ in range(started + 1):
+                mb = w.tasks.popleft()
+                self._suspects.add(mb.id)
+                outcomes.append(Returned(mb, False))
             return
         outcomes.extend(Returned(w.tasks.popleft(), False) for _ in range(started))
         outcomes.append(Outcome(w.tasks.popleft(), None, error=error))

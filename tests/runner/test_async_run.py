@@ -15,7 +15,7 @@ from rich.console import Console
 
 from parallelrun.runner import pool
 from parallelrun.runner.local import LocalRunError, run_local
-from parallelrun.runner.spec import SpecError, load_spec_file
+from parallelrun.runner.spec import SpecError, load_spec, load_spec_file
 
 
 def quiet_run(path, **kw):
@@ -146,14 +146,16 @@ def test_a_call_that_ignores_its_cancellation_is_left_behind(scripted, job):
 
 def test_a_call_that_blocks_the_loop_has_its_worker_killed(scripted, job, monkeypatch):
     """A synchronous call inside async run() stops the loop and every call on it: the pool kills
-    the worker (after the grace it leaves the worker's own cancel), and the error says why."""
+    the worker (after the grace it leaves the worker's own cancel); the calls it had in flight
+    run again alone, where the blocking one fails its attempt, and the error says why."""
     monkeypatch.setattr(pool, "CANCEL_GRACE", 0.5)
-    summary = quiet_run(scripted(["ok", "block", "ok"], miniBatchesInFlight=2, runInvocationTimeout=1, runMaxTry=1))
-    assert summary["items"]["succeeded"] + summary["items"]["failed"] == 3
-    errors = errors_of(summary)
-    assert "item_001.txt" in {e["item"].rsplit("/", 1)[1] for e in errors}
-    assert all("event loop was blocked" in e["error"] for e in errors)
-    assert "item_000.txt" in job.final().read_text().split()  # it ended before the loop stopped
+    summary = quiet_run(scripted(["ok", "block", "ok", "ok"], miniBatchesInFlight=4, runInvocationTimeout=1,
+                                 runMaxTry=1))
+    assert summary["items"] == {"succeeded": 3, "failed": 1}
+    [error] = errors_of(summary)
+    assert error["item"].endswith("item_001.txt") and error["attempts"] == 1
+    assert "event loop was blocked" in error["error"]
+    assert job.final().read_text().split() == ["item_000.txt", "item_002.txt", "item_003.txt"]
 
 
 def test_an_exception_in_one_call_fails_only_its_mini_batch(scripted, job):
@@ -170,11 +172,11 @@ def test_an_exception_in_one_call_fails_only_its_mini_batch(scripted, job):
 
 
 def test_a_worker_killed_with_16_calls_in_flight_loses_and_doubles_nothing(scripted, job, monkeypatch):
-    """Every call in flight in the dead worker counts a failed attempt and runs again; those
-    it held unstarted run again with no attempt spent. The output has each item once."""
+    """Which of the 16 calls in flight killed the worker is not known: each runs again alone,
+    no attempt spent (runMaxTry 1), as do those it held unstarted. The output has each item once."""
     actions = ["ok"] * 5 + ["kill"] + ["ok"] * 34
     monkeypatch.setenv("ACTIONS", "kill")
-    summary = quiet_run(scripted(actions, miniBatchesInFlight=16, runMaxTry=2))
+    summary = quiet_run(scripted(actions, miniBatchesInFlight=16, runMaxTry=1))
     planned = len(actions)
     assert summary["items"] == {"succeeded": planned, "failed": 0}
     assert summary["miniBatches"]["succeeded"] + summary["miniBatches"]["failed"] == planned
@@ -185,6 +187,33 @@ def test_a_worker_killed_with_16_calls_in_flight_loses_and_doubles_nothing(scrip
     in_the_dead_worker = [n for n, pid in scripted.events("start") if pid == first]
     assert len(in_the_dead_worker) == 16
     assert sorted(n for n, _ in scripted.events("done")) == names  # those in flight ended once, after the kill
+
+
+def test_a_call_that_crashes_its_worker_each_time_fails_alone(job, calls):
+    """A call that crashes its worker whenever it runs, with 8 in flight: it is found by running
+    the calls that were in flight alone, and only it fails, its attempts spent; none is doubled."""
+    job.actions(["ok"] * 3 + ["segv"] + ["ok"] * 12)
+    job.script(textwrap.dedent("""
+        import asyncio, ctypes, os
+        from pathlib import Path
+
+        async def run(mini_batch):
+            for path in mini_batch:
+                with open(os.environ["CALLS_LOG"], "a") as f:
+                    f.write(Path(path).name + "\\n")
+                await asyncio.sleep(0.05)
+                if Path(path).read_text() == "segv":
+                    ctypes.string_at(0)
+            return [Path(p).name for p in mini_batch]
+    """))
+    summary = quiet_run(job.write(miniBatchSize=1, processCountPerNode=1, miniBatchesInFlight=8, runMaxTry=2))
+    assert summary["items"] == {"succeeded": 15, "failed": 1}
+    [error] = errors_of(summary)
+    assert error["item"].endswith("item_003.txt") and error["attempts"] == 2
+    assert "killed by SIGSEGV" in error["error"]
+    assert job.final().read_text().split() == [f"item_{i:03d}.txt" for i in range(16) if i != 3]
+    ran = calls.read_text().split()
+    assert ran.count("item_003.txt") == 3  # beside others once, then alone twice
 
 
 # The same scoring in two forms; each call's latency depends on its mini-batch, so the async
@@ -316,3 +345,4 @@ def test_mini_batches_in_flight_enters_the_spec_only_where_set(job):
     assert "miniBatchesInFlight" not in load_spec_file(str(job.write())).to_dict()
     spec = load_spec_file(str(job.write(miniBatchesInFlight=16)))
     assert spec.mini_batches_in_flight == 16 and spec.to_dict()["miniBatchesInFlight"] == 16
+    assert load_spec({"spec": spec.to_dict()}).mini_batches_in_flight == 16  # as the operator hands it to pods
