@@ -1,7 +1,7 @@
 """Planning Azure Blob input: the planner's paged listing against adlfs' find, on Azurite.
 
 adlfs' find(detail=True) holds every blob's full properties until the listing ends;
-the planner (runner/plan.py, _azure_blobs) lists page by page and keeps a name and a
+the planner (runner/planning/listing.py, _azure_blobs) lists page by page and keeps a name and a
 size. This measures both on the same container, each in a fresh process: time, and
 peak memory above the process's resident set just before (Linux VmHWM, reset through
 /proc/self/clear_refs). `find` is adlfs' call alone; `plan_run` is the operator's whole

@@ -6,7 +6,7 @@ the 353 MiB planning added before.
 
   bare      a recursive os.scandir of the folder, each entry's relative path and size
             kept and sorted (bench_operator.bare_listing): the least any planner does.
-  planning  parallelrun.runner.plan.ensure_plan(spec, fs, layout), as local mode and
+  planning  parallelrun.runner.planning.ensure_plan(spec, fs, layout), as local mode and
             the operator call it: list, stamp, cut, shard, and write the plan (its
             shard files and header) under a fresh work folder.
 
@@ -56,7 +56,7 @@ def cache_folder(files: int) -> Path:
 def measure(step: str, data: str, work: str) -> dict:
     """One step's wall seconds and added peak memory, in this process."""
     from parallelrun.runner.layout import Layout
-    from parallelrun.runner.plan import ensure_plan
+    from parallelrun.runner.planning import ensure_plan
     from parallelrun.runner.spec import load_spec
     from parallelrun.runner.storage import filesystem
 

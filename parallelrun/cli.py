@@ -201,7 +201,7 @@ def _run_job(args, console) -> tuple[int, dict]:
     from parallelrun.runner.contract import PermanentError
     from parallelrun.runner.local import LocalRunError, run_local
     from parallelrun.runner.lock import RunLocked
-    from parallelrun.runner.plan import PlanError
+    from parallelrun.runner.planning import PlanError
     from parallelrun.runner.processes import raise_terminated
     from parallelrun.runner.spec import SpecError
 

@@ -36,7 +36,7 @@ from .contract import (
 )
 from .layout import Layout
 from .merge import MergeError, merge
-from .plan import ensure_plan, read_plan
+from .planning import ensure_plan, read_plan
 from .pool import InitError
 from .records import ShardProgress, TerminationMessage
 from .shard import ShardRunner

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from .layout import Layout
-from .plan import Plan
+from .planning import Plan
 from .records import ClaimRecord, Heartbeat
 from .storage import create_if_absent, is_local, write_atomic
 

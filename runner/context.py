@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
-from .plan import MiniBatch, Plan
+from .planning import MiniBatch, Plan
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .accounting import Counts
-from .plan import Plan
+from .planning import Plan
 from .records import RunSummary
 
 

@@ -28,7 +28,7 @@ from .jobview import JobView
 from .layout import Layout, run_id_for
 from .lock import RunLock
 from .merge import MergeError, merge
-from .plan import Plan, ensure_plan
+from .planning import Plan, ensure_plan
 from .pool import InitError, WorkerPool
 from .records import ShardProgress, progress_total
 from .repair import prepare_repair, repair_target

@@ -27,7 +27,7 @@ from .accounting import ALL_ITEMS_FAILED, Counts, all_items_failed, spec_thresho
 from .commits import Parts, read_commits
 from .contract import PermanentError
 from .layout import Layout
-from .plan import Plan
+from .planning import Plan
 from .records import DoneRecord, RunSummary, ShardResult
 from .reportfiles import write_report
 from .schemas import aligned

@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection, wait
 from typing import NamedTuple
 
 from .contract import PermanentError
-from .plan import MiniBatch
+from .planning import MiniBatch
 from .preprocess import PREPROCESS_LOST, ItemFailed
 from .processes import ProcessGroup
 from .storage import StorageRefused, StorageUnavailable

@@ -22,7 +22,7 @@ from .formats import (
     raw_lines,
 )
 from .partition_keys import key_filter
-from .plan import MiniBatch, Plan, file_version
+from .planning import MiniBatch, Plan, file_version
 from .schemas import aligned, from_header
 from .storage import filesystem, is_local
 

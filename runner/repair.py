@@ -25,7 +25,7 @@ from .commits import read_commits
 from .contract import PermanentError
 from .layout import REPAIR_MARKER, Layout
 from .merge import PREVIOUS_SUFFIX
-from .plan import read_plan, source_versions
+from .planning import read_plan, source_versions
 from .records import RunSummary
 from .spec import JobSpec
 from .storage import join, write_atomic

@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 
 from .commits import read_commits
 from .merge import read_summary
-from .plan import read_plan
+from .planning import read_plan
 from .records import AttemptLine, ResourceSample, RunSummary
 from .reportfiles import attempts_csv, parse_resources, read_resources
 from .runfolders import describe

@@ -23,7 +23,7 @@ from .contract import PermanentError
 from .layout import Layout
 from .lock import RunLock, RunLocked, held_by, lock_path
 from .merge import read_summary
-from .plan import read_plan
+from .planning import read_plan
 from .records import Heartbeat
 from .storage import filesystem, join
 

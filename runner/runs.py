@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .layout import Layout
 from .merge import read_summary
-from .plan import PlanError, input_changes, read_plan
+from .planning import PlanError, input_changes, read_plan
 from .records import RunSummary
 from .spec import JobSpec
 

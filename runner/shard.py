@@ -23,7 +23,7 @@ from .claims import Chunk, Claims
 from .commits import CommitLog, read_commits
 from .contract import CODE_DIR, CODE_DIR_ENV, PermanentError
 from .layout import Layout
-from .plan import MiniBatch, Plan, changed_sources, plan_lines
+from .planning import MiniBatch, Plan, changed_sources, plan_lines
 from .pool import Outcome, Placed, Returned, WorkerPool
 from .preprocess import processes_of
 from .readers import Reader

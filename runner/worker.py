@@ -47,7 +47,7 @@ from .commits import GroupFile, PartGroup
 from .context import UnusableInput, context_of, wants_context
 from .layout import Layout
 from .outputs import ItemError, ResultError, ResultTypeError, empty_columns, encode_part, result_length, split_results
-from .plan import MiniBatch, Plan
+from .planning import MiniBatch, Plan
 from .preprocess import PREPROCESS_LOST, ItemFailed, PreprocessLost
 from .preprocess import start as start_preprocess
 from .processes import join_pool

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from parallelrun.runner.claims import chunks
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.plan import Plan, read_plan
+from parallelrun.runner.planning import Plan, read_plan
 from parallelrun.runner.records import AttemptLine, ResourceSample
 from parallelrun.runner.reportfiles import attempts_csv, read_attempts, resources_csv
 from parallelrun.runner.storage import filesystem

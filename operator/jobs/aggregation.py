@@ -16,7 +16,7 @@ from typing import Literal
 
 from parallelrun.runner.accounting import Counts, spec_threshold_exceeded
 from parallelrun.runner.contract import EXIT_CONFIG, EXIT_THRESHOLD
-from parallelrun.runner.plan import shards_with_work
+from parallelrun.runner.planning import shards_with_work
 from parallelrun.runner.records import ShardProgress, progress_total
 from parallelrun.runner.spec import JobSpec
 

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.plan import Plan, ensure_plan, read_plan
+from parallelrun.runner.planning import Plan, ensure_plan, read_plan
 from parallelrun.runner.records import RunSummary
 from parallelrun.runner.repair import RepairError, prepare_repair, repair_target
 from parallelrun.runner.spec import JobSpec

@@ -29,7 +29,7 @@ from parallelrun.runner.accounting import ALL_ITEMS_FAILED, all_items_failed
 from parallelrun.runner.api import BATCH_INFERENCE_JOB, LABEL_JOB_UID
 from parallelrun.runner.contract import EXIT_THRESHOLD, PermanentError
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.plan import shards_with_work
+from parallelrun.runner.planning import shards_with_work
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec, SpecError, load_spec
 from parallelrun.runner.storage import storage_error
 

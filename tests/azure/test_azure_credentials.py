@@ -8,7 +8,7 @@ import pytest
 from azurite import ACCOUNT_KEY, CREDENTIAL_VARIABLES
 
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.plan import ensure_plan, make_plan, read_shard
+from parallelrun.runner.planning import ensure_plan, make_plan, read_shard
 from parallelrun.runner.spec import load_spec
 from parallelrun.runner.storage import filesystem
 

@@ -11,7 +11,7 @@ import pytest
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.merge import MergeError, merge
 from parallelrun.runner.outputs import encode_part
-from parallelrun.runner.plan import ensure_plan
+from parallelrun.runner.planning import ensure_plan
 from parallelrun.runner.schemas import schema_to_text
 from parallelrun.runner.spec import load_spec
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from parallelrun.runner.plan import PlanError, make_plan
+from parallelrun.runner.planning import PlanError, make_plan
 from parallelrun.runner.readers import Reader
 from parallelrun.runner.spec import load_spec
 

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.local import run_local
-from parallelrun.runner.plan import read_plan
+from parallelrun.runner.planning import read_plan
 from parallelrun.runner.reportfiles import read_attempts, read_resources
 
 

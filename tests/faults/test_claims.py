@@ -26,7 +26,7 @@ from parallelrun.runner.claims import Claims, chunks
 from parallelrun.runner.commits import read_commits
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.local import run_local
-from parallelrun.runner.plan import read_plan
+from parallelrun.runner.planning import read_plan
 from parallelrun.runner.records import ClaimRecord, Heartbeat, ShardProgress, progress_total
 from parallelrun.runner.reportfiles import read_attempts
 from parallelrun.runner.spec import load_spec_file

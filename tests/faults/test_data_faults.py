@@ -20,7 +20,7 @@ import pytest
 from rich.console import Console
 
 from parallelrun.runner.local import LocalRunError, run_local
-from parallelrun.runner.plan import InputChanged, MiniBatch
+from parallelrun.runner.planning import InputChanged, MiniBatch
 
 ECHO = """
 def run(df):
@@ -127,16 +127,16 @@ def test_rows_that_vanished_after_planning_are_failed_items(job, monkeypatch):
     """Item 7: a file truncated between planning and scoring: its planned rows are failed items."""
     write_csv(job.data / "a.csv", range(1000))
     job.script(ECHO)
-    from parallelrun.runner import plan as planning
+    from parallelrun.runner.planning import making
 
-    make_plan = planning.make_plan
+    make_plan = making.make_plan
 
     def truncating(spec, env=None):
         made = make_plan(spec, env)
         write_csv(job.data / "a.csv", range(950))  # shorter once planned
         return made
 
-    monkeypatch.setattr(planning, "make_plan", truncating)
+    monkeypatch.setattr(making, "make_plan", truncating)
     summary = quiet_run(job.write(input={"type": "tabular", "format": "csv"}, miniBatchSize=100,
                                   output={"format": "csv"}, runMaxTry=1))
     assert summary["plan"]["items"] == 1000
@@ -436,7 +436,7 @@ def test_a_model_the_planner_cannot_see_is_not_compared(job, tmp_path):
 
 
 def test_own_output_is_recognised_under_another_name_of_the_same_store():
-    from parallelrun.runner.plan import _own_output
+    from parallelrun.runner.planning.listing import _own_output
     from parallelrun.runner.spec import load_spec
 
     spec = load_spec({"spec": {"input": {"uri": "abfs://c/data/", "type": "files"}, "code": {"entryScript": "s.py"},

@@ -16,7 +16,7 @@ from rich.console import Console
 from parallelrun.runner.commits import CommitLog, PartGroup, Parts, read_commits
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.local import run_local
-from parallelrun.runner.plan import ensure_plan, read_plan
+from parallelrun.runner.planning import ensure_plan, read_plan
 from parallelrun.runner.records import DoneRecord
 from parallelrun.runner.reportfiles import read_attempts
 from parallelrun.runner.spec import load_spec_file

@@ -26,7 +26,7 @@ import pytest
 from rich.console import Console
 
 from parallelrun.runner.local import run_local
-from parallelrun.runner.plan import MiniBatch, Plan, PlanError, make_plan
+from parallelrun.runner.planning import MiniBatch, Plan, PlanError, make_plan
 from parallelrun.runner.readers import PartitionMismatch, Reader
 from parallelrun.runner.spec import load_spec
 

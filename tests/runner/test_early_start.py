@@ -9,7 +9,7 @@ from rich.console import Console
 
 from parallelrun.runner import local
 from parallelrun.runner.local import run_local
-from parallelrun.runner.plan import PlanError
+from parallelrun.runner.planning import PlanError
 
 # init() and shutdown() log the worker's pid; run() echoes each file's name.
 SCRIPT = """

@@ -12,7 +12,7 @@ from rich.console import Console
 from parallelrun.runner import local
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.local import run_local
-from parallelrun.runner.plan import read_plan
+from parallelrun.runner.planning import read_plan
 from parallelrun.runner.storage import filesystem
 
 # Each worker logs "pid start end" (monotonic, one clock for every process) when it shuts down.

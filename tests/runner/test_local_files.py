@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from parallelrun.runner.plan import make_plan
+from parallelrun.runner.planning import make_plan
 from parallelrun.runner.readers import InputChangedError, Reader
 from parallelrun.runner.spec import load_spec
 

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.local import run_local
-from parallelrun.runner.plan import InputChanged, PlanError, ensure_plan, make_plan, manifest_entries
+from parallelrun.runner.planning import InputChanged, PlanError, ensure_plan, make_plan, manifest_entries
 from parallelrun.runner.readers import Reader
 from parallelrun.runner.spec import SpecError, load_spec
 from parallelrun.runner.storage import filesystem

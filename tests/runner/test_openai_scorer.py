@@ -20,7 +20,7 @@ from rich.console import Console
 
 from parallelrun.runner import openai_scorer
 from parallelrun.runner.local import LocalRunError, run_local
-from parallelrun.runner.plan import PlanError
+from parallelrun.runner.planning import PlanError
 from parallelrun.runner.ratelimit import RateLimit
 from parallelrun.runner.spec import OpenAISettings, SpecError, load_spec
 

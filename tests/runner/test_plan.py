@@ -13,7 +13,7 @@ import pytest
 
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.parquetjoin import read_footer
-from parallelrun.runner.plan import (
+from parallelrun.runner.planning import (
     FileBatches,
     Listing,
     MiniBatch,
@@ -131,7 +131,7 @@ def test_parquet_is_planned_from_the_footers_without_loading_pyarrow_or_numpy(tm
     write_parquet(tmp_path / "a.parquet", 1000, 100)
     code = f"""
 import sys
-from parallelrun.runner.plan import make_plan
+from parallelrun.runner.planning import make_plan
 from parallelrun.runner.spec import load_spec
 spec = load_spec({{"spec": {{"input": {{"uri": {str(tmp_path)!r}, "type": "tabular", "format": "parquet"}},
                  "code": {{"entryScript": "s.py"}}, "output": {{"uri": "/tmp/o/"}}, "miniBatchSize": 250}}}})
@@ -142,7 +142,7 @@ print([mb.rows for mb in make_plan(spec).mini_batches], [m for m in sys.modules 
 
 
 def test_past_its_budget_of_footer_bytes_pyarrow_reads_them_with_the_same_plan(tmp_path, monkeypatch):
-    import parallelrun.runner.plan as planning
+    from parallelrun.runner.planning import making
 
     for name, rows, group in (("a", 1000, 100), ("b", 1000, 1000), ("c", 10, 3)):
         write_parquet(tmp_path / f"{name}.parquet", rows, group)
@@ -150,12 +150,12 @@ def test_past_its_budget_of_footer_bytes_pyarrow_reads_them_with_the_same_plan(t
     in_python = make_plan(spec).mini_batches
     made = []
 
-    class OneFooterInPython(planning._RowGroupRows):
+    class OneFooterInPython(making.RowGroupRows):
         def __init__(self):
             super().__init__(python_bytes=1)
             made.append(self)
 
-    monkeypatch.setattr(planning, "_RowGroupRows", OneFooterInPython)
+    monkeypatch.setattr(making, "RowGroupRows", OneFooterInPython)
     assert make_plan(spec).mini_batches == in_python
     with open(tmp_path / "a.parquet", "rb") as f:  # the first file's footer; b's and c's went to pyarrow
         assert made[0].parsed == read_footer(f)[1]

@@ -7,7 +7,8 @@ import pytest
 
 from parallelrun.runner.claims import chunks
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.plan import FileBatches, Listing, MiniBatch, _local_listing, make_plan, read_plan, write_plan
+from parallelrun.runner.planning import FileBatches, Listing, MiniBatch, make_plan, read_plan, write_plan
+from parallelrun.runner.planning.listing import _local_listing
 from parallelrun.runner.shard import ShardRunner
 from parallelrun.runner.spec import load_spec
 from parallelrun.runner.storage import filesystem

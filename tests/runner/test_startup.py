@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from parallelrun.runner.commits import record_line
-from parallelrun.runner.plan import FileBatches, Listing, MiniBatch, shard
+from parallelrun.runner.planning import FileBatches, Listing, MiniBatch, shard
 from parallelrun.runner.records import DoneRecord
 
 HEAVY = ("numpy", "pandas", "pyarrow", "fsspec")

@@ -27,7 +27,7 @@ from parallelrun.runner import column_types
 from parallelrun.runner.column_types import SchemaMismatch
 from parallelrun.runner.local import run_local
 from parallelrun.runner.outputs import encode_part
-from parallelrun.runner.plan import Plan, PlanError, make_plan
+from parallelrun.runner.planning import Plan, PlanError, make_plan
 from parallelrun.runner.readers import Reader
 from parallelrun.runner.spec import SpecError, load_spec
 
