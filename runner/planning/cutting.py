@@ -216,6 +216,7 @@ def partition_batches(spec: JobSpec, root: str, files: list[InputFile], env,
     from ..schemas import SchemaClash, unify
 
     fmt, options, keys = spec.input.format, spec.input.options, list(spec.partition_keys)
+    assert fmt is not None  # tabular input has a format
     sizes = {f.rel: f.size for f in files}
     try:
         if types is not None:

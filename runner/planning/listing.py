@@ -8,15 +8,13 @@ import fnmatch
 import os
 import posixpath
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from stat import S_ISDIR, S_ISREG
 
 from ..contract import URI_SCHEME
 from ..spec import JobSpec
 from ..storage import filesystem, is_local, protocol_of, strip_protocol
 from .model import InputFile, Listing, PlanError
-
-# -- listing -------------------------------------------------------------------
 
 
 def list_input(spec: JobSpec, env: Mapping[str, str] | None = None) -> tuple[str, list[InputFile]]:
@@ -36,10 +34,12 @@ def list_files(spec: JobSpec, env: Mapping[str, str] | None) -> tuple[str, Listi
         root, files = _manifest_input(spec.input.manifest, env)
         return root, Listing.of(files)
     uri = spec.input.uri
+    assert uri is not None  # the spec has an input.uri or an input.manifest
     fs, root = filesystem(uri, env)
     keep = _keep(spec, root)
     try:
         if fs.isfile(root):
+            version: int | str | None
             if is_local(fs):  # the version a reader compares: mtime in ns
                 stat = os.stat(root)
                 size, version = stat.st_size, stat.st_mtime_ns
@@ -68,9 +68,6 @@ def _keep(spec: JobSpec, root: str):
     if matches is None and own_output is None:
         return None
     return lambda rel: (matches is None or matches(rel)) and (own_output is None or not own_output(rel))
-
-
-# -- manifests ------------------------------------------------------------------
 
 
 def manifest_entries(text: str, manifest_uri: str) -> list[str]:
@@ -170,7 +167,7 @@ def _remote_stamps(fs, paths: list[str]) -> list[tuple[int, str | None] | str]:
                 infos.append(fs.info(p))
             except Exception as e:  # noqa: BLE001 - judged below, as the async results are
                 infos.append(e)
-    stamps = []
+    stamps: list[tuple[int, str | None] | str] = []
     for info in infos:
         if isinstance(info, FileNotFoundError):
             stamps.append("does not exist")
@@ -193,7 +190,7 @@ def _own_output(spec: JobSpec, input_root: str):
     inside the input, or its final file (and the one an earlier run left) beside the input;
     None when the output cannot be among the input."""
     protocol = protocol_of(spec.output.uri)
-    if _store(protocol) != _store(protocol_of(spec.input.uri)):
+    if spec.input.uri is None or _store(protocol) != _store(protocol_of(spec.input.uri)):
         return None
     out = strip_protocol(spec.output.uri).rstrip("/")
     base = input_root.rstrip("/")
@@ -225,6 +222,7 @@ def file_version(info: dict) -> str | None:
 def _found_files(fs, root: str) -> Iterator[InputFile]:
     """The files under `root` of a remote store, but those under `_` or `.` names
     (a local walk does not enter those folders at all)."""
+    found: Iterable[tuple[str, int, str | None]]
     if type(fs).__name__ == "AzureBlobFileSystem":  # adlfs, for az:// and abfs://
         found = _azure_blobs(fs, root)
     else:

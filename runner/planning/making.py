@@ -9,7 +9,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from stat import S_ISFIFO, S_ISREG, S_ISSOCK
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from ..spec import JobSpec
 from ..storage import filesystem, is_local, strip_protocol, write_atomic
 from .cutting import RowGroupRows, parquet_batches, partition_batches, text_batches
 from .listing import list_files
-from .model import FileBatches, InputChanged, InputFile, Listing, Plan, PlanError
+from .model import FileBatches, InputChanged, InputFile, Listing, MiniBatch, Plan, PlanError
 from .shards import shard
 from .sources import input_changes, source_versions
 from .store import read_plan, write_plan
@@ -35,11 +35,13 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
     """List and cut the input of `spec` into mini-batches and shards."""
     root, listing = list_files(spec, env)
     if spec.input.type == "files":
-        mini_batches = FileBatches(listing, spec.mini_batch_size.value)
+        files_batches = FileBatches(listing, spec.mini_batch_size.value)
         return Plan(input_uri=root, input_type="files", input_format=None, options=dict(spec.input.options),
-                    shards=shard(mini_batches, spec.node_count), total_mini_batches=len(mini_batches),
-                    total_items=len(listing), total_bytes=sum(listing.sizes), mini_batches=mini_batches,
+                    shards=shard(files_batches, spec.node_count), total_mini_batches=len(files_batches),
+                    total_items=len(listing), total_bytes=sum(listing.sizes), mini_batches=files_batches,
                     sources=source_versions(spec, env))
+    fmt = spec.input.format
+    assert fmt is not None  # tabular input has a format
     files = _with_rows(root, listing.files(), env)
     listing = Listing.of(files)  # without the entries that hold no rows
     fs, base = filesystem(root, env)
@@ -47,13 +49,13 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
     types = _text_schema(spec, fs, root, base, listing) if typed else None
     if spec.code.openai:
         _check_custom_ids(fs, root, base, listing)
+    batches: list[MiniBatch] = []
     if spec.partition_keys:
         batches, schema = partition_batches(spec, root, files, env, types)
     else:
         schema, row_groups = types, RowGroupRows()
-        cut = {"parquet": functools.partial(parquet_batches, row_groups=row_groups), "csv": text_batches,
-               "jsonl": text_batches}[spec.input.format]
-        batches = []
+        cut: Callable[..., Iterable[MiniBatch]] = \
+            functools.partial(parquet_batches, row_groups=row_groups) if fmt == "parquet" else text_batches
         for f in files:
             try:
                 batches.extend(cut(spec, fs, f"{base}/{f.rel}", f.rel, f.size))
@@ -62,13 +64,14 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
         if spec.input.format == "parquet":
             schema = row_groups.unified(fs, base, root, listing.rels)
     stamps = {f.rel: (f.size, f.version) for f in files}
-    mini_batches = []
+    mini_batches: list[MiniBatch] = []
     first_row: int | None = 0  # None from the first mini-batch whose rows only reading tells
     for i, b in enumerate(batches):
         mini_batches.append(dataclasses.replace(b, id=i, stamps=tuple(x for p in b.paths for x in stamps[p]),
                                                 first_row=first_row))
         first_row = None if first_row is None or b.items is None else first_row + b.items
-    items = None if any(b.items is None for b in mini_batches) else sum(b.items for b in mini_batches)
+    counted = [b.items for b in mini_batches]
+    items = None if None in counted else sum(n for n in counted if n is not None)
     return Plan(input_uri=root, input_type=spec.input.type, input_format=spec.input.format,
                 options=dict(spec.input.options), shards=shard(mini_batches, spec.node_count),
                 total_mini_batches=len(mini_batches), total_items=items,
@@ -92,6 +95,7 @@ def _text_schema(spec: JobSpec, fs, root: str, base: str, listing: Listing) -> p
     """The column types of a csv/jsonl input (column_types.py)."""
     from ..column_types import infer
 
+    assert spec.input.format is not None  # tabular input has a format
     try:
         return infer(spec.input.format, spec.input.options, fs, base, listing.rels, listing.sizes)
     except (OSError, ValueError) as e:

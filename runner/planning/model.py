@@ -82,7 +82,10 @@ class MiniBatch:
 
     @property
     def paths(self) -> tuple[str, ...]:
-        return self.files if self.files is not None else (self.file,)
+        if self.files is not None:
+            return self.files
+        assert self.file is not None  # a mini-batch has files, or a file (tabular)
+        return (self.file,)
 
     def file_stamps(self) -> list[tuple | None]:
         """(size, version) of each of `paths` when planned; None each where the plan has none."""
@@ -165,13 +168,13 @@ class FileBatches(Sequence):
     straight from them: a million MiniBatch objects would double planning's time."""
 
     def __init__(self, listing: Listing, count: int):
-        self.listing, self.count = listing, count
+        self.listing, self.per_batch = listing, count
         sizes = listing.sizes
         self.sizes = sizes if count == 1 else [sum(sizes[a:a + count]) for a in range(0, len(sizes), count)]
 
     def items_between(self, start: int, stop: int) -> int:
         """The files of mini-batches start..stop-1."""
-        return min(stop * self.count, len(self.listing)) - min(start * self.count, len(self.listing))
+        return min(stop * self.per_batch, len(self.listing)) - min(start * self.per_batch, len(self.listing))
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -179,7 +182,7 @@ class FileBatches(Sequence):
     def __getitem__(self, index):
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
-            if step != 1 or self.count != 1:
+            if step != 1 or self.per_batch != 1:
                 return [self[i] for i in range(start, stop, step)]
             rels, sizes, versions = self.listing.rels, self.listing.sizes, self.listing.versions
             return [MiniBatch(i, size, 1, (rel,), None, None, None, None, (size, version))  # in one pass
@@ -189,13 +192,13 @@ class FileBatches(Sequence):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(index)
-        a, b = index * self.count, min((index + 1) * self.count, len(self.listing))
+        a, b = index * self.per_batch, min((index + 1) * self.per_batch, len(self.listing))
         return MiniBatch(index, int(self.sizes[index]), b - a, tuple(self.listing.rels[a:b]), None, None, None, None,
                          tuple(self._stamps(a, b)))
 
     def _stamps(self, a: int, b: int) -> list:
         """Files a..b-1's (size, version) pairs, flat."""
-        stamps = [0, 0] * (b - a)
+        stamps: list[int | str | None] = [0, 0] * (b - a)
         stamps[0::2], stamps[1::2] = self.listing.sizes[a:b], self.listing.versions[a:b]
         return stamps
 
@@ -206,13 +209,13 @@ class FileBatches(Sequence):
         """Mini-batches start..stop-1 as the plan's JSON lines (MiniBatch.to_json's), made from the columns."""
         encode = _JSON.encode
         rels, sizes, versions = self.listing.rels, self.listing.sizes, self.listing.versions
-        if self.count == 1:
+        if self.per_batch == 1:
             return [f'{{"id":{i},"size":{sizes[i]},"items":1,"files":[{encode(rels[i])}],"stamps":[{sizes[i]},'
                     f'{v if type(v) is int else encode(v)}]}}' for i, v in zip(range(start, stop),
                                                                                versions[start:stop])]
         lines = []
         for i in range(start, stop):
-            a, b = i * self.count, min((i + 1) * self.count, len(rels))
+            a, b = i * self.per_batch, min((i + 1) * self.per_batch, len(rels))
             lines.append(f'{{"id":{i},"size":{self.sizes[i]},"items":{b - a},"files":{encode(rels[a:b])},'
                          f'"stamps":{encode(self._stamps(a, b))}}}')
         return lines

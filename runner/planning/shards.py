@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from itertools import accumulate, pairwise, repeat
 
 from ..records import ShardRange
 from .model import FileBatches, MiniBatch
 
-# -- shards ----------------------------------------------------------------------
 
-
-def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
+def shard(mini_batches: Sequence[MiniBatch], count: int) -> list[ShardRange]:
     """Cut the plan into `count` contiguous shards of about equal bytes, never more shards
     than mini-batches (one empty shard when there are none).
 
@@ -21,6 +20,7 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
     """
     n = len(mini_batches)
     count = max(1, min(count, n))
+    items_between: Callable[[int, int], int | None]
     if isinstance(mini_batches, FileBatches):
         sizes, items_between = mini_batches.sizes, mini_batches.items_between
     else:
@@ -28,7 +28,8 @@ def shard(mini_batches: list[MiniBatch], count: int) -> list[ShardRange]:
         items = [b.items for b in mini_batches]
 
         def items_between(a: int, b: int) -> int | None:
-            return None if None in items[a:b] else sum(items[a:b])
+            window = items[a:b]
+            return None if None in window else sum(n for n in window if n is not None)
     weights = sizes if 0 not in sizes else list(map(max, sizes, repeat(1)))  # an empty file weighs 1
     cumulative = array("q", accumulate(weights))  # no numpy: a files job does not load it
     total = cumulative[-1] if n else 0

@@ -12,8 +12,6 @@ from .listing import file_version, list_input
 from .model import Plan
 from .store import read_shard
 
-# -- what a plan was made from -------------------------------------------------------
-
 
 def source_versions(spec: JobSpec, env: Mapping[str, str] | None = None) -> dict:
     """Versions of the model and side inputs, to tell a resumed run that they changed."""
@@ -48,7 +46,7 @@ def input_changes(spec: JobSpec, plan: Plan, fs, layout: Layout, env: Mapping[st
             for mb in read_shard(fs, layout, s.index):
                 if mb.stamps is None:  # a plan written before stamps were recorded
                     return []
-                planned.update(zip(mb.paths, mb.file_stamps()))
+                planned.update(zip(mb.paths, zip(mb.stamps[0::2], mb.stamps[1::2])))
     root, files = list_input(spec, env)
     now = {f.rel: (f.size, f.version) for f in files}
     if root != plan.input_uri:  # a manifest now listing files of another folder: compare whole URIs

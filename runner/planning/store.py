@@ -9,8 +9,6 @@ from ..layout import Layout
 from ..storage import write_atomic
 from .model import FileBatches, MiniBatch, Plan
 
-# -- persistence -----------------------------------------------------------------
-
 
 def plan_lines(mini_batches: Sequence[MiniBatch], start: int, stop: int) -> list[str]:
     """Mini-batches start..stop-1 as their lines of the plan (without newlines)."""
@@ -31,6 +29,7 @@ def _text(lines: list[str]) -> bytes:
 
 def write_plan(plan: Plan, fs, layout: Layout) -> None:
     """Write every shard's mini-batches, then the header: its presence commits the plan."""
+    assert plan.mini_batches is not None  # a plan made here, not read back
     for s in plan.shards:
         write_atomic(fs, layout.plan_shard(s.index), _text(plan_lines(plan.mini_batches, s.first, s.first + s.count)))
     write_atomic(fs, layout.plan_header, json.dumps(plan.header(), indent=1).encode())
