@@ -17,6 +17,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 
 from rich.console import Console
@@ -87,7 +88,7 @@ def _entry_script_bytes(spec: JobSpec) -> bytes:
     return b""
 
 
-def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console: Console | None = None,
+def run_local(path: str, overrides: Sequence[str] = (), fresh: bool = False, console: Console | None = None,
               retry_failed: bool = False) -> dict:
     """Run a BatchInferenceJob (or AML v2 parallel job) file here; returns its summary.json (with the run's
     `seconds` and worker `logs`), or raises LocalRunError.
@@ -181,8 +182,8 @@ def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch:
     Returns why the shards were stopped (a threshold; None: they all finished) and when
     scoring started; raises LocalRunError when a shard failed or the run was interrupted."""
     tally = _Tally(spec, plan)
-    errors = []
-    running = []  # the shards still running; `finished` is set when none is
+    errors: list[BaseException] = []
+    running: list[ShardRunner] = []  # the shards still running; `finished` is set when none is
     finished = threading.Event()
 
     early = [s.index for s in plan.shards if s.count and s.index < len(pools)]
