@@ -293,6 +293,14 @@ def job_spec_schema() -> dict:
             "runMaxTry": integer("[run_max_try] Attempts per mini-batch.", minimum=1, default=3),
             "prefetchMiniBatches": integer("Mini-batches each worker reads ahead (remote files fetched) while "
                                            "run() computes; 0 reads each when its turn comes.", minimum=0, default=2),
+            "preprocessProcesses": integer("Processes per pod that run the entry script's preprocess(item), shared "
+                                           "out among its workers, on the next mini-batches while run() computes; "
+                                           "0 runs preprocess() in the workers.", minimum=0, default=0),
+            "miniBatchesInFlight": integer(
+                "Mini-batches each worker keeps in flight at once on one event loop, each with its own "
+                "runInvocationTimeout, retries and accounting; needs `async def run(mini_batch)` (a remote "
+                "endpoint, an LLM engine with continuous batching). Useful values 4-64; workers then read "
+                "at least as many ahead.", minimum=1, maximum=1024, default=1),
             "loggingLevel": string("[logging_level] The runner's and the entry script's log level.",
                                    enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                                    default="INFO"),
@@ -308,7 +316,9 @@ def job_spec_schema() -> dict:
                                   default=False),
             "retryFailed": boolean("Rerun only the failed mini-batches of this job's finished run, with "
                                    "the script and model as they are now, splicing their results into "
-                                   "the same ordered output (the old one kept as <fileName>.previous)."),
+                                   "the same ordered output (the old one kept as <fileName>.previous). "
+                                   "On a cluster: the latest finished run of a BatchInferenceJob of this "
+                                   "name under output.uri (re-apply it with this field)."),
         },
         required=["input", "output"],
         rules=[
@@ -363,6 +373,10 @@ def job_status_schema() -> dict:
                             "active", "succeeded", "failed", "current", "desired"),
             "progressText": string("Done and total mini-batches for display, e.g. \"812/1000\"."),
             "nodesText": string("Active and total pods for display, e.g. \"2/4\"."),
+            "itemsPerSecond": {"type": "number", "minimum": 0,
+                               "description": "Items scored per second since the run started (the Items/s "
+                                              "column of kubectl get bij)."},
+            "report": string("The run's report: one self-contained HTML page, written with the merge."),
             "jobName": string("The scoring Job."),
             "mergeJobName": string("The merge Job."),
             "outputUri": string("Where the output was written."),
@@ -609,6 +623,12 @@ def pipeline_spec_schema() -> dict:
                               "<workdir>/<run>/<step>/<output>/; the reuse index is in "
                               "<workdir>/_parallelrun/cache/.", minLength=1),
             "storage": job_spec_schema()["properties"]["storage"],
+            "queueName": string(
+                "A Kueue LocalQueue of this namespace for every step: container and component Jobs are created "
+                "suspended in it, batchInference steps that name no queueName of their own get it.",
+                minLength=1, pattern=DNS_NAME_PATTERN),
+            "priorityClassName": string("The PriorityClass of every step's pods, unless a batchInference step "
+                                        "names its own.", minLength=1, pattern=DNS_NAME_PATTERN),
             "steps": array("The steps: a graph from dependsOn and ${{steps.STEP.outputs.NAME}} "
                            "references.", step_schema("A step."), minItems=1, **steps),
             "finally": array("Steps run after every other step, whatever happened; ${{run.status}} "
@@ -628,6 +648,9 @@ def pipeline_status_schema() -> dict:
         "completionTime": timestamp("When the step finished."),
         "outputs": string_map("The step's outputs: name to URI."),
         "message": string("Why the step failed or was skipped."),
+        "progress": string("A batchInference step's mini-batches done of planned, and its failed items so far, "
+                           "e.g. \"12/40 mini-batches, 3 failed items\"."),
+        "failedItems": integer("A batchInference step's failed items so far.", minimum=0),
         "fingerprint": string("The hash of the step's resolved spec, component and code: its key in the reuse "
                               "index, and part of the fingerprint of the steps after it."),
     })
@@ -714,9 +737,11 @@ def batch_inference_job_crd() -> dict:
         column("Progress", ".status.progressText", description="Done/total mini-batches"),
         column("Failed", ".status.progress.items.failed", "integer", description="Failed items"),
         column("Nodes", ".status.nodesText", description="Active/total pods"),
+        column("Items/s", ".status.itemsPerSecond", "number", description="Items scored per second"),
         AGE,
         column("Run", ".status.runId", priority=1),
         column("Output", ".status.outputUri", priority=1),
+        column("Report", ".status.report", priority=1),
     ])
 
 

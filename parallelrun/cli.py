@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from parallelrun.runcommands import COMMANDS as RUN_COMMANDS
+from parallelrun.runcommands import add_commands as add_run_commands
+from parallelrun.runcommands import run_command
+
 DESCRIPTION = """\
 Batch inference: run a scoring script's init() and run(mini_batch) over a dataset in
 parallel, on this machine or on Kubernetes, as Azure ML's ParallelRunStep does; with
@@ -21,6 +25,8 @@ EXAMPLES = """examples:
   parallelrun run pipeline.yaml --set parameters.maxIter=500
   parallelrun validate examples/ --no-check               check every resource in a folder
   parallelrun schedule next nightly.yaml -n 5 -o json     the coming fire times
+  parallelrun status out/iris/                            a run's phase, counts and ETA
+  parallelrun report out/iris/ -o iris.html               a run's report as one HTML page
   parallelrun operator --help                             the Kubernetes operator's options
 """
 
@@ -535,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("operator", help="run the Kubernetes operator (see `parallelrun operator --help`)",
                         add_help=False)
     _add_schedule_commands(commands)
+    add_run_commands(commands, _add_output_option)
     return parser
 
 
@@ -569,6 +576,8 @@ def _main(argv: list[str]) -> int:
 
     # A reason or a path stays on one line; off a terminal a table is as wide as its content, not 80 columns.
     console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else _UNWRAPPED)
+    if args.command in RUN_COMMANDS:
+        return run_command(args, console)
     return {"run": _run, "validate": _validate, "convert": _convert, "schedule": _schedule,
             "trigger": _trigger}[args.command](args, console)
 

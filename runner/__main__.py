@@ -38,7 +38,7 @@ from .layout import Layout
 from .merge import MergeError, merge
 from .plan import ensure_plan, read_plan
 from .pool import InitError
-from .records import TerminationMessage
+from .records import ShardProgress, TerminationMessage
 from .shard import ShardRunner
 from .spec import load_spec_file
 from .storage import filesystem, storage_error, write_atomic
@@ -83,7 +83,7 @@ def _score(args) -> int:
                          wait_for_others=True)
     try:
         result = runner.run()
-        progress.publish(result.counts)
+        progress.publish(runner.progress)
     except PermanentError as e:  # the shard cannot go on: its counts so far, and why
         detail = getattr(e, "traceback", "")
         log.error("%s\n%s", e, detail)
@@ -101,14 +101,14 @@ class ProgressFile:
         self.fs, self.path = fs, path
         self._last: float | None = None
 
-    def update(self, shard: int, counts: Counts) -> None:
+    def update(self, shard: int, progress: ShardProgress) -> None:
         if self._last is None or time.monotonic() - self._last >= PROGRESS_PUBLISH_SECONDS:
-            self.publish(counts)
+            self.publish(progress)
 
-    def publish(self, counts: Counts) -> None:
+    def publish(self, progress: ShardProgress) -> None:
         self._last = time.monotonic()
         try:
-            write_atomic(self.fs, self.path, json.dumps(counts.to_dict()).encode())
+            write_atomic(self.fs, self.path, json.dumps(progress.to_dict()).encode())
         except Exception as e:  # noqa: BLE001 - a courtesy: the termination message has the counts
             log.warning("cannot publish progress to %s: %s", self.path, e)
 
@@ -131,9 +131,15 @@ def _merge(args) -> int:
     except MergeError as e:  # the merge's message: its reason, no shard's counts
         _write_termination_log(TerminationMessage(reason=str(e)).to_text())
         return e.exit_code
-    _write_termination_log(TerminationMessage(Counts.from_dict(summary), summary["reason"], summary["status"],
-                                              summary["output"]).to_text())
-    return EXIT_OK if summary["status"] == "Succeeded" else EXIT_THRESHOLD
+    from .reportpage import publish  # numpy and pyarrow: imported by the merge, not by every scoring pod
+
+    try:
+        publish(fs, layout)
+    except Exception as e:  # noqa: BLE001 - a courtesy: the run's outcome stands without its page
+        log.warning("cannot write the run's report to %s: %s", layout.report_page, e)
+    _write_termination_log(TerminationMessage(summary.counts, summary.reason, summary.status,
+                                              summary.output).to_text())
+    return EXIT_OK if summary.succeeded else EXIT_THRESHOLD
 
 
 def main(argv: list[str] | None = None) -> int:

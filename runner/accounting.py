@@ -43,6 +43,12 @@ class Counts:
         return cls(mb.get("succeeded", 0), mb.get("failed", 0), items.get("succeeded", 0), items.get("failed", 0))
 
 
+def progress_text(done: int | None, total: int, failed_items: int | None) -> str:
+    """A scoring run's progress for a person: '12/40 mini-batches, 3 failed items'."""
+    failed = f", {failed_items:,} failed item{'s' if failed_items != 1 else ''}" if failed_items else ""
+    return f"{done or 0:,}/{total:,} mini-batches{failed}"
+
+
 def threshold_exceeded(counts: Counts, total_mini_batches: int, error_threshold: int,
                        mini_batch_error_threshold: int, allowed_failed_percent: int) -> str | None:
     """Why the counts exceed a threshold, or None. -1 disables each threshold.

@@ -34,6 +34,7 @@ import os
 import posixpath
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -436,11 +437,12 @@ class _Converter:
             return
         match = _EXPRESSION.fullmatch(str(ref).strip().split("/")[0]) if isinstance(ref, str) else None
         name = match.group(1).removeprefix("outputs.") if match and match.group(1).startswith("outputs.") else None
-        if name not in outputs:
+        if match is None or name not in outputs:
             self.fail(path, f"{ref!r} names no output; use ${{{{outputs.NAME}}}} of an output of the job")
             spec["output"] = {"uri": "outputs/"}
             return
         data = outputs[name]
+        assert data.path is not None  # outputs() gives every output a place
         tail = str(ref).strip()[len(match.group(0)):].lstrip("/")  # ${{outputs.x}}/predictions.csv
         if data.type == "uri_file" and not tail:
             folder, file_name = posixpath.split(data.path)
@@ -451,7 +453,7 @@ class _Converter:
 
     def summary_folder(self, outputs: dict[str, _Data]) -> str:
         """Where a job without append_row_to keeps its summary: its first folder output, or the default."""
-        folders = [d.path for d in outputs.values() if d.type == "uri_folder"]
+        folders = [d.path for d in outputs.values() if d.type == "uri_folder" and d.path is not None]
         return folders[0] if folders else "outputs/"
 
     def settings(self, doc: dict, prefix: str, spec: dict) -> None:
@@ -653,7 +655,7 @@ class _Converter:
         return {"component": {"uri": job["component"]}, **({"inputs": inputs} if inputs else {})}
 
 
-def load_job_file(path: str, overrides: list[str] = ()) -> JobSpec:
+def load_job_file(path: str, overrides: Sequence[str] = ()) -> JobSpec:
     """A BatchInferenceJob file, or an AML v2 parallel job file converted to one; `overrides`
     (`--set key=value`) apply to the BatchInferenceJob's spec."""
     doc = read_yaml(path)

@@ -27,14 +27,18 @@ class UnusableInput(Exception):
 class MiniBatchContext:
     """`partition_key_value`: the partition's column → value ({} without partitionKeys);
     `minibatch_index`: the mini-batch's index in plan order; `global_row_index_lower_bound`:
-    the index of its first row in its file (parquet row slices; 0 otherwise); `files`: its input
-    files, relative to `dataset.uri` (ours, not AML's)."""
+    tabular, the index of its first row in the whole input (the rows of the mini-batches before it
+    in plan order), None where those rows are known only by reading them (csv/jsonl cut by size,
+    compressed files: set miniBatchSize in rows to have it); files input, 0. `files`: its input
+    files, relative to `dataset.uri`; `output_dir`: this attempt's side-output folder (ours, not AML's:
+    where calls are in flight together, PARALLELRUN_OUTPUT_DIR is not one call's)."""
 
     partition_key_value: dict = field(default_factory=dict)
     minibatch_index: int = 0
-    global_row_index_lower_bound: int = 0
+    global_row_index_lower_bound: int | None = 0
     dataset: InputDataset | None = None
     files: tuple[str, ...] = ()
+    output_dir: str | None = None
 
 
 def wants_context(run) -> bool:
@@ -47,8 +51,9 @@ def wants_context(run) -> bool:
     return len(positional) >= 2
 
 
-def context_of(mb: MiniBatch, plan: Plan) -> MiniBatchContext:
+def context_of(mb: MiniBatch, plan: Plan, output_dir: str | None = None) -> MiniBatchContext:
     return MiniBatchContext(
         partition_key_value=dict(mb.key or {}), minibatch_index=mb.id,
-        global_row_index_lower_bound=mb.rows[0] if mb.rows else 0,
-        dataset=InputDataset(plan.input_uri, plan.input_type, plan.input_format), files=mb.paths)
+        global_row_index_lower_bound=0 if plan.input_type == "files" else mb.first_row,
+        dataset=InputDataset(plan.input_uri, plan.input_type, plan.input_format), files=mb.paths,
+        output_dir=output_dir)

@@ -17,6 +17,8 @@
     <output.uri>/_parallelrun/<run-id>/report/resources/NNNNN-<token>-NNNN.csv  a pod's samples before the
                                                          merge: pod index, pod attempt, piece
     <output.uri>/_parallelrun/<run-id>/summary.json, errors.jsonl
+    <output.uri>/_parallelrun/<run-id>/spec.json       the spec the run was planned with (for its report)
+    <output.uri>/_parallelrun/<run-id>/report/report.html  the run's report, written with the merge
 
 A Layout built on the output filesystem's path gives paths to read and write; built
 on the output URI (Layout.uris) it gives the same places as URIs, to show a user.
@@ -114,8 +116,12 @@ class Layout:
     def shard_result(self, index: int) -> str:
         return join(self.shards_dir, f"{index:05d}.json")
 
+    @property
+    def progress_dir(self) -> str:
+        return join(self.root, "progress")
+
     def progress(self, index: int) -> str:
-        return join(self.root, "progress", f"{index:05d}.json")
+        return join(self.progress_dir, f"{index:05d}.json")
 
     @property
     def claims_dir(self) -> str:
@@ -151,6 +157,14 @@ class Layout:
     @property
     def summary(self) -> str:
         return join(self.root, "summary.json")
+
+    @property
+    def report_page(self) -> str:
+        return join(self.root, "report", "report.html")
+
+    @property
+    def spec(self) -> str:
+        return join(self.root, "spec.json")
 
     @property
     def errors(self) -> str:

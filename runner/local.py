@@ -7,7 +7,8 @@ this machine too: at most PROCESSES_PER_CPU worker processes per CPU run at once
 least one shard), the other shards wait for a running one to end, so memory does not
 grow with nodeCount. The first shards' workers start before the run is planned:
 importing the entry script and init() overlap planning (WorkerPool.plan); the others
-start with their shard, no more workers than it has mini-batches.
+start with their shard, no more workers than it has mini-batches. What a person sees
+is jobview.JobView's, an observer of the run's events.
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ import os
 import tempfile
 import threading
 import time
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 
 from rich.console import Console
-from rich.table import Table
 
 from .accounting import Counts, spec_threshold_exceeded
 from .aml import load_job_file
 from .contract import PermanentError
+from .jobview import JobView
 from .layout import Layout, run_id_for
 from .lock import RunLock
 from .merge import MergeError, merge
 from .plan import Plan, ensure_plan
 from .pool import InitError, WorkerPool
+from .records import ShardProgress, progress_total
 from .repair import prepare_repair, repair_target
 from .resources import available_cpus, process_count
+from .runlogs import temporary_log_dir
 from .runs import reusable
 from .shard import ShardRunner, start_pool
 from .spec import JobSpec
@@ -55,12 +58,13 @@ class _Tally:
     def __init__(self, spec: JobSpec, plan: Plan):
         self.spec, self.plan = spec, plan
         self._lock = threading.Lock()
-        self._shards: dict[int, Counts] = {}
+        self._shards: dict[int, ShardProgress] = {}
         self.stop_reason: str | None = None
 
-    def update(self, shard: int, counts: Counts) -> None:
+    def update(self, shard: int, progress: ShardProgress) -> None:
         with self._lock:
-            self._shards[shard] = Counts(**vars(counts))
+            self._shards[shard] = ShardProgress(Counts(**vars(progress.counts)),
+                                                {first: Counts(**vars(c)) for first, c in progress.chunks.items()})
             if self.stop_reason is None:
                 self.stop_reason = spec_threshold_exceeded(self.spec, self.total(), self.plan.total_mini_batches)
 
@@ -69,10 +73,8 @@ class _Tally:
             self.stop_reason = self.stop_reason or reason
 
     def total(self) -> Counts:
-        total = Counts()
-        for c in list(self._shards.values()):
-            total.add(c)
-        return total
+        """Each chunk counted once, wherever it was scored."""
+        return progress_total(list(self._shards.values()))
 
 
 def _entry_script_bytes(spec: JobSpec) -> bytes:
@@ -87,39 +89,40 @@ def _entry_script_bytes(spec: JobSpec) -> bytes:
 
 def run_local(path: str, overrides: list[str] = (), fresh: bool = False, console: Console | None = None,
               retry_failed: bool = False) -> dict:
-    """Run a BatchInferenceJob (or AML v2 parallel job) file here; returns the summary or raises LocalRunError.
+    """Run a BatchInferenceJob (or AML v2 parallel job) file here; returns its summary.json (with the run's
+    `seconds` and worker `logs`), or raises LocalRunError.
     `retry_failed` (or spec.retryFailed): repair the job's finished run instead (repair.py)."""
-    console = console or Console(stderr=True)
+    view = JobView(console or Console(stderr=True))
     spec = load_job_file(path, overrides)
     fs, out = filesystem(spec.output.uri)
     if retry_failed or spec.retry_failed:
-        return _repair(spec, fs, out, console)
+        return _repair(spec, fs, out, view)
     layout = Layout(out, run_id_for(spec, _entry_script_bytes(spec)), spec.output.format)
     with RunLock(fs, out, layout.run_id):
-        return _run(spec, fs, layout, fresh, console)
+        return _run(spec, fs, layout, fresh, view)
 
 
-def _repair(spec: JobSpec, fs, out: str, console: Console) -> dict:
+def _repair(spec: JobSpec, fs, out: str, view: JobView) -> dict:
     """Rerun the failed mini-batches of the job's finished run and merge a new version of its output."""
     run_id, summary = repair_target(fs, out, spec)
     layout = Layout(out, run_id, spec.output.format)
     with RunLock(fs, out, run_id):
         if not prepare_repair(spec, fs, layout, summary):
-            console.print(f"run {run_id} has no failed item: nothing to repair")
-            return summary
-        console.print(f"Repairing run {run_id}: its failed mini-batches run again with the script and model "
-                      "as they are now")
-        return _run(spec, fs, layout, False, console)
+            assert summary is not None  # a repair cut short always has something to do
+            view.nothing_to_repair(run_id)
+            return summary.to_dict()
+        view.repairing(run_id)
+        return _run(spec, fs, layout, False, view)
 
 
-def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> dict:
+def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, view: JobView) -> dict:
     """Reuse a finished run, or plan (or resume) it, score every shard and merge."""
     if spec.allow_reuse and not fresh and (reused := reusable(spec, fs, layout)) is not None:
-        console.print(f"[bold]allowReuse[/]: run {layout.run_id} already succeeded on this input; reusing its output")
-        return reused
+        view.reused(layout.run_id)
+        return reused.to_dict()
     if fs.exists(layout.root) and (fresh or fs.exists(layout.summary)):
         fs.rm(layout.root, recursive=True)
-    log_dir = os.path.join(layout.root, "logs") if is_local(fs) else tempfile.mkdtemp(prefix="parallelrun-logs-")
+    log_dir = os.path.join(layout.root, "logs") if is_local(fs) else temporary_log_dir(layout.run_id)
     scratch = tempfile.mkdtemp(prefix="parallelrun-")
     with ExitStack() as pools:
         # The workers import the entry script and run init() while this process plans.
@@ -131,29 +134,22 @@ def _run(spec: JobSpec, fs, layout: Layout, fresh: bool, console: Console) -> di
                                                           log_dir=log_dir, plan_header=None))
                            for k in range(early)]
         except Exception as e:  # a missing entry script or model: as a shard would report it
-            raise _shard_failure(e, log_dir, console) from e
-        plan = _plan(spec, fs, layout, console, at_once)
+            raise _shard_failure(e, log_dir, view) from e
+        plan = _plan(spec, fs, layout, view, at_once)
         for pool in shard_pools[len([s for s in plan.shards if s.count]):]:
             pool.close()  # no work for its shard
-        stopped, started = _score(spec, plan, fs, layout, log_dir, scratch, shard_pools, at_once, console)
-    with _status(console, "Merging the output..."):
+        stopped, started = _score(spec, plan, fs, layout, log_dir, scratch, shard_pools, at_once, view)
+    with view.status("Merging the output..."):
         try:
             summary = merge(spec, plan, fs, layout, write_final=stopped is None)
         except MergeError as e:  # as a merge pod: not worth retrying (exit 2)
             raise LocalRunError(f"cannot merge: {e}", e.exit_code) from e
-    summary["seconds"] = round(time.monotonic() - started, 2)
-    summary["logs"] = log_dir
-    _print_summary(console, summary)
-    if summary["status"] != "Succeeded":
-        raise LocalRunError(f"stopped: {summary['reason'] or stopped}; details in {summary['errors']}",
-                            summary=summary)
-    return summary
-
-
-def _status(console: Console, text: str):
-    """console.status(text) where it shows (a terminal, Jupyter); elsewhere rich shows nothing
-    of it, and its import and refresh thread are spared."""
-    return console.status(text) if console.is_terminal or console.is_jupyter else nullcontext()
+    summary.seconds, summary.logs = round(time.monotonic() - started, 2), log_dir
+    view.finished(summary)
+    if not summary.succeeded:
+        raise LocalRunError(f"stopped: {summary.reason or stopped}; details in {summary.errors}",
+                            summary=summary.to_dict())
+    return summary.to_dict()
 
 
 def _shards_at_once(workers: int) -> int:
@@ -161,25 +157,23 @@ def _shards_at_once(workers: int) -> int:
     return max(1, PROCESSES_PER_CPU * available_cpus() // workers)
 
 
-def _plan(spec: JobSpec, fs, layout: Layout, console: Console, at_once: int) -> Plan:
+def _plan(spec: JobSpec, fs, layout: Layout, view: JobView, at_once: int) -> Plan:
     """The run's plan: a new one, or an interrupted run's (it resumes)."""
     if fs.exists(layout.plan_header):
-        console.print(f"Resuming run {layout.run_id} (committed mini-batches are kept)")
-
-    with _status(console, "Planning: listing the input..."):
+        view.resuming(layout.run_id)
+    with view.status("Planning: listing the input..."):
         started = time.monotonic()
         plan = ensure_plan(spec, fs, layout)
-    items = f"{plan.total_items:,} items" if plan.total_items is not None else f"{plan.total_bytes:,} bytes"
     workers = process_count(spec)
-    shards = sum(1 for s in plan.shards if s.count)
-    console.print(f"Planned {plan.total_mini_batches:,} mini-batches ({items}) over {shards:,} "
-                  f"node(s) × {workers} process(es) in {time.monotonic() - started:.1f}s")
-    _warn_oversubscribed(console, spec, plan, workers, at_once)
+    view.planned(plan, time.monotonic() - started, workers)
+    if spec.node_count * workers > PROCESSES_PER_CPU * available_cpus():
+        started_workers = sum(min(workers, s.count) for s in [s for s in plan.shards if s.count][:at_once])
+        view.oversubscribed(spec.node_count, workers, available_cpus(), plan, at_once, started_workers)
     return plan
 
 
 def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch: str, pools: list[WorkerPool],
-           at_once: int, console: Console) -> tuple[str | None, float]:
+           at_once: int, view: JobView) -> tuple[str | None, float]:
     """Every shard with work on a thread of its own, `at_once` of them running at a time, and
     progress shown meanwhile. Shard k < len(pools) has its pool started before planning (they
     run first); the others start theirs when their turn comes.
@@ -220,7 +214,7 @@ def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch:
     if not runners:
         finished.set()
     workers = sum(min(process_count(spec), s.count) for s in plan.shards if s.count)
-    report = _Reporter(console, plan, runners, tally, workers)
+    report = view.scoring(plan, workers, tally.total, lambda: _resumed(runners))
     try:
         with report:
             for t in threads:
@@ -239,135 +233,25 @@ def _score(spec: JobSpec, plan: Plan, fs, layout: Layout, log_dir: str, scratch:
         # Workers killed as the run stopped may have been writing: no half-written part or marker stays.
         for folder in (layout.parts_dir, layout.done_dir):
             remove_stale_temporaries(fs, folder)
-        raise _shard_failure(errors[0], log_dir, console)
+        raise _shard_failure(errors[0], log_dir, view)
     return tally.stop_reason, report.started
 
 
-def _shard_failure(e: BaseException, log_dir: str, console: Console) -> LocalRunError:
+def _resumed(runners: list[ShardRunner]) -> Counts:
+    """What earlier attempts of the shards had committed."""
+    resumed = Counts()
+    for r in runners:
+        resumed.add(r.resumed)
+    return resumed
+
+
+def _shard_failure(e: BaseException, log_dir: str, view: JobView) -> LocalRunError:
     """A shard's exception as the run's one-line reason and exit code."""
     if isinstance(e, InitError):
-        console.print(e.traceback, style="red", markup=False, highlight=False)
+        view.init_failed(e.traceback)
         return LocalRunError(f"the scoring script cannot load: {e} (worker logs: {log_dir})", e.exit_code)
     if isinstance(e, PermanentError):  # a missing entry script or model, storage refusing...
         return LocalRunError(str(e), e.exit_code)
     if (fault := storage_error(e)) is not None:
         return LocalRunError(str(fault), fault.exit_code)
     return LocalRunError(f"a shard crashed: {type(e).__name__}: {e}")
-
-
-def _warn_oversubscribed(console: Console, spec: JobSpec, plan: Plan, workers: int, at_once: int) -> None:
-    """Local shards share this machine: a request beyond it is said, with what runs instead."""
-    shards = [s for s in plan.shards if s.count]
-    asked = spec.node_count * workers
-    cpus = available_cpus()
-    if asked <= PROCESSES_PER_CPU * cpus:
-        return
-    started = sum(min(workers, s.count) for s in shards[:at_once])
-    console.print(f"[yellow]warning:[/] nodeCount {spec.node_count:,} × processCountPerNode {workers:,} asks for "
-                  f"{asked:,} worker processes on {cpus} CPU(s) and {plan.total_mini_batches:,} mini-batches: "
-                  f"{len(shards):,} shard(s) with work, at most {at_once:,} at once, {started:,} worker processes "
-                  f"at first (no more than their mini-batches). On one machine, nodeCount 1 and "
-                  f"processCountPerNode ≈ CPUs is usually fastest")
-
-
-class _Reporter:
-    """Progress while scoring: a live bar on a terminal, otherwise a line every PLAIN_SECONDS.
-    Until the first mini-batch ends it says that the workers start (their init() may load a
-    model for minutes). Rates and the ETA count only this attempt's work, not what a resumed
-    run had committed."""
-
-    PLAIN_SECONDS = 5.0
-
-    def __init__(self, console: Console, plan: Plan, runners: list, tally: _Tally, workers: int):
-        self.console, self.plan, self.runners, self.tally = console, plan, runners, tally
-        self.starting = f"Starting {workers:,} worker{'s' if workers != 1 else ''} (init)…"
-        self.started = time.monotonic()
-        self._last_line = self.started
-        self._progress = None
-        if console.is_terminal:  # rich.progress is imported where it shows
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                SpinnerColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TextColumn("mini-batches"),
-                                      TextColumn("{task.fields[items]}"),
-                                      TextColumn("[red]{task.fields[failed]}"), TimeElapsedColumn(),
-                                      TextColumn("ETA {task.fields[eta]}"), console=console, transient=False)
-            self._task = self._progress.add_task(self.starting, total=plan.total_mini_batches, items="", failed="",
-                                                 eta="-")
-
-    def __enter__(self) -> _Reporter:
-        if self._progress is not None:
-            self._progress.start()
-        elif self.plan.total_mini_batches:
-            self.console.print(self.starting, markup=False, highlight=False)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.show(final=True)
-        if self._progress is not None:
-            self._progress.stop()
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def show(self, final: bool = False) -> None:
-        counts = self.tally.total()
-        resumed = Counts()
-        for r in self.runners:
-            resumed.add(r.resumed)
-        seconds = max(self.elapsed(), 1e-9)
-        rate = (counts.items - resumed.items) / seconds
-        batch_rate = (counts.mini_batches - resumed.mini_batches) / seconds
-        left = self.plan.total_mini_batches - counts.mini_batches
-        eta = _duration(left / batch_rate) if batch_rate > 0 and left else "-"
-        failed = f"{counts.items_failed:,} failed" if counts.items_failed else ""
-        items = f"{counts.items:,} items ({rate:,.0f}/s)"
-        if self._progress is not None:
-            started = counts.mini_batches > resumed.mini_batches or final
-            self._progress.update(self._task, completed=counts.mini_batches, items=items, failed=failed, eta=eta,
-                                  description="Scoring" if started else self.starting)
-        elif final or time.monotonic() - self._last_line >= self.PLAIN_SECONDS:
-            self._last_line = time.monotonic()
-            self.console.print(f"Scoring: {counts.mini_batches:,}/{self.plan.total_mini_batches:,} mini-batches, "
-                               f"{items}{', ' + failed if failed else ''}, {_duration(self.elapsed())} elapsed"
-                               f"{', ETA ' + eta if not final and eta != '-' else ''}", markup=False, highlight=False)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds + 0.5)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def _print_summary(console: Console, summary: dict) -> None:
-    table = Table(title=f"run {summary['runId']}: {summary['status']}", show_header=True)
-    table.add_column("")
-    for name in ("planned", "succeeded", "failed", "not run"):
-        table.add_column(name, justify="right")
-    for name, key in (("mini-batches", "miniBatches"), ("items", "items")):
-        c, planned = summary[key], summary["plan"][key]
-        done = c["succeeded"] + c["failed"]
-        table.add_row(name, _number(planned), f"{c['succeeded']:,}", f"{c['failed']:,}",
-                      _number(None if planned is None else planned - done))
-    console.print(table)
-    if summary["output"]:
-        console.print(f"output: {summary['output']['uri']} ({summary['output']['bytes']:,} bytes)")
-    if summary.get("previousOutput"):
-        console.print(f"an earlier run's output was moved to {summary['previousOutput']}: it is not this run's")
-    if summary["items"]["failed"]:
-        console.print(f"errors: {summary['errors']}")
-    if summary.get("warning"):
-        console.print(f"[yellow]warning:[/] {summary['warning']['message']}", highlight=False)
-    console.print(f"summary: {summary['summary']}")
-    console.print(f"time: {summary['seconds']}s   worker logs: {summary['logs']}")
-
-
-def _number(n: int | None) -> str:
-    return "?" if n is None else f"{n:,}"

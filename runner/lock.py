@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 import uuid
+from typing import TextIO
 
 from .claims import TAKEOVER
 from .contract import PermanentError
@@ -49,11 +50,59 @@ def _locked_message(run_id: str, holder: dict) -> str:
             f"{holder.get('since')}); wait for it to finish or stop it, then run again")
 
 
+PROBE_WAITS = (0.01, 0.02, 0.05)  # held_by's shared lock lasts microseconds: a run starting then waits it out
+
+
+def _flock_soon(f, operation: int) -> None:
+    """flock(2) without blocking, tried again after each of PROBE_WAITS; BlockingIOError if still held."""
+    import fcntl
+
+    for wait in (*PROBE_WAITS, None):
+        try:
+            fcntl.flock(f, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if wait is None:
+                raise
+            time.sleep(wait)
+
+
+def lock_path(output_path: str, run_id: str) -> str:
+    return join(output_path, "_parallelrun", f"{run_id}.lock")
+
+
+def held_by(fs, output_path: str, run_id: str) -> dict | None:
+    """The holder of run `run_id`'s lock (pid, host, since) while a process holds it, else None."""
+    path = lock_path(output_path, run_id)
+    if not is_local(fs):
+        try:
+            holder = json.loads(fs.cat_file(path))
+        except (FileNotFoundError, ValueError):
+            return None
+        return holder if time.time() - holder.get("heartbeat", 0) < LEASE_SECONDS else None
+    import fcntl
+
+    try:
+        f = open(path)  # noqa: SIM115 - closed below, whichever way the probe goes
+    except FileNotFoundError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return json.loads(f.read() or "{}")
+            except ValueError:
+                return {}
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
+
 class RunLock:
     def __init__(self, fs, output_path: str, run_id: str):
         self.fs, self.run_id = fs, run_id
-        self.path = join(output_path, "_parallelrun", f"{run_id}.lock")
-        self._file = None
+        self.path = lock_path(output_path, run_id)
+        self._file: TextIO | None = None
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._holder = _holder()
@@ -77,7 +126,7 @@ class RunLock:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         f = open(self.path, "a+")  # noqa: SIM115 - held open as the lock until release()
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_soon(f, fcntl.LOCK_EX)
         except BlockingIOError:
             f.seek(0)
             try:

@@ -28,7 +28,7 @@ from .commits import Parts, read_commits
 from .contract import PermanentError
 from .layout import Layout
 from .plan import Plan
-from .records import DoneRecord, ShardResult
+from .records import DoneRecord, RunSummary, ShardResult
 from .reportfiles import write_report
 from .schemas import aligned
 from .sideoutputs import settle
@@ -402,7 +402,7 @@ def _write_dataset(fs, layout: Layout, parts, schemas, schema, folder: str) -> i
 # -- the merge --------------------------------------------------------------------------
 
 
-def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = True) -> dict:
+def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = True) -> RunSummary:
     """Write the run's summary.json and errors.jsonl, and (appendRow) the output file.
 
     Returns the summary. `write_final` is False when a threshold stopped the run:
@@ -411,7 +411,7 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     Once published, the parts are deleted; merging a merged run returns its summary.
     """
     merged = read_summary(fs, layout)
-    if merged is not None and merged["status"] == "Succeeded":
+    if merged is not None and merged.succeeded:
         return merged
     committed = read_commits(fs, layout, range(plan.total_mini_batches))
     results = range_results(plan, committed)
@@ -444,35 +444,25 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
         output = {"uri": uris.final_output(spec.output.file_name), "bytes": size}
     status = "Failed" if exceeded or not write_final else "Succeeded"
     stale = _move_aside(fs, final) if status == "Failed" else None
-    summary = {
-        "runId": layout.run_id,
-        "status": status,
-        "reason": exceeded,
-        **counts.to_dict(),
-        "plan": {"miniBatches": plan.total_mini_batches, "items": plan.total_items, "bytes": plan.total_bytes},
-        "thresholds": {"errorThreshold": spec.error_threshold,
-                       "miniBatchErrorThreshold": spec.mini_batch_error_threshold,
-                       "allowedFailedPercent": spec.allowed_failed_percent},
-        "output": output,
-        "errors": uris.errors,
-        "summary": uris.summary,
-        "finishedAt": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    if stale:
-        summary["previousOutput"] = uris.final_output(os.path.basename(stale))
-    if status == "Succeeded" and (warning := all_items_failed(counts)):
-        summary["warning"] = {"reason": ALL_ITEMS_FAILED, "message": warning}
-    summary["miniBatches"]["total"] = plan.total_mini_batches
-    write_atomic(fs, layout.summary, json.dumps(summary, indent=1).encode())
+    warning = all_items_failed(counts) if status == "Succeeded" else None
+    summary = RunSummary(
+        layout.run_id, status, exceeded, counts, plan.total_mini_batches, plan.total_items, plan.total_bytes,
+        thresholds={"errorThreshold": spec.error_threshold, "miniBatchErrorThreshold": spec.mini_batch_error_threshold,
+                    "allowedFailedPercent": spec.allowed_failed_percent},
+        output=output, errors=uris.errors, summary=uris.summary,
+        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        previous_output=uris.final_output(os.path.basename(stale)) if stale else None,
+        warning={"reason": ALL_ITEMS_FAILED, "message": warning} if warning else None)
+    write_atomic(fs, layout.summary, json.dumps(summary.to_dict(), indent=1).encode())
     if status == "Succeeded" and not counts.items_failed and not counts.mini_batches_failed:
         _remove_parts(fs, layout)  # with failed items they stay: a repair run (repair.py) keeps the rest
     return summary
 
 
-def read_summary(fs, layout: Layout) -> dict | None:
+def read_summary(fs, layout: Layout) -> RunSummary | None:
     try:
         with fs.open(layout.summary, "rb") as f:
-            return json.load(f)
+            return RunSummary.from_dict(json.load(f))
     except FileNotFoundError:
         return None
 

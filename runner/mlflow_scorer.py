@@ -14,10 +14,11 @@ it (a model returning several named columns keeps them).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from parallelrun.runner.context import UnusableInput
 
-model = None
+model: Any = None  # the pyfunc model, loaded by init()
 signature: list | None = None  # the input ColSpecs, or None: the model takes what it gets
 
 
@@ -130,4 +131,5 @@ def _fits(value, kind: str) -> bool:
 
 
 def _describe() -> str:
+    assert signature is not None  # asked only of a model with a signature
     return ", ".join(f"{c.name}: {c.type.name if hasattr(c.type, 'name') else c.type}" for c in signature)

@@ -74,7 +74,8 @@ class MiniBatch:
     (column → value). `items` is None where only reading tells (csv/jsonl by size).
     `stamps` has, for each of `paths`, the file's size and version when it was planned
     (version: mtime in ns, or the store's ETag), flat: (size0, version0, size1, ...),
-    so a reader sees a file that changed (`file_stamps` pairs them up).
+    so a reader sees a file that changed (`file_stamps` pairs them up). `first_row`: tabular, the
+    number of rows of the mini-batches before it in plan order, where all of them are known.
     """
 
     id: int
@@ -86,6 +87,7 @@ class MiniBatch:
     bytes: tuple[int, int] | None = None
     key: dict | None = None
     stamps: tuple[int | str | None, ...] | None = None
+    first_row: int | None = None
 
     def to_json(self) -> str:
         # Field by field: dataclasses.asdict deep-copies, 3x slower over a million mini-batches.
@@ -108,7 +110,7 @@ class MiniBatch:
         files, rows, bytes_, stamps = get("files"), get("rows"), get("bytes"), get("stamps")
         return cls(d["id"], d["size"], get("items"), None if files is None else tuple(files), get("file"),
                    None if rows is None else tuple(rows), None if bytes_ is None else tuple(bytes_), get("key"),
-                   None if stamps is None else tuple(stamps))
+                   None if stamps is None else tuple(stamps), get("first_row"))
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -578,8 +580,12 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
         if spec.input.format == "parquet":
             schema = row_groups.unified(fs, base, root, listing.rels)
     stamps = {f.rel: (f.size, f.version) for f in files}
-    mini_batches = [dataclasses.replace(b, id=i, stamps=tuple(x for p in b.paths for x in stamps[p]))
-                    for i, b in enumerate(batches)]
+    mini_batches = []
+    first_row: int | None = 0  # None from the first mini-batch whose rows only reading tells
+    for i, b in enumerate(batches):
+        mini_batches.append(dataclasses.replace(b, id=i, stamps=tuple(x for p in b.paths for x in stamps[p]),
+                                                first_row=first_row))
+        first_row = None if first_row is None or b.items is None else first_row + b.items
     items = None if any(b.items is None for b in mini_batches) else sum(b.items for b in mini_batches)
     return Plan(input_uri=root, input_type=spec.input.type, input_format=spec.input.format,
                 options=dict(spec.input.options), shards=shard(mini_batches, spec.node_count),
@@ -1029,6 +1035,7 @@ def ensure_plan(spec: JobSpec, fs, layout: Layout, env: Mapping[str, str] | None
     existing = read_plan(fs, layout)
     if existing is None:
         plan = make_plan(spec, env)
+        write_atomic(fs, layout.spec, json.dumps(spec.to_dict(), indent=1).encode())
         write_plan(plan, fs, layout)
         return plan
     changes = input_changes(spec, existing, fs, layout, env)

@@ -11,6 +11,9 @@ replacement runs init() again. A worker whose init() does not report ready withi
 A succeeded attempt's part is written later, with its worker's group (commits.py):
 a Placed event says where. What a killed or dead worker held and had not yet run, or
 had run but not yet written, comes back as Returned: to be run again, no attempt spent.
+So do the calls a worker had in flight together (async run) when it died: which one
+brought it down is not known, so each is a suspect and runs again alone on a worker,
+where a crash or a timeout is its own attempt's.
 
 The workers are forked from the pool's zygote, which imported their modules (and
 `preload`, e.g. pandas for tabular input) once (zygote.py). They and every process they
@@ -32,11 +35,13 @@ from typing import NamedTuple
 
 from .contract import PermanentError
 from .plan import MiniBatch
+from .preprocess import PREPROCESS_LOST, ItemFailed
 from .processes import ProcessGroup
 from .storage import StorageRefused, StorageUnavailable
 from .worker import AttemptFailed, InitFailed, Message, Ok, PartsWritten, Ready, StorageFailed, Timing, WorkerConfig
 from .zygote import ForkedProcess, Zygote, ZygoteLost
 
+CANCEL_GRACE = 5.0  # a worker that cancels overdue calls itself (async run) is killed this much later
 QUEUE_SECONDS = 0.05  # a worker is sent about this much work at a time, by its pace so far
 MAX_QUEUE = 256  # mini-batches sent to a worker and not yet ended, at most
 
@@ -62,6 +67,7 @@ class Outcome:
     part_pending: bool = False  # its part comes with a later Placed event
     retry: bool = True  # False: a failed attempt that another would repeat (worker.AttemptFailed)
     side_outputs: int = 0  # files kept for publishing with its commit (sideoutputs.py)
+    rejected: tuple[ItemFailed, ...] = ()  # items whose preprocess() raised (worker.Ok)
     worker: int = -1  # the pool's worker that ran it
     timing: Timing | None = None  # the worker's; a lost or timed-out worker's: the pool's (no run/read seconds)
 
@@ -76,8 +82,9 @@ class Placed(NamedTuple):
 
 
 class Returned(NamedTuple):
-    """A mini-batch whose worker was lost before it ran it, or before it wrote its part:
-    to be run again. `ran`: its attempt had been reported (as an Outcome)."""
+    """A mini-batch whose worker was lost before it ran it, before it wrote its part, or
+    while it ran beside others: to be run again. `ran`: its attempt had been reported (as
+    an Outcome)."""
 
     mini_batch: MiniBatch
     ran: bool
@@ -94,6 +101,8 @@ def _describe_exit(code: int | None) -> str:
             name = f"signal {-code}"
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
         return f"worker process was killed by {name}{hint}"
+    if code == PREPROCESS_LOST:
+        return "a preprocess process of the worker died (its log says how)"
     return f"worker process exited with code {code}"
 
 
@@ -110,11 +119,14 @@ class _Worker:
         self.planned = config.plan is not None  # else the plan's header is its first message (WorkerPool.plan)
         self.tasks: deque[MiniBatch] = deque()  # sent, not yet ended; the first one runs
         self.unwritten: dict[int, MiniBatch] = {}  # ran, its part not yet written
+        self.in_flight = config.in_flight  # tasks it runs at once, the first ones of `tasks`
+        self.allowed = config.run_timeout  # seconds without a task ending before it is killed
         self.deadline = 0.0  # of the first task
-        self.first_queue = self.queue = 1 + config.prefetch  # how many tasks it may hold, by its pace
+        self.first_queue = self.queue = config.in_flight + config.prefetch  # how many tasks it may hold, by its pace
         self.seconds_per_task: float | None = None
         self.reported = 0.0  # when it last reported
         self.told_no_more = False  # that no more mini-batches come for now (feed)
+        self.alone = False  # it runs a suspect (WorkerPool._suspects) and is given nothing beside it
 
     @property
     def conn(self) -> Connection:
@@ -135,7 +147,7 @@ class _Worker:
         return self._forked
 
     def running(self) -> int:
-        """The mini-batch in its run() now (-1: none), as the worker shows it."""
+        """The mini-batch it last started in run() (-1: none), as the worker shows it."""
         return self.zygote.running[self.index]
 
     def paced(self, ended: int) -> None:
@@ -191,10 +203,11 @@ class WorkerPool:
         self._max_init_crashes = max_init_crashes
         self._preload = preload
         self._workers: list[_Worker] = []
+        self._suspects: set[int] = set()  # in flight together in a worker that died: each runs alone
         self._leaving: list[_Worker] = []  # told to stop by plan()
         self._zygotes: list[Zygote] = []  # the last one forks; earlier ones died
         self._group = ProcessGroup()
-        self._configs = [dataclasses.replace(c, pgid=self._group.pgid) for c in configs]
+        self._configs = [dataclasses.replace(c, pgid=self._group.pgid, run_timeout=timeout) for c in configs]
         try:
             for k in range(len(self._configs)):
                 self._workers.append(self._start(k))
@@ -270,13 +283,18 @@ class WorkerPool:
         left = len(pending) + sum(len(w.tasks) for w in self._workers)
         share = -(-left // len(self._workers))
         for w in self._workers:
-            room = min(w.queue, share) - len(w.tasks) if w.ready else 0
+            room = min(w.queue, share) - len(w.tasks) if w.ready and not w.alone else 0
             if room <= 0 or not pending:
                 continue
-            batch = [pending.popleft() for _ in range(min(room, len(pending)))]
+            batch = (self._batch(w, pending, room) if self._suspects
+                     else [pending.popleft() for _ in range(min(room, len(pending)))])
+            if not batch:
+                continue
+            now = time.monotonic()
             if not w.tasks:
-                w.deadline = w.reported = time.monotonic()
-                w.deadline += self._timeout
+                w.reported = now
+            if len(w.tasks) < w.in_flight:  # a task starts at once: its time counts from now
+                w.deadline = max(w.deadline if w.tasks else 0.0, now + w.allowed)
             w.tasks.extend(batch)
             w.told_no_more = False
             try:
@@ -290,6 +308,19 @@ class WorkerPool:
                     w.conn.send([])
                 except OSError:
                     pass
+
+    def _batch(self, w: _Worker, pending: deque, room: int) -> list[MiniBatch]:
+        """Up to `room` mini-batches from the left of `pending`, a suspect alone and only to
+        a worker that holds none."""
+        if pending[0].id in self._suspects:
+            if w.tasks:
+                return []
+            w.alone = True
+            return [pending.popleft()]
+        batch = []
+        while pending and len(batch) < room and pending[0].id not in self._suspects:
+            batch.append(pending.popleft())
+        return batch
 
     def wait(self, timeout: float) -> list[Event]:
         """What happened within `timeout` seconds: attempts that ended, parts written, mini-batches returned."""
@@ -346,12 +377,12 @@ class WorkerPool:
             return
         kind = type(message)  # the frequent ones first; tuples unpacked (a match by class pattern costs more)
         if kind is Ok:
-            _, items, returned, schema, pending, side, timing = message
-            mb = self._ended(w)
+            mb_id, items, returned, schema, pending, side, rejected, timing = message
+            mb = self._ended(w, mb_id)
             if pending:
                 w.unwritten[mb.id] = mb
             outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending,
-                                    side_outputs=side, worker=w.index, timing=timing))
+                                    side_outputs=side, rejected=rejected, worker=w.index, timing=timing))
         elif kind is PartsWritten:
             file, entries = message
             unwritten = w.unwritten
@@ -359,20 +390,32 @@ class WorkerPool:
                 del unwritten[mb_id]
                 outcomes.append(Placed(mb_id, file, offset, length))
         elif kind is AttemptFailed:
-            _, items, error, tb, retry, timing = message
-            outcomes.append(Outcome(self._ended(w), items, error=error, traceback=tb, retry=retry, worker=w.index,
-                                    timing=timing))
+            mb_id, items, error, tb, retry, timing = message
+            outcomes.append(Outcome(self._ended(w, mb_id), items, error=error, traceback=tb, retry=retry,
+                                    worker=w.index, timing=timing))
         elif kind is Ready:
             w.ready = True
+            if message.cancels:
+                w.allowed = self._timeout + CANCEL_GRACE
         elif kind is InitFailed:
             raise InitError(message.error, message.traceback)
         elif kind is StorageFailed:
             raise (StorageUnavailable if message.transient else StorageRefused)(message.message)
 
-    def _ended(self, w: _Worker) -> MiniBatch:
-        """The worker's running mini-batch ended: the next one runs, its timeout counted from now."""
-        mb = w.tasks.popleft()
-        w.deadline = time.monotonic() + self._timeout
+    def _ended(self, w: _Worker, mb_id: int) -> MiniBatch:
+        """One of the worker's running mini-batches ended (in order, unless several are in
+        flight): the next one runs, the worker's timeout counted from now."""
+        tasks = w.tasks
+        if tasks[0].id == mb_id:
+            mb = tasks.popleft()
+        else:
+            at = next(i for i, mb in enumerate(tasks) if mb.id == mb_id)
+            mb = tasks[at]
+            del tasks[at]
+        w.deadline = time.monotonic() + w.allowed
+        if self._suspects:
+            self._suspects.discard(mb_id)
+            w.alone = w.alone and bool(tasks)
         return mb
 
     def _bury(self, w: _Worker, outcomes: list[Event]) -> None:
@@ -388,19 +431,29 @@ class WorkerPool:
 
     def _time_out(self, w: _Worker, outcomes: list[Event]) -> None:
         """A run() call that overran the timeout: the attempt failed; the worker is killed and replaced."""
-        self._fail_running(w, f"TimeoutError: run() did not return within runInvocationTimeout "
-                              f"({self._timeout:g} s)", outcomes)
+        error = f"TimeoutError: run() did not return within runInvocationTimeout ({self._timeout:g} s)"
+        if w.allowed > self._timeout:  # an async run() whose calls the worker did not cancel in time
+            error += (" and its worker's event loop was blocked: a synchronous call inside async run() "
+                      "(await it, or use asyncio.to_thread)")
+        self._fail_running(w, error, outcomes)
         w.dump_stacks()
         self._replace(w, outcomes)
 
     def _fail_running(self, w: _Worker, error: str, outcomes: list[Event]) -> None:
-        """The attempt of the mini-batch `w` was running failed. Results come in lists, so the
-        ones before it may have ended unreported: they come back (Returned) to run again."""
+        """The attempt `w` was running failed: the one it started last. Results come in lists,
+        so with one at a time the ones before it ended unreported: they come back (Returned)
+        to run again. With several in flight, each one started and not reported ended comes
+        back, a suspect to run alone."""
         running = w.running()
-        if any(mb.id == running for mb in w.tasks):
-            while w.tasks[0].id != running:
-                outcomes.append(Returned(w.tasks.popleft(), False))
-        seconds = time.monotonic() - (w.deadline - self._timeout)  # since its turn began (feed, _ended)
+        started = next((i for i, mb in enumerate(w.tasks) if mb.id == running), 0)
+        if w.in_flight > 1 and started:
+            for _ in range(started + 1):
+                mb = w.tasks.popleft()
+                self._suspects.add(mb.id)
+                outcomes.append(Returned(mb, False))
+            return
+        outcomes.extend(Returned(w.tasks.popleft(), False) for _ in range(started))
+        seconds = time.monotonic() - (w.deadline - w.allowed)  # since its turn began (feed, _ended)
         outcomes.append(Outcome(w.tasks.popleft(), None, error=error, worker=w.index,
                                 timing=(time.time() - seconds, seconds, None, None)))
 

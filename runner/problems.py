@@ -4,7 +4,11 @@ anything runs, so a user sees every mistake of a file at once."""
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Iterable, Iterator
+from typing import Any
+
+DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # Kubernetes' metadata.name (DNS-1123 subdomain)
 
 
 def did_you_mean(name: str, known: Collection[str], otherwise: str) -> str:
@@ -36,3 +40,16 @@ class Problems:
 
     def unknown(self, path: str, value: dict, known: Collection[str]) -> None:
         self.errors.extend(lines(unknown_fields(path, value, known)))
+
+    def object_name(self, path: str, value: Any, what: str) -> str | None:
+        """The name of a Kubernetes object at `path` (None when not given or invalid)."""
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.fail(path, f"expected a non-empty string, got {value!r}")
+            return None
+        if not DNS_NAME.match(value):
+            self.fail(path, f"{value!r} is not a valid name; give the name of {what} (lower-case letters, "
+                      "digits, '-' and '.')")
+            return None
+        return value

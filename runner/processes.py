@@ -122,3 +122,12 @@ class Terminated(KeyboardInterrupt):
 def raise_terminated(signum, frame) -> None:
     """A SIGTERM handler: `signal.signal(signal.SIGTERM, raise_terminated)`."""
     raise Terminated()
+
+
+def reseed() -> None:
+    """A forked process (a worker, a preprocess process) draws its own random numbers: numpy's
+    global generator, seeded where the zygote imported it, would otherwise repeat in every
+    one (the random module reseeds itself after a fork)."""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()

@@ -8,6 +8,8 @@
     TerminationMessage  /dev/termination-log: what a scoring or merge pod tells the operator
     ClaimRecord claims/NNNNNNNNN: which pod index holds a chunk of the plan
     Heartbeat   claims/alive-NNNNN: a scoring pod's sign of life, and whether it is idle
+    ShardProgress  progress/NNNNN.json: a scoring pod's counts so far, and each chunk's it holds
+    RunSummary  summary.json: a finished run's outcome, counts and where its files are
     AttemptLine a line of report/minibatches.csv: one attempt at a mini-batch (carried, until the merge,
                 by its DoneRecord's `report`: the CSV lines of its attempts)
     ResourceSample  a line of report/resources.csv: one worker's (or the pod's) CPU, memory and GPU use
@@ -22,6 +24,7 @@ or scored by an earlier version still resumes and merges.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -225,6 +228,91 @@ class Heartbeat:
         return cls(d["index"], d["token"], d["at"], d.get("idle", False))
 
 
+@dataclass
+class ShardProgress:
+    """A scoring pod's counts so far, and the counts of each chunk it holds by the chunk's first
+    mini-batch: every commit of the chunk, earlier holders' included (a chunk taken over from a
+    dead pod, a pod's retry), so that work counts wherever it was done (progress_total)."""
+
+    counts: Counts = field(default_factory=Counts)
+    chunks: dict[int, Counts] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {**self.counts.to_dict(), "chunks": {str(first): [c.mini_batches_succeeded, c.mini_batches_failed,
+                                                                  c.items_succeeded, c.items_failed]
+                                                     for first, c in sorted(self.chunks.items())}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ShardProgress:
+        return cls(Counts.from_dict(d), {int(first): Counts(*values) for first, values in d.get("chunks", {}).items()})
+
+
+def progress_total(progresses: Iterable[ShardProgress]) -> Counts:
+    """What the progress files say is committed, counting each chunk once: by the file that saw
+    most of it (a chunk's count only grows, and whoever holds it now has seen every commit)."""
+    best: dict[int, Counts] = {}
+    for progress in progresses:
+        for first, counts in progress.chunks.items():
+            if first not in best or counts.mini_batches > best[first].mini_batches:
+                best[first] = counts
+    total = Counts()
+    for counts in best.values():
+        total.add(counts)
+    return total
+
+
+@dataclass
+class RunSummary:
+    """summary.json, written by the merge: the run's outcome (status Succeeded or Failed, and
+    the threshold's reason), counts against the plan's, and where its output, errors.jsonl and
+    this file are. Local mode adds the run's `seconds` and worker `logs` to what it returns."""
+
+    run_id: str
+    status: str  # Succeeded | Failed
+    reason: str | None
+    counts: Counts
+    plan_mini_batches: int
+    plan_items: int | None  # None where only reading tells (csv/jsonl cut by size)
+    plan_bytes: int
+    thresholds: dict  # errorThreshold, miniBatchErrorThreshold, allowedFailedPercent, as the spec had them
+    output: dict | None  # {uri, bytes} of the output file; None: summaryOnly, or the run failed
+    errors: str  # errors.jsonl's URI
+    summary: str  # this file's URI
+    finished_at: str
+    previous_output: str | None = None  # where an earlier run's output was moved (a failed run's)
+    warning: dict | None = None  # {reason, message}: succeeded with every item failed
+    seconds: float | None = None
+    logs: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "Succeeded"
+
+    @property
+    def output_or_summary(self) -> str:
+        """What stands for the run's result: its output file, or (summaryOnly) this summary."""
+        return (self.output or {}).get("uri") or self.summary
+
+    def to_dict(self) -> dict:
+        counts = self.counts.to_dict()
+        d = {"runId": self.run_id, "status": self.status, "reason": self.reason,
+             "miniBatches": {**counts["miniBatches"], "total": self.plan_mini_batches}, "items": counts["items"],
+             "plan": {"miniBatches": self.plan_mini_batches, "items": self.plan_items, "bytes": self.plan_bytes},
+             "thresholds": self.thresholds, "output": self.output, "errors": self.errors, "summary": self.summary,
+             "finishedAt": self.finished_at}
+        for key, value in (("previousOutput", self.previous_output), ("warning", self.warning),
+                           ("seconds", self.seconds), ("logs", self.logs)):
+            if value is not None:
+                d[key] = value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunSummary:
+        plan = d.get("plan") or {}
+        return cls(d["runId"], d["status"], d.get("reason"), Counts.from_dict(d), plan.get("miniBatches", 0),
+                   plan.get("items"), plan.get("bytes", 0), d.get("thresholds") or {}, d.get("output"),
+                   d.get("errors", ""), d.get("summary", ""), d.get("finishedAt", ""), d.get("previousOutput"),
+                   d.get("warning"), d.get("seconds"), d.get("logs"))
 def _optional(kind, value):
     """A CSV cell read back: '' and None are None, else `kind(value)`."""
     return None if value is None or value == "" else kind(value)

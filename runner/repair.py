@@ -3,13 +3,15 @@ failed mini-batches of a finished run, with the script and model as they are now
 splices their results into the same ordered output.
 
 A run with failed items keeps its parts and commit records after its merge (merge.py).
-A repair takes the job's latest finished run under `output.uri`, removes the commit
+A repair takes the job's latest finished run under `output.uri` (a local run's or a
+BatchInferenceJob's of that name: `<name>-<10 hex>` or `<name>-<8 hex of its uid>`), removes the commit
 records of its mini-batches with failed items, records the model and side inputs as
 they are now in its plan, and hands the run back to the shards: they resume, so they
 score exactly those mini-batches. A mini-batch is rerun whole, its earlier rows
 replaced: an output row does not say which item it came from. The merge then writes a
 new version of the output in plan order (the old one kept as `<fileName>.previous`),
-and errors.jsonl lists only what still fails.
+and errors.jsonl lists only what still fails. Local mode (local.py) and the operator
+(operator/jobs) drive it alike: repair_target, prepare_repair, then the run's shards and merge.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+from collections.abc import Mapping
 
 from .commits import read_commits
 from .contract import PermanentError
 from .layout import REPAIR_MARKER, Layout
 from .merge import PREVIOUS_SUFFIX
 from .plan import read_plan, source_versions
+from .records import RunSummary
 from .spec import JobSpec
 from .storage import join, write_atomic
 
@@ -33,17 +37,17 @@ class RepairError(PermanentError, RuntimeError):
 
 
 
-def repair_target(fs, out: str, spec: JobSpec) -> tuple[str, dict | None]:
+def repair_target(fs, out: str, spec: JobSpec) -> tuple[str, RunSummary | None]:
     """(run id, summary) of the run to repair: a repair cut short (its marker, no summary),
     else the job's latest finished run (summary None: the repair was cut short)."""
     runs, interrupted = [], []
     for path in fs.glob(join(out, "_parallelrun", f"{spec.name}-*", "*.json")):
         run_id, name = posixpath.basename(posixpath.dirname(path)), posixpath.basename(path)
-        if not re.fullmatch(rf"{re.escape(spec.name)}-[0-9a-f]{{10}}", run_id):  # another job's run
+        if not re.fullmatch(rf"{re.escape(spec.name)}-([0-9a-f]{{10}}|[0-9a-f]{{8}})", run_id):  # another job's
             continue
         if name == "summary.json":
             with fs.open(path, "rb") as f:
-                runs.append((run_id, json.load(f)))
+                runs.append((run_id, RunSummary.from_dict(json.load(f))))
         elif name == REPAIR_MARKER:
             interrupted.append(run_id)
     finished = {run_id for run_id, _ in runs}
@@ -53,14 +57,15 @@ def repair_target(fs, out: str, spec: JobSpec) -> tuple[str, dict | None]:
     if not runs:
         raise RepairError(f"--retry-failed: no finished run of {spec.name} under {spec.output.uri} to repair; "
                           "run the job first")
-    return max(runs, key=lambda run: run[1].get("finishedAt") or "")
+    return max(runs, key=lambda run: run[1].finished_at)
 
 
-def prepare_repair(spec: JobSpec, fs, layout: Layout, summary: dict | None) -> bool:
+def prepare_repair(spec: JobSpec, fs, layout: Layout, summary: RunSummary | None,
+                   env: Mapping[str, str] | None = None) -> bool:
     """Make the run ready for its shards to resume with its failed mini-batches to do; False
     when it has no failed item (nothing to repair). Each step can be done again: a repair cut
     short is prepared again from where it stopped, the summary removed last."""
-    if summary is not None and not summary["items"]["failed"] and not summary["miniBatches"]["failed"]:
+    if summary is not None and not summary.counts.items_failed and not summary.counts.mini_batches_failed:
         return False
     plan = read_plan(fs, layout)
     if plan is None or not (fs.exists(layout.all_commits_dir) or fs.exists(layout.done_dir)):
@@ -68,7 +73,7 @@ def prepare_repair(spec: JobSpec, fs, layout: Layout, summary: dict | None) -> b
                           "were possible); run the job again whole (--fresh)")
     write_atomic(fs, layout.repair_marker, json.dumps({"repairs": layout.run_id}).encode())
     _drop_failed(fs, layout, range(plan.total_mini_batches))
-    plan.sources = source_versions(spec)  # scored with the model and side inputs as they are now
+    plan.sources = source_versions(spec, env)  # scored with the model and side inputs as they are now
     write_atomic(fs, layout.plan_header, json.dumps(plan.header(), indent=1).encode())
     final = layout.final_output(spec.output.file_name)
     if fs.exists(final):

@@ -25,8 +25,9 @@ from .contract import CODE_DIR, CODE_DIR_ENV, PermanentError
 from .layout import Layout
 from .plan import MiniBatch, Plan, changed_sources, plan_lines
 from .pool import Outcome, Placed, Returned, WorkerPool
+from .preprocess import processes_of
 from .readers import Reader
-from .records import DoneRecord, ShardResult
+from .records import DoneRecord, ShardProgress, ShardResult
 from .reportfiles import attempt_row, cell, short_error
 from .resources import available_cpus, gpu_assignment, process_count
 from .sampling import ResourceSampler
@@ -48,12 +49,13 @@ class ConfigError(PermanentError, RuntimeError):
 
 class ShardRunner:
     def __init__(self, spec: JobSpec, plan: Plan, fs, layout: Layout, index: int, *, scratch: str,
-                 log_dir: str | None = None, on_progress: Callable[[int, Counts], None] | None = None,
+                 log_dir: str | None = None, on_progress: Callable[[int, ShardProgress], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, pool: WorkerPool | None = None,
                  wait_for_others: bool = False):
         """`pool`: workers started before the plan was ready (start_pool); else the shard starts them.
         `wait_for_others`: once idle, wait while other pods still work, to take over the chunks of
-        one that is lost (pods; local shards are threads of one process, lost only with it)."""
+        one that is lost (pods; local shards are threads of one process, lost only with it).
+        `on_progress` gets the shard's live progress after each commit (copy what you keep)."""
         self.spec, self.plan, self.fs, self.layout, self.index = spec, plan, fs, layout, index
         self.wait_for_others = wait_for_others
         self._pool = pool
@@ -62,6 +64,7 @@ class ShardRunner:
         self.on_progress = on_progress or (lambda index, counts: None)
         self.should_stop = should_stop or (lambda: False)
         self.counts = Counts()
+        self.progress = ShardProgress(self.counts)  # its counts, and each held chunk's
         self.resumed = Counts()
         self._reader = Reader(plan, scratch)
         self._log = CommitLog(fs, layout, index)
@@ -73,6 +76,7 @@ class ShardRunner:
         self._pending: deque[MiniBatch] = deque()  # held, not yet handed to a worker
         self._drained = False  # nothing is left to claim
         self._committed: set[int] = set()  # of the chunks it holds
+        self._chunk_of: dict[int, int] = {}  # a held mini-batch → its chunk's first
         self._repairing = fs.exists(layout.repair_marker)
         self._plan_lines: dict[int, list[str]] = {}  # a shard range's lines of the plan, once read
         self._chunk_firsts = [c.first for c in self._claims.chunks]
@@ -102,11 +106,14 @@ class ShardRunner:
                 self._plan_lines[chunk.shard] = [line for line in text.splitlines() if line.strip()]
             lines = self._plan_lines[chunk.shard][a - shard.first:b - shard.first]
             made = MiniBatch.many_from_json(lines)
+        counts = self.progress.chunks[a] = Counts()
         for mb, line in zip(made, lines):
+            self._chunk_of[mb.id] = a
             if committed is not None and mb.id in committed:
                 self._committed.add(mb.id)
+                counts.add(committed[mb.id].counts)  # the chunk's, whoever committed it
                 if count:
-                    self._count(committed[mb.id])
+                    self.counts.add(committed[mb.id].counts)
             else:
                 self._lines[mb.id] = line
                 self._pending.append(mb)
@@ -120,7 +127,7 @@ class ShardRunner:
         for chunk in resumed:
             self._take(chunk, committed, count=True)
         if self.counts.mini_batches:
-            self.on_progress(self.index, self.counts)
+            self.on_progress(self.index, self.progress)
             log.info("shard %d: resuming, %d mini-batches already committed", self.index, self.counts.mini_batches)
 
     def _refill(self, low: int) -> None:
@@ -259,13 +266,18 @@ class ShardRunner:
         else:
             # One result per item: fewer are failed items (the worker fails an attempt that returned more).
             # Many: an item succeeds with its mini-batch, whatever number of rows it gave.
-            succeeded = items if self.spec.output.results_per_item == "many" else outcome.returned
+            # Items whose preprocess() raised are failed, each with its error; run() had the others.
+            ran = items - len(outcome.rejected)
+            succeeded = ran if self.spec.output.results_per_item == "many" else outcome.returned
             done = DoneRecord(mb.id, "succeeded", items, succeeded=succeeded, failed=items - succeeded,
                               attempts=attempts, schema=outcome.schema)
-            if succeeded < items:  # which items failed is known only when none succeeded: then each file is named
-                error = f"run() returned {outcome.returned:,} results for {items:,} items"
-                done.errors = self._error_records(mb, items, error, None, attempts) if not succeeded else \
-                    [self._error_record(mb, None, items - succeeded, attempts, error, None)]
+            done.errors = [self._error_record(mb, self.plan.absolute(mb.files[r.item]), 1, attempts, r.error,
+                                              r.traceback) for r in outcome.rejected]
+            if succeeded < ran:  # which items failed is known only when none succeeded: then each file is named
+                error = f"run() returned {outcome.returned:,} results for {ran:,} items"
+                rejected = {r.item for r in outcome.rejected}
+                done.errors += self._error_records(mb, ran, error, None, attempts, rejected) if not succeeded \
+                    else [self._error_record(mb, None, ran - succeeded, attempts, error, None)]
         error = outcome.error or (done.errors[0]["error"] if done.errors else None)
         done.report = "".join(self._retried.get(mb.id, ())) + self._attempt_row(
             mb, outcome, attempts, items, done.succeeded, done.failed, done.status, error)
@@ -305,11 +317,12 @@ class ShardRunner:
             self._side.difference_update(d.id for d in committed)
         self._urgent = False
         if committed:
-            self.on_progress(self.index, self.counts)
+            self.on_progress(self.index, self.progress)
 
     def _count(self, done: DoneRecord) -> None:
         self._committed.add(done.id)
         self.counts.add(done.counts)
+        self.progress.chunks[self._chunk_of[done.id]].add(done.counts)
 
     def _items_of(self, mb: MiniBatch) -> int:
         """Items of a mini-batch that failed before it was read (a crash, a timeout)."""
@@ -331,10 +344,13 @@ class ShardRunner:
                 source[name] = getattr(mb, name)
         return source
 
-    def _error_records(self, mb: MiniBatch, items: int, error: str, tb: str | None, attempts: int) -> list[dict]:
-        """errors.jsonl lines: one per failed file; one per mini-batch of rows (its row range)."""
+    def _error_records(self, mb: MiniBatch, items: int, error: str, tb: str | None, attempts: int,
+                       skip: frozenset[int] | set[int] = frozenset()) -> list[dict]:
+        """errors.jsonl lines: one per failed file (but those at the indexes in `skip`); one per
+        mini-batch of rows (its row range)."""
         if self.plan.input_type == "files":
-            return [self._error_record(mb, self.plan.absolute(f), 1, attempts, error, tb) for f in mb.files]
+            return [self._error_record(mb, self.plan.absolute(f), 1, attempts, error, tb)
+                    for k, f in enumerate(mb.files) if k not in skip]
         return [self._error_record(mb, None, items, attempts, error, tb)]
 
     def _error_record(self, mb: MiniBatch, item: str | None, items: int, attempts: int, error: str,
@@ -371,6 +387,8 @@ def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_
             env[var] = threads
     gpus = (gpu_assignment(workers, spec.gpu.count, os.environ.get("CUDA_VISIBLE_DEVICES"))
             if spec.gpu else None)
+    in_flight = spec.mini_batches_in_flight  # with calls in flight, reads ahead at least as many
+    prefetch = max(spec.prefetch_mini_batches, in_flight) if in_flight > 1 else spec.prefetch_mini_batches
     configs = []
     for k in range(workers):
         worker_env = dict(env, PARALLELRUN_WORKER_INDEX=str(k))
@@ -383,7 +401,9 @@ def worker_configs(spec: JobSpec, layout: Layout, index: int, scratch: str, log_
             output_uri=spec.output.uri, run_id=layout.run_id,
             output_format=spec.output.format, append_row=spec.output.action == "appendRow",
             many_results=spec.output.results_per_item == "many",
-            prefetch=spec.prefetch_mini_batches,
+            prefetch=prefetch,
+            in_flight=in_flight,
+            preprocess=processes_of(spec.preprocess_processes, workers, k),
             log_path=os.path.join(log_dir, f"shard-{index}-worker-{k}.log") if log_dir else None,
         ))
     return configs

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar, get_args, overload
 
 from .api import API_VERSION, BATCH_INFERENCE_JOB
 from .contract import URI_SCHEME, PermanentError
-from .problems import Problems
+from .problems import DNS_NAME, Problems
 
 KIND = BATCH_INFERENCE_JOB.kind
 
@@ -29,13 +29,13 @@ _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 COLUMN_TYPES = ("string", "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                 "float32", "float64", "date32", "timestamp[s]", "timestamp[ms]", "timestamp[us]", "timestamp[ns]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # Kubernetes' metadata.name (DNS-1123 subdomain)
+MAX_IN_FLIGHT = 1024  # spec.miniBatchesInFlight: calls of an async run() one worker keeps going
 
 _SPEC_FIELDS = (
     "input", "sideInputs", "model", "code", "arguments", "miniBatchSize", "partitionKeys",
     "errorThreshold", "miniBatchErrorThreshold", "allowedFailedPercent", "output",
     "nodeCount", "processCountPerNode", "runInvocationTimeout", "initTimeout", "runMaxTry",
-    "prefetchMiniBatches",
+    "prefetchMiniBatches", "preprocessProcesses", "miniBatchesInFlight",
     "loggingLevel", "environment", "storage", "allowReuse", "retryFailed", "queueName", "priorityClassName",
 )
 _ENVIRONMENT_FIELDS = ("image", "env", "envFrom", "resources", "nodeSelector",
@@ -160,6 +160,8 @@ class JobSpec:
     init_timeout: int = 600
     run_max_try: int = 3
     prefetch_mini_batches: int = 2  # read ahead by each worker while run() computes
+    preprocess_processes: int = 0  # a pod's processes for the entry script's preprocess(); 0: in the workers
+    mini_batches_in_flight: int = 1  # calls of an async run() each worker keeps in flight
     logging_level: LoggingLevel = "INFO"
     environment: dict = field(default_factory=dict)  # pod-side fields, as written (camelCase)
     gpu: GpuSpec | None = None
@@ -205,6 +207,10 @@ class JobSpec:
             out["processCountPerNode"] = self.process_count_per_node
         if self.prefetch_mini_batches != 2:  # only where set: run ids of earlier specs stay the same
             out["prefetchMiniBatches"] = self.prefetch_mini_batches
+        if self.preprocess_processes:
+            out["preprocessProcesses"] = self.preprocess_processes
+        if self.mini_batches_in_flight != 1:
+            out["miniBatchesInFlight"] = self.mini_batches_in_flight
         if self.environment:
             out["environment"] = self.environment
         if self.storage:
@@ -346,15 +352,6 @@ class _Loader(Problems):
             return default
         return value
 
-    def object_name(self, path: str, value: Any, what: str) -> str | None:
-        """The name of a Kubernetes object at `path` (None when not given)."""
-        value = self.string(path, value)
-        if value is not None and not DNS_NAME.match(value):
-            self.fail(path, f"{value!r} is not a valid name; give the name of {what} (lower-case letters, "
-                      "digits, '-' and '.')")
-            return None
-        return value
-
     @overload
     def choice(self, path: str, value: Any, options: tuple[_Choice, ...], default: _Choice) -> _Choice: ...
     @overload
@@ -447,6 +444,12 @@ class _Loader(Problems):
         init_timeout = self.integer("spec.initTimeout", spec.get("initTimeout"), 600, 1)
         run_max_try = self.integer("spec.runMaxTry", spec.get("runMaxTry"), 3, 1)
         prefetch_mini_batches = self.integer("spec.prefetchMiniBatches", spec.get("prefetchMiniBatches"), 2, 0)
+        preprocess_processes = self.integer("spec.preprocessProcesses", spec.get("preprocessProcesses"), 0, 0)
+        in_flight = self.integer("spec.miniBatchesInFlight", spec.get("miniBatchesInFlight"), 1, 1)
+        if in_flight > MAX_IN_FLIGHT:
+            self.fail("spec.miniBatchesInFlight", f"{in_flight} is above the maximum {MAX_IN_FLIGHT}; "
+                      "useful values are 4-64 (a remote endpoint's or engine's concurrency per worker)")
+            in_flight = 1
         logging_level: LoggingLevel = self.choice(
             "spec.loggingLevel", spec.get("loggingLevel"), get_args(LoggingLevel), "INFO")
         gpu = self.gpu(environment.get("gpu"))
@@ -471,6 +474,8 @@ class _Loader(Problems):
             init_timeout=init_timeout,
             run_max_try=run_max_try,
             prefetch_mini_batches=prefetch_mini_batches,
+            preprocess_processes=preprocess_processes,
+            mini_batches_in_flight=in_flight,
             logging_level=logging_level,
             environment=environment,
             gpu=gpu,

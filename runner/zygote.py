@@ -37,6 +37,8 @@ from multiprocessing.connection import Connection, Pipe, wait
 from multiprocessing.reduction import recv_handle, send_handle
 from typing import NamedTuple
 
+from .processes import reseed
+
 # Run by `python -c`: the pool's sys.path first (from the repository root, `./operator`
 # would otherwise shadow the standard library's), then the zygote.
 # Ctrl-C is ignored until the zygote leaves the terminal's process group (serve()).
@@ -372,7 +374,7 @@ def _fork(control: Connection, config, running: memoryview, slot: int, inherited
             ours.close()
             for fd in (status_r, status_w, *inherited):
                 os.close(fd)
-            _reseed()
+            reseed()
             worker_main(theirs, config, _Slot(running, slot))
         except BaseException:  # noqa: BLE001 - as multiprocessing reports a target's exception
             traceback.print_exc()
@@ -388,12 +390,3 @@ def _fork(control: Connection, config, running: memoryview, slot: int, inherited
     ours.close()
     os.close(status_r)
     return pid, status_w
-
-
-def _reseed() -> None:
-    """A forked worker draws its own random numbers: numpy's global generator, seeded when
-    the zygote imported it, would otherwise repeat in every worker (the random module
-    reseeds itself after a fork)."""
-    numpy_random = sys.modules.get("numpy.random")
-    if numpy_random is not None:
-        numpy_random.seed()

@@ -43,6 +43,13 @@ class JobFolder:
             (self.data / name).write_text(f"{i}\n")
         return names
 
+    def actions(self, actions: list[str]) -> list[str]:
+        """One file per action (item_000.txt...), the action its content, for a script that acts on it."""
+        names = [f"item_{i:03d}.txt" for i in range(len(actions))]
+        for name, action in zip(names, actions):
+            (self.data / name).write_text(action)
+        return names
+
     def final(self, name: str = "parallel_run_step.txt") -> Path:
         return self.output / name
 

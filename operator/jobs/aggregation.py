@@ -17,6 +17,7 @@ from typing import Literal
 from parallelrun.runner.accounting import Counts, spec_threshold_exceeded
 from parallelrun.runner.contract import EXIT_CONFIG, EXIT_THRESHOLD
 from parallelrun.runner.plan import shards_with_work
+from parallelrun.runner.records import ShardProgress, progress_total
 from parallelrun.runner.spec import JobSpec
 
 from ..kit.observe import JobState, PodState
@@ -46,7 +47,7 @@ class Shard:
 
 def shards(pods: Iterable[PodState], node_count: int, failed_indexes: frozenset[int] = frozenset(),
            live: Mapping[int, Counts] | None = None) -> list[Shard]:
-    """Each index judged; `live` holds the progress files' counts of shards still running."""
+    """Each index judged; `live` holds the counts of the progress files."""
     live = live or {}
     by_index: dict[int, list[PodState]] = {i: [] for i in range(node_count)}
     for pod in pods:
@@ -93,16 +94,23 @@ class Scoring:
 
 
 def observe_scoring(spec: JobSpec, pods: Iterable[PodState], job: JobState | None,
-                    total_mini_batches: int, live: Mapping[int, Counts] | None = None) -> Scoring:
+                    total_mini_batches: int, live: Mapping[int, ShardProgress] | None = None) -> Scoring:
     """The indexes judged are the scoring Job's (its completions follow spec.nodeCount when it
     changes: pods claim work, so any number of them can run the plan)."""
     indexes = job.completions if job and job.completions else shards_with_work(total_mini_batches, spec.node_count)
+    live = live or {}
     judged = shards([p for p in pods if p.component == SCORING], indexes,
-                    job.failed_indexes if job else frozenset(), live)
+                    job.failed_indexes if job else frozenset(), {i: p.counts for i, p in live.items()})
     counts = Counts()
     for shard in judged:
         if shard.counts:
             counts.add(shard.counts)
+    # The indexes' sum misses a dead pod's commits in a chunk another pod took over, and the indexes
+    # a scale-down removed; the progress files count each chunk once, wherever it was scored. Both
+    # count only what is committed: the larger is the nearer.
+    by_chunk = progress_total(live.values())
+    if by_chunk.mini_batches > counts.mini_batches:
+        counts = by_chunk
     states = [s.state for s in judged]
     return Scoring(counts=counts, active=states.count("active") + states.count("retrying"),
                    succeeded=states.count("succeeded"), failed=states.count("failed"),

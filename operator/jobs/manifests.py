@@ -60,9 +60,9 @@ def labels(owner: Owner, component: str) -> dict:
     return owner.labels(component, LABEL_JOB, LABEL_JOB_UID)
 
 
-def metadata(owner: Owner, suffix: str, component: str, spec: JobSpec) -> dict:
+def metadata(owner: Owner, suffix: str, component: str, spec: JobSpec, run: str | None = None) -> dict:
     return owner.metadata(owner.child_name(suffix), labels(owner, component),
-                          {ANNOTATION_RUN_ID: run_id(owner), ANNOTATION_SPEC_HASH: spec_hash(spec)})
+                          {ANNOTATION_RUN_ID: run or run_id(owner), ANNOTATION_SPEC_HASH: spec_hash(spec)})
 
 
 def queued(job: dict, spec: JobSpec) -> dict:
@@ -91,9 +91,6 @@ def cluster_errors(spec: JobSpec, default_image: str | None, local_storage: bool
     if not spec.environment.get("image") and not default_image:
         errors.append("spec.environment.image: required to run on Kubernetes; give the scoring image "
                       "(e.g. registry/scorer:1.0) that has parallelrun installed")
-    if spec.retry_failed:  # the operator runs a resource's own run; a repair resumes another one
-        errors.append("spec.retryFailed: repair runs are made in local mode for now; run `parallelrun run "
-                      "JOB --retry-failed` against the same output.uri, or remove the field")
     # The operator plans from the input and writes under the output; with allowReuse it also
     # fingerprints the code and checks the model and side inputs for changes.
     own = {"spec.input.uri": spec.input.uri, "spec.input.manifest": spec.input.manifest,
@@ -131,13 +128,15 @@ def runner_command(mode: str, run_id: str) -> list[str]:
 
 
 def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = None,
-                      nodes: int | None = None) -> dict:
+                      nodes: int | None = None, run: str | None = None) -> dict:
     """One Indexed Job: pod i runs shard i with processCountPerNode workers, one pod per node.
 
     `nodes`: the shards that have work (fewer than nodeCount when the plan has fewer
-    mini-batches), so no node, or GPU, is taken for an empty shard.
+    mini-batches), so no node, or GPU, is taken for an empty shard. `run`: the run it
+    scores, the resource's own (run_id) unless it repairs an earlier one.
     """
-    template = _pod_template(spec, owner, SCORING, runner_command("score", run_id(owner)), default_image, gpu=True)
+    run = run or run_id(owner)
+    template = _pod_template(spec, owner, SCORING, runner_command("score", run), default_image, run, gpu=True)
     template["spec"]["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
         "labelSelector": {"matchLabels": {LABEL_JOB_UID: owner.uid, LABEL_COMPONENT: SCORING}},
         "topologyKey": "kubernetes.io/hostname",
@@ -145,7 +144,7 @@ def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = N
     return queued({
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": metadata(owner, "score", SCORING, spec),
+        "metadata": metadata(owner, "score", SCORING, spec, run),
         "spec": {
             "completionMode": "Indexed",
             "completions": nodes or spec.node_count,
@@ -164,25 +163,26 @@ def build_scoring_job(spec: JobSpec, owner: Owner, default_image: str | None = N
     }, spec)
 
 
-def build_merge_job(spec: JobSpec, owner: Owner, default_image: str | None = None) -> dict:
+def build_merge_job(spec: JobSpec, owner: Owner, default_image: str | None = None, run: str | None = None) -> dict:
     """One pod that writes the output in plan order (same image, no GPU)."""
+    run = run or run_id(owner)
     return queued({
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": metadata(owner, "merge", MERGE, spec),
+        "metadata": metadata(owner, "merge", MERGE, spec, run),
         "spec": {
             "completions": 1,
             "parallelism": 1,
             "backoffLimit": MERGE_BACKOFF_LIMIT,
             "podFailurePolicy": {"rules": [exit_rule("FailJob", [EXIT_CONFIG, EXIT_THRESHOLD]), DISRUPTION_RULE]},
-            "template": _pod_template(spec, owner, MERGE, runner_command("merge", run_id(owner)), default_image,
+            "template": _pod_template(spec, owner, MERGE, runner_command("merge", run), default_image, run,
                                       gpu=False),
         },
     }, spec)
 
 
 def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str],
-                  default_image: str | None, gpu: bool) -> dict:
+                  default_image: str | None, run: str, gpu: bool) -> dict:
     """A scoring (`gpu`) or merge pod: the runner's container, its volumes, where it may run."""
     volumes, mounts = _volumes(spec, owner)
     pod = restricted_pod(_container(spec, command, mounts, default_image, gpu), volumes,
@@ -190,7 +190,7 @@ def _pod_template(spec: JobSpec, owner: Owner, component: str, command: list[str
     pod.update(_placement(spec, spec.gpu if gpu else None))
     if spec.priority_class_name:
         pod["priorityClassName"] = spec.priority_class_name
-    return {"metadata": {"labels": labels(owner, component), "annotations": {ANNOTATION_RUN_ID: run_id(owner)}},
+    return {"metadata": {"labels": labels(owner, component), "annotations": {ANNOTATION_RUN_ID: run}},
             "spec": pod}
 
 

@@ -25,16 +25,15 @@ from datetime import datetime, timedelta
 
 import kopf
 
-from parallelrun.runner.accounting import ALL_ITEMS_FAILED, Counts, all_items_failed
+from parallelrun.runner.accounting import ALL_ITEMS_FAILED, all_items_failed
 from parallelrun.runner.api import BATCH_INFERENCE_JOB, LABEL_JOB_UID
-from parallelrun.runner.contract import PermanentError
+from parallelrun.runner.contract import EXIT_THRESHOLD, PermanentError
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.plan import shards_with_work
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec, SpecError, load_spec
 from parallelrun.runner.storage import storage_error
 
 from ..kit import metrics
-from ..kit.children import Owner
 from ..kit.conditions import (
     FAILED,
     MERGING,
@@ -67,7 +66,7 @@ from .manifests import (
 from .planning import Planner
 from .progress import read_progress
 from .reuse import find_reusable, record_success, reuse_key
-from .status import counts_of, with_progress
+from .status import counts_of, with_progress, with_throughput
 
 PROGRESS_READ_SECONDS = 15  # while scoring: how often the shards' progress files are read
 
@@ -85,8 +84,10 @@ class Reconciler(Controller):
         self.total: int | None = (self.status.get("progress") or {}).get("miniBatches", {}).get("total")
         self._counted = counts_of(self.status)
         self._env: dict[str, str] | None = None  # storage credentials; None: progress files unreadable
-        self._live: tuple[float, dict] = (-math.inf, {})  # (when read, shard → Counts) of the progress files
+        self._live: tuple[float, dict] = (-math.inf, {})  # (when read, index → ShardProgress) of the progress files
         self._reports_due: float | None = None  # until when the failed indexes' pods are awaited
+        # The run it drives: its own (run_id), or the earlier run it repairs (spec.retryFailed).
+        self.run_id: str = self.status.get("runId") or run_id(self.owner)
 
     @property
     def spec(self) -> JobSpec:
@@ -119,38 +120,68 @@ class Reconciler(Controller):
             self._env = await self._credentials(self.spec.storage, wait=False)
             return
         env = self._env = await self._credentials(self.spec.storage)
-        if self.spec.allow_reuse and await self._reuse_earlier_run(env):
+        if self.spec.retry_failed:
+            action, what = "Repairing", f"the failed mini-batches of the latest finished run of {self.owner.name}"
+        elif self.spec.allow_reuse and await self._reuse_earlier_run(env):
             return
+        else:
+            action, what = "Planning", f"listing {self.spec.input.source}"
         if self.status.get("phase") != PLANNING:
-            self._event("Normal", "Planning", f"listing {self.spec.input.source}")
-            await self._write(with_phase(self.status, PLANNING, "Planning", f"listing {self.spec.input.source}",
-                                         self.generation))
+            self._event("Normal", action, what)
+            await self._write(with_phase(self.status, PLANNING, action, what, self.generation))
         started = time.monotonic()
         try:
-            plan = await self.planner.plan(self.spec, run_id(self.owner), env)
+            total = await (self._repair(env) if self.spec.retry_failed else self._plan(env))
         except PermanentError as e:  # nothing to plan, unreadable input, storage refusing: a user's to fix
-            raise RunFailed("PlanFailed", str(e)) from e
+            raise RunFailed("RepairFailed" if self.spec.retry_failed else "PlanFailed", str(e)) from e
         except Exception as e:  # storage refusing (a wrong key) fails; storage unreachable...: retried, and said so
             fault = storage_error(e)
             if isinstance(fault, PermanentError):
                 raise RunFailed("PlanFailed", str(fault)) from e
-            message = f"planning failed, retrying in {self.retry_seconds}s: {fault or f'{type(e).__name__}: {e}'}"
+            message = (f"{action.lower()} failed, retrying in {self.retry_seconds}s: "
+                       f"{fault or f'{type(e).__name__}: {e}'}")
             await self._write(dict(self.status, message=message))
             raise kopf.TemporaryError(message, delay=self.retry_seconds) from e
+        if total is None:
+            return
         metrics.PLAN_SECONDS.observe(time.monotonic() - started)
-        self.total = plan.total_mini_batches
+        self.total = total
         await self._ensure(build_spec_configmap(self.spec, self.owner))
         nodes = self.shards_with_work
-        job = await self._ensure(build_scoring_job(self.spec, self.owner, self.services.default_image, nodes))
+        job = await self._ensure(build_scoring_job(self.spec, self.owner, self.services.default_image, nodes,
+                                                   self.run_id))
         fewer = (f" (nodeCount {self.spec.node_count}: only {nodes} shard(s) have work)"
                  if nodes < self.spec.node_count else "")
-        message = (f"scoring {plan.total_mini_batches} mini-batches on {nodes} node(s){fewer} "
+        what = f"repairing run {self.run_id}: " if self.spec.retry_failed else ""
+        message = (f"{what}scoring {total} mini-batches on {nodes} node(s){fewer} "
                    f"with Job {job['metadata']['name']}")
         self._event("Normal", "Started", message)
         status = with_phase(self.status, QUEUED if self.spec.queue_name else RUNNING,
                             "Queued" if self.spec.queue_name else "Scoring", message, self.generation)
         status = with_progress(status, self._counted, self.total, 0, 0, 0, nodes)
-        await self._write(dict(status, jobName=job["metadata"]["name"], runId=run_id(self.owner)))
+        await self._write(dict(status, jobName=job["metadata"]["name"], runId=self.run_id))
+
+    async def _plan(self, env: dict[str, str]) -> int:
+        """The run's plan, written now or read back; its mini-batches."""
+        plan = await self.planner.plan(self.spec, self.run_id, env)
+        return plan.total_mini_batches
+
+    async def _repair(self, env: dict[str, str]) -> int | None:
+        """spec.retryFailed: the job's latest finished run, made ready for its failed mini-batches
+        to run again with the code and model as they are now (runner/repair.py); this resource
+        drives that run from here on. Its mini-batches, or None when it has no failed item
+        (Succeeded at once, with its counts)."""
+        repair = await self.planner.repair(self.spec, env)
+        self.run_id = repair.run_id
+        if repair.summary is None:
+            return repair.total
+        summary = repair.summary
+        message = f"run {repair.run_id} has no failed item: nothing to repair"
+        self._event("Normal", "Succeeded", message)
+        status = with_phase(self.status, SUCCEEDED, "NothingToRepair", message, self.generation)
+        status = with_progress(status, summary.counts, summary.plan_mini_batches, 0, 0, 0, 0)
+        await self._write(dict(status, outputUri=summary.output_or_summary, runId=repair.run_id))
+        return None
 
     async def step(self) -> bool:
         """One look at the run; True when it has finished."""
@@ -176,20 +207,22 @@ class Reconciler(Controller):
             return False
         scale = await self._scale()
         if status.get("phase") == QUEUED:  # Kueue admitted it
+            metrics.QUEUE_SECONDS.observe(self._queued_seconds(status))
             status = self._admitted(with_phase(status, RUNNING, "Scoring", "admitted by Kueue; scoring",
                                                self.generation))
-        scoring = observe_scoring(self.spec, pods, self._job(SCORING), self.total, await self._live_counts(pods))
+        scoring = observe_scoring(self.spec, pods, self._job(SCORING), self.total, await self._live_counts())
         metrics.count_progress(self._counted, scoring.counts)
         self._counted = scoring.counts
         status = with_progress(status, scoring.counts, self.total, scoring.active, scoring.succeeded,
                                scoring.failed, self.shards_with_work)
+        status = with_throughput(status, self.clock.now())
         status["nodes"].update(scale)
         self.status = status  # what a failure from here on reports
         if scoring.failure and not self._awaiting_reports(scoring):
             await self._stop_scoring()
             raise RunFailed(*scoring.failure)
         if scoring.complete:
-            job = await self._ensure(build_merge_job(self.spec, self.owner, self.services.default_image))
+            job = await self._ensure(build_merge_job(self.spec, self.owner, self.services.default_image, self.run_id))
             message = f"all {self.shards_with_work} shard(s) done; merging with Job {job['metadata']['name']}"
             self._event("Normal", "Merging", message)
             status = with_phase(status, MERGING, "Merging", message, self.generation)
@@ -241,21 +274,27 @@ class Reconciler(Controller):
                                    message, self.generation, now())
         return dict(self.status, conditions=conditions, message=message)
 
+    def _queued_seconds(self, status: dict) -> float:
+        """How long the run has been Queued: since its Queued condition (else its start) until now."""
+        queued = next((c for c in status.get("conditions") or [] if c.get("type") == QUEUED), None)
+        since = (queued or {}).get("lastTransitionTime") or status.get("startTime")
+        if not since:
+            return 0.0
+        return max(0.0, (self.clock.now() - datetime.fromisoformat(since.replace("Z", "+00:00"))).total_seconds())
+
     def _admitted(self, status: dict) -> dict:
         return dict(status, conditions=set_condition(list(status.get("conditions") or []), QUEUED, False, "Admitted",
                                                      f"admitted from LocalQueue {self.spec.queue_name}",
                                                      self.generation, now()))
 
-    async def _live_counts(self, pods: list[PodState]) -> dict:
-        """The progress files of the shards that have not succeeded, read at most every
-        PROGRESS_READ_SECONDS (pod events come far more often); {} where storage fails us."""
+    async def _live_counts(self) -> dict:
+        """The pods' progress files, read at most every PROGRESS_READ_SECONDS (pod events come far
+        more often); {} where storage fails us."""
         read_at, live = self._live
         if self._env is None or time.monotonic() - read_at < PROGRESS_READ_SECONDS:
             return live
-        done = {p.index for p in pods if p.component == SCORING and p.phase == "Succeeded"}
-        running = [i for i in range(self.shards_with_work) if i not in done]
         try:
-            live = await asyncio.to_thread(read_progress, self.spec, run_id(self.owner), self._env, running)
+            live = await asyncio.to_thread(read_progress, self.spec, self.run_id, self._env)
         except Exception as e:  # noqa: BLE001 - storage is down: the pods' own reports still count
             self.logger.warning("cannot read the shards' progress: %s: %s", type(e).__name__, e)
             live = {}
@@ -271,13 +310,15 @@ class Reconciler(Controller):
             status = self._admitted(status)
         outcome, message = observe_merge(self._pods(), self._job(MERGE))
         if outcome == FAILED:
-            self.status = status
+            merged = any(p.component == MERGE and p.exit_code == EXIT_THRESHOLD for p in self._pods())
+            self.status = dict(status, report=self._report_uri()) if merged else status  # it wrote its page
             raise RunFailed("MergeFailed", message)
         if outcome == SUCCEEDED:
-            output = output_uri(self.spec, self.owner)
+            output = output_uri(self.spec, self.run_id)
             message = f"output written to {output}"
             self._event("Normal", "Succeeded", message)
-            status = dict(with_phase(status, SUCCEEDED, "Succeeded", message, self.generation), outputUri=output)
+            status = dict(with_phase(status, SUCCEEDED, "Succeeded", message, self.generation), outputUri=output,
+                          report=self._report_uri())
             if warning := all_items_failed(counts_of(status)):  # thresholds of -1 let it succeed: say so
                 self._event("Warning", ALL_ITEMS_FAILED, warning)
                 status = with_warning(status, ALL_ITEMS_FAILED, warning, self.generation)
@@ -285,6 +326,10 @@ class Reconciler(Controller):
                 await self._record_for_reuse(output)
         await self._write(status)
         return outcome == SUCCEEDED
+
+    def _report_uri(self) -> str:
+        """The page the merge pod writes (runner/reportpage.py)."""
+        return Layout.uris(self.spec, run_id(self.owner)).report_page
 
     # -- allowReuse ----------------------------------------------------------------
 
@@ -314,13 +359,12 @@ class Reconciler(Controller):
             return False
         if not summary:
             return False
-        message = (f"allowReuse: run {summary['runId']} already succeeded with this spec and code, and its input "
+        message = (f"allowReuse: run {summary.run_id} already succeeded with this spec and code, and its input "
                    f"is unchanged; reusing its output")
         self._event("Normal", "Reused", message)
         status = with_phase(self.status, SUCCEEDED, "Reused", message, self.generation)
-        status = with_progress(status, Counts.from_dict(summary), summary["plan"]["miniBatches"], 0, 0, 0, 0)
-        output = (summary["output"] or {}).get("uri") or summary["summary"]  # summaryOnly: no output file
-        await self._write(dict(status, outputUri=output, runId=summary["runId"]))
+        status = with_progress(status, summary.counts, summary.plan_mini_batches, 0, 0, 0, 0)
+        await self._write(dict(status, outputUri=summary.output_or_summary, runId=summary.run_id))
         return True
 
     async def _record_for_reuse(self, output: str) -> None:
@@ -328,7 +372,7 @@ class Reconciler(Controller):
         try:
             key = await self._reuse_key(self._env or {})
             if key:
-                await asyncio.to_thread(record_success, self.spec, key, run_id(self.owner), self.owner.name, output,
+                await asyncio.to_thread(record_success, self.spec, key, self.run_id, self.owner.name, output,
                                         self._env or {})
         except Exception as e:  # noqa: BLE001
             self.logger.warning("allowReuse: cannot record this run for reuse: %s: %s", type(e).__name__, e)
@@ -396,7 +440,7 @@ class Reconciler(Controller):
                 raise
 
 
-def output_uri(spec: JobSpec, owner: Owner) -> str:
+def output_uri(spec: JobSpec, run: str) -> str:
     """What status.outputUri points to: the output file, or (summaryOnly) the run's summary.json."""
-    uris = Layout.uris(spec, run_id(owner))
+    uris = Layout.uris(spec, run)
     return uris.final_output(spec.output.file_name) if spec.output.action == "appendRow" else uris.summary

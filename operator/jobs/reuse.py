@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.pipelines import reuse
+from parallelrun.runner.records import RunSummary
 from parallelrun.runner.runs import reusable
 from parallelrun.runner.spec import JobSpec
 from parallelrun.runner.storage import filesystem
@@ -35,8 +36,8 @@ def reuse_key(spec: JobSpec, code: Mapping[str, str] | None, env: Mapping[str, s
     return reuse.fingerprint({"job": spec.to_dict()}, None, digest)
 
 
-def find_reusable(spec: JobSpec, key: str, env: Mapping[str, str]) -> dict | None:
-    """The summary.json of a succeeded run with this key that can stand for this one, or None."""
+def find_reusable(spec: JobSpec, key: str, env: Mapping[str, str]) -> RunSummary | None:
+    """The summary of a succeeded run with this key that can stand for this one, or None."""
     fs, out = filesystem(spec.output.uri, env)
     entry = reuse.read_entry(fs, out, key)
     if entry is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from parallelrun.runner.accounting import Counts
 
 
@@ -24,3 +26,13 @@ def with_progress(status: dict, counts: Counts, total: int | None, active: int, 
 def counts_of(status: dict) -> Counts:
     """The counts a status already reports (an operator restart starts from them)."""
     return Counts.from_dict(status.get("progress") or {})
+
+
+def with_throughput(status: dict, at: datetime) -> dict:
+    """`status` with itemsPerSecond: the items it reports over the time since its startTime (a new dict)."""
+    start = status.get("startTime")
+    if not start:
+        return status
+    seconds = (at - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    items = counts_of(status).items
+    return dict(status, itemsPerSecond=round(items / seconds, 1) if seconds > 0 else 0.0)

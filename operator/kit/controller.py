@@ -219,7 +219,7 @@ class Controller(abc.ABC):
         if status == self._written:
             return
         await self.api.merge_patch(path(API_VERSION, self.kind.plural, self.owner.namespace, self.owner.name, "status"),
-                                   {"status": status})
+                                   {"status": merge_patch(self._written, status)})
         self._written = copy.deepcopy(status)
 
     def _retry_later(self, e: ApiError, what: str) -> kopf.TemporaryError:
@@ -231,6 +231,16 @@ class Controller(abc.ABC):
         kopf.event(self.body, type=type_, reason=reason, message=message)
         level = logging.INFO if type_ == "Normal" else logging.WARNING
         self.logger.log(level, "%s: %s", reason, message, extra={"k8s_skip": True})
+
+
+def merge_patch(old: dict, new: dict) -> dict:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: a key `new` no longer has is
+    sent as null, or the server would keep it."""
+    patch: dict = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        patch[key] = merge_patch(before, value) if isinstance(value, dict) and isinstance(before, dict) else value
+    return patch
 
 
 async def refuse_change_after_finish(kind: Kind, body, api: KubeApi) -> None:

@@ -5,6 +5,7 @@
     parallelrun_mini_batches_total{result}          mini-batches scored, by succeeded/failed
     parallelrun_reconcile_duration_seconds          one reconcile step of one resource
     parallelrun_plan_duration_seconds               planning one run (listing its input)
+    parallelrun_queue_duration_seconds              a scoring Job's wait for Kueue to admit it
     parallelrun_schedule_runs_started_total{trigger} PipelineRuns started by schedules (schedule, manual, data)
     parallelrun_schedule_missed_slots_total         schedule slots missed (downtime, deadline, policy)
     parallelrun_schedule_lag_seconds                from a slot to the creation of its run
@@ -30,6 +31,9 @@ RECONCILE_SECONDS = Histogram("parallelrun_reconcile_duration_seconds", "Duratio
                               buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
 PLAN_SECONDS = Histogram("parallelrun_plan_duration_seconds", "Duration of planning a run.",
                          buckets=(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300))
+
+QUEUE_SECONDS = Histogram("parallelrun_queue_duration_seconds", "From a scoring Job queued to its admission by Kueue.",
+                          buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600))
 
 PHASES = get_args(Phase)
 

@@ -26,6 +26,7 @@ from parallelrun.runner.api import (
     ANNOTATION_OUTPUTS,
     API_VERSION,
     BATCH_INFERENCE_JOB,
+    LABEL_KUEUE_QUEUE,
     LABEL_RUN,
     LABEL_RUN_UID,
     LABEL_STEP,
@@ -110,20 +111,27 @@ def child_annotations(step: ResolvedStep) -> dict:
                                                                                      sort_keys=True)}
 
 
-def build_step_batch_job(owner: Owner, step: ResolvedStep) -> dict:
-    """A BatchInferenceJob running a batchInference step's (or a parallel component's) normalized spec."""
+def build_step_batch_job(owner: Owner, step: ResolvedStep, pipeline: PipelineSpec) -> dict:
+    """A BatchInferenceJob running a batchInference step's (or a parallel component's) normalized spec,
+    in the run's Kueue queue and priority class unless the step names its own."""
+    assert step.job is not None  # a batchInference step's
+    job = dict(step.job)
+    if pipeline.queue_name:
+        job.setdefault("queueName", pipeline.queue_name)
+    if pipeline.priority_class_name:
+        job.setdefault("priorityClassName", pipeline.priority_class_name)
     return {"apiVersion": API_VERSION, "kind": BATCH_INFERENCE_JOB.kind,
-            "metadata": step_metadata(owner, step.name, annotations=child_annotations(step)), "spec": step.job}
+            "metadata": step_metadata(owner, step.name, annotations=child_annotations(step)), "spec": job}
 
 
-def build_container_job(owner: Owner, step: ResolvedStep, default_image: str | None) -> dict:
+def build_container_job(owner: Owner, step: ResolvedStep, pipeline: PipelineSpec, default_image: str | None) -> dict:
     """A Job running a container step's image and command, retried `retries` times."""
     assert isinstance(step.command, list)  # a container step's: the argument list
     runner = restricted_container(step.image or default_image, list(step.command),
                                   with_user_env(scratch_env(), step.env), [_SCRATCH_MOUNT], [], step.storage)
     if step.resources:
         runner["resources"] = step.resources
-    return _job(owner, step, runner, [_SCRATCH_VOLUME], [DISRUPTION_RULE])
+    return _job(owner, step, pipeline, runner, [_SCRATCH_VOLUME], [DISRUPTION_RULE])
 
 
 def step_configmap_name(owner: Owner, step: str) -> str:
@@ -137,41 +145,43 @@ def build_step_configmap(owner: Owner, step: ResolvedStep) -> dict:
             "immutable": True, "data": {STEP_FILE: json.dumps(step.to_dict(), indent=1, sort_keys=True)}}
 
 
-def build_component_job(owner: Owner, step: ResolvedStep, default_image: str | None) -> dict:
+def build_component_job(owner: Owner, step: ResolvedStep, pipeline: PipelineSpec, default_image: str | None) -> dict:
     """A Job running the component's image on its resolved step (build_step_configmap), retried `retries` times."""
     volumes: list[dict] = [_SCRATCH_VOLUME, {"name": "step", "configMap": {"name": step_configmap_name(owner,
                                                                                                        step.name)}}]
     mounts: list[dict] = [_SCRATCH_MOUNT, {"name": "step", "mountPath": SPEC_DIR, "readOnly": True}]
     runner = restricted_container(step.image or default_image, STEP_COMMAND, scratch_env(), mounts, [], step.storage)
     # The step runner exits EXIT_CONFIG when the step cannot start or keep its outputs: not worth a retry.
-    return _job(owner, step, runner, volumes, [exit_rule("FailJob", [EXIT_CONFIG]), DISRUPTION_RULE])
+    return _job(owner, step, pipeline, runner, volumes, [exit_rule("FailJob", [EXIT_CONFIG]), DISRUPTION_RULE])
 
 
-def build_step_children(owner: Owner, step: ResolvedStep, default_image: str | None) -> list[dict]:
+def build_step_children(owner: Owner, step: ResolvedStep, pipeline: PipelineSpec,
+                        default_image: str | None) -> list[dict]:
     """Every child of a step, in the order to create them (a Job's ConfigMap first)."""
     if step.kind == "batchInference":
-        return [build_step_batch_job(owner, step)]
+        return [build_step_batch_job(owner, step, pipeline)]
     if step.kind == "container":
-        return [build_container_job(owner, step, default_image)]
-    return [build_step_configmap(owner, step), build_component_job(owner, step, default_image)]
+        return [build_container_job(owner, step, pipeline, default_image)]
+    return [build_step_configmap(owner, step), build_component_job(owner, step, pipeline, default_image)]
 
 
 _SCRATCH_VOLUME = {"name": "scratch", "emptyDir": {}}
 _SCRATCH_MOUNT = {"name": "scratch", "mountPath": SCRATCH_DIR}
 
 
-def _job(owner: Owner, step: ResolvedStep, container: dict, volumes: list[dict], rules: list[dict]) -> dict:
-    """One pod, retried `retries` times; `rules`: its podFailurePolicy (a drained node never counts)."""
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": step_metadata(owner, step.name, annotations=child_annotations(step)),
-        "spec": {
-            "completions": 1,
-            "parallelism": 1,
-            "backoffLimit": step.retries,
-            "podFailurePolicy": {"rules": rules},
-            "template": {"metadata": {"labels": step_labels(owner, step.name)},
-                         "spec": restricted_pod(container, volumes)},
-        },
-    }
+def _job(owner: Owner, step: ResolvedStep, pipeline: PipelineSpec, container: dict, volumes: list[dict],
+         rules: list[dict]) -> dict:
+    """One pod, retried `retries` times; `rules`: its podFailurePolicy (a drained node never counts).
+    In the run's Kueue queue it is created suspended for Kueue to admit (the operator never unsuspends it)."""
+    pod = restricted_pod(container, volumes)
+    if pipeline.priority_class_name:
+        pod["priorityClassName"] = pipeline.priority_class_name
+    metadata = step_metadata(owner, step.name, annotations=child_annotations(step))
+    if pipeline.queue_name:
+        metadata["labels"][LABEL_KUEUE_QUEUE] = pipeline.queue_name
+    spec: dict = {"completions": 1, "parallelism": 1, "backoffLimit": step.retries,
+                  "podFailurePolicy": {"rules": rules},
+                  "template": {"metadata": {"labels": step_labels(owner, step.name)}, "spec": pod}}
+    if pipeline.queue_name:
+        spec["suspend"] = True
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}

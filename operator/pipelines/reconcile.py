@@ -2,15 +2,14 @@
 
 Each look rebuilds the run's state from what exists: the steps status already
 records as over, and each step's child (in kopf's indexes); then `dag.advance` says
-which steps to skip and which to start. A step starts by being resolved
-(`resolve_step`: expressions substituted, outputs placed, fingerprint taken); a
-fingerprint that matches a success in the reuse index whose outputs still exist, and are
-still that success's own (owners.reusable, as in local mode), makes it Succeeded with
-`reused: true` and no child; otherwise its output places are claimed for this run's
-execution of the step (owners.claim) and its children are created
-under deterministic names (a 409 adopts the child made before a restart). When a
-child succeeds its outputs (kept on the child) go into the reuse index, then into the
-status, where later steps' expressions find them. Storage is reached off the event loop.
+which steps to skip and which to start. A step begins its life as in local mode
+(runner/pipelines/lifecycle.begin: resolved, reused when the reuse index has a success
+whose outputs still exist and are still its own, which makes it Succeeded with
+`reused: true` and no child, else its output places claimed for this run's execution of
+the step); then its children are created under deterministic names (a 409 adopts the
+child made before a restart). When a child succeeds its outputs (kept on the child) go
+into the reuse index (lifecycle.remember), then into the status, where later steps'
+expressions find them. Storage is reached off the event loop.
 
     start   the spec of record (the ConfigMap <run>-spec once it started; an edit after that is refused),
             every problem → Failed, InvalidSpec, no children; its components, credentials
@@ -30,10 +29,9 @@ import kopf
 
 from parallelrun.runner.api import LABEL_RUN_UID, PIPELINE_RUN
 from parallelrun.runner.contract import PermanentError
-from parallelrun.runner.pipelines import dag, owners, reuse
+from parallelrun.runner.pipelines import dag, lifecycle, owners, reuse
 from parallelrun.runner.pipelines.component import Component, load_component_text
-from parallelrun.runner.pipelines.resolve import component_base_dir, resolve_step
-from parallelrun.runner.pipelines.resolved import ResolveError
+from parallelrun.runner.pipelines.resolve import component_base_dir
 from parallelrun.runner.pipelines.spec import API_VERSION, KIND, ComponentRef, PipelineSpec, Step, load_pipeline
 from parallelrun.runner.spec import SpecError
 from parallelrun.runner.storage import StorageUnavailable, filesystem, storage_error
@@ -201,12 +199,13 @@ class PipelineReconciler(Controller):
         update = {"phase": child.phase, "child": child.name, "startTime": current.get("startTime") or now()}
         if child.fingerprint:
             update["fingerprint"] = child.fingerprint
+        if child.progress:
+            update.update(progress=child.progress, failedItems=child.failed_items)
         if child.phase == dag.SUCCEEDED:
             step = next(s for s in self.spec.steps + self.spec.finally_steps if s.name == child.step)
-            if step.reuse and child.fingerprint:
-                entry = reuse.index_entry(child.fingerprint, child.outputs, self.owner.name, child.step,
-                                          datetime.datetime.now(datetime.timezone.utc), self._execution(child.step))
-                await self._storage(reuse.write_entry, entry)
+            finished_at = datetime.datetime.now(datetime.timezone.utc)
+            await self._storage(lifecycle.remember, self._store, step, child.fingerprint, child.outputs,
+                                self.owner.name, self._execution(child.step), finished_at)
             update.update(outputs=dict(child.outputs), reused=False, completionTime=now())
             self._event("Normal", "StepSucceeded", f"step {child.step} succeeded ({child.name})")
         elif child.phase == dag.FAILED:
@@ -217,7 +216,9 @@ class PipelineReconciler(Controller):
             message = child.message + (f"; {pod.describe()}" if pod else "")
             update.update(message=message, completionTime=now())
             self._event("Warning", "StepFailed", f"step {child.step} failed: {message}")
-        steps[child.step] = {**current, **update}
+        else:
+            update["message"] = child.message  # why it waits (Kueue's admission), or nothing once it runs
+        steps[child.step] = {key: value for key, value in {**current, **update}.items() if key != "message" or value}
 
     def _awaiting_pod(self, step: str) -> bool:
         """Whether to wait for the failed pod of a step's failed Job: the Job and its pods are watched
@@ -230,38 +231,39 @@ class PipelineReconciler(Controller):
         return self.clock.now() + datetime.timedelta(seconds=1) if self._pods_due else None
 
     async def _start_step(self, step: Step, steps: Mapping[str, dict], states: Mapping[str, str]) -> dict:
-        """Resolve `step`, then reuse an earlier success or create its children; its status entry."""
-        finished = {name: s.get("outputs") or {} for name, s in steps.items() if s.get("phase") == dag.SUCCEEDED}
-        run_status = dag.run_status(self.spec.graph, states) if step.is_finally else None
+        """Begin `step` (lifecycle.begin), then create its children unless it was reused; its status entry."""
         started = now()
         try:
-            resolved = await asyncio.to_thread(
-                resolve_step, self.spec, step, finished, run_status,
+            outcome = await self._storage(
+                lifecycle.begin, self.spec, step, self._store, self._execution(step.name),
+                finished={name: s.get("outputs") or {} for name, s in steps.items() if s.get("phase") == dag.SUCCEEDED},
+                states=states, upstream={name: s["fingerprint"] for name, s in steps.items() if s.get("fingerprint")},
+                run_status=dag.run_status(self.spec.graph, states) if step.is_finally else None,
                 component_text=self._component_texts.get(step.component_ref) if step.component_ref else None,
-                code_digest=self._code_digest,
-                upstream={name: s["fingerprint"] for name, s in steps.items() if s.get("fingerprint")})
-        except ResolveError as e:
-            message = "; ".join(e.errors)
-            self._event("Warning", "StepFailed", f"step {step.name} cannot start: {message}")
-            return {"phase": dag.FAILED, "message": message, "startTime": started, "completionTime": started}
-        except ApiError:
+                code_digest=self._code_digest)
+        except (ApiError, kopf.TemporaryError):
             raise
         except Exception as e:  # its code's storage did not answer: the step waits
             message = f"cannot resolve step {step.name} yet, retrying in {self.retry_seconds}s: {type(e).__name__}: {e}"
             raise kopf.TemporaryError(message, delay=self.retry_seconds) from e
-        needs_reused = all(states.get(need) == dag.REUSED for need in step.needs)
-        entry = await self._storage(owners.reusable, resolved, needs_reused, self._env)
-        if entry is not None:
-            message = f"reused the outputs of step {entry.step} of run {entry.run}"
+        if isinstance(outcome, lifecycle.Refused):
+            self._event("Warning", "StepFailed", f"step {step.name} cannot start: {outcome.message}")
+            return {"phase": dag.FAILED, "message": outcome.message, "startTime": started, "completionTime": started}
+        resolved = outcome.step
+        if isinstance(outcome, lifecycle.Reused):
+            message = f"reused the outputs of step {outcome.entry.step} of run {outcome.entry.run}"
             self._event("Normal", "StepReused", f"step {step.name}: {message}")
-            return {"phase": dag.SUCCEEDED, "reused": True, "outputs": dict(entry.outputs), "message": message,
+            return {"phase": dag.SUCCEEDED, "reused": True, "outputs": dict(outcome.entry.outputs), "message": message,
                     "fingerprint": resolved.fingerprint, "startTime": started, "completionTime": now()}
-        await self._storage(owners.claim, resolved.outputs, self._execution(step.name))  # before anything writes
-        for manifest in build_step_children(self.owner, resolved, self.services.default_image):
+        for manifest in build_step_children(self.owner, resolved, self.spec, self.services.default_image):
             await self._ensure(manifest)
         child = child_name(self.owner.name, step.name)
         self._event("Normal", "StepStarted", f"step {step.name} started: {resolved.kind} {child}")
         return {"phase": dag.RUNNING, "child": child, "fingerprint": resolved.fingerprint, "startTime": started}
+
+    @property
+    def _store(self) -> _ClusterStore:
+        return _ClusterStore(self.spec.workdir, self._env, self.logger)
 
     def _execution(self, step: str) -> str:
         """This run's execution of `step` (owners.py): the same after a restart, new for every run."""
@@ -283,25 +285,47 @@ class PipelineReconciler(Controller):
         fs, where = filesystem(location, self._env)
         return reuse.folder_digest(fs, where) if fs.exists(where) else None  # as local mode (sources.code_digest)
 
-    async def _storage(self, function, *args):
-        """`function(fs, workdir, *args)` on the reuse index's storage, in a worker thread.
-
-        Storage that refuses (no access to the workdir) costs only reuse: a warning, and None.
-        Storage that does not answer is waited for: the run is retried, its status unchanged.
-        """
+    async def _storage(self, function, *args, **kwargs):
+        """`function` (one that reaches the reuse index through self._store) in a worker thread;
+        storage that does not answer is waited for: the run is retried, its status unchanged."""
         try:
-            return await asyncio.to_thread(_on_workdir, function, self.spec.workdir, self._env, *args)
-        except Exception as e:  # sorted below
-            fault = storage_error(e, self.spec.workdir)
-            if isinstance(fault, PermanentError):
-                self.logger.warning("the reuse index under %s is refused, so steps are neither reused nor recorded "
-                                    "for reuse: %s", self.spec.workdir, fault)
-                return None
-            message = (f"the reuse index under {self.spec.workdir} is unreachable, retrying in {self.retry_seconds}s: "
-                       f"{fault or f'{type(e).__name__}: {e}'}")
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except _Unreachable as e:
+            message = (f"the reuse index under {self.spec.workdir} is unreachable, retrying in "
+                       f"{self.retry_seconds}s: {e}")
             raise kopf.TemporaryError(message, delay=self.retry_seconds) from e
 
 
-def _on_workdir(function, workdir: str, env: Mapping[str, str], *args):
-    fs, root = filesystem(workdir, env)
-    return function(fs, root, *args)
+class _Unreachable(Exception):
+    """The reuse index's storage does not answer."""
+
+
+class _ClusterStore:
+    """The reuse index and output claims under the run's workdir, with the run's credentials.
+
+    Storage that refuses (no access to the workdir) costs only reuse: a warning, and no
+    entry found, claimed or written. Storage that does not answer raises _Unreachable."""
+
+    def __init__(self, workdir: str, env: Mapping[str, str], logger):
+        self.workdir, self.env, self.logger = workdir, env, logger
+
+    def reusable(self, step, needs_reused: bool):
+        return self._call(owners.reusable, step, needs_reused, self.env)
+
+    def claim(self, outputs: Mapping[str, str], execution: str) -> None:
+        self._call(owners.claim, outputs, execution)
+
+    def write_entry(self, entry) -> None:
+        self._call(reuse.write_entry, entry)
+
+    def _call(self, function, *args):
+        try:
+            fs, root = filesystem(self.workdir, self.env)
+            return function(fs, root, *args)
+        except Exception as e:  # sorted below
+            fault = storage_error(e, self.workdir)
+            if isinstance(fault, PermanentError):
+                self.logger.warning("the reuse index under %s is refused, so steps are neither reused nor recorded "
+                                    "for reuse: %s", self.workdir, fault)
+                return None
+            raise _Unreachable(str(fault or f"{type(e).__name__}: {e}")) from e

@@ -1,6 +1,7 @@
 """The status of a PipelineRun, and what its children say: pure functions.
 
-    status.steps.<step>   {phase, reused, child, startTime, completionTime, outputs, message}
+    status.steps.<step>   {phase, reused, child, startTime, completionTime, outputs, message,
+                          progress, failedItems (a batchInference step's, from its BatchInferenceJob)}
                           phase Pending | Running | Succeeded | Failed | Skipped; a reused
                           step is Succeeded with reused: true and no child
     phase, conditions     every kind's (kit.conditions.with_phase): Running, Succeeded,
@@ -18,11 +19,12 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from parallelrun.runner.api import ANNOTATION_FINGERPRINT, ANNOTATION_OUTPUTS, LABEL_STEP
+from parallelrun.runner.accounting import Counts, progress_text
+from parallelrun.runner.api import ANNOTATION_FINGERPRINT, ANNOTATION_OUTPUTS, LABEL_KUEUE_QUEUE, LABEL_STEP
 from parallelrun.runner.pipelines import dag
 from parallelrun.runner.pipelines.expressions import as_text
 
-from ..kit.conditions import now, with_phase
+from ..kit.conditions import QUEUED, now, with_phase
 from ..kit.observe import PodState, job_state, pod_state
 
 OVER = (dag.SUCCEEDED, dag.FAILED, dag.SKIPPED)  # a step's phases that never change again
@@ -39,6 +41,8 @@ class ChildState:
     fingerprint: str | None = None
     outputs: Mapping[str, str] = field(default_factory=dict)
     has_pods: bool = False  # a Job, whose pods the run's index holds (say why it failed)
+    progress: str = ""  # a BatchInferenceJob's mini-batches done of planned, and its failed items
+    failed_items: int | None = None
 
 
 def _child(body: Mapping, phase: str, message: str) -> ChildState:
@@ -62,6 +66,9 @@ def job_child(job: Mapping) -> ChildState:
         why = ": ".join(filter(None, (state.reason, state.message)))
         failed = _child(job, dag.FAILED, f"Job {state.name} failed" + (f" ({why})" if why else ""))
         return dataclasses.replace(failed, has_pods=True)
+    if state.suspended:  # in a Kueue queue, not yet admitted
+        queue = (job.get("metadata", {}).get("labels") or {}).get(LABEL_KUEUE_QUEUE)
+        return _child(job, dag.RUNNING, f"Job {state.name} waits for Kueue to admit it (LocalQueue {queue})")
     return _child(job, dag.RUNNING, "")
 
 
@@ -77,19 +84,27 @@ def failed_pod(pods: Iterable[tuple[str, PodState]], step: str) -> PodState | No
 
 
 def batch_job_child(resource: Mapping) -> ChildState:
-    """A batchInference step's BatchInferenceJob: Running until its phase is Succeeded or Failed."""
+    """A batchInference step's BatchInferenceJob: Running until its phase is Succeeded or Failed;
+    its progress and failed items as its status reports them."""
     status = resource.get("status") or {}
     phase = status.get("phase")
     if phase == dag.SUCCEEDED:
-        return _child(resource, dag.SUCCEEDED, "")
-    if phase == dag.FAILED:
+        child = _child(resource, dag.SUCCEEDED, "")
+    elif phase == dag.FAILED:
         name = resource.get("metadata", {}).get("name", "")
         reason = next((c.get("reason") for c in status.get("conditions") or []
                        if c.get("type") == "Failed" and c.get("status") == "True"), None)
-        return _child(resource, dag.FAILED, f"BatchInferenceJob {name} failed"
-                      + (f" ({reason})" if reason else "")
-                      + (f": {status['message']}" if status.get("message") else ""))
-    return _child(resource, dag.RUNNING, "")
+        child = _child(resource, dag.FAILED, f"BatchInferenceJob {name} failed"
+                       + (f" ({reason})" if reason else "")
+                       + (f": {status['message']}" if status.get("message") else ""))
+    else:
+        child = _child(resource, dag.RUNNING, status.get("message", "") if phase == QUEUED else "")
+    counts = Counts.from_dict(status.get("progress") or {})
+    total = ((status.get("progress") or {}).get("miniBatches") or {}).get("total")
+    if total is None:
+        return child
+    return dataclasses.replace(child, progress=progress_text(counts.mini_batches, total, counts.items_failed),
+                               failed_items=counts.items_failed)
 
 
 def step_states(steps: Mapping[str, Mapping]) -> dict[str, str]:

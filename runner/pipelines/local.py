@@ -1,9 +1,9 @@
 """Local mode for pipelines: `parallelrun run pipeline.yaml` runs a PipelineRun's DAG on this machine.
 
-The driver asks `dag.advance` what to do, and does it: a step to start is resolved
-(`resolve.resolve_step`), reused when the reuse index has a success with the same
-fingerprint whose outputs are still there and still its own (owners.reusable), else run
-as a process of its own on a thread of its own, so independent steps run side by side.
+The driver asks `dag.advance` what to do, and does it: a step to start begins its life
+(lifecycle.begin: resolved, reused when the reuse index has a success with the same
+fingerprint whose outputs are still there and still its own, else its outputs claimed),
+then runs as a process of its own on a thread of its own, so independent steps run side by side.
 How each kind runs:
 
 - a batchInference step (or a `type: parallel` component) as a BatchInferenceJob in
@@ -45,15 +45,18 @@ from rich.console import Console
 from ..api import API_VERSION, BATCH_INFERENCE_JOB
 from ..lock import RunLock
 from ..processes import ProcessGroup, in_group
+from ..records import ReuseEntry
+from ..runfolders import running_run
 from ..storage import filesystem, is_local, storage_error
-from . import dag, owners, reuse
+from . import dag, lifecycle, owners, reuse
 from .progress import INTERRUPTED, PipelineView, StepRecord
-from .resolve import ResolvedStep, ResolveError, resolve_step
+from .resolve import ResolvedStep
 from .sources import ComponentFiles, code_digest
-from .spec import PipelineSpec, Step, load_pipeline
+from .spec import PipelineSpec, load_pipeline
 
 STEP_MODULE = "parallelrun.runner.pipelines.steprun"  # `python -m parallelrun.runner step` without the scoring imports
 STOP_SECONDS = 10.0  # how long stopped steps may take to end before they are killed
+PROGRESS_SECONDS = 2.0  # how often a running batchInference step's run folder is read for its progress
 
 
 def run_pipeline(doc: dict, *, base_dir: str | None, parameters: Mapping[str, Any] = {}, name: str | None = None,
@@ -77,12 +80,28 @@ def run_pipeline(doc: dict, *, base_dir: str | None, parameters: Mapping[str, An
         return _Run(spec, files, PipelineView(console or Console(stderr=True)), fresh).run()
 
 
+class _LocalStore:
+    """The reuse index and output claims of the pipeline's workdir, as this process reaches them."""
+
+    def __init__(self, fs, workdir: str):
+        self.fs, self.workdir = fs, workdir
+
+    def reusable(self, step: ResolvedStep, needs_reused: bool) -> ReuseEntry | None:
+        return owners.reusable(self.fs, self.workdir, step, needs_reused)
+
+    def claim(self, outputs: Mapping[str, str], execution: str) -> None:
+        owners.claim(self.fs, self.workdir, outputs, execution)
+
+    def write_entry(self, entry: ReuseEntry) -> None:
+        reuse.write_entry(self.fs, self.workdir, entry)
+
+
 class _Run:
     def __init__(self, spec: PipelineSpec, files: ComponentFiles, view: PipelineView, fresh: bool):
         self.spec, self.files, self.view, self.fresh = spec, files, view, fresh
         self.steps = {s.name: s for s in spec.steps + spec.finally_steps}
         self.records = {name: StepRecord(name) for name in self.steps}
-        self.index_fs = filesystem(spec.workdir)[0]
+        self.store = _LocalStore(filesystem(spec.workdir)[0], spec.workdir)
         fs, path = filesystem(spec.run_workdir)
         self.log_dir = os.path.join(path, "_parallelrun", "logs") if is_local(fs) else \
             tempfile.mkdtemp(prefix="parallelrun-pipeline-")
@@ -139,46 +158,38 @@ class _Run:
 
     def _start(self, name: str) -> None:
         step, record = self.steps[name], self.records[name]
-        finished = {n: r.outputs for n, r in self.records.items() if r.state in dag.GOOD}
-        status = dag.run_status(self.spec.graph, self.states) if step.is_finally else None
-        upstream = {n: fp for n, r in self.records.items() if (fp := r.fingerprint) is not None}
+        execution = owners.new_execution()
         try:
-            resolved = resolve_step(self.spec, step, finished, status,
-                                    component_text=self.files.text(step.component_ref),
-                                    code_digest=code_digest, upstream=upstream)
-            record.outputs, record.resolved = dict(resolved.outputs), resolved
-            if self._reuse(step, resolved):
-                return
-            record.execution = owners.new_execution()
-            owners.claim(self.index_fs, self.spec.workdir, resolved.outputs, record.execution)
-        except ResolveError as error:
-            self._set(name, dag.FAILED, message="; ".join(error.errors))
-            return
+            outcome = lifecycle.begin(
+                self.spec, step, self.store, execution,
+                finished={n: r.outputs for n, r in self.records.items() if r.state in dag.GOOD}, states=self.states,
+                upstream={n: fp for n, r in self.records.items() if (fp := r.fingerprint) is not None},
+                run_status=dag.run_status(self.spec.graph, self.states) if step.is_finally else None,
+                component_text=self.files.text(step.component_ref), code_digest=code_digest,
+                reuse_allowed=not self.fresh)
         except Exception as error:  # noqa: BLE001 - storage failing its code digest or the index: this step fails
             self._set(name, dag.FAILED, message=_one_line(error))
             return
+        if isinstance(outcome, lifecycle.Refused):
+            self._set(name, dag.FAILED, message=outcome.message)
+            return
+        record.resolved = resolved = outcome.step
+        if isinstance(outcome, lifecycle.Reused):
+            record.outputs, record.reused = dict(outcome.entry.outputs), True
+            self._set(name, dag.REUSED, message=f"from run {outcome.entry.run}, {outcome.entry.finished_at}")
+            return
+        record.outputs, record.execution = dict(resolved.outputs), execution
         record.log = os.path.join(self.log_dir, f"{name}.log")
         argv, attempts = self._command(resolved)
-        result = os.path.join(self.log_dir, f"{name}.result.json") if resolved.kind == "batchInference" else None
+        batch = resolved.kind == "batchInference"
+        result = os.path.join(self.log_dir, f"{name}.result.json") if batch else None
+        watched = resolved.outputs.get("output") if batch else None
         env = {e["name"]: str(e["value"]) for e in resolved.env if "value" in e}
         self._set(name, dag.RUNNING)
-        thread = threading.Thread(target=self._execute, args=(name, argv, attempts, resolved.cwd, env, result),
+        thread = threading.Thread(target=self._execute, args=(name, argv, attempts, resolved.cwd, env, result, watched),
                                   daemon=True)
         self.threads.append(thread)
         thread.start()
-
-    def _reuse(self, step: Step, resolved: ResolvedStep) -> bool:
-        """Mark the step Reused when the index says it may be (owners.reusable)."""
-        if self.fresh:
-            return False
-        needs_reused = all(self.records[need].state == dag.REUSED for need in step.needs)
-        entry = owners.reusable(self.index_fs, self.spec.workdir, resolved, needs_reused)
-        if entry is None:
-            return False
-        record = self.records[step.name]
-        record.outputs, record.reused = dict(entry.outputs), True
-        self._set(step.name, dag.REUSED, message=f"from run {entry.run}, {entry.finished_at}")
-        return True
 
     def _command(self, resolved: ResolvedStep) -> tuple[list[str], int]:
         """The process that runs the step, and how many attempts it gets."""
@@ -198,9 +209,10 @@ class _Run:
         return [sys.executable, "-m", STEP_MODULE, "--step", path], resolved.retries + 1
 
     def _execute(self, name: str, argv: list[str], attempts: int, cwd: str | None, env: dict[str, str],
-                 result: str | None) -> None:
+                 result: str | None, watched: str | None = None) -> None:
         """On the step's thread: run its process until it succeeds or its attempts are spent.
-        `result`: where a batchInference step's `-o json` result goes (its stdout)."""
+        `result`: where a batchInference step's `-o json` result goes (its stdout); `watched`: its
+        output folder, whose running run is read for its progress meanwhile."""
         log = self.records[name].log
         assert log is not None  # _start set it before starting this thread
         message = ""
@@ -218,12 +230,12 @@ class _Run:
                                                    env={**_environment(), **env},
                                                    **in_group(self.group.pgid))
                         self.processes[name] = process
-                    code = process.wait()
+                    code = self._wait(name, process, watched)
                     with self.lock:
                         del self.processes[name]
                     if result:
                         stdout.close()
-                        self.records[name].failed_items = _failed_items(result)
+                        self._ended(self.records[name], result)
                 if code == 0:
                     self.events.put((name, dag.SUCCEEDED, ""))
                     return
@@ -235,15 +247,40 @@ class _Run:
             message = f"{type(error).__name__}: {error}"
         self.events.put((name, dag.FAILED, "stopped" if self.stopping.is_set() else message))
 
+    def _wait(self, name: str, process: subprocess.Popen, watched: str | None) -> int:
+        """The process's exit code; a batchInference step's progress shown every PROGRESS_SECONDS meanwhile."""
+        while True:
+            try:
+                return process.wait(timeout=PROGRESS_SECONDS if watched else None)
+            except subprocess.TimeoutExpired:
+                assert watched is not None  # without a timeout wait() does not expire
+                try:
+                    run = running_run(watched)
+                except Exception:  # noqa: BLE001 - storage hiccup, a folder being written: the next look
+                    continue
+                if run is not None:
+                    record = self.records[name]
+                    record.done, record.total = run.counts.mini_batches, run.total
+                    record.failed_items = run.counts.items_failed
+                    self.view.progressed(record)
+
+    def _ended(self, record: StepRecord, result: str) -> None:
+        """A batchInference step's counts from its `parallelrun run -o json` result, and where its errors are."""
+        summary = _result(result)
+        record.failed_items = (summary.get("items") or {}).get("failed")
+        mini_batches = summary.get("miniBatches") or {}
+        if "total" in mini_batches:
+            record.done = mini_batches.get("succeeded", 0) + mini_batches.get("failed", 0)
+            record.total = mini_batches["total"]
+        record.errors = summary.get("errors") if record.failed_items else None
+
     def _remember(self, name: str) -> None:
         """After a success: the index entry, so a later run with the same fingerprint reuses it."""
         record = self.records[name]
-        if not self.steps[name].reuse:
-            return
         assert record.resolved is not None  # it ran: _start resolved it
-        entry = owners.entry(record.resolved, record.outputs, record.execution, datetime.now(timezone.utc))
         try:
-            reuse.write_entry(self.index_fs, self.spec.workdir, entry)
+            lifecycle.remember(self.store, self.steps[name], record.resolved.fingerprint, record.outputs,
+                               record.resolved.run, record.execution, datetime.now(timezone.utc))
         except Exception as error:  # noqa: BLE001 - the step succeeded; only a later reuse is lost
             self.view.warn(f"cannot write the reuse index entry of {name}: {_one_line(error)}")
 
@@ -308,10 +345,11 @@ def _last_line(path: str) -> str:
     return lines[-1][:300] if lines and not lines[-1].startswith("--- attempt") else ""
 
 
-def _failed_items(result: str) -> int | None:
-    """A batchInference step's failed items, from its `parallelrun run -o json` result."""
+def _result(path: str) -> dict:
+    """A batchInference step's `parallelrun run -o json` result; {} where it ended before it had one."""
     try:
-        with open(result, encoding="utf-8") as f:
-            return json.load(f)["items"]["failed"]
-    except (OSError, ValueError, KeyError, TypeError):  # it ended before it had a summary
-        return None
+        with open(path, encoding="utf-8") as f:
+            result = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return result if isinstance(result, dict) else {}

@@ -6,7 +6,7 @@ folder, and the index entry of the first names a folder that now holds the secon
 result. So each execution has an id (`new_execution`): before it starts it claims its
 output places (`claim`: `<workdir>/_parallelrun/cache/outputs/<hash of the URI>.json`
 names it), and its index entry, written after it succeeded, carries the id too
-(`entry`). An entry is reused only while every output place is still claimed by its
+(lifecycle.remember). An entry is reused only while every output place is still claimed by its
 execution (`owned`): one that started since, even one that failed halfway (a partial
 upload) or had the same fingerprint, takes the places from it.
 
@@ -21,7 +21,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
 
 from fsspec import AbstractFileSystem
 
@@ -58,11 +57,6 @@ def owned(fs: AbstractFileSystem, workdir: str, outputs: Mapping[str, str], exec
         if execution is None or not isinstance(record, dict) or record.get("execution") != execution:
             return False
     return True
-
-
-def entry(step: ResolvedStep, outputs: Mapping[str, str], execution: str, finished_at: datetime) -> ReuseEntry:
-    """The index entry of `execution` of `step`, which succeeded with `outputs`."""
-    return reuse.index_entry(step.fingerprint, outputs, step.run, step.name, finished_at, execution)
 
 
 def reusable(fs: AbstractFileSystem, workdir: str, step: ResolvedStep, needs_reused: bool,

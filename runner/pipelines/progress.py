@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from ..accounting import progress_text
 from . import dag
 from .resolve import ResolvedStep
 
@@ -37,7 +38,10 @@ class StepRecord:
     log: str | None = None
     resolved: ResolvedStep | None = None
     execution: str = ""  # this run's execution of the step (owners.py)
-    failed_items: int | None = None  # a batchInference step's, from its run's summary
+    failed_items: int | None = None  # a batchInference step's: live while it runs, then from its run's summary
+    done: int | None = None  # a batchInference step's mini-batches done so far, of `total`
+    total: int | None = None
+    errors: str | None = None  # a batchInference step's errors.jsonl, where it has failed items
     interrupted: bool = False  # it was running when the run was stopped
 
     @property
@@ -52,11 +56,19 @@ class StepRecord:
     def seconds(self) -> float | None:
         return None if self.started is None else (self.ended or time.monotonic()) - self.started
 
+    @property
+    def progress(self) -> str:
+        """A batchInference step's mini-batches done and failed items: '12/40 mini-batches, 3 failed items'."""
+        return "" if self.total is None else progress_text(self.done, self.total, self.failed_items)
+
 
 class PipelineView:
+    PLAIN_SECONDS = 5.0  # off a terminal: a step's progress line at most this often
+
     def __init__(self, console: Console):
         self.console = console
         self._live: Live | None = None
+        self._said: dict[str, tuple[float, str]] = {}  # step → when its progress was last printed, and what
 
     def begin(self, name: str, workdir: str, records: dict[str, StepRecord]) -> None:
         self.console.print(f"pipeline {name}: {len(records)} steps, workdir {workdir}", markup=False, highlight=False)
@@ -74,6 +86,17 @@ class PipelineView:
         message = f": {record.message}" if record.message else ""
         self.console.print(f"step {record.name}: {record.shown_state}{seconds}{failed}{message}", markup=False,
                            highlight=False)
+
+    def progressed(self, record: StepRecord) -> None:
+        """A running step's progress moved: a line, where no live table shows it, when it changed and
+        at most every PLAIN_SECONDS."""
+        if self._live is not None:
+            return
+        when, said = self._said.get(record.name, (-self.PLAIN_SECONDS, ""))
+        text = record.progress
+        if text and text != said and time.monotonic() - when >= self.PLAIN_SECONDS:
+            self._said[record.name] = (time.monotonic(), text)
+            self.console.print(f"step {record.name}: {text}", markup=False, highlight=False)
 
     def refresh(self, records: dict[str, StepRecord]) -> None:
         if self._live is not None:
@@ -93,7 +116,9 @@ class PipelineView:
         for record in records.values():
             seconds = f"{record.seconds:.1f}s" if record.seconds is not None and not record.reused else ""
             outputs = "\n".join(f"{k}: {v}" for k, v in record.outputs.items()) if record.state in dag.GOOD else ""
-            note = "\n".join(x for x in (os.path.basename(record.log) if record.log else "", record.message) if x)
+            errors = f"errors: {record.errors}" if record.errors else ""
+            note = "\n".join(x for x in (os.path.basename(record.log) if record.log else "", errors, record.message)
+                             if x)
             failed = f"{record.failed_items:,}" if record.failed_items is not None else ""
             table.add_row(record.name, f"[{_STYLE[record.shown_state]}]{record.shown_state}", seconds, failed,
                           "yes" if record.reused else "", outputs, note)
@@ -104,5 +129,6 @@ class PipelineView:
         table = Table(box=None, show_header=False)
         for record in records.values():
             seconds = f"{record.seconds:.1f}s" if record.seconds is not None else ""
-            table.add_row(record.name, f"[{_STYLE[record.shown_state]}]{record.shown_state}", seconds)
+            table.add_row(record.name, f"[{_STYLE[record.shown_state]}]{record.shown_state}", seconds,
+                          record.progress)
         return table

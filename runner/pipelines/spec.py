@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api import API_VERSION, PIPELINE_RUN
-from ..problems import Problems, did_you_mean
-from ..spec import DNS_NAME, SpecError
+from ..problems import DNS_NAME, Problems, did_you_mean
+from ..spec import SpecError
 from . import batch
 from .component import Component, ComponentError, check_inputs
 from .dag import Graph, cycles
@@ -42,7 +42,7 @@ from .values import SCALAR_TYPES, from_text, type_problem
 KIND = PIPELINE_RUN.kind
 KINDS = ("batchInference", "container", "component")
 
-_SPEC_FIELDS = ("parameters", "workdir", "storage", "steps", "finally")
+_SPEC_FIELDS = ("parameters", "workdir", "storage", "queueName", "priorityClassName", "steps", "finally")
 _PARAMETER_FIELDS = ("type", "default", "value", "description")
 _STEP_FIELDS = ("name", *KINDS, "dependsOn", "retries", "reuse", "inputs")
 _CONTAINER_FIELDS = ("image", "command", "args", "env", "resources")
@@ -90,6 +90,8 @@ class PipelineSpec:
     finally_steps: tuple[Step, ...] = ()
     storage: Mapping[str, Any] = field(default_factory=dict)  # the default of every step
     base_dir: str | None = None  # the file's folder: relative URIs in steps are relative to it
+    queue_name: str | None = None  # every step's Kueue LocalQueue, unless a batchInference step names its own
+    priority_class_name: str | None = None  # every step's pods' PriorityClass, likewise
 
     @property
     def run_workdir(self) -> str:
@@ -171,13 +173,17 @@ class _Loader(Problems):
         if storage and (set(storage) != {"secretRef"} or not isinstance((secret or {}).get("name"), str)):
             self.fail("spec.storage", "expected {secretRef: {name: <secret name>}}")
             storage = {}
+        queue_name = self.object_name("spec.queueName", spec.get("queueName"), "a Kueue LocalQueue of this namespace")
+        priority_class_name = self.object_name("spec.priorityClassName", spec.get("priorityClassName"),
+                                               "a PriorityClass")
         drafts = self.read_steps(spec.get("steps"), "spec.steps", required=True) + \
             self.read_steps(spec.get("finally"), "spec.finally", required=False)
         steps = self.link(drafts, values, _known_values(name, f"{workdir.rstrip('/')}/{name}", values))
         result = PipelineSpec(
             name=name, namespace=namespace, parameters=values, workdir=workdir,
             steps=tuple(s for s in steps if not s.is_finally), finally_steps=tuple(s for s in steps if s.is_finally),
-            storage=storage, base_dir=self.base_dir)
+            storage=storage, base_dir=self.base_dir, queue_name=queue_name,
+            priority_class_name=priority_class_name)
         for cycle in cycles(result.graph):
             first = next(d.path for d in drafts if d.step.name == cycle[0])
             self.fail(first, f"steps {' → '.join(cycle)} form a cycle; break it: remove a dependsOn "

@@ -27,8 +27,8 @@ from ..api import PIPELINE_SCHEDULE
 from ..pipelines.expressions import locate
 from ..pipelines.spec import API_VERSION, ComponentResolver, PipelineSpecError, load_pipeline
 from ..pipelines.uris import join_uri
-from ..problems import lines, unknown_fields
-from ..spec import DNS_NAME, SpecError, read_yaml
+from ..problems import DNS_NAME, lines, unknown_fields
+from ..spec import SpecError, read_yaml
 from .firetimes import Schedule, ScheduleError, parse_schedule
 
 KIND = PIPELINE_SCHEDULE.kind

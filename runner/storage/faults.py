@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
+from typing import NoReturn
 
 from ..contract import EXIT_CONFIG, PermanentError
 from .redaction import redact
@@ -57,7 +58,8 @@ def storage_error(e: BaseException, uri_or_path: str | None = None, *, writing: 
     return None
 
 
-def raise_classified(e: Exception, uri_or_path: str, *, writing: bool | None = True, fix: str | None = None):
+def raise_classified(e: Exception, uri_or_path: str, *, writing: bool | None = True,
+                     fix: str | None = None) -> NoReturn:
     error = storage_error(e, uri_or_path, writing=writing, fix=fix)
     if error is None:
         raise e
@@ -139,7 +141,8 @@ def short_cause(e: BaseException) -> str:
 
 def _chain_all(e: BaseException) -> Iterator[BaseException]:
     """Like _chain, also into azure-core's inner_exception and aiohttp's os_error."""
-    todo, seen = [e], set()
+    todo: list[BaseException | None] = [e]
+    seen: set[int] = set()
     while todo:
         cause = todo.pop(0)
         if cause is None or id(cause) in seen:

@@ -23,8 +23,8 @@ def fetch(uri: str, dest: str) -> str:
     except Exception as e:  # noqa: BLE001 - classified, else raised unchanged
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise_classified(e, dest, fix="free space there, or point TMPDIR or PARALLELRUN_SCRATCH elsewhere")
-        local_file = isinstance(e, OSError) and e.filename  # the copy under `dest`, not the source
-        raise_classified(e, str(e.filename) if local_file else uri, writing=bool(local_file))
+        local_file = e.filename if isinstance(e, OSError) else None  # the copy under `dest`, not the source
+        raise_classified(e, str(local_file) if local_file else uri, writing=bool(local_file))
 
 
 def _fetch(uri: str, dest: str) -> str:

@@ -43,7 +43,7 @@ def _committed_run(az_job, corrupt: int | None = None):
 def test_merge_writes_parquet_in_plan_order(az_job):
     spec, plan, layout = _committed_run(az_job)
     summary = merge(spec, plan, az_job.fs, layout)
-    assert summary["status"] == "Succeeded"
+    assert summary.succeeded
     with az_job.fs.open(az_job.blob("out/out.parquet"), "rb") as f:
         assert pq.read_table(f) == pa.table({"id": list(range(30))})
 

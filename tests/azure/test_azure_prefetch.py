@@ -105,3 +105,17 @@ def test_a_blob_gone_before_its_fetch_fails_its_items_with_the_error(az_job, con
     assert error["item"].endswith("f3.txt") and "f3.txt" in error["error"], error
     assert "in local_files" in error["traceback"], "the traceback is the fetch's, raised where run() would be"
 
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_preprocess_gets_the_fetched_files_of_the_next_mini_batches(az_job, tmp_path, monkeypatch, prefetch):
+    """preprocess(path) in preprocessProcesses reads the files the worker fetched (at least one
+    mini-batch ahead, whatever prefetchMiniBatches), before their folder is cleaned up."""
+    for i in range(12):
+        az_job.upload(f"in/f{i:02d}.txt", f"{i}\n")
+    az_job.script("import os\n\ndef preprocess(path):\n    return open(path).read().strip() + ' ' + str(os.getpid())\n\n"
+                  "def run(mini_batch):\n    return [f'{v.split()[0]} {v.split()[1] != str(os.getpid())}' for v in mini_batch]\n")
+    path = az_job.write(miniBatchSize=3, processCountPerNode=1, prefetchMiniBatches=prefetch, preprocessProcesses=2)
+    summary = run_local(str(path), console=Console(file=io.StringIO()))
+    assert summary["items"] == {"succeeded": 12, "failed": 0}
+    assert az_job.read("out/parallel_run_step.txt").decode().splitlines() == [f"{i} True" for i in range(12)]

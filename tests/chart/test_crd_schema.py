@@ -28,7 +28,7 @@ SCHEMA_KEYWORDS = {
 FORMATS = {"date-time"}
 RULE_KEYS = {"rule", "message", "reason", "fieldPath"}
 RULE_REASONS = {"FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"}
-JSON_TYPES = {"string": str, "integer": int, "boolean": bool, "object": dict, "array": list}
+JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict, "array": list}
 
 
 def load_crd(name: str) -> dict:
@@ -146,7 +146,7 @@ def test_cel_rule_is_well_formed(name: str, path: str, node: dict, rule: dict) -
 
 
 @pytest.mark.parametrize(("name", "expected"), [
-    ("batchinferencejobs.yaml", ["Phase", "Progress", "Failed", "Nodes", "Age"]),
+    ("batchinferencejobs.yaml", ["Phase", "Progress", "Failed", "Nodes", "Items/s", "Age"]),
     ("pipelineschedules.yaml", ["Schedule", "Suspend", "Last", "Next", "Active", "Age"]),
 ])
 def test_printer_columns_show_declared_fields(name: str, expected: list[str]) -> None:

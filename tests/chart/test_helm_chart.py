@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +37,7 @@ SCENARIOS = {
     "no metrics": ["--set", "metrics.enabled=false", "--set", "metrics.serviceMonitor.enabled=true"],
     "secrets in two namespaces": ["--set", "rbac.secretNamespaces={ml,team-b}"],
     "secrets everywhere": ["--set", "rbac.secretsInAllNamespaces=true"],
+    "grafana dashboards": ["--set", "grafana.dashboards.enabled=true"],
     "bring your own account": ["--set", "rbac.create=false", "--set", "serviceAccount.create=false",
                                "--set", "serviceAccount.name=ops-sa"],
 }
@@ -288,3 +291,53 @@ def test_values_reach_the_pod(render: Render) -> None:
 def test_values_schema_rejects_mistakes(helm: Path, values: list[str], words: str) -> None:
     result = run_helm(helm, "template", "rel", str(CHART), *values)
     assert result.returncode != 0 and words in result.stderr, result.stderr
+
+
+def _dashboard_config_maps(objects: list[dict]) -> list[dict]:
+    return [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{FULLNAME}-dashboards"]
+
+
+def test_grafana_dashboards_are_off_by_default(render: Render) -> None:
+    assert _dashboard_config_maps(render()) == []
+
+
+def test_grafana_dashboards_for_the_sidecar(render: Render) -> None:
+    objects = render("--set", "grafana.dashboards.enabled=true", "--set", "grafana.dashboards.namespace=monitoring",
+                     "--set", "grafana.dashboards.annotations.grafana_folder=parallelrun")
+    (config_map,) = _dashboard_config_maps(objects)
+    metadata = config_map["metadata"]
+    assert metadata["labels"]["grafana_dashboard"] == "1" and metadata["namespace"] == "monitoring"
+    assert metadata["annotations"] == {"grafana_folder": "parallelrun"}
+    shipped = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
+    assert sorted(config_map["data"]) == shipped and shipped
+    for name, text in config_map["data"].items():
+        dashboard = json.loads(text)
+        assert dashboard["panels"] and dashboard["uid"], name
+
+
+def _metric_names() -> set[str]:
+    """The names the operator's metrics are exposed under (a Counter with _total, a Histogram with
+    _bucket, _sum and _count), from operator/kit/metrics.py itself."""
+    from prometheus_client import Counter, Gauge, Histogram
+
+    from parallelrun.operator.kit import metrics
+
+    suffixes = {Counter: ("_total",), Gauge: ("",), Histogram: ("_bucket", "_sum", "_count")}
+    names = set()
+    for value in vars(metrics).values():
+        for kind, endings in suffixes.items():
+            if isinstance(value, kind):
+                names |= {value._name + ending for ending in endings}
+    return names
+
+
+def test_every_metric_a_dashboard_queries_exists() -> None:
+    exposed = _metric_names()
+    for path in sorted((CHART / "dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+                   for name in re.findall(r"\bparallelrun_[a-z_]+", target["expr"])}
+        assert queried and queried <= exposed, (path.name, sorted(queried - exposed))
+        titles = " ".join(p["title"].lower() for p in dashboard["panels"])
+        for subject in ("phase", "items per second", "failures", "queue time", "schedule lag"):
+            assert subject in titles, (path.name, subject)

@@ -23,6 +23,7 @@ METADATA = {"name": "x", "namespace": "ns", "creationTimestamp": at(timedelta(ho
 RESOURCES = {  # every status field a column shows, as the operator writes it in mid-life
     "BatchInferenceJob": {"metadata": METADATA, "spec": {}, "status": {
         "phase": "Running", "progressText": "3/36", "progress": {"items": {"failed": 2}}, "nodesText": "2/2",
+        "itemsPerSecond": 12.5, "report": "az://out/x/_parallelrun/x-1234/report/report.html",
         "runId": "x-1234", "outputUri": "az://out/x/parallel_run_step.txt", "startTime": at(AGO)}},
     "PipelineRun": {"metadata": METADATA, "spec": {}, "status": {
         "phase": "Running", "progressText": "1/3", "currentStep": "score", "message": "running score",

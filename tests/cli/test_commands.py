@@ -18,7 +18,8 @@ EXAMPLES = ROOT / "examples"
 EXTRAS = {"operator": ("kopf", "kubernetes", "prometheus_client"), "azure": ("adlfs",)}
 MISSING = {f"no {module}": (module,) for modules in EXTRAS.values() for module in modules}
 MISSING["no extras"] = tuple(m for modules in EXTRAS.values() for m in modules)
-COMMANDS = [[], ["run"], ["validate"], ["schedule"], ["trigger"], ["operator"]]
+COMMANDS = [[], ["run"], ["validate"], ["schedule"], ["trigger"], ["operator"], ["report"], ["status"], ["list"],
+            ["logs"], ["clean"]]
 
 _BLOCKED = """\
 import sys

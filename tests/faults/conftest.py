@@ -129,11 +129,3 @@ def pids(tmp_path, monkeypatch):
             os.kill(pid, 9)
         except OSError:
             pass
-
-
-@pytest.fixture
-def calls(tmp_path, monkeypatch) -> Path:
-    """The file a test's scoring script appends the items it ran to (CALLS_LOG)."""
-    path = tmp_path / "calls.log"
-    monkeypatch.setenv("CALLS_LOG", str(path))
-    return path

@@ -21,12 +21,13 @@ from jobfolder import THE_SHARD, killing_script
 from reportfolder import check_report
 from rich.console import Console
 
+from parallelrun.runner.accounting import Counts
 from parallelrun.runner.claims import Claims, chunks
 from parallelrun.runner.commits import read_commits
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.local import run_local
 from parallelrun.runner.plan import read_plan
-from parallelrun.runner.records import ClaimRecord, Heartbeat
+from parallelrun.runner.records import ClaimRecord, Heartbeat, ShardProgress, progress_total
 from parallelrun.runner.reportfiles import read_attempts
 from parallelrun.runner.spec import load_spec_file
 from parallelrun.runner.storage import create_if_absent, filesystem
@@ -221,6 +222,10 @@ def test_a_pod_killed_holding_claims_is_taken_over_once_its_heartbeat_stops(job,
     assert code == 0, out
     assert "took over chunk" in out
     assert all(c.index == 1 for c in claims_of(spec).values())  # pod 1 holds every chunk now
+    # Progress counts pod 0's commits wherever they lie: the chunks pod 1 took over carry them.
+    progress = [ShardProgress.from_dict(json.loads(fs.cat_file(layout.progress(i)))) for i in (0, 1)]
+    assert progress_total(progress) == Counts(120, 0, 120, 0)
+    assert progress[1].counts.mini_batches < 120  # pod 1 committed only what pod 0 had not
     assert_exactly_once(job, spec, 120)
 
 

@@ -9,9 +9,10 @@ import pytest
 from parallelrun.operator.jobs.aggregation import observe_merge, observe_scoring, shards
 from parallelrun.operator.jobs.status import with_progress
 from parallelrun.operator.kit.conditions import with_phase, with_spec_check
-from parallelrun.operator.kit.observe import PodState, job_state, pod_state
+from parallelrun.operator.kit.observe import JobState, PodState, job_state, pod_state
 from parallelrun.operator.main import parser, run_options
 from parallelrun.runner.accounting import Counts
+from parallelrun.runner.records import ShardProgress, progress_total
 from parallelrun.runner.spec import load_spec
 
 
@@ -73,8 +74,24 @@ def test_running_shards_count_their_progress_files():
     assert judged[0].counts == live[0]  # running: what it published so far
     assert judged[1].counts == Counts(4, 0, 4, 0)  # the retry's file is behind the crashed attempt's report
     assert judged[2].counts == Counts(3, 0, 3, 0)  # done: its pod's report, not a file
-    scoring = observe_scoring(spec(errorThreshold=4, nodeCount=3), pods, None, 10, live)
+    progress = {index: ShardProgress(counts) for index, counts in live.items()}  # files written before chunks
+    scoring = observe_scoring(spec(errorThreshold=4, nodeCount=3), pods, None, 10, progress)
     assert scoring.failure[0] == "ErrorThresholdExceeded" and "5 failed items" in scoring.failure[1]
+
+
+def test_progress_counts_each_chunk_once_wherever_it_was_scored():
+    """Pod 0 died with chunk 0 partly committed and pod 1 took it over; pod 0's retry holds only
+    chunk 20 now; index 2 was removed by a scale-down after it committed chunk 40. The indexes'
+    sum misses pod 0's 3 mini-batches of chunk 0 and all of index 2's."""
+    pods = [pod(0, "Failed", 137), pod(0, "Running", attempt=1), pod(1, "Running"), pod(2, "Succeeded", 0, report(5))]
+    live = {0: ShardProgress(Counts(2, 0, 2, 0), {20: Counts(2, 0, 2, 0)}),
+            1: ShardProgress(Counts(17, 0, 17, 0), {0: Counts(10, 0, 10, 0), 10: Counts(9, 1, 9, 4)}),
+            2: ShardProgress(Counts(5, 0, 5, 0), {40: Counts(5, 0, 5, 0)})}
+    job = JobState(name="r-score", component="score", completions=2)
+    scoring = observe_scoring(spec(nodeCount=2), pods, job, 60, live)
+    assert scoring.counts == Counts(26, 1, 26, 4)  # chunk 0 once, with pod 0's commits; index 2's chunk
+    before = {0: ShardProgress(Counts(3, 0, 3, 0), {0: Counts(3, 0, 3, 0)})}  # chunk 0 before the takeover
+    assert progress_total([before[0], live[1]]) == Counts(19, 1, 19, 4)  # the taker's count of it is the larger
 
 
 @pytest.mark.parametrize("fields, pods, reason", [
@@ -169,3 +186,14 @@ def test_replicas_of_one_peering_never_tie():
     assert run_options(parser().parse_args(["--peering", "p", "--priority", "7"]))["priority"] == 7
     assert run_options(parser().parse_args(["--standalone", "-A"])) == {
         "clusterwide": True, "namespaces": [], "standalone": True, "liveness_endpoint": None}
+
+
+def test_throughput_is_the_items_over_the_time_since_the_start():
+    from datetime import datetime, timezone
+
+    from parallelrun.operator.jobs.status import with_throughput
+
+    status = with_progress({"startTime": "2026-01-01T00:00:00Z"}, Counts(3, 1, 40, 10), 4, 0, 2, 0, 2)
+    assert with_throughput(status, datetime(2026, 1, 1, 0, 0, 20, tzinfo=timezone.utc))["itemsPerSecond"] == 2.5
+    assert with_throughput(status, datetime(2026, 1, 1, 0, 0, 0, tzinfo=timezone.utc))["itemsPerSecond"] == 0.0
+    assert "itemsPerSecond" not in with_throughput({"progress": {}}, datetime.now(timezone.utc))

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import pytest
 from operator_harness import NAMESPACE, condition, create, eventually, report, resource, status_of
+from prometheus_client import REGISTRY
 
 from parallelrun.operator.kit.kube import path
 from parallelrun.runner.api import LABEL_KUEUE_QUEUE
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def _queue_waits() -> float:
+    return REGISTRY.get_sample_value("parallelrun_queue_duration_seconds_count") or 0.0
 
 
 async def admit(kube, job: str) -> None:
@@ -32,10 +37,12 @@ async def test_jobs_wait_suspended_in_their_queue_until_kueue_admits_them(cluste
         assert queued["reason"] == "WaitingForAdmission" and "gpu-queue" in queued["message"]
         assert cluster.get("jobs", "queued-score")["spec"]["suspend"] is True  # the operator left it to Kueue
 
+        waits = _queue_waits()
         await admit(kube, "queued-score")
         status = await eventually(lambda: status_of(cluster, "queued").get("phase") == "Running"
                                   and status_of(cluster, "queued"))
         assert condition(status, "Queued")["status"] == "False"
+        assert _queue_waits() == waits + 1  # parallelrun_queue_duration_seconds saw the wait
         for index in range(2):
             await kubelet.run("queued-score", index, 0, report(5, items_ok=5))
 
@@ -58,3 +65,46 @@ async def test_without_a_queue_jobs_are_not_suspended(cluster, kube, kubelet, op
         score = cluster.get("jobs", "plain-score")
     assert "suspend" not in score["spec"] and LABEL_KUEUE_QUEUE not in score["metadata"]["labels"]
     assert "priorityClassName" not in score["spec"]["template"]["spec"]
+
+
+async def test_a_pipeline_runs_steps_in_its_queue_and_priority(cluster, kube, kubelet, operator, inputs, tmp_path):
+    """A PipelineRun's queueName and priorityClassName reach every step: its container Job waits
+    suspended in the queue (the step says so) until Kueue admits it; its batchInference step's
+    BatchInferenceJob inherits them, unless the step names its own."""
+    prun = "pipelineruns"
+    score = {"input": {"uri": inputs["input"], "type": "files"}, "code": {"entryScript": "score.py"},
+             "output": {"uri": str(tmp_path / "out")}, "miniBatchSize": 1, "nodeCount": 2}
+    own = dict(score, output={"uri": str(tmp_path / "own")}, queueName="own-queue")
+    body = {"apiVersion": resource("x", inputs)["apiVersion"], "kind": "PipelineRun",
+            "metadata": {"name": "daily", "namespace": NAMESPACE},
+            "spec": {"workdir": str(tmp_path / "work"), "queueName": "team-queue", "priorityClassName": "batch-low",
+                     "steps": [{"name": "prepare", "container": {"image": "example.com/tools:1", "command": ["true"]}},
+                               {"name": "score", "dependsOn": ["prepare"], "batchInference": score},
+                               {"name": "own", "dependsOn": ["prepare"], "batchInference": own}]}}
+
+    def step(name: str) -> dict:
+        return ((cluster.get(prun, "daily") or {}).get("status") or {}).get("steps", {}).get(name) or {}
+
+    async with operator():
+        await kube.create(path(body["apiVersion"], prun, NAMESPACE), body)
+        prepare = await eventually(lambda: cluster.get("jobs", "daily-prepare"))
+        assert prepare["spec"]["suspend"] is True
+        assert prepare["metadata"]["labels"][LABEL_KUEUE_QUEUE] == "team-queue"
+        assert prepare["spec"]["template"]["spec"]["priorityClassName"] == "batch-low"
+        waiting = await eventually(lambda: "Kueue" in step("prepare").get("message", "") and step("prepare"))
+        assert waiting["phase"] == "Running" and "team-queue" in waiting["message"]
+
+        await admit(kube, "daily-prepare")
+        await eventually(lambda: step("prepare").get("phase") == "Running" and "message" not in step("prepare"))
+        assert cluster.get("batchinferencejobs", "daily-score") is None  # prepare has not finished
+        await kubelet.job_condition("daily-prepare", "Complete", "Completed", succeeded=1)
+
+        inherited = await eventually(lambda: cluster.get("batchinferencejobs", "daily-score"))
+        named = await eventually(lambda: cluster.get("batchinferencejobs", "daily-own"))
+        assert (inherited["spec"]["queueName"], inherited["spec"]["priorityClassName"]) == ("team-queue", "batch-low")
+        assert (named["spec"]["queueName"], named["spec"]["priorityClassName"]) == ("own-queue", "batch-low")
+        scoring = await eventually(lambda: cluster.get("jobs", "daily-score-score"))
+        assert scoring["spec"]["suspend"] is True and scoring["metadata"]["labels"][LABEL_KUEUE_QUEUE] == "team-queue"
+        queued = await eventually(lambda: "Kueue" in step("score").get("message", "") and step("score"))
+        assert queued["phase"] == "Running"
+    assert cluster.get("jobs", "daily-score-score")["spec"]["suspend"] is True  # the operator left it to Kueue

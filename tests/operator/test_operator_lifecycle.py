@@ -53,8 +53,10 @@ async def test_happy_path_to_succeeded(cluster, kube, kubelet, operator, inputs,
         status = await eventually(lambda: status_of(cluster, "happy").get("phase") == "Succeeded"
                                   and status_of(cluster, "happy"))
     assert status["outputUri"] == inputs["output"] + "parallel_run_step.txt"
+    assert status["report"] == f"{inputs['output']}_parallelrun/{status['runId']}/report/report.html"
     assert status["progress"] == {"miniBatches": {"total": 10, "succeeded": 9, "failed": 1},
                                   "items": {"succeeded": 9, "failed": 1}}
+    assert isinstance(status["itemsPerSecond"], float) and status["itemsPerSecond"] >= 0
     assert status["nodes"] == {"active": 0, "succeeded": 2, "failed": 0, "current": 2, "desired": 2}
     assert condition(status, "Succeeded")["status"] == "True"
     assert condition(status, "Running")["status"] == "False"
@@ -223,18 +225,24 @@ async def test_user_code_that_cannot_load(cluster, kube, kubelet, operator, inpu
     assert cluster.get("jobs", "broken-score")["spec"]["suspend"] is True
 
 
-async def test_merge_failure(cluster, kube, kubelet, operator, inputs):
+@pytest.mark.parametrize(("exit_code", "message", "wrote_report"), [
+    (2, '{"reason": "cannot write az://out/: AuthorizationFailure"}', False),  # it wrote nothing
+    (3, '{"status": "Failed", "reason": "3 failed items exceed errorThreshold 2"}', True),  # summary and page written
+])
+async def test_merge_failure(cluster, kube, kubelet, operator, inputs, exit_code, message, wrote_report):
     async with operator():
         await create(kube, resource("nomerge", inputs))
         await running(cluster, "nomerge")
         await kubelet.run("nomerge-score", 0, 0, report(5))
         await kubelet.run("nomerge-score", 1, 0, report(5))
         await eventually(lambda: cluster.get("jobs", "nomerge-merge"))
-        await kubelet.run("nomerge-merge", 0, 2, '{"reason": "cannot write az://out/: AuthorizationFailure"}')
+        await kubelet.run("nomerge-merge", 0, exit_code, message)
         status = await finished(cluster, "nomerge")
     assert condition(status, "Failed")["reason"] == "MergeFailed"
-    assert "AuthorizationFailure" in status["message"]
+    assert json.loads(message)["reason"] in status["message"]
     assert "outputUri" not in status
+    page = f"{inputs['output']}_parallelrun/{status['runId']}/report/report.html"
+    assert status.get("report") == (page if wrote_report else None)
 
 
 async def test_invalid_spec_fails_with_every_field(cluster, kube, operator, inputs):

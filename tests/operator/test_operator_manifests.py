@@ -162,7 +162,6 @@ def test_long_names_stay_within_limits():
     ({"environment": {}}, "spec.environment.image: required"),
     ({"output": {"uri": "out/"}}, "spec.output.uri: 'out/' is a relative path"),
     ({"model": {"uri": "model/"}}, "spec.model.uri: 'model/' is a relative path"),
-    ({"retryFailed": True}, "spec.retryFailed: repair runs are made in local mode for now"),
 ])
 def test_cluster_errors(fields, problem):
     assert any(e.startswith(problem) for e in cluster_errors(spec(**fields), None))

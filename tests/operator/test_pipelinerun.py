@@ -113,7 +113,14 @@ async def test_three_steps_run_in_order_and_pass_outputs(cluster, kube, kubelet,
         assert bij["spec"]["output"]["uri"] == f"{workdir}/iris/score/"
         assert bij["spec"]["output"]["fileName"] == "scores_2026-01-31.txt"
         assert bij["spec"]["storage"] == {"secretRef": {"name": "creds"}}  # the run's, by default
-        await score_to_the_end(cluster, kubelet, "iris-score")
+        await eventually(lambda: cluster.get("jobs", "iris-score-score"))
+        await kubelet.run("iris-score-score", 0, 0, report(4, 1, items_ok=4, items_failed=1))
+        scoring = await eventually(lambda: step(cluster, "iris", "score").get("failedItems") == 1
+                                   and step(cluster, "iris", "score"))
+        assert scoring["phase"] == "Running" and scoring["progress"] == "5/10 mini-batches, 1 failed item"
+        await kubelet.run("iris-score-score", 1, 0, report(5))
+        await eventually(lambda: cluster.get("jobs", "iris-score-merge"))
+        await kubelet.run("iris-score-merge", 0, 0, '{"status": "Succeeded"}')
 
         publish = await eventually(lambda: cluster.get("jobs", "iris-publish"))
         await complete(kubelet, "iris-publish")
@@ -128,6 +135,8 @@ async def test_three_steps_run_in_order_and_pass_outputs(cluster, kube, kubelet,
     assert all(status["steps"][s]["phase"] == "Succeeded" and status["steps"][s]["reused"] is False
                and status["steps"][s]["completionTime"] for s in ("prepare", "score", "publish"))
     assert status["steps"]["prepare"]["child"] == "iris-prepare"
+    assert status["steps"]["score"]["progress"] == "10/10 mini-batches, 1 failed item"
+    assert "progress" not in status["steps"]["prepare"]
     assert schema.validate(cluster.get(PLURAL, "iris")) == []
 
     pod = publish["spec"]["template"]["spec"]

@@ -6,8 +6,12 @@ from datetime import datetime, timezone
 import fsspec
 
 from parallelrun.runner.pipelines import reuse
-from parallelrun.runner.pipelines.owners import claim, entry, new_execution, owned, reusable
+from parallelrun.runner.pipelines.owners import claim, new_execution, owned, reusable
 from parallelrun.runner.pipelines.resolved import ResolvedStep
+
+
+def entry(step: ResolvedStep, outputs: dict, execution: str, now: datetime):
+    return reuse.index_entry(step.fingerprint, outputs, step.run, step.name, now, execution)
 
 
 def test_an_output_place_belongs_to_the_execution_that_claimed_it_last():

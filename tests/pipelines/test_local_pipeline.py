@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -257,3 +258,53 @@ def test_the_table_shows_each_batch_steps_failed_items(tmp_path):
 def _cells(line: str) -> list[str]:
     """The cells of a row of the summary table as rich draws it off a terminal."""
     return [cell.strip() for cell in line.strip("│┃ ").split("│" if "│" in line else "┃")] if line[:1] in "│┃" else []
+
+
+# Fails its "bad" items (fewer results than items) and holds at item 5 until the file $RELEASE exists.
+HELD = """
+import os, time
+from pathlib import Path
+
+def run(mini_batch):
+    for path in mini_batch:
+        if Path(path).name == "5.txt":
+            while not os.path.exists(os.environ["RELEASE"]):
+                time.sleep(0.05)
+    return [p for p in mini_batch if "bad" not in p]
+"""
+
+
+def test_a_running_batch_step_shows_its_progress_and_failed_items(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("0.txt", "1-bad.txt", "2.txt", "3-bad.txt", "4.txt", "5.txt", "6.txt", "7.txt"):
+        (data / name).write_text(name)
+    (tmp_path / "score.py").write_text(HELD)
+    job = {"input": {"uri": "data/", "type": "files"}, "code": {"uri": ".", "entryScript": "score.py"},
+           "output": {"uri": "${{run.workdir}}/score/"}, "miniBatchSize": 1, "processCountPerNode": 1,
+           "errorThreshold": -1}
+    path = write_pipeline(tmp_path, [{"name": "score", "batchInference": job}])
+    release = tmp_path / "release"
+    process = subprocess.Popen([sys.executable, "-m", "parallelrun.cli", "run", str(path)], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, RELEASE=str(release)))
+    deadline = threading.Timer(60, release.touch)  # without a progress line, the run ends and the loop with it
+    deadline.start()
+    try:
+        lines = []
+        for line in process.stderr:  # the step's progress lines come while it waits at item 5
+            lines.append(line.rstrip("\n"))
+            if re.fullmatch(r"step score: [2-5]/8 mini-batches, 2 failed items", lines[-1]):
+                break
+        else:
+            raise AssertionError(f"no progress line with the failed items: {lines}")
+        release.touch()
+        rest = process.stderr.read().splitlines()
+        assert process.wait(timeout=120) == 0  # failed items within errorThreshold
+    finally:
+        deadline.cancel()
+        if process.poll() is None:
+            process.kill()
+    assert any(line.startswith("step score: Succeeded in ") and line.endswith(", 2 failed items") for line in rest)
+    errors = re.compile(rf"errors: {re.escape(str(tmp_path))}/work/demo/score/_parallelrun/demo-score-\w+/errors\.jsonl")
+    assert any(errors.search(line) for line in rest), rest  # the table says where the failed items are listed

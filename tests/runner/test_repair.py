@@ -42,13 +42,6 @@ def quiet_run(path, **kw):
     return run_local(str(path), console=Console(file=io.StringIO()), **kw)
 
 
-@pytest.fixture
-def calls(tmp_path, monkeypatch):
-    log = tmp_path / "calls.log"
-    monkeypatch.setenv("CALLS_LOG", str(log))
-    return log
-
-
 def make(job, kinds):
     for i, kind in enumerate(kinds):
         (job.data / f"item_{i:03d}.txt").write_text(kind)

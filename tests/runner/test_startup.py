@@ -86,3 +86,10 @@ def test_a_commit_line_is_the_record_as_json(record):
     line = record_line(record)
     assert json.loads(line) == json.loads(json.dumps(record.to_dict()))
     assert DoneRecord.from_dict(json.loads(line)) == record
+
+
+def test_a_pods_entry_point_loads_no_tabular_module():
+    """`python -m parallelrun.runner score` of a files job: the report's numpy and pyarrow are the merge's."""
+    code = "import sys, parallelrun.runner.__main__; print([m for m in ('numpy', 'pandas', 'pyarrow') if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr

@@ -8,11 +8,12 @@ import pytest
 
 from parallelrun.runner.api import ANNOTATION_SCHEDULED_TIME as SCHEDULED_TIME
 from parallelrun.runner.api import LABEL_SCHEDULE
+from parallelrun.runner.pipelines.spec import load_pipeline
+from parallelrun.runner.problems import DNS_NAME
 from parallelrun.runner.schedules.runs import MAX_RUN_NAME, build_run, data_run_name, run_now_name, slot_run_name
 from parallelrun.runner.schedules.spec import ScheduleSpecError, load_schedule
-from parallelrun.runner.spec import DNS_NAME
 
-from .schedules import data_template, schedule
+from .schedules import PIPELINE_SPEC, data_template, schedule
 
 SLOT = datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc)
 
@@ -85,6 +86,18 @@ def test_the_run_gets_the_slot_not_the_creation_time():
     assert run["metadata"]["annotations"][SCHEDULED_TIME] == "2026-03-29T01:30:00Z"
     assert run["metadata"]["labels"][LABEL_SCHEDULE] == "nightly"
     assert "${{schedule" not in str(run)
+
+
+def test_the_runs_inherit_the_templates_queue_and_priority():
+    """Kueue and priorities reach a schedule's runs through its template, each step of them inherits
+    (tests/operator/test_operator_kueue.py); a bad name is found when the schedule is applied."""
+    placed = dict(PIPELINE_SPEC, queueName="team-queue", priorityClassName="batch-low")
+    run = build_run(load_schedule(schedule(template_spec=placed)), "nightly-1", SLOT, "schedule")
+    spec = load_pipeline(run)
+    assert (spec.queue_name, spec.priority_class_name) == ("team-queue", "batch-low")
+    errors = errors_of(schedule(template_spec=dict(PIPELINE_SPEC, queueName="Team Queue", priorityClassName=3)))
+    assert any("spec.queueName" in e and "'Team Queue' is not a valid name" in e for e in errors), errors
+    assert any("spec.priorityClassName" in e and "expected a non-empty string, got 3" in e for e in errors), errors
 
 
 def test_long_schedule_names_give_valid_distinct_run_names():
