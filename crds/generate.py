@@ -117,7 +117,9 @@ def input_schema() -> dict:
                              enum=["parquet", "csv", "jsonl"]),
             "pattern": string("Glob of the files to take under uri, e.g. \"*.parquet\".", minLength=1),
             "options": free_object("Reader options, e.g. {delimiter: \";\", header: true}; csv/jsonl: "
-                                   "columnTypes {column: string|int64|float64|bool|...} fixes a column's type."),
+                                   "columnTypes {column: string|int64|float64|bool|...} fixes a column's type; "
+                                   "jsonl: raw: true hands each line to run() unparsed, as text in a column "
+                                   "`line` (JSON whose fields differ from line to line; set by builtin: openai)."),
         },
         required=["type"],
         rules=[
@@ -156,6 +158,40 @@ def mini_batch_size_schema() -> dict:
                  "miniBatchSize must be greater than zero"),
         ],
     }
+
+
+def openai_schema() -> dict:
+    return obj(
+        "The settings of builtin: openai: the endpoint, its key, and the job's limits (each worker paces its "
+        "share: the limit / (nodeCount x processCountPerNode)).",
+        {
+            "endpoint": string("The API's base URL, e.g. http://localhost:8000/v1 (vLLM); a request's url "
+                               "/v1/chat/completions goes to <endpoint>/chat/completions.",
+                               minLength=1, pattern="^https?://[^/]"),
+            "apiKey": obj(
+                "The key, sent as Authorization: Bearer; none: no key is sent.",
+                {
+                    "env": string("The environment variable that holds the key.", pattern="^[A-Za-z_][A-Za-z0-9_]*$"),
+                    "secretKeyRef": obj("A key of a Secret in the job's namespace (on a cluster).", {
+                        "name": string("The Secret.", minLength=1, pattern=DNS_NAME_PATTERN),
+                        "key": string("The key in the Secret.", minLength=1),
+                    }, required=["name", "key"]),
+                },
+                rules=[rule("has(self.env) != has(self.secretKeyRef)",
+                            "apiKey needs either env or secretKeyRef, not both")],
+            ),
+            "model": string("Replaces each request's body.model.", minLength=1),
+            "requestsPerMinute": integer("Requests per minute for the whole job, retries included; "
+                                         "none: no limit.", minimum=1),
+            "tokensPerMinute": integer("Tokens per minute for the whole job (estimated before a request, "
+                                       "settled by its usage); none: no limit.", minimum=1),
+            "requestTimeout": integer("Seconds one request may take; a timeout is retried.", minimum=1,
+                                      default=600),
+            "maxRetries": integer("Retries of a request throttled (429), failed by the server (5xx, 408) "
+                                  "or timed out, with backoff; then it is a failed item.", minimum=0, default=8),
+        },
+        required=["endpoint"],
+    )
 
 
 def environment_schema() -> dict:
@@ -217,8 +253,11 @@ def job_spec_schema() -> dict:
             ),
             "code": obj(
                 "[source_directory, entry_script] The scoring code: from uri, from a ConfigMap, "
-                "or (with neither) baked into the image.",
+                "or (with neither) baked into the image; or a builtin scorer of the runner's.",
                 {
+                    "builtin": string("A builtin scorer instead of an entry script: openai sends OpenAI Batch "
+                                      "JSONL requests to an OpenAI-compatible endpoint.", enum=["openai"]),
+                    "openai": openai_schema(),
                     "uri": string("An fsspec URL or local path of the source directory.", minLength=1),
                     "configMap": string("A ConfigMap in the job's namespace holding the source files.",
                                         minLength=1),
@@ -226,13 +265,22 @@ def job_spec_schema() -> dict:
                                           "to the source directory (absolute only for code baked "
                                           "into the image).", minLength=1, pattern=r"\.py$"),
                 },
-                required=["entryScript"],
-                rules=[rule("!(has(self.uri) && has(self.configMap))",
+                rules=[rule("has(self.entryScript) || has(self.builtin)",
+                            "Required: code.entryScript (the .py script with init() and run()), or code.builtin",
+                            field=".entryScript", reason="FieldValueRequired"),
+                       rule("!has(self.builtin) || !(has(self.entryScript) || has(self.uri) || has(self.configMap))",
+                            "code.builtin is the runner's own scorer; remove entryScript, uri and configMap",
+                            field=".builtin", reason="FieldValueForbidden"),
+                       rule("has(self.builtin) == has(self.openai)",
+                            "code.openai gives the settings of builtin: openai; give both or neither",
+                            field=".openai"),
+                       rule("!(has(self.uri) && has(self.configMap))",
                             "code.uri and code.configMap are exclusive; set one of them",
                             field=".configMap", reason="FieldValueForbidden"),
-                       rule("!self.entryScript.matches('(^|/)[.][.](/|$)')",
+                       rule("!has(self.entryScript) || !self.entryScript.matches('(^|/)[.][.](/|$)')",
                             "code.entryScript must stay inside the code folder", field=".entryScript"),
-                       rule("!self.entryScript.startsWith('/') || !(has(self.uri) || has(self.configMap))",
+                       rule("!has(self.entryScript) || !self.entryScript.startsWith('/') "
+                            "|| !(has(self.uri) || has(self.configMap))",
                             "code.entryScript is relative to code.uri or code.configMap", field=".entryScript")],
             ),
             "arguments": array("[arguments] sys.argv of the entry script.", {"type": "string"}),
@@ -264,9 +312,9 @@ def job_spec_schema() -> dict:
                                        "plain file name, not starting with _ or . (kept for "
                                        "parallelrun's own files).",
                                        pattern="^[^/_.][^/]*$", default="parallel_run_step.txt"),
-                    "format": string("txt: AML's space-separated rows; csv, parquet and jsonl "
-                                     "keep column names.",
-                                     enum=["txt", "csv", "parquet", "jsonl"], default="txt"),
+                    "format": string("txt (default): AML's space-separated rows; csv, parquet and jsonl "
+                                     "keep column names. builtin: openai writes jsonl (its default).",
+                                     enum=["txt", "csv", "parquet", "jsonl"]),
                     "layout": string("file (default): one output file; dataset (parquet only): fileName "
                                      "is a folder of ordered parts part-00000.parquet, part-00001.parquet... "
                                      "and a _SUCCESS marker written last, as Spark and Ray write them.",

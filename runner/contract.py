@@ -13,6 +13,7 @@ one alone.
     progress files    Layout.progress(shard): the counts so far, every PROGRESS_PUBLISH_SECONDS
     code folder       CODE_DIR: where a spec.code.configMap is mounted (CODE_DIR_ENV overrides)
     scratch           SCRATCH_ENV: the pod's writable folder for fetched code, model, inputs
+    OpenAI key        OPENAI_API_KEY_ENV: the key of spec.code.openai.apiKey.secretKeyRef, from its Secret
 
 Retry policy is a type: an error that retrying cannot fix derives from PermanentError
 and exits with its `exit_code`; anything else is a crash, which Kubernetes retries.
@@ -33,6 +34,7 @@ TERMINATION_MESSAGE_LIMIT = 4000  # Kubernetes keeps 4096 bytes of a termination
 CODE_DIR = "/var/run/parallelrun/code"
 CODE_DIR_ENV = "PARALLELRUN_CODE_DIR"
 SCRATCH_ENV = "PARALLELRUN_SCRATCH"
+OPENAI_API_KEY_ENV = "PARALLELRUN_OPENAI_API_KEY"
 
 PROGRESS_PUBLISH_SECONDS = 10.0  # how often a scoring pod rewrites its progress file
 

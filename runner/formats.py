@@ -35,6 +35,15 @@ def csv_options(options: dict, column_names: list[str] | None = None, column_typ
     return read, parse, convert
 
 
+def raw_lines(options: dict) -> bool:
+    """jsonl read as text (`input.options.raw`): each line one item, unparsed, in a column `line`,
+    for JSON whose fields differ from line to line (request bodies)."""
+    return options.get("raw") is True
+
+
+RAW_COLUMN = "line"
+
+
 def quote_of(options: dict) -> bytes | None:
     """The csv quote character as a byte; None where quoting is off (`quoteChar: false`)."""
     quote = options.get("quoteChar", '"')

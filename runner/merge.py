@@ -68,7 +68,7 @@ def range_results(plan: Plan, committed: dict[int, DoneRecord]) -> list[ShardRes
             r.counts.add(done.counts)
             if done.failed:
                 r.failed_ids.append(mb)
-            if not done.succeeded:
+            if not done.succeeded and done.part is None:  # a part of failed items' rows (outputs.Results) is kept
                 r.without_part.append(mb)
                 if done.schema and r.empty_schema is None:  # a table without rows: the output's header
                     r.empty_schema = done.schema

@@ -15,7 +15,8 @@ import contextlib
 import io
 import json
 import sys
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,6 +30,38 @@ class ResultTypeError(ResultError):
     """run() returned neither a list nor a DataFrame: every attempt would, so it is not retried."""
 
 
+class ItemError(NamedTuple):
+    """An item that run() says failed: `item` names it (a file, a row's key, a request's
+    custom_id), `error` says why; it is listed so in errors.jsonl."""
+
+    item: str
+    error: str
+
+
+class Results(NamedTuple):
+    """What run() returns to fail some items of its mini-batch while the others succeed.
+
+    `rows` is what run() would return alone (a list or a DataFrame), and may hold rows for
+    the failed items too (an error line each); `errors` has one ItemError per failed item.
+    Of a mini-batch of n items, min(len(rows), n - len(errors)) succeed (n - len(errors)
+    with resultsPerItem: many); the rest fail, those not named with a general error."""
+
+    rows: Any
+    errors: Sequence[ItemError] = ()
+
+
+def split_results(result, items: int) -> tuple[Any, tuple[ItemError, ...]]:
+    """(rows, failed items) of what run() returned; a plain list or DataFrame names none."""
+    if not isinstance(result, Results):
+        return result, ()
+    errors = tuple(result.errors)
+    if not all(isinstance(e, ItemError) for e in errors):
+        raise ResultTypeError("run() returned Results whose errors are not all ItemError(item, error)")
+    if len(errors) > items:
+        raise ResultError(f"run() named {len(errors):,} failed items of a mini-batch of {items:,}")
+    return result.rows, tuple(ItemError(str(e.item), str(e.error)) for e in errors)
+
+
 class EncodedPart(NamedTuple):
     """A part's bytes and its columns (None for a plain list written as lines: txt, jsonl)."""
 
@@ -40,7 +73,7 @@ def result_length(result) -> int:
     if isinstance(result, (list, tuple)) or _is_table(result):
         return len(result)
     raise ResultTypeError(f"run() returned {type(result).__name__}; return a list or a pandas DataFrame "
-                      "(one element or row per succeeded item)")
+                          "(one element or row per succeeded item), or Results(rows, errors)")
 
 
 def _is_table(result) -> bool:

@@ -33,7 +33,7 @@ from stat import S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 from typing import TYPE_CHECKING, NamedTuple
 
 from .contract import URI_SCHEME, PermanentError
-from .formats import arrow_dataset, compression_of, has_header, quote_of
+from .formats import arrow_dataset, compression_of, has_header, quote_of, raw_lines
 from .layout import Layout
 from .records import ShardRange
 from .schemas import to_header
@@ -564,7 +564,10 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
     files = _with_rows(root, listing.files(), env)
     listing = Listing.of(files)  # without the entries that hold no rows
     fs, base = filesystem(root, env)
-    types = _text_schema(spec, fs, root, base, listing) if spec.input.format in ("csv", "jsonl") else None
+    typed = spec.input.format in ("csv", "jsonl") and not raw_lines(spec.input.options)
+    types = _text_schema(spec, fs, root, base, listing) if typed else None
+    if spec.code.openai:
+        _check_custom_ids(fs, root, base, listing)
     if spec.partition_keys:
         batches, schema = _partition_batches(spec, root, files, env, types)
     else:
@@ -592,6 +595,18 @@ def make_plan(spec: JobSpec, env: Mapping[str, str] | None = None) -> Plan:
                 total_mini_batches=len(mini_batches), total_items=items,
                 total_bytes=sum(b.size for b in mini_batches), mini_batches=mini_batches,
                 sources=source_versions(spec, env), schema=to_header(schema) if schema is not None else None)
+
+
+def _check_custom_ids(fs, root: str, base: str, listing: Listing) -> None:
+    """OpenAI Batch JSONL: every custom_id once (custom_ids.py)."""
+    from .custom_ids import DuplicateCustomId, check_unique
+
+    try:
+        check_unique(fs, base, root, listing.rels)
+    except DuplicateCustomId as e:
+        raise PlanError(f"spec.input: {e}") from None
+    except (OSError, ValueError) as e:
+        raise PlanError(f"spec.input: cannot read {root} as OpenAI Batch JSONL: {e}") from e
 
 
 def _text_schema(spec: JobSpec, fs, root: str, base: str, listing: Listing) -> pa.Schema:

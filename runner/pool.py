@@ -68,6 +68,7 @@ class Outcome:
     retry: bool = True  # False: a failed attempt that another would repeat (worker.AttemptFailed)
     side_outputs: int = 0  # files kept for publishing with its commit (sideoutputs.py)
     rejected: tuple[ItemFailed, ...] = ()  # items whose preprocess() raised (worker.Ok)
+    item_errors: tuple = ()  # the items run() named as failed: worker.Ok's
     worker: int = -1  # the pool's worker that ran it
     timing: Timing | None = None  # the worker's; a lost or timed-out worker's: the pool's (no run/read seconds)
 
@@ -377,12 +378,13 @@ class WorkerPool:
             return
         kind = type(message)  # the frequent ones first; tuples unpacked (a match by class pattern costs more)
         if kind is Ok:
-            mb_id, items, returned, schema, pending, side, rejected, timing = message
+            mb_id, items, returned, schema, pending, side, rejected, item_errors, timing = message
             mb = self._ended(w, mb_id)
             if pending:
                 w.unwritten[mb.id] = mb
             outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending,
-                                    side_outputs=side, rejected=rejected, worker=w.index, timing=timing))
+                                    side_outputs=side, rejected=rejected, item_errors=item_errors, worker=w.index,
+                                    timing=timing))
         elif kind is PartsWritten:
             file, entries = message
             unwritten = w.unwritten

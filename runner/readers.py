@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 
 from .column_types import SchemaMismatch, mismatch
 from .folder_keys import with_folder_keys
-from .formats import arrow_dataset, compression_of, csv_options, decompressed, has_header, quote_of
+from .formats import (
+    RAW_COLUMN,
+    arrow_dataset,
+    compression_of,
+    csv_options,
+    decompressed,
+    has_header,
+    quote_of,
+    raw_lines,
+)
 from .partition_keys import key_filter
 from .plan import MiniBatch, Plan, file_version
 from .schemas import aligned, from_header
@@ -149,6 +158,9 @@ class Reader:
 
         options, schema, names = self.plan.options, self.schema, None
         try:
+            if self.plan.input_format == "jsonl" and raw_lines(options):  # as the planner counts rows: no blank line
+                lines = [line.rstrip("\r") for line in data.decode().split("\n") if line.strip(" \t\r")]
+                return pa.table({RAW_COLUMN: pa.array(lines, pa.string())})
             if self.plan.input_format == "jsonl":
                 import pyarrow.json as pj
 

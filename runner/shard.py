@@ -32,7 +32,7 @@ from .reportfiles import attempt_row, cell, short_error
 from .resources import available_cpus, gpu_assignment, process_count
 from .sampling import ResourceSampler
 from .sideoutputs import publish
-from .spec import JobSpec
+from .spec import OPENAI_SETTINGS_ENV, JobSpec
 from .storage import fetch, filesystem_modules, write_atomic
 from .worker import WorkerConfig
 
@@ -265,19 +265,24 @@ class ShardRunner:
                               schema=outcome.schema)
         else:
             # One result per item: fewer are failed items (the worker fails an attempt that returned more).
-            # Many: an item succeeds with its mini-batch, whatever number of rows it gave.
-            # Items whose preprocess() raised are failed, each with its error; run() had the others.
+            # Many: an item succeeds with its mini-batch, whatever number of rows it gave. Items whose
+            # preprocess() raised are failed, each with its error; run() had the others, and those it
+            # named as failed (outputs.Results) fail whatever rows it gave.
             ran = items - len(outcome.rejected)
-            succeeded = ran if self.spec.output.results_per_item == "many" else outcome.returned
+            named = outcome.item_errors
+            succeeded = min(ran if self.spec.output.results_per_item == "many" else outcome.returned,
+                            ran - len(named))
             done = DoneRecord(mb.id, "succeeded", items, succeeded=succeeded, failed=items - succeeded,
                               attempts=attempts, schema=outcome.schema)
             done.errors = [self._error_record(mb, self.plan.absolute(mb.files[r.item]), 1, attempts, r.error,
                                               r.traceback) for r in outcome.rejected]
-            if succeeded < ran:  # which items failed is known only when none succeeded: then each file is named
+            done.errors += [self._error_record(mb, item, 1, attempts, error, None) for item, error in named]
+            unnamed = ran - succeeded - len(named)
+            if unnamed:  # which items failed is known only when none succeeded: then each file is named
                 error = f"run() returned {outcome.returned:,} results for {ran:,} items"
                 rejected = {r.item for r in outcome.rejected}
-                done.errors += self._error_records(mb, ran, error, None, attempts, rejected) if not succeeded \
-                    else [self._error_record(mb, None, ran - succeeded, attempts, error, None)]
+                done.errors += self._error_records(mb, ran, error, None, attempts, rejected) \
+                    if not succeeded and not named else [self._error_record(mb, None, unnamed, attempts, error, None)]
         error = outcome.error or (done.errors[0]["error"] if done.errors else None)
         done.report = "".join(self._retried.get(mb.id, ())) + self._attempt_row(
             mb, outcome, attempts, items, done.succeeded, done.failed, done.status, error)
@@ -434,6 +439,9 @@ def _resolve_code(spec: JobSpec, scratch: str) -> str:
 def _shared_env(spec: JobSpec, layout: Layout, index: int, scratch: str) -> dict:
     """Paths of the model and side inputs, fetched once for the whole shard."""
     env = {"PARALLELRUN_SHARD_INDEX": str(index), "PARALLELRUN_RUN_ID": layout.run_id}
+    if spec.code.openai:  # the builtin scorer's settings, with this worker's share of the job's limits
+        share = spec.code.openai.share(spec.node_count * process_count(spec))
+        env[OPENAI_SETTINGS_ENV] = json.dumps(share.to_dict())
     for variable in spec.environment.get("env") or []:  # a pod has them from its template; local mode's workers too
         if isinstance(variable, dict) and isinstance(variable.get("name"), str) and "value" in variable:
             env.setdefault(variable["name"], str(variable["value"]))

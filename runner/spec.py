@@ -8,6 +8,7 @@ that is what the operator hands to the pods, and loading it again is lossless.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -112,6 +113,52 @@ class SideInput:
 
 
 MLFLOW_SCORER = "mlflow_scorer.py"  # the runner's own entry script for an MLflow model (code omitted)
+OPENAI_SCORER = "openai_scorer.py"  # the runner's own entry script of `code: {builtin: openai}`
+BUILTINS = ("openai",)
+OPENAI_SETTINGS_ENV = "PARALLELRUN_OPENAI"  # a worker's OpenAISettings (JSON), its share of the limits
+_OPENAI_FIELDS = ("endpoint", "apiKey", "model", "requestsPerMinute", "tokensPerMinute", "requestTimeout",
+                  "maxRetries")
+
+
+@dataclass(frozen=True)
+class OpenAISettings:
+    """`spec.code.openai`: where the builtin OpenAI scorer sends its requests and how fast.
+    The key is read from the variable `api_key_env`, or (`api_key_secret`: Secret name and
+    key) from contract.OPENAI_API_KEY_ENV, which the operator fills from that Secret."""
+
+    endpoint: str  # the base URL, e.g. http://localhost:8000/v1
+    api_key_env: str | None = None
+    api_key_secret: tuple[str, str] | None = None
+    model: str | None = None  # replaces each request's body.model
+    requests_per_minute: int | None = None  # for the whole job; None: no limit
+    tokens_per_minute: int | None = None
+    request_timeout: int = 600  # seconds for one request
+    max_retries: int = 8  # of a request throttled (429), failed by the server (5xx) or timed out
+
+    def to_dict(self) -> dict:
+        key = {"env": self.api_key_env} if self.api_key_env else \
+            {"secretKeyRef": {"name": self.api_key_secret[0], "key": self.api_key_secret[1]}} \
+            if self.api_key_secret else None
+        return _prune({"endpoint": self.endpoint, "apiKey": key, "model": self.model,
+                       "requestsPerMinute": self.requests_per_minute, "tokensPerMinute": self.tokens_per_minute,
+                       "requestTimeout": self.request_timeout, "maxRetries": self.max_retries})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> OpenAISettings:
+        key = d.get("apiKey") or {}
+        secret = key.get("secretKeyRef")
+        return cls(endpoint=d["endpoint"], api_key_env=key.get("env"),
+                   api_key_secret=(secret["name"], secret["key"]) if secret else None, model=d.get("model"),
+                   requests_per_minute=d.get("requestsPerMinute"), tokens_per_minute=d.get("tokensPerMinute"),
+                   request_timeout=d.get("requestTimeout", 600), max_retries=d.get("maxRetries", 8))
+
+    def share(self, workers: int) -> OpenAISettings:
+        """One worker's settings: the limits divided among `workers` (every worker of the job)."""
+        def part(limit: int | None) -> int | None:
+            return None if limit is None else max(1, limit // workers)
+
+        return dataclasses.replace(self, requests_per_minute=part(self.requests_per_minute),
+                                   tokens_per_minute=part(self.tokens_per_minute))
 
 
 @dataclass(frozen=True)
@@ -119,7 +166,8 @@ class CodeSpec:
     entry_script: str
     uri: str | None = None
     config_map: str | None = None
-    builtin: bool = False  # code omitted: `entry_script` is the runner's MLflow scorer
+    builtin: bool = False  # `entry_script` is the runner's: the MLflow scorer (code omitted) or a named builtin
+    openai: OpenAISettings | None = None  # `builtin: openai`
 
 
 @dataclass(frozen=True)
@@ -194,7 +242,9 @@ class JobSpec:
             "loggingLevel": self.logging_level,
             "allowReuse": self.allow_reuse,
         }
-        if not self.code.builtin:
+        if self.code.openai:
+            out["code"] = {"builtin": "openai", "openai": self.code.openai.to_dict()}
+        elif not self.code.builtin:
             out["code"] = _prune({"uri": self.code.uri, "configMap": self.code.config_map,
                                   "entryScript": self.code.entry_script})
         if self.side_inputs:
@@ -411,13 +461,19 @@ class _Loader(Problems):
         inp = self.input(spec.get("input"))
         model_given = spec.get("model") is not None
         files = isinstance(spec.get("input"), dict) and spec["input"].get("type") == "files"
-        output = self.output(spec.get("output"), mlflow_files=spec.get("code") is None and model_given and files)
+        openai = isinstance(spec.get("code"), dict) and spec["code"].get("builtin") == "openai"
+        output = self.output(spec.get("output"), mlflow_files=spec.get("code") is None and model_given and files,
+                             openai=openai)
         code = self.code(spec.get("code"), model_given)
+        if openai and inp is not None:
+            inp = self.openai_input(inp)
         size = self.mini_batch_size(spec.get("miniBatchSize"), inp)
         keys = self.string_list("spec.partitionKeys", spec.get("partitionKeys"), unique=True)
         if keys and inp and inp.type != "tabular":
             self.fail("spec.partitionKeys",
                       "only a tabular input can be partitioned by keys; remove it or use type: tabular")
+        elif keys and inp and inp.options.get("raw"):
+            self.fail("spec.partitionKeys", "a raw jsonl input has no columns to partition by; remove it")
         model = self.mapping("spec.model", spec.get("model"), ("uri",)) or {}
         environment = self.mapping("spec.environment", spec.get("environment"), _ENVIRONMENT_FIELDS) or {}
         storage = self.mapping("spec.storage", spec.get("storage"), ("secretRef",)) or {}
@@ -505,6 +561,7 @@ class _Loader(Problems):
             self.fail("spec.input.options", "expected a mapping of reader options, e.g. {delimiter: ';'}")
             options = {}
         self.column_types(options.get("columnTypes"))
+        self.raw(options, fmt)
         if options.get("columnTypes") is not None and fmt not in ("csv", "jsonl"):
             self.fail("spec.input.options.columnTypes", "applies to csv and jsonl input only (a Parquet file has "
                       "its types); remove it")
@@ -519,6 +576,27 @@ class _Loader(Problems):
                          format=fmt, pattern=self.string("spec.input.pattern", value.get("pattern")), options=options,
                          manifest=self.uri("spec.input.manifest", value.get("manifest"), required=False))
 
+    def raw(self, options: dict, fmt: str | None) -> None:
+        """`input.options.raw`: jsonl lines handed to run() as text (formats.raw_lines)."""
+        raw = options.get("raw")
+        if raw is None:
+            return
+        if not isinstance(raw, bool):
+            self.fail("spec.input.options.raw", f"expected true or false, got {raw!r}")
+        elif raw and fmt != "jsonl":
+            self.fail("spec.input.options.raw", "applies to jsonl input only; remove it or use format: jsonl")
+        elif raw and (options.get("columnTypes") is not None or options.get("columns") is not None):
+            self.fail("spec.input.options.raw", "a raw line is one text column `line`; remove columnTypes "
+                      "and columns, or raw")
+
+    def openai_input(self, inp: InputSpec) -> InputSpec:
+        """The builtin OpenAI scorer reads OpenAI Batch JSONL, each request line as text."""
+        if inp.type != "tabular" or inp.format != "jsonl":
+            self.fail("spec.input", "builtin: openai reads OpenAI Batch JSONL; use type: tabular, format: jsonl")
+        elif inp.options.get("raw") is False:
+            self.fail("spec.input.options.raw", "builtin: openai reads each request line as text; remove it")
+        return dataclasses.replace(inp, options={**inp.options, "raw": True})
+
     def column_types(self, value: Any) -> None:
         """`input.options.columnTypes`: column name → one of the types a csv/jsonl column may be read as."""
         if value is None:
@@ -532,8 +610,9 @@ class _Loader(Problems):
                 self.fail(f"spec.input.options.columnTypes.{name}", f"{kind!r} is not a column type; use one of "
                           f"{', '.join(COLUMN_TYPES)}")
 
-    def output(self, value: Any, mlflow_files: bool = False) -> OutputSpec | None:
-        """`mlflow_files`: the MLflow scorer on a files input gives many rows per file by default."""
+    def output(self, value: Any, mlflow_files: bool = False, openai: bool = False) -> OutputSpec | None:
+        """`mlflow_files`: the MLflow scorer on a files input gives many rows per file by default;
+        `openai`: the OpenAI scorer writes jsonl."""
         value = self.mapping("spec.output", value, ("uri", "action", "fileName", "format", "layout", "resultsPerItem"),
                              required=True)
         if value is None:
@@ -542,7 +621,10 @@ class _Loader(Problems):
         if file_name and ("/" in file_name or file_name.startswith(("_", "."))):
             self.fail("spec.output.fileName",
                       f"{file_name!r} must be a plain file name, not a path nor starting with _ or .")
-        fmt: OutputFormat = self.choice("spec.output.format", value.get("format"), get_args(OutputFormat), "txt")
+        fmt: OutputFormat = self.choice("spec.output.format", value.get("format"), get_args(OutputFormat),
+                                        "jsonl" if openai else "txt")
+        if openai and fmt != "jsonl":
+            self.fail("spec.output.format", f"builtin: openai writes OpenAI Batch output lines; use jsonl, not {fmt}")
         layout: OutputLayout = self.choice("spec.output.layout", value.get("layout"), get_args(OutputLayout), "file")
         if layout == "dataset" and fmt != "parquet":
             self.fail("spec.output.layout", "dataset (a folder of ordered parts) is for parquet output; "
@@ -561,9 +643,14 @@ class _Loader(Problems):
     def code(self, value: Any, model_given: bool = False) -> CodeSpec | None:
         if value is None and model_given:  # an MLflow model scores itself (mlflow_scorer.py)
             return CodeSpec(entry_script=MLFLOW_SCORER, builtin=True)
-        value = self.mapping("spec.code", value, ("uri", "configMap", "entryScript"), required=True)
+        if isinstance(value, dict) and value.get("builtin") is not None:
+            return self.builtin(value)
+        value = self.mapping("spec.code", value, ("uri", "configMap", "entryScript", "builtin", "openai"),
+                             required=True)
         if value is None:
             return None
+        if value.get("openai") is not None:
+            self.fail("spec.code.openai", "applies to builtin: openai only; add builtin: openai, or remove it")
         if value.get("uri") is not None and value.get("configMap") is not None:
             self.fail("spec.code", "give either uri or configMap, not both")
         script = self.string("spec.code.entryScript", value.get("entryScript"), required=True)
@@ -574,6 +661,57 @@ class _Loader(Problems):
         if script is None:  # required: reported
             return None
         return CodeSpec(entry_script=script, uri=uri, config_map=config_map)
+
+    def builtin(self, value: dict) -> CodeSpec | None:
+        """`code: {builtin: openai, openai: {...}}`: the runner's own scorer, with its settings."""
+        if any(value.get(k) is not None for k in ("entryScript", "uri", "configMap")):
+            self.fail("spec.code.builtin", "is the runner's own scorer; remove entryScript, uri and configMap")
+        self.unknown("spec.code", {k: v for k, v in value.items() if k not in ("entryScript", "uri", "configMap")},
+                     ("builtin", "openai"))
+        if value["builtin"] not in BUILTINS:
+            self.fail("spec.code.builtin", f"{value['builtin']!r} is not a builtin scorer; use one of "
+                      f"{', '.join(BUILTINS)}, or give entryScript")
+            return None
+        path = "spec.code.openai"
+        settings = self.mapping(path, value.get("openai"), _OPENAI_FIELDS)
+        if settings is None:
+            self.fail(path, "required with builtin: openai; give at least {endpoint: http://localhost:8000/v1}")
+            return None
+        endpoint = self.string(f"{path}.endpoint", settings.get("endpoint"), required=True)
+        if endpoint is not None and not re.match(r"^https?://[^/]", endpoint):
+            self.fail(f"{path}.endpoint", f"{endpoint!r} is not an http(s) URL; give the API's base URL, "
+                      "e.g. http://localhost:8000/v1")
+        key_env, key_secret = self.api_key(f"{path}.apiKey", settings.get("apiKey"))
+        openai = OpenAISettings(
+            endpoint=(endpoint or "").rstrip("/"), api_key_env=key_env, api_key_secret=key_secret,
+            model=self.string(f"{path}.model", settings.get("model")),
+            requests_per_minute=self.integer(f"{path}.requestsPerMinute", settings.get("requestsPerMinute"), None, 1),
+            tokens_per_minute=self.integer(f"{path}.tokensPerMinute", settings.get("tokensPerMinute"), None, 1),
+            request_timeout=self.integer(f"{path}.requestTimeout", settings.get("requestTimeout"), 600, 1),
+            max_retries=self.integer(f"{path}.maxRetries", settings.get("maxRetries"), 8, 0))
+        return CodeSpec(entry_script=OPENAI_SCORER, builtin=True, openai=openai)
+
+    def api_key(self, path: str, value: Any) -> tuple[str | None, tuple[str, str] | None]:
+        """(variable, None) for {env: NAME}; (None, (secret, key)) for {secretKeyRef: {name, key}}."""
+        value = self.mapping(path, value, ("env", "secretKeyRef"))
+        if value is None:
+            return None, None
+        if (value.get("env") is None) == (value.get("secretKeyRef") is None):
+            self.fail(path, "give either env (the variable that holds the key) or secretKeyRef: {name, key} "
+                      "(a Secret, on a cluster)")
+            return None, None
+        if value.get("env") is not None:
+            name = self.string(f"{path}.env", value["env"])
+            if name is not None and not _NAME.match(name):
+                self.fail(f"{path}.env", f"{name!r} is not a variable name; use letters, digits and _, "
+                          "e.g. OPENAI_API_KEY")
+            return name, None
+        ref = self.mapping(f"{path}.secretKeyRef", value["secretKeyRef"], ("name", "key")) or {}
+        secret = self.object_name(f"{path}.secretKeyRef.name", ref.get("name"), "a Secret of this namespace")
+        key = self.string(f"{path}.secretKeyRef.key", ref.get("key"), required=True)
+        if secret is None and "name" not in ref:
+            self.fail(f"{path}.secretKeyRef.name", "required; the Secret that holds the key")
+        return None, (secret, key) if secret and key else None
 
     def entry_script(self, script: str, baked: bool) -> None:
         """The script stays inside its code folder; only code baked into the image may name an absolute path."""

@@ -4,7 +4,7 @@ It reads its mini-batches itself and writes their output parts itself, so only s
 messages cross the pipe to the shard process:
 
     worker → shard   Ready()  InitFailed(error, traceback)
-                     Ok(id, items, returned, schema, part_pending, side_outputs, timing)
+                     Ok(id, items, returned, schema, part_pending, side_outputs, rejected, item_errors, timing)
                      AttemptFailed(id, items or None, error, traceback, retry, timing)
                      PartsWritten(file, [(id, offset, length), ...]): parts of Ok mini-batches
                      StorageFailed(message, transient): writing parts failed, the run stops
@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 from .commits import GroupFile, PartGroup
 from .context import UnusableInput, context_of, wants_context
 from .layout import Layout
-from .outputs import ResultError, ResultTypeError, empty_columns, encode_part, result_length
+from .outputs import ItemError, ResultError, ResultTypeError, empty_columns, encode_part, result_length, split_results
 from .plan import MiniBatch, Plan
 from .preprocess import PREPROCESS_LOST, ItemFailed, PreprocessLost
 from .preprocess import start as start_preprocess
@@ -120,6 +120,7 @@ class Ok(NamedTuple):
     part_pending: bool
     side_outputs: int = 0  # files run() wrote to its side-output folder, kept for the commit
     rejected: tuple[ItemFailed, ...] = ()  # items whose preprocess() raised: failed, not given to run()
+    item_errors: tuple[ItemError, ...] = ()  # the items run() named as failed (outputs.Results)
     timing: Timing | None = None
 
 
@@ -486,8 +487,9 @@ class _Worker:
                   timing: Timing) -> None:
         """run() returned `result` for the items preprocess() did not fail (`rejected`): its part goes
         to the group, its Ok to the results (a result that cannot be one raises, a failed attempt)."""
-        returned = result_length(result)
         given = items - len(rejected)
+        result, item_errors = split_results(result, given)
+        returned = result_length(result)
         if returned > given and not self.config.many_results:
             raise ResultError(f"run() returned {returned:,} results for {given:,} items; return at most "
                               "one element or row per item")
@@ -499,7 +501,8 @@ class _Worker:
             self.group.add(mb.id, part.data)  # last: a failed attempt has no part in the group
         elif self.config.append_row and (columns := empty_columns(result)) is not None:
             schema = schema_to_text(columns)  # no rows, but the output's columns
-        self._result(Ok(mb.id, items, returned, schema, pending, side.keep(mb.id), tuple(rejected), timing))
+        self._result(Ok(mb.id, items, returned, schema, pending, side.keep(mb.id), tuple(rejected), item_errors,
+                        timing))
 
     def _raised(self, mb: MiniBatch, items: int | None, e: BaseException, timing: Timing) -> None:
         """run() (or reading its mini-batch) raised `e`, being handled: a failed attempt."""

@@ -22,7 +22,7 @@ from parallelrun.runner.api import (
     LABEL_JOB_UID,
     LABEL_KUEUE_QUEUE,
 )
-from parallelrun.runner.contract import CODE_DIR, CODE_DIR_ENV, EXIT_CONFIG, EXIT_THRESHOLD
+from parallelrun.runner.contract import CODE_DIR, CODE_DIR_ENV, EXIT_CONFIG, EXIT_THRESHOLD, OPENAI_API_KEY_ENV
 from parallelrun.runner.spec import API_VERSION, KIND, JobSpec
 
 from ..kit.children import Owner
@@ -213,7 +213,7 @@ def _volumes(spec: JobSpec, owner: Owner) -> tuple[list[dict], list[dict]]:
 def _container(spec: JobSpec, command: list[str], mounts: list[dict], default_image: str | None,
                gpu: bool) -> dict:
     env_spec = spec.environment
-    container = restricted_container(env_spec.get("image") or default_image, command, _env(spec), mounts,
+    container = restricted_container(env_spec.get("image") or default_image, command, _env(spec, scoring=gpu), mounts,
                                      list(env_spec.get("envFrom") or []), spec.storage)
     resources = _resources(env_spec.get("resources") or {}, spec.gpu if gpu else None, keep_gpus=gpu)
     if resources:
@@ -221,11 +221,15 @@ def _container(spec: JobSpec, command: list[str], mounts: list[dict], default_im
     return container
 
 
-def _env(spec: JobSpec) -> list[dict]:
-    """The runner's variables (where to write, where the code is), then the user's, which win."""
+def _env(spec: JobSpec, scoring: bool) -> list[dict]:
+    """The runner's variables (where to write, where the code is, a scoring pod's OpenAI key
+    from its Secret), then the user's, which win."""
     env = scratch_env()
     if spec.code.config_map:
         env.append({"name": CODE_DIR_ENV, "value": CODE_DIR})
+    secret = spec.code.openai.api_key_secret if spec.code.openai else None
+    if scoring and secret:
+        env.append({"name": OPENAI_API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": secret[0], "key": secret[1]}}})
     return with_user_env(env, spec.environment.get("env"))
 
 

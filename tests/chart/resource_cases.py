@@ -116,6 +116,16 @@ VALID_JOBS = {
     "an MLflow model, no code": changed(job(model={"uri": "az://models/iris/"}), "spec.code", DELETE),
     "many results per item, a repair": job(output={"uri": "az://out/", "resultsPerItem": "many"}, retryFailed=True),
     "every field": FULL_JOB,
+    "the builtin OpenAI scorer": job(
+        input={"uri": "az://data/batch/", "type": "tabular", "format": "jsonl"}, miniBatchSize=20,
+        code={"builtin": "openai", "openai": {
+            "endpoint": "https://aoai.example/openai/v1", "apiKey": {"secretKeyRef": {"name": "aoai", "key": "key"}},
+            "model": "gpt-4o-mini", "requestsPerMinute": 600, "tokensPerMinute": 100000, "requestTimeout": 60,
+            "maxRetries": 3}},
+        output={"uri": "az://out/batch/", "format": "jsonl", "fileName": "results.jsonl"}),
+    "the builtin OpenAI scorer, least fields": job(
+        input={"uri": "/data/batch.jsonl", "type": "tabular", "format": "jsonl"},
+        code={"builtin": "openai", "openai": {"endpoint": "http://localhost:8000/v1"}}),
 }
 
 VALID_SCHEDULES = {
@@ -211,6 +221,22 @@ INVALID_JOBS = [
     Invalid("storage secretRef without name", job(storage={"secretRef": {}}),
             "spec.storage.secretRef.name", "Required"),
     Invalid("unknown field", job(nodes=4), "spec.nodes", "unknown field"),
+    *[Invalid(name, changed(job(input={"uri": "/data/b.jsonl", "type": "tabular", "format": "jsonl"},
+                                code={"builtin": "openai", "openai": {"endpoint": "http://localhost:8000/v1"}}),
+                            path, value), blamed or path, words)
+      for name, path, value, words, blamed in [
+          ("unknown builtin", "spec.code.builtin", "anthropic", "Unsupported value", None),
+          ("builtin with an entryScript", "spec.code.entryScript", "score.py", "remove entryScript", "spec.code.builtin"),
+          ("builtin with a code uri", "spec.code.uri", "az://code/", "remove entryScript", "spec.code.builtin"),
+          ("builtin without its settings", "spec.code.openai", DELETE, "give both or neither", None),
+          ("openai endpoint not a URL", "spec.code.openai.endpoint", "localhost:8000", "does not match", None),
+          ("openai endpoint missing", "spec.code.openai.endpoint", DELETE, "Required", None),
+          ("openai requestsPerMinute 0", "spec.code.openai.requestsPerMinute", 0, "minimum", None),
+          ("openai key from both", "spec.code.openai.apiKey", {"env": "K", "secretKeyRef": {"name": "s", "key": "k"}},
+           "either env or secretKeyRef", None),
+          ("openai key secret without key", "spec.code.openai.apiKey", {"secretKeyRef": {"name": "s"}}, "Required",
+           "spec.code.openai.apiKey.secretKeyRef.key"),
+      ]],
     Invalid("misspelled field", job(minibatchSize=10), "spec.minibatchSize", "unknown field"),
 ]
 

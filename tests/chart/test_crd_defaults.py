@@ -47,6 +47,7 @@ def example_resources() -> dict[str, tuple[dict, str]]:
 
 
 GPU_SCORING_STEP = {"name": "rescore", "batchInference": {**job()["spec"], "environment": {"gpu": {"count": 1}}}}
+OPENAI_SCORING_STEP = {"name": "llm", "batchInference": VALID_JOBS["the builtin OpenAI scorer, least fields"]["spec"]}
 RESOURCES = {
     **example_resources(),
     **{f"job: {name}": (r, None) for name, r in VALID_JOBS.items()},
@@ -61,6 +62,11 @@ RESOURCES = {
     "pipeline: scoring steps with a GPU": (pipeline_run(steps=[dict(GPU_SCORING_STEP, name="score")],
                                                         **{"finally": [GPU_SCORING_STEP]}), None),
     "job: a GPU": (job(environment=GPU_SCORING_STEP["batchInference"]["environment"]), None),
+    "pipeline: OpenAI scoring steps": (pipeline_run(steps=[dict(OPENAI_SCORING_STEP, name="score")],
+                                                    **{"finally": [OPENAI_SCORING_STEP]}), None),
+    "schedule: OpenAI scoring steps": (schedule(template={"spec": {
+        **TEMPLATE_SPEC, "steps": [OPENAI_SCORING_STEP], "finally": [dict(OPENAI_SCORING_STEP, name="again")]}}),
+        None),
     "schedule: data arrival, defaults": (changed(schedule(trigger={"dataArrival": {"uri": "az://in/"}}, template={
         "spec": {**TEMPLATE_SPEC, "steps": [GPU_SCORING_STEP]}}), "spec.schedule", DELETE), None),
 }

@@ -165,7 +165,7 @@ def test_printer_columns_show_declared_fields(name: str, expected: list[str]) ->
 BIJ_DEFAULTS = {
     "errorThreshold": -1, "miniBatchErrorThreshold": -1, "allowedFailedPercent": 100,
     "runInvocationTimeout": 60, "runMaxTry": 3, "nodeCount": 1, "loggingLevel": "INFO", "allowReuse": False,
-    "output.action": "appendRow", "output.fileName": "parallel_run_step.txt", "output.format": "txt",
+    "output.action": "appendRow", "output.fileName": "parallel_run_step.txt",  # output.format: by the code (txt, jsonl)
 }
 
 

@@ -45,7 +45,7 @@ def test_defaults_are_applied_before_the_rules(crd_validator: CustomResourceVali
     schema = crd_validator.schemas["parallelrun.dev/v1alpha1", "BatchInferenceJob"]
     spec = apply_defaults(schema, job())["spec"]
     assert spec["output"] == {"uri": "az://out/iris/", "action": "appendRow",
-                              "fileName": "parallel_run_step.txt", "format": "txt"}
+                              "fileName": "parallel_run_step.txt"}  # format: the loader's, by the code
     assert (spec["nodeCount"], spec["runMaxTry"], spec["errorThreshold"]) == (1, 3, -1)
     assert "miniBatchSize" not in spec and "processCountPerNode" not in spec
     assert "environment" not in spec, "defaults inside absent objects are not applied"

@@ -192,3 +192,33 @@ def test_the_cluster_example_needs_nothing_more():
     job = build_scoring_job(example, OWNER)
     assert job["spec"]["completions"] == 2 and container(job)["envFrom"] == [{"secretRef": {"name": "blob-creds"}}]
     assert {"name": "code", "configMap": {"name": "iris-code"}} in pod_spec(job)["volumes"]
+
+
+OPENAI_INPUT = {"uri": "az://data/batch/", "type": "tabular", "format": "jsonl"}
+
+
+def openai_code(api_key: dict) -> dict:
+    return {"builtin": "openai", "openai": {"endpoint": "https://aoai.example/openai/v1", "apiKey": api_key,
+                                            "requestsPerMinute": 600}}
+
+
+def test_the_openai_key_comes_from_its_secret_into_the_scoring_pod_alone():
+    full = spec(input=OPENAI_INPUT, code=openai_code({"secretKeyRef": {"name": "aoai", "key": "api-key"}}))
+    from_secret = {"name": "PARALLELRUN_OPENAI_API_KEY",
+                   "valueFrom": {"secretKeyRef": {"name": "aoai", "key": "api-key"}}}
+    scoring, merge = build_scoring_job(full, OWNER), build_merge_job(full, OWNER)
+    assert from_secret in container(scoring)["env"]
+    assert all(e["name"] != "PARALLELRUN_OPENAI_API_KEY" for e in container(merge)["env"])  # the merge sends nothing
+    configmap = build_spec_configmap(full, OWNER)
+    assert json.loads(configmap["data"]["job.json"])["spec"]["code"]["openai"]["apiKey"] == {
+        "secretKeyRef": {"name": "aoai", "key": "api-key"}}  # the Secret's name, never the key
+    for child in (configmap, scoring, merge):
+        kubernetes_validate.validate(child, latest_version(), strict=True)
+
+
+def test_an_openai_key_from_a_variable_is_the_users_to_set():
+    full = spec(input=OPENAI_INPUT, code=openai_code({"env": "OPENAI_API_KEY"}),
+                environment={"image": "r/s:1", "envFrom": [{"secretRef": {"name": "openai"}}]})
+    c = container(build_scoring_job(full, OWNER))
+    assert all(e["name"] != "PARALLELRUN_OPENAI_API_KEY" for e in c["env"])
+    assert c["envFrom"] == [{"secretRef": {"name": "openai"}}]

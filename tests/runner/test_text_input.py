@@ -442,3 +442,49 @@ def test_a_sample_that_ends_inside_a_quoted_value_gives_the_same_types(tmp_path,
     REFERENCE.to_csv(tmp_path / "a.csv", index=False, quoting=1)
     rows = assert_same_at_every_size(tmp_path, "csv", tmp_path, columnTypes={"code": "string"})
     assert_reference(rows)
+
+
+# -- raw jsonl lines (input.options.raw) -----------------------------------------------
+
+# Bodies whose fields and types differ from line to line: no one set of column types fits them.
+VARYING = [{"custom_id": "a", "body": {"messages": [{"role": "user", "content": "hi"}]}},
+           {"custom_id": "b", "body": {"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}],
+                                       "temperature": 0.2}},
+           {"custom_id": "c", "body": {"input": "ünïcödé \u2028 line separator", "tools": None}},
+           {"custom_id": "d", "body": {"prompt": 'say "hi"\nnow', "max_tokens": 5}}]
+RAW_WRITERS = {
+    "json.dumps": lambda rows, path: path.write_text("".join(json.dumps(r) + "\n" for r in rows)),
+    "json.dumps crlf, blank lines, no last newline": lambda rows, path: path.write_bytes(
+        b"\r\n \t\r\n".join(json.dumps(r, ensure_ascii=False).encode() for r in rows)),
+    "pandas": lambda rows, path: pd.DataFrame(rows).to_json(path, orient="records", lines=True, force_ascii=False),
+    "polars": lambda rows, path: pl.DataFrame(rows, strict=False).write_ndjson(path),
+    "gzip": lambda rows, path: path.with_name(path.name + ".gz").write_bytes(
+        gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode())),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(RAW_WRITERS))
+def test_raw_jsonl_gives_every_line_once_as_text_at_every_mini_batch_size(tmp_path, writer):
+    data = tmp_path / "data"
+    data.mkdir()
+    RAW_WRITERS[writer](VARYING, data / "a.jsonl")
+    [written] = list(data.iterdir())
+    text = gzip.decompress(written.read_bytes()) if written.suffix == ".gz" else written.read_bytes()
+    expected = [line.rstrip(b"\r").decode() for line in text.split(b"\n") if line.strip(b" \t\r")]
+    for size in (1, 3, "20B", "1MB"):
+        planned = make_plan(spec_for(data, "jsonl", size, raw=True))
+        assert planned.schema is None  # no column types inferred
+        batches = frames(spec_for(data, "jsonl", size, raw=True), tmp_path)
+        assert all(list(b.columns) == ["line"] for b in batches)
+        lines = [line for b in batches for line in b["line"]]
+        assert lines == expected, size
+        assert [json.loads(line)["custom_id"] for line in lines] == ["a", "b", "c", "d"]
+
+
+def test_raw_jsonl_counts_items_as_the_planner_does(tmp_path):
+    (tmp_path / "a.jsonl").write_bytes(b'{"id": 1}\n \t \n{"id": 3}\r\n\r\n  {"id": 5}  \n\n{"id": 7}\n   ')
+    for rows in (1, 2, 3):
+        planned = make_plan(spec_for(tmp_path, "jsonl", rows, raw=True))
+        reader = Reader(planned, str(tmp_path / "scratch"))
+        assert [reader.read(mb)[1] for mb in planned.mini_batches] == [mb.items for mb in planned.mini_batches]
+        assert [reader.count_lines(mb) for mb in planned.mini_batches] == [mb.items for mb in planned.mini_batches]
