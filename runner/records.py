@@ -339,7 +339,9 @@ class AttemptLine:
     attempt another attempt followed). Every committed mini-batch has exactly one line
     that is not "retried", and as many lines as its DoneRecord's attempts. `error` is the
     attempt's error on one line, cut to ERROR_CHARS; "" when there is none.
-    `items`/`succeeded`/`failed` are what the attempt counted (a retried one: 0 succeeded).
+    `items`/`succeeded`/`failed` are what the attempt counted: a retried one counts none
+    succeeded or failed (its items are tried again); `items` is 0 where it failed before its
+    input was read and the plan has no count (csv/jsonl cut by size).
     """
 
     mini_batch: int

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import posixpath
 import time
 from collections.abc import Iterable
 
@@ -100,7 +101,8 @@ def read_resources(fs, layout: Layout) -> list[ResourceSample]:
 
 def write_report(fs, layout: Layout, committed: dict[int, DoneRecord]) -> None:
     """The merge's part: report/minibatches.csv, the attempts of the committed mini-batches in plan
-    order (their records carry them), and report/resources.csv, every pod's samples by time."""
+    order (their records carry them), and report/resources.csv, every pod's samples by time (its
+    pieces; a write cut short, under a temporary name, is not one)."""
     header = ",".join(ATTEMPT_COLUMNS) + "\n"
     with open_atomic(fs, layout.report_mini_batches) as out:
         reports = [committed[i].report or "" for i in sorted(committed)]
@@ -112,8 +114,8 @@ def write_report(fs, layout: Layout, committed: dict[int, DoneRecord]) -> None:
         pieces = sorted(fs.ls(layout.resource_pieces_dir, detail=False))
     except FileNotFoundError:
         pieces = []
-    lines = [line for path in pieces if path.endswith(".csv")
-             for line in fs.cat_file(path).decode().splitlines()[1:] if line]
+    pieces = [path for path in pieces if path.endswith(".csv") and not posixpath.basename(path).startswith(".")]
+    lines = [line for path in pieces for line in fs.cat_file(path).decode().splitlines()[1:] if line]
     lines.sort()  # by time first (ISO 8601 sorts as text), then pod, shard, worker
     write_atomic(fs, layout.report_resources, "".join(f"{line}\n" for line in [",".join(RESOURCE_COLUMNS), *lines])
                  .encode())

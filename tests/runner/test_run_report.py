@@ -15,14 +15,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from reportfolder import check_report, report_of
+from reportfolder import check_report, known_samples, report_of
 from rich.console import Console
 
 from parallelrun.runner import sampling
 from parallelrun.runner.layout import Layout
 from parallelrun.runner.local import run_local
 from parallelrun.runner.records import AttemptLine
-from parallelrun.runner.reportfiles import read_resources
+from parallelrun.runner.reportfiles import read_attempts, read_resources, resources_csv, write_report
 from parallelrun.runner.storage import filesystem
 
 # What run() does with each file, as its text says: "ok", "raise" (always), "flaky" (the first
@@ -237,3 +237,19 @@ def test_a_process_that_ended_unreaped_or_is_gone_has_no_sample():
     assert sampling.cpu_and_rss(child.pid) is None
     cpu, rss, started = sampling.cpu_and_rss(os.getpid())
     assert cpu > 0 and rss > 0 and started > 0
+
+
+def test_the_merge_gathers_every_pods_pieces_by_time_and_no_write_cut_short(tmp_path):
+    fs, path = filesystem(str(tmp_path))
+    layout = Layout(path, "run-0123456789")
+    samples = known_samples()
+    pieces = Path(layout.resource_pieces_dir)
+    pieces.mkdir(parents=True)
+    for shard in (0, 1):  # each pod's piece, its own samples
+        mine = [s for s in samples if s.shard == shard]
+        Path(layout.resource_piece(shard, "tok", 0)).write_text(resources_csv(mine, header=True))
+    cut_short = pieces / f".tmp-0123-{Path(layout.resource_piece(0, 'tok', 1)).name}"
+    cut_short.write_text(resources_csv(samples, header=True))  # a pod killed while it wrote
+    write_report(fs, layout, {})
+    assert read_resources(fs, layout) == sorted(samples, key=lambda s: (s.time, s.pod, s.shard, s.worker))
+    assert read_attempts(fs, layout) == []
