@@ -181,7 +181,8 @@ def serve_operator(url: str) -> None:
     settings = kopf.OperatorSettings()
     settings.watching.reconnect_backoff = 0.1  # as the operator tests' fixture
     kopf.run(clusterwide=True, standalone=True, settings=settings,
-             memo=kopf.Memo(connection=kopf.ConnectionInfo(server=url), default_image=IMAGE))
+             memo=kopf.Memo(connection=kopf.ConnectionInfo(server=url), default_image=IMAGE,
+                           local_storage=True))  # the template's workdir is a local path, as with a shared volume
 
 
 @contextlib.contextmanager
