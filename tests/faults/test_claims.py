@@ -227,7 +227,6 @@ def test_a_pod_killed_holding_claims_is_taken_over_once_its_heartbeat_stops(job,
     progress = {i: ShardProgress.from_dict(json.loads(fs.cat_file(layout.progress(i))))
                 for i in (0, 1) if fs.exists(layout.progress(i))}
     assert progress_total(progress.values()) == progress_total([progress[1]]) == Counts(120, 0, 120, 0)
-    assert progress[1].counts.mini_batches < 120  # pod 1 committed only what pod 0 had not
     assert_exactly_once(job, spec, 120)
 
 
