@@ -130,14 +130,15 @@ class Reconciler(Controller):
             self._event("Normal", action, what)
             await self._write(with_phase(self.status, PLANNING, action, what, self.generation))
         started = time.monotonic()
+        failed = "RepairFailed" if self.spec.retry_failed else "PlanFailed"
         try:
             total = await (self._repair(env) if self.spec.retry_failed else self._plan(env))
         except PermanentError as e:  # nothing to plan, unreadable input, storage refusing: a user's to fix
-            raise RunFailed("RepairFailed" if self.spec.retry_failed else "PlanFailed", str(e)) from e
+            raise RunFailed(failed, str(e)) from e
         except Exception as e:  # storage refusing (a wrong key) fails; storage unreachable...: retried, and said so
             fault = storage_error(e)
             if isinstance(fault, PermanentError):
-                raise RunFailed("PlanFailed", str(fault)) from e
+                raise RunFailed(failed, str(fault)) from e
             message = (f"{action.lower()} failed, retrying in {self.retry_seconds}s: "
                        f"{fault or f'{type(e).__name__}: {e}'}")
             await self._write(dict(self.status, message=message))
