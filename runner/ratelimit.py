@@ -22,6 +22,7 @@ class RateLimit:
         self.token_seconds = 60.0 / tokens_per_minute if tokens_per_minute else 0.0
         self.clock, self.sleep = clock, sleep
         self.next_request = self.next_tokens = self.paused_until = float("-inf")
+        self.last_start = float("-inf")  # when the last request actually started
 
     async def acquire(self, tokens: int = 0) -> None:
         """Wait for this request's turn; `tokens`: its estimated tokens (prompt and completion)."""
@@ -32,7 +33,11 @@ class RateLimit:
         while start > now:
             await self.sleep(start - now)
             now = self.clock()
-            start = max(start, self.paused_until)  # a 429 met while it waited holds it back too
+            # A 429 met while it waited holds it back too; and where the process was starved and the
+            # requests before it woke late, it keeps its distance from the last one that started
+            # instead of following it at once (waking late must not make a burst).
+            start = max(start, self.paused_until, self.last_start + self.request_seconds)
+        self.last_start = now
 
     def settle(self, estimated: int, counted: int) -> None:
         """The server counted `counted` tokens for a request reserved as `estimated`."""

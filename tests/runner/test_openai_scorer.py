@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -291,6 +292,31 @@ async def test_requests_are_paced_evenly_without_a_burst():
 
     await asyncio.gather(*(one() for _ in range(5)))
     assert sorted(starts) == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+
+
+async def test_requests_that_wake_late_keep_their_distance():
+    """The process was starved: the first request's sleep ended 2 s late, when the next ones' turns
+    had passed too. They follow it at the limit's pace, not all at once."""
+
+    class Starved(VirtualTime):
+        calls = 0
+
+        async def sleep(self, seconds: float) -> None:
+            self.calls += 1
+            await super().sleep(seconds + (2.0 if self.calls == 1 else 0.0))
+
+    time = Starved()
+    limit = RateLimit(120, None, clock=time.clock, sleep=time.sleep)
+    starts: list[float] = []
+    await limit.acquire()
+    time.now = 0.1  # its successors ask while it is due at 0.5
+
+    async def one():
+        await limit.acquire()
+        starts.append(time.now)
+
+    await asyncio.gather(*(one() for _ in range(4)))
+    assert all(b - a >= 0.5 - 1e-9 for a, b in itertools.pairwise(starts)), starts
 
 
 async def test_tokens_pace_by_estimate_and_settle_by_usage():
