@@ -76,7 +76,7 @@ class ShardRunner:
         self._pending: deque[MiniBatch] = deque()  # held, not yet handed to a worker
         self._drained = False  # nothing is left to claim
         self._committed: set[int] = set()  # of the chunks it holds
-        self._chunk_of: dict[int, int] = {}  # a held mini-batch → its chunk's first
+        self._chunk_firsts = [c.first for c in self._claims.chunks]  # in plan order: a mini-batch's chunk by bisection
         self._repairing = fs.exists(layout.repair_marker)
         self._plan_lines: dict[int, list[str]] = {}  # a shard range's lines of the plan, once read
         self._chunk_firsts = [c.first for c in self._claims.chunks]
@@ -108,7 +108,6 @@ class ShardRunner:
             made = MiniBatch.many_from_json(lines)
         counts = self.progress.chunks[a] = Counts()
         for mb, line in zip(made, lines):
-            self._chunk_of[mb.id] = a
             if committed is not None and mb.id in committed:
                 self._committed.add(mb.id)
                 counts.add(committed[mb.id].counts)  # the chunk's, whoever committed it
@@ -327,7 +326,7 @@ class ShardRunner:
     def _count(self, done: DoneRecord) -> None:
         self._committed.add(done.id)
         self.counts.add(done.counts)
-        self.progress.chunks[self._chunk_of[done.id]].add(done.counts)
+        self.progress.chunks[self._chunk_firsts[bisect.bisect_right(self._chunk_firsts, done.id) - 1]].add(done.counts)
 
     def _items_of(self, mb: MiniBatch) -> int:
         """Items of a mini-batch that failed before it was read (a crash, a timeout)."""
