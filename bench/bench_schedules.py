@@ -21,8 +21,9 @@ operator made meanwhile, and the load average.
 
 `--before COMMIT` runs the operator of an earlier commit (bench/earlier.py) in alternate
 rounds, with the same emulator and driver: both sets of rounds meet the same machine.
-`--profile DIR` samples the operator process with py-spy during each measured window
-(`pip install py-spy`), writing collapsed stacks (DIR/round-N.txt) and the top functions.
+`--profile [SECONDS]` samples the operator's threads with py-spy for SECONDS (3) from the first
+slot (`pip install py-spy`), writing collapsed stacks (/tmp/bench-schedules/round-N.txt) and the
+top functions of each thread.
 
 kmock finds the object of a get, patch or create by scanning every object it holds, and
 routes each request by passing every request in flight through each reaction's filters,
@@ -225,10 +226,10 @@ def cpu_between(samples: list[tuple[float, float, float]], start: float, end: fl
     return last[1] - first[1], last[2] - first[2]
 
 
-def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
+def start_profile(pid: int, seconds: int, out: Path) -> subprocess.Popen:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds) + 1), "--rate", "200",
-                             "--format", "raw", "--output", str(out), "--nonblocking"],
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
+                             "--format", "raw", "--output", str(out), "--nonblocking", "--threads"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -280,8 +281,10 @@ async def one_round(args: argparse.Namespace, number: int, before: str | None) -
             end = first_slot + 60 * (args.slots - 1) + args.grace
             await asyncio.sleep(max(first_slot - 2 - time.time(), 0))
             emulator.ask("mark")
-            profile = start_profile(operator.pid, end - time.time(), LOGS / f"round-{number}.txt") \
-                if args.profile else None
+            profile = None
+            if args.profile:
+                await asyncio.sleep(max(first_slot - time.time(), 0))
+                profile = start_profile(operator.pid, args.profile, LOGS / f"round-{number}.txt")
             load = os.getloadavg()[0]
             cpu = await sample_cpu((operator.pid, emulator.process.pid), end)
             calls = json.loads(emulator.ask("calls"))
@@ -390,7 +393,8 @@ def main() -> int:
     parser.add_argument("--grace", type=float, default=15, help="seconds to wait after the last slot (default 15)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each code (default 1)")
     parser.add_argument("--before", metavar="COMMIT", help="also an earlier commit's operator, in alternate rounds")
-    parser.add_argument("--profile", action="store_true", help=f"py-spy the operator while measured ({LOGS})")
+    parser.add_argument("--profile", type=int, metavar="SECONDS", nargs="?", const=3, default=0,
+                        help=f"py-spy the operator's threads for SECONDS from the first slot (default 3; {LOGS})")
     parser.add_argument("--kmock-scan", action="store_true", help="keep kmock's scan of every object per call")
     parser.add_argument("--floor", action="store_true", help="only the emulator: --schedules creates at once")
     parser.add_argument("--serve-emulator", action="store_true", help=argparse.SUPPRESS)
