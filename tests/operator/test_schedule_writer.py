@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 import time
 
@@ -16,7 +17,7 @@ import kopf
 import pytest
 from operator_harness import NAMESPACE, Cluster, eventually
 
-from parallelrun.operator.kit.creates import CreatesFirst
+from parallelrun.operator.kit.creates import SWITCH_INTERVAL, CreatesFirst
 from parallelrun.operator.kit.kube import KubeApi, path
 from parallelrun.operator.schedules import controller as schedule
 from parallelrun.operator.schedules.controller import StatusWriter
@@ -74,9 +75,11 @@ async def test_status_waits_for_the_creates_under_way(cluster, writer):
 
 @attrs.define(kw_only=True)
 class SlowCluster(Cluster):
-    """The emulator answering each create after `delay`; when each was answered, and the most in flight."""
+    """The emulator answering each create after `delay` (or its name's in `delays`); when each was
+    answered, and the most in flight."""
 
     delay: float = 0.02
+    delays: dict = attrs.field(factory=dict)
     in_flight: int = 0
     most: int = 0
     answered: list = attrs.field(factory=list)
@@ -87,7 +90,7 @@ class SlowCluster(Cluster):
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
         try:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delays.get((request.data or {}).get("metadata", {}).get("name"), self.delay))
             return await super()._handle(request)
         finally:
             self.in_flight -= 1
@@ -137,3 +140,28 @@ async def test_creates_go_from_their_own_thread_a_few_at_a_time():
         finally:
             await creates.close()
     assert "schedule-creates" not in {t.name for t in threading.enumerate()}
+
+
+async def test_while_creates_are_under_way_the_interpreter_hands_their_thread_its_turn_sooner():
+    normal = sys.getswitchinterval()
+    emulator = SlowCluster(delays={"two": 0.5})
+    with served_from_a_thread(emulator) as url:
+        first, second = CreatesFirst(), CreatesFirst()  # two in one process: the interval is the process's
+        await first.connect(kopf.ConnectionInfo(server=url))
+        await second.connect(kopf.ConnectionInfo(server=url))
+        try:
+            def create(creates: CreatesFirst, name: str) -> asyncio.Task:
+                return asyncio.create_task(creates.create(path("v1", "configmaps", NAMESPACE), {
+                    "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NAMESPACE}}))
+
+            one = create(first, "one")
+            await asyncio.sleep(0)
+            assert sys.getswitchinterval() == SWITCH_INTERVAL < normal
+            two = create(second, "two")
+            await one
+            assert sys.getswitchinterval() == SWITCH_INTERVAL  # the second's is still under way
+            await two
+            assert sys.getswitchinterval() == normal
+        finally:
+            await first.close()
+            await second.close()
