@@ -60,7 +60,7 @@ class Outcome:
 
     mini_batch: MiniBatch
     items: int | None
-    returned: int | None = None  # set when run() returned
+    returned: int = 0  # the results run() returned (a failed attempt: 0)
     schema: str | None = None  # the committed part's columns (schemas.schema_to_text)
     error: str | None = None
     traceback: str | None = None
