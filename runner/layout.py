@@ -49,13 +49,6 @@ class Layout:
         self.run_id = run_id
         self.root = join(output_path, "_parallelrun", run_id)
         self.part_ext = PART_EXTENSIONS[output_format]
-        self.parts = None  # where each committed part lies (commits.Parts), for the merge
-
-    def with_parts(self, parts) -> Layout:
-        """This layout, whose part(id) and parts.open(id) find each committed part (commits.Parts)."""
-        layout = Layout(self.output_path, self.run_id)
-        layout.part_ext, layout.parts = self.part_ext, parts
-        return layout
 
     @classmethod
     def uris(cls, spec: JobSpec, run_id: str) -> Layout:
@@ -83,9 +76,8 @@ class Layout:
         return join(self.root, "parts")
 
     def part(self, mini_batch_id: int) -> str:
-        """Where a mini-batch's part is: its group file where the commits are known, else its own file."""
-        if self.parts is not None:
-            return self.parts.path(mini_batch_id)
+        """A mini-batch's own part file, as runs before group commits wrote them (commits.Parts finds
+        a committed part wherever it lies)."""
         return join(self.parts_dir, f"{mini_batch_id:09d}.{self.part_ext}")
 
     def commits_dir(self, shard: int) -> str:

@@ -84,12 +84,13 @@ def range_results(plan: Plan, committed: dict[int, DoneRecord]) -> list[ShardRes
 # -- which parts, with which columns --------------------------------------------------
 
 
-def _parts(plan: Plan, results: list[ShardResult]) -> tuple[list[tuple[int, int | None]], list[str], list[int]]:
+def _parts(plan: Plan, results: list[ShardResult]) -> tuple[list[tuple[int, int | None]], list[str], list[int | None]]:
     """The mini-batches with a part, in plan order, each with the index of its schema
     (None: a plain list, no columns); the distinct schemas (schemas.schema_to_text's
     texts, parsed only where they differ); the first mini-batch of each."""
     texts: list[str] = []
-    parts, first_of = [], []
+    parts: list[tuple[int, int | None]] = []
+    first_of: list[int | None] = []
     for s, r in zip(plan.shards, results):
         local = [_global_index(texts, first_of, t) for t in r.schemas]
         without = set(r.without_part)
@@ -103,14 +104,14 @@ def _parts(plan: Plan, results: list[ShardResult]) -> tuple[list[tuple[int, int 
     return parts, texts, first_of
 
 
-def _global_index(texts: list[str], first_of: list, text: str) -> int:
+def _global_index(texts: list[str], first_of: list[int | None], text: str) -> int:
     if text not in texts:
         texts.append(text)
         first_of.append(None)
     return texts.index(text)
 
 
-def _target_schema(schemas: list, first_of: list[int], typed: bool):
+def _target_schema(schemas: list, first_of: list[int | None], typed: bool):
     """Every column of every part, in order of first appearance, with unified types
     (`typed`) or as text."""
     if not schemas:  # plain lines: no pyarrow to load
@@ -151,7 +152,7 @@ def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan
 
     Parts of one schema (the usual case) are copied as written, and the schema is not
     even parsed: a merge of such parts loads no pyarrow."""
-    layout = layout.with_parts(Parts(fs, layout, committed))
+    stored = Parts(fs, layout, committed)
     parts, texts, first_of = _parts(plan, results)
     if not parts:  # no row: the columns of a table run() returned empty, if any
         texts = [r.empty_schema for r in results if r.empty_schema is not None][:1]
@@ -162,59 +163,59 @@ def write_output(fs, layout: Layout, output_format: str, target: str, plan: Plan
         schemas = [schema_from_text(t) for t in texts]
         schema = _target_schema(schemas, first_of, typed=output_format == "parquet")
     if output_layout == "dataset":
-        return _write_dataset(fs, layout, parts, schemas, schema, target)
+        return _write_dataset(fs, stored, parts, schemas, schema, target)
     remove_stale_temporaries(fs, os.path.dirname(target), os.path.basename(target))
     with open_atomic(fs, target) as out:
         if output_format == "parquet":
-            _write_parquet(fs, layout, parts, schemas, schema, texts, out)
+            _write_parquet(fs, stored, parts, schemas, schema, texts, out)
         else:
-            _write_text(fs, layout, output_format, parts, schemas, schema, texts, out)
+            _write_text(fs, stored, output_format, parts, schemas, schema, texts, out)
     return fs.size(target)
 
 
-def _open_part(fs, layout: Layout, mb: int):
+def _open_part(fs, stored: Parts, mb: int):
     try:
-        return layout.parts.open(mb)
+        return stored.open(mb)
     except FileNotFoundError:
-        raise _missing(layout, mb) from None
+        raise _missing(stored, mb) from None
 
 
-def _missing(layout: Layout, mb: int) -> MergeError:
-    return MergeError(f"mini-batch {mb} was committed with results, but its part {layout.part(mb)} is missing: "
+def _missing(stored: Parts, mb: int) -> MergeError:
+    return MergeError(f"mini-batch {mb} was committed with results, but its part {stored.path(mb)} is missing: "
                       "the work folder was changed after scoring; rerun with --fresh")
 
 
-def _write_text(fs, layout: Layout, fmt: str, parts, schemas, schema, texts: list[str], out) -> None:
+def _write_text(fs, stored: Parts, fmt: str, parts, schemas, schema, texts: list[str], out) -> None:
     """csv/txt: parts whose columns are the output's are copied (a csv part's header
     skipped); others are re-read as text and aligned. jsonl lines carry their names."""
     delimiter = "," if fmt == "csv" else " "
     same_names = [s.names == schema.names for s in schemas] if schema is not None else None
     if fmt == "csv" and parts:
-        out.write(_header(schema) if schema is not None else _first_header(fs, layout, parts[0][0], texts[0]))
+        out.write(_header(schema) if schema is not None else _first_header(fs, stored, parts[0][0], texts[0]))
     elif fmt == "csv" and texts:
         from .schemas import schema_from_text
 
         out.write(_header(schema_from_text(texts[0])))
     for mb, k in parts:
         if fmt == "jsonl" or k is None or same_names is None or same_names[k]:
-            _copy_part(fs, layout, mb, out, skip_header=fmt == "csv")
+            _copy_part(fs, stored, mb, out, skip_header=fmt == "csv")
             continue
-        with _open_part(fs, layout, mb) as f:
+        with _open_part(fs, stored, mb) as f:
             if fmt == "csv":
                 f.readline()
             out.write(_realigned_text(f.read(), schemas[k].names, schema, delimiter))
 
 
-def _first_header(fs, layout: Layout, mb: int, text: str) -> bytes:
+def _first_header(fs, stored: Parts, mb: int, text: str) -> bytes:
     """The csv output's header where every part has its columns: the first part's header
     line, as _header would write it unless it is quoted (that part's values needed quotes)."""
-    with _local_part(fs, layout, mb) as local:
+    with _local_part(fs, stored, mb) as local:
         if local is not None:
             f, offset, length = local
             f.seek(offset)
             line = f.readline(length)
         else:
-            with _open_part(fs, layout, mb) as f:
+            with _open_part(fs, stored, mb) as f:
                 line = f.readline()
     if line.endswith(b"\n") and b'"' not in line:
         return line
@@ -223,27 +224,27 @@ def _first_header(fs, layout: Layout, mb: int, text: str) -> bytes:
     return _header(schema_from_text(text))
 
 
-def _copy_part(fs, layout: Layout, mb: int, out, skip_header: bool) -> None:
+def _copy_part(fs, stored: Parts, mb: int, out, skip_header: bool) -> None:
     """A part's bytes onto `out` (without its first line: `skip_header`): by the kernel
     (os.sendfile) from its range of its group file where both are local files and the part
     is large, else through this process (a small part from its group file read once, by
     commits.Parts: 20,000 parts of a line each took 20,000 opens and reads)."""
-    record = layout.parts.records.get(mb)
+    record = stored.records.get(mb)
     if (record is not None and record.part is not None and record.part[2] < _SENDFILE_MIN) or _fileno(out) is None:
-        return _copy_through(fs, layout, mb, out, skip_header)
-    with _local_part(fs, layout, mb) as local:
+        return _copy_through(fs, stored, mb, out, skip_header)
+    with _local_part(fs, stored, mb) as local:
         if local is None:
-            return _copy_through(fs, layout, mb, out, skip_header)
+            return _copy_through(fs, stored, mb, out, skip_header)
         f, offset, length = local
         if skip_header:
             f.seek(offset)
             skipped = len(f.readline(length))
             offset, length = offset + skipped, length - skipped
-        _send(out, f, offset, length, layout, mb)
+        _send(out, f, offset, length, stored, mb)
 
 
-def _copy_through(fs, layout: Layout, mb: int, out, skip_header: bool) -> None:
-    with _open_part(fs, layout, mb) as f:
+def _copy_through(fs, stored: Parts, mb: int, out, skip_header: bool) -> None:
+    with _open_part(fs, stored, mb) as f:
         if skip_header:
             f.readline()
         shutil.copyfileobj(f, out, _COPY_BUFFER)
@@ -256,33 +257,33 @@ def _fileno(out) -> int | None:
         return None
 
 
-def _send(out, f, offset: int, length: int, layout: Layout, mb: int) -> None:
+def _send(out, f, offset: int, length: int, stored: Parts, mb: int) -> None:
     """Bytes offset..offset+length of local file `f` onto local file `out`, by the kernel."""
     out.flush()
     while length > 0:
         sent = os.sendfile(out.fileno(), f.fileno(), offset, length)
         if not sent:
-            raise _missing(layout, mb)
+            raise _missing(stored, mb)
         offset, length = offset + sent, length - sent
 
 
 @contextlib.contextmanager
-def _local_part(fs, layout: Layout, mb: int):
+def _local_part(fs, stored: Parts, mb: int):
     """(its file opened, offset, length) for a part on a local disk (a range of a group file,
     or a whole part file of a run scored before group commits); None elsewhere."""
     if fs is None or not is_local(fs):
         yield None
         return
-    record = layout.parts.records.get(mb)
+    record = stored.records.get(mb)
     try:
-        f = open(layout.part(mb), "rb")  # noqa: SIM115 - closed by the caller's with
+        f = open(stored.path(mb), "rb")  # noqa: SIM115 - closed by the caller's with
     except FileNotFoundError:
-        raise _missing(layout, mb) from None
+        raise _missing(stored, mb) from None
     with f:
         size = os.fstat(f.fileno()).st_size
         offset, length = record.part[1:] if record is not None and record.part else (0, size)
         if size < offset + length:
-            raise _missing(layout, mb)
+            raise _missing(stored, mb)
         yield f, offset, length
 
 
@@ -307,7 +308,7 @@ def _realigned_text(data: bytes, names: list[str], schema, delimiter: str) -> by
     return write_csv(aligned(table, schema), False, delimiter)
 
 
-def _parquet_parts(fs, layout: Layout, parts, schemas, schema):
+def _parquet_parts(fs, stored: Parts, parts, schemas, schema):
     """Each part as Parquet bytes with the output's columns, in plan order, and the function
     that encodes it anew (for a part the joiner refuses). A part whose columns are the
     output's is its bytes as the worker wrote them; others are decoded, aligned, encoded."""
@@ -321,19 +322,19 @@ def _parquet_parts(fs, layout: Layout, parts, schemas, schema):
         try:
             table = pq.read_table(pa.py_buffer(data))
         except (pa.ArrowInvalid, OSError) as e:
-            raise MergeError(f"mini-batch {mb}: its part {layout.part(mb)} is not readable ({e}); "
+            raise MergeError(f"mini-batch {mb}: its part {stored.path(mb)} is not readable ({e}); "
                              "rerun with --fresh") from e
         return write_parquet(aligned(table, schema) if schema is not None else table)
 
     same = [schema is None or s == schema for s in schemas]
     for mb, k in parts:
-        with _open_part(fs, layout, mb) as f:
+        with _open_part(fs, stored, mb) as f:
             data = f.read()
         yield mb, data if k is None or not same or same[k] else realigned(mb, data), \
             lambda mb=mb, data=data: realigned(mb, data)
 
 
-def _write_parquet(fs, layout: Layout, parts, schemas, schema, texts: list[str], out) -> None:
+def _write_parquet(fs, stored: Parts, parts, schemas, schema, texts: list[str], out) -> None:
     """One Parquet file: the parts' row groups copied as bytes (runner/parquetjoin.py). Where
     every part has the output's columns and all are local files, a part's body goes by the
     kernel and only its footer is read here."""
@@ -348,16 +349,16 @@ def _write_parquet(fs, layout: Layout, parts, schemas, schema, texts: list[str],
             try:
                 joiner.add(encoded_anew())
             except NotJoinable as e:
-                raise MergeError(f"mini-batch {mb}: its part {layout.part(mb)} cannot join the output ({e}); "
+                raise MergeError(f"mini-batch {mb}: its part {stored.path(mb)} cannot join the output ({e}); "
                                  "rerun with --fresh") from e
 
     if schemas or _fileno(out) is None or not is_local(fs):
-        for part in _parquet_parts(fs, layout, parts, schemas, schema):
+        for part in _parquet_parts(fs, stored, parts, schemas, schema):
             join(*part)
     else:
         for mb, _ in parts:
-            if not _send_parquet(joiner, fs, layout, mb, out):  # refused, nothing written: as bytes
-                join(*next(_parquet_parts(fs, layout, [(mb, None)], [], None)))
+            if not _send_parquet(joiner, fs, stored, mb, out):  # refused, nothing written: as bytes
+                join(*next(_parquet_parts(fs, stored, [(mb, None)], [], None)))
     if joiner.head is not None:
         joiner.close()
         return
@@ -371,28 +372,28 @@ def _write_parquet(fs, layout: Layout, parts, schemas, schema, texts: list[str],
     pq.write_table(pa.table({}) if schema is None else schema.empty_table(), out)
 
 
-def _send_parquet(joiner, fs, layout: Layout, mb: int, out) -> bool:
+def _send_parquet(joiner, fs, stored: Parts, mb: int, out) -> bool:
     """Join a part in a local file by reading its footer and sending its body; False where
     the joiner refuses it (nothing written then)."""
     from .parquetjoin import MAGIC, NotJoinable, read_file
 
-    with _local_part(fs, layout, mb) as (f, offset, length):
+    with _local_part(fs, stored, mb) as (f, offset, length):
         try:
             meta, body = read_file(f, offset, offset + length)
-            joiner.add_body(meta, body, lambda out: _send(out, f, offset + len(MAGIC), body, layout, mb))
+            joiner.add_body(meta, body, lambda out: _send(out, f, offset + len(MAGIC), body, stored, mb))
         except NotJoinable:
             return False
     return True
 
 
-def _write_dataset(fs, layout: Layout, parts, schemas, schema, folder: str) -> int:
+def _write_dataset(fs, stored: Parts, parts, schemas, schema, folder: str) -> int:
     """A folder of Parquet files in plan order (part-00000.parquet, ...), then `_SUCCESS`;
     an earlier folder of that name is removed first. Returns the bytes written."""
     if fs.exists(folder):
         fs.rm(folder, recursive=True)
     fs.makedirs(folder, exist_ok=True)
     size = 0
-    for i, (_, data, _) in enumerate(_parquet_parts(fs, layout, parts, schemas, schema)):
+    for i, (_, data, _) in enumerate(_parquet_parts(fs, stored, parts, schemas, schema)):
         write_atomic(fs, f"{folder}/part-{i:05d}.parquet", data)
         size += len(data)
     write_atomic(fs, f"{folder}/{DATASET_MARKER}", b"")

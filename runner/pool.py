@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .contract import PermanentError
 from .planning import MiniBatch
@@ -60,7 +60,7 @@ class Outcome:
 
     mini_batch: MiniBatch
     items: int | None
-    returned: int | None = None  # set when run() returned
+    returned: int = 0  # the results run() returned (a failed attempt: 0)
     schema: str | None = None  # the committed part's columns (schemas.schema_to_text)
     error: str | None = None
     traceback: str | None = None
@@ -172,7 +172,7 @@ class _Worker:
 
     def kill(self) -> None:
         """Kill it; one not yet forked is not forked."""
-        if not self.attached:
+        if self._forked is None:
             self.zygote.cancel(self.ticket)
             return
         conn, process = self._forked
@@ -266,7 +266,7 @@ class WorkerPool:
         """(worker index, pid, CUDA_VISIBLE_DEVICES) of each worker forked so far, and (-1, pid, None)
         of the zygote that forks them: what the run report samples (sampling.py). Read from another
         thread: a worker being replaced is left out."""
-        found = [(-1, z.pid, None) for z in self._zygotes[-1:]]
+        found: list[tuple[int, int, str | None]] = [(-1, z.pid, None) for z in self._zygotes[-1:]]
         for w in list(self._workers):
             if w.attached:
                 found.append((w.index, w.process.pid, self._configs[w.index].env.get("CUDA_VISIBLE_DEVICES")))
@@ -318,7 +318,7 @@ class WorkerPool:
                 return []
             w.alone = True
             return [pending.popleft()]
-        batch = []
+        batch: list[MiniBatch] = []
         while pending and len(batch) < room and pending[0].id not in self._suspects:
             batch.append(pending.popleft())
         return batch
@@ -350,7 +350,8 @@ class WorkerPool:
 
     def _listen(self, timeout: float, outcomes: list[Event]) -> set[_Worker]:
         """Take what the workers send within `timeout`; returns the workers that died."""
-        handles = {}
+        # A worker's pipe and its process's sentinel (Any: wait() gives them back typed as its base classes).
+        handles: dict[Any, _Worker] = {}
         for w in self._workers:
             handles[w.conn] = w
             handles[w.process.sentinel] = w
@@ -376,8 +377,8 @@ class WorkerPool:
                 self._receive(w, m, outcomes)
             w.paced(len(message))
             return
-        kind = type(message)  # the frequent ones first; tuples unpacked (a match by class pattern costs more)
-        if kind is Ok:
+        # The frequent ones first; tuples unpacked (a match by class pattern costs more).
+        if type(message) is Ok:
             mb_id, items, returned, schema, pending, side, rejected, item_errors, timing = message
             mb = self._ended(w, mb_id)
             if pending:
@@ -385,23 +386,23 @@ class WorkerPool:
             outcomes.append(Outcome(mb, items, returned=returned, schema=schema, part_pending=pending,
                                     side_outputs=side, rejected=rejected, item_errors=item_errors, worker=w.index,
                                     timing=timing))
-        elif kind is PartsWritten:
+        elif type(message) is PartsWritten:
             file, entries = message
             unwritten = w.unwritten
             for mb_id, offset, length in entries:
                 del unwritten[mb_id]
                 outcomes.append(Placed(mb_id, file, offset, length))
-        elif kind is AttemptFailed:
-            mb_id, items, error, tb, retry, timing = message
-            outcomes.append(Outcome(self._ended(w, mb_id), items, error=error, traceback=tb, retry=retry,
-                                    worker=w.index, timing=timing))
-        elif kind is Ready:
+        elif type(message) is AttemptFailed:
+            outcomes.append(Outcome(self._ended(w, message.id), message.items, error=message.error,
+                                    traceback=message.traceback, retry=message.retry, worker=w.index,
+                                    timing=message.timing))
+        elif type(message) is Ready:
             w.ready = True
             if message.cancels:
                 w.allowed = self._timeout + CANCEL_GRACE
-        elif kind is InitFailed:
+        elif type(message) is InitFailed:
             raise InitError(message.error, message.traceback)
-        elif kind is StorageFailed:
+        elif type(message) is StorageFailed:
             raise (StorageUnavailable if message.transient else StorageRefused)(message.message)
 
     def _ended(self, w: _Worker, mb_id: int) -> MiniBatch:

@@ -119,21 +119,24 @@ class Reader:
     def local_files(self, mb: MiniBatch) -> list[str]:
         if is_local(self.fs):
             # _check's comparison, inlined (a stat each): a small files job pays it per file.
-            paths, stamps, stat = [self.path(rel) for rel in mb.files], mb.stamps, os.stat
-            for k, path in enumerate(paths if stamps is not None else ()):
-                now = stat(path)
-                if now.st_size != stamps[2 * k] or now.st_mtime_ns != stamps[2 * k + 1]:  # _compare judges
-                    _regular(path, now)
-                    self._compare(mb.files[k], stamps[2 * k:2 * k + 2], now.st_size, now.st_mtime_ns)
+            rels, stamps, stat = mb.paths, mb.stamps, os.stat
+            paths = [self.path(rel) for rel in rels]
+            if stamps is not None:
+                for k, path in enumerate(paths):
+                    now = stat(path)
+                    if now.st_size != stamps[2 * k] or now.st_mtime_ns != stamps[2 * k + 1]:  # _compare judges
+                        _regular(path, now)
+                        self._compare(rels[k], stamps[2 * k:2 * k + 2], now.st_size, now.st_mtime_ns)
             # abspath's result without its cost where it is the path itself (absolute, no `.`, `..` or `//`)
             return [p if p[:1] == "/" and "/." not in p and "//" not in p else os.path.abspath(p) for p in paths]
         target = os.path.join(self.scratch, "files", str(mb.id))
         shutil.rmtree(target, ignore_errors=True)
-        paths = [os.path.join(target, r) for r in mb.files]
+        rels = mb.paths
+        paths = [os.path.join(target, r) for r in rels]
         for folder in {os.path.dirname(local) for local in paths}:
             os.makedirs(folder, exist_ok=True)
-        self.fs.get([self.path(rel) for rel in mb.files], paths)  # concurrently, on an async store (adlfs, s3fs)
-        for rel, local, stamp in zip(mb.files, paths, mb.file_stamps()):
+        self.fs.get([self.path(rel) for rel in rels], paths)  # concurrently, on an async store (adlfs, s3fs)
+        for rel, local, stamp in zip(rels, paths, mb.file_stamps()):
             if stamp is not None:
                 self._compare(rel, stamp, os.path.getsize(local), None)  # the size: no extra request
         return paths
@@ -143,16 +146,16 @@ class Reader:
             shutil.rmtree(os.path.join(self.scratch, "files", str(mb.id)), ignore_errors=True)
 
     def read_table(self, mb: MiniBatch) -> pa.Table:
-        fmt = self.plan.input_format
         if mb.key is not None:
-            return self._read_partition(mb)
-        if fmt == "parquet":
-            return self._read_parquet_rows(mb, *mb.rows)
-        compression = compression_of(mb.file)
-        data = self._read_whole(mb, compression) if compression else self._read_range(mb, *mb.bytes)
-        return self._parse_text(mb, data, whole=bool(compression))
+            return self._read_partition(mb, mb.key)
+        rel, (start, stop) = _span(mb)
+        if self.plan.input_format == "parquet":
+            return self._read_parquet_rows(mb, rel, start, stop)
+        compression = compression_of(rel)
+        data = self._read_whole(mb, rel, compression) if compression else self._read_range(mb, rel, start, stop)
+        return self._parse_text(mb, rel, data, whole=bool(compression))
 
-    def _parse_text(self, mb: MiniBatch, data: bytes, whole: bool) -> pa.Table:
+    def _parse_text(self, mb: MiniBatch, rel: str, data: bytes, whole: bool) -> pa.Table:
         """A csv/jsonl mini-batch's bytes (`whole`: the whole file, header included) with the plan's column types."""
         import pyarrow as pa
 
@@ -171,7 +174,7 @@ class Reader:
                 return table.select(columns) if columns else table
             import pyarrow.csv as csv
 
-            names = self._csv_header(mb.file) if has_header(options) and not whole else None
+            names = self._csv_header(rel) if has_header(options) and not whole else None
             quote = quote_of(options)  # pyarrow's blocks are then cut only outside quoted values
             read, parse, convert = csv_options(options, names, column_types=schema,
                                                newlines_in_values=quote is not None and quote in data)
@@ -190,12 +193,13 @@ class Reader:
         return table
 
     def _where(self, mb: MiniBatch) -> str:
-        source = self.plan.absolute(mb.file)
-        return f"{source} (bytes {mb.bytes[0]:,}-{mb.bytes[1]:,})" if not compression_of(mb.file) else source
+        rel, (start, stop) = _span(mb)
+        source = self.plan.absolute(rel)
+        return f"{source} (bytes {start:,}-{stop:,})" if not compression_of(rel) else source
 
-    def _read_whole(self, mb: MiniBatch, compression: str) -> bytes:
+    def _read_whole(self, mb: MiniBatch, rel: str, compression: str) -> bytes:
         """A compressed file's bytes, decompressed."""
-        with self._open(mb, mb.file) as f:
+        with self._open(mb, rel) as f:
             return decompressed(f, compression).read()
 
     def count_lines(self, mb: MiniBatch) -> int:
@@ -203,9 +207,9 @@ class Reader:
         planner counts them (the file as it is now: a plan by size does not know its rows)."""
         from .rowends import Unsafe, count
 
-        start, stop = mb.bytes
-        compression = compression_of(mb.file)
-        with self.fs.open(self.path(mb.file), "rb") as f:
+        rel, (start, stop) = _span(mb)
+        compression = compression_of(rel)
+        with self.fs.open(self.path(rel), "rb") as f:
             if compression:
                 data = decompressed(f, compression).read()
             else:
@@ -220,8 +224,8 @@ class Reader:
         header = compression and csv and has_header(self.plan.options)
         return max(rows - 1, 0) if header else rows
 
-    def _read_range(self, mb: MiniBatch, start: int, stop: int) -> bytes:
-        with self._open(mb, mb.file) as f:
+    def _read_range(self, mb: MiniBatch, rel: str, start: int, stop: int) -> bytes:
+        with self._open(mb, rel) as f:
             f.seek(start)
             return f.read(stop - start)
 
@@ -236,10 +240,9 @@ class Reader:
             self._headers[rel] = csv.read_csv(io.BytesIO(first), parse_options=parse).column_names
         return self._headers[rel]
 
-    def _read_parquet_rows(self, mb: MiniBatch, start: int, stop: int) -> pa.Table:
+    def _read_parquet_rows(self, mb: MiniBatch, rel: str, start: int, stop: int) -> pa.Table:
         import pyarrow.parquet as pq
 
-        rel = mb.file
         with self._open(mb, rel) as f:
             pf = pq.ParquetFile(f)
             meta = pf.metadata
@@ -250,6 +253,10 @@ class Reader:
                     groups.append(g)
                     first = offset if first is None else first
                 offset += n
+            if first is None:  # a plan without the file's stamps cannot tell that it changed
+                raise InputChangedError(f"{self.plan.absolute(rel)} has {offset:,} rows but rows {start:,}-{stop:,} "
+                                        "were planned: the input changed since planning; its items are failed, not "
+                                        "read; rerun with --fresh to plan it again")
             key = (rel, tuple(groups))
             if self._cache is None or self._cache[0] != key:
                 self._cache = None  # let the previous groups go before decoding the next
@@ -262,16 +269,24 @@ class Reader:
                 self._cache = (key, table)
         return self._cache[1].slice(start - first, stop - start)
 
-    def _read_partition(self, mb: MiniBatch) -> pa.Table:
-        for rel, stamp in zip(mb.files, mb.file_stamps()):
+    def _read_partition(self, mb: MiniBatch, key: dict) -> pa.Table:
+        rels, fmt = mb.paths, self.plan.input_format
+        assert fmt is not None  # a tabular plan has its input's format
+        for rel, stamp in zip(rels, mb.file_stamps()):
             self._check(rel, stamp)
-        dataset = arrow_dataset(self.plan.input_uri, list(mb.files), self.plan.input_format,
-                                self.plan.options, self.env, self.schema)
-        table = dataset.to_table(filter=key_filter(mb.key, dataset.schema), columns=self.plan.options.get("columns"))
+        dataset = arrow_dataset(self.plan.input_uri, list(rels), fmt, self.plan.options, self.env, self.schema)
+        table = dataset.to_table(filter=key_filter(key, dataset.schema), columns=self.plan.options.get("columns"))
         if table.num_rows != mb.items:  # the planner and the filter disagree: never a silent loss
-            raise PartitionMismatch(f"partition {mb.key}: {mb.items:,} rows were planned but {table.num_rows:,} "
-                                    f"were read from {', '.join(self.plan.absolute(p) for p in mb.files)}")
+            raise PartitionMismatch(f"partition {key}: {mb.items:,} rows were planned but {table.num_rows:,} "
+                                    f"were read from {', '.join(self.plan.absolute(p) for p in rels)}")
         return table
+
+
+def _span(mb: MiniBatch) -> tuple[str, tuple[int, int]]:
+    """A tabular mini-batch's file and its range in it: rows [start, stop) of a parquet file, else bytes."""
+    span = mb.rows if mb.rows is not None else mb.bytes
+    assert mb.file is not None and span is not None  # a tabular mini-batch, a partition's aside
+    return mb.file, span
 
 
 def _selected(schema, columns: list[str] | None):

@@ -273,7 +273,7 @@ class ShardRunner:
                             ran - len(named))
             done = DoneRecord(mb.id, "succeeded", items, succeeded=succeeded, failed=items - succeeded,
                               attempts=attempts, schema=outcome.schema)
-            done.errors = [self._error_record(mb, self.plan.absolute(mb.files[r.item]), 1, attempts, r.error,
+            done.errors = [self._error_record(mb, self.plan.absolute(mb.paths[r.item]), 1, attempts, r.error,
                                               r.traceback) for r in outcome.rejected]
             done.errors += [self._error_record(mb, item, 1, attempts, error, None) for item, error in named]
             unnamed = ran - succeeded - len(named)
@@ -282,9 +282,9 @@ class ShardRunner:
                 rejected = {r.item for r in outcome.rejected}
                 done.errors += self._error_records(mb, ran, error, None, attempts, rejected) \
                     if not succeeded and not named else [self._error_record(mb, None, unnamed, attempts, error, None)]
-        error = outcome.error or (done.errors[0]["error"] if done.errors else None)
+        first_error = outcome.error or (done.errors[0]["error"] if done.errors else None)
         done.report = "".join(self._retried.get(mb.id, ())) + self._attempt_row(
-            mb, outcome, attempts, items, done.succeeded, done.failed, done.status, error)
+            mb, outcome, attempts, items, done.succeeded, done.failed, done.status, first_error)
         if outcome.side_outputs and outcome.error is None:
             self._side.add(mb.id)
         if outcome.part_pending:
@@ -341,8 +341,8 @@ class ShardRunner:
     def _source(self, mb: MiniBatch) -> dict:
         if mb.files is not None and mb.key is None:
             return {"files": [self.plan.absolute(f) for f in mb.files]}
-        source = ({"file": self.plan.absolute(mb.file)} if mb.file
-                  else {"files": [self.plan.absolute(f) for f in mb.files]})
+        source = ({"file": self.plan.absolute(mb.file)} if mb.file is not None
+                  else {"files": [self.plan.absolute(f) for f in mb.paths]})
         for name in ("rows", "bytes", "key"):
             if getattr(mb, name) is not None:
                 source[name] = getattr(mb, name)
@@ -354,7 +354,7 @@ class ShardRunner:
         mini-batch of rows (its row range)."""
         if self.plan.input_type == "files":
             return [self._error_record(mb, self.plan.absolute(f), 1, attempts, error, tb)
-                    for k, f in enumerate(mb.files) if k not in skip]
+                    for k, f in enumerate(mb.paths) if k not in skip]
         return [self._error_record(mb, None, items, attempts, error, tb)]
 
     def _error_record(self, mb: MiniBatch, item: str | None, items: int, attempts: int, error: str,

@@ -39,6 +39,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -157,6 +158,8 @@ def load_entry_script(path: str):
     """Import the user's scoring script as a module named after its file."""
     name = os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -266,8 +269,9 @@ _STOP = object()
 _FLUSH = object()  # the shard has no more mini-batches for now: write the parts held
 
 
-def _receive(conn) -> list[str] | None:
-    """The next mini-batches from the shard; None: stop."""
+def _receive(conn) -> Any:
+    """The shard's next message, None where it is gone or says stop: the plan's header first to a
+    worker started before the run was planned, then lists of mini-batches' lines."""
     try:
         return conn.recv()
     except (EOFError, OSError):
@@ -296,12 +300,13 @@ class _Inline:
     """Mini-batches read when their turn comes: input on a local disk has no fetch to overlap."""
 
     def __init__(self, conn, reader: Reader):
-        self.conn, self.reader, self.batches = conn, reader, deque()  # mini-batches received, not yet taken
+        self.conn, self.reader = conn, reader
+        self.batches: deque[MiniBatch] = deque()  # received, not yet taken
 
     def at_hand(self) -> bool:
         return bool(self.batches)
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float | None) -> bool:
         return bool(self.batches) or self.conn.poll(timeout)
 
     def take(self):
@@ -371,6 +376,7 @@ class _Worker:
         self.conn, self.config, self.module = conn, config, module
         self.running = running
         self.preprocess = preprocess
+        assert config.plan is not None  # worker_main serves once it has the plan's header
         self.plan = Plan.from_header(config.plan)
         self.reader = Reader(self.plan, config.scratch)
         self.with_context = wants_context(module.run)  # AML v2's run(mini_batch, mini_batch_context)
@@ -385,6 +391,7 @@ class _Worker:
         remote = not is_local(self.reader.fs)
         self.files = self.plan.input_type == "files"
         submit = preprocess.submitter(self.files) if preprocess is not None else None
+        self.source: _Prefetch | _Inline
         if submit is not None:  # each mini-batch's items go to the preprocess processes once it is read
             self.source = _Prefetch(conn, self.reader, max(1, config.prefetch), config.in_flight, submit)
         else:
@@ -442,8 +449,9 @@ class _Worker:
         the parts held written if no mini-batch comes within IDLE_FLUSH_SECONDS."""
         if not self.source.at_hand():
             self._report()
-            if self.group.count:
-                timeout = max(0.0, min(IDLE_FLUSH_SECONDS, self.group.deadline() - time.monotonic()))
+            deadline = self.group.deadline()
+            if deadline is not None:
+                timeout = max(0.0, min(IDLE_FLUSH_SECONDS, deadline - time.monotonic()))
                 if not self.source.wait(timeout) and not self._write_parts():
                     return _STOP
         return self.source.take()
@@ -584,8 +592,9 @@ class _InFlight(_Worker):
             if self.group.due() and not self._write_parts():
                 return False
             timeout = None
-            if self.group.count:  # no call ends within IDLE_FLUSH_SECONDS: the parts held are written
-                timeout = max(0.0, min(IDLE_FLUSH_SECONDS, self.group.deadline() - time.monotonic()))
+            deadline = self.group.deadline()
+            if deadline is not None:  # no call ends within IDLE_FLUSH_SECONDS: the parts held are written
+                timeout = max(0.0, min(IDLE_FLUSH_SECONDS, deadline - time.monotonic()))
             elif not self.live:
                 self._report()
             try:
@@ -638,7 +647,8 @@ class _InFlight(_Worker):
             if attempt.expired:  # its failure was reported; its folder is nobody's
                 shutil.rmtree(attempt.side.path, ignore_errors=True)
             else:
-                attempt.timer.cancel()
+                if attempt.timer is not None:
+                    attempt.timer.cancel()
                 self.reader.cleanup(mb)
                 self.folders.append(attempt.side)
                 self._ended()
@@ -676,7 +686,7 @@ class _PartWriter:
     (StorageFailed is sent, `refused` set). An unexpected error is raised in the worker's
     thread at its next submit() or wait(), as it would have been had it written the group."""
 
-    def __init__(self, send):
+    def __init__(self, send: Callable[[Message], None]):
         self.send = send
         self.refused = False
         self._groups: queue.SimpleQueue = queue.SimpleQueue()
@@ -700,6 +710,7 @@ class _PartWriter:
     def _write(self) -> None:
         while True:
             group = self._groups.get()
+            written: PartsWritten | StorageFailed
             try:
                 try:
                     written = PartsWritten(*group.write())

@@ -11,6 +11,7 @@ into every output format.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import io
@@ -27,7 +28,7 @@ from rich.console import Console
 
 from parallelrun.runner.local import run_local
 from parallelrun.runner.planning import MiniBatch, Plan, PlanError, make_plan
-from parallelrun.runner.readers import PartitionMismatch, Reader
+from parallelrun.runner.readers import InputChangedError, PartitionMismatch, Reader
 from parallelrun.runner.spec import load_spec
 
 UTC = datetime.timezone.utc
@@ -310,6 +311,21 @@ def test_a_partition_read_with_other_than_its_planned_rows_fails_loudly(tmp_path
     wrong = MiniBatch.from_json(plan.mini_batches[0].to_json().replace('"items":2', '"items":3'))
     with pytest.raises(PartitionMismatch, match=r"partition \{'k': 1.0\}: 3 rows were planned but 2 were read"):
         Reader(plan, str(tmp_path / "scratch")).read(wrong)
+
+
+def test_rows_planned_past_the_end_of_a_file_fail_loudly_where_no_stamp_tells_it_changed(tmp_path):
+    """A plan without a file's stamp (size, version) cannot tell that the file lost rows: a
+    mini-batch of rows it no longer has, wholly or in part, fails naming it, never reads short."""
+    pq.write_table(pa.table({"id": range(100)}), tmp_path / "a.parquet", row_group_size=10)
+    plan = round_tripped(make_plan(spec_for(tmp_path, miniBatchSize=30)))
+    assert [mb.rows for mb in plan.mini_batches] == [(0, 30), (30, 60), (60, 90), (90, 100)]
+    pq.write_table(pa.table({"id": range(50)}), tmp_path / "a.parquet", row_group_size=10)
+    reader = Reader(plan, str(tmp_path / "scratch"))
+    first, *past = (dataclasses.replace(mb, stamps=None) for mb in plan.mini_batches)
+    assert reader.read(first)[0]["id"].tolist() == list(range(30))
+    for mb in past:
+        with pytest.raises(InputChangedError, match=r"a\.parquet.*: the input changed since planning"):
+            reader.read(mb)
 
 
 # -- end to end, into every output format ------------------------------------------------------------
