@@ -201,7 +201,7 @@ class Parts:
     def path(self, mini_batch_id: int) -> str:
         record = self.records.get(mini_batch_id)
         if record is None or record.part is None:  # a run scored before group commits
-            return posixpath.join(self.layout.parts_dir, f"{mini_batch_id:09d}.{self.layout.part_ext}")
+            return self.layout.part(mini_batch_id)
         return self._paths[record.part[0]]
 
     def open(self, mini_batch_id: int):

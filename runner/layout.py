@@ -76,8 +76,8 @@ class Layout:
         return join(self.root, "parts")
 
     def part(self, mini_batch_id: int) -> str:
-        """A mini-batch's own part file, as runs before group commits wrote them (commits.Parts finds
-        a committed part wherever it lies)."""
+        """A mini-batch's own part file (commits.Parts finds a committed part wherever it lies: its
+        own file or a range of a group's)."""
         return join(self.parts_dir, f"{mini_batch_id:09d}.{self.part_ext}")
 
     def commits_dir(self, shard: int) -> str:

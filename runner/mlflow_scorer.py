@@ -66,7 +66,7 @@ def _read(path: str):
 def _scored(table, file_name: str | None):
     import pandas as pd
 
-    predictions = model.predict(_cast(table) if signature is not None else table)
+    predictions = model.predict(_cast(table, signature) if signature is not None else table)
     if isinstance(predictions, pd.DataFrame):
         out = predictions.rename(columns={predictions.columns[0]: "prediction"}) if predictions.shape[1] == 1 \
             else predictions.reset_index(drop=True)
@@ -80,7 +80,7 @@ def _scored(table, file_name: str | None):
     return out
 
 
-def _cast(table):
+def _cast(table, signature: list):
     """The table as the signature says: its columns in its order, each as its type."""
     missing = [c.name for c in signature if c.name not in table.columns and getattr(c, "required", True)]
     if missing:

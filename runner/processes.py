@@ -74,8 +74,10 @@ class ProcessGroup:
 
     def close(self, timeout: float = 5.0) -> None:
         """SIGKILL every process of the group (the workers and all they started). Idempotent."""
-        if not self._reaper.stdin.closed:
-            self._reaper.stdin.close()
+        stdin = self._reaper.stdin
+        assert stdin is not None  # opened as a pipe
+        if not stdin.closed:
+            stdin.close()
         try:
             self._reaper.wait(timeout)
         except subprocess.TimeoutExpired:
