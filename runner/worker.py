@@ -681,7 +681,7 @@ def _timing(began: float, run_seconds: float | None, read_seconds: float | None)
 class _PartWriter:
     """Publishes a worker's groups of parts on a thread of its own, one at a time, while
     run() computes the next mini-batches: writing a group (a disk's fsync, an object
-    store's PUT) no longer holds scoring up. A group waits while the one before it is
+    store's PUT) does not hold scoring up. A group waits while the one before it is
     written (two in memory at most); a group the output refuses stops the writes
     (StorageFailed is sent, `refused` set). An unexpected error is raised in the worker's
     thread at its next submit() or wait(), as it would have been had it written the group."""
