@@ -7,10 +7,8 @@ with no child, no plan and no retry.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from operator_harness import BIJ_API, NAMESPACE, condition, create, eventually, resource, status_of
+from operator_harness import BIJ_API, NAMESPACE, condition, create, eventually, resource, status_of, uid_of
 
 from parallelrun.operator.kit.kube import path
 
@@ -19,10 +17,10 @@ pytestmark = pytest.mark.timeout(60)
 
 async def test_a_job_over_the_operators_filesystem_fails_before_planning(cluster, kube, operator, tmp_path):
     output = tmp_path / "out"
-    async with operator(local_storage=False):
+    async with operator(local_storage=False) as memo:
         await create(kube, resource("etc", {"input": "/etc/", "output": f"file://{output}/"}))
         status = await eventually(lambda: status_of(cluster, "etc").get("phase") == "Failed" and status_of(cluster, "etc"))
-        await asyncio.sleep(0.2)  # no retry loop: nothing more happens
+        await eventually(lambda: memo.wakeups.finished[uid_of(cluster, "etc")])  # no retry loop: its controller is done
     failed = condition(status, "Failed")
     assert failed["reason"] == "InvalidSpec"
     assert failed["message"].splitlines()[0].startswith("spec.input.uri: '/etc/' is a path on the operator's own")

@@ -188,7 +188,9 @@ def test_stopping_the_run_stops_its_steps(tmp_path, sig, code):
     assert "interrupted: the running steps were stopped" in stderr
     assert "step hang: Interrupted" in stderr and "pipeline demo: Interrupted" in stderr
     assert "Failed" not in stderr
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10  # killed: gone once the kernel has reaped them
+    while [pid for pid in pids if _alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert not [pid for pid in pids if _alive(pid)]
 
 
