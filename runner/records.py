@@ -3,6 +3,8 @@
     ShardRange  plan/plan.json "shards": which mini-batches a shard runs
     DoneRecord  a line of commits/NNNNN/*.jsonl (done/NNNNNNNNN.json before group commits): a
                 committed mini-batch, its counts, errors.jsonl lines and where its part lies
+    ErrorLine   a line of errors.jsonl (carried, until the merge, by its DoneRecord's `errors`):
+                failed items of a mini-batch and why
     ShardResult shards/NNNNN.json: a finished shard, for the merge
     ReuseEntry  _parallelrun/cache/<fingerprint>.json: a succeeded step or run that a later one may reuse
     TerminationMessage  /dev/termination-log: what a scoring or merge pod tells the operator
@@ -56,6 +58,33 @@ class ShardRange:
         return cls(d["index"], d["first"], d["count"], d["items"], d["bytes"])
 
 
+@dataclass  # not frozen: a job with a million failed items makes a million of them, twice
+class ErrorLine:
+    """A line of errors.jsonl: `items` failed items of mini-batch `mini_batch` (every kind of failure
+    has the same fields). `item` is the failed item where one line stands for one (a file, an
+    item run() named), else None; `source` what the mini-batch read: {"files": [...]} or
+    {"file": ..., and "rows", "bytes", "key" where it has them}; `traceback` the error's, where
+    there was an exception."""
+
+    mini_batch: int
+    item: str | None
+    source: dict
+    items: int
+    attempts: int
+    error: str
+    traceback: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"miniBatch": self.mini_batch, "item": self.item, "source": self.source, "items": self.items,
+                "attempts": self.attempts, "error": self.error, "traceback": self.traceback}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ErrorLine:
+        """Also the lines of the first runs: a file's without `source` and `items`, a row range's without `item`."""
+        return cls(d["miniBatch"], d.get("item"), d.get("source") or {}, d.get("items", 1), d.get("attempts", 1),
+                   d["error"], d.get("traceback"))
+
+
 @dataclass
 class DoneRecord:
     """A committed mini-batch: from the moment its record exists it is never run again.
@@ -71,7 +100,7 @@ class DoneRecord:
     succeeded: int
     failed: int
     attempts: int
-    errors: list[dict] = field(default_factory=list)
+    errors: list[ErrorLine] = field(default_factory=list)
     schema: str | None = None
     part: tuple[str, int, int] | None = None
     report: str | None = None  # its attempts' lines of report/minibatches.csv (AttemptLine), CSV text
@@ -83,14 +112,15 @@ class DoneRecord:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "status": self.status, "items": self.items, "attempts": self.attempts,
-                "errors": self.errors, "schema": self.schema, "succeeded": self.succeeded, "failed": self.failed,
-                "part": self.part, "report": self.report}
+                "errors": [e.to_dict() for e in self.errors], "schema": self.schema, "succeeded": self.succeeded,
+                "failed": self.failed, "part": self.part, "report": self.report}
 
     @classmethod
     def from_dict(cls, d: dict) -> DoneRecord:
         part = d.get("part")
         return cls(id=d["id"], status=d["status"], items=d["items"], succeeded=d["succeeded"], failed=d["failed"],
-                   attempts=d.get("attempts", 1), errors=d.get("errors", []), schema=d.get("schema"),
+                   attempts=d.get("attempts", 1), errors=[ErrorLine.from_dict(e) for e in d.get("errors", ())],
+                   schema=d.get("schema"),
                    part=tuple(part) if part else None, report=d.get("report"))
 
 

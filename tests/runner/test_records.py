@@ -1,0 +1,75 @@
+"""The typed records of runner/records.py against the bytes runs write: each record's to_dict()
+gives the JSON the writers have always written, and files written by earlier versions read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from parallelrun.runner.commits import read_commits
+from parallelrun.runner.layout import Layout
+from parallelrun.runner.records import DoneRecord, ErrorLine
+from parallelrun.runner.report import Report, _failures_from_errors
+from parallelrun.runner.storage import filesystem
+
+# errors.jsonl lines as the merge writes them (json.dumps, default separators), one of each kind.
+ERROR_LINES = [
+    '{"miniBatch": 0, "item": "/in/a.png", "source": {"files": ["/in/a.png", "/in/b.png"]}, "items": 1, '
+    '"attempts": 3, "error": "ValueError: bad \\"pixel\\"", "traceback": "Traceback (most recent call last):\\n"}',
+    '{"miniBatch": 4, "item": null, "source": {"file": "/in/x.parquet", "rows": [0, 100]}, "items": 100, '
+    '"attempts": 1, "error": "TimeoutError: run() took more than 60 s", "traceback": null}',
+    '{"miniBatch": 5, "item": null, "source": {"file": "/in/y.csv", "bytes": [0, 4096]}, "items": 0, '
+    '"attempts": 2, "error": "worker died", "traceback": null}',
+    '{"miniBatch": 6, "item": "req-7", "source": {"files": ["/in/k/1.txt"], "key": {"species": "setosa"}}, '
+    '"items": 1, "attempts": 1, "error": "r\\u00e9fus\\u00e9: 400", "traceback": null}',
+]
+
+
+@pytest.mark.parametrize("line", ERROR_LINES)
+def test_an_error_line_round_trips_to_the_same_bytes(line):
+    record = ErrorLine.from_dict(json.loads(line))
+    assert json.dumps(record.to_dict()) == line
+    assert ErrorLine.from_dict(record.to_dict()) == record
+
+
+def test_error_lines_of_the_first_runs_read():
+    """The first version wrote a file's line without source and items, a row range's without item."""
+    files = ErrorLine.from_dict(json.loads('{"item": "/in/a.png", "miniBatch": 2, "attempts": 3, "error": "boom", '
+                                           '"traceback": null}'))
+    rows = ErrorLine.from_dict(json.loads('{"source": {"file": "/in/x.csv", "rows": [0, 9]}, "items": 9, '
+                                          '"miniBatch": 3, "attempts": 1, "error": "boom", "traceback": "tb"}'))
+    assert files == ErrorLine(2, "/in/a.png", {}, 1, 3, "boom", None)
+    assert rows == ErrorLine(3, None, {"file": "/in/x.csv", "rows": [0, 9]}, 9, 1, "boom", "tb")
+
+
+def test_a_commit_line_of_a_failed_mini_batch_reads_its_error_lines_and_writes_them_again(tmp_path):
+    """A commit file as runs write it: its records' errors come back as ErrorLines, the same JSON."""
+    errors = ",".join(json.dumps(json.loads(line), separators=(",", ":")) for line in ERROR_LINES[:1])
+    line = (f'{{"id":0,"status":"failed","items":2,"attempts":3,"errors":[{errors}],"schema":null,'
+            f'"succeeded":0,"failed":2,"part":null,"report":null}}')
+    layout = Layout(str(tmp_path), "job-0123456789")
+    folder = tmp_path / "_parallelrun" / "job-0123456789" / "commits" / "00000"
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl").write_text(line + "\n")
+    fs, _ = filesystem(str(tmp_path))
+    [record] = read_commits(fs, layout, [0]).values()
+    assert record.errors == [ErrorLine.from_dict(json.loads(ERROR_LINES[0]))]
+    assert json.dumps(record.to_dict(), separators=(",", ":")) == line
+    assert DoneRecord.from_dict(record.to_dict()) == record
+
+
+def test_the_report_groups_the_error_lines_of_a_run_and_skips_what_is_no_line(tmp_path):
+    layout = Layout(str(tmp_path), "job-0123456789")
+    (tmp_path / "_parallelrun" / "job-0123456789").mkdir(parents=True)
+    text = "\n".join([*ERROR_LINES, '{"miniBatch": 9, "item": null', '{"note": "not an error line"}',
+                      '{"miniBatch": 8, "attempts": 1, "error": "worker died"}']) + "\n"
+    (tmp_path / "_parallelrun" / "job-0123456789" / "errors.jsonl").write_text(text)
+    fs, _ = filesystem(str(tmp_path))
+    report = Report(layout.run_id, layout.root, "Succeeded", 0.0, None, None, None, {})
+    _failures_from_errors(fs, layout, report)
+    examples = sorted((mb, error, g.attempts, g.items) for g in report.error_groups for mb, error in g.examples)
+    assert [(mb, error) for mb, error, _, _ in examples] == [
+        (0, 'ValueError: bad "pixel"'), (4, "TimeoutError: run() took more than 60 s"), (5, "worker died"),
+        (6, "réfusé: 400"), (8, "worker died")]
+    assert [(attempts, items) for mb, _, attempts, items in examples if mb in (4, 5)] == [(1, 100), (2, 1)]
