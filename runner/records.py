@@ -12,6 +12,7 @@
     Heartbeat   claims/alive-NNNNN: a scoring pod's sign of life, and whether it is idle
     ShardProgress  progress/NNNNN.json: a scoring pod's counts so far, and each chunk's it holds
     RunSummary  summary.json: a finished run's outcome, counts and where its files are
+    LockHolder  _parallelrun/<run-id>.lock: the process that runs a run id (lock.py), its lease's heartbeat
     AttemptLine a line of report/minibatches.csv: one attempt at a mini-batch (carried, until the merge,
                 by its DoneRecord's `report`: the CSV lines of its attempts)
     ResourceSample  a line of report/resources.csv: one worker's (or the pod's) CPU, memory and GPU use
@@ -343,6 +344,38 @@ class RunSummary:
                    plan.get("items"), plan.get("bytes", 0), d.get("thresholds") or {}, d.get("output"),
                    d.get("errors", ""), d.get("summary", ""), d.get("finishedAt", ""), d.get("previousOutput"),
                    d.get("warning"), d.get("seconds"), d.get("logs"))
+
+
+@dataclass
+class LockHolder:
+    """The process that holds a run's lock (lock.py): its pid and host, since when (RFC 3339, UTC),
+    `token` naming this holding, and (a lease on object storage) when it last said it is alive
+    (epoch seconds). A lock found held whose file is still empty has a holder of None fields."""
+
+    pid: int | None = None
+    host: str | None = None
+    token: str | None = None
+    since: str | None = None
+    heartbeat: float | None = None
+
+    def to_dict(self) -> dict:
+        d = {"pid": self.pid, "host": self.host, "token": self.token, "since": self.since, "heartbeat": self.heartbeat}
+        return {key: value for key, value in d.items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LockHolder:
+        """Raises ValueError for anything but a holder (a file half written)."""
+        if not isinstance(d, dict):
+            raise ValueError("not a lock holder")
+        return cls(d.get("pid"), d.get("host"), d.get("token"), d.get("since"), d.get("heartbeat"))
+
+    @classmethod
+    def from_text(cls, text: str | bytes) -> LockHolder:
+        """The holder a lock file names; an empty file (a holder still writing it): one of None fields.
+        Raises ValueError for a file half written."""
+        return cls.from_dict(json.loads(text or "{}"))
+
+
 def _optional(kind, value):
     """A CSV cell read back: '' and None are None, else `kind(value)`."""
     return None if value is None or value == "" else kind(value)

@@ -4,12 +4,13 @@ gives the JSON the writers have always written, and files written by earlier ver
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from parallelrun.runner.commits import read_commits
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.records import DoneRecord, ErrorLine
+from parallelrun.runner.records import DoneRecord, ErrorLine, LockHolder
 from parallelrun.runner.report import Report, _failures_from_errors
 from parallelrun.runner.storage import filesystem
 
@@ -73,3 +74,42 @@ def test_the_report_groups_the_error_lines_of_a_run_and_skips_what_is_no_line(tm
         (0, 'ValueError: bad "pixel"'), (4, "TimeoutError: run() took more than 60 s"), (5, "worker died"),
         (6, "réfusé: 400"), (8, "worker died")]
     assert [(attempts, items) for mb, _, attempts, items in examples if mb in (4, 5)] == [(1, 100), (2, 1)]
+
+
+# A lock file as RunLock writes it (json.dumps of its holder).
+LOCK_FILE = ('{"pid": 4242, "host": "node-1", "token": "0123456789abcdef0123456789abcdef", '
+             '"since": "2026-12-07T04:55:00+00:00", "heartbeat": 1796533000.25}')
+
+
+def test_a_lock_holder_round_trips_to_the_same_bytes():
+    holder = LockHolder.from_text(LOCK_FILE)
+    assert holder == LockHolder(4242, "node-1", "0123456789abcdef0123456789abcdef", "2026-12-07T04:55:00+00:00",
+                                1796533000.25)
+    assert json.dumps(holder.to_dict()) == LOCK_FILE
+    assert LockHolder.from_text(LOCK_FILE.encode()) == holder
+
+
+def test_a_lock_file_still_empty_names_no_one_and_a_half_written_one_is_refused():
+    assert LockHolder.from_text("") == LockHolder() and LockHolder().to_dict() == {}
+    for text in ('{"pid": 42, "ho', "[1, 2]"):
+        with pytest.raises(ValueError):
+            LockHolder.from_text(text)
+
+
+def test_the_holder_of_a_run_is_read_from_its_lock_by_status_and_by_a_second_run(tmp_path):
+    """A lock file written the way runs write it: held_by names its holder (on object storage while its
+    heartbeat is fresh), a second RunLock is refused with its pid, host and since."""
+    import fsspec
+
+    from parallelrun.runner import lock
+
+    fs = fsspec.filesystem("memory")
+    path = lock.lock_path("/holder-test/out", "run-1")
+    fresh = json.dumps(dict(json.loads(LOCK_FILE), heartbeat=time.time()))
+    fs.pipe_file(path, fresh.encode())
+    assert lock.held_by(fs, "/holder-test/out", "run-1") == LockHolder.from_text(fresh)
+    with pytest.raises(lock.RunLocked, match=r"pid 4242 on node-1, since 2026-12-07T04:55:00\+00:00"):
+        lock.RunLock(fs, "/holder-test/out", "run-1").acquire()
+    fs.pipe_file(path, LOCK_FILE.encode())  # its heartbeat long past: its holder is gone
+    assert lock.held_by(fs, "/holder-test/out", "run-1") is None
+
