@@ -7,6 +7,8 @@
                 failed items of a mini-batch and why
     ShardResult shards/NNNNN.json: a finished shard, for the merge
     ReuseEntry  _parallelrun/cache/<fingerprint>.json: a succeeded step or run that a later one may reuse
+    OutputOwner _parallelrun/cache/outputs/<hash of a URI>.json: the step execution that last claimed an
+                output place (pipelines/owners.py)
     TerminationMessage  /dev/termination-log: what a scoring or merge pod tells the operator
     ClaimRecord claims/NNNNNNNNN: which pod index holds a chunk of the plan
     Heartbeat   claims/alive-NNNNN: a scoring pod's sign of life, and whether it is idle
@@ -182,6 +184,25 @@ class ReuseEntry:
             raise ValueError("not a reuse index entry")
         return cls(d["fingerprint"], dict(outputs), d["run"], str(d.get("step") or ""), str(d.get("finishedAt") or ""),
                    d.get("execution"))
+
+
+@dataclass(frozen=True)
+class OutputOwner:
+    """Step execution `execution` (pipelines/owners.new_execution) claimed output place `uri` before it
+    started writing it: an index entry of another execution must not hand that place out."""
+
+    uri: str
+    execution: str
+
+    def to_dict(self) -> dict:
+        return {"uri": self.uri, "execution": self.execution}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> OutputOwner:
+        """Raises ValueError for anything but a claim (a file half written, or another's)."""
+        if not isinstance(d, dict) or not isinstance(d.get("uri"), str) or not isinstance(d.get("execution"), str):
+            raise ValueError("not an output owner claim")
+        return cls(d["uri"], d["execution"])
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 
 from parallelrun.runner.commits import read_commits
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.records import DoneRecord, ErrorLine, LockHolder
+from parallelrun.runner.records import DoneRecord, ErrorLine, LockHolder, OutputOwner
 from parallelrun.runner.report import Report, _failures_from_errors
 from parallelrun.runner.storage import filesystem
 
@@ -113,3 +113,34 @@ def test_the_holder_of_a_run_is_read_from_its_lock_by_status_and_by_a_second_run
     fs.pipe_file(path, LOCK_FILE.encode())  # its heartbeat long past: its holder is gone
     assert lock.held_by(fs, "/holder-test/out", "run-1") is None
 
+
+# An output place's owner claim as pipelines/owners.claim writes it.
+OWNER_CLAIM = '{"uri": "file:///work/run-1/train/model", "execution": "9f1c0e5d2b7a48c6a1e3f0d4b5c6a7e8"}'
+
+
+def test_an_output_owner_claim_round_trips_to_the_same_bytes():
+    owner = OutputOwner.from_dict(json.loads(OWNER_CLAIM))
+    assert owner == OutputOwner("file:///work/run-1/train/model", "9f1c0e5d2b7a48c6a1e3f0d4b5c6a7e8")
+    assert json.dumps(owner.to_dict()) == OWNER_CLAIM
+    for other in ([], {"uri": "x"}, {"uri": "x", "execution": 7}, {"fingerprint": "f", "run": "r"}):
+        with pytest.raises(ValueError):
+            OutputOwner.from_dict(other)
+
+
+def test_an_owner_claim_file_decides_which_execution_owns_the_place(tmp_path):
+    """A claim file written as runs write it is read by owned(); a claim cut short or another's owns nothing."""
+    from parallelrun.runner.pipelines import owners
+
+    fs, workdir = filesystem(str(tmp_path))
+    outputs = {"model": "file:///work/run-1/train/model"}
+    path = owners.owner_path(workdir, outputs["model"])
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    fs.pipe_file(path, OWNER_CLAIM.encode())
+    assert owners.owned(fs, workdir, outputs, "9f1c0e5d2b7a48c6a1e3f0d4b5c6a7e8")
+    assert not owners.owned(fs, workdir, outputs, "another")
+    assert not owners.owned(fs, workdir, outputs, None)
+    for text in (OWNER_CLAIM[:20], '["9f1c0e5d2b7a48c6a1e3f0d4b5c6a7e8"]'):
+        fs.pipe_file(path, text.encode())
+        assert not owners.owned(fs, workdir, outputs, "9f1c0e5d2b7a48c6a1e3f0d4b5c6a7e8")
+    owners.claim(fs, workdir, outputs, "9f1c0e5d2b7a48c6a1e3f0d4b5c6a7e8")
+    assert fs.cat_file(path).decode() == OWNER_CLAIM
