@@ -14,6 +14,8 @@
     Heartbeat   claims/alive-NNNNN: a scoring pod's sign of life, and whether it is idle
     ShardProgress  progress/NNNNN.json: a scoring pod's counts so far, and each chunk's it holds
     RunSummary  summary.json: a finished run's outcome, counts and where its files are
+    RunResult   `parallelrun run -o json`'s document (a pipeline's batchInference step's result): the exit
+                code and status, the run's summary where it got as far as one, else why not
     LockHolder  _parallelrun/<run-id>.lock: the process that runs a run id (lock.py), its lease's heartbeat
     AttemptLine a line of report/minibatches.csv: one attempt at a mini-batch (carried, until the merge,
                 by its DoneRecord's `report`: the CSV lines of its attempts)
@@ -365,6 +367,40 @@ class RunSummary:
                    plan.get("items"), plan.get("bytes", 0), d.get("thresholds") or {}, d.get("output"),
                    d.get("errors", ""), d.get("summary", ""), d.get("finishedAt", ""), d.get("previousOutput"),
                    d.get("warning"), d.get("seconds"), d.get("logs"))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What `parallelrun run FILE -o json` prints: the file, its kind, the exit code and status
+    (Succeeded, Failed, Interrupted, Invalid; a pipeline's phase), then the run's summary where
+    it has one (its keys, its status replaced by this one), `error` the one-line reason it did
+    not succeed, `errors` (Invalid) one "path: problem; fix" line each."""
+
+    file: str
+    kind: str
+    exit_code: int
+    status: str
+    summary: RunSummary | None = None
+    error: str | None = None
+    errors: list[str] | None = None
+
+    def to_dict(self) -> dict:
+        d = {"file": self.file, "kind": self.kind, "exitCode": self.exit_code,
+             **(self.summary.to_dict() if self.summary is not None else {}), "status": self.status}
+        if self.error is not None:
+            d["error"] = self.error
+        if self.errors is not None:
+            d["errors"] = self.errors
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunResult:
+        """Raises ValueError for anything but a result (a process that ended before it printed one)."""
+        if not isinstance(d, dict) or not isinstance(d.get("status"), str):
+            raise ValueError("not a parallelrun run result")
+        summary = RunSummary.from_dict(d) if "runId" in d else None
+        return cls(str(d.get("file", "")), str(d.get("kind", "")), int(d.get("exitCode", 0)), d["status"], summary,
+                   d.get("error"), None if summary is not None else d.get("errors"))
 
 
 @dataclass

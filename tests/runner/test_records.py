@@ -10,7 +10,7 @@ import pytest
 
 from parallelrun.runner.commits import read_commits
 from parallelrun.runner.layout import Layout
-from parallelrun.runner.records import DoneRecord, ErrorLine, LockHolder, OutputOwner
+from parallelrun.runner.records import DoneRecord, ErrorLine, LockHolder, OutputOwner, RunResult
 from parallelrun.runner.report import Report, _failures_from_errors
 from parallelrun.runner.storage import filesystem
 
@@ -144,3 +144,68 @@ def test_an_owner_claim_file_decides_which_execution_owns_the_place(tmp_path):
         assert not owners.owned(fs, workdir, outputs, "9f1c0e5d2b7a48c6a1e3f0d4b5c6a7e8")
     owners.claim(fs, workdir, outputs, "9f1c0e5d2b7a48c6a1e3f0d4b5c6a7e8")
     assert fs.cat_file(path).decode() == OWNER_CLAIM
+
+
+# `parallelrun run -o json` documents as the CLI prints them (json.dumps, indent 2): a run that
+# succeeded (summary.json's keys, with its seconds and logs), one stopped by a threshold (its summary,
+# the reason), one interrupted, an invalid file, a run that never started, a pipeline.
+_SUMMARY = {"runId": "job-0123456789", "status": "Succeeded", "reason": None,
+            "miniBatches": {"succeeded": 3, "failed": 0, "total": 3}, "items": {"succeeded": 2, "failed": 3},
+            "plan": {"miniBatches": 3, "items": 5, "bytes": 50},
+            "thresholds": {"errorThreshold": -1, "miniBatchErrorThreshold": -1, "allowedFailedPercent": 100},
+            "output": {"uri": "/out/parallel_run_step.txt", "bytes": 12},
+            "errors": "/out/_parallelrun/job-0123456789/errors.jsonl",
+            "summary": "/out/_parallelrun/job-0123456789/summary.json", "finishedAt": "2026-12-07T04:55:00+00:00"}
+RUN_RESULTS = [
+    {"file": "job.yaml", "kind": "BatchInferenceJob", "exitCode": 0, **_SUMMARY, "seconds": 1.25, "logs": "/tmp/l"},
+    {"file": "job.yaml", "kind": "BatchInferenceJob", "exitCode": 1,
+     **dict(_SUMMARY, status="Failed", reason="errorThreshold 0 exceeded", output=None,
+            previousOutput="/out/parallel_run_step.txt.failed-job-0123456789"),
+     "seconds": 0.5, "logs": "/tmp/l", "error": "stopped: errorThreshold 0 exceeded; details in /out/errors.jsonl"},
+    {"file": "job.yaml", "kind": "BatchInferenceJob", "exitCode": 130, **dict(_SUMMARY, status="Interrupted"),
+     "error": "interrupted; run the same command again to resume run job-0123456789"},
+    {"file": "job.yaml", "kind": "BatchInferenceJob", "exitCode": 2, "status": "Invalid",
+     "errors": ["spec.nodeCount: 0 is below 1; use 1 or more"]},
+    {"file": "job.yaml", "kind": "BatchInferenceJob", "exitCode": 2, "status": "Failed",
+     "error": "failed: run job-0123456789 is already running (pid 7 on h, since 2026-12-07T04:55:00+00:00)"},
+    {"file": "job.yaml", "kind": "BatchInferenceJob", "exitCode": 130, "status": "Interrupted"},
+    {"file": "p.yaml", "kind": "PipelineRun", "exitCode": 1, "status": "Failed"},
+]
+
+
+@pytest.mark.parametrize("document", RUN_RESULTS, ids=lambda d: f"{d['kind']}-{d['exitCode']}-{d['status']}")
+def test_a_run_result_round_trips_to_the_same_bytes(document):
+    text = json.dumps(document, indent=2)
+    result = RunResult.from_dict(json.loads(text))
+    assert json.dumps(result.to_dict(), indent=2) == text
+    assert result.status == document["status"] and result.exit_code == document["exitCode"]
+    assert (result.summary is not None) == ("runId" in document)
+
+
+def test_what_is_no_run_result_is_refused():
+    for other in ({}, [], {"status": 1}, "Succeeded"):
+        with pytest.raises(ValueError):
+            RunResult.from_dict(other)
+
+
+@pytest.mark.parametrize(("document", "expected"), [
+    (RUN_RESULTS[0], (3, 3, 3, "/out/_parallelrun/job-0123456789/errors.jsonl")),
+    (dict(RUN_RESULTS[0], items={"succeeded": 5, "failed": 0}), (3, 3, 0, None)),
+    (RUN_RESULTS[3], (1, 4, None, None)),  # Invalid: its errors are problems of the file, not errors.jsonl
+    (RUN_RESULTS[4], (1, 4, None, None)),
+])
+def test_a_pipelines_batch_step_reads_its_counts_from_the_result_file(tmp_path, document, expected):
+    """The result file a batchInference step's `parallelrun run -o json` left, as the CLI writes it; one
+    without a summary keeps the counts seen while it ran, and a file cut short reads as none."""
+    from parallelrun.runner.pipelines.local import _ended
+    from parallelrun.runner.pipelines.progress import StepRecord
+
+    path = tmp_path / "score.result.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    record = StepRecord("score", done=1, total=4, failed_items=2)
+    _ended(record, str(path))
+    assert (record.done, record.total, record.failed_items, record.errors) == expected
+    path.write_text(json.dumps(document, indent=2)[:40])
+    record = StepRecord("score", done=1, total=4, failed_items=2)
+    _ended(record, str(path))
+    assert (record.done, record.total, record.failed_items, record.errors) == (1, 4, None, None)
