@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from parallelrun.runcommands import COMMANDS as RUN_COMMANDS
 from parallelrun.runcommands import add_commands as add_run_commands
 from parallelrun.runcommands import run_command
+
+if TYPE_CHECKING:
+    from parallelrun.runner.records import RunResult
 
 DESCRIPTION = """\
 Batch inference: run a scoring script's init() and run(mini_batch) over a dataset in
@@ -96,18 +100,20 @@ def _run(args, console) -> int:
         if conversion is None:
             return 2
         doc = conversion.resource
-    kind = doc.get("kind") if doc is not None else None
+    from parallelrun.runner.records import RunResult
+
+    kind = (doc.get("kind") if doc is not None else None) or "BatchInferenceJob"
     if doc is not None and kind == "PipelineRun":
-        code, result = _run_pipeline(args, doc, console)
+        result = _run_pipeline(args, doc, console)
     elif kind in _NOT_RUN:
         reason = _NOT_RUN[kind].format(file=args.job)
         console.print(f"{args.job}: {reason}", style="red", markup=False, highlight=False)
-        code, result = 2, {"status": "Invalid", "errors": [reason]}
+        result = RunResult(args.job, kind, 2, "Invalid", errors=[reason])
     else:
-        code, result = _run_job(args, console)
+        result = _run_job(args, console, kind)
     if args.output == "json":
-        _print_json({"file": args.job, "kind": kind or "BatchInferenceJob", "exitCode": code, **result})
-    return code
+        _print_json(result.to_dict())
+    return result.exit_code
 
 
 _NOT_RUN = {  # kinds `parallelrun run` refuses, and what runs them
@@ -160,51 +166,57 @@ def _convert(args, console) -> int:
     return 0
 
 
-def _run_pipeline(args, doc: dict, console) -> tuple[int, dict]:
+def _run_pipeline(args, doc: dict, console) -> RunResult:
     """`parallelrun run pipeline.yaml`: the run's DAG here; exit 0 succeeded, 1 failed, 2 invalid, 130 stopped."""
     import os
     import signal
+    from functools import partial
 
     from parallelrun.runner.contract import PermanentError
     from parallelrun.runner.pipelines.local import run_pipeline
     from parallelrun.runner.processes import raise_terminated
+    from parallelrun.runner.records import RunResult
     from parallelrun.runner.spec import SpecError
     from parallelrun.runner.storage import storage_error
 
+    result = partial(RunResult, args.job, "PipelineRun")
     signal.signal(signal.SIGTERM, raise_terminated)  # stops the running steps as Ctrl-C does, exit 143
     try:
         phase = run_pipeline(doc, base_dir=os.path.dirname(os.path.abspath(args.job)),
                              parameters=_pipeline_parameters(args.set), console=console, fresh=args.fresh)
     except SpecError as e:
         console.print(f"{args.job}: {e}", style="red", markup=False, highlight=False)
-        return e.exit_code, {"status": "Invalid", "errors": e.errors}
+        return result(e.exit_code, "Invalid", errors=e.errors)
     except PermanentError as e:  # the run is running already
         console.print(f"failed: {e}", style="red", markup=False, highlight=False)
-        return e.exit_code, {"status": "Failed", "error": str(e)}
+        return result(e.exit_code, "Failed", error=str(e))
     except KeyboardInterrupt as e:
         console.print("interrupted: the running steps were stopped; run the same command again to go on "
                       "(finished steps are reused)", style="red", markup=False)
-        return getattr(e, "exit_code", 130), {"status": "Interrupted"}
+        return result(getattr(e, "exit_code", 130), "Interrupted")
     except Exception as e:  # a storage fault (the workdir, a component file), in one line
         error = storage_error(e)
         if error is None:
             raise
         console.print(str(error), style="red", markup=False, highlight=False)
-        return error.exit_code, {"status": "Failed", "error": str(error)}
-    return (0 if phase == "Succeeded" else 1), {"status": phase}
+        return result(error.exit_code, "Failed", error=str(error))
+    return result(0 if phase == "Succeeded" else 1, phase)
 
 
-def _run_job(args, console) -> tuple[int, dict]:
+def _run_job(args, console, kind: str) -> RunResult:
     import logging
     import signal
+    from functools import partial
 
     from parallelrun.runner.contract import PermanentError
     from parallelrun.runner.local import LocalRunError, run_local
     from parallelrun.runner.lock import RunLocked
     from parallelrun.runner.planning import PlanError
     from parallelrun.runner.processes import raise_terminated
+    from parallelrun.runner.records import RunResult, RunSummary
     from parallelrun.runner.spec import SpecError
 
+    result = partial(RunResult, args.job, kind)
     # Warnings (retried attempts) print above the progress bar on a terminal, as plain lines off it;
     # worker output goes to log files.
     if console.is_terminal:
@@ -219,16 +231,16 @@ def _run_job(args, console) -> tuple[int, dict]:
     except LocalRunError as e:  # the run did not succeed: its one-line reason
         console.print(f"failed: {e}", style="red", markup=False, highlight=False)
         status = "Interrupted" if e.exit_code in (130, 143) else "Failed"
-        return e.exit_code, {**(e.summary or {}), "status": status, "error": str(e)}
+        return result(e.exit_code, status, RunSummary.from_dict(e.summary) if e.summary else None, error=str(e))
     except PermanentError as e:  # an invalid spec, input that cannot be planned, the run already running...
         headline = "cannot plan: " if isinstance(e, PlanError) else "failed: " if isinstance(e, RunLocked) else ""
         console.print(f"{headline}{e}", style="red", markup=False, highlight=False)
         if isinstance(e, SpecError):
-            return e.exit_code, {"status": "Invalid", "errors": e.errors}
-        return e.exit_code, {"status": "Failed", "error": f"{headline}{e}"}
+            return result(e.exit_code, "Invalid", errors=e.errors)
+        return result(e.exit_code, "Failed", error=f"{headline}{e}")
     except KeyboardInterrupt as e:  # while planning or merging: nothing is half-done that a rerun cannot finish
         console.print("interrupted; run the same command again to resume", style="red", markup=False)
-        return getattr(e, "exit_code", 130), {"status": "Interrupted"}
+        return result(getattr(e, "exit_code", 130), "Interrupted")
     except Exception as e:  # a storage fault raised as it came (OSError, azure-core)
         from parallelrun.runner.storage import storage_error
 
@@ -236,8 +248,9 @@ def _run_job(args, console) -> tuple[int, dict]:
         if error is None:
             raise
         console.print(str(error), style="red", markup=False, highlight=False)
-        return error.exit_code, {"status": "Failed", "error": str(error)}
-    return 0, summary
+        return result(error.exit_code, "Failed", error=str(error))
+    finished = RunSummary.from_dict(summary)
+    return result(0, finished.status, finished)
 
 
 def _validate(args, console) -> int:

@@ -131,8 +131,8 @@ def _status(args) -> int:
         took = f", took {duration(status.finished - status.started)}" if status.finished is not None else ""
         eta = f", ETA {duration(status.eta_seconds)}" if status.eta_seconds is not None else ""
         print(f"  started {duration(time.time() - status.started)} ago{took}{eta}")
-    if status.holder:
-        print(f"  run by pid {status.holder.get('pid')} on {status.holder.get('host')}")
+    if status.holder is not None and status.holder.pid is not None:
+        print(f"  run by pid {status.holder.pid} on {status.holder.host}")
     if status.reason:
         print(f"  {status.reason}")
     print(f"  {status.uri}")

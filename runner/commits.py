@@ -148,20 +148,25 @@ def record_line(record: DoneRecord) -> str:
             f'"report":{report_json}}}')
 
 
-def read_commits(fs, layout: Layout, ids: Iterable[int]) -> dict[int, DoneRecord]:
+def read_commits(fs, layout: Layout, ids: Iterable[int],
+                 files: dict[str, list[int]] | None = None) -> dict[int, DoneRecord]:
     """The committed records of mini-batches `ids`, whichever pod committed them: every commit
     file, and the `done/` records of a run scored before group commits. A mini-batch committed
     twice (a holder that went on after its claim was taken over) counts once: its record in
-    the first file of a sorted listing."""
+    the first file of a sorted listing. `files`, where given, gets each commit file's mini-batches,
+    one a line of commit_lines(), in order."""
     wanted = set(ids)
     records: dict[int, DoneRecord] = {}
     paths = sorted(path for folder in _listing(fs, layout.all_commits_dir) for path in _listing(fs, folder))
     for path in paths:
         if not path.endswith(".jsonl") or posixpath.basename(path).startswith("."):  # a write cut short
             continue
-        lines = [line for line in fs.cat_file(path).decode().splitlines() if line.strip()]
-        for d in json.loads(f"[{','.join(lines)}]"):  # one parse for the file: merges read thousands
-            records.setdefault(d["id"], DoneRecord.from_dict(d))
+        # One parse for the file: merges read thousands.
+        in_file = [DoneRecord.from_dict(d) for d in json.loads(f"[{','.join(commit_lines(fs, path))}]")]
+        for record in in_file:
+            records.setdefault(record.id, record)
+        if files is not None:
+            files[path] = [record.id for record in in_file]
     for path in _listing(fs, layout.done_dir):
         name = posixpath.basename(path)
         if name.endswith(".json") and name[:-5].isdigit() and int(name[:-5]) in wanted \
@@ -169,6 +174,11 @@ def read_commits(fs, layout: Layout, ids: Iterable[int]) -> dict[int, DoneRecord
             record = DoneRecord.from_dict(json.loads(fs.cat_file(path)))
             records[record.id] = record
     return {k: v for k, v in records.items() if k in wanted}
+
+
+def commit_lines(fs, path: str) -> list[str]:
+    """The records' lines of a commit file."""
+    return [line for line in fs.cat_file(path).decode().splitlines() if line.strip()]
 
 
 def _listing(fs, folder: str) -> list[str]:

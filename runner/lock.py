@@ -28,6 +28,7 @@ from typing import TextIO
 
 from .claims import TAKEOVER
 from .contract import PermanentError
+from .records import LockHolder
 from .storage import create_if_absent, is_local, join
 
 LEASE_SECONDS = 60.0
@@ -39,15 +40,19 @@ class RunLocked(PermanentError, RuntimeError):
     """Another process runs this run id; the message names it."""
 
 
-def _holder() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex,
-            "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "heartbeat": time.time()}
+def _holder() -> LockHolder:
+    return LockHolder(os.getpid(), socket.gethostname(), uuid.uuid4().hex,
+                      datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), time.time())
 
 
-def _locked_message(run_id: str, holder: dict) -> str:
-    return (f"run {run_id} is already running (pid {holder.get('pid')} on {holder.get('host')}, since "
-            f"{holder.get('since')}); wait for it to finish or stop it, then run again")
+def _locked_message(run_id: str, holder: LockHolder) -> str:
+    return (f"run {run_id} is already running (pid {holder.pid} on {holder.host}, since "
+            f"{holder.since}); wait for it to finish or stop it, then run again")
+
+
+def _alive(holder: LockHolder) -> bool:
+    """Whether a lease's holder refreshed it within LEASE_SECONDS."""
+    return time.time() - (holder.heartbeat or 0) < LEASE_SECONDS
 
 
 PROBE_WAITS = (0.01, 0.02, 0.05)  # held_by's shared lock lasts microseconds: a run starting then waits it out
@@ -71,15 +76,15 @@ def lock_path(output_path: str, run_id: str) -> str:
     return join(output_path, "_parallelrun", f"{run_id}.lock")
 
 
-def held_by(fs, output_path: str, run_id: str) -> dict | None:
-    """The holder of run `run_id`'s lock (pid, host, since) while a process holds it, else None."""
+def held_by(fs, output_path: str, run_id: str) -> LockHolder | None:
+    """The holder of run `run_id`'s lock while a process holds it, else None."""
     path = lock_path(output_path, run_id)
     if not is_local(fs):
         try:
-            holder = json.loads(fs.cat_file(path))
+            holder = LockHolder.from_text(fs.cat_file(path))
         except (FileNotFoundError, ValueError):
             return None
-        return holder if time.time() - holder.get("heartbeat", 0) < LEASE_SECONDS else None
+        return holder if _alive(holder) else None
     import fcntl
 
     try:
@@ -91,9 +96,9 @@ def held_by(fs, output_path: str, run_id: str) -> dict | None:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
-                return json.loads(f.read() or "{}")
+                return LockHolder.from_text(f.read())
             except ValueError:
-                return {}
+                return LockHolder()
         fcntl.flock(f, fcntl.LOCK_UN)
         return None
 
@@ -130,45 +135,45 @@ class RunLock:
         except BlockingIOError:
             f.seek(0)
             try:
-                holder = json.loads(f.read() or "{}")
+                holder = LockHolder.from_text(f.read())
             except ValueError:
-                holder = {}
+                holder = LockHolder()
             f.close()
             raise RunLocked(_locked_message(self.run_id, holder)) from None
         f.seek(0)
         f.truncate()
-        f.write(json.dumps(self._holder))
+        f.write(json.dumps(self._holder.to_dict()))
         f.flush()
         self._file = f
 
     def _acquire_lease(self) -> None:
         try:
-            self.fs.pipe_file(self.path, json.dumps(self._holder).encode(), mode="create")
+            self.fs.pipe_file(self.path, json.dumps(self._holder.to_dict()).encode(), mode="create")
         except FileExistsError:
             holder = self._read_lease()
-            if holder is not None and time.time() - holder.get("heartbeat", 0) < LEASE_SECONDS:
+            if holder is not None and _alive(holder):
                 raise RunLocked(_locked_message(self.run_id, holder)) from None
             # Its holder stopped refreshing it: gone. Of the takers of this lease, the one that
             # creates its takeover marker wins; the others meet the marker.
-            won = create_if_absent(self.fs, f"{self.path}{TAKEOVER}{holder['token']}",
-                                   json.dumps(self._holder).encode()) \
-                if holder is not None else create_if_absent(self.fs, self.path, json.dumps(self._holder).encode())
+            mine = json.dumps(self._holder.to_dict()).encode()
+            won = create_if_absent(self.fs, f"{self.path}{TAKEOVER}{holder.token}", mine) \
+                if holder is not None else create_if_absent(self.fs, self.path, mine)
             if not won:
-                raise RunLocked(_locked_message(self.run_id, self._read_lease() or {})) from None
+                raise RunLocked(_locked_message(self.run_id, self._read_lease() or LockHolder())) from None
             if holder is not None:
-                self.fs.pipe_file(self.path, json.dumps(self._holder).encode())
+                self.fs.pipe_file(self.path, mine)
         self._refresher = threading.Thread(target=self._refresh, daemon=True, name="parallelrun-lease")
         self._refresher.start()
 
-    def _read_lease(self) -> dict | None:
+    def _read_lease(self) -> LockHolder | None:
         try:
-            return json.loads(self.fs.cat_file(self.path))
+            return LockHolder.from_text(self.fs.cat_file(self.path))
         except (FileNotFoundError, ValueError):
             return None
 
     def _ours(self) -> bool:
         lease = self._read_lease()
-        return lease is not None and lease.get("token") == self._holder["token"]
+        return lease is not None and lease.token == self._holder.token
 
     def _refresh(self) -> None:
         while not self._stop.wait(LEASE_SECONDS / 3):
@@ -177,8 +182,8 @@ class RunLock:
                     log.error("the lease %s of run %s was taken over by another process: this run is no longer "
                               "the only one on its work folder", self.path, self.run_id)
                     return
-                self._holder["heartbeat"] = time.time()
-                self.fs.pipe_file(self.path, json.dumps(self._holder).encode())
+                self._holder.heartbeat = time.time()
+                self.fs.pipe_file(self.path, json.dumps(self._holder.to_dict()).encode())
             except Exception as e:  # noqa: BLE001 - the next refresh tries again; the lease outlives a few misses
                 log.warning("cannot refresh the lease %s: %s", self.path, e)
 

@@ -428,7 +428,7 @@ def merge(spec: JobSpec, plan: Plan, fs, layout: Layout, write_final: bool = Tru
     with open_atomic(fs, layout.errors) as out:
         for mb_id in sorted(failed_ids):
             for record in committed[mb_id].errors:
-                out.write((json.dumps(record) + "\n").encode())
+                out.write((json.dumps(record.to_dict()) + "\n").encode())
 
     write_report(fs, layout, committed)
 

@@ -3,13 +3,20 @@
     ShardRange  plan/plan.json "shards": which mini-batches a shard runs
     DoneRecord  a line of commits/NNNNN/*.jsonl (done/NNNNNNNNN.json before group commits): a
                 committed mini-batch, its counts, errors.jsonl lines and where its part lies
+    ErrorLine   a line of errors.jsonl (carried, until the merge, by its DoneRecord's `errors`):
+                failed items of a mini-batch and why
     ShardResult shards/NNNNN.json: a finished shard, for the merge
     ReuseEntry  _parallelrun/cache/<fingerprint>.json: a succeeded step or run that a later one may reuse
+    OutputOwner _parallelrun/cache/outputs/<hash of a URI>.json: the step execution that last claimed an
+                output place (pipelines/owners.py)
     TerminationMessage  /dev/termination-log: what a scoring or merge pod tells the operator
     ClaimRecord claims/NNNNNNNNN: which pod index holds a chunk of the plan
     Heartbeat   claims/alive-NNNNN: a scoring pod's sign of life, and whether it is idle
     ShardProgress  progress/NNNNN.json: a scoring pod's counts so far, and each chunk's it holds
     RunSummary  summary.json: a finished run's outcome, counts and where its files are
+    RunResult   `parallelrun run -o json`'s document (a pipeline's batchInference step's result): the exit
+                code and status, the run's summary where it got as far as one, else why not
+    LockHolder  _parallelrun/<run-id>.lock: the process that runs a run id (lock.py), its lease's heartbeat
     AttemptLine a line of report/minibatches.csv: one attempt at a mini-batch (carried, until the merge,
                 by its DoneRecord's `report`: the CSV lines of its attempts)
     ResourceSample  a line of report/resources.csv: one worker's (or the pod's) CPU, memory and GPU use
@@ -56,6 +63,33 @@ class ShardRange:
         return cls(d["index"], d["first"], d["count"], d["items"], d["bytes"])
 
 
+@dataclass  # not frozen: a job with a million failed items makes a million of them, twice
+class ErrorLine:
+    """A line of errors.jsonl: `items` failed items of mini-batch `mini_batch` (every kind of failure
+    has the same fields). `item` is the failed item where one line stands for one (a file, an
+    item run() named), else None; `source` what the mini-batch read: {"files": [...]} or
+    {"file": ..., and "rows", "bytes", "key" where it has them}; `traceback` the error's, where
+    there was an exception."""
+
+    mini_batch: int
+    item: str | None
+    source: dict
+    items: int
+    attempts: int
+    error: str
+    traceback: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"miniBatch": self.mini_batch, "item": self.item, "source": self.source, "items": self.items,
+                "attempts": self.attempts, "error": self.error, "traceback": self.traceback}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ErrorLine:
+        """Also the lines of the first runs: a file's without `source` and `items`, a row range's without `item`."""
+        return cls(d["miniBatch"], d.get("item"), d.get("source") or {}, d.get("items", 1), d.get("attempts", 1),
+                   d["error"], d.get("traceback"))
+
+
 @dataclass
 class DoneRecord:
     """A committed mini-batch: from the moment its record exists it is never run again.
@@ -71,7 +105,7 @@ class DoneRecord:
     succeeded: int
     failed: int
     attempts: int
-    errors: list[dict] = field(default_factory=list)
+    errors: list[ErrorLine] = field(default_factory=list)
     schema: str | None = None
     part: tuple[str, int, int] | None = None
     report: str | None = None  # its attempts' lines of report/minibatches.csv (AttemptLine), CSV text
@@ -83,14 +117,15 @@ class DoneRecord:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "status": self.status, "items": self.items, "attempts": self.attempts,
-                "errors": self.errors, "schema": self.schema, "succeeded": self.succeeded, "failed": self.failed,
-                "part": self.part, "report": self.report}
+                "errors": [e.to_dict() for e in self.errors], "schema": self.schema, "succeeded": self.succeeded,
+                "failed": self.failed, "part": self.part, "report": self.report}
 
     @classmethod
     def from_dict(cls, d: dict) -> DoneRecord:
         part = d.get("part")
         return cls(id=d["id"], status=d["status"], items=d["items"], succeeded=d["succeeded"], failed=d["failed"],
-                   attempts=d.get("attempts", 1), errors=d.get("errors", []), schema=d.get("schema"),
+                   attempts=d.get("attempts", 1), errors=[ErrorLine.from_dict(e) for e in d.get("errors", ())],
+                   schema=d.get("schema"),
                    part=tuple(part) if part else None, report=d.get("report"))
 
 
@@ -151,6 +186,25 @@ class ReuseEntry:
             raise ValueError("not a reuse index entry")
         return cls(d["fingerprint"], dict(outputs), d["run"], str(d.get("step") or ""), str(d.get("finishedAt") or ""),
                    d.get("execution"))
+
+
+@dataclass(frozen=True)
+class OutputOwner:
+    """Step execution `execution` (pipelines/owners.new_execution) claimed output place `uri` before it
+    started writing it: an index entry of another execution must not hand that place out."""
+
+    uri: str
+    execution: str
+
+    def to_dict(self) -> dict:
+        return {"uri": self.uri, "execution": self.execution}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> OutputOwner:
+        """Raises ValueError for anything but a claim (a file half written, or another's)."""
+        if not isinstance(d, dict) or not isinstance(d.get("uri"), str) or not isinstance(d.get("execution"), str):
+            raise ValueError("not an output owner claim")
+        return cls(d["uri"], d["execution"])
 
 
 @dataclass(frozen=True)
@@ -313,6 +367,72 @@ class RunSummary:
                    plan.get("items"), plan.get("bytes", 0), d.get("thresholds") or {}, d.get("output"),
                    d.get("errors", ""), d.get("summary", ""), d.get("finishedAt", ""), d.get("previousOutput"),
                    d.get("warning"), d.get("seconds"), d.get("logs"))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What `parallelrun run FILE -o json` prints: the file, its kind, the exit code and status
+    (Succeeded, Failed, Interrupted, Invalid; a pipeline's phase), then the run's summary where
+    it has one (its keys, its status replaced by this one), `error` the one-line reason it did
+    not succeed, `errors` (Invalid) one "path: problem; fix" line each."""
+
+    file: str
+    kind: str
+    exit_code: int
+    status: str
+    summary: RunSummary | None = None
+    error: str | None = None
+    errors: list[str] | None = None
+
+    def to_dict(self) -> dict:
+        d = {"file": self.file, "kind": self.kind, "exitCode": self.exit_code,
+             **(self.summary.to_dict() if self.summary is not None else {}), "status": self.status}
+        if self.error is not None:
+            d["error"] = self.error
+        if self.errors is not None:
+            d["errors"] = self.errors
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunResult:
+        """Raises ValueError for anything but a result (a process that ended before it printed one)."""
+        if not isinstance(d, dict) or not isinstance(d.get("status"), str):
+            raise ValueError("not a parallelrun run result")
+        summary = RunSummary.from_dict(d) if "runId" in d else None
+        return cls(str(d.get("file", "")), str(d.get("kind", "")), int(d.get("exitCode", 0)), d["status"], summary,
+                   d.get("error"), None if summary is not None else d.get("errors"))
+
+
+@dataclass
+class LockHolder:
+    """The process that holds a run's lock (lock.py): its pid and host, since when (RFC 3339, UTC),
+    `token` naming this holding, and (a lease on object storage) when it last said it is alive
+    (epoch seconds). A lock found held whose file is still empty has a holder of None fields."""
+
+    pid: int | None = None
+    host: str | None = None
+    token: str | None = None
+    since: str | None = None
+    heartbeat: float | None = None
+
+    def to_dict(self) -> dict:
+        d = {"pid": self.pid, "host": self.host, "token": self.token, "since": self.since, "heartbeat": self.heartbeat}
+        return {key: value for key, value in d.items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LockHolder:
+        """Raises ValueError for anything but a holder (a file half written)."""
+        if not isinstance(d, dict):
+            raise ValueError("not a lock holder")
+        return cls(d.get("pid"), d.get("host"), d.get("token"), d.get("since"), d.get("heartbeat"))
+
+    @classmethod
+    def from_text(cls, text: str | bytes) -> LockHolder:
+        """The holder a lock file names; an empty file (a holder still writing it): one of None fields.
+        Raises ValueError for a file half written."""
+        return cls.from_dict(json.loads(text or "{}"))
+
+
 def _optional(kind, value):
     """A CSV cell read back: '' and None are None, else `kind(value)`."""
     return None if value is None or value == "" else kind(value)

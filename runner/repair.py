@@ -21,7 +21,7 @@ import posixpath
 import re
 from collections.abc import Mapping
 
-from .commits import read_commits
+from .commits import commit_lines, read_commits
 from .contract import PermanentError
 from .layout import REPAIR_MARKER, Layout
 from .merge import PREVIOUS_SUFFIX
@@ -90,22 +90,20 @@ def prepare_repair(spec: JobSpec, fs, layout: Layout, summary: RunSummary | None
 
 def _drop_failed(fs, layout: Layout, ids) -> None:
     """Rewrite every pod's commit files without the records of mini-batches with failed items."""
-    failed = {i for i, record in read_commits(fs, layout, ids).items() if record.failed}
+    files: dict[str, list[int]] = {}
+    failed = {i for i, record in read_commits(fs, layout, ids, files).items() if record.failed}
     if not failed:
         return
-    pods = fs.ls(layout.all_commits_dir, detail=False) if fs.exists(layout.all_commits_dir) else []
-    folders = [*pods, layout.done_dir]
-    for path in [p for folder in folders if fs.exists(folder) for p in fs.ls(folder, detail=False)]:
-        name = posixpath.basename(path)
-        if name.endswith(".json") and name[:-5].isdigit():  # one record a file (runs before group commits)
-            if int(name[:-5]) in failed:
-                fs.rm(path)
+    for path, in_file in files.items():
+        if failed.isdisjoint(in_file):
             continue
-        if not name.endswith(".jsonl") or name.startswith("."):
-            continue
-        lines = [line for line in fs.cat_file(path).decode().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line)["id"] not in failed]
-        if not kept:
-            fs.rm(path)
-        elif len(kept) < len(lines):
+        kept = [line for line, i in zip(commit_lines(fs, path), in_file) if i not in failed]
+        if kept:
             write_atomic(fs, path, ("\n".join(kept) + "\n").encode())
+        else:
+            fs.rm(path)
+    if fs.exists(layout.done_dir):  # one record a file (runs before group commits)
+        for path in fs.ls(layout.done_dir, detail=False):
+            name = posixpath.basename(path)
+            if name.endswith(".json") and name[:-5].isdigit() and int(name[:-5]) in failed:
+                fs.rm(path)

@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 from .commits import read_commits
 from .merge import read_summary
 from .planning import read_plan
-from .records import AttemptLine, ResourceSample, RunSummary
+from .records import AttemptLine, ErrorLine, ResourceSample, RunSummary
 from .reportfiles import attempts_csv, parse_resources, read_resources
 from .runfolders import describe
 
@@ -286,10 +286,10 @@ def _failures_from_errors(fs, layout, report: Report) -> None:
     records = []
     for line in text.splitlines():
         try:
-            d = json.loads(line)
-        except ValueError:
+            e = ErrorLine.from_dict(json.loads(line))
+        except (ValueError, KeyError, TypeError):  # a line cut short, or not an error line
             continue
-        records.append((int(d.get("miniBatch", -1)), str(d.get("error") or ""), int(d.get("items") or 1)))
+        records.append((e.mini_batch, e.error, e.items))
     _group(report, records)
 
 

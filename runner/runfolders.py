@@ -24,7 +24,7 @@ from .layout import Layout
 from .lock import RunLock, RunLocked, held_by, lock_path
 from .merge import read_summary
 from .planning import read_plan
-from .records import Heartbeat
+from .records import Heartbeat, LockHolder
 from .storage import filesystem, join
 
 WORK_FOLDER = "_parallelrun"
@@ -49,7 +49,7 @@ class RunStatus:
     total: int | None  # planned mini-batches
     total_items: int | None
     eta_seconds: float | None = None
-    holder: dict | None = None  # the local process that runs it
+    holder: LockHolder | None = None  # the local process that runs it
     reason: str | None = None
     size: int | None = None
 
@@ -62,7 +62,8 @@ class RunStatus:
                 "completionTime": _rfc3339(self.finished), **self.counts.to_dict(),
                 "planned": {"miniBatches": self.total, "items": self.total_items},
                 "etaSeconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
-                "heldBy": self.holder, "reason": self.reason, "bytes": self.size}
+                "heldBy": self.holder.to_dict() if self.holder is not None else None, "reason": self.reason,
+                "bytes": self.size}
 
 
 def _rfc3339(t: float | None) -> str | None:
@@ -147,7 +148,7 @@ def is_running(fs, layout: Layout, now: float | None = None) -> bool:
     return _running(fs, layout, time.time() if now is None else now)[0]
 
 
-def _running(fs, layout: Layout, now: float) -> tuple[bool, dict | None]:
+def _running(fs, layout: Layout, now: float) -> tuple[bool, LockHolder | None]:
     """Whether the run is running, and the local process that runs it. A run made in local mode has
     a lock: it runs while the lock is held, whatever its heartbeats say (a killed run leaves them
     fresh a while); a run on a cluster has none: it runs while a busy pod's heartbeat is fresh."""

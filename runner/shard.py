@@ -27,7 +27,7 @@ from .planning import MiniBatch, Plan, changed_sources, plan_lines
 from .pool import Outcome, Placed, Returned, WorkerPool
 from .preprocess import processes_of
 from .readers import Reader
-from .records import DoneRecord, ShardProgress, ShardResult
+from .records import DoneRecord, ErrorLine, ShardProgress, ShardResult
 from .reportfiles import attempt_row, cell, short_error
 from .resources import available_cpus, gpu_assignment, process_count
 from .sampling import ResourceSampler
@@ -282,7 +282,7 @@ class ShardRunner:
                 rejected = {r.item for r in outcome.rejected}
                 done.errors += self._error_records(mb, ran, error, None, attempts, rejected) \
                     if not succeeded and not named else [self._error_record(mb, None, unnamed, attempts, error, None)]
-        first_error = outcome.error or (done.errors[0]["error"] if done.errors else None)
+        first_error = outcome.error or (done.errors[0].error if done.errors else None)
         done.report = "".join(self._retried.get(mb.id, ())) + self._attempt_row(
             mb, outcome, attempts, items, done.succeeded, done.failed, done.status, first_error)
         if outcome.side_outputs and outcome.error is None:
@@ -349,7 +349,7 @@ class ShardRunner:
         return source
 
     def _error_records(self, mb: MiniBatch, items: int, error: str, tb: str | None, attempts: int,
-                       skip: frozenset[int] | set[int] = frozenset()) -> list[dict]:
+                       skip: frozenset[int] | set[int] = frozenset()) -> list[ErrorLine]:
         """errors.jsonl lines: one per failed file (but those at the indexes in `skip`); one per
         mini-batch of rows (its row range)."""
         if self.plan.input_type == "files":
@@ -358,11 +358,10 @@ class ShardRunner:
         return [self._error_record(mb, None, items, attempts, error, tb)]
 
     def _error_record(self, mb: MiniBatch, item: str | None, items: int, attempts: int, error: str,
-                      tb: str | None) -> dict:
-        """One errors.jsonl line; every kind of failure has the same fields. `item` is the failed
-        file (files input), `items` how many failed items the line stands for."""
-        return {"miniBatch": mb.id, "item": item, "source": self._source(mb), "items": items,
-                "attempts": attempts, "error": error, "traceback": tb}
+                      tb: str | None) -> ErrorLine:
+        """One errors.jsonl line. `item` is the failed file (files input), `items` how many failed
+        items the line stands for."""
+        return ErrorLine(mb.id, item, self._source(mb), items, attempts, error, tb)
 
 
 def start_pool(spec: JobSpec, layout: Layout, index: int, *, scratch: str, log_dir: str | None,

@@ -45,7 +45,7 @@ from rich.console import Console
 from ..api import API_VERSION, BATCH_INFERENCE_JOB
 from ..lock import RunLock
 from ..processes import ProcessGroup, in_group
-from ..records import ReuseEntry
+from ..records import ReuseEntry, RunResult, RunSummary
 from ..runfolders import running_run
 from ..storage import filesystem, is_local, storage_error
 from . import dag, lifecycle, owners, reuse
@@ -235,7 +235,7 @@ class _Run:
                         del self.processes[name]
                     if result:
                         stdout.close()
-                        self._ended(self.records[name], result)
+                        _ended(self.records[name], result)
                 if code == 0:
                     self.events.put((name, dag.SUCCEEDED, ""))
                     return
@@ -263,16 +263,6 @@ class _Run:
                     record.done, record.total = run.counts.mini_batches, run.total
                     record.failed_items = run.counts.items_failed
                     self.view.progressed(record)
-
-    def _ended(self, record: StepRecord, result: str) -> None:
-        """A batchInference step's counts from its `parallelrun run -o json` result, and where its errors are."""
-        summary = _result(result)
-        record.failed_items = (summary.get("items") or {}).get("failed")
-        mini_batches = summary.get("miniBatches") or {}
-        if "total" in mini_batches:
-            record.done = mini_batches.get("succeeded", 0) + mini_batches.get("failed", 0)
-            record.total = mini_batches["total"]
-        record.errors = summary.get("errors") if record.failed_items else None
 
     def _remember(self, name: str) -> None:
         """After a success: the index entry, so a later run with the same fingerprint reuses it."""
@@ -345,11 +335,22 @@ def _last_line(path: str) -> str:
     return lines[-1][:300] if lines and not lines[-1].startswith("--- attempt") else ""
 
 
-def _result(path: str) -> dict:
-    """A batchInference step's `parallelrun run -o json` result; {} where it ended before it had one."""
+def _ended(record: StepRecord, result: str) -> None:
+    """A batchInference step's counts from its `parallelrun run -o json` result, and where its errors are."""
+    summary = _summary(result)
+    if summary is None:
+        record.failed_items = record.errors = None
+        return
+    record.failed_items = summary.counts.items_failed
+    record.done, record.total = summary.counts.mini_batches, summary.plan_mini_batches
+    record.errors = summary.errors if record.failed_items else None
+
+
+def _summary(path: str) -> RunSummary | None:
+    """The run's summary in a batchInference step's `parallelrun run -o json` result; None where it ended
+    before it had one."""
     try:
         with open(path, encoding="utf-8") as f:
-            result = json.load(f)
+            return RunResult.from_dict(json.load(f)).summary
     except (OSError, ValueError):
-        return {}
-    return result if isinstance(result, dict) else {}
+        return None

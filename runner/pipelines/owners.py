@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 from fsspec import AbstractFileSystem
 
-from ..records import ReuseEntry
+from ..records import OutputOwner, ReuseEntry
 from ..storage import filesystem
 from . import reuse
 from .resolved import ResolvedStep
@@ -44,17 +44,17 @@ def claim(fs: AbstractFileSystem, workdir: str, outputs: Mapping[str, str], exec
     for uri in outputs.values():
         path = owner_path(workdir, uri)
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        fs.pipe_file(path, json.dumps({"uri": uri, "execution": execution}).encode())
+        fs.pipe_file(path, json.dumps(OutputOwner(uri, execution).to_dict()).encode())
 
 
 def owned(fs: AbstractFileSystem, workdir: str, outputs: Mapping[str, str], execution: str | None) -> bool:
     """Whether every output place was last claimed by `execution` (unclaimed or unreadable: no)."""
     for uri in outputs.values():
         try:
-            record = json.loads(fs.cat_file(owner_path(workdir, uri)))
+            owner = OutputOwner.from_dict(json.loads(fs.cat_file(owner_path(workdir, uri))))
         except (FileNotFoundError, ValueError):
             return False
-        if execution is None or not isinstance(record, dict) or record.get("execution") != execution:
+        if execution is None or owner.execution != execution:
             return False
     return True
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from parallelrun.runner.records import RunResult
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
@@ -272,6 +274,8 @@ def test_run_json_of_a_job_that_succeeds_and_one_that_fails(job):
     outcome = json.loads(invalid.stdout)
     assert invalid.returncode == 2 and outcome["status"] == "Invalid"
     assert any(e.startswith("spec.nodeCount: 0 is below") for e in outcome["errors"])
+    for printed in (ok, failed, invalid):  # the document is a RunResult's, read back to the same bytes
+        assert json.dumps(RunResult.from_dict(json.loads(printed.stdout)).to_dict(), indent=2) + "\n" == printed.stdout
 
 
 def test_run_json_of_a_pipeline(tmp_path):

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from parallelrun.runner.local import LocalRunError, run_local
 from parallelrun.runner.planning import InputChanged, MiniBatch
+from parallelrun.runner.records import LockHolder
 
 ECHO = """
 def run(df):
@@ -458,7 +459,7 @@ def test_a_lease_on_object_storage_is_held_released_and_taken_over_only_when_sta
     second = lock.RunLock(fs, "/lease-test/out", "run-1")
     second.acquire()
     first.release()  # not its lease any more: it must not delete the second's
-    assert json.loads(fs.cat_file(second.path))["token"] == second._holder["token"]
+    assert json.loads(fs.cat_file(second.path))["token"] == second._holder.token
     second.release()
     assert not fs.exists(second.path)
 
@@ -472,13 +473,13 @@ def test_two_takers_of_one_stale_lease_never_both_win(monkeypatch):
 
     fs = fsspec.filesystem("memory")
     gone = lock.RunLock(fs, "/lease-race/out", "run-1")
-    fs.pipe_file(gone.path, json.dumps(dict(gone._holder, heartbeat=0)).encode())
-    stale = json.loads(fs.cat_file(gone.path))
-    monkeypatch.setattr(lock.RunLock, "_read_lease", lambda self: dict(stale))  # what both takers saw
+    fs.pipe_file(gone.path, json.dumps(dict(gone._holder.to_dict(), heartbeat=0)).encode())
+    stale = fs.cat_file(gone.path)
+    monkeypatch.setattr(lock.RunLock, "_read_lease", lambda self: LockHolder.from_text(stale))  # what both takers saw
     first, second = lock.RunLock(fs, "/lease-race/out", "run-1"), lock.RunLock(fs, "/lease-race/out", "run-1")
     first.acquire()
     with pytest.raises(lock.RunLocked):
         second.acquire()
-    assert json.loads(fs.cat_file(first.path))["token"] == first._holder["token"]
+    assert json.loads(fs.cat_file(first.path))["token"] == first._holder.token
     monkeypatch.undo()
     first.release()

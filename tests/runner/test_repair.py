@@ -143,3 +143,44 @@ def test_the_command_and_the_field(job, calls, tmp_path):
     assert job.final().read_text().splitlines() == ["item_000.txt OK", "item_001.txt BAD"]
     field = job.write(miniBatchSize=1, runMaxTry=1, retryFailed=True)
     assert quiet_run(field)["items"] == {"succeeded": 2, "failed": 0}  # nothing left to repair
+
+
+def _commit_line(mb: int, failed: int, errors: str = "") -> str:
+    """A commit file's line as runs write it (commits.record_line)."""
+    status = "failed" if failed == 2 else "succeeded"
+    return (f'{{"id":{mb},"status":"{status}","items":2,"attempts":1,"errors":[{errors}],"schema":null,'
+            f'"succeeded":{2 - failed},"failed":{failed},"part":null,"report":null}}')
+
+
+def test_a_repair_drops_exactly_the_failed_records_and_keeps_the_other_lines_byte_for_byte(tmp_path):
+    """Commit files as runs write them (a mini-batch committed twice, by a holder that went on after a
+    takeover: its first record counts) and a done/ record of a run before group commits."""
+    from parallelrun.runner.repair import _drop_failed
+
+    error = ('{"miniBatch":1,"item":"/in/b.txt","source":{"files":["/in/a.txt","/in/b.txt"]},"items":1,'
+             '"attempts":1,"error":"ValueError: bug","traceback":null}')
+    root = tmp_path / "_parallelrun" / "job-0123456789"
+    pods = {"00000": {"a.jsonl": [_commit_line(0, 0), _commit_line(1, 1, error), _commit_line(2, 0)],
+                      "b.jsonl": [_commit_line(3, 2, error.replace('"miniBatch":1', '"miniBatch":3'))]},
+            "00001": {"c.jsonl": [_commit_line(4, 0), _commit_line(5, 0)],
+                      "d.jsonl": [_commit_line(3, 0), _commit_line(6, 0)],  # 3 again, after b.jsonl: not counted
+                      ".e.jsonl": [_commit_line(7, 1)]}}  # a write cut short: no commit
+    for pod, files in pods.items():
+        (root / "commits" / pod).mkdir(parents=True)
+        for name, lines in files.items():
+            (root / "commits" / pod / name).write_text("\n".join(lines) + "\n")
+    (root / "done").mkdir()
+    (root / "done" / "000000008.json").write_text(_commit_line(8, 1))
+    (root / "done" / "000000009.json").write_text(_commit_line(9, 0))
+    fs, _ = filesystem(str(tmp_path))
+    untouched = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    _drop_failed(fs, Layout(str(tmp_path), "job-0123456789"), range(10))
+
+    commits = root / "commits"
+    assert (commits / "00000" / "a.jsonl").read_text() == _commit_line(0, 0) + "\n" + _commit_line(2, 0) + "\n"
+    assert not (commits / "00000" / "b.jsonl").exists()
+    assert (commits / "00001" / "d.jsonl").read_text() == _commit_line(6, 0) + "\n"
+    assert not (root / "done" / "000000008.json").exists()
+    for path in (commits / "00001" / "c.jsonl", commits / "00001" / ".e.jsonl", root / "done" / "000000009.json"):
+        assert path.read_bytes() == untouched[path]

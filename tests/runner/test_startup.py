@@ -10,7 +10,7 @@ import pytest
 
 from parallelrun.runner.commits import record_line
 from parallelrun.runner.planning import FileBatches, Listing, MiniBatch, shard
-from parallelrun.runner.records import DoneRecord
+from parallelrun.runner.records import DoneRecord, ErrorLine
 
 HEAVY = ("numpy", "pandas", "pyarrow", "fsspec")
 
@@ -76,7 +76,8 @@ def test_plan_lines_parse_at_once_as_one_by_one():
     DoneRecord(7, "succeeded", 3, 3, 0, 1, part=("g-0-1-0123456789ab.txt", 120, 45)),
     DoneRecord(8, "succeeded", 2, 1, 1, 2, part=("g-0-1-0123456789ab.parquet", 0, 9)),
     DoneRecord(9, "succeeded", 4, 0, 4, 1),  # no part: run() returned nothing
-    DoneRecord(10, "failed", 1, 0, 1, 3, errors=[{"error": 'ValueError: "quoted" \\ and ünïcode'}]),
+    DoneRecord(10, "failed", 1, 0, 1, 3, errors=[ErrorLine(10, "/in/a.txt", {"files": ["/in/a.txt"]}, 1, 3,
+                                                           'ValueError: "quoted" \\ and ünïcode', "Traceback...")]),
     DoneRecord(11, "succeeded", 1, 1, 0, 1, schema="x: int64", part=("g-0-0-aa.csv", 5, 6)),
     DoneRecord(12, "succeeded", 1, 1, 0, 1, part=('odd "name".txt', 0, 1)),
     DoneRecord(13, "succeeded", 1, 1, 0, 2, part=("g-0-0-aa.txt", 0, 1),
