@@ -161,9 +161,9 @@ def make_images(count: int, width: int, height: int) -> dict[str, bytes]:
     return images
 
 
-def span(workdir: Path, name: str, expected: int) -> float:
-    """Seconds from the first run() call's start to the last one's end."""
-    stamps = [json.loads(line) for line in output_lines(workdir, name)]
+def span(lines: list[str], expected: int, name: str) -> float:
+    """Seconds from the first batch's compute start to the last one's end (each line's stamps)."""
+    stamps = [json.loads(line) for line in lines]
     if len(stamps) != expected:
         sys.exit(f"{name}: {len(stamps)} output lines for {expected} images")
     return max(s[3] for s in stamps) - min(s[2] for s in stamps)
@@ -234,7 +234,7 @@ def main() -> None:
             order = list(jobs.items()) if i % 2 == 0 else list(jobs.items())[::-1]
             for name, (job, extra) in order:
                 _, scoring = timed(job, dict(env, **extra))
-                times[name].append((span(workdir, name, args.images), scoring))
+                times[name].append((span(output_lines(workdir, name), args.images, name), scoring))
                 print(f"round {i + 1}: {name:<14} {times[name][-1][0]:6.2f} s run() span, {scoring:6.2f} s scoring",
                       flush=True)
     finally:

@@ -25,7 +25,6 @@ Run by hand on a machine with a GPU; never part of CI.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -35,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_gpu import make_images
+from bench_gpu import make_images, output_lines, span
 from bench_prefetch import timed
 
 COMMON = '''
@@ -141,14 +140,6 @@ spec:
     return path
 
 
-def span(lines: list[str], expected: int) -> float:
-    """Seconds from the first batch's compute start to the last one's end."""
-    stamps = [json.loads(line) for line in lines]
-    if len(stamps) != expected:
-        sys.exit(f"{len(stamps)} output lines for {expected} images")
-    return max(s[3] for s in stamps) - min(s[2] for s in stamps)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=4096)
@@ -193,8 +184,8 @@ def main() -> None:
                     lines = out.read_text().splitlines()
                 else:
                     timed(job, env)
-                    lines = (workdir / f"out-preprocess-{cpus}" / "parallel_run_step.txt").read_text().splitlines()
-                rates[name].append(args.images / span(lines, args.images))
+                    lines = output_lines(workdir, f"preprocess-{cpus}")
+                rates[name].append(args.images / span(lines, args.images, name))
                 print(f"C={cpus} round {i + 1}: {name:<12} {rates[name][-1]:8.1f} images/s", flush=True)
             ratios.append(rates["parallelrun"][-1] / rates["loader"][-1])
         ratio = statistics.median(ratios)
