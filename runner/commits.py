@@ -148,25 +148,27 @@ def record_line(record: DoneRecord) -> str:
             f'"report":{report_json}}}')
 
 
+def commit_files(fs, layout: Layout) -> dict[str, list[DoneRecord]]:
+    """Every commit file of the run, in a sorted listing, with its records: one a line of
+    commit_lines(), in order. One parse for a file: merges read thousands."""
+    paths = sorted(path for folder in _listing(fs, layout.all_commits_dir) for path in _listing(fs, folder))
+    return {path: [DoneRecord.from_dict(d) for d in json.loads(f"[{','.join(commit_lines(fs, path))}]")]
+            for path in paths
+            if path.endswith(".jsonl") and not posixpath.basename(path).startswith(".")}  # else a write cut short
+
+
 def read_commits(fs, layout: Layout, ids: Iterable[int],
-                 files: dict[str, list[int]] | None = None) -> dict[int, DoneRecord]:
+                 files: dict[str, list[DoneRecord]] | None = None) -> dict[int, DoneRecord]:
     """The committed records of mini-batches `ids`, whichever pod committed them: every commit
-    file, and the `done/` records of a run scored before group commits. A mini-batch committed
-    twice (a holder that went on after its claim was taken over) counts once: its record in
-    the first file of a sorted listing. `files`, where given, gets each commit file's mini-batches,
-    one a line of commit_lines(), in order."""
+    file (`files`: the run's commit_files(), where the caller has read them), and the `done/`
+    records of a run scored before group commits. A mini-batch committed twice (a holder that
+    went on after its claim was taken over) counts once: its record in the first file of a
+    sorted listing."""
     wanted = set(ids)
     records: dict[int, DoneRecord] = {}
-    paths = sorted(path for folder in _listing(fs, layout.all_commits_dir) for path in _listing(fs, folder))
-    for path in paths:
-        if not path.endswith(".jsonl") or posixpath.basename(path).startswith("."):  # a write cut short
-            continue
-        # One parse for the file: merges read thousands.
-        in_file = [DoneRecord.from_dict(d) for d in json.loads(f"[{','.join(commit_lines(fs, path))}]")]
+    for in_file in (commit_files(fs, layout) if files is None else files).values():
         for record in in_file:
             records.setdefault(record.id, record)
-        if files is not None:
-            files[path] = [record.id for record in in_file]
     for path in _listing(fs, layout.done_dir):
         name = posixpath.basename(path)
         if name.endswith(".json") and name[:-5].isdigit() and int(name[:-5]) in wanted \

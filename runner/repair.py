@@ -21,7 +21,7 @@ import posixpath
 import re
 from collections.abc import Mapping
 
-from .commits import commit_lines, read_commits
+from .commits import commit_files, commit_lines, read_commits
 from .contract import PermanentError
 from .layout import REPAIR_MARKER, Layout
 from .merge import PREVIOUS_SUFFIX
@@ -90,14 +90,14 @@ def prepare_repair(spec: JobSpec, fs, layout: Layout, summary: RunSummary | None
 
 def _drop_failed(fs, layout: Layout, ids) -> None:
     """Rewrite every pod's commit files without the records of mini-batches with failed items."""
-    files: dict[str, list[int]] = {}
+    files = commit_files(fs, layout)
     failed = {i for i, record in read_commits(fs, layout, ids, files).items() if record.failed}
     if not failed:
         return
     for path, in_file in files.items():
-        if failed.isdisjoint(in_file):
+        if not any(record.id in failed for record in in_file):
             continue
-        kept = [line for line, i in zip(commit_lines(fs, path), in_file) if i not in failed]
+        kept = [line for line, record in zip(commit_lines(fs, path), in_file) if record.id not in failed]
         if kept:
             write_atomic(fs, path, ("\n".join(kept) + "\n").encode())
         else:
