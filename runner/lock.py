@@ -17,7 +17,6 @@ stale lease's token (claims.py's takeover): of two takers of one stale lease, on
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import socket
@@ -142,20 +141,20 @@ class RunLock:
             raise RunLocked(_locked_message(self.run_id, holder)) from None
         f.seek(0)
         f.truncate()
-        f.write(json.dumps(self._holder.to_dict()))
+        f.write(self._holder.to_text())
         f.flush()
         self._file = f
 
     def _acquire_lease(self) -> None:
         try:
-            self.fs.pipe_file(self.path, json.dumps(self._holder.to_dict()).encode(), mode="create")
+            self.fs.pipe_file(self.path, self._holder.to_text().encode(), mode="create")
         except FileExistsError:
             holder = self._read_lease()
             if holder is not None and _alive(holder):
                 raise RunLocked(_locked_message(self.run_id, holder)) from None
             # Its holder stopped refreshing it: gone. Of the takers of this lease, the one that
             # creates its takeover marker wins; the others meet the marker.
-            mine = json.dumps(self._holder.to_dict()).encode()
+            mine = self._holder.to_text().encode()
             won = create_if_absent(self.fs, f"{self.path}{TAKEOVER}{holder.token}", mine) \
                 if holder is not None else create_if_absent(self.fs, self.path, mine)
             if not won:
@@ -183,7 +182,7 @@ class RunLock:
                               "the only one on its work folder", self.path, self.run_id)
                     return
                 self._holder.heartbeat = time.time()
-                self.fs.pipe_file(self.path, json.dumps(self._holder.to_dict()).encode())
+                self.fs.pipe_file(self.path, self._holder.to_text().encode())
             except Exception as e:  # noqa: BLE001 - the next refresh tries again; the lease outlives a few misses
                 log.warning("cannot refresh the lease %s: %s", self.path, e)
 

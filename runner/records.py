@@ -426,6 +426,10 @@ class LockHolder:
             raise ValueError("not a lock holder")
         return cls(d.get("pid"), d.get("host"), d.get("token"), d.get("since"), d.get("heartbeat"))
 
+    def to_text(self) -> str:
+        """The lock file's text (from_text reads it)."""
+        return json.dumps(self.to_dict())
+
     @classmethod
     def from_text(cls, text: str | bytes) -> LockHolder:
         """The holder a lock file names; an empty file (a holder still writing it): one of None fields.
